@@ -1,0 +1,164 @@
+//! Running the proxy: bind, serve, reload on change or SIGHUP, drain on
+//! SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::admin::{self, AdminState};
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::routing::{Snapshot, Table};
+use crate::server::{self, Listeners};
+use crate::Error;
+
+fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
+    signal(kind).map_err(|source| Error::Signal {
+        signal: name,
+        source,
+    })
+}
+
+fn build(config: &Config, previous: Option<&Snapshot>, metrics: &Metrics) -> Snapshot {
+    let snap = Snapshot::build(
+        &config.routes,
+        config.default_backend.as_ref(),
+        previous,
+        metrics,
+    );
+    for c in &snap.conflicts {
+        tracing::warn!("{c}");
+    }
+    snap
+}
+
+/// Serves until SIGTERM or SIGINT, then drains. `config_file` is watched
+/// and reloaded when given.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Error> {
+    if config.listen.is_empty() {
+        return Err(Error::NoListener);
+    }
+    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
+    let hup = install(SignalKind::hangup(), "SIGHUP")?;
+
+    let metrics = Arc::new(Metrics::new());
+    let table: Table = Arc::new(ArcSwap::from_pointee(build(&config, None, &metrics)));
+    let listeners = server::bind_all(&config.listen).await?;
+    let admin_listener = match config.admin {
+        Some(a) => Some(server::bind_all(&[a]).await?.remove(0)),
+        None => None,
+    };
+    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
+    let running = Listeners::start(listeners, proxy, config.listener);
+    let state = Arc::new(AdminState {
+        table: table.clone(),
+        metrics: metrics.clone(),
+        ready: false.into(),
+    });
+    let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, state.clone())));
+    let reloader = config_file.map(|path| {
+        tokio::spawn(reload_loop(
+            path,
+            config.clone(),
+            table.clone(),
+            metrics.clone(),
+            hup,
+        ))
+    });
+    tracing::info!(
+        listen = ?config.listen,
+        admin = ?config.admin,
+        routes = table.load().all_routes().count(),
+        "sluice is serving"
+    );
+    state.ready.store(true, Ordering::Relaxed);
+
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, drain_timeout = ?config.drain_timeout, "shutting down");
+    state.ready.store(false, Ordering::Relaxed);
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    let left = running.shutdown(config.drain_timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain timeout passed with connections still open"
+        );
+    }
+    if let Some(a) = admin_task {
+        a.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reloads the file when its bytes change (checked every
+/// `reload_interval`) or on SIGHUP. Polling the content, rather than
+/// watching inotify events, sees every way a file gets replaced: editors
+/// that rename over it and Kubernetes ConfigMaps that swap a symlink.
+async fn reload_loop(
+    path: PathBuf,
+    running: Config,
+    table: Table,
+    metrics: Arc<Metrics>,
+    mut hup: Signal,
+) {
+    let mut last = tokio::fs::read(&path).await.ok();
+    let mut unreadable = false;
+    loop {
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(running.reload_interval) => false,
+            _ = hup.recv() => true,
+        };
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => {
+                unreadable = false;
+                b
+            }
+            Err(e) => {
+                if forced || !unreadable {
+                    tracing::error!(file = %path.display(), error = %e, "cannot read config file; the current routes keep serving");
+                    metrics.config_reloads.with_label_values(&["error"]).inc();
+                }
+                unreadable = true;
+                continue;
+            }
+        };
+        if !forced && last.as_deref() == Some(&bytes[..]) {
+            continue;
+        }
+        last = Some(bytes.clone());
+        let text = String::from_utf8_lossy(&bytes);
+        match config::parse_str(&text, &path.display().to_string()) {
+            Ok(new) => {
+                let snap = build(&new, Some(&table.load()), &metrics);
+                let generation = snap.generation;
+                table.store(Arc::new(snap));
+                metrics.config_reloads.with_label_values(&["success"]).inc();
+                tracing::info!(file = %path.display(), generation, routes = new.routes.len(), "config reloaded");
+                if new.listen != running.listen
+                    || new.admin != running.admin
+                    || new.listener != running.listener
+                    || new.drain_timeout != running.drain_timeout
+                {
+                    tracing::warn!("listen, admin, listener timeouts and drain_timeout take effect only after a restart");
+                }
+            }
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["error"]).inc();
+                for line in e.lines() {
+                    tracing::error!(file = %path.display(), "config refused, the current routes keep serving: {line}");
+                }
+            }
+        }
+    }
+}

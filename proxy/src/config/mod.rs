@@ -1,0 +1,691 @@
+//! Configuration: parsed once into typed structs, validated with every
+//! error named by its field, and never re-read as strings on the hot path.
+//!
+//! Two sources produce the same [`Config`]: the quick form on the command
+//! line (`--backend`, `--strategy`) and a YAML file (`--config`). Later the
+//! Kubernetes discovery produces the same [`RouteSpec`]s.
+
+mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::balance::Strategy;
+use crate::routing::{HostMatch, PathType};
+use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+pub use raw::RawConfig;
+use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
+
+/// Everything the proxy runs from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub listener: ListenerSettings,
+    pub drain_timeout: Duration,
+    pub reload_interval: Duration,
+    pub routes: Vec<RouteSpec>,
+    pub default_backend: Option<RouteSpec>,
+}
+
+/// Settings of the client-facing listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// How long a client may take to send a request's headers.
+    pub request_header_timeout: Duration,
+    /// How long an idle client keep-alive connection is kept open.
+    pub client_idle_timeout: Duration,
+}
+
+/// One route: what it matches and where it sends.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: Arc<str>,
+    pub host: HostMatch,
+    pub path: String,
+    pub path_type: PathType,
+    pub upstream: UpstreamSpec,
+    pub timeouts: RouteTimeouts,
+    pub retry: RetryPolicy,
+}
+
+/// Per-route upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    /// TCP connect to one endpoint.
+    pub connect: Duration,
+    /// From the request sent to the response headers received.
+    pub response_header: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub upstream_idle: Duration,
+}
+
+/// Retries on connect failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries, the first included (1 means no retry).
+    pub attempts: u32,
+}
+
+pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
+    connect: Duration::from_secs(5),
+    response_header: Duration::from_secs(60),
+    upstream_idle: Duration::from_secs(60),
+};
+pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
+    request_header_timeout: Duration::from_secs(10),
+    client_idle_timeout: Duration::from_secs(60),
+};
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_ATTEMPTS: u32 = 10;
+const MAX_WEIGHT: u32 = 10_000;
+
+/// One wrong field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where it is, as `routes[2].backends[0].weight`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {source_name} has {} error(s): {}", .errors.len(), join(.errors))]
+    Invalid {
+        source_name: String,
+        errors: Vec<FieldError>,
+    },
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    /// Every problem, one per line, for `sluice check`.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_str(&text, &path.display().to_string())
+}
+
+/// Parses and validates config text; `source_name` names it in errors.
+pub fn parse_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from(source_name),
+            message: e.to_string(),
+        })?
+    };
+    validate(raw).map_err(|errors| ConfigError::Invalid {
+        source_name: source_name.to_owned(),
+        errors,
+    })
+}
+
+/// The quick form: one catch-all route over `backends`.
+pub fn quick(
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    backends: &[String],
+    strategy: Strategy,
+) -> Result<Config, ConfigError> {
+    let mut v = Validator::default();
+    let mut endpoints = Vec::new();
+    for (i, b) in backends.iter().enumerate() {
+        if let Some(e) = v.backend_short(&format!("--backend[{i}]"), b) {
+            endpoints.push(e);
+        }
+    }
+    v.check_duplicate_endpoints("--backend", &endpoints);
+    if endpoints.is_empty() {
+        v.error("--backend", "at least one backend is needed");
+    }
+    if !v.errors.is_empty() {
+        return Err(ConfigError::Invalid {
+            source_name: "command line".into(),
+            errors: v.errors,
+        });
+    }
+    let route = RouteSpec {
+        name: "default".into(),
+        host: HostMatch::Any,
+        path: "/".into(),
+        path_type: PathType::Prefix,
+        upstream: UpstreamSpec {
+            name: "default".into(),
+            strategy,
+            protocol: Protocol::Http1,
+            endpoints,
+            health: HealthPolicy::default(),
+            max_idle_per_endpoint: crate::upstream::DEFAULT_MAX_IDLE,
+        },
+        timeouts: DEFAULT_TIMEOUTS,
+        retry: DEFAULT_RETRY,
+    };
+    Ok(Config {
+        listen,
+        admin,
+        listener: DEFAULT_LISTENER,
+        drain_timeout: DEFAULT_DRAIN,
+        reload_interval: DEFAULT_RELOAD_INTERVAL,
+        routes: vec![route],
+        default_backend: None,
+    })
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, field: &str, s: &str) -> Option<SocketAddr> {
+        match s.trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(field, format!("{s:?} is not an IP:port address"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, field: &str, s: Option<&String>, default: Duration) -> Duration {
+        let Some(s) = s else { return default };
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.error(field, "must be greater than zero");
+                default
+            }
+            Err(e) => {
+                self.error(
+                    field,
+                    format!("{s:?} is not a duration like 5s or 250ms ({e})"),
+                );
+                default
+            }
+        }
+    }
+
+    fn weight(&mut self, field: &str, w: u32) -> u32 {
+        if w == 0 || w > MAX_WEIGHT {
+            self.error(
+                field,
+                format!("weight {w} is out of range 1..={MAX_WEIGHT}"),
+            );
+            1
+        } else {
+            w
+        }
+    }
+
+    fn backend_short(&mut self, field: &str, s: &str) -> Option<EndpointSpec> {
+        let (addr, weight) = match s.split_once('=') {
+            Some((a, w)) => match w.trim().parse::<u32>() {
+                Ok(w) => (a, self.weight(&format!("{field}.weight"), w)),
+                Err(_) => {
+                    self.error(
+                        format!("{field}.weight"),
+                        format!("{w:?} is not a whole number"),
+                    );
+                    (a, 1)
+                }
+            },
+            None => (s, 1),
+        };
+        let addr = self.addr(field, addr)?;
+        Some(EndpointSpec::new(addr, weight))
+    }
+
+    fn check_duplicate_endpoints(&mut self, field: &str, endpoints: &[EndpointSpec]) {
+        let mut seen = std::collections::HashSet::new();
+        for e in endpoints {
+            if !seen.insert(e.addr) {
+                self.error(field, format!("backend {} is listed twice", e.addr));
+            }
+        }
+    }
+
+    fn timeouts(
+        &mut self,
+        field: &str,
+        raw: Option<&RawTimeouts>,
+        base: RouteTimeouts,
+    ) -> RouteTimeouts {
+        let Some(raw) = raw else { return base };
+        if raw.request_header.is_some() || raw.client_idle.is_some() {
+            self.error(
+                format!("{field}.timeouts"),
+                "request_header and client_idle are listener settings: set them at the top level",
+            );
+        }
+        RouteTimeouts {
+            connect: self.duration(
+                &format!("{field}.timeouts.connect"),
+                raw.connect.as_ref(),
+                base.connect,
+            ),
+            response_header: self.duration(
+                &format!("{field}.timeouts.response_header"),
+                raw.response_header.as_ref(),
+                base.response_header,
+            ),
+            upstream_idle: self.duration(
+                &format!("{field}.timeouts.upstream_idle"),
+                raw.upstream_idle.as_ref(),
+                base.upstream_idle,
+            ),
+        }
+    }
+
+    fn retry(&mut self, field: &str, raw: Option<&RawRetry>, base: RetryPolicy) -> RetryPolicy {
+        match raw.and_then(|r| r.attempts) {
+            None => base,
+            Some(a) if (1..=MAX_ATTEMPTS).contains(&a) => RetryPolicy { attempts: a },
+            Some(a) => {
+                self.error(
+                    format!("{field}.retry.attempts"),
+                    format!("{a} is out of range 1..={MAX_ATTEMPTS}"),
+                );
+                base
+            }
+        }
+    }
+
+    fn health(&mut self, field: &str, raw: Option<&RawHealth>, base: HealthPolicy) -> HealthPolicy {
+        let Some(raw) = raw else { return base };
+        let mut h = base;
+        if let Some(k) = raw.consecutive_failures {
+            h.consecutive_failures = k;
+        }
+        h.base_ejection = self.duration(
+            &format!("{field}.health.base_ejection"),
+            raw.base_ejection.as_ref(),
+            base.base_ejection,
+        );
+        h.max_ejection = self.duration(
+            &format!("{field}.health.max_ejection"),
+            raw.max_ejection.as_ref(),
+            base.max_ejection,
+        );
+        if h.max_ejection < h.base_ejection {
+            self.error(
+                format!("{field}.health.max_ejection"),
+                "must not be shorter than base_ejection",
+            );
+        }
+        if let Some(p) = raw.panic_threshold {
+            if p > 100 {
+                self.error(
+                    format!("{field}.health.panic_threshold"),
+                    format!("{p} is not a percentage"),
+                );
+            } else {
+                h.panic_threshold_percent = p as u8;
+            }
+        }
+        h
+    }
+}
+
+struct Defaults {
+    timeouts: RouteTimeouts,
+    retry: RetryPolicy,
+    health: HealthPolicy,
+    max_idle: usize,
+}
+
+fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
+    let mut v = Validator::default();
+    let mut listen = Vec::new();
+    for (i, l) in raw.listen.iter().enumerate() {
+        if let Some(a) = v.addr(&format!("listen[{i}]"), l) {
+            listen.push(a);
+        }
+    }
+    let admin = raw.admin.as_deref().and_then(|a| v.addr("admin", a));
+    if let Some(admin) = admin {
+        if listen.contains(&admin) {
+            v.error(
+                "admin",
+                "the admin listener must have its own address, not a traffic listener's",
+            );
+        }
+    }
+    let t = &raw.timeouts;
+    let listener = ListenerSettings {
+        request_header_timeout: v.duration(
+            "timeouts.request_header",
+            t.request_header.as_ref(),
+            DEFAULT_LISTENER.request_header_timeout,
+        ),
+        client_idle_timeout: v.duration(
+            "timeouts.client_idle",
+            t.client_idle.as_ref(),
+            DEFAULT_LISTENER.client_idle_timeout,
+        ),
+    };
+    let defaults = Defaults {
+        timeouts: RouteTimeouts {
+            connect: v.duration(
+                "timeouts.connect",
+                t.connect.as_ref(),
+                DEFAULT_TIMEOUTS.connect,
+            ),
+            response_header: v.duration(
+                "timeouts.response_header",
+                t.response_header.as_ref(),
+                DEFAULT_TIMEOUTS.response_header,
+            ),
+            upstream_idle: v.duration(
+                "timeouts.upstream_idle",
+                t.upstream_idle.as_ref(),
+                DEFAULT_TIMEOUTS.upstream_idle,
+            ),
+        },
+        retry: v.retry("", Some(&raw.retry), DEFAULT_RETRY),
+        health: v.health("", Some(&raw.health), HealthPolicy::default()),
+        max_idle: raw
+            .upstream
+            .max_idle_per_endpoint
+            .unwrap_or(crate::upstream::DEFAULT_MAX_IDLE),
+    };
+    let drain_timeout = v.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN);
+    let reload_interval = v.duration(
+        "reload_interval",
+        raw.reload_interval.as_ref(),
+        DEFAULT_RELOAD_INTERVAL,
+    );
+
+    let mut routes: Vec<RouteSpec> = Vec::new();
+    let mut seen: Vec<(HostMatch, String, PathType, usize)> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let field = format!("routes[{i}]");
+        let host = match r.host.as_deref() {
+            None => HostMatch::Any,
+            Some(h) => match HostMatch::parse(h) {
+                Ok(h) => h,
+                Err(e) => {
+                    v.error(format!("{field}.host"), e);
+                    HostMatch::Any
+                }
+            },
+        };
+        let path = r.path.clone().unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') {
+            v.error(
+                format!("{field}.path"),
+                format!("{path:?} must start with /"),
+            );
+        }
+        let path_type = match r.path_type.as_deref() {
+            None => PathType::Prefix,
+            Some(p) => match p.parse() {
+                Ok(p) => p,
+                Err(e) => {
+                    v.error(format!("{field}.path_type"), e);
+                    PathType::Prefix
+                }
+            },
+        };
+        let name: Arc<str> = match &r.name {
+            Some(n) if n.trim().is_empty() => {
+                v.error(format!("{field}.name"), "must not be empty");
+                format!("route-{i}").into()
+            }
+            Some(n) => n.as_str().into(),
+            None => format!("{host}{path}").into(),
+        };
+        if let Some(j) = routes.iter().position(|r| r.name == name) {
+            v.error(
+                format!("{field}.name"),
+                format!("{name:?} is already the name of routes[{j}]"),
+            );
+        }
+        let key_path = path_type.normalize(&path);
+        if let Some((_, _, _, j)) = seen
+            .iter()
+            .find(|(h, p, t, _)| *h == host && *p == key_path && *t == path_type)
+        {
+            v.error(
+                field.clone(),
+                format!("matches the same host, path and path type as routes[{j}]"),
+            );
+        }
+        seen.push((host.clone(), key_path, path_type, i));
+        let (upstream, timeouts, retry) =
+            backend_set(&mut v, &field, &r.set, &defaults, name.clone());
+        routes.push(RouteSpec {
+            name,
+            host,
+            path,
+            path_type,
+            upstream,
+            timeouts,
+            retry,
+        });
+    }
+    let default_backend = raw.default_backend.as_ref().map(|set| {
+        let (upstream, timeouts, retry) = backend_set(
+            &mut v,
+            "default_backend",
+            set,
+            &defaults,
+            "default-backend".into(),
+        );
+        RouteSpec {
+            name: "default-backend".into(),
+            host: HostMatch::Any,
+            path: "/".into(),
+            path_type: PathType::Prefix,
+            upstream,
+            timeouts,
+            retry,
+        }
+    });
+    if routes.is_empty() && default_backend.is_none() {
+        v.error(
+            "routes",
+            "no routes and no default_backend: nothing to serve",
+        );
+    }
+    if v.errors.is_empty() {
+        Ok(Config {
+            listen,
+            admin,
+            listener,
+            drain_timeout,
+            reload_interval,
+            routes,
+            default_backend,
+        })
+    } else {
+        Err(v.errors)
+    }
+}
+
+fn backend_set(
+    v: &mut Validator,
+    field: &str,
+    set: &RawBackendSet,
+    defaults: &Defaults,
+    name: Arc<str>,
+) -> (UpstreamSpec, RouteTimeouts, RetryPolicy) {
+    let strategy = match set.strategy.as_deref() {
+        None => Strategy::RoundRobin,
+        Some(s) => s.parse::<Strategy>().unwrap_or_else(|e| {
+            v.error(format!("{field}.strategy"), e.to_string());
+            Strategy::RoundRobin
+        }),
+    };
+    let protocol = match set.upstream_protocol.as_deref() {
+        None | Some("http1") | Some("http/1.1") => Protocol::Http1,
+        Some("http2") | Some("h2c") | Some("h2") => Protocol::Http2,
+        Some(p) => {
+            v.error(
+                format!("{field}.upstream_protocol"),
+                format!("{p:?} is not http1 or http2"),
+            );
+            Protocol::Http1
+        }
+    };
+    let mut endpoints = Vec::new();
+    for (j, b) in set.backends.iter().enumerate() {
+        let bf = format!("{field}.backends[{j}]");
+        match b {
+            RawBackend::Short(s) => endpoints.extend(v.backend_short(&bf, s)),
+            RawBackend::Long { address, weight } => {
+                let w = v.weight(&format!("{bf}.weight"), weight.unwrap_or(1));
+                if let Some(a) = v.addr(&format!("{bf}.address"), address) {
+                    endpoints.push(EndpointSpec::new(a, w));
+                }
+            }
+        }
+    }
+    if set.backends.is_empty() {
+        v.error(
+            format!("{field}.backends"),
+            "at least one backend is needed",
+        );
+    }
+    v.check_duplicate_endpoints(&format!("{field}.backends"), &endpoints);
+    let upstream = UpstreamSpec {
+        name,
+        strategy,
+        protocol,
+        endpoints,
+        health: v.health(field, set.health.as_ref(), defaults.health),
+        max_idle_per_endpoint: defaults.max_idle,
+    };
+    let timeouts = v.timeouts(field, set.timeouts.as_ref(), defaults.timeouts);
+    let retry = v.retry(field, set.retry.as_ref(), defaults.retry);
+    (upstream, timeouts, retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/sluice.yaml");
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let c = parse_str(EXAMPLE, "examples/sluice.yaml").unwrap();
+        assert!(!c.routes.is_empty());
+        assert!(c.admin.is_some());
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let text = r#"
+listen: [nonsense]
+admin: 127.0.0.1:9901
+timeouts: { connect: fast }
+routes:
+  - host: "api.example.com"
+    path: v1
+    path_type: Regex
+    strategy: random
+    backends:
+      - 127.0.0.1:9001=0
+      - address: 127.0.0.1:99999
+  - host: "*.*.example.com"
+    backends: []
+"#;
+        let err = parse_str(text, "t.yaml").unwrap_err();
+        let fields: Vec<String> = match &err {
+            ConfigError::Invalid { errors, .. } => errors.iter().map(|e| e.field.clone()).collect(),
+            other => panic!("{other}"),
+        };
+        for f in [
+            "listen[0]",
+            "timeouts.connect",
+            "routes[0].path",
+            "routes[0].path_type",
+            "routes[0].strategy",
+            "routes[0].backends[0].weight",
+            "routes[0].backends[1].address",
+            "routes[1].host",
+            "routes[1].backends",
+        ] {
+            assert!(fields.iter().any(|x| x == f), "missing {f} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = parse_str("routes:\n  - backendz: []\n", "t.yaml").unwrap_err();
+        assert!(err.to_string().contains("backendz"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let text = "routes:\n  - {host: a.com, path: /x/, backends: [127.0.0.1:1]}\n  - {host: a.com, path: /x, backends: [127.0.0.1:2]}\n";
+        let err = parse_str(text, "t").unwrap_err();
+        assert!(err.to_string().contains("routes[1]"), "{err}");
+    }
+
+    #[test]
+    fn quick_form_parses_weights() {
+        let c = quick(
+            vec!["127.0.0.1:8080".parse().unwrap()],
+            None,
+            &["127.0.0.1:9001".into(), "127.0.0.1:9002=3".into()],
+            Strategy::Weighted,
+        )
+        .unwrap();
+        let w: Vec<u32> = c.routes[0]
+            .upstream
+            .endpoints
+            .iter()
+            .map(|e| e.weight)
+            .collect();
+        assert_eq!(w, [1, 3]);
+        assert!(quick(vec![], None, &["x".into()], Strategy::Weighted).is_err());
+    }
+}

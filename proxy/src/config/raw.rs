@@ -1,0 +1,93 @@
+//! The config file as written: loose types, so that validation can report
+//! every wrong field at once instead of stopping at the first.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Addresses to accept client traffic on.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Address of the admin listener (health, metrics, routes).
+    pub admin: Option<String>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub upstream: RawUpstreamOptions,
+    pub drain_timeout: Option<String>,
+    pub reload_interval: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub default_backend: Option<RawBackendSet>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<String>,
+    pub response_header: Option<String>,
+    pub upstream_idle: Option<String>,
+    pub request_header: Option<String>,
+    pub client_idle: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection: Option<String>,
+    pub max_ejection: Option<String>,
+    pub panic_threshold: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamOptions {
+    pub max_idle_per_endpoint: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub path_type: Option<String>,
+    #[serde(flatten)]
+    pub set: RawBackendSet,
+}
+
+/// Backends and the settings that go with them; a route's or the default's.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBackendSet {
+    pub strategy: Option<String>,
+    pub upstream_protocol: Option<String>,
+    #[serde(default)]
+    pub backends: Vec<RawBackend>,
+    pub timeouts: Option<RawTimeouts>,
+    pub retry: Option<RawRetry>,
+    pub health: Option<RawHealth>,
+}
+
+/// `127.0.0.1:9001`, `127.0.0.1:9001=3`, or `{address: …, weight: 3}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawBackend {
+    Short(String),
+    Long {
+        address: String,
+        #[serde(default)]
+        weight: Option<u32>,
+    },
+}

@@ -1,0 +1,46 @@
+//! Sluice: a fast ingress proxy for Kubernetes.
+//!
+//! The crate is laid out by what each part does: [`config`] turns flags and
+//! files into typed settings, [`routing`] builds the immutable snapshot that
+//! [`proxy`] reads per request, [`balance`] picks endpoints, [`upstream`]
+//! owns endpoints and their connections, [`server`] and [`admin`] listen,
+//! and [`app`] ties them together with reload and shutdown.
+
+pub mod admin;
+pub mod app;
+pub mod balance;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod upstream;
+
+use std::net::SocketAddr;
+
+/// Errors that stop the proxy from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A listener's address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A signal handler could not be installed.
+    #[error("cannot install a handler for {signal}: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Nothing to listen on.
+    #[error("no listener address: give --listen or `listen:` in the config file")]
+    NoListener,
+}

@@ -1,0 +1,211 @@
+//! The `sluice` command: serve, check a config, or run the demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice::balance::Strategy;
+use sluice::config;
+
+/// A fast ingress proxy for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy, from a config file or from --backend flags.
+    Serve(ServeArgs),
+    /// Validate a config file and print every error with its field.
+    Check {
+        /// The config file to check.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Three built-in backends and the proxy in front of them.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+        /// The first backend's port; the others take the next two.
+        #[arg(long, default_value_t = 9001)]
+        backend_port: u16,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// YAML config file (reloaded on change and on SIGHUP).
+    #[arg(long, conflicts_with_all = ["backend", "strategy"])]
+    config: Option<PathBuf>,
+    /// Address to accept traffic on (repeatable); overrides the file's `listen`.
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Address of the admin listener; overrides the file's `admin`.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// A backend as IP:PORT or IP:PORT=WEIGHT (repeatable): one catch-all route.
+    #[arg(long, required_unless_present = "config")]
+    backend: Vec<String>,
+    /// How the catch-all route balances.
+    #[arg(long, value_enum)]
+    strategy: Option<Strategy>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load_file(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} routes{})",
+                    config.display(),
+                    c.routes.len(),
+                    if c.default_backend.is_some() {
+                        " and a default backend"
+                    } else {
+                        ""
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for line in e.lines() {
+                    eprintln!("{}: {line}", config.display());
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => {
+            init_logs(cli.log_format);
+            serve(args)
+        }
+        Command::Demo {
+            listen,
+            admin,
+            backend_port,
+        } => {
+            init_logs(cli.log_format);
+            demo(listen, admin, backend_port)
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("sluice: {e}");
+    ExitCode::FAILURE
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let (mut cfg, file) = match &args.config {
+        Some(path) => match config::load_file(path) {
+            Ok(c) => (c, Some(path.clone())),
+            Err(e) => {
+                for line in e.lines() {
+                    eprintln!("sluice: {}: {line}", path.display());
+                }
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match config::quick(
+            args.listen.clone(),
+            args.admin,
+            &args.backend,
+            args.strategy.unwrap_or_default(),
+        ) {
+            Ok(c) => (c, None),
+            Err(e) => return fail(e),
+        },
+    };
+    if !args.listen.is_empty() {
+        cfg.listen = args.listen.clone();
+    }
+    if args.admin.is_some() {
+        cfg.admin = args.admin;
+    }
+    if cfg.listen.is_empty() {
+        cfg.listen.push(SocketAddr::from(([0, 0, 0, 0], 8080)));
+    }
+    let rt = match runtime(args.workers) {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    match rt.block_on(sluice::app::run(cfg, file)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> ExitCode {
+    let rt = match runtime(None) {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let result = rt.block_on(async {
+        for (name, addr, _) in sluice::demo::backends(base_port) {
+            sluice::demo::start_backend(name, addr).await?;
+        }
+        let cfg = sluice::demo::config(listen, admin, base_port);
+        // Printed once the proxy is bound, so every command works at once.
+        let banner = sluice::demo::instructions(listen, admin, base_port);
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(listen).await.is_ok() {
+                    println!("{banner}");
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        });
+        sluice::app::run(cfg, None).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}

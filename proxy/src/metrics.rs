@@ -1,0 +1,206 @@
+//! Prometheus metrics.
+//!
+//! Per-route handles are resolved when a snapshot is built, so a request
+//! never looks a label set up: it bumps a counter it already holds.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric the proxy exports.
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    pub upstream_endpoints: IntGaugeVec,
+    connect_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Route label for requests that matched no route.
+pub const UNMATCHED: &str = "none";
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sluice_requests_total",
+                "Requests answered, by route and status code.",
+            ),
+            &["route", "code"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_request_duration_seconds",
+                "Time from request received to response headers sent, by route.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let upstream_endpoints = IntGaugeVec::new(
+            Opts::new(
+                "sluice_upstream_endpoints",
+                "Endpoints per route, by health state.",
+            ),
+            &["route", "state"],
+        )
+        .expect("valid metric");
+        let connect_errors = IntCounterVec::new(
+            Opts::new(
+                "sluice_upstream_connect_errors_total",
+                "Failed attempts to connect to an upstream endpoint, by route.",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "sluice_config_reloads_total",
+                "Configuration reloads, by result (success or error).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(upstream_endpoints.clone()),
+            Box::new(connect_errors.clone()),
+            Box::new(config_reloads.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_endpoints,
+            connect_errors,
+            config_reloads,
+        }
+    }
+
+    /// Handles for one route, resolved once per snapshot build.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: route.into(),
+            requests: self.requests.clone(),
+            codes: Default::default(),
+            duration: self.duration.with_label_values(&[route]),
+            connect_errors: self.connect_errors.with_label_values(&[route]),
+        }
+    }
+
+    /// Prometheus text format.
+    pub fn encode(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::with_capacity(8192);
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The status codes whose counters a route keeps at hand.
+const COMMON: [u16; 16] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 429, 500, 502, 503, 504,
+];
+
+/// One route's metric handles.
+pub struct RouteMetrics {
+    name: Box<str>,
+    requests: IntCounterVec,
+    codes: [OnceLock<IntCounter>; COMMON.len()],
+    duration: Histogram,
+    connect_errors: IntCounter,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.name)
+            .finish()
+    }
+}
+
+impl RouteMetrics {
+    /// Counts one answered request.
+    #[inline]
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+        match COMMON.iter().position(|&c| c == status) {
+            Some(i) => self.codes[i].get_or_init(|| self.counter(status)).inc(),
+            None => self.counter(status).inc(),
+        }
+    }
+
+    fn counter(&self, status: u16) -> IntCounter {
+        let code = itoa_buf(status);
+        self.requests
+            .with_label_values(&[&*self.name, code.as_str()])
+    }
+
+    #[inline]
+    pub fn connect_error(&self) {
+        self.connect_errors.inc();
+    }
+}
+
+struct Code([u8; 3]);
+impl Code {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("000")
+    }
+}
+fn itoa_buf(status: u16) -> Code {
+    let s = status.min(999);
+    Code([
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_count_by_code() {
+        let m = Metrics::new();
+        let r = m.route("api");
+        r.observe(200, Duration::from_millis(3));
+        r.observe(200, Duration::from_millis(3));
+        r.observe(418, Duration::from_millis(3));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_requests_total{code="200",route="api"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_requests_total{code="418",route="api"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sluice_request_duration_seconds_count{route="api"} 3"#));
+    }
+}

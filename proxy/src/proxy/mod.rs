@@ -1,0 +1,256 @@
+//! Request handling: route, pick, forward, retry, answer.
+//!
+//! Per request: one snapshot load, one route lookup, one balancer pick,
+//! header rewriting in place, and the upstream response streamed back. The
+//! error answers are short plain-text bodies, and each error is logged with
+//! the route and endpoint it concerns.
+
+mod body;
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+pub use body::ProxyBody;
+
+use crate::balance::{hash_ip, Strategy};
+use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
+use crate::routing::{strip_port, Route, Table};
+use crate::upstream::pool::{self, ConnectError, SendError, SendLimits};
+use crate::upstream::{InFlight, Tried};
+
+/// What the proxy knows of the client connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConn {
+    pub peer: SocketAddr,
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub proto: &'static str,
+}
+
+/// The request handler shared by every client connection.
+pub struct Proxy {
+    table: Table,
+    metrics: Arc<Metrics>,
+    unmatched: RouteMetrics,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    pub fn new(table: Table, metrics: Arc<Metrics>) -> Self {
+        let unmatched = metrics.route(UNMATCHED);
+        Proxy {
+            table,
+            metrics,
+            unmatched,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Answers one request. Never fails: every error becomes a response.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
+        let start = Instant::now();
+        if req.method() == Method::CONNECT {
+            let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
+            self.unmatched
+                .observe(resp.status().as_u16(), start.elapsed());
+            return resp;
+        }
+        let host = match request_host(&req) {
+            Ok(h) => h,
+            Err(msg) => {
+                let resp = error(StatusCode::BAD_REQUEST, msg);
+                self.unmatched
+                    .observe(resp.status().as_u16(), start.elapsed());
+                return resp;
+            }
+        };
+        let route = {
+            let snap = self.table.load();
+            snap.lookup(host.map(strip_port), req.uri().path()).cloned()
+        };
+        let Some(route) = route else {
+            let resp = error(StatusCode::NOT_FOUND, "no route for this host and path\n");
+            self.unmatched.observe(404, start.elapsed());
+            return resp;
+        };
+        let resp = forward(&route, req, conn).await;
+        route
+            .metrics
+            .observe(resp.status().as_u16(), start.elapsed());
+        resp
+    }
+}
+
+/// The request's host: the authority of an HTTP/2 or absolute-form request,
+/// else the Host header. HTTP/1.1 without a Host header is a bad request.
+fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, &'static str> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(Some(a.as_str()));
+    }
+    match req.headers().get(header::HOST) {
+        Some(h) => h
+            .to_str()
+            .map(Some)
+            .map_err(|_| "the Host header is not valid\n"),
+        None if req.version() == Version::HTTP_11 => Err("HTTP/1.1 requests need a Host header\n"),
+        None => Ok(None),
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// A short plain-text answer of our own.
+pub fn error(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(msg));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Prepares the request and sends it to the route's upstream, retrying
+/// connect failures on other endpoints.
+async fn forward(
+    route: &Arc<Route>,
+    mut req: Request<Incoming>,
+    conn: ClientConn,
+) -> Response<ProxyBody> {
+    let upstream = &route.upstream;
+    let upgrade = if req.version() == Version::HTTP_11 {
+        headers::upgrade_of(req.headers())
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    {
+        let version = req.version();
+        let authority = req.uri().authority().cloned();
+        let h = req.headers_mut();
+        headers::strip_hop_by_hop(h);
+        if let Some(u) = upgrade {
+            headers::restore_upgrade(h, u);
+        }
+        // HTTP/2 clients send :authority and no Host; HTTP/1.1 upstreams need one.
+        if version == Version::HTTP_2 || !h.contains_key(header::HOST) {
+            if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                h.insert(header::HOST, a);
+            }
+        }
+        let host = h.get(header::HOST).cloned();
+        headers::add_forwarded(h, conn.peer.ip(), conn.proto, host.as_ref());
+        headers::ensure_request_id(h);
+    }
+    *req.version_mut() = Version::HTTP_11;
+
+    let retry_ok = is_idempotent(req.method());
+    let hash = if upstream.strategy() == Strategy::IpHash {
+        hash_ip(conn.peer.ip())
+    } else {
+        0
+    };
+    let limits = SendLimits {
+        connect: route.timeouts.connect,
+        response_header: route.timeouts.response_header,
+        idle: route.timeouts.upstream_idle,
+        max_idle: upstream.max_idle_per_endpoint,
+    };
+    let mut tried = Tried::default();
+    let mut req = Some(req);
+    let mut last_connect_error: Option<ConnectError> = None;
+    for _ in 0..route.retry.attempts {
+        let Some(i) = upstream.select(hash, &tried) else {
+            break;
+        };
+        let Some(r) = req.take() else { break };
+        tried.push(i);
+        let endpoint = &upstream.endpoints[i];
+        let in_flight = InFlight::new(endpoint.clone());
+        match pool::send(endpoint, r, limits).await {
+            Ok((mut resp, checkin)) => {
+                if resp.status().is_server_error() {
+                    if let Some(d) = endpoint.record_failure(&upstream.health) {
+                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = resp.status().as_u16(), ejected_for = ?d, "endpoint ejected after consecutive failures");
+                    }
+                } else {
+                    endpoint.record_success();
+                }
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_upgrade) = client_upgrade {
+                        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                        let (name, addr) = (route.name.clone(), endpoint.addr);
+                        tokio::spawn(async move {
+                            let _in_flight = in_flight;
+                            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                                Ok((c, u)) => {
+                                    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                                }
+                                Err(e) => {
+                                    tracing::debug!(route = %name, endpoint = %addr, error = %e, "upgrade failed")
+                                }
+                            }
+                        });
+                        let (parts, _) = resp.into_parts();
+                        return Response::from_parts(parts, ProxyBody::empty());
+                    }
+                }
+                let (mut parts, body) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                return Response::from_parts(parts, ProxyBody::upstream(body, checkin, in_flight));
+            }
+            Err(SendError::Connect(r, e)) => {
+                route.metrics.connect_error();
+                let ejected = endpoint.record_failure(&upstream.health);
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = ?ejected, "upstream connect failed");
+                last_connect_error = Some(e);
+                if !retry_ok {
+                    break;
+                }
+                req = Some(*r);
+            }
+            Err(SendError::Timeout(d)) => {
+                endpoint.record_failure(&upstream.health);
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?d, "upstream response headers timed out");
+                return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
+            }
+            Err(SendError::Upstream(e)) => {
+                endpoint.record_failure(&upstream.health);
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream request failed");
+                return error(StatusCode::BAD_GATEWAY, "upstream failed\n");
+            }
+        }
+    }
+    match last_connect_error {
+        None => {
+            tracing::warn!(route = %route.name, upstream = %upstream.name, "no usable endpoint");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no upstream endpoint available\n",
+            )
+        }
+        Some(ConnectError::Timeout(_)) => {
+            error(StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out\n")
+        }
+        Some(_) => error(StatusCode::BAD_GATEWAY, "no upstream could be reached\n"),
+    }
+}

@@ -1,0 +1,301 @@
+//! The routing snapshot: every route, host table, upstream and balancer,
+//! built whole off the request path and published with one `ArcSwap::store`.
+//!
+//! A request does one `load()`, one host lookup and one path lookup (a hash
+//! probe per path element). Static config and Kubernetes discovery both feed
+//! the same [`Snapshot::build`] with [`RouteSpec`]s.
+
+mod host;
+mod path;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::config::{RetryPolicy, RouteSpec, RouteTimeouts};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::upstream::{EndpointReuse, Upstream};
+pub use host::{strip_port, HostMatch};
+pub use path::{PathTable, PathType};
+
+/// The live table, shared by listeners, admin and reloaders.
+pub type Table = Arc<ArcSwap<Snapshot>>;
+
+/// One route, ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub host: HostMatch,
+    pub path: String,
+    pub path_type: PathType,
+    pub upstream: Arc<Upstream>,
+    pub timeouts: RouteTimeouts,
+    pub retry: RetryPolicy,
+    pub metrics: RouteMetrics,
+}
+
+/// An immutable routing table.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Counts builds, so the admin view shows which table is live.
+    pub generation: u64,
+    routes: Vec<Arc<Route>>,
+    exact: FxHashMap<Box<str>, PathTable>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: FxHashMap<Box<str>, PathTable>,
+    any: PathTable,
+    default: Option<Arc<Route>>,
+    /// Rules that lost to an earlier one with the same host, path and type.
+    pub conflicts: Vec<String>,
+}
+
+impl Snapshot {
+    /// Builds a table from route specs; earlier specs win conflicts.
+    /// Endpoints of `previous` that are still there are taken over with
+    /// their health and connections.
+    pub fn build(
+        specs: &[RouteSpec],
+        default: Option<&RouteSpec>,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+    ) -> Snapshot {
+        let mut reuse = EndpointReuse::default();
+        if let Some(prev) = previous {
+            for r in prev.all_routes() {
+                r.upstream.offer_endpoints(&mut reuse);
+            }
+        }
+        let make = |spec: &RouteSpec| {
+            Arc::new(Route {
+                name: spec.name.clone(),
+                host: spec.host.clone(),
+                path: spec.path.clone(),
+                path_type: spec.path_type,
+                upstream: Arc::new(Upstream::build(&spec.upstream, &reuse)),
+                timeouts: spec.timeouts,
+                retry: spec.retry,
+                metrics: metrics.route(&spec.name),
+            })
+        };
+        let mut snap = Snapshot {
+            generation: previous.map_or(1, |p| p.generation + 1),
+            ..Snapshot::default()
+        };
+        for spec in specs {
+            let index = snap.routes.len() as u32;
+            let table = match &spec.host {
+                HostMatch::Any => &mut snap.any,
+                HostMatch::Exact(h) => snap.exact.entry(h.as_str().into()).or_default(),
+                HostMatch::Wildcard(s) => snap.wildcard.entry(s.as_str().into()).or_default(),
+            };
+            if table.insert(&spec.path, spec.path_type, index) {
+                snap.routes.push(make(spec));
+            } else {
+                snap.conflicts.push(format!(
+                    "route {:?} ({}{} {}) is shadowed by an earlier route with the same host, path and path type",
+                    spec.name, spec.host, spec.path, spec.path_type
+                ));
+            }
+        }
+        snap.default = default.map(make);
+        snap
+    }
+
+    /// The route for a request. `host` is the Host header or authority
+    /// without port; `None` when the request had none.
+    ///
+    /// A host with rules of its own never falls through to the rules
+    /// without a host (as with ingress-nginx's server blocks): a path it
+    /// does not list goes to the default backend.
+    #[inline]
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
+        let table = host.and_then(|h| self.host_table(h)).unwrap_or(&self.any);
+        match table.lookup(path) {
+            Some(i) => self.routes.get(i as usize),
+            None => self.default.as_ref(),
+        }
+    }
+
+    #[inline]
+    fn host_table(&self, host: &str) -> Option<&PathTable> {
+        if self.exact.is_empty() && self.wildcard.is_empty() {
+            return None;
+        }
+        let mut buf = [0u8; 253];
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            let b = buf.get_mut(..host.len())?;
+            b.copy_from_slice(host.as_bytes());
+            b.make_ascii_lowercase();
+            std::str::from_utf8(b).ok()?
+        } else {
+            host
+        };
+        if let Some(t) = self.exact.get(host) {
+            return Some(t);
+        }
+        if !self.wildcard.is_empty() {
+            // One label only: `a.example.com` matches `*.example.com`,
+            // `b.a.example.com` does not.
+            if let Some(i) = host.find('.') {
+                return self.wildcard.get(&host[i + 1..]);
+            }
+        }
+        None
+    }
+
+    /// Every route, the default backend last.
+    pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter().chain(self.default.iter())
+    }
+
+    /// The table as the admin listener's `/routes` shows it.
+    pub fn describe(&self) -> SnapshotView {
+        SnapshotView {
+            generation: self.generation,
+            routes: self
+                .all_routes()
+                .map(|r| RouteView {
+                    name: r.name.to_string(),
+                    host: r.host.to_string(),
+                    path: r.path.clone(),
+                    path_type: r.path_type.as_str(),
+                    default_backend: self.default.as_ref().is_some_and(|d| Arc::ptr_eq(d, r)),
+                    strategy: r.upstream.strategy().as_str(),
+                    endpoints: r
+                        .upstream
+                        .endpoints
+                        .iter()
+                        .zip(r.upstream.weights.iter())
+                        .map(|(e, &w)| EndpointView {
+                            address: e.addr.to_string(),
+                            key: e.key.to_string(),
+                            weight: w,
+                            protocol: e.protocol.as_str(),
+                            state: e.health().as_str(),
+                            in_flight: e.in_flight(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            conflicts: self.conflicts.clone(),
+        }
+    }
+}
+
+/// `/routes` as JSON.
+#[derive(Debug, Serialize)]
+pub struct SnapshotView {
+    pub generation: u64,
+    pub routes: Vec<RouteView>,
+    pub conflicts: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteView {
+    pub name: String,
+    pub host: String,
+    pub path: String,
+    pub path_type: &'static str,
+    pub default_backend: bool,
+    pub strategy: &'static str,
+    pub endpoints: Vec<EndpointView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub address: String,
+    pub key: String,
+    pub weight: u32,
+    pub protocol: &'static str,
+    pub state: &'static str,
+    pub in_flight: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::Strategy;
+    use crate::config::{DEFAULT_RETRY, DEFAULT_TIMEOUTS};
+    use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+
+    fn spec(name: &str, host: &str, path: &str, ty: PathType) -> RouteSpec {
+        RouteSpec {
+            name: name.into(),
+            host: HostMatch::parse(host).unwrap(),
+            path: path.into(),
+            path_type: ty,
+            upstream: UpstreamSpec {
+                name: name.into(),
+                strategy: Strategy::RoundRobin,
+                protocol: Protocol::Http1,
+                endpoints: vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
+                health: HealthPolicy::default(),
+                max_idle_per_endpoint: 1,
+            },
+            timeouts: DEFAULT_TIMEOUTS,
+            retry: DEFAULT_RETRY,
+        }
+    }
+
+    fn name<'a>(s: &'a Snapshot, host: Option<&str>, path: &str) -> Option<&'a str> {
+        s.lookup(host, path).map(|r| &*r.name)
+    }
+
+    #[test]
+    fn hosts_wildcards_and_defaults() {
+        let m = Metrics::new();
+        let specs = [
+            spec("exact", "foo.example.com", "/", PathType::Prefix),
+            spec("wild", "*.example.com", "/", PathType::Prefix),
+            spec("api", "foo.example.com", "/api", PathType::Prefix),
+            spec("any", "", "/any", PathType::Exact),
+        ];
+        let default = spec("default", "", "/", PathType::Prefix);
+        let s = Snapshot::build(&specs, Some(&default), None, &m);
+        assert_eq!(name(&s, Some("foo.example.com"), "/x"), Some("exact"));
+        assert_eq!(name(&s, Some("FOO.Example.COM"), "/x"), Some("exact"));
+        assert_eq!(name(&s, Some("foo.example.com"), "/api/v1"), Some("api"));
+        assert_eq!(name(&s, Some("bar.example.com"), "/x"), Some("wild"));
+        // One label only.
+        assert_eq!(name(&s, Some("a.bar.example.com"), "/any"), Some("any"));
+        assert_eq!(name(&s, Some("example.com"), "/any"), Some("any"));
+        assert_eq!(name(&s, Some("other.org"), "/nothing"), Some("default"));
+        assert_eq!(name(&s, None, "/any"), Some("any"));
+    }
+
+    #[test]
+    fn nothing_matches_without_default() {
+        let m = Metrics::new();
+        let s = Snapshot::build(&[spec("a", "a.com", "/a", PathType::Exact)], None, None, &m);
+        assert!(s.lookup(Some("a.com"), "/b").is_none());
+        assert!(s.lookup(Some("b.com"), "/a").is_none());
+        assert!(s.lookup(None, "/a").is_none());
+    }
+
+    #[test]
+    fn earlier_rule_wins_a_conflict() {
+        let m = Metrics::new();
+        let specs = [
+            spec("first", "a.com", "/x", PathType::Prefix),
+            spec("second", "a.com", "/x/", PathType::Prefix),
+        ];
+        let s = Snapshot::build(&specs, None, None, &m);
+        assert_eq!(name(&s, Some("a.com"), "/x"), Some("first"));
+        assert_eq!(s.conflicts.len(), 1);
+        assert!(s.conflicts[0].contains("second"));
+    }
+
+    #[test]
+    fn generation_counts_builds() {
+        let m = Metrics::new();
+        let a = Snapshot::build(&[spec("a", "", "/", PathType::Prefix)], None, None, &m);
+        let b = Snapshot::build(&[spec("a", "", "/", PathType::Prefix)], None, Some(&a), &m);
+        assert_eq!((a.generation, b.generation), (1, 2));
+        assert!(Arc::ptr_eq(
+            &a.routes[0].upstream.endpoints[0],
+            &b.routes[0].upstream.endpoints[0]
+        ));
+    }
+}

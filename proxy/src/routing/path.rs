@@ -1,0 +1,215 @@
+//! Path matching with Ingress semantics.
+//!
+//! Exact matches the whole path. Prefix matches by path element: `/foo`
+//! matches `/foo` and `/foo/bar` but not `/foobar`, and a trailing slash in
+//! the rule is ignored. The longest match wins, Exact before Prefix.
+//! A lookup is one hash probe per path element, never a scan of the rules,
+//! so ten thousand rules cost what ten do.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rustc_hash::FxHashMap;
+
+/// How a route's path is compared with the request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PathType {
+    Exact,
+    #[default]
+    Prefix,
+    /// Kubernetes leaves this to the controller; we treat it as Prefix.
+    ImplementationSpecific,
+}
+
+impl PathType {
+    /// The form a rule's path is stored in: Prefix rules lose their
+    /// trailing slash (except `/` itself).
+    pub fn normalize(self, path: &str) -> String {
+        match self {
+            PathType::Exact => path.to_owned(),
+            PathType::Prefix | PathType::ImplementationSpecific => {
+                let p = path.trim_end_matches('/');
+                if p.is_empty() {
+                    "/".to_owned()
+                } else {
+                    p.to_owned()
+                }
+            }
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PathType::Exact => "Exact",
+            PathType::Prefix => "Prefix",
+            PathType::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+impl FromStr for PathType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Exact" | "exact" => Ok(PathType::Exact),
+            "Prefix" | "prefix" => Ok(PathType::Prefix),
+            "ImplementationSpecific" | "implementation-specific" => {
+                Ok(PathType::ImplementationSpecific)
+            }
+            other => Err(format!(
+                "{other:?} is not Exact, Prefix or ImplementationSpecific"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PathType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The paths of one host, mapped to route indices.
+#[derive(Debug, Default)]
+pub struct PathTable {
+    exact: FxHashMap<Box<str>, u32>,
+    prefix: FxHashMap<Box<str>, u32>,
+    /// Route for the `/` prefix, kept apart: it matches everything.
+    root: Option<u32>,
+    /// Longest prefix rule in bytes: longer path elements are skipped.
+    longest_prefix: usize,
+}
+
+impl PathTable {
+    /// Adds a rule; `false` when the same path and type is already there
+    /// (the first one stays).
+    pub fn insert(&mut self, path: &str, path_type: PathType, route: u32) -> bool {
+        let path = path_type.normalize(path);
+        match path_type {
+            PathType::Exact => {
+                if self.exact.contains_key(path.as_str()) {
+                    return false;
+                }
+                self.exact.insert(path.into(), route);
+            }
+            PathType::Prefix | PathType::ImplementationSpecific => {
+                if path == "/" {
+                    if self.root.is_some() {
+                        return false;
+                    }
+                    self.root = Some(route);
+                } else {
+                    if self.prefix.contains_key(path.as_str()) {
+                        return false;
+                    }
+                    self.longest_prefix = self.longest_prefix.max(path.len());
+                    self.prefix.insert(path.into(), route);
+                }
+            }
+        }
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefix.is_empty() && self.root.is_none()
+    }
+
+    /// The route for a request path (without query).
+    #[inline]
+    pub fn lookup(&self, path: &str) -> Option<u32> {
+        if !self.exact.is_empty() {
+            if let Some(&r) = self.exact.get(path) {
+                return Some(r);
+            }
+        }
+        if !self.prefix.is_empty() {
+            // Try the whole path (minus a trailing slash), then cut one path
+            // element at a time.
+            let mut candidate = path.trim_end_matches('/');
+            while candidate.len() > 1 {
+                if candidate.len() <= self.longest_prefix {
+                    if let Some(&r) = self.prefix.get(candidate) {
+                        return Some(r);
+                    }
+                }
+                match candidate.rfind('/') {
+                    Some(i) => candidate = candidate[..i].trim_end_matches('/'),
+                    None => break,
+                }
+            }
+        }
+        self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rules: &[(&str, PathType)]) -> PathTable {
+        let mut t = PathTable::default();
+        for (i, (p, ty)) in rules.iter().enumerate() {
+            assert!(t.insert(p, *ty, i as u32));
+        }
+        t
+    }
+
+    #[test]
+    fn prefix_matches_by_element() {
+        let t = table(&[("/foo", PathType::Prefix)]);
+        assert_eq!(t.lookup("/foo"), Some(0));
+        assert_eq!(t.lookup("/foo/"), Some(0));
+        assert_eq!(t.lookup("/foo/bar"), Some(0));
+        assert_eq!(t.lookup("/foobar"), None);
+        assert_eq!(t.lookup("/"), None);
+        assert_eq!(t.lookup("/fo"), None);
+    }
+
+    #[test]
+    fn trailing_slash_in_rule_is_ignored() {
+        let t = table(&[("/foo/", PathType::Prefix)]);
+        assert_eq!(t.lookup("/foo"), Some(0));
+        assert_eq!(t.lookup("/foo/x"), Some(0));
+    }
+
+    #[test]
+    fn longest_match_wins_and_exact_first() {
+        let t = table(&[
+            ("/", PathType::Prefix),
+            ("/a", PathType::Prefix),
+            ("/a/b", PathType::ImplementationSpecific),
+            ("/a/b", PathType::Exact),
+        ]);
+        assert_eq!(t.lookup("/a/b"), Some(3));
+        assert_eq!(t.lookup("/a/b/"), Some(2));
+        assert_eq!(t.lookup("/a/b/c"), Some(2));
+        assert_eq!(t.lookup("/a/bc"), Some(1));
+        assert_eq!(t.lookup("/a"), Some(1));
+        assert_eq!(t.lookup("/z"), Some(0));
+        assert_eq!(t.lookup("/"), Some(0));
+    }
+
+    #[test]
+    fn exact_is_exact() {
+        let t = table(&[("/x", PathType::Exact)]);
+        assert_eq!(t.lookup("/x"), Some(0));
+        assert_eq!(t.lookup("/x/"), None);
+        assert_eq!(t.lookup("/x/y"), None);
+    }
+
+    #[test]
+    fn duplicates_keep_the_first() {
+        let mut t = PathTable::default();
+        assert!(t.insert("/a", PathType::Prefix, 0));
+        assert!(!t.insert("/a/", PathType::ImplementationSpecific, 1));
+        assert_eq!(t.lookup("/a"), Some(0));
+    }
+
+    #[test]
+    fn repeated_slashes_do_not_loop() {
+        let t = table(&[("/a", PathType::Prefix)]);
+        assert_eq!(t.lookup("/a//b///"), Some(0));
+        assert_eq!(t.lookup("//"), None);
+        assert_eq!(t.lookup(""), None);
+    }
+}

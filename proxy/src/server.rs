@@ -1,0 +1,143 @@
+//! Client-facing listeners: accept, serve HTTP/1.1 and HTTP/2 (h2c with
+//! prior knowledge) on the same port, and drain gracefully on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::ListenerSettings;
+use crate::proxy::{ClientConn, Proxy};
+use crate::Error;
+
+/// Binds every address, or names the one that failed.
+pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// The running client listeners.
+pub struct Listeners {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+impl Listeners {
+    /// Starts an accept loop per listener.
+    pub fn start(
+        listeners: Vec<TcpListener>,
+        proxy: Arc<Proxy>,
+        settings: ListenerSettings,
+    ) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.request_header_timeout)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let builder = Arc::new(builder);
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (stop, _) = watch::channel(false);
+        let tasks = listeners
+            .into_iter()
+            .map(|l| {
+                tokio::spawn(accept_loop(
+                    l,
+                    proxy.clone(),
+                    builder.clone(),
+                    graceful.clone(),
+                    stop.subscribe(),
+                ))
+            })
+            .collect();
+        Listeners {
+            stop,
+            tasks,
+            graceful,
+        }
+    }
+
+    /// Stops accepting, asks every connection to finish (idle keep-alives
+    /// close at once, HTTP/2 gets GOAWAY) and waits for them up to `drain`.
+    /// Returns the number of connections still open when time ran out.
+    pub async fn shutdown(self, drain: Duration) -> usize {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let graceful = match Arc::try_unwrap(self.graceful) {
+            Ok(g) => g,
+            Err(_) => return 0,
+        };
+        let open = graceful.count();
+        tracing::info!(connections = open, "draining client connections");
+        match tokio::time::timeout(drain, graceful.shutdown()).await {
+            Ok(()) => 0,
+            Err(_) => open.max(1),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // rather than spin.
+                    tracing::warn!(listener = ?local, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn_info = ClientConn {
+            peer,
+            proto: "http",
+        };
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+    tracing::debug!(listener = ?local, "stopped accepting");
+}

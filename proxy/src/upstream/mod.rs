@@ -1,0 +1,336 @@
+//! Upstreams: a named set of endpoints with its balancer and health policy.
+//!
+//! An [`Upstream`] is built once per change from an [`UpstreamSpec`] and is
+//! part of the routing snapshot. Choosing an endpoint takes no lock: the
+//! balancer picks, and ejected or already-tried endpoints are skipped.
+
+mod endpoint;
+pub mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use crate::balance::{Balancer, Load, Strategy};
+pub use endpoint::{now_ms, Endpoint, EndpointSpec, HealthState, InFlight};
+
+pub const DEFAULT_MAX_IDLE: usize = 64;
+/// The most endpoints one request may try.
+pub const MAX_TRIES: usize = 10;
+
+/// The protocol spoken to an upstream's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c).
+    Http2,
+}
+
+impl Protocol {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::Http2 => "http2",
+        }
+    }
+}
+
+/// Passive health: when to eject an endpoint and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Consecutive connect failures or 5xx answers that eject; 0 never ejects.
+    pub consecutive_failures: u32,
+    /// The first ejection's length; each further one doubles it.
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// Below this percentage of healthy endpoints, ejections are ignored so
+    /// that a route always has endpoints to try (Envoy's panic threshold).
+    pub panic_threshold_percent: u8,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        HealthPolicy {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            panic_threshold_percent: 50,
+        }
+    }
+}
+
+/// What an upstream is built from.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub name: Arc<str>,
+    pub strategy: Strategy,
+    pub protocol: Protocol,
+    pub endpoints: Vec<EndpointSpec>,
+    pub health: HealthPolicy,
+    pub max_idle_per_endpoint: usize,
+}
+
+/// A live upstream, part of one snapshot.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    /// Sorted by key, so that balancers built from them are the same on
+    /// every replica whatever order the endpoints were listed in.
+    pub endpoints: Box<[Arc<Endpoint>]>,
+    pub weights: Box<[u32]>,
+    pub balancer: Balancer,
+    pub health: HealthPolicy,
+    pub max_idle_per_endpoint: usize,
+}
+
+/// Endpoints a rebuild may take over, by upstream name and endpoint key.
+pub type EndpointReuse = FxHashMap<(Arc<str>, Arc<str>, Protocol), Arc<Endpoint>>;
+
+impl Upstream {
+    /// Builds an upstream, taking over live endpoints from `reuse`.
+    pub fn build(spec: &UpstreamSpec, reuse: &EndpointReuse) -> Self {
+        let mut specs: Vec<&EndpointSpec> = spec.endpoints.iter().collect();
+        specs.sort_by(|a, b| a.key.cmp(&b.key));
+        specs.dedup_by(|a, b| a.key == b.key);
+        let endpoints: Box<[Arc<Endpoint>]> = specs
+            .iter()
+            .map(|e| {
+                reuse
+                    .get(&(spec.name.clone(), e.key.clone(), spec.protocol))
+                    .filter(|old| old.addr == e.addr)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(e, spec.protocol)))
+            })
+            .collect();
+        let weights: Box<[u32]> = specs.iter().map(|e| e.weight.max(1)).collect();
+        let keys: Vec<&str> = specs.iter().map(|e| &*e.key).collect();
+        Upstream {
+            name: spec.name.clone(),
+            balancer: Balancer::build(spec.strategy, &keys, &weights),
+            endpoints,
+            weights,
+            health: spec.health,
+            max_idle_per_endpoint: spec.max_idle_per_endpoint,
+        }
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.balancer.strategy()
+    }
+
+    /// Adds this upstream's endpoints to a reuse map for the next rebuild.
+    pub fn offer_endpoints(&self, reuse: &mut EndpointReuse) {
+        for e in self.endpoints.iter() {
+            reuse.insert((self.name.clone(), e.key.clone(), e.protocol), e.clone());
+        }
+    }
+
+    /// The endpoint to try next for a request, skipping those in `tried`
+    /// and, unless too few are healthy, those ejected.
+    #[inline]
+    pub fn select(&self, hash: u64, tried: &Tried) -> Option<usize> {
+        let n = self.endpoints.len();
+        if n == 0 || tried.len() >= n {
+            return None;
+        }
+        let load = EndpointLoad(&self.endpoints);
+        let mut panic: Option<bool> = None;
+        let rounds = (2 * n).min(64) as u32;
+        for attempt in 0..rounds {
+            let i = self
+                .balancer
+                .pick(hash, attempt + tried.len() as u32, &load)?;
+            if tried.contains(i) {
+                continue;
+            }
+            if self.endpoints[i].is_ejected() && !*panic.get_or_insert_with(|| self.in_panic()) {
+                continue;
+            }
+            return Some(i);
+        }
+        // The balancer kept landing on tried or ejected endpoints: take the
+        // first untried healthy one, or in panic any untried one.
+        let untried = (0..n).filter(|&i| !tried.contains(i));
+        let in_panic = *panic.get_or_insert_with(|| self.in_panic());
+        let mut first = None;
+        for i in untried {
+            if in_panic || !self.endpoints[i].is_ejected() {
+                return Some(i);
+            }
+            first.get_or_insert(i);
+        }
+        if in_panic {
+            first
+        } else {
+            None
+        }
+    }
+
+    /// True when too few endpoints are healthy for ejection to count.
+    pub fn in_panic(&self) -> bool {
+        let n = self.endpoints.len();
+        let healthy = self.endpoints.iter().filter(|e| !e.is_ejected()).count();
+        healthy * 100 < n * usize::from(self.health.panic_threshold_percent) || healthy == 0
+    }
+}
+
+struct EndpointLoad<'a>(&'a [Arc<Endpoint>]);
+
+impl Load for EndpointLoad<'_> {
+    #[inline]
+    fn in_flight(&self, i: usize) -> u32 {
+        self.0[i].in_flight()
+    }
+}
+
+/// The endpoints one request has tried, without allocating.
+#[derive(Debug, Default)]
+pub struct Tried {
+    indices: [u32; MAX_TRIES],
+    len: usize,
+}
+
+impl Tried {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn contains(&self, i: usize) -> bool {
+        self.indices[..self.len].contains(&(i as u32))
+    }
+    pub fn push(&mut self, i: usize) {
+        if self.len < MAX_TRIES {
+            self.indices[self.len] = i as u32;
+            self.len += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(strategy: Strategy, n: usize, health: HealthPolicy) -> Upstream {
+        let endpoints = (0..n)
+            .map(|i| EndpointSpec::new(format!("127.0.0.1:{}", 9000 + i).parse().unwrap(), 1))
+            .collect();
+        Upstream::build(
+            &UpstreamSpec {
+                name: "u".into(),
+                strategy,
+                protocol: Protocol::Http1,
+                endpoints,
+                health,
+                max_idle_per_endpoint: 1,
+            },
+            &EndpointReuse::default(),
+        )
+    }
+
+    fn eject(e: &Endpoint) {
+        let p = HealthPolicy {
+            consecutive_failures: 1,
+            ..HealthPolicy::default()
+        };
+        assert!(e.record_failure(&p).is_some());
+    }
+
+    #[test]
+    fn skips_tried_endpoints() {
+        for s in [
+            Strategy::RoundRobin,
+            Strategy::Weighted,
+            Strategy::IpHash,
+            Strategy::LeastRequest,
+        ] {
+            let u = upstream(s, 3, HealthPolicy::default());
+            let mut tried = Tried::default();
+            for _ in 0..3 {
+                let i = u.select(42, &tried).unwrap();
+                assert!(!tried.contains(i), "{s}");
+                tried.push(i);
+            }
+            assert_eq!(u.select(42, &tried), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn skips_ejected_endpoints() {
+        let u = upstream(Strategy::RoundRobin, 4, HealthPolicy::default());
+        eject(&u.endpoints[1]);
+        for _ in 0..20 {
+            assert_ne!(u.select(0, &Tried::default()), Some(1));
+        }
+    }
+
+    #[test]
+    fn panic_threshold_keeps_endpoints_to_try() {
+        let u = upstream(Strategy::RoundRobin, 4, HealthPolicy::default());
+        for e in u.endpoints.iter().take(3) {
+            eject(e);
+        }
+        // 25% healthy is below the 50% threshold: every endpoint is used.
+        assert!(u.in_panic());
+        let mut seen = [false; 4];
+        for _ in 0..8 {
+            seen[u.select(0, &Tried::default()).unwrap()] = true;
+        }
+        assert_eq!(seen, [true; 4]);
+    }
+
+    #[test]
+    fn one_endpoint_ejected_is_still_tried() {
+        let u = upstream(Strategy::IpHash, 1, HealthPolicy::default());
+        eject(&u.endpoints[0]);
+        assert_eq!(u.select(7, &Tried::default()), Some(0));
+    }
+
+    #[test]
+    fn reuse_keeps_endpoint_state() {
+        let u = upstream(Strategy::RoundRobin, 2, HealthPolicy::default());
+        eject(&u.endpoints[0]);
+        let mut reuse = EndpointReuse::default();
+        u.offer_endpoints(&mut reuse);
+        let spec = UpstreamSpec {
+            name: "u".into(),
+            strategy: Strategy::Weighted,
+            protocol: Protocol::Http1,
+            endpoints: vec![EndpointSpec::new("127.0.0.1:9000".parse().unwrap(), 2)],
+            health: HealthPolicy::default(),
+            max_idle_per_endpoint: 1,
+        };
+        let v = Upstream::build(&spec, &reuse);
+        assert!(Arc::ptr_eq(&u.endpoints[0], &v.endpoints[0]));
+        assert!(v.endpoints[0].is_ejected());
+    }
+
+    #[test]
+    fn order_of_listing_does_not_matter() {
+        let a = EndpointSpec::new("10.0.0.2:80".parse().unwrap(), 1);
+        let b = EndpointSpec::new("10.0.0.1:80".parse().unwrap(), 1);
+        let mk = |eps: Vec<EndpointSpec>| {
+            Upstream::build(
+                &UpstreamSpec {
+                    name: "u".into(),
+                    strategy: Strategy::IpHash,
+                    protocol: Protocol::Http1,
+                    endpoints: eps,
+                    health: HealthPolicy::default(),
+                    max_idle_per_endpoint: 1,
+                },
+                &EndpointReuse::default(),
+            )
+        };
+        let x = mk(vec![a.clone(), b.clone()]);
+        let y = mk(vec![b, a]);
+        for h in 0..1000u64 {
+            let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let ix = x.select(h, &Tried::default()).unwrap();
+            let iy = y.select(h, &Tried::default()).unwrap();
+            assert_eq!(x.endpoints[ix].key, y.endpoints[iy].key);
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Upstream connections: a keep-alive pool per endpoint for HTTP/1.1, one
+//! shared multiplexed connection per endpoint for HTTP/2.
+//!
+//! We manage connections ourselves rather than through a generic client so
+//! that a request whose connection could not be made, or whose pooled
+//! connection turned out to be closed, comes back to the caller unsent and
+//! can be retried on another endpoint.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::endpoint::Endpoint;
+use super::Protocol;
+
+/// Idle connections of one endpoint.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Idle>>,
+    h2: Mutex<Option<http2::SendRequest<Incoming>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Drops idle connections older than `max_age`.
+    pub fn expire(&self, max_age: Duration) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|c| c.since.elapsed() < max_age && !c.sender.is_closed());
+        }
+    }
+
+    fn take(&self, max_age: Duration) -> Option<http1::SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().ok()?;
+        // Newest last: it is the warmest and the least likely to be closed.
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() >= max_age {
+                // Everything below it is older still.
+                idle.clear();
+                return None;
+            }
+            if !c.sender.is_closed() {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+}
+
+struct Idle {
+    sender: http1::SendRequest<Incoming>,
+    since: Instant,
+}
+
+/// Returns an HTTP/1.1 connection to its pool once its response is read.
+pub struct Checkin {
+    endpoint: Arc<Endpoint>,
+    sender: http1::SendRequest<Incoming>,
+    max_idle: usize,
+}
+
+impl Checkin {
+    /// The response body ended cleanly: the connection may serve again.
+    pub fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.endpoint.pool.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(Idle {
+                    sender: self.sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+/// Why connecting to an endpoint failed. Nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+}
+
+/// Why a request to an endpoint failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be had; the request is handed back unsent.
+    Connect(Box<Request<Incoming>>, ConnectError),
+    /// The response headers did not come in time.
+    Timeout(Duration),
+    /// The connection failed after the request was (maybe) sent.
+    Upstream(hyper::Error),
+}
+
+/// Limits for one send.
+#[derive(Debug, Clone, Copy)]
+pub struct SendLimits {
+    pub connect: Duration,
+    pub response_header: Duration,
+    pub idle: Duration,
+    pub max_idle: usize,
+}
+
+/// Sends a request to an endpoint and waits for the response headers.
+///
+/// For HTTP/1.1 the connection comes back with the response, to be returned
+/// to the pool when the body ends.
+pub async fn send(
+    endpoint: &Arc<Endpoint>,
+    mut req: Request<Incoming>,
+    limits: SendLimits,
+) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+    set_uri(&mut req, endpoint);
+    match endpoint.protocol {
+        Protocol::Http1 => send_h1(endpoint, req, limits).await,
+        Protocol::Http2 => send_h2(endpoint, req, limits).await.map(|r| (r, None)),
+    }
+}
+
+/// HTTP/1.1 upstreams get origin-form (`/path?q`), HTTP/2 ones the full URI
+/// whose authority is the client's Host, which hyper sends as `:authority`.
+fn set_uri(req: &mut Request<Incoming>, endpoint: &Endpoint) {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = match endpoint.protocol {
+        Protocol::Http1 => Uri::from(pq),
+        Protocol::Http2 => {
+            let authority = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse().ok())
+                .unwrap_or_else(|| endpoint.authority.clone());
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(authority);
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).unwrap_or_default()
+        }
+    };
+    *req.uri_mut() = uri;
+}
+
+async fn connect_tcp(endpoint: &Endpoint, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(endpoint.addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect_h1(
+    endpoint: &Endpoint,
+    limits: SendLimits,
+) -> Result<http1::SendRequest<Incoming>, ConnectError> {
+    let stream = connect_tcp(endpoint, limits.connect).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+async fn send_h1(
+    endpoint: &Arc<Endpoint>,
+    mut req: Request<Incoming>,
+    limits: SendLimits,
+) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+    // At most one pooled connection that turns out stale, then a fresh one.
+    let mut pooled = endpoint.pool.take(limits.idle);
+    loop {
+        let reused = pooled.is_some();
+        let mut sender = match pooled.take() {
+            Some(s) => s,
+            None => match connect_h1(endpoint, limits).await {
+                Ok(s) => s,
+                Err(e) => return Err(SendError::Connect(Box::new(req), e)),
+            },
+        };
+        if sender.ready().await.is_err() {
+            if reused {
+                continue;
+            }
+            return Err(SendError::Connect(
+                Box::new(req),
+                ConnectError::Io(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection closed before the request was sent",
+                )),
+            ));
+        }
+        match tokio::time::timeout(limits.response_header, sender.try_send_request(req)).await {
+            Err(_) => return Err(SendError::Timeout(limits.response_header)),
+            Ok(Ok(resp)) => {
+                let checkin = Checkin {
+                    endpoint: endpoint.clone(),
+                    sender,
+                    max_idle: limits.max_idle,
+                };
+                return Ok((resp, Some(checkin)));
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                // Not sent: the connection was closed under us.
+                Some(r) if reused => req = r,
+                Some(r) => {
+                    return Err(SendError::Connect(
+                        Box::new(r),
+                        ConnectError::Handshake(e.into_error()),
+                    ))
+                }
+                None => return Err(SendError::Upstream(e.into_error())),
+            },
+        }
+    }
+}
+
+async fn send_h2(
+    endpoint: &Arc<Endpoint>,
+    req: Request<Incoming>,
+    limits: SendLimits,
+) -> Result<Response<Incoming>, SendError> {
+    let shared = endpoint
+        .pool
+        .h2
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().filter(|s| !s.is_closed()).cloned());
+    let mut sender = match shared {
+        Some(s) => s,
+        None => {
+            let stream = match connect_tcp(endpoint, limits.connect).await {
+                Ok(s) => s,
+                Err(e) => return Err(SendError::Connect(Box::new(req), e)),
+            };
+            let (sender, conn) = match http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    return Err(SendError::Connect(
+                        Box::new(req),
+                        ConnectError::Handshake(e),
+                    ))
+                }
+            };
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended");
+                }
+            });
+            if let Ok(mut g) = endpoint.pool.h2.lock() {
+                *g = Some(sender.clone());
+            }
+            sender
+        }
+    };
+    if sender.ready().await.is_err() {
+        return Err(SendError::Connect(
+            Box::new(req),
+            ConnectError::Io(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "h2 connection closed before the request was sent",
+            )),
+        ));
+    }
+    match tokio::time::timeout(limits.response_header, sender.try_send_request(req)).await {
+        Err(_) => Err(SendError::Timeout(limits.response_header)),
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(r) => Err(SendError::Connect(
+                Box::new(r),
+                ConnectError::Handshake(e.into_error()),
+            )),
+            None => Err(SendError::Upstream(e.into_error())),
+        },
+    }
+}
