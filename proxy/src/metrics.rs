@@ -85,6 +85,10 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        // Both results show from the start, so a dashboard can rate() them.
+        for result in ["success", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Metrics {
             registry,
             requests,

@@ -1,1 +1,530 @@
+//! Support for the behaviour tests: backends, the `sluice` binary, clients
+//! and deadlines. Every server binds 127.0.0.x with port 0 (or a port the
+//! OS just handed out), never a fixed port; every wait has a deadline.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Waits until `check` is true, polling every 20 ms, or panics after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released; good enough for tests
+/// that start the process right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// An address nothing listens on: a port we bound and released.
+pub fn dead_addr() -> SocketAddr {
+    free_addr()
+}
+
+// ------------------------------------------------------------------ backends
+
+/// A test backend. Answers by path:
+/// - `/sleep/<ms>`: waits, then answers its name;
+/// - `/status/<code>`: answers that status;
+/// - `/echo`: streams the request body back;
+/// - `/headers`: the request headers, one `name: value` per line;
+/// - `/ws`: a WebSocket echo;
+/// - `…/version`: the HTTP version it was asked in;
+/// - anything else: its name and a newline.
+///
+/// Every response carries `x-backend: <name>`.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Requests answered.
+    pub hits: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
+    /// Requests being answered right now.
+    pub active: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        Self::start_with(name, addr, Duration::ZERO).await
+    }
+
+    /// A backend that waits `delay` before every answer.
+    pub async fn start_slow(name: &str, delay: Duration) -> Backend {
+        Self::start_with(name, SocketAddr::from(([127, 0, 0, 1], 0)), delay).await
+    }
+
+    pub async fn start_with(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("backend binds");
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let st = BackendState {
+            name: Arc::from(name),
+            hits: hits.clone(),
+            active: active.clone(),
+            delay,
+        };
+        let c = conns.clone();
+        let task = tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let st = st.clone();
+                set.spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(st.answer(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+                while set.try_join_next().is_some() {}
+            }
+        });
+        Backend {
+            name: name.to_owned(),
+            addr,
+            hits,
+            conns,
+            active,
+            task,
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct BackendState {
+    name: Arc<str>,
+    hits: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+impl BackendState {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let mut resp = self.answer_inner(req).await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        resp.headers_mut()
+            .insert("x-backend", self.name.parse().unwrap());
+        resp
+    }
+
+    async fn answer_inner(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        if let Some(ms) = path.strip_prefix("/sleep/") {
+            let ms: u64 = ms.parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Response::new(full(format!("{}\n", self.name)));
+        }
+        if let Some(code) = path.strip_prefix("/status/") {
+            let mut r = Response::new(full(format!("{} {code}\n", self.name)));
+            *r.status_mut() = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+            return r;
+        }
+        match path.as_str() {
+            "/echo" => Response::new(req.into_body().boxed()),
+            "/headers" => {
+                let mut out = String::new();
+                for (k, v) in req.headers() {
+                    out.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+                }
+                Response::new(full(out))
+            }
+            "/ws" => websocket_echo(&mut req),
+            p if p.ends_with("/version") => Response::new(full(format!("{:?}\n", req.version()))),
+            _ => Response::new(full(format!("{}\n", self.name))),
+        }
+    }
+}
+
+/// Accepts a WebSocket handshake and echoes every message back.
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let Some(key) = req.headers().get("sec-websocket-key") else {
+        let mut r = Response::new(full("not a websocket request\n"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_text() || msg.is_binary() {
+                if ws.send(msg).await.is_err() {
+                    break;
+                }
+            } else if msg.is_close() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(full(Bytes::new()))
+        .unwrap()
+}
+
+// ------------------------------------------------------------------ the binary
+
+/// The `sluice` binary, built once per test process so tests never run a
+/// stale one.
+pub fn sluice_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    BUILD.call_once(|| {
+        if std::env::var_os("SLUICE_SKIP_BUILD").is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the sluice binary failed");
+    });
+    let bin = target.join("debug").join("sluice");
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
+}
+
+/// A running `sluice` process, killed on drop. Its stderr goes to a file
+/// that [`Sluice::log`] reads.
+pub struct Sluice {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "sluice-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Sluice {
+    /// Starts `sluice serve` with `--listen` and `--admin` on fresh ports
+    /// plus `args`, and waits until `/readyz` answers 200.
+    pub async fn serve(args: &[&str]) -> Sluice {
+        let listen = free_addr();
+        let admin = free_addr();
+        let mut full: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            listen.to_string(),
+            "--admin".into(),
+            admin.to_string(),
+        ];
+        full.extend(args.iter().map(|s| s.to_string()));
+        Self::spawn(full, listen, admin, TempDir::new()).await
+    }
+
+    /// Starts `sluice serve --config FILE` where FILE holds `yaml` with
+    /// `{LISTEN}` and `{ADMIN}` replaced by fresh addresses. Returns the
+    /// process and the file's path, for reload tests.
+    pub async fn with_config(yaml: &str) -> (Sluice, PathBuf) {
+        let listen = free_addr();
+        let admin = free_addr();
+        let dir = TempDir::new();
+        let path = dir.0.join("sluice.yaml");
+        std::fs::write(&path, fill(yaml, listen, admin)).unwrap();
+        let args = vec![
+            "serve".to_string(),
+            "--config".into(),
+            path.display().to_string(),
+        ];
+        (Self::spawn(args, listen, admin, dir).await, path)
+    }
+
+    async fn spawn(
+        args: Vec<String>,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        dir: TempDir,
+    ) -> Sluice {
+        let log = dir.0.join("sluice.log");
+        let child = Command::new(sluice_bin())
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("sluice starts");
+        let mut s = Sluice {
+            child,
+            listen,
+            admin,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!(
+                    "sluice exited with {status} before it was ready:\n{}",
+                    s.log()
+                );
+            }
+            if let Ok((200, _)) = get(s.admin, "/readyz").await {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice not ready in time:\n{}",
+                s.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.listen, path)
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, `INT`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit in {limit:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A metric's value from `/metrics` (the first line starting with `series`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = get(self.admin, "/metrics").await.ok()?;
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// Replaces `{LISTEN}` and `{ADMIN}` in a config template.
+pub fn fill(yaml: &str, listen: SocketAddr, admin: SocketAddr) -> String {
+    yaml.replace("{LISTEN}", &listen.to_string())
+        .replace("{ADMIN}", &admin.to_string())
+}
+
+// ------------------------------------------------------------------ clients
+
+/// An HTTP/1.1 client with keep-alive, optionally bound to a source address.
+pub fn client(source: Option<Ipv4Addr>) -> Client<HttpConnector, Body> {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    if let Some(ip) = source {
+        c.set_local_address(Some(IpAddr::V4(ip)));
+    }
+    Client::builder(TokioExecutor::new()).build(c)
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn body(b: impl Into<Bytes>) -> Body {
+    full(b)
+}
+
+/// One GET on a fresh connection: status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let (status, _, body) = request(&client(None), addr, "GET", path, &[], empty()).await?;
+    Ok((status, body))
+}
+
+/// One request with a 30 s limit: status, headers, body.
+pub async fn request(
+    client: &Client<HttpConnector, Body>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Result<(u16, http::HeaderMap, String), String> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(body).map_err(|e| e.to_string())?;
+    let fut = async {
+        let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .map_err(|_| "request timed out".to_string())?
+}
+
+/// Runs a command-line client (curl and friends) and returns its stdout,
+/// panicking with its stderr when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} cannot run ({e}): the test command installs it"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Collects lines from concurrent tasks.
+pub type Shared<T> = Arc<Mutex<T>>;

@@ -635,7 +635,7 @@ routes:
       - 127.0.0.1:9001=0
       - address: 127.0.0.1:99999
   - host: "*.*.example.com"
-    backends: []
+    backends: [127.0.0.1:1, 127.0.0.1:1]
 "#;
         let err = parse_str(text, "t.yaml").unwrap_err();
         let fields: Vec<String> = match &err {

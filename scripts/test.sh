@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need when it is missing, then
+# runs every test in the workspace. Used by CI (.ci/run) and by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+# curl must speak HTTP/2 for the h2c tests.
+curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1; }
+
+cargo fmt --all -- --check
+# The binary the behaviour tests start; they also rebuild it if stale.
+cargo build --quiet -p sluice --bin sluice
+cargo test --workspace "$@"

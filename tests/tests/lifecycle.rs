@@ -1,0 +1,391 @@
+//! Reload, shutdown, the admin listener and the commands around `serve`.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_integration::*;
+
+fn one_route(backends: &[&Backend], strategy: &str, extra: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+    format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\n{extra}routes:\n  - name: main\n    strategy: {strategy}\n    backends: [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// Replaces the file the way editors and ConfigMaps do: write aside, rename over.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn generation(s: &Sluice) -> u64 {
+    let (_, json) = get(s.admin, "/routes").await.unwrap();
+    let line = json
+        .lines()
+        .find(|l| l.contains("\"generation\""))
+        .expect("generation in /routes");
+    line.trim()
+        .trim_start_matches("\"generation\":")
+        .trim_end_matches(',')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn reload_to(s: &Sluice, path: &std::path::Path, text: &str) {
+    let before = generation(s).await;
+    replace_file(path, &fill(text, s.listen, s.admin));
+    wait_until(
+        "the reload to take effect",
+        Duration::from_secs(10),
+        || async { generation(s).await > before },
+    )
+    .await;
+}
+
+/// Twenty reloads while four clients send requests non-stop: not one fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_lose_no_request() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let c = Backend::start("c").await;
+    let extra = "reload_interval: 50ms\n";
+    let (s, path) = Sluice::with_config(&one_route(&[&a], "round-robin", extra)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed: Shared<Vec<String>> = Default::default();
+    let listen = s.listen;
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                let c = client(None);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    // Half the workers use fresh connections, half keep-alive.
+                    let r = if i % 2 == 0 {
+                        request(&c, listen, "GET", "/", &[], empty()).await
+                    } else {
+                        request(&client(None), listen, "GET", "/", &[], empty()).await
+                    };
+                    match r {
+                        Ok((200, _, _)) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => failed.lock().unwrap().push(format!("{other:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let sets: [(&[&Backend], &str); 4] = [
+        (&[&a, &b], "round-robin"),
+        (&[&b, &c], "weighted"),
+        (&[&c], "ip-hash"),
+        (&[&a, &b, &c], "least-request"),
+    ];
+    for i in 0..20 {
+        let (set, strategy) = sets[i % sets.len()];
+        reload_to(&s, &path, &one_route(set, strategy, extra)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(
+        ok.load(Ordering::SeqCst) >= 40,
+        "too little traffic to prove anything"
+    );
+    assert_eq!(
+        s.metric("sluice_config_reloads_total{result=\"success\"}")
+            .await,
+        Some(20.0)
+    );
+    // The last set (a, b, c) is live: all three answer.
+    let seen: std::collections::HashSet<String> = {
+        let c = client(None);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..60 {
+            let (_, _, body) = request(&c, listen, "GET", "/", &[], empty()).await.unwrap();
+            seen.insert(body.trim().to_owned());
+        }
+        seen
+    };
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+/// A bad edit is refused with the field named; the old routes keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_is_refused_and_old_routes_serve() {
+    let a = Backend::start("a").await;
+    let extra = "reload_interval: 50ms\n";
+    let (s, path) = Sluice::with_config(&one_route(&[&a], "round-robin", extra)).await;
+    let gen = generation(&s).await;
+    let bad = one_route(&[&a], "fastest", extra).replace("backends: [", "backends: [nowhere, ");
+    replace_file(&path, &fill(&bad, s.listen, s.admin));
+    wait_until(
+        "the refusal to be counted",
+        Duration::from_secs(10),
+        || async {
+            s.metric("sluice_config_reloads_total{result=\"error\"}")
+                .await
+                == Some(1.0)
+        },
+    )
+    .await;
+    let log = s.log();
+    assert!(log.contains("routes[0].strategy"), "{log}");
+    assert!(log.contains("routes[0].backends[0]"), "{log}");
+    assert_eq!(generation(&s).await, gen);
+    let (status, body) = get(s.listen, "/").await.unwrap();
+    assert_eq!((status, body.trim()), (200, "a"));
+    // Unparseable YAML is refused too.
+    replace_file(&path, "routes: [ {{{");
+    wait_until("the second refusal", Duration::from_secs(10), || async {
+        s.metric("sluice_config_reloads_total{result=\"error\"}")
+            .await
+            == Some(2.0)
+    })
+    .await;
+    assert_eq!(get(s.listen, "/").await.unwrap().0, 200);
+}
+
+/// SIGHUP reloads at once, without waiting for the change check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let extra = "reload_interval: 1h\n";
+    let (s, path) = Sluice::with_config(&one_route(&[&a], "round-robin", extra)).await;
+    assert_eq!(get(s.listen, "/").await.unwrap().1.trim(), "a");
+    replace_file(
+        &path,
+        &fill(&one_route(&[&b], "round-robin", extra), s.listen, s.admin),
+    );
+    s.signal("HUP");
+    wait_until("traffic to move to b", Duration::from_secs(10), || async {
+        get(s.listen, "/")
+            .await
+            .map(|r| r.1.trim() == "b")
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+/// SIGTERM: new connections are refused, a slow in-flight request still
+/// completes, the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let a = Backend::start("a").await;
+    let mut s = Sluice::serve(&["--backend", &a.addr.to_string()]).await;
+    let listen = s.listen;
+    let slow = tokio::spawn(async move {
+        request(&client(None), listen, "GET", "/sleep/1500", &[], empty()).await
+    });
+    wait_until(
+        "the slow request to reach the backend",
+        Duration::from_secs(5),
+        || async { a.active.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    s.signal("TERM");
+    wait_until("the listener to close", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(listen).await.is_err()
+    })
+    .await;
+    let (status, _, body) = slow.await.unwrap().unwrap();
+    assert_eq!((status, body.trim()), (200, "a"));
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(s.log().contains("SIGTERM"));
+}
+
+/// The admin port answers health, readiness, metrics and the table; the
+/// traffic port never serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let s = Sluice::serve(&[
+        "--backend",
+        &a.addr.to_string(),
+        "--backend",
+        &format!("{}=3", b.addr),
+        "--strategy",
+        "weighted",
+    ])
+    .await;
+    assert_eq!(
+        get(s.admin, "/healthz").await.unwrap(),
+        (200, "ok\n".into())
+    );
+    assert_eq!(
+        get(s.admin, "/readyz").await.unwrap(),
+        (200, "ready\n".into())
+    );
+    for _ in 0..4 {
+        assert_eq!(get(s.listen, "/").await.unwrap().0, 200);
+    }
+    let (status, metrics) = get(s.admin, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    for needle in [
+        "sluice_requests_total{code=\"200\",route=\"default\"} 4",
+        "sluice_request_duration_seconds_count{route=\"default\"} 4",
+        "sluice_upstream_endpoints{route=\"default\",state=\"healthy\"} 2",
+        "sluice_upstream_endpoints{route=\"default\",state=\"ejected\"} 0",
+        "# TYPE sluice_upstream_connect_errors_total counter",
+        "# TYPE sluice_config_reloads_total counter",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in:\n{metrics}");
+    }
+    let (status, routes) = get(s.admin, "/routes").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(routes.contains("\"strategy\": \"weighted\""), "{routes}");
+    assert!(
+        routes.contains(&format!("\"address\": \"{}\"", b.addr)),
+        "{routes}"
+    );
+    assert!(routes.contains("\"weight\": 3"), "{routes}");
+    // On the traffic port, /metrics is just a path routed to a backend.
+    let (status, headers, _) = request(&client(None), s.listen, "GET", "/metrics", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(headers.contains_key("x-backend"));
+    assert_eq!(get(s.admin, "/nothing").await.unwrap().0, 404);
+}
+
+/// `sluice check` passes the example file and names every bad field.
+#[test]
+fn check_names_every_bad_field() {
+    let bin = sluice_bin();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let ok = std::process::Command::new(&bin)
+        .args(["check", "--config"])
+        .arg(root.join("examples/sluice.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = TempDir::new();
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listen: [127.0.0.1:80800]\nroutes:\n  - path: nope\n    strategy: random\n    backends: [127.0.0.1:1=0]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "listen[0]",
+        "routes[0].path",
+        "routes[0].strategy",
+        "routes[0].backends[0].weight",
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!(": {field}: "))),
+            "{field} not in:\n{err}"
+        );
+    }
+    let missing = std::process::Command::new(&bin)
+        .args(["check", "--config", "/nonexistent/sluice.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+/// Three consecutive free ports for the demo's backends.
+fn free_run_of_three() -> u16 {
+    for _ in 0..200 {
+        let p = 20_000 + fastrand_u16() % 40_000;
+        if (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
+fn fastrand_u16() -> u16 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 65_521) as u16
+}
+
+/// `sluice demo` prints its commands and the weighted route answers a, a, b, a, c, a, a.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_balances_out_of_the_box() {
+    let listen = free_addr();
+    let admin = free_addr();
+    let base = free_run_of_three();
+    let dir = TempDir::new();
+    let out_path = dir.0.join("demo.out");
+    let mut child = std::process::Command::new(sluice_bin())
+        .args([
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+            "--backend-port",
+            &base.to_string(),
+        ])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the demo banner", Duration::from_secs(20), || async {
+        std::fs::read_to_string(&out_path)
+            .map(|s| s.contains("Ctrl-C"))
+            .unwrap_or(false)
+    })
+    .await;
+    let banner = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        banner.contains(&format!("curl -s http://{listen}/weighted")),
+        "{banner}"
+    );
+    let c = client(None);
+    let mut seq = Vec::new();
+    for _ in 0..7 {
+        let (status, _, body) = request(&c, listen, "GET", "/weighted", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        seq.push(body.trim().to_owned());
+    }
+    assert_eq!(
+        seq,
+        [
+            "backend-a",
+            "backend-a",
+            "backend-b",
+            "backend-a",
+            "backend-c",
+            "backend-a",
+            "backend-a"
+        ]
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

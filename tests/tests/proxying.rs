@@ -1,0 +1,469 @@
+//! What a request looks like on the way through: protocols the client may
+//! speak, headers the backend sees, bodies in both directions, upgrades,
+//! upstream keep-alive, and the requests the proxy refuses itself.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::Request;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use sluice_integration::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A proxy in front of one backend, from the command line.
+async fn one(name: &str) -> (Backend, Sluice) {
+    let b = Backend::start(name).await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    (b, s)
+}
+
+/// Runs curl off the async workers (the backend lives on them).
+async fn curl(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("/usr/bin/curl", &args)
+    })
+    .await
+    .unwrap()
+}
+
+/// The backend's `/headers` answer as (name, value) pairs, in order.
+fn parse_headers(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|l| {
+            let (k, v) = l.split_once(": ").unwrap_or((l, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Every value of header `name` the backend saw.
+fn values<'a>(seen: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    seen.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// GET /headers through the proxy with `headers`; what the backend saw.
+async fn seen_by_backend(s: &Sluice, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    let (status, _, body) = request(&client(None), s.listen, "GET", "/headers", headers, empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    eprintln!("SEEN {body:?}");
+    parse_headers(&body)
+}
+
+/// Writes `req` on a fresh connection and reads until the proxy closes it
+/// (10 s at most). Returns everything read.
+async fn exchange(addr: SocketAddr, req: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the proxy kept the connection open; got so far: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response's status code, header block and body, split from raw text.
+fn split_response(raw: &str) -> (u16, String, String) {
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response head in {raw:?}"));
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {raw:?}"));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Deterministic, incompressible-looking bytes (xorshift).
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
+// ------------------------------------------------------------------ protocols
+
+/// A client speaking h2c with prior knowledge is served over HTTP/2 and
+/// reaches the HTTP/1.1 backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_through_curl() {
+    let (b, s) = one("h2-backend").await;
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-s",
+        "-w",
+        "%{http_code} %{http_version}",
+        &s.url("/"),
+    ])
+    .await;
+    assert_eq!(out, "h2-backend\n200 2");
+    assert_eq!(b.hits(), 1);
+}
+
+/// A plain HTTP/1.1 client through curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_through_curl() {
+    let (b, s) = one("h1-backend").await;
+    let out = curl(&[
+        "--http1.1",
+        "-s",
+        "-w",
+        "%{http_code} %{http_version}",
+        &s.url("/anything?q=1"),
+    ])
+    .await;
+    assert_eq!(out, "h1-backend\n200 1.1");
+    assert_eq!(b.hits(), 1);
+}
+
+// ------------------------------------------------------------------ headers
+
+/// X-Forwarded-For is appended to, -Proto and -Host are set, and the Host
+/// the client sent reaches the backend unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_and_host() {
+    let (_b, s) = one("a").await;
+    let seen = seen_by_backend(
+        &s,
+        &[("host", "app.example.com"), ("x-forwarded-for", "1.2.3.4")],
+    )
+    .await;
+    assert_eq!(
+        values(&seen, "x-forwarded-for"),
+        ["1.2.3.4, 127.0.0.1"],
+        "{seen:?}"
+    );
+    assert_eq!(values(&seen, "x-forwarded-proto"), ["http"], "{seen:?}");
+    assert_eq!(
+        values(&seen, "x-forwarded-host"),
+        ["app.example.com"],
+        "{seen:?}"
+    );
+    assert_eq!(values(&seen, "host"), ["app.example.com"], "{seen:?}");
+
+    // Without a prior X-Forwarded-For, the client address alone.
+    let seen = seen_by_backend(&s, &[("host", "app.example.com")]).await;
+    assert_eq!(values(&seen, "x-forwarded-for"), ["127.0.0.1"], "{seen:?}");
+}
+
+/// X-Request-Id is added (32 hex digits, new per request) when absent and
+/// kept as sent when present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_added_or_kept() {
+    let (_b, s) = one("a").await;
+    let first = seen_by_backend(&s, &[]).await;
+    let second = seen_by_backend(&s, &[]).await;
+    let ids: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|seen| {
+            let v = values(seen, "x-request-id");
+            assert_eq!(v.len(), 1, "{seen:?}");
+            v[0]
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(id.len(), 32, "{id:?}");
+        assert!(id.bytes().all(|c| c.is_ascii_hexdigit()), "{id:?}");
+    }
+    assert_ne!(ids[0], ids[1], "two requests got the same id");
+
+    let seen = seen_by_backend(&s, &[("x-request-id", "client-chosen-id-7")]).await;
+    assert_eq!(
+        values(&seen, "x-request-id"),
+        ["client-chosen-id-7"],
+        "{seen:?}"
+    );
+}
+
+/// Hop-by-hop headers, fixed ones and those the Connection header names,
+/// stop at the proxy; an ordinary custom header goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_removed() {
+    let (_b, s) = one("a").await;
+    let seen = seen_by_backend(
+        &s,
+        &[
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+            ("x-custom", "kept"),
+        ],
+    )
+    .await;
+    for gone in ["x-hop", "keep-alive", "te", "proxy-connection"] {
+        assert!(
+            values(&seen, gone).is_empty(),
+            "{gone} reached the backend: {seen:?}"
+        );
+    }
+    // Whatever Connection header the upstream hop carries is its own.
+    for v in values(&seen, "connection") {
+        assert!(!v.contains("x-hop"), "{seen:?}");
+    }
+    assert_eq!(values(&seen, "x-custom"), ["kept"], "{seen:?}");
+}
+
+// ------------------------------------------------------------------ bodies
+
+/// An 8 MiB request body goes up and comes back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_body_round_trip() {
+    let (_b, s) = one("a").await;
+    let data = Bytes::from(pattern(8 << 20, 0x5eed));
+    let req = Request::post(s.url("/echo"))
+        .body(body(data.clone()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), async {
+        let resp = client(None).request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.into_body().collect().await.unwrap().to_bytes())
+    })
+    .await
+    .expect("8 MiB echo within 30 s");
+    assert_eq!(resp.0, 200);
+    assert_eq!(resp.1.len(), data.len());
+    assert_eq!(first_difference(&resp.1, &data), None);
+}
+
+/// A chunked upload (no length known up front) is streamed: each chunk's
+/// echo comes back before the next chunk is sent, and the whole is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_upload_streams_both_ways() {
+    let (_b, s) = one("a").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, hyper::Error>(Frame::data(b)), rx))
+    });
+    let req = Request::post(s.url("/echo"))
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap();
+    let chunks: Vec<Bytes> = (0..5u64)
+        .map(|i| Bytes::from(pattern(1000 + 37 * i as usize, i + 1)))
+        .collect();
+    let c = client(None);
+    tx.send(chunks[0].clone()).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+        .await
+        .expect("response head while the upload is still open")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            tx.send(chunk.clone()).await.unwrap();
+        }
+        let want: usize = chunks[..=i].iter().map(Bytes::len).sum();
+        // The echo of this chunk arrives while the upload is still open.
+        while got.len() < want {
+            let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("chunk {i} not echoed while the upload is open"))
+                .expect("body ended early")
+                .unwrap();
+            if let Ok(d) = frame.into_data() {
+                got.extend_from_slice(&d);
+            }
+        }
+        assert_eq!(got.len(), want, "chunk {i}");
+    }
+    drop(tx);
+    let rest = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("body ends once the upload does")
+        .unwrap()
+        .to_bytes();
+    got.extend_from_slice(&rest);
+    let sent: Vec<u8> = chunks.concat();
+    assert_eq!(got.len(), sent.len());
+    assert_eq!(first_difference(&got, &sent), None);
+}
+
+// ------------------------------------------------------------------ upgrades
+
+/// A WebSocket through the proxy: text and binary messages echo back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo() {
+    let (_b, s) = one("a").await;
+    let tcp = TcpStream::connect(s.listen).await.unwrap();
+    let (mut ws, resp) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(format!("ws://{}/ws", s.listen), tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake succeeds");
+    assert_eq!(resp.status(), 101);
+    let sent = [
+        Message::text("hello"),
+        Message::text("through the sluice"),
+        Message::text("ü ∑ 🚀"),
+        Message::binary(pattern(3000, 9)),
+    ];
+    for m in &sent {
+        ws.send(m.clone()).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("stream open")
+            .unwrap();
+        assert_eq!(&back, m);
+    }
+    ws.close(None).await.unwrap();
+}
+
+// ------------------------------------------------------------------ pooling
+
+/// Sequential requests reuse pooled upstream connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let (b, s) = one("a").await;
+    let c = client(None);
+    for _ in 0..50 {
+        let (status, _, body) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "a\n"));
+    }
+    assert_eq!(b.hits(), 50);
+    let conns = b.conns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        conns <= 5,
+        "50 sequential requests opened {conns} upstream connections"
+    );
+}
+
+// ------------------------------------------------------------------ refusals
+
+/// HTTP/1.1 without a Host header gets 400 from the proxy itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_host_is_400() {
+    let (b, s) = one("a").await;
+    let raw = exchange(s.listen, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    eprintln!("RAW {raw:?}");
+    let (status, head, body) = split_response(&raw);
+    assert_eq!(status, 400, "{raw}");
+    assert!(head.contains("content-type: text/plain"), "{raw}");
+    assert!(!body.is_empty() && body.len() < 200, "{raw}");
+    assert_eq!(b.hits(), 0);
+}
+
+/// A request line that is not HTTP gets hyper's automatic 400 with an
+/// empty body, and the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_request_line_is_400() {
+    let (b, s) = one("a").await;
+    let raw = exchange(s.listen, b"THIS IS NOT HTTP\r\n\r\n").await;
+    eprintln!("RAW {raw:?}");
+    let (status, head, body) = split_response(&raw);
+    assert_eq!(status, 400, "{raw}");
+    assert!(head.contains("content-length: 0"), "{raw}");
+    assert_eq!(body, "", "{raw}");
+    assert_eq!(b.hits(), 0);
+}
+
+/// CONNECT is refused with 405; nothing reaches the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_405() {
+    let (b, s) = one("a").await;
+    let raw = exchange(
+        s.listen,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    eprintln!("RAW {raw:?}");
+    let (status, head, body) = split_response(&raw);
+    assert_eq!(status, 405, "{raw}");
+    assert!(head.contains("content-type: text/plain"), "{raw}");
+    assert!(!body.is_empty() && body.len() < 200, "{raw}");
+    assert_eq!(b.hits(), 0);
+}
+
+/// With only a host-specific route, another host gets a short plain 404
+/// while the route's own host is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_host_is_404() {
+    let b = Backend::start("app").await;
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nroutes:\n  - name: app\n    host: app.example.com\n    path: /\n    backends: [{}]\n",
+        b.addr
+    ))
+    .await;
+    let c = client(None);
+    let (status, headers, body) = request(
+        &c,
+        s.listen,
+        "GET",
+        "/",
+        &[("host", "other.example.com")],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    let ct = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        ct.as_deref().is_some_and(|t| t.starts_with("text/plain")),
+        "{ct:?}"
+    );
+    assert!(
+        !body.is_empty() && body.len() < 200 && body.ends_with('\n'),
+        "{body:?}"
+    );
+    assert_eq!(b.hits(), 0);
+
+    let (status, _, body) = request(
+        &c,
+        s.listen,
+        "GET",
+        "/",
+        &[("host", "app.example.com")],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_str()), (200, "app\n"));
+}
