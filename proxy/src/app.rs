@@ -70,6 +70,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
             hup,
         ))
     });
+    let reaper = tokio::spawn(reap_idle(table.clone()));
     tracing::info!(
         listen = ?config.listen,
         admin = ?config.admin,
@@ -97,8 +98,26 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
     if let Some(a) = admin_task {
         a.abort();
     }
+    reaper.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Closes pooled upstream connections idle longer than their route's
+/// `upstream_idle`, so that a quiet proxy does not hold sockets open on
+/// every endpoint it ever spoke to.
+async fn reap_idle(table: Table) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let snap = table.load_full();
+        for route in snap.all_routes() {
+            for e in route.upstream.endpoints.iter() {
+                e.pool.expire(route.timeouts.upstream_idle);
+            }
+        }
+    }
 }
 
 /// Reloads the file when its bytes change (checked every

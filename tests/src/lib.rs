@@ -44,23 +44,40 @@ where
     }
 }
 
-/// A free port on 127.0.0.1 (bound and released; good enough for tests
-/// that start the process right away).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free addresses on 127.0.0.1: all bound at once, then
+/// released, so two of them are never the same port. Good enough for a
+/// process started right away.
+pub fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
 pub fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    free_addrs::<1>()[0]
 }
 
-/// An address nothing listens on: a port we bound and released.
-pub fn dead_addr() -> SocketAddr {
-    free_addr()
+/// An address nothing listens on, held for the test's lifetime: a socket
+/// bound to it that never listens, so connects are refused at once and no
+/// other server can take the port the way it could a port merely bound
+/// and released.
+pub struct Dead {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+pub fn dead() -> Dead {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    Dead {
+        addr,
+        _socket: socket,
+    }
 }
 
 // ------------------------------------------------------------------ backends
@@ -328,8 +345,7 @@ impl Sluice {
     /// Starts `sluice serve` with `--listen` and `--admin` on fresh ports
     /// plus `args`, and waits until `/readyz` answers 200.
     pub async fn serve(args: &[&str]) -> Sluice {
-        let listen = free_addr();
-        let admin = free_addr();
+        let [listen, admin] = free_addrs();
         let mut full: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),
@@ -345,8 +361,7 @@ impl Sluice {
     /// `{LISTEN}` and `{ADMIN}` replaced by fresh addresses. Returns the
     /// process and the file's path, for reload tests.
     pub async fn with_config(yaml: &str) -> (Sluice, PathBuf) {
-        let listen = free_addr();
-        let admin = free_addr();
+        let [listen, admin] = free_addrs();
         let dir = TempDir::new();
         let path = dir.0.join("sluice.yaml");
         std::fs::write(&path, fill(yaml, listen, admin)).unwrap();

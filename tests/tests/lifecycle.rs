@@ -335,8 +335,7 @@ fn fastrand_u16() -> u16 {
 /// `sluice demo` prints its commands and the weighted route answers a, a, b, a, c, a, a.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_balances_out_of_the_box() {
-    let listen = free_addr();
-    let admin = free_addr();
+    let [listen, admin] = free_addrs();
     let base = free_run_of_three();
     let dir = TempDir::new();
     let out_path = dir.0.join("demo.out");

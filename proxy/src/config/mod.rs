@@ -34,10 +34,10 @@ pub struct Config {
 /// Settings of the client-facing listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerSettings {
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's headers. It also
+    /// bounds how long an idle keep-alive connection waits for the next
+    /// request (hyper starts the timer when it starts reading a request).
     pub request_header_timeout: Duration,
-    /// How long an idle client keep-alive connection is kept open.
-    pub client_idle_timeout: Duration,
 }
 
 /// One route: what it matches and where it sends.
@@ -77,7 +77,6 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
 };
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
-    client_idle_timeout: Duration::from_secs(60),
 };
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -298,10 +297,10 @@ impl Validator {
         base: RouteTimeouts,
     ) -> RouteTimeouts {
         let Some(raw) = raw else { return base };
-        if raw.request_header.is_some() || raw.client_idle.is_some() {
+        if raw.request_header.is_some() {
             self.error(
-                format!("{field}.timeouts"),
-                "request_header and client_idle are listener settings: set them at the top level",
+                format!("{field}.timeouts.request_header"),
+                "a listener setting: set it in the top-level timeouts",
             );
         }
         RouteTimeouts {
@@ -403,11 +402,6 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             "timeouts.request_header",
             t.request_header.as_ref(),
             DEFAULT_LISTENER.request_header_timeout,
-        ),
-        client_idle_timeout: v.duration(
-            "timeouts.client_idle",
-            t.client_idle.as_ref(),
-            DEFAULT_LISTENER.client_idle_timeout,
         ),
     };
     let defaults = Defaults {
@@ -587,12 +581,8 @@ fn backend_set(
             }
         }
     }
-    if set.backends.is_empty() {
-        v.error(
-            format!("{field}.backends"),
-            "at least one backend is needed",
-        );
-    }
+    // An empty list is allowed: the route answers 503 until backends are
+    // added, as a Kubernetes Service without ready endpoints does.
     v.check_duplicate_endpoints(&format!("{field}.backends"), &endpoints);
     let upstream = UpstreamSpec {
         name,

@@ -33,7 +33,6 @@ pub struct RawTimeouts {
     pub response_header: Option<String>,
     pub upstream_idle: Option<String>,
     pub request_header: Option<String>,
-    pub client_idle: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -94,20 +94,56 @@ impl Proxy {
     }
 }
 
-/// The request's host: the authority of an HTTP/2 or absolute-form request,
-/// else the Host header. HTTP/1.1 without a Host header is a bad request.
+/// The request's host: the authority of an HTTP/2 or absolute-form request
+/// (which overrides Host, RFC 9112 3.2.2), else the Host header. Several
+/// Host headers, an invalid one, or none in HTTP/1.1 make a bad request
+/// (RFC 9112 3.2): routing by one Host while the backend reads another is
+/// how host confusion starts.
 fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header\n");
+    }
     if let Some(a) = req.uri().authority() {
         return Ok(Some(a.as_str()));
     }
-    match req.headers().get(header::HOST) {
-        Some(h) => h
-            .to_str()
-            .map(Some)
-            .map_err(|_| "the Host header is not valid\n"),
+    match host {
+        Some(h) if valid_host(h.as_bytes()) => Ok(std::str::from_utf8(h.as_bytes()).ok()),
+        Some(_) => Err("the Host header is not valid\n"),
         None if req.version() == Version::HTTP_11 => Err("HTTP/1.1 requests need a Host header\n"),
         None => Ok(None),
     }
+}
+
+/// A Host value: a name, IPv4 or bracketed IPv6 literal, optional port.
+fn valid_host(h: &[u8]) -> bool {
+    !h.is_empty()
+        && h.len() <= 262
+        && h.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'.' | b'-'
+                        | b'_'
+                        | b'~'
+                        | b':'
+                        | b'['
+                        | b']'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        })
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -143,18 +179,17 @@ async fn forward(
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     {
-        let version = req.version();
         let authority = req.uri().authority().cloned();
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
         if let Some(u) = upgrade {
             headers::restore_upgrade(h, u);
         }
-        // HTTP/2 clients send :authority and no Host; HTTP/1.1 upstreams need one.
-        if version == Version::HTTP_2 || !h.contains_key(header::HOST) {
-            if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-                h.insert(header::HOST, a);
-            }
+        // The authority of an HTTP/2 or absolute-form request is the host:
+        // HTTP/2 clients send :authority and no Host, and an absolute-form
+        // target replaces Host. HTTP/1.1 upstreams need it as Host.
+        if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            h.insert(header::HOST, a);
         }
         let host = h.get(header::HOST).cloned();
         headers::add_forwarded(h, conn.peer.ip(), conn.proto, host.as_ref());

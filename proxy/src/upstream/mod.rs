@@ -128,43 +128,50 @@ impl Upstream {
 
     /// The endpoint to try next for a request, skipping those in `tried`
     /// and, unless too few are healthy, those ejected.
+    ///
+    /// The balancer makes the first pick. A retry or a skipped endpoint
+    /// steps on from there without asking the balancer again, so retries do
+    /// not advance the shared round-robin rotation (which would line every
+    /// following request up on the same dead endpoint). ip-hash is the
+    /// exception: it probes its table again, which spreads the clients of
+    /// an ejected endpoint over the others instead of piling them onto its
+    /// neighbour.
     #[inline]
     pub fn select(&self, hash: u64, tried: &Tried) -> Option<usize> {
         let n = self.endpoints.len();
         if n == 0 || tried.len() >= n {
             return None;
         }
-        let load = EndpointLoad(&self.endpoints);
         let mut panic: Option<bool> = None;
-        let rounds = (2 * n).min(64) as u32;
-        for attempt in 0..rounds {
-            let i = self
-                .balancer
-                .pick(hash, attempt + tried.len() as u32, &load)?;
-            if tried.contains(i) {
-                continue;
+        let mut usable = |i: usize| {
+            !tried.contains(i)
+                && (!self.endpoints[i].is_ejected()
+                    || *panic.get_or_insert_with(|| self.in_panic()))
+        };
+        let start = match (&self.balancer, tried.last()) {
+            (Balancer::IpHash(_), _) => {
+                for attempt in 0..8 {
+                    let i = self
+                        .balancer
+                        .pick(hash, tried.len() as u32 + attempt, &NoLoad)?;
+                    if usable(i) {
+                        return Some(i);
+                    }
+                }
+                self.balancer.pick(hash, 0, &NoLoad)?
             }
-            if self.endpoints[i].is_ejected() && !*panic.get_or_insert_with(|| self.in_panic()) {
-                continue;
+            (_, None) => {
+                let i = self
+                    .balancer
+                    .pick(hash, 0, &EndpointLoad(&self.endpoints))?;
+                if usable(i) {
+                    return Some(i);
+                }
+                i
             }
-            return Some(i);
-        }
-        // The balancer kept landing on tried or ejected endpoints: take the
-        // first untried healthy one, or in panic any untried one.
-        let untried = (0..n).filter(|&i| !tried.contains(i));
-        let in_panic = *panic.get_or_insert_with(|| self.in_panic());
-        let mut first = None;
-        for i in untried {
-            if in_panic || !self.endpoints[i].is_ejected() {
-                return Some(i);
-            }
-            first.get_or_insert(i);
-        }
-        if in_panic {
-            first
-        } else {
-            None
-        }
+            (_, Some(last)) => last,
+        };
+        (1..=n).map(|k| (start + k) % n).find(|&i| usable(i))
     }
 
     /// True when too few endpoints are healthy for ejection to count.
@@ -176,6 +183,15 @@ impl Upstream {
 }
 
 struct EndpointLoad<'a>(&'a [Arc<Endpoint>]);
+
+/// ip-hash does not look at load.
+struct NoLoad;
+
+impl Load for NoLoad {
+    fn in_flight(&self, _: usize) -> u32 {
+        0
+    }
+}
 
 impl Load for EndpointLoad<'_> {
     #[inline]
@@ -200,6 +216,9 @@ impl Tried {
     }
     pub fn contains(&self, i: usize) -> bool {
         self.indices[..self.len].contains(&(i as u32))
+    }
+    pub fn last(&self) -> Option<usize> {
+        self.len.checked_sub(1).map(|l| self.indices[l] as usize)
     }
     pub fn push(&mut self, i: usize) {
         if self.len < MAX_TRIES {
@@ -264,6 +283,20 @@ mod tests {
         for _ in 0..20 {
             assert_ne!(u.select(0, &Tried::default()), Some(1));
         }
+    }
+
+    #[test]
+    fn retries_do_not_advance_the_rotation() {
+        let u = upstream(Strategy::RoundRobin, 3, HealthPolicy::default());
+        // First request: picks 0, its retries step to 1 and 2.
+        let mut tried = Tried::default();
+        for want in [0, 1, 2] {
+            let i = u.select(0, &tried).unwrap();
+            assert_eq!(i, want);
+            tried.push(i);
+        }
+        // The next request starts at 1, not at 3 % 3 = 0 again.
+        assert_eq!(u.select(0, &Tried::default()), Some(1));
     }
 
     #[test]

@@ -6,9 +6,16 @@
 //! connection turned out to be closed, comes back to the caller unsent and
 //! can be retried on another endpoint.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
 
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -20,11 +27,90 @@ use tokio::net::TcpStream;
 use super::endpoint::Endpoint;
 use super::Protocol;
 
+/// The client's request body on its way upstream. It tells when it has
+/// ended, so that the response-header timeout counts from the end of the
+/// upload, not from its start.
+pub struct RequestBody {
+    inner: Incoming,
+    ended: Option<oneshot::Sender<()>>,
+}
+
+impl RequestBody {
+    /// Wraps a body; the receiver fires when it has been sent whole.
+    /// Bodies already at their end (most GETs) need no signal and cost no
+    /// allocation.
+    fn new(inner: Incoming) -> (Self, Option<oneshot::Receiver<()>>) {
+        if inner.is_end_stream() {
+            return (RequestBody { inner, ended: None }, None);
+        }
+        let (tx, rx) = oneshot::channel();
+        (
+            RequestBody {
+                inner,
+                ended: Some(tx),
+            },
+            Some(rx),
+        )
+    }
+
+    fn end(&mut self) {
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            None => self.end(),
+            Some(Ok(_)) if self.inner.is_end_stream() => self.end(),
+            _ => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Waits for the response headers: first, without a limit, for the
+/// upload to end (or an early response), then up to `limit`.
+async fn response_within<F: Future>(
+    fut: F,
+    upload: &mut Option<oneshot::Receiver<()>>,
+    limit: Duration,
+) -> Result<F::Output, SendError> {
+    let mut fut = std::pin::pin!(fut);
+    if let Some(rx) = upload {
+        tokio::select! {
+            biased;
+            r = &mut fut => return Ok(r),
+            _ = rx => *upload = None,
+        }
+    }
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| SendError::Timeout(limit))
+}
+
 /// Idle connections of one endpoint.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
-    h2: Mutex<Option<http2::SendRequest<Incoming>>>,
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -47,7 +133,7 @@ impl Pool {
         }
     }
 
-    fn take(&self, max_age: Duration) -> Option<http1::SendRequest<Incoming>> {
+    fn take(&self, max_age: Duration) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().ok()?;
         // Newest last: it is the warmest and the least likely to be closed.
         while let Some(c) = idle.pop() {
@@ -65,14 +151,14 @@ impl Pool {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
 }
 
 /// Returns an HTTP/1.1 connection to its pool once its response is read.
 pub struct Checkin {
     endpoint: Arc<Endpoint>,
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     max_idle: usize,
 }
 
@@ -134,9 +220,14 @@ pub async fn send(
     limits: SendLimits,
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
     set_uri(&mut req, endpoint);
+    let (parts, body) = req.into_parts();
+    let (body, upload) = RequestBody::new(body);
+    let req = Request::from_parts(parts, body);
     match endpoint.protocol {
-        Protocol::Http1 => send_h1(endpoint, req, limits).await,
-        Protocol::Http2 => send_h2(endpoint, req, limits).await.map(|r| (r, None)),
+        Protocol::Http1 => send_h1(endpoint, req, upload, limits).await,
+        Protocol::Http2 => send_h2(endpoint, req, upload, limits)
+            .await
+            .map(|r| (r, None)),
     }
 }
 
@@ -178,7 +269,7 @@ async fn connect_tcp(endpoint: &Endpoint, timeout: Duration) -> Result<TcpStream
 async fn connect_h1(
     endpoint: &Endpoint,
     limits: SendLimits,
-) -> Result<http1::SendRequest<Incoming>, ConnectError> {
+) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
     let stream = connect_tcp(endpoint, limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
@@ -192,9 +283,15 @@ async fn connect_h1(
     Ok(sender)
 }
 
+/// Hands a request that was not sent back in the client's body type.
+fn unsent(req: Request<RequestBody>, e: ConnectError) -> SendError {
+    SendError::Connect(Box::new(req.map(|b| b.inner)), e)
+}
+
 async fn send_h1(
     endpoint: &Arc<Endpoint>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
+    mut upload: Option<oneshot::Receiver<()>>,
     limits: SendLimits,
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
     // At most one pooled connection that turns out stale, then a fresh one.
@@ -205,24 +302,24 @@ async fn send_h1(
             Some(s) => s,
             None => match connect_h1(endpoint, limits).await {
                 Ok(s) => s,
-                Err(e) => return Err(SendError::Connect(Box::new(req), e)),
+                Err(e) => return Err(unsent(req, e)),
             },
         };
         if sender.ready().await.is_err() {
             if reused {
                 continue;
             }
-            return Err(SendError::Connect(
-                Box::new(req),
+            return Err(unsent(
+                req,
                 ConnectError::Io(io::Error::new(
                     io::ErrorKind::ConnectionReset,
                     "connection closed before the request was sent",
                 )),
             ));
         }
-        match tokio::time::timeout(limits.response_header, sender.try_send_request(req)).await {
-            Err(_) => return Err(SendError::Timeout(limits.response_header)),
-            Ok(Ok(resp)) => {
+        let sent = sender.try_send_request(req);
+        match response_within(sent, &mut upload, limits.response_header).await? {
+            Ok(resp) => {
                 let checkin = Checkin {
                     endpoint: endpoint.clone(),
                     sender,
@@ -230,15 +327,11 @@ async fn send_h1(
                 };
                 return Ok((resp, Some(checkin)));
             }
-            Ok(Err(mut e)) => match e.take_message() {
-                // Not sent: the connection was closed under us.
+            Err(mut e) => match e.take_message() {
+                // Not sent: the connection was closed under us. The body was
+                // not touched, so its end signal is still to come.
                 Some(r) if reused => req = r,
-                Some(r) => {
-                    return Err(SendError::Connect(
-                        Box::new(r),
-                        ConnectError::Handshake(e.into_error()),
-                    ))
-                }
+                Some(r) => return Err(unsent(r, ConnectError::Handshake(e.into_error()))),
                 None => return Err(SendError::Upstream(e.into_error())),
             },
         }
@@ -247,7 +340,8 @@ async fn send_h1(
 
 async fn send_h2(
     endpoint: &Arc<Endpoint>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
+    mut upload: Option<oneshot::Receiver<()>>,
     limits: SendLimits,
 ) -> Result<Response<Incoming>, SendError> {
     let shared = endpoint
@@ -261,7 +355,7 @@ async fn send_h2(
         None => {
             let stream = match connect_tcp(endpoint, limits.connect).await {
                 Ok(s) => s,
-                Err(e) => return Err(SendError::Connect(Box::new(req), e)),
+                Err(e) => return Err(unsent(req, e)),
             };
             let (sender, conn) = match http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -269,12 +363,7 @@ async fn send_h2(
                 .await
             {
                 Ok(x) => x,
-                Err(e) => {
-                    return Err(SendError::Connect(
-                        Box::new(req),
-                        ConnectError::Handshake(e),
-                    ))
-                }
+                Err(e) => return Err(unsent(req, ConnectError::Handshake(e))),
             };
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -288,22 +377,19 @@ async fn send_h2(
         }
     };
     if sender.ready().await.is_err() {
-        return Err(SendError::Connect(
-            Box::new(req),
+        return Err(unsent(
+            req,
             ConnectError::Io(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 "h2 connection closed before the request was sent",
             )),
         ));
     }
-    match tokio::time::timeout(limits.response_header, sender.try_send_request(req)).await {
-        Err(_) => Err(SendError::Timeout(limits.response_header)),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(mut e)) => match e.take_message() {
-            Some(r) => Err(SendError::Connect(
-                Box::new(r),
-                ConnectError::Handshake(e.into_error()),
-            )),
+    let sent = sender.try_send_request(req);
+    match response_within(sent, &mut upload, limits.response_header).await? {
+        Ok(resp) => Ok(resp),
+        Err(mut e) => match e.take_message() {
+            Some(r) => Err(unsent(r, ConnectError::Handshake(e.into_error()))),
             None => Err(SendError::Upstream(e.into_error())),
         },
     }

@@ -1,0 +1,105 @@
+//! One request end to end through the proxy to a local backend, in process,
+//! and the heap allocations it costs (counted by a global allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+/// Counts allocations made by this process.
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+async fn one(sender: &mut http1::SendRequest<Empty<Bytes>>, host: &str) {
+    let req = http::Request::get("/")
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    sender.ready().await.unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut sender, proxy) = rt.block_on(async {
+        let backend = sluice_benches::start_backend().await;
+        let proxy = sluice_benches::start_proxy(&[backend]).await;
+        let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        (sender, proxy)
+    });
+    let host = proxy.to_string();
+    let host = host.as_str();
+    // Warm the pools, then count allocations over many requests. The count
+    // covers the whole process: client, proxy and backend together; the
+    // client and backend alone are measured the same way below, directly.
+    rt.block_on(async {
+        for _ in 0..100 {
+            one(&mut sender, host).await;
+        }
+    });
+    let n = 10_000u64;
+    let through_proxy = rt.block_on(async {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..n {
+            one(&mut sender, host).await;
+        }
+        ALLOCS.load(Ordering::Relaxed) - before
+    });
+    let direct = rt.block_on(async {
+        let backend = sluice_benches::start_backend().await;
+        let stream = tokio::net::TcpStream::connect(backend).await.unwrap();
+        let (mut direct, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        for _ in 0..100 {
+            one(&mut direct, host).await;
+        }
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..n {
+            one(&mut direct, host).await;
+        }
+        ALLOCS.load(Ordering::Relaxed) - before
+    });
+    println!(
+        "allocations per request: {:.1} through the proxy, {:.1} client and backend alone, {:.1} in the proxy",
+        through_proxy as f64 / n as f64,
+        direct as f64 / n as f64,
+        (through_proxy as f64 - direct as f64) / n as f64
+    );
+    c.bench_function("request through proxy (in process, keep-alive)", |b| {
+        b.iter(|| rt.block_on(one(&mut sender, host)))
+    });
+}
+
+criterion_group!(benches, end_to_end);
+criterion_main!(benches);

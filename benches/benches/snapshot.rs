@@ -1,0 +1,24 @@
+//! Building the routing snapshot for 1,000 Services with 10,000 endpoints,
+//! from scratch and as a rebuild that takes endpoints over.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sluice::metrics::Metrics;
+use sluice::routing::Snapshot;
+
+fn build(c: &mut Criterion) {
+    let metrics = Metrics::new();
+    let specs = sluice_benches::cluster(1000, 10_000);
+    let mut g = c.benchmark_group("snapshot");
+    g.sample_size(20);
+    g.bench_function("build 1000 services 10000 endpoints", |b| {
+        b.iter(|| Snapshot::build(&specs, None, None, &metrics))
+    });
+    let previous = Snapshot::build(&specs, None, None, &metrics);
+    g.bench_function("rebuild 1000 services 10000 endpoints", |b| {
+        b.iter(|| Snapshot::build(&specs, None, Some(&previous), &metrics))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, build);
+criterion_main!(benches);

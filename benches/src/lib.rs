@@ -1,0 +1,149 @@
+//! Fixtures for the benchmarks: route specs shaped like a cluster's, and an
+//! in-process proxy with a backend, all on 127.0.0.1.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use sluice::balance::Strategy;
+use sluice::config::{self, RouteSpec};
+use sluice::metrics::Metrics;
+use sluice::proxy::Proxy;
+use sluice::routing::{HostMatch, PathType, Snapshot};
+use sluice::server::Listeners;
+use sluice::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+
+/// `n` endpoint specs on distinct addresses in 10.0.0.0/8 (never dialled).
+pub fn endpoints(n: usize) -> Vec<EndpointSpec> {
+    (0..n)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000u32 + i as u32 + 1);
+            EndpointSpec::new(SocketAddr::from((ip, 8080)), 1 + (i % 3) as u32)
+        })
+        .collect()
+}
+
+/// One route spec.
+pub fn route(
+    name: &str,
+    host: HostMatch,
+    path: &str,
+    strategy: Strategy,
+    endpoints: Vec<EndpointSpec>,
+) -> RouteSpec {
+    RouteSpec {
+        name: name.into(),
+        host,
+        path: path.into(),
+        path_type: PathType::Prefix,
+        upstream: UpstreamSpec {
+            name: name.into(),
+            strategy,
+            protocol: Protocol::Http1,
+            endpoints,
+            health: HealthPolicy::default(),
+            max_idle_per_endpoint: 64,
+        },
+        timeouts: config::DEFAULT_TIMEOUTS,
+        retry: config::DEFAULT_RETRY,
+    }
+}
+
+/// `services` routes, one host each with a path, sharing `endpoints`
+/// endpoints between them — the shape the Kubernetes discovery produces.
+pub fn cluster(services: usize, endpoints_total: usize) -> Vec<RouteSpec> {
+    let per = endpoints_total / services.max(1);
+    let all = endpoints(endpoints_total);
+    (0..services)
+        .map(|i| {
+            let eps = all[i * per..(i + 1) * per].to_vec();
+            let strategy = match i % 4 {
+                0 => Strategy::RoundRobin,
+                1 => Strategy::Weighted,
+                2 => Strategy::LeastRequest,
+                _ => Strategy::RoundRobin,
+            };
+            route(
+                &format!("ns{}/svc{i}", i % 50),
+                HostMatch::Exact(format!("svc{i}.ns{}.example.com", i % 50)),
+                &format!("/api/v{}", i % 3),
+                strategy,
+                eps,
+            )
+        })
+        .collect()
+}
+
+/// `rules` host/path rules over few hosts: many paths per host.
+pub fn rules(rules: usize) -> Vec<RouteSpec> {
+    let hosts = (rules / 10).max(1);
+    (0..rules)
+        .map(|i| {
+            route(
+                &format!("r{i}"),
+                HostMatch::Exact(format!("host{}.example.com", i % hosts)),
+                &format!("/svc{}/api", i / hosts),
+                Strategy::RoundRobin,
+                endpoints(1),
+            )
+        })
+        .collect()
+}
+
+/// A fixed-answer HTTP backend on 127.0.0.1, like the load bench's.
+pub async fn start_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Bytes::from_static(&[b'x'; 100]);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| {
+                    let body = body.clone();
+                    async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The proxy in this process, round-robin over `backends`; returns its address.
+pub async fn start_proxy(backends: &[SocketAddr]) -> SocketAddr {
+    let specs = vec![route(
+        "bench",
+        HostMatch::Any,
+        "/",
+        Strategy::RoundRobin,
+        backends.iter().map(|&a| EndpointSpec::new(a, 1)).collect(),
+    )];
+    let metrics = Arc::new(Metrics::new());
+    let table = Arc::new(ArcSwap::from_pointee(Snapshot::build(
+        &specs, None, None, &metrics,
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = Arc::new(Proxy::new(table, metrics));
+    // Leaked on purpose: the bench process ends with it.
+    std::mem::forget(Listeners::start(
+        vec![listener],
+        proxy,
+        config::DEFAULT_LISTENER,
+    ));
+    addr
+}

@@ -1,0 +1,547 @@
+//! What the proxy does when upstreams fail: retries that are safe, the
+//! status codes of each failure, passive health ejection and its limits,
+//! and clients too slow to send their headers.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use sluice_integration::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A config file with one route `name` over `backends`, plus `route_extra` lines
+/// (already indented for the route) and `top` lines at the top level.
+fn config(name: &str, backends: &[SocketAddr], route_extra: &str, top: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
+    format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\n{top}routes:\n  - name: {name}\n    path: /\n    backends: [{}]\n{route_extra}",
+        list.join(", ")
+    )
+}
+
+/// One scrape of `/metrics`; the value of each series asked for.
+async fn scrape(s: &Sluice, series: &[&str]) -> Vec<Option<f64>> {
+    let (status, text) = get(s.admin, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    series
+        .iter()
+        .map(|name| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
+}
+
+/// The `state` the admin `/routes` page gives the endpoint at `addr`.
+async fn endpoint_state(s: &Sluice, addr: SocketAddr) -> String {
+    let (status, json) = get(s.admin, "/routes").await.unwrap();
+    assert_eq!(status, 200, "{json}");
+    let key = format!("\"address\": \"{addr}\"");
+    let at = json
+        .find(&key)
+        .unwrap_or_else(|| panic!("{addr} not in /routes: {json}"));
+    let rest = &json[at..];
+    let s = rest.find("\"state\": \"").expect("a state field") + "\"state\": \"".len();
+    let end = rest[s..].find('"').unwrap();
+    rest[s..s + end].to_owned()
+}
+
+fn connect_errors(route: &str) -> String {
+    format!("sluice_upstream_connect_errors_total{{route=\"{route}\"}}")
+}
+
+fn endpoints_gauge(route: &str, state: &str) -> String {
+    format!("sluice_upstream_endpoints{{route=\"{route}\",state=\"{state}\"}}")
+}
+
+fn is_short_plain(headers: &http::HeaderMap, body: &str) -> bool {
+    let plain = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    plain && !body.is_empty() && body.len() < 200 && body.ends_with('\n')
+}
+
+// ------------------------------------------------------------------ retries
+
+/// A GET whose endpoint refuses the connection is retried on another one:
+/// with one live and two dead endpoints every request succeeds, and the
+/// failed connects are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_are_retried_for_gets() {
+    let live = Backend::start("live").await;
+    let dead = [dead(), dead()];
+    let s = Sluice::serve(&[
+        "--strategy",
+        "round-robin",
+        "--backend",
+        &live.addr.to_string(),
+        "--backend",
+        &dead[0].addr.to_string(),
+        "--backend",
+        &dead[1].addr.to_string(),
+    ])
+    .await;
+    let c = client(None);
+    for i in 0..30 {
+        let (status, _, body) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "live\n"), "request {i}");
+    }
+    assert_eq!(live.hits(), 30);
+    // The first three requests start on each endpoint once: two of them
+    // start on a dead one.
+    let errors = s.metric(&connect_errors("default")).await.unwrap_or(0.0);
+    assert!(errors >= 2.0, "connect errors counted: {errors}");
+}
+
+/// A POST is not retried: over two dead endpoints it costs one connect
+/// attempt and gets 502, where a GET tries both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_to_dead_endpoint_is_not_retried() {
+    let dead = [dead(), dead()];
+    let s = Sluice::serve(&[
+        "--strategy",
+        "round-robin",
+        "--backend",
+        &dead[0].addr.to_string(),
+        "--backend",
+        &dead[1].addr.to_string(),
+    ])
+    .await;
+    let c = client(None);
+    let (status, headers, body) = request(&c, s.listen, "POST", "/", &[], body("x"))
+        .await
+        .unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(is_short_plain(&headers, &body), "{headers:?} {body:?}");
+    assert_eq!(s.metric(&connect_errors("default")).await, Some(1.0));
+
+    let (status, _, body) = request(&c, s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(s.metric(&connect_errors("default")).await, Some(3.0));
+}
+
+/// Over one live and one dead endpoint in round-robin, POSTs alternate
+/// between 200 and 502: the ones that drew the dead endpoint are not
+/// re-sent to the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_alternates_between_live_and_dead() {
+    let live = Backend::start("live").await;
+    let dead = dead();
+    let s = Sluice::serve(&[
+        "--strategy",
+        "round-robin",
+        "--backend",
+        &live.addr.to_string(),
+        "--backend",
+        &dead.addr.to_string(),
+        "--workers",
+        "1",
+    ])
+    .await;
+    let c = client(None);
+    let mut statuses = Vec::new();
+    // Four: fewer failures than the default ejection threshold (5).
+    for _ in 0..4 {
+        let (status, _, _) = request(&c, s.listen, "POST", "/echo", &[], body("x"))
+            .await
+            .unwrap();
+        statuses.push(status);
+    }
+    assert!(
+        statuses == [200, 502, 200, 502] || statuses == [502, 200, 502, 200],
+        "{statuses:?}"
+    );
+    assert_eq!(live.hits(), 2);
+    assert_eq!(s.metric(&connect_errors("default")).await, Some(2.0));
+}
+
+// ------------------------------------------------------------------ status codes
+
+/// Every endpoint dead: 502 with a short plain-text body, and the log
+/// names the route and each endpoint that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_backends_dead_is_502_and_logged() {
+    let dead = [dead(), dead()];
+    let addrs = [dead[0].addr, dead[1].addr];
+    let (s, _) = Sluice::with_config(&config("shop", &addrs, "", "")).await;
+    let (status, headers, body) = request(&client(None), s.listen, "GET", "/cart", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(is_short_plain(&headers, &body), "{headers:?} {body:?}");
+    for addr in &addrs {
+        let addr = addr.to_string();
+        wait_until("the failure is logged", Duration::from_secs(5), || {
+            let log = s.log();
+            let named = log.lines().any(|l| l.contains(&addr) && l.contains("shop"));
+            async move { named }
+        })
+        .await;
+    }
+}
+
+/// A route whose backend list is empty answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn empty_backend_list_is_503() {
+    let (s, _) = Sluice::with_config(&config("empty", &[], "", "")).await;
+    let (status, headers, body) = request(&client(None), s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(is_short_plain(&headers, &body), "{headers:?} {body:?}");
+}
+
+/// A backend slower than the route's response-header timeout: 504, as soon
+/// as the timeout passes rather than when the backend answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_header_timeout_is_504() {
+    let b = Backend::start("slow").await;
+    let (s, _) = Sluice::with_config(&config(
+        "slow",
+        &[b.addr],
+        "    timeouts: {response_header: 300ms}\n",
+        "",
+    ))
+    .await;
+    let start = Instant::now();
+    let (status, headers, body) =
+        request(&client(None), s.listen, "GET", "/sleep/3000", &[], empty())
+            .await
+            .unwrap();
+    let took = start.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert!(is_short_plain(&headers, &body), "{headers:?} {body:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "504 before the timeout: {took:?}"
+    );
+    assert!(took < Duration::from_millis(2500), "504 took {took:?}");
+}
+
+/// A backend that answers only once it has read a whole chunked request:
+/// `ok` for each request, one request per connection.
+async fn reads_whole_request_first() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut t, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.ends_with(b"\r\n0\r\n\r\n") {
+                    match t.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = t
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The response-header timeout runs from the moment the request has been
+/// sent (as the config documents: "request sent -> response headers
+/// received"), so an upload that takes longer than the timeout is not cut
+/// off with 504 when the backend answers promptly once it has it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn response_header_timeout_starts_after_the_upload() {
+    let backend = reads_whole_request_first().await;
+    let (s, _) = Sluice::with_config(&config(
+        "upload",
+        &[backend],
+        "    timeouts: {response_header: 300ms}\n",
+        "",
+    ))
+    .await;
+    let (mut rd, mut wr) = TcpStream::connect(s.listen).await.unwrap().into_split();
+    // Read all along: an early answer is seen even if the proxy then resets.
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    wr.write_all(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // The upload itself is paced: four chunks 200 ms apart, 800 ms in all,
+    // well over the 300 ms response-header timeout. A write error means the
+    // proxy gave up on the request; the answer tells why.
+    for _ in 0..4 {
+        if wr.write_all(b"5\r\nhello\r\n").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = wr.write_all(b"0\r\n\r\n").await;
+    let out = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("an answer and a close within 10 s")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out:?}");
+    assert!(out.ends_with("\r\n\r\nok\n"), "{out:?}");
+}
+
+// ------------------------------------------------------------------ passive health
+
+/// Three connect failures eject an endpoint for the base back-off (1 s):
+/// the admin table and the gauge show it, no request tries it meanwhile,
+/// and once the back-off is over it is healthy and tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_eject_then_the_endpoint_returns() {
+    let live = Backend::start("live").await;
+    let dead_endpoint = dead();
+    let dead = dead_endpoint.addr;
+    let (s, _) = Sluice::with_config(&config(
+        "flaky",
+        &[live.addr, dead],
+        "",
+        "health: {consecutive_failures: 3, base_ejection: 1s}\n",
+    ))
+    .await;
+    let c = client(None);
+    let series = [
+        connect_errors("flaky"),
+        endpoints_gauge("flaky", "healthy"),
+        endpoints_gauge("flaky", "ejected"),
+    ];
+    let series: Vec<&str> = series.iter().map(String::as_str).collect();
+    let at_ejection = std::sync::Mutex::new(None);
+    // Each round sends a GET (the dead endpoint's failure is retried on the
+    // live one) and looks at the admin listener.
+    wait_until(
+        "the dead endpoint is ejected",
+        Duration::from_secs(10),
+        || async {
+            let (status, _, body) = request(&c, s.listen, "GET", "/", &[], empty())
+                .await
+                .unwrap();
+            assert_eq!((status, body.as_str()), (200, "live\n"));
+            let m = scrape(&s, &series).await;
+            if m[2] == Some(1.0) && endpoint_state(&s, dead).await == "ejected" {
+                *at_ejection.lock().unwrap() = Some(m);
+                true
+            } else {
+                false
+            }
+        },
+    )
+    .await;
+    let m = at_ejection.lock().unwrap().take().unwrap();
+    assert_eq!(m[0], Some(3.0), "ejected after exactly 3 connect failures");
+    assert_eq!(m[1], Some(1.0), "the live endpoint stays healthy");
+    assert_eq!(endpoint_state(&s, live.addr).await, "healthy");
+
+    // While ejected, requests go straight to the live endpoint. If the
+    // gauge still shows the ejection after the burst, it lasted the whole
+    // burst (two failures cannot eject again), so no connect was tried.
+    for _ in 0..4 {
+        let (status, _, _) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    let m = scrape(&s, &series).await;
+    if m[2] == Some(1.0) {
+        assert_eq!(m[0], Some(3.0), "an ejected endpoint was tried");
+    }
+
+    // The back-off ends by itself, without traffic.
+    wait_until("the ejection ends", Duration::from_secs(5), || async {
+        let m = scrape(&s, &series).await;
+        m[1] == Some(2.0) && m[2] == Some(0.0) && endpoint_state(&s, dead).await == "healthy"
+    })
+    .await;
+    // And the endpoint is tried again: two round-robin GETs, at least one
+    // starts on it.
+    let before = scrape(&s, &series).await[0].unwrap();
+    for _ in 0..2 {
+        let (status, _, _) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    let after = scrape(&s, &series).await[0].unwrap();
+    assert!(
+        after > before,
+        "connect errors {before} -> {after}: not tried again"
+    );
+}
+
+/// GET /status/500 through the proxy: asserts the backend's own 500 came
+/// back and returns the backend's name.
+async fn backend_500(c: &Client<HttpConnector, Body>, listen: SocketAddr) -> String {
+    let (status, headers, body) = request(c, listen, "GET", "/status/500", &[], empty())
+        .await
+        .unwrap();
+    let from = headers
+        .get("x-backend")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        body,
+        format!("{from} 500\n"),
+        "not the backend's own answer"
+    );
+    from
+}
+
+/// 5xx answers eject too, but ejection never leaves a route with nothing
+/// to try: with both endpoints ejected (below the panic threshold) both are
+/// still used, and clients keep getting the backends' own 500s, never 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_eject_but_never_empty_the_route() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let (s, _) = Sluice::with_config(&config(
+        "errs",
+        &[a.addr, b.addr],
+        "",
+        "health: {consecutive_failures: 3, base_ejection: 30s}\n",
+    ))
+    .await;
+    let c = client(None);
+    let mut sent = 0;
+    // Round-robin: three each eject both (whichever goes first, the other
+    // then takes every request until it is ejected too).
+    for _ in 0..6 {
+        backend_500(&c, s.listen).await;
+        sent += 1;
+    }
+    let ejected = endpoints_gauge("errs", "ejected");
+    let healthy = endpoints_gauge("errs", "healthy");
+    let m = scrape(&s, &[&ejected, &healthy]).await;
+    assert_eq!(m, [Some(2.0), Some(0.0)]);
+    assert_eq!(endpoint_state(&s, a.addr).await, "ejected");
+    assert_eq!(endpoint_state(&s, b.addr).await, "ejected");
+
+    // In panic both are used, in turn.
+    let mut froms = Vec::new();
+    for _ in 0..10 {
+        froms.push(backend_500(&c, s.listen).await);
+        sent += 1;
+    }
+    let n = |name: &str| froms.iter().filter(|f| *f == name).count();
+    assert_eq!((n("a"), n("b")), (5, 5), "{froms:?}");
+    assert_eq!(a.hits() + b.hits(), sent, "5xx answers are not retried");
+    // Still ejected (30 s): the requests above were all served in panic.
+    assert_eq!(scrape(&s, &[&ejected]).await, [Some(2.0)]);
+}
+
+// ------------------------------------------------------------------ clients
+
+/// A client that stops halfway through its headers is disconnected once
+/// `request_header` passes, while other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_headers_are_cut_off() {
+    let b = Backend::start("a").await;
+    let (s, _) = Sluice::with_config(&config(
+        "app",
+        &[b.addr],
+        "",
+        "timeouts: {request_header: 500ms}\n",
+    ))
+    .await;
+    let start = Instant::now();
+    let mut slow = TcpStream::connect(s.listen).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        let r = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match slow.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        (r.is_ok(), start.elapsed(), got)
+    });
+    // Another client is served while the slow one hangs.
+    let (status, _, body) = request(&client(None), s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "a\n"));
+
+    let (closed, took, got) = reader.await.unwrap();
+    assert!(closed, "the slow connection was still open after 5 s");
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.is_empty() || got.starts_with("HTTP/1.1 408 "),
+        "{got:?}"
+    );
+    assert!(took >= Duration::from_millis(450), "closed after {took:?}");
+    assert!(took < Duration::from_millis(2500), "closed after {took:?}");
+    assert_eq!(b.hits(), 1);
+}
+
+/// An idle keep-alive connection is closed once `request_header` passes
+/// without a new request, after its earlier requests were served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed() {
+    let b = Backend::start("a").await;
+    let (s, _) = Sluice::with_config(&config(
+        "app",
+        &[b.addr],
+        "",
+        "timeouts: {request_header: 500ms}\n",
+    ))
+    .await;
+    let mut conn = TcpStream::connect(s.listen).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Read the whole answer ("a\n" is its body), then wait for the close.
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200 ") && got.ends_with("\r\n\r\na\n"),
+        "{got:?}"
+    );
+    assert!(
+        closed.is_ok(),
+        "the idle connection was still open after 5 s"
+    );
+    let idle = answered.elapsed();
+    assert!(idle >= Duration::from_millis(400), "closed after {idle:?}");
+    assert!(idle < Duration::from_millis(2500), "closed after {idle:?}");
+}
