@@ -88,6 +88,7 @@ pub fn dead() -> Dead {
 /// - `/echo`: streams the request body back;
 /// - `/headers`: the request headers, one `name: value` per line;
 /// - `/ws`: a WebSocket echo;
+/// - `/close`: its name, then it closes the connection;
 /// - `…/version`: the HTTP version it was asked in;
 /// - anything else: its name and a newline.
 ///
@@ -167,6 +168,13 @@ impl Backend {
         }
     }
 
+    /// Stops the backend and waits until its listener and connections are
+    /// closed, so the address can be bound again.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
@@ -220,6 +228,12 @@ impl BackendState {
                 Response::new(full(out))
             }
             "/ws" => websocket_echo(&mut req),
+            "/close" => {
+                let mut r = Response::new(full(format!("{}\n", self.name)));
+                r.headers_mut()
+                    .insert("connection", "close".parse().unwrap());
+                r
+            }
             p if p.ends_with("/version") => Response::new(full(format!("{:?}\n", req.version()))),
             _ => Response::new(full(format!("{}\n", self.name))),
         }

@@ -545,3 +545,51 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(idle >= Duration::from_millis(400), "closed after {idle:?}");
     assert!(idle < Duration::from_millis(2500), "closed after {idle:?}");
 }
+
+/// An upstream that closes its connection after each answer costs no
+/// request: the closed connection is never reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connection_close_is_respected() {
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    let c = client(None);
+    for _ in 0..20 {
+        let (status, _, body) = request(&c, s.listen, "GET", "/close", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "a\n"));
+    }
+    assert_eq!(b.conns.load(std::sync::atomic::Ordering::SeqCst), 20);
+}
+
+/// A backend restarted on the same address leaves the proxy holding dead
+/// pooled connections; the next requests still succeed, even POSTs, since a
+/// request on a connection found closed was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_restart_costs_no_request() {
+    let b = Backend::start("old").await;
+    let addr = b.addr;
+    let s = Sluice::serve(&["--backend", &addr.to_string()]).await;
+    // Fill the pool with a few idle connections.
+    let listen = s.listen;
+    let warm: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                request(&client(None), listen, "GET", "/sleep/50", &[], empty()).await
+            })
+        })
+        .collect();
+    for w in warm {
+        assert_eq!(w.await.unwrap().unwrap().0, 200);
+    }
+    b.stop().await;
+    let b = Backend::start_on("new", addr).await;
+    let c = client(None);
+    for method in ["GET", "POST", "GET", "POST", "GET"] {
+        let (status, _, body) = request(&c, listen, method, "/", &[], body("x"))
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "new\n"), "{method}");
+    }
+    assert_eq!(b.hits(), 5);
+}

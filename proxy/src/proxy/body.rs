@@ -75,6 +75,11 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Upstream(u) => {
+                // The upstream connection is ours to drive: let it read
+                // before asking the body for what it read.
+                if let Some(c) = &mut u.checkin {
+                    c.drive(cx);
+                }
                 let frame = ready!(Pin::new(&mut u.inner).poll_frame(cx));
                 match &frame {
                     None => u.finish(),

@@ -26,7 +26,13 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names.
+/// Most messages carry none, so one pass over the names decides whether
+/// any removal (a hash probe each) is needed at all.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let fixed = fixed_hop_by_hop();
+    if !headers.keys().any(|k| fixed.contains(&k)) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         if let Ok(conn) = conn.to_str() {
             // Collected first: the names borrow from the map.
@@ -39,7 +45,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for h in fixed_hop_by_hop() {
+    for h in fixed {
         headers.remove(h);
     }
 }

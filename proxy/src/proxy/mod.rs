@@ -208,6 +208,7 @@ async fn forward(
         response_header: route.timeouts.response_header,
         idle: route.timeouts.upstream_idle,
         max_idle: upstream.max_idle_per_endpoint,
+        upgrade: client_upgrade.is_some(),
     };
     let mut tried = Tried::default();
     let mut req = Some(req);

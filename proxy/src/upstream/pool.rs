@@ -106,6 +106,56 @@ async fn response_within<F: Future>(
         .map_err(|_| SendError::Timeout(limit))
 }
 
+/// An HTTP/1.1 upstream connection: the handle that sends requests and
+/// the connection future that does the I/O.
+///
+/// The connection is not spawned as a task of its own. Whoever uses it
+/// drives it: the request's task while it waits for the response headers,
+/// the response body as the client reads it. A proxied request then runs in
+/// one task with no cross-task wake-ups, which is most of the per-request
+/// CPU a proxy spends beyond the syscalls. An idle connection in the pool is
+/// not polled at all; the next user polls it once and finds out whether the
+/// upstream closed it meanwhile.
+pub struct H1 {
+    sender: http1::SendRequest<RequestBody>,
+    conn: http1::Connection<TokioIo<TcpStream>, RequestBody>,
+    ended: bool,
+}
+
+impl H1 {
+    /// Lets the connection read and write what it can. False once it has
+    /// ended (closed by either side, or failed).
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.ended {
+            return false;
+        }
+        match Pin::new(&mut self.conn).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(r) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+                self.ended = true;
+                false
+            }
+        }
+    }
+
+    /// Waits until the connection can take a request; false if it cannot
+    /// (the upstream closed it while it sat in the pool).
+    async fn ready(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            let alive = self.drive(cx);
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(r) => Poll::Ready(r.is_ok() && !self.ended),
+                Poll::Pending if alive => Poll::Pending,
+                Poll::Pending => Poll::Ready(false),
+            }
+        })
+        .await
+    }
+}
+
 /// Idle connections of one endpoint.
 #[derive(Default)]
 pub struct Pool {
@@ -129,49 +179,54 @@ impl Pool {
     /// Drops idle connections older than `max_age`.
     pub fn expire(&self, max_age: Duration) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|c| c.since.elapsed() < max_age && !c.sender.is_closed());
+            idle.retain(|c| c.since.elapsed() < max_age);
         }
     }
 
-    fn take(&self, max_age: Duration) -> Option<http1::SendRequest<RequestBody>> {
+    fn take(&self, max_age: Duration) -> Option<Box<H1>> {
         let mut idle = self.idle.lock().ok()?;
         // Newest last: it is the warmest and the least likely to be closed.
-        while let Some(c) = idle.pop() {
-            if c.since.elapsed() >= max_age {
-                // Everything below it is older still.
-                idle.clear();
-                return None;
-            }
-            if !c.sender.is_closed() {
-                return Some(c.sender);
-            }
+        let c = idle.pop()?;
+        if c.since.elapsed() >= max_age {
+            // Everything below it is older still.
+            idle.clear();
+            return None;
         }
-        None
+        Some(c.conn)
     }
 }
 
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    conn: Box<H1>,
     since: Instant,
 }
 
-/// Returns an HTTP/1.1 connection to its pool once its response is read.
+/// An HTTP/1.1 connection lent to one response: the body drives it and
+/// returns it to the pool when the body has ended.
 pub struct Checkin {
     endpoint: Arc<Endpoint>,
-    sender: http1::SendRequest<RequestBody>,
+    /// Boxed: the connection state is large, and it moves from pool to
+    /// response body and back on every request.
+    conn: Box<H1>,
     max_idle: usize,
 }
 
 impl Checkin {
+    /// Lets the connection read the next part of the response body.
+    #[inline]
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        self.conn.drive(cx);
+    }
+
     /// The response body ended cleanly: the connection may serve again.
     pub fn release(self) {
-        if self.sender.is_closed() {
+        if self.conn.ended || self.conn.sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.endpoint.pool.idle.lock() {
             if idle.len() < self.max_idle {
                 idle.push(Idle {
-                    sender: self.sender,
+                    conn: self.conn,
                     since: Instant::now(),
                 });
             }
@@ -208,6 +263,8 @@ pub struct SendLimits {
     pub response_header: Duration,
     pub idle: Duration,
     pub max_idle: usize,
+    /// The request asks to switch protocols (WebSocket).
+    pub upgrade: bool,
 }
 
 /// Sends a request to an endpoint and waits for the response headers.
@@ -266,7 +323,22 @@ async fn connect_tcp(endpoint: &Endpoint, timeout: Duration) -> Result<TcpStream
     Ok(stream)
 }
 
-async fn connect_h1(
+async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, ConnectError> {
+    let stream = connect_tcp(endpoint, limits.connect).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    Ok(Box::new(H1 {
+        sender,
+        conn,
+        ended: false,
+    }))
+}
+
+/// An upgrade (WebSocket) takes its connection over, so it gets a fresh
+/// one, spawned as a task that hands the socket over after the 101.
+async fn connect_h1_upgrade(
     endpoint: &Endpoint,
     limits: SendLimits,
 ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
@@ -277,7 +349,7 @@ async fn connect_h1(
         .map_err(ConnectError::Handshake)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended");
+            tracing::debug!(error = %e, "upstream upgrade connection ended");
         }
     });
     Ok(sender)
@@ -294,18 +366,21 @@ async fn send_h1(
     mut upload: Option<oneshot::Receiver<()>>,
     limits: SendLimits,
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
-    // At most one pooled connection that turns out stale, then a fresh one.
-    let mut pooled = endpoint.pool.take(limits.idle);
+    if limits.upgrade {
+        return send_h1_upgrade(endpoint, req, upload, limits).await;
+    }
+    // Pooled connections until one is usable, then a fresh one.
     loop {
+        let pooled = endpoint.pool.take(limits.idle);
         let reused = pooled.is_some();
-        let mut sender = match pooled.take() {
-            Some(s) => s,
+        let mut c = match pooled {
+            Some(c) => c,
             None => match connect_h1(endpoint, limits).await {
-                Ok(s) => s,
+                Ok(c) => c,
                 Err(e) => return Err(unsent(req, e)),
             },
         };
-        if sender.ready().await.is_err() {
+        if !c.ready().await {
             if reused {
                 continue;
             }
@@ -317,12 +392,35 @@ async fn send_h1(
                 )),
             ));
         }
-        let sent = sender.try_send_request(req);
-        match response_within(sent, &mut upload, limits.response_header).await? {
+        let mut sent = std::pin::pin!(c.sender.try_send_request(req));
+        let conn = &mut c.conn;
+        let mut ended = false;
+        // Drive the connection in this task while waiting for the answer.
+        let answer = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if !ended {
+                match Pin::new(&mut *conn).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "upstream connection ended");
+                        }
+                        ended = true;
+                    }
+                }
+            }
+            // The connection is gone: the answer resolves with its error.
+            sent.as_mut().poll(cx)
+        });
+        let result = response_within(answer, &mut upload, limits.response_header).await?;
+        c.ended |= ended;
+        match result {
             Ok(resp) => {
                 let checkin = Checkin {
                     endpoint: endpoint.clone(),
-                    sender,
+                    conn: c,
                     max_idle: limits.max_idle,
                 };
                 return Ok((resp, Some(checkin)));
@@ -335,6 +433,35 @@ async fn send_h1(
                 None => return Err(SendError::Upstream(e.into_error())),
             },
         }
+    }
+}
+
+async fn send_h1_upgrade(
+    endpoint: &Arc<Endpoint>,
+    req: Request<RequestBody>,
+    mut upload: Option<oneshot::Receiver<()>>,
+    limits: SendLimits,
+) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+    let mut sender = match connect_h1_upgrade(endpoint, limits).await {
+        Ok(s) => s,
+        Err(e) => return Err(unsent(req, e)),
+    };
+    if sender.ready().await.is_err() {
+        return Err(unsent(
+            req,
+            ConnectError::Io(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection closed before the request was sent",
+            )),
+        ));
+    }
+    let sent = sender.try_send_request(req);
+    match response_within(sent, &mut upload, limits.response_header).await? {
+        Ok(resp) => Ok((resp, None)),
+        Err(mut e) => match e.take_message() {
+            Some(r) => Err(unsent(r, ConnectError::Handshake(e.into_error()))),
+            None => Err(SendError::Upstream(e.into_error())),
+        },
     }
 }
 
