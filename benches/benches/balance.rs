@@ -5,6 +5,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use sluice::balance::{hash_ip, Balancer, Load, Strategy};
 
+#[global_allocator]
+static GLOBAL: sluice_benches::Counting = sluice_benches::Counting;
+
 struct Idle(Vec<u32>);
 impl Load for Idle {
     fn in_flight(&self, i: usize) -> u32 {
@@ -30,6 +33,13 @@ fn picks(c: &mut Criterion) {
             Strategy::LeastRequest,
         ] {
             let b = Balancer::build(s, &keys, &weights);
+            let before = sluice_benches::allocations();
+            for i in 0..10_000u32 {
+                black_box(b.pick(u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15), 0, &load));
+            }
+            let allocs = sluice_benches::allocations() - before;
+            println!("{s} at {n}: {allocs} allocations in 10,000 picks");
+            assert_eq!(allocs, 0, "a pick must not allocate");
             let mut ip = 0u32;
             g.bench_with_input(BenchmarkId::new(s.as_str(), n), &n, |bench, _| {
                 bench.iter(|| {

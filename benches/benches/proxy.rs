@@ -1,37 +1,14 @@
 //! One request end to end through the proxy to a local backend, in process,
 //! and the heap allocations it costs (counted by a global allocator).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-/// Counts allocations made by this process.
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: sluice_benches::Counting = sluice_benches::Counting;
 
 async fn one(sender: &mut http1::SendRequest<Empty<Bytes>>, host: &str) {
     let req = http::Request::get("/")
@@ -70,11 +47,11 @@ fn end_to_end(c: &mut Criterion) {
     });
     let n = 10_000u64;
     let through_proxy = rt.block_on(async {
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = sluice_benches::allocations();
         for _ in 0..n {
             one(&mut sender, host).await;
         }
-        ALLOCS.load(Ordering::Relaxed) - before
+        sluice_benches::allocations() - before
     });
     let direct = rt.block_on(async {
         let backend = sluice_benches::start_backend().await;
@@ -84,11 +61,11 @@ fn end_to_end(c: &mut Criterion) {
         for _ in 0..100 {
             one(&mut direct, host).await;
         }
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = sluice_benches::allocations();
         for _ in 0..n {
             one(&mut direct, host).await;
         }
-        ALLOCS.load(Ordering::Relaxed) - before
+        sluice_benches::allocations() - before
     });
     println!(
         "allocations per request: {:.1} through the proxy, {:.1} client and backend alone, {:.1} in the proxy",

@@ -17,6 +17,16 @@ fn build(c: &mut Criterion) {
     g.bench_function("rebuild 1000 services 10000 endpoints", |b| {
         b.iter(|| Snapshot::build(&specs, None, Some(&previous), &metrics))
     });
+    // ip-hash fills a Maglev table (65,537 slots) per upstream: the one
+    // strategy whose build cost does not shrink with the endpoint count.
+    let keys: Vec<String> = sluice_benches::endpoints(100)
+        .iter()
+        .map(|e| e.key.to_string())
+        .collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    g.bench_function("maglev table for 100 endpoints", |b| {
+        b.iter(|| sluice::balance::Maglev::new(&keys, &[1; 100]))
+    });
     g.finish();
 }
 

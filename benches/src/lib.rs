@@ -1,8 +1,11 @@
-//! Fixtures for the benchmarks: route specs shaped like a cluster's, and an
-//! in-process proxy with a backend, all on 127.0.0.1.
+//! Fixtures for the benchmarks: route specs shaped like a cluster's, an
+//! in-process proxy with a backend (all on 127.0.0.1), and an allocator
+//! that counts.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -19,6 +22,34 @@ use sluice::proxy::Proxy;
 use sluice::routing::{HostMatch, PathType, Snapshot};
 use sluice::server::Listeners;
 use sluice::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+
+/// A global allocator that counts allocations; a bench declares it with
+/// `#[global_allocator]` and reads [`allocations`] around what it measures.
+pub struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Allocations (and reallocations) so far in this process.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// counts them.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
 
 /// `n` endpoint specs on distinct addresses in 10.0.0.0/8 (never dialled).
 pub fn endpoints(n: usize) -> Vec<EndpointSpec> {

@@ -64,7 +64,7 @@ impl Snapshot {
         let mut reuse = EndpointReuse::default();
         if let Some(prev) = previous {
             for r in prev.all_routes() {
-                r.upstream.offer_endpoints(&mut reuse);
+                r.upstream.offer(&mut reuse);
             }
         }
         let make = |spec: &RouteSpec| {
@@ -285,6 +285,24 @@ mod tests {
         assert_eq!(name(&s, Some("a.com"), "/x"), Some("first"));
         assert_eq!(s.conflicts.len(), 1);
         assert!(s.conflicts[0].contains("second"));
+    }
+
+    #[test]
+    fn unchanged_upstreams_keep_their_balancer() {
+        let m = Metrics::new();
+        let a = Snapshot::build(&[spec("a", "", "/", PathType::Prefix)], None, None, &m);
+        let b = Snapshot::build(&[spec("a", "", "/", PathType::Prefix)], None, Some(&a), &m);
+        assert!(Arc::ptr_eq(
+            &a.routes[0].upstream.balancer,
+            &b.routes[0].upstream.balancer
+        ));
+        let mut changed = spec("a", "", "/", PathType::Prefix);
+        changed.upstream.endpoints[0].weight = 2;
+        let c = Snapshot::build(&[changed], None, Some(&b), &m);
+        assert!(!Arc::ptr_eq(
+            &b.routes[0].upstream.balancer,
+            &c.routes[0].upstream.balancer
+        ));
     }
 
     #[test]

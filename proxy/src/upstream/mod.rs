@@ -79,13 +79,23 @@ pub struct Upstream {
     /// every replica whatever order the endpoints were listed in.
     pub endpoints: Box<[Arc<Endpoint>]>,
     pub weights: Box<[u32]>,
-    pub balancer: Balancer,
+    /// Shared with the previous snapshot's upstream of the same name when
+    /// its endpoint set and weights did not change: rebuilding a Maglev
+    /// table costs milliseconds, and keeping the balancer keeps the
+    /// round-robin rotation going across reloads.
+    pub balancer: Arc<Balancer>,
     pub health: HealthPolicy,
     pub max_idle_per_endpoint: usize,
 }
 
-/// Endpoints a rebuild may take over, by upstream name and endpoint key.
-pub type EndpointReuse = FxHashMap<(Arc<str>, Arc<str>, Protocol), Arc<Endpoint>>;
+/// What a rebuild may take over from the previous snapshot: endpoints (by
+/// upstream name, endpoint key and protocol) with their health and
+/// connections, and balancers of upstreams whose endpoint set is unchanged.
+#[derive(Default)]
+pub struct EndpointReuse {
+    endpoints: FxHashMap<(Arc<str>, Arc<str>, Protocol), Arc<Endpoint>>,
+    upstreams: FxHashMap<Arc<str>, Arc<Upstream>>,
+}
 
 impl Upstream {
     /// Builds an upstream, taking over live endpoints from `reuse`.
@@ -97,6 +107,7 @@ impl Upstream {
             .iter()
             .map(|e| {
                 reuse
+                    .endpoints
                     .get(&(spec.name.clone(), e.key.clone(), spec.protocol))
                     .filter(|old| old.addr == e.addr)
                     .cloned()
@@ -104,10 +115,25 @@ impl Upstream {
             })
             .collect();
         let weights: Box<[u32]> = specs.iter().map(|e| e.weight.max(1)).collect();
-        let keys: Vec<&str> = specs.iter().map(|e| &*e.key).collect();
+        let previous = reuse.upstreams.get(&spec.name).filter(|p| {
+            p.strategy() == spec.strategy
+                && p.weights == weights
+                && p.endpoints.len() == endpoints.len()
+                && p.endpoints
+                    .iter()
+                    .zip(endpoints.iter())
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        let balancer = match previous {
+            Some(p) => p.balancer.clone(),
+            None => {
+                let keys: Vec<&str> = specs.iter().map(|e| &*e.key).collect();
+                Arc::new(Balancer::build(spec.strategy, &keys, &weights))
+            }
+        };
         Upstream {
             name: spec.name.clone(),
-            balancer: Balancer::build(spec.strategy, &keys, &weights),
+            balancer,
             endpoints,
             weights,
             health: spec.health,
@@ -119,11 +145,14 @@ impl Upstream {
         self.balancer.strategy()
     }
 
-    /// Adds this upstream's endpoints to a reuse map for the next rebuild.
-    pub fn offer_endpoints(&self, reuse: &mut EndpointReuse) {
+    /// Offers this upstream's endpoints and balancer to the next rebuild.
+    pub fn offer(self: &Arc<Self>, reuse: &mut EndpointReuse) {
         for e in self.endpoints.iter() {
-            reuse.insert((self.name.clone(), e.key.clone(), e.protocol), e.clone());
+            reuse
+                .endpoints
+                .insert((self.name.clone(), e.key.clone(), e.protocol), e.clone());
         }
+        reuse.upstreams.insert(self.name.clone(), self.clone());
     }
 
     /// The endpoint to try next for a request, skipping those in `tried`
@@ -148,7 +177,7 @@ impl Upstream {
                 && (!self.endpoints[i].is_ejected()
                     || *panic.get_or_insert_with(|| self.in_panic()))
         };
-        let start = match (&self.balancer, tried.last()) {
+        let start = match (&*self.balancer, tried.last()) {
             (Balancer::IpHash(_), _) => {
                 for attempt in 0..8 {
                     let i = self
@@ -323,10 +352,10 @@ mod tests {
 
     #[test]
     fn reuse_keeps_endpoint_state() {
-        let u = upstream(Strategy::RoundRobin, 2, HealthPolicy::default());
+        let u = Arc::new(upstream(Strategy::RoundRobin, 2, HealthPolicy::default()));
         eject(&u.endpoints[0]);
         let mut reuse = EndpointReuse::default();
-        u.offer_endpoints(&mut reuse);
+        u.offer(&mut reuse);
         let spec = UpstreamSpec {
             name: "u".into(),
             strategy: Strategy::Weighted,
