@@ -107,7 +107,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
 /// `upstream_idle`, so that a quiet proxy does not hold sockets open on
 /// every endpoint it ever spoke to.
 async fn reap_idle(table: Table) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

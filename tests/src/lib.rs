@@ -58,6 +58,39 @@ pub fn free_addr() -> SocketAddr {
     free_addrs::<1>()[0]
 }
 
+/// An address that never completes a TCP handshake: a listener with a
+/// backlog of one that never accepts, its queue filled by connections held
+/// here. The kernel then drops further SYNs, so a connect to it hangs until
+/// the connector's timeout, all on loopback.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fill: Vec<std::net::TcpStream>,
+}
+
+pub fn blackhole() -> Blackhole {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    // Fill the accept queue; stop once a connect no longer completes quickly.
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fill.push(s),
+            Err(_) => break,
+        }
+    }
+    Blackhole {
+        addr,
+        _listener: listener,
+        _fill: fill,
+    }
+}
+
 /// An address nothing listens on, held for the test's lifetime: a socket
 /// bound to it that never listens, so connects are refused at once and no
 /// other server can take the port the way it could a port merely bound
@@ -100,6 +133,8 @@ pub struct Backend {
     pub hits: Arc<AtomicUsize>,
     /// Connections accepted.
     pub conns: Arc<AtomicUsize>,
+    /// Connections open right now.
+    pub open: Arc<AtomicUsize>,
     /// Requests being answered right now.
     pub active: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -130,6 +165,8 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let o = open.clone();
         let active = Arc::new(AtomicUsize::new(0));
         let st = BackendState {
             name: Arc::from(name),
@@ -145,7 +182,9 @@ impl Backend {
                     continue;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
+                let o = o.clone();
                 set.spawn(async move {
                     let svc = service_fn(move |req| {
                         let st = st.clone();
@@ -154,6 +193,7 @@ impl Backend {
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
                 });
                 while set.try_join_next().is_some() {}
             }
@@ -163,6 +203,7 @@ impl Backend {
             addr,
             hits,
             conns,
+            open,
             active,
             task,
         }

@@ -593,3 +593,58 @@ async fn backend_restart_costs_no_request() {
     }
     assert_eq!(b.hits(), 5);
 }
+
+/// A connect that never completes times out after `timeouts.connect`; the
+/// request is retried on another endpoint, and with none left it is a 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_retries_then_504() {
+    let hole = blackhole();
+    let live = Backend::start("live").await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\ntimeouts: {{connect: 300ms}}\nroutes:\n  - {{name: both, path: /, backends: [{}, {}]}}\n  - {{name: hole, path: /hole, backends: [{}]}}\n",
+        hole.addr, live.addr, hole.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let c = client(None);
+    // Round-robin over [hole, live]: every GET still succeeds.
+    for _ in 0..4 {
+        let (status, _, body) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "live\n"));
+    }
+    let start = Instant::now();
+    let (status, _, body) = request(&c, s.listen, "GET", "/hole", &[], empty())
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("connect timed out"), "{body}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(s.log().contains(&hole.addr.to_string()));
+}
+
+/// Pooled upstream connections idle longer than `upstream_idle` are closed
+/// even when no request comes to notice them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_closed() {
+    let b = Backend::start("a").await;
+    let (s, _) = Sluice::with_config(&config(
+        "app",
+        &[b.addr],
+        "",
+        "timeouts: {upstream_idle: 500ms}\n",
+    ))
+    .await;
+    assert_eq!(get(s.listen, "/").await.unwrap().0, 200);
+    assert_eq!(b.open.load(std::sync::atomic::Ordering::SeqCst), 1);
+    wait_until(
+        "the idle upstream connection to close",
+        Duration::from_secs(5),
+        || async { b.open.load(std::sync::atomic::Ordering::SeqCst) == 0 },
+    )
+    .await;
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_integration::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn one_route(backends: &[&Backend], strategy: &str, extra: &str) -> String {
     let list: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
@@ -95,7 +96,7 @@ async fn twenty_reloads_under_load_lose_no_request() {
     for w in workers {
         w.await.unwrap();
     }
-    let failed = failed.lock().unwrap();
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
     assert!(
         failed.is_empty(),
         "{} failed, first: {:?}",
@@ -198,7 +199,26 @@ async fn sigterm_lets_in_flight_requests_finish() {
         || async { a.active.load(Ordering::SeqCst) == 1 },
     )
     .await;
+    // An idle keep-alive connection: one request answered, then quiet.
+    let mut idle = tokio::net::TcpStream::connect(listen).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     s.signal("TERM");
+    // Idle keep-alives are closed at once, while the slow request still runs.
+    let closed = tokio::time::timeout(Duration::from_secs(1), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection not closed: {closed:?}"
+    );
+    assert_eq!(
+        a.active.load(Ordering::SeqCst),
+        1,
+        "the slow request should still be in flight"
+    );
     wait_until("the listener to close", Duration::from_secs(5), || async {
         tokio::net::TcpStream::connect(listen).await.is_err()
     })
