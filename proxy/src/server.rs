@@ -121,16 +121,14 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn_info = ClientConn {
-            peer,
-            proto: "http",
-        };
+        let conn_info = ClientConn::new(peer, "http");
         let proxy = proxy.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let proxy = proxy.clone();
+                let conn_info = conn_info.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);

@@ -71,22 +71,14 @@ pub fn restore_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
 /// Adds X-Forwarded-For (appended), -Proto and -Host (set).
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client_ip: std::net::IpAddr,
+    client_ip: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let mut ip_buf = [0u8; 64];
-    let ip = {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut ip_buf[..]);
-        let _ = write!(cursor, "{client_ip}");
-        let n = cursor.position() as usize;
-        &ip_buf[..n]
-    };
     let xff = {
         let mut prior = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
         if prior.peek().is_none() {
-            HeaderValue::from_bytes(ip).ok()
+            Some(client_ip.clone())
         } else {
             let mut v = Vec::with_capacity(64);
             for (i, p) in prior.enumerate() {
@@ -96,7 +88,7 @@ pub fn add_forwarded(
                 v.extend_from_slice(p.as_bytes());
             }
             v.extend_from_slice(b", ");
-            v.extend_from_slice(ip);
+            v.extend_from_slice(client_ip.as_bytes());
             HeaderValue::from_bytes(&v).ok()
         }
     };
@@ -115,12 +107,23 @@ pub fn ensure_request_id(headers: &mut HeaderMap) {
         return;
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [0u8; 32];
-    let r = fastrand::u128(..);
-    for (i, b) in id.iter_mut().enumerate() {
-        *b = HEX[((r >> (i * 4)) & 0xf) as usize];
+    thread_local! {
+        /// Ids are cut from a shared chunk: one allocation per 128 ids.
+        static CHUNK: std::cell::RefCell<bytes::BytesMut> =
+            std::cell::RefCell::new(bytes::BytesMut::new());
     }
-    if let Ok(v) = HeaderValue::from_bytes(&id) {
+    let r = fastrand::u128(..);
+    let id = CHUNK.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.capacity() < 32 {
+            *c = bytes::BytesMut::with_capacity(32 * 128);
+        }
+        for i in 0..32 {
+            c.extend_from_slice(&[HEX[((r >> (i * 4)) & 0xf) as usize]]);
+        }
+        c.split().freeze()
+    });
+    if let Ok(v) = HeaderValue::from_maybe_shared(id) {
         headers.insert(X_REQUEST_ID.clone(), v);
     }
 }
@@ -152,7 +155,7 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
         add_forwarded(
             &mut h,
-            "127.0.0.9".parse().unwrap(),
+            &HeaderValue::from_static("127.0.0.9"),
             "http",
             Some(&HeaderValue::from_static("a.com")),
         );
@@ -160,7 +163,7 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "::1".parse().unwrap(), "https", None);
+        add_forwarded(&mut h, &HeaderValue::from_static("::1"), "https", None);
         assert_eq!(h["x-forwarded-for"], "::1");
     }
 

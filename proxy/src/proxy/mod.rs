@@ -25,11 +25,26 @@ use crate::upstream::pool::{self, ConnectError, SendError, SendLimits};
 use crate::upstream::{InFlight, Tried};
 
 /// What the proxy knows of the client connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientConn {
     pub peer: SocketAddr,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub proto: &'static str,
+    /// The client's address as a header value, made once per connection
+    /// for X-Forwarded-For; each request clones it (a reference count).
+    pub peer_ip: HeaderValue,
+}
+
+impl ClientConn {
+    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientConn {
+            peer,
+            proto,
+            peer_ip,
+        }
+    }
 }
 
 /// The request handler shared by every client connection.
@@ -182,6 +197,8 @@ async fn forward(
         let authority = req.uri().authority().cloned();
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
+        // Room for the four forwarding headers at once: one growth at most.
+        h.reserve(4);
         if let Some(u) = upgrade {
             headers::restore_upgrade(h, u);
         }
@@ -192,7 +209,7 @@ async fn forward(
             h.insert(header::HOST, a);
         }
         let host = h.get(header::HOST).cloned();
-        headers::add_forwarded(h, conn.peer.ip(), conn.proto, host.as_ref());
+        headers::add_forwarded(h, &conn.peer_ip, conn.proto, host.as_ref());
         headers::ensure_request_id(h);
     }
     *req.version_mut() = Version::HTTP_11;
