@@ -326,6 +326,7 @@ async fn connect_tcp(endpoint: &Endpoint, timeout: Duration) -> Result<TcpStream
 async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, ConnectError> {
     let stream = connect_tcp(endpoint, limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;
