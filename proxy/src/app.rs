@@ -168,8 +168,9 @@ async fn reload_loop(
                     || new.admin != running.admin
                     || new.listener != running.listener
                     || new.drain_timeout != running.drain_timeout
+                    || new.reload_interval != running.reload_interval
                 {
-                    tracing::warn!("listen, admin, listener timeouts and drain_timeout take effect only after a restart");
+                    tracing::warn!("listen, admin, request_header, drain_timeout and reload_interval take effect only after a restart");
                 }
             }
             Err(e) => {

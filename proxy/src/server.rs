@@ -71,6 +71,7 @@ impl Listeners {
                     builder.clone(),
                     graceful.clone(),
                     stop.subscribe(),
+                    settings.request_header_timeout,
                 ))
             })
             .collect();
@@ -108,6 +109,7 @@ async fn accept_loop(
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
+    first_byte: Duration,
 ) {
     let local = listener.local_addr().ok();
     loop {
@@ -130,6 +132,17 @@ async fn accept_loop(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // hyper's header timer starts with the first request line; a
+            // client that sends nothing at all (or only part of an HTTP/2
+            // preface, while the protocol is sniffed) is cut off here.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(first_byte, stream.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                tracing::debug!(client = %peer, "closed a connection that sent nothing");
+                return;
+            }
             let svc = service_fn(move |req| {
                 let proxy = proxy.clone();
                 let conn_info = conn_info.clone();

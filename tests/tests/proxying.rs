@@ -461,6 +461,10 @@ async fn duplicate_or_invalid_host_is_400() {
     for req in [
         &b"GET /headers HTTP/1.1\r\nHost: one.example\r\nHost: two.example\r\nConnection: close\r\n\r\n"[..],
         &b"GET /headers HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n"[..],
+        // Routed on one host, sent upstream as another: refused.
+        &b"GET /headers HTTP/1.1\r\nHost: a.example.com:evil.com\r\nConnection: close\r\n\r\n"[..],
+        &b"GET http://a.example.com:1@evil.com/headers HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n"[..],
+        &b"GET /headers HTTP/1.1\r\nHost: :80\r\nConnection: close\r\n\r\n"[..],
     ] {
         let raw = exchange(s.listen, req).await;
         let (status, _, _) = split_response(&raw);
@@ -544,4 +548,48 @@ async fn unmatched_host_is_404() {
     .await
     .unwrap();
     assert_eq!((status, body.as_str()), (200, "app\n"));
+}
+
+/// A `Connection` header naming Host (or X-Forwarded-Host) cannot strip
+/// it: the backend always sees the Host that was routed on, and never a
+/// forged X-Forwarded-Host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_tokens_cannot_remove_host() {
+    let (_b, s) = one("a").await;
+    let raw = exchange(
+        s.listen,
+        b"GET /headers HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-Host: evil.com\r\nConnection: host, x-forwarded-host\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (status, _, body) = split_response(&raw);
+    assert_eq!(status, 200, "{raw}");
+    let seen = parse_headers(&body);
+    assert_eq!(values(&seen, "host"), ["app.example.com"], "{body}");
+    assert_eq!(
+        values(&seen, "x-forwarded-host"),
+        ["app.example.com"],
+        "{body}"
+    );
+}
+
+/// A connection that sends nothing at all is closed after
+/// `request_header`, like one that sends half a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed() {
+    let b = Backend::start("a").await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\ntimeouts: {{request_header: 500ms}}\nroutes:\n  - {{path: /, backends: [{}]}}\n",
+        b.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let start = std::time::Instant::now();
+    let mut tcp = TcpStream::connect(s.listen).await.unwrap();
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "still open: {r:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
 }

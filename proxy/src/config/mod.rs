@@ -352,6 +352,21 @@ impl Validator {
             raw.max_ejection.as_ref(),
             base.max_ejection,
         );
+        const DAY: Duration = Duration::from_secs(86_400);
+        if h.max_ejection > DAY {
+            self.error(
+                format!("{field}.health.max_ejection"),
+                "must be at most 24h",
+            );
+            h.max_ejection = DAY;
+        }
+        if h.base_ejection > DAY {
+            self.error(
+                format!("{field}.health.base_ejection"),
+                "must be at most 24h",
+            );
+            h.base_ejection = DAY;
+        }
         if h.max_ejection < h.base_ejection {
             self.error(
                 format!("{field}.health.max_ejection"),
@@ -473,6 +488,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 format!("route-{i}").into()
             }
             Some(n) => n.as_str().into(),
+            None if path_type == PathType::Exact => format!("{host}{path} (Exact)").into(),
             None => format!("{host}{path}").into(),
         };
         if let Some(j) = routes.iter().position(|r| r.name == name) {

@@ -83,7 +83,8 @@ impl Body for ProxyBody {
                 let frame = ready!(Pin::new(&mut u.inner).poll_frame(cx));
                 match &frame {
                     None => u.finish(),
-                    Some(Ok(_)) if u.inner.is_end_stream() => u.finish(),
+                    // Trailers end a body; hyper polls no further after them.
+                    Some(Ok(f)) if f.is_trailers() || u.inner.is_end_stream() => u.finish(),
                     Some(Ok(_)) => {}
                     // A broken body: the connection is not reused.
                     Some(Err(_)) => {

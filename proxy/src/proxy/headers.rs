@@ -11,7 +11,9 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+/// `Trailer` is not one: it declares the trailer fields, which hyper only
+/// sends when declared.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -19,10 +21,22 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
         &header::PROXY_AUTHENTICATE,
         &header::PROXY_AUTHORIZATION,
         &header::TE,
-        &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
     ]
+}
+
+/// Headers a `Connection` token may never remove: routing and framing
+/// depend on them, and removing Host would leave the backend trusting a
+/// forged X-Forwarded-Host.
+fn protected(name: &HeaderName) -> bool {
+    name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::CONTENT_TYPE
+        || name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == X_REQUEST_ID
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names.
@@ -33,16 +47,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| fixed.contains(&k)) {
         return;
     }
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        if let Ok(conn) = conn.to_str() {
-            // Collected first: the names borrow from the map.
-            let named: Vec<HeaderName> = conn
-                .split(',')
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-                .collect();
-            for n in named {
-                headers.remove(n);
-            }
+    if headers.contains_key(header::CONNECTION) {
+        // Every Connection field, every token. Collected first: the names
+        // borrow from the map.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !protected(n))
+            .collect();
+        for n in named {
+            headers.remove(n);
         }
     }
     for h in fixed {
@@ -50,9 +67,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// True when a request asks to switch protocols (WebSocket and friends).
+/// The Upgrade value when a request asks to switch to WebSocket. Other
+/// upgrades (h2c above all, a smuggling vector) are treated as plain
+/// requests: their Upgrade header is stripped like any hop-by-hop header.
 pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
+    if !upgrade.as_bytes().eq_ignore_ascii_case(b"websocket") {
+        return None;
+    }
     let wants = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -96,8 +118,14 @@ pub fn add_forwarded(
         headers.insert(X_FORWARDED_FOR.clone(), xff);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    match host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+        // Never pass on what the client claimed.
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
     }
 }
 
@@ -175,6 +203,45 @@ mod tests {
         assert_eq!(id.len(), 32);
         ensure_request_id(&mut h);
         assert_eq!(h["x-request-id"], id);
+    }
+
+    #[test]
+    fn connection_tokens_never_remove_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.com"));
+        h.append(header::CONNECTION, HeaderValue::from_static("host"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-one, content-length"),
+        );
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-checksum"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["host"], "a.com");
+        assert_eq!(h["content-length"], "0");
+        assert_eq!(h["trailer"], "x-checksum");
+        assert!(!h.contains_key("x-one"));
+        assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn forged_forwarded_host_is_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.com"));
+        add_forwarded(&mut h, &HeaderValue::from_static("127.0.0.1"), "http", None);
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn only_websocket_upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(upgrade_of(&h).is_none());
     }
 
     #[test]

@@ -121,7 +121,11 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, &'static str> {
         return Err("more than one Host header\n");
     }
     if let Some(a) = req.uri().authority() {
-        return Ok(Some(a.as_str()));
+        return if valid_host(a.as_str().as_bytes()) {
+            Ok(Some(a.as_str()))
+        } else {
+            Err("the request target's authority is not a valid host\n")
+        };
     }
     match host {
         Some(h) if valid_host(h.as_bytes()) => Ok(std::str::from_utf8(h.as_bytes()).ok()),
@@ -131,34 +135,45 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, &'static str> {
     }
 }
 
-/// A Host value: a name, IPv4 or bracketed IPv6 literal, optional port.
+/// A Host value: a name or IPv4 literal, or a bracketed IPv6 literal, then
+/// an optional `:port` of digits. No userinfo (`user@`), nothing else: what
+/// is routed on must be exactly what the backend is told.
 fn valid_host(h: &[u8]) -> bool {
-    !h.is_empty()
-        && h.len() <= 262
-        && h.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'.' | b'-'
-                        | b'_'
-                        | b'~'
-                        | b':'
-                        | b'['
-                        | b']'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        })
+    if h.is_empty() || h.len() > 262 {
+        return false;
+    }
+    let (host, port) = if h[0] == b'[' {
+        let Some(end) = h.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &h[1..end];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.' || b == b'%')
+        {
+            return false;
+        }
+        (&h[..=end], &h[end + 1..])
+    } else {
+        match h.iter().position(|&b| b == b':') {
+            Some(i) => (&h[..i], &h[i..]),
+            None => (h, &h[h.len()..]),
+        }
+    };
+    let port_ok = port.is_empty()
+        || (port.len() >= 2
+            && port.len() <= 6
+            && port[0] == b':'
+            && port[1..].iter().all(u8::is_ascii_digit));
+    let host_ok = match host.first() {
+        None => false,
+        Some(b'[') => true,
+        Some(_) => host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
+    };
+    port_ok && host_ok
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -193,10 +208,23 @@ async fn forward(
         None
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    // gRPC needs `te: trailers` to reach an HTTP/2 upstream; for HTTP/1.1
+    // upstreams TE is hop-by-hop like the rest.
+    let keep_te = upstream
+        .endpoints
+        .first()
+        .is_some_and(|e| e.protocol == crate::upstream::Protocol::Http2)
+        && req
+            .headers()
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     {
         let authority = req.uri().authority().cloned();
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
+        if keep_te {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         // Room for the four forwarding headers at once: one growth at most.
         h.reserve(4);
         if let Some(u) = upgrade {
@@ -305,5 +333,38 @@ async fn forward(
             error(StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out\n")
         }
         Some(_) => error(StatusCode::BAD_GATEWAY, "no upstream could be reached\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn hosts_are_checked_strictly() {
+        for ok in [
+            "a.example.com",
+            "a.example.com:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "x_y",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a.example.com:1@evil.com",
+            "a.example.com:evil.com",
+            "user@a.com",
+            "a.com:",
+            "a.com:1234567",
+            "[::1",
+            "[]:80",
+            "a.com/x",
+            ":80",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 }

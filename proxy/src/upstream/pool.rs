@@ -106,6 +106,24 @@ async fn response_within<F: Future>(
         .map_err(|_| SendError::Timeout(limit))
 }
 
+/// Polls a connection; drops it once it has ended. True while it lives.
+fn drive(
+    conn: &mut Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(c) = conn else { return false };
+    match Pin::new(c).poll(cx) {
+        Poll::Pending => true,
+        Poll::Ready(r) => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+            *conn = None;
+            false
+        }
+    }
+}
+
 /// An HTTP/1.1 upstream connection: the handle that sends requests and
 /// the connection future that does the I/O.
 ///
@@ -118,27 +136,17 @@ async fn response_within<F: Future>(
 /// upstream closed it meanwhile.
 pub struct H1 {
     sender: http1::SendRequest<RequestBody>,
-    conn: http1::Connection<TokioIo<TcpStream>, RequestBody>,
-    ended: bool,
+    /// `None` once the connection has ended. It is dropped at once: a
+    /// request still queued in it is then handed back unsent (hyper cancels
+    /// queued requests when the connection is dropped, not when it ends).
+    conn: Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
 }
 
 impl H1 {
     /// Lets the connection read and write what it can. False once it has
     /// ended (closed by either side, or failed).
     pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.ended {
-            return false;
-        }
-        match Pin::new(&mut self.conn).poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(r) => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-                self.ended = true;
-                false
-            }
-        }
+        drive(&mut self.conn, cx)
     }
 
     /// Waits until the connection can take a request; false if it cannot
@@ -147,7 +155,7 @@ impl H1 {
         std::future::poll_fn(|cx| {
             let alive = self.drive(cx);
             match self.sender.poll_ready(cx) {
-                Poll::Ready(r) => Poll::Ready(r.is_ok() && !self.ended),
+                Poll::Ready(r) => Poll::Ready(r.is_ok() && self.conn.is_some()),
                 Poll::Pending if alive => Poll::Pending,
                 Poll::Pending => Poll::Ready(false),
             }
@@ -209,6 +217,9 @@ pub struct Checkin {
     /// response body and back on every request.
     conn: Box<H1>,
     max_idle: usize,
+    /// Fires when the request body has been sent whole; `None` when it
+    /// already had been (or there was none) when the response came.
+    upload: Option<oneshot::Receiver<()>>,
 }
 
 impl Checkin {
@@ -219,9 +230,17 @@ impl Checkin {
     }
 
     /// The response body ended cleanly: the connection may serve again.
-    pub fn release(self) {
-        if self.conn.ended || self.conn.sender.is_closed() {
+    /// A connection whose request body is still uploading (the upstream
+    /// answered early) is not reused: the next request would wait behind
+    /// that upload.
+    pub fn release(mut self) {
+        if self.conn.conn.is_none() || self.conn.sender.is_closed() {
             return;
+        }
+        if let Some(rx) = &mut self.upload {
+            if rx.try_recv().is_err() {
+                return;
+            }
         }
         if let Ok(mut idle) = self.endpoint.pool.idle.lock() {
             if idle.len() < self.max_idle {
@@ -332,8 +351,7 @@ async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, 
         .map_err(ConnectError::Handshake)?;
     Ok(Box::new(H1 {
         sender,
-        conn,
-        ended: false,
+        conn: Some(conn),
     }))
 }
 
@@ -381,7 +399,9 @@ async fn send_h1(
                 Err(e) => return Err(unsent(req, e)),
             },
         };
-        if !c.ready().await {
+        // A pooled connection is ready at once; bound the wait anyway.
+        let ready = tokio::time::timeout(limits.connect, c.ready()).await;
+        if !matches!(ready, Ok(true)) {
             if reused {
                 continue;
             }
@@ -395,34 +415,26 @@ async fn send_h1(
         }
         let mut sent = std::pin::pin!(c.sender.try_send_request(req));
         let conn = &mut c.conn;
-        let mut ended = false;
         // Drive the connection in this task while waiting for the answer.
         let answer = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = sent.as_mut().poll(cx) {
                 return Poll::Ready(r);
             }
-            if !ended {
-                match Pin::new(&mut *conn).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(r) => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "upstream connection ended");
-                        }
-                        ended = true;
-                    }
-                }
+            if drive(conn, cx) {
+                return Poll::Pending;
             }
-            // The connection is gone: the answer resolves with its error.
+            // The connection is gone (and dropped): the answer resolves
+            // with its error, the request handed back if it was not sent.
             sent.as_mut().poll(cx)
         });
         let result = response_within(answer, &mut upload, limits.response_header).await?;
-        c.ended |= ended;
         match result {
             Ok(resp) => {
                 let checkin = Checkin {
                     endpoint: endpoint.clone(),
                     conn: c,
                     max_idle: limits.max_idle,
+                    upload,
                 };
                 return Ok((resp, Some(checkin)));
             }
@@ -504,14 +516,20 @@ async fn send_h2(
             sender
         }
     };
-    if sender.ready().await.is_err() {
-        return Err(unsent(
-            req,
-            ConnectError::Io(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "h2 connection closed before the request was sent",
-            )),
-        ));
+    // Waits for a free stream when the upstream's concurrency limit is
+    // reached: bounded like the response headers are.
+    match tokio::time::timeout(limits.response_header, sender.ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => {
+            return Err(unsent(
+                req,
+                ConnectError::Io(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "h2 connection closed before the request was sent",
+                )),
+            ))
+        }
+        Err(_) => return Err(SendError::Timeout(limits.response_header)),
     }
     let sent = sender.try_send_request(req);
     match response_within(sent, &mut upload, limits.response_header).await? {
