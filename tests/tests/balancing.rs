@@ -29,21 +29,25 @@ async fn sequence(s: &Sluice, n: usize, source: Option<Ipv4Addr>) -> Vec<String>
     out
 }
 
+/// `sluice serve` in the quick form: `--strategy` over `backends` (each
+/// `IP:PORT` or `IP:PORT=WEIGHT`), plus `extra` flags.
+async fn quick(strategy: &str, backends: &[String], extra: &[&str]) -> Sluice {
+    let mut args = vec!["--strategy", strategy];
+    for b in backends {
+        args.extend(["--backend", b.as_str()]);
+    }
+    args.extend(extra);
+    Sluice::serve(&args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_rotates_exactly() {
     let [a, b, c] = three().await;
-    let s = Sluice::serve(&[
-        "--strategy",
+    let s = quick(
         "round-robin",
-        "--backend",
-        &a.addr.to_string(),
-        "--backend",
-        &b.addr.to_string(),
-        "--backend",
-        &c.addr.to_string(),
-        "--workers",
-        "1",
-    ])
+        &[a.addr.to_string(), b.addr.to_string(), c.addr.to_string()],
+        &["--workers", "1"],
+    )
     .await;
     let seq = sequence(&s, 9, None).await;
     // Endpoints are ordered by address; the rotation is exact from there.
@@ -59,19 +63,12 @@ async fn round_robin_rotates_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_five_one_one_is_smooth() {
     let [a, b, c] = three().await;
-    let s = Sluice::serve(&[
-        "--strategy",
-        "weighted",
-        "--backend",
-        &format!("{}=5", a.addr),
-        "--backend",
-        &format!("{}=1", b.addr),
-        "--backend",
-        &format!("{}=1", c.addr),
-        "--workers",
-        "1",
-    ])
-    .await;
+    let weighted = [
+        format!("{}=5", a.addr),
+        format!("{}=1", b.addr),
+        format!("{}=1", c.addr),
+    ];
+    let s = quick("weighted", &weighted, &["--workers", "1"]).await;
     let seq = sequence(&s, 70, None).await;
     // The heavy endpoint is a; the two light ones come one each per 7 picks,
     // never two heavy bursts of more than two.
@@ -90,16 +87,11 @@ async fn weighted_five_one_one_is_smooth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ip_hash_keeps_each_client_address_on_one_backend() {
     let [a, b, c] = three().await;
-    let s = Sluice::serve(&[
-        "--strategy",
+    let s = quick(
         "ip-hash",
-        "--backend",
-        &a.addr.to_string(),
-        "--backend",
-        &b.addr.to_string(),
-        "--backend",
-        &c.addr.to_string(),
-    ])
+        &[a.addr.to_string(), b.addr.to_string(), c.addr.to_string()],
+        &[],
+    )
     .await;
     let mut by_client: HashMap<Ipv4Addr, String> = HashMap::new();
     let mut spread: HashMap<String, usize> = HashMap::new();
@@ -114,16 +106,11 @@ async fn ip_hash_keeps_each_client_address_on_one_backend() {
     assert_eq!(spread.len(), 3, "{spread:?}");
     // A second proxy with the backends listed in another order sends every
     // client to the same backend (the table depends only on the set).
-    let s2 = Sluice::serve(&[
-        "--strategy",
+    let s2 = quick(
         "ip-hash",
-        "--backend",
-        &c.addr.to_string(),
-        "--backend",
-        &a.addr.to_string(),
-        "--backend",
-        &b.addr.to_string(),
-    ])
+        &[c.addr.to_string(), a.addr.to_string(), b.addr.to_string()],
+        &[],
+    )
     .await;
     for (ip, name) in &by_client {
         let seq = sequence(&s2, 1, Some(*ip)).await;
@@ -136,16 +123,15 @@ async fn least_request_avoids_the_slow_backend() {
     let slow = Backend::start_slow("slow", Duration::from_millis(150)).await;
     let b = Backend::start("b").await;
     let c = Backend::start("c").await;
-    let s = Sluice::serve(&[
-        "--strategy",
+    let s = quick(
         "least-request",
-        "--backend",
-        &slow.addr.to_string(),
-        "--backend",
-        &b.addr.to_string(),
-        "--backend",
-        &c.addr.to_string(),
-    ])
+        &[
+            slow.addr.to_string(),
+            b.addr.to_string(),
+            c.addr.to_string(),
+        ],
+        &[],
+    )
     .await;
     // Four clients, 30 requests each. Round-robin would give the slow
     // backend 40; least-request sees its requests pile up and avoids it.
