@@ -648,3 +648,92 @@ async fn idle_upstream_connections_are_closed() {
     )
     .await;
 }
+
+/// An upstream that answers before the request body has been sent whole
+/// (as nginx's `return 403` does) and keeps reading it: that connection is
+/// not reused, so the next request does not wait behind the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answer_during_upload_does_not_block_the_next_request() {
+    // A raw backend: answers as soon as it has the headers, then reads
+    // and discards the chunked body before it reads the next request.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // Headers.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end);
+                    if conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nearly\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if head.contains("transfer-encoding: chunked") {
+                        while !buf.windows(5).any(|w| w == b"0\r\n\r\n") {
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(5).position(|w| w == b"0\r\n\r\n").unwrap() + 5;
+                        buf.drain(..end);
+                    }
+                }
+            });
+        }
+    });
+    let s = Sluice::serve(&["--backend", &backend.to_string()]).await;
+    // Client A starts a chunked upload and stalls halfway, connection open.
+    let mut a = TcpStream::connect(s.listen).await.unwrap();
+    a.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.ends_with(b"early\n") {
+            match a.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "A got no early answer: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // Client B, while A's upload is still open: answered at once.
+    let r = tokio::time::timeout(
+        Duration::from_secs(3),
+        request(&client(None), s.listen, "GET", "/", &[], empty()),
+    )
+    .await;
+    let (status, _, body) = r.expect("B waited behind A's upload").unwrap();
+    assert_eq!((status, body.as_str()), (200, "early\n"));
+    drop(a);
+}

@@ -128,3 +128,33 @@ async fn http2_upstreams() {
     // One multiplexed connection carries all the h2 requests.
     assert_eq!(a.conns.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// `/public/../admin` is routed (and forwarded) as `/admin`: a client
+/// cannot reach one route through another's prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_are_resolved_before_routing() {
+    let public = Backend::start("public").await;
+    let admin = Backend::start("admin").await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nroutes:\n  - {{path: /public, backends: [{}]}}\n  - {{path: /admin, backends: [{}]}}\n",
+        public.addr, admin.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    // curl would resolve the dots itself; --path-as-is sends them as typed.
+    let out = run(
+        "curl",
+        &[
+            "-s",
+            "--path-as-is",
+            "-D",
+            "-",
+            &s.url("/public/../admin/x/./version?q=1"),
+        ],
+    );
+    assert!(out.contains("x-backend: admin"), "{out}");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(public.hits(), 0);
+    let (status, _) = get(s.listen, "/public/./page").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(public.hits(), 1);
+}

@@ -20,7 +20,7 @@ pub use body::ProxyBody;
 
 use crate::balance::{hash_ip, Strategy};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
-use crate::routing::{strip_port, Route, Table};
+use crate::routing::{resolve_dots, strip_port, Route, Table};
 use crate::upstream::pool::{self, ConnectError, SendError, SendLimits};
 use crate::upstream::{InFlight, Tried};
 
@@ -75,13 +75,25 @@ impl Proxy {
     }
 
     /// Answers one request. Never fails: every error becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        conn: ClientConn,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         if req.method() == Method::CONNECT {
             let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
             self.unmatched
                 .observe(resp.status().as_u16(), start.elapsed());
             return resp;
+        }
+        if let Some(resolved) = resolve_dots(req.uri().path()) {
+            if resolve_uri(&mut req, &resolved).is_err() {
+                let resp = error(StatusCode::BAD_REQUEST, "the request path is not valid\n");
+                self.unmatched
+                    .observe(resp.status().as_u16(), start.elapsed());
+                return resp;
+            }
         }
         let host = match request_host(&req) {
             Ok(h) => h,
@@ -107,6 +119,18 @@ impl Proxy {
             .observe(resp.status().as_u16(), start.elapsed());
         resp
     }
+}
+
+/// Puts the dot-resolved path (and the query) into the request URI.
+fn resolve_uri(req: &mut Request<Incoming>, path: &str) -> Result<(), http::Error> {
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse()?);
+    *req.uri_mut() = http::Uri::from_parts(parts)?;
+    Ok(())
 }
 
 /// The request's host: the authority of an HTTP/2 or absolute-form request

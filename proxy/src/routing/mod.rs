@@ -18,7 +18,7 @@ use crate::config::{RetryPolicy, RouteSpec, RouteTimeouts};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{EndpointReuse, Upstream};
 pub use host::{strip_port, HostMatch};
-pub use path::{PathTable, PathType};
+pub use path::{resolve_dots, PathTable, PathType};
 
 /// The live table, shared by listeners, admin and reloaders.
 pub type Table = Arc<ArcSwap<Snapshot>>;

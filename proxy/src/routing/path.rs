@@ -69,6 +69,46 @@ impl fmt::Display for PathType {
     }
 }
 
+/// The path with `.` and `..` segments resolved (RFC 3986 5.2.4), or `None`
+/// when it has none (the common case, found without allocating).
+///
+/// Routing on `/public/../admin` as if it were under `/public` would let a
+/// client reach a route by a path the backend resolves elsewhere, so the
+/// proxy routes on, and forwards, the resolved path (as ingress-nginx
+/// does). `..` never climbs above the root.
+pub fn resolve_dots(path: &str) -> Option<String> {
+    if !path.contains("/.") || !path.split('/').any(|s| s == "." || s == "..") {
+        return None;
+    }
+    let body = path.strip_prefix('/').unwrap_or(path);
+    let segments: Vec<&str> = body.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." => trailing_slash = i == last,
+            ".." => {
+                out.pop();
+                trailing_slash = i == last;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut resolved = String::with_capacity(path.len());
+    for s in &out {
+        resolved.push('/');
+        resolved.push_str(s);
+    }
+    if trailing_slash || resolved.is_empty() {
+        resolved.push('/');
+    }
+    Some(resolved)
+}
+
 /// The paths of one host, mapped to route indices.
 #[derive(Debug, Default)]
 pub struct PathTable {
@@ -203,6 +243,22 @@ mod tests {
         assert!(t.insert("/a", PathType::Prefix, 0));
         assert!(!t.insert("/a/", PathType::ImplementationSpecific, 1));
         assert_eq!(t.lookup("/a"), Some(0));
+    }
+
+    #[test]
+    fn dot_segments_are_resolved() {
+        assert_eq!(resolve_dots("/a/b"), None);
+        assert_eq!(resolve_dots("/a/.hidden/b"), None);
+        assert_eq!(resolve_dots("/public/../admin").as_deref(), Some("/admin"));
+        assert_eq!(resolve_dots("/a/./b").as_deref(), Some("/a/b"));
+        assert_eq!(resolve_dots("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(resolve_dots("/a/.").as_deref(), Some("/a/"));
+        assert_eq!(
+            resolve_dots("/../../etc/passwd").as_deref(),
+            Some("/etc/passwd")
+        );
+        assert_eq!(resolve_dots("/..").as_deref(), Some("/"));
+        assert_eq!(resolve_dots("/a/../b/").as_deref(), Some("/b/"));
     }
 
     #[test]
