@@ -83,10 +83,19 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!(signal = which, drain_timeout = ?config.drain_timeout, "shutting down");
+    tracing::info!(signal = which, drain_timeout = ?config.drain_timeout, shutdown_delay = ?config.shutdown_delay, "shutting down");
     state.ready.store(false, Ordering::Relaxed);
     if let Some(r) = reloader {
         r.abort();
+    }
+    if !config.shutdown_delay.is_zero() {
+        // Still serving while the LoadBalancer and the Endpoints controller
+        // notice /readyz; a second signal skips the wait.
+        tokio::select! {
+            _ = tokio::time::sleep(config.shutdown_delay) => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
     let left = running.shutdown(config.drain_timeout).await;
     if left > 0 {
@@ -168,9 +177,10 @@ async fn reload_loop(
                     || new.admin != running.admin
                     || new.listener != running.listener
                     || new.drain_timeout != running.drain_timeout
+                    || new.shutdown_delay != running.shutdown_delay
                     || new.reload_interval != running.reload_interval
                 {
-                    tracing::warn!("listen, admin, request_header, drain_timeout and reload_interval take effect only after a restart");
+                    tracing::warn!("listen, admin, request_header, drain_timeout, shutdown_delay and reload_interval take effect only after a restart");
                 }
             }
             Err(e) => {

@@ -86,6 +86,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
         admin: Some(admin),
         listener: config::DEFAULT_LISTENER,
         drain_timeout: std::time::Duration::from_secs(5),
+        shutdown_delay: std::time::Duration::ZERO,
         reload_interval: config::DEFAULT_RELOAD_INTERVAL,
         routes: vec![
             route("round-robin", "/round-robin", Strategy::RoundRobin),

@@ -67,6 +67,10 @@ struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// After SIGTERM, keep serving this long with /readyz at 503 before
+    /// closing the listeners (e.g. 5s behind a cloud LoadBalancer).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    shutdown_delay: Option<std::time::Duration>,
 }
 
 fn init_logs(format: LogFormat) {
@@ -167,6 +171,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.admin.is_some() {
         cfg.admin = args.admin;
+    }
+    if let Some(d) = args.shutdown_delay {
+        cfg.shutdown_delay = d;
     }
     if cfg.listen.is_empty() {
         cfg.listen.push(SocketAddr::from(([0, 0, 0, 0], 8080)));

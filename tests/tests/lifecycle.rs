@@ -408,3 +408,42 @@ async fn demo_balances_out_of_the_box() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// With a shutdown delay, SIGTERM turns /readyz to 503 at once while the
+/// listener keeps serving; then it closes and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_keeps_serving_while_not_ready() {
+    let a = Backend::start("a").await;
+    let mut s = Sluice::serve(&[
+        "--backend",
+        &a.addr.to_string(),
+        "--shutdown-delay",
+        "1500ms",
+    ])
+    .await;
+    let listen = s.listen;
+    let admin = s.admin;
+    let start = Instant::now();
+    s.signal("TERM");
+    wait_until("/readyz to say 503", Duration::from_secs(2), || async {
+        matches!(get(admin, "/readyz").await, Ok((503, _)))
+    })
+    .await;
+    // Not ready, yet still serving new connections.
+    let (status, body) = get(listen, "/").await.unwrap();
+    assert_eq!((status, body.trim()), (200, "a"));
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "the check came too late to mean anything"
+    );
+    wait_until("the listener to close", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(listen).await.is_err()
+    })
+    .await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(1400),
+        "closed after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(0));
+}

@@ -26,6 +26,9 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub listener: ListenerSettings,
     pub drain_timeout: Duration,
+    /// After SIGTERM, how long to keep accepting while `/readyz` already
+    /// says 503, so the LoadBalancer and Endpoints stop sending first.
+    pub shutdown_delay: Duration,
     pub reload_interval: Duration,
     pub routes: Vec<RouteSpec>,
     pub default_backend: Option<RouteSpec>,
@@ -204,6 +207,7 @@ pub fn quick(
         admin,
         listener: DEFAULT_LISTENER,
         drain_timeout: DEFAULT_DRAIN,
+        shutdown_delay: Duration::ZERO,
         reload_interval: DEFAULT_RELOAD_INTERVAL,
         routes: vec![route],
         default_backend: None,
@@ -445,6 +449,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .unwrap_or(crate::upstream::DEFAULT_MAX_IDLE),
     };
     let drain_timeout = v.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN);
+    // Zero is allowed here: no delay.
+    let shutdown_delay = match raw.shutdown_delay.as_deref().map(str::trim) {
+        None | Some("0") | Some("0s") => Duration::ZERO,
+        Some(d) => v.duration("shutdown_delay", Some(&d.to_owned()), Duration::ZERO),
+    };
     let reload_interval = v.duration(
         "reload_interval",
         raw.reload_interval.as_ref(),
@@ -550,6 +559,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             admin,
             listener,
             drain_timeout,
+            shutdown_delay,
             reload_interval,
             routes,
             default_backend,

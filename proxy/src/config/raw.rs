@@ -20,6 +20,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstream: RawUpstreamOptions,
     pub drain_timeout: Option<String>,
+    pub shutdown_delay: Option<String>,
     pub reload_interval: Option<String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
