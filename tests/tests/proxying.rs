@@ -593,3 +593,25 @@ async fn silent_connections_are_closed() {
         "{took:?}"
     );
 }
+
+/// Cookie fields an HTTP/2 client sends apart reach an HTTP/1.1 upstream as
+/// one Cookie header, joined with "; ".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_cookies_reach_h1_upstreams_joined() {
+    let (_b, s) = one("a").await;
+    let url = s.url("/headers");
+    let out = curl(&[
+        "-s",
+        "--http2-prior-knowledge",
+        "-H",
+        "cookie: a=1",
+        "-H",
+        "cookie: b=2",
+        &url,
+    ])
+    .await;
+    let seen = parse_headers(&out);
+    let cookies = values(&seen, "cookie");
+    assert_eq!(cookies.len(), 1, "{out}");
+    assert!(cookies[0] == "a=1; b=2", "{out}");
+}

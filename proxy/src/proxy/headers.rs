@@ -129,6 +129,25 @@ pub fn add_forwarded(
     }
 }
 
+/// HTTP/2 clients may split Cookie into several fields; an HTTP/1.1
+/// upstream must get them as one, joined with "; " (RFC 9113 8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    let (Some(_), Some(_)) = (cookies.next(), cookies.next()) else {
+        return;
+    };
+    let mut joined = Vec::with_capacity(256);
+    for (i, c) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(c.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// Adds X-Request-Id when the client sent none: 32 random hex digits.
 pub fn ensure_request_id(headers: &mut HeaderMap) {
     if headers.contains_key(&X_REQUEST_ID) {
@@ -223,6 +242,20 @@ mod tests {
         assert_eq!(h["trailer"], "x-checksum");
         assert!(!h.contains_key("x-one"));
         assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn h2_cookies_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
+        let mut one = HeaderMap::new();
+        one.insert(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut one);
+        assert_eq!(one[header::COOKIE], "a=1");
     }
 
     #[test]

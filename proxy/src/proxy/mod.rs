@@ -234,10 +234,12 @@ async fn forward(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     // gRPC needs `te: trailers` to reach an HTTP/2 upstream; for HTTP/1.1
     // upstreams TE is hop-by-hop like the rest.
-    let keep_te = upstream
+    let from_h2 = req.version() == Version::HTTP_2;
+    let to_h2 = upstream
         .endpoints
         .first()
-        .is_some_and(|e| e.protocol == crate::upstream::Protocol::Http2)
+        .is_some_and(|e| e.protocol == crate::upstream::Protocol::Http2);
+    let keep_te = to_h2
         && req
             .headers()
             .get(header::TE)
@@ -246,6 +248,9 @@ async fn forward(
         let authority = req.uri().authority().cloned();
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
+        if from_h2 && !to_h2 {
+            headers::join_cookies(h);
+        }
         if keep_te {
             h.insert(header::TE, HeaderValue::from_static("trailers"));
         }
