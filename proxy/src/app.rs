@@ -54,6 +54,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
         None => None,
     };
     let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
+    let tunnels = proxy.tunnels().clone();
     let running = Listeners::start(listeners, proxy, config.listener);
     let state = Arc::new(AdminState {
         table: table.clone(),
@@ -97,7 +98,20 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
             _ = int.recv() => {}
         }
     }
+    let drain_start = tokio::time::Instant::now();
     let left = running.shutdown(config.drain_timeout).await;
+    // WebSockets outlive their HTTP connection: they get what is left of
+    // the drain timeout.
+    let remaining = config.drain_timeout.saturating_sub(drain_start.elapsed());
+    if tunnels.open() > 0 {
+        tracing::info!(tunnels = tunnels.open(), "waiting for upgraded connections");
+        if !tunnels.wait_closed(remaining).await {
+            tracing::warn!(
+                tunnels = tunnels.open(),
+                "drain timeout passed with upgraded connections still open"
+            );
+        }
+    }
     if left > 0 {
         tracing::warn!(
             connections = left,

@@ -447,3 +447,55 @@ async fn shutdown_delay_keeps_serving_while_not_ready() {
     );
     assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(0));
 }
+
+async fn ws_echo(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    text: &'static str,
+) -> Option<tokio_tungstenite::tungstenite::Message> {
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    back.ok().flatten().and_then(Result::ok)
+}
+
+/// A WebSocket open at SIGTERM keeps working through the drain, and the
+/// process exits as soon as it closes (not at the drain timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_drained_too() {
+    use tokio_tungstenite::tungstenite::Message;
+    let a = Backend::start("a").await;
+    let mut s = Sluice::serve(&["--backend", &a.addr.to_string()]).await;
+    let tcp = tokio::net::TcpStream::connect(s.listen).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", s.listen), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        ws_echo(&mut ws, "before").await,
+        Some(Message::text("before"))
+    );
+    s.signal("TERM");
+    wait_until("the listener to close", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(s.listen).await.is_err()
+    })
+    .await;
+    // The tunnel still works while draining, and holds the process up.
+    assert_eq!(
+        ws_echo(&mut ws, "during").await,
+        Some(Message::text("during"))
+    );
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "exited with a WebSocket open"
+    );
+    let closed_at = Instant::now();
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        closed_at.elapsed()
+    );
+}

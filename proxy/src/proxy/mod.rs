@@ -52,6 +52,54 @@ pub struct Proxy {
     table: Table,
     metrics: Arc<Metrics>,
     unmatched: RouteMetrics,
+    tunnels: Arc<Tunnels>,
+}
+
+/// Counts upgraded connections (WebSockets), which outlive the HTTP
+/// connection they came on, so that a drain can wait for them too.
+#[derive(Debug, Default)]
+pub struct Tunnels {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+impl Tunnels {
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until every tunnel has closed; false if `limit` passed first.
+    pub async fn wait_closed(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.closed.notified();
+            if self.open() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.open() == 0;
+            }
+        }
+    }
+}
+
+/// Held by a tunnel's task: counts it open until dropped.
+struct TunnelGuard(Arc<Tunnels>);
+
+impl TunnelGuard {
+    fn new(t: &Arc<Tunnels>) -> Self {
+        t.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        TunnelGuard(t.clone())
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -67,11 +115,17 @@ impl Proxy {
             table,
             metrics,
             unmatched,
+            tunnels: Arc::default(),
         }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The upgraded connections this proxy has open.
+    pub fn tunnels(&self) -> &Arc<Tunnels> {
+        &self.tunnels
     }
 
     /// Answers one request. Never fails: every error becomes a response.
@@ -113,7 +167,7 @@ impl Proxy {
             self.unmatched.observe(404, start.elapsed());
             return resp;
         };
-        let resp = forward(&route, req, conn).await;
+        let resp = forward(&route, req, conn, &self.tunnels).await;
         route
             .metrics
             .observe(resp.status().as_u16(), start.elapsed());
@@ -224,6 +278,7 @@ async fn forward(
     route: &Arc<Route>,
     mut req: Request<Incoming>,
     conn: ClientConn,
+    tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
     let upstream = &route.upstream;
     let upgrade = if req.version() == Version::HTTP_11 {
@@ -308,8 +363,10 @@ async fn forward(
                     if let Some(client_upgrade) = client_upgrade {
                         let upstream_upgrade = hyper::upgrade::on(&mut resp);
                         let (name, addr) = (route.name.clone(), endpoint.addr);
+                        let tunnel = TunnelGuard::new(tunnels);
                         tokio::spawn(async move {
                             let _in_flight = in_flight;
+                            let _tunnel = tunnel;
                             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                                 Ok((c, u)) => {
                                     let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
