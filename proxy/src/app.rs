@@ -184,7 +184,13 @@ async fn reload_loop(
             Ok(new) => {
                 let snap = build(&new, Some(&table.load()), &metrics);
                 let generation = snap.generation;
-                table.store(Arc::new(snap));
+                let old = table.swap(Arc::new(snap));
+                let live = table.load();
+                let names: std::collections::HashSet<&str> =
+                    live.all_routes().map(|r| &*r.name).collect();
+                for gone in old.all_routes().filter(|o| !names.contains(&*o.name)) {
+                    metrics.forget_route(&gone.name);
+                }
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(file = %path.display(), generation, routes = new.routes.len(), "config reloaded");
                 if new.listen != running.listen

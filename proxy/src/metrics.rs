@@ -110,6 +110,37 @@ impl Metrics {
         }
     }
 
+    /// Drops every series of a route that no longer exists, so that a
+    /// cluster's churn of routes does not grow the exposition forever.
+    pub fn forget_route(&self, route: &str) {
+        use prometheus::core::Collector;
+        let codes: Vec<String> = self
+            .requests
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "route" && l.value() == route)
+            })
+            .filter_map(|m| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == "code")
+                    .map(|l| l.value().to_owned())
+            })
+            .collect();
+        for code in codes {
+            let _ = self.requests.remove_label_values(&[route, &code]);
+        }
+        let _ = self.duration.remove_label_values(&[route]);
+        let _ = self.connect_errors.remove_label_values(&[route]);
+        for state in ["healthy", "ejected"] {
+            let _ = self.upstream_endpoints.remove_label_values(&[route, state]);
+        }
+    }
+
     /// Prometheus text format.
     pub fn encode(&self) -> String {
         use prometheus::Encoder;
@@ -206,5 +237,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"sluice_request_duration_seconds_count{route="api"} 3"#));
+        m.forget_route("api");
+        let text = m.encode();
+        assert!(!text.contains(r#"route="api""#), "{text}");
     }
 }

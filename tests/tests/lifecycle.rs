@@ -499,3 +499,28 @@ async fn websockets_are_drained_too() {
         closed_at.elapsed()
     );
 }
+
+/// A route removed by a reload takes its metric series with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_routes_leave_no_metrics() {
+    let a = Backend::start("a").await;
+    let two = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nreload_interval: 50ms\nroutes:\n  - {{name: keep, path: /, backends: [{0}]}}\n  - {{name: gone, path: /gone, backends: [{0}]}}\n",
+        a.addr
+    );
+    let (s, path) = Sluice::with_config(&two).await;
+    assert_eq!(get(s.listen, "/gone").await.unwrap().0, 200);
+    assert_eq!(
+        s.metric("sluice_requests_total{code=\"200\",route=\"gone\"}")
+            .await,
+        Some(1.0)
+    );
+    let one = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nreload_interval: 50ms\nroutes:\n  - {{name: keep, path: /, backends: [{}]}}\n",
+        a.addr
+    );
+    reload_to(&s, &path, &one).await;
+    let (_, text) = get(s.admin, "/metrics").await.unwrap();
+    assert!(!text.contains("route=\"gone\""), "{text}");
+    assert!(text.contains("route=\"keep\""), "{text}");
+}
