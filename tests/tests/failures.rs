@@ -737,3 +737,43 @@ async fn early_answer_during_upload_does_not_block_the_next_request() {
     assert_eq!((status, body.as_str()), (200, "early\n"));
     drop(a);
 }
+
+/// A client that stops sending its request body midway gets a 408 after
+/// `request_body`, and the endpoint is not blamed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_upload_is_408() {
+    let b = Backend::start("a").await;
+    let (s, _) = Sluice::with_config(&config(
+        "app",
+        &[b.addr],
+        "    timeouts: {request_body: 500ms}\n    health: {consecutive_failures: 1}\n",
+        "",
+    ))
+    .await;
+    let start = Instant::now();
+    let mut c = TcpStream::connect(s.listen).await.unwrap();
+    c.write_all(b"POST /sleep/3000 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let took = start.elapsed();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408 "), "{got:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    // Not the endpoint's fault: with consecutive_failures 1 it would be ejected otherwise.
+    let (_, routes) = get(s.admin, "/routes").await.unwrap();
+    assert!(routes.contains("\"state\": \"healthy\""), "{routes}");
+}

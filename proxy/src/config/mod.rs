@@ -64,6 +64,8 @@ pub struct RouteTimeouts {
     pub response_header: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub upstream_idle: Duration,
+    /// The longest pause while a client sends a request body (then 408).
+    pub request_body: Duration,
 }
 
 /// Retries on connect failure.
@@ -77,6 +79,7 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
     connect: Duration::from_secs(5),
     response_header: Duration::from_secs(60),
     upstream_idle: Duration::from_secs(60),
+    request_body: Duration::from_secs(60),
 };
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
@@ -323,6 +326,11 @@ impl Validator {
                 raw.upstream_idle.as_ref(),
                 base.upstream_idle,
             ),
+            request_body: self.duration(
+                &format!("{field}.timeouts.request_body"),
+                raw.request_body.as_ref(),
+                base.request_body,
+            ),
         }
     }
 
@@ -439,6 +447,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 "timeouts.upstream_idle",
                 t.upstream_idle.as_ref(),
                 DEFAULT_TIMEOUTS.upstream_idle,
+            ),
+            request_body: v.duration(
+                "timeouts.request_body",
+                t.request_body.as_ref(),
+                DEFAULT_TIMEOUTS.request_body,
             ),
         },
         retry: v.retry("", Some(&raw.retry), DEFAULT_RETRY),

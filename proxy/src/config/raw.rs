@@ -33,6 +33,7 @@ pub struct RawTimeouts {
     pub connect: Option<String>,
     pub response_header: Option<String>,
     pub upstream_idle: Option<String>,
+    pub request_body: Option<String>,
     pub request_header: Option<String>,
 }
 

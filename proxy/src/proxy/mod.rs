@@ -254,6 +254,18 @@ fn valid_host(h: &[u8]) -> bool {
     port_ok && host_ok
 }
 
+/// True when a send failed because the client's body stalled.
+fn stalled_upload(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<crate::upstream::pool::BodyStalled>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -338,6 +350,7 @@ async fn forward(
         idle: route.timeouts.upstream_idle,
         max_idle: upstream.max_idle_per_endpoint,
         upgrade: client_upgrade.is_some(),
+        request_body: route.timeouts.request_body,
     };
     let mut tried = Tried::default();
     let mut req = Some(req);
@@ -401,6 +414,12 @@ async fn forward(
                 return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
             }
             Err(SendError::Upstream(e)) => {
+                // A stalled client upload is the client's fault, not the
+                // endpoint's: 408, and no health penalty.
+                if stalled_upload(&e) {
+                    tracing::info!(route = %route.name, endpoint = %endpoint.addr, client = %conn.peer, "client stalled its request body");
+                    return error(StatusCode::REQUEST_TIMEOUT, "request body timed out\n");
+                }
                 endpoint.record_failure(&upstream.health);
                 tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream request failed");
                 return error(StatusCode::BAD_GATEWAY, "upstream failed\n");

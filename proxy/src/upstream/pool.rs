@@ -33,27 +33,41 @@ use super::Protocol;
 pub struct RequestBody {
     inner: Incoming,
     ended: Option<oneshot::Sender<()>>,
+    /// Fires when the client has sent nothing for `idle`: a stalled upload
+    /// must not hold an upstream connection forever.
+    stall: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
 }
+
+/// The client stopped sending its request body for longer than the
+/// route's `request_body` timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no request body data for {0:?}")]
+pub struct BodyStalled(pub Duration);
 
 impl RequestBody {
     /// Wraps a body; the receiver fires when it has been sent whole.
-    /// Bodies already at their end (most GETs) need no signal and cost no
-    /// allocation.
-    fn new(inner: Incoming) -> (Self, Option<oneshot::Receiver<()>>) {
+    /// Bodies already at their end (most GETs) need no signal, no timer and
+    /// cost no allocation.
+    fn new(inner: Incoming, idle: Duration) -> (Self, Option<oneshot::Receiver<()>>) {
         if inner.is_end_stream() {
-            return (RequestBody { inner, ended: None }, None);
+            let body = RequestBody {
+                inner,
+                ended: None,
+                stall: None,
+            };
+            return (body, None);
         }
         let (tx, rx) = oneshot::channel();
-        (
-            RequestBody {
-                inner,
-                ended: Some(tx),
-            },
-            Some(rx),
-        )
+        let body = RequestBody {
+            inner,
+            ended: Some(tx),
+            stall: Some((Box::pin(tokio::time::sleep(idle)), idle)),
+        };
+        (body, Some(rx))
     }
 
     fn end(&mut self) {
+        self.stall = None;
         if let Some(tx) = self.ended.take() {
             let _ = tx.send(());
         }
@@ -62,19 +76,37 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                if let Some((timer, idle)) = &mut self.stall {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        let idle = *idle;
+                        self.stall = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled(idle)))));
+                    }
+                }
+                return Poll::Pending;
+            }
+        };
         match &frame {
             None => self.end(),
             Some(Ok(_)) if self.inner.is_end_stream() => self.end(),
-            _ => {}
+            Some(Ok(_)) => {
+                if let Some((timer, idle)) = &mut self.stall {
+                    let deadline = tokio::time::Instant::now() + *idle;
+                    timer.as_mut().reset(deadline);
+                }
+            }
+            Some(Err(_)) => {}
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -284,6 +316,8 @@ pub struct SendLimits {
     pub max_idle: usize,
     /// The request asks to switch protocols (WebSocket).
     pub upgrade: bool,
+    /// The longest pause allowed while the client sends its body.
+    pub request_body: Duration,
 }
 
 /// Sends a request to an endpoint and waits for the response headers.
@@ -297,7 +331,7 @@ pub async fn send(
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
     set_uri(&mut req, endpoint);
     let (parts, body) = req.into_parts();
-    let (body, upload) = RequestBody::new(body);
+    let (body, upload) = RequestBody::new(body, limits.request_body);
     let req = Request::from_parts(parts, body);
     match endpoint.protocol {
         Protocol::Http1 => send_h1(endpoint, req, upload, limits).await,
