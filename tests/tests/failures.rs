@@ -472,18 +472,8 @@ async fn slow_request_headers_are_cut_off() {
         .await
         .unwrap();
     let reader = tokio::spawn(async move {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        let r = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match slow.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await;
-        (r.is_ok(), start.elapsed(), got)
+        let r = read_until(&mut slow, Duration::from_secs(5), until_closed).await;
+        (r.closed, start.elapsed(), r.bytes)
     });
     // Another client is served while the slow one hangs.
     let (status, _, body) = request(&client(None), s.listen, "GET", "/", &[], empty())
@@ -519,20 +509,11 @@ async fn idle_keep_alive_connections_are_closed() {
     conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
     // Read the whole answer ("a\n" is its body), then wait for the close.
     let answered = Instant::now();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    let got = String::from_utf8_lossy(&got);
+    let r = read_until(&mut conn, Duration::from_secs(5), until_closed).await;
+    let closed: Result<(), ()> = if r.closed { Ok(()) } else { Err(()) };
+    let got = r.text();
     assert!(
         got.starts_with("HTTP/1.1 200 ") && got.ends_with("\r\n\r\na\n"),
         "{got:?}"
@@ -706,21 +687,12 @@ async fn early_answer_during_upload_does_not_block_the_next_request() {
     )
     .await
     .unwrap();
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let answered = tokio::time::timeout(Duration::from_secs(5), async {
-        while !got.ends_with(b"early\n") {
-            match a.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
+    let answered = read_until(&mut a, Duration::from_secs(5), |b| b.ends_with(b"early\n")).await;
+    let got = answered.bytes.clone();
     assert!(
-        answered.is_ok(),
+        !answered.timed_out && !answered.closed,
         "A got no early answer: {:?}",
-        String::from_utf8_lossy(&got)
+        answered.text()
     );
     assert!(
         got.starts_with(b"HTTP/1.1 200"),
@@ -755,19 +727,12 @@ async fn stalled_upload_is_408() {
     c.write_all(b"POST /sleep/3000 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match c.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
+    let r = read_until(&mut c, Duration::from_secs(5), |b| {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
     })
     .await;
     let took = start.elapsed();
-    let got = String::from_utf8_lossy(&got);
+    let got = r.text();
     assert!(got.starts_with("HTTP/1.1 408 "), "{got:?}");
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
