@@ -46,6 +46,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
     let mut int = install(SignalKind::interrupt(), "SIGINT")?;
     let hup = install(SignalKind::hangup(), "SIGHUP")?;
 
+    for w in &config.warnings {
+        tracing::warn!("config: {w}");
+    }
     let metrics = Arc::new(Metrics::new());
     let table: Table = Arc::new(ArcSwap::from_pointee(build(&config, None, &metrics)));
     let listeners = server::bind_all(&config.listen).await?;
@@ -182,6 +185,9 @@ async fn reload_loop(
         let text = String::from_utf8_lossy(&bytes);
         match config::parse_str(&text, &path.display().to_string()) {
             Ok(new) => {
+                for w in &new.warnings {
+                    tracing::warn!(file = %path.display(), "config: {w}");
+                }
                 let snap = build(&new, Some(&table.load()), &metrics);
                 let generation = snap.generation;
                 let old = table.swap(Arc::new(snap));

@@ -106,6 +106,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match config::load_file(&config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    println!("{}: warning: {w}", config.display());
+                }
                 println!(
                     "{}: ok ({} routes{})",
                     config.display(),

@@ -32,6 +32,20 @@ pub struct Config {
     pub reload_interval: Duration,
     pub routes: Vec<RouteSpec>,
     pub default_backend: Option<RouteSpec>,
+    /// Things that work but are probably not what was meant, each naming
+    /// its field; logged at load and printed by `sluice check`.
+    pub warnings: Vec<FieldError>,
+}
+
+/// Weights only steer `weighted`, `ip-hash` and `least-request`; with
+/// `round-robin` they would silently do nothing.
+fn unused_weights(field: &str, upstream: &UpstreamSpec) -> Option<FieldError> {
+    (upstream.strategy == Strategy::RoundRobin && upstream.endpoints.iter().any(|e| e.weight != 1))
+        .then(|| FieldError {
+            field: field.to_owned(),
+            message: "weights are ignored by round-robin; use strategy weighted to apply them"
+                .into(),
+        })
 }
 
 /// Settings of the client-facing listeners.
@@ -205,6 +219,9 @@ pub fn quick(
         timeouts: DEFAULT_TIMEOUTS,
         retry: DEFAULT_RETRY,
     };
+    let warnings = unused_weights("--backend", &route.upstream)
+        .into_iter()
+        .collect();
     Ok(Config {
         listen,
         admin,
@@ -214,6 +231,7 @@ pub fn quick(
         reload_interval: DEFAULT_RELOAD_INTERVAL,
         routes: vec![route],
         default_backend: None,
+        warnings,
     })
 }
 
@@ -567,6 +585,16 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         );
     }
     if v.errors.is_empty() {
+        let mut warnings: Vec<FieldError> = routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| unused_weights(&format!("routes[{i}].backends"), &r.upstream))
+            .collect();
+        warnings.extend(
+            default_backend
+                .as_ref()
+                .and_then(|d| unused_weights("default_backend.backends", &d.upstream)),
+        );
         Ok(Config {
             listen,
             admin,
@@ -576,6 +604,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             reload_interval,
             routes,
             default_backend,
+            warnings,
         })
     } else {
         Err(v.errors)
