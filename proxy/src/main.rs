@@ -110,9 +110,10 @@ fn main() -> ExitCode {
                     println!("{}: warning: {w}", config.display());
                 }
                 println!(
-                    "{}: ok ({} routes{})",
+                    "{}: ok ({} route{}{})",
                     config.display(),
                     c.routes.len(),
+                    if c.routes.len() == 1 { "" } else { "s" },
                     if c.default_backend.is_some() {
                         " and a default backend"
                     } else {
