@@ -21,6 +21,10 @@ into a venv, oha and the Pingora peer built with cargo) under $BENCH_DIR
 Usage: benches/load/loadbench.py [--rounds 3] [--peers "direct sluice nginx"]
        [--dur 6] [--lat-dur 4] [--rate 5000] [--conns 64] [--lat-conns 16]
        [--plot docs/benchmarks.png] [--markdown FILE] [--no-install]
+       [--compare OTHER_SLUICE_BINARY]
+
+To A/B two builds: copy the old binary aside, rebuild, and run
+  benches/load/loadbench.py --peers "sluice nginx" --compare /tmp/sluice-old --rounds 5
 """
 
 import argparse
@@ -40,7 +44,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CACHE = Path(os.environ.get("BENCH_DIR", Path.home() / ".cache" / "sluice-load"))
 BACKENDS = [9101, 9102, 9103]
-PORTS = {"direct": 9101, "sluice": 8180, "nginx": 8181, "haproxy": 8182, "caddy": 8183, "pingora": 8184}
+PORTS = {"direct": 9101, "sluice": 8180, "nginx": 8181, "haproxy": 8182, "caddy": 8183, "pingora": 8184,
+         "sluice-b": 8185}
 ALL_PEERS = ["direct", "sluice", "nginx", "haproxy", "caddy", "pingora"]
 LOAD_CPU, PROXY_CPU = "0", "1"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -189,8 +194,9 @@ def start_peer(name, run_dir, p):
     backends = [f"127.0.0.1:{b}" for b in BACKENDS]
     if name == "direct":
         return None
-    if name == "sluice":
-        cmd = [str(p["sluice"]), "serve", "--listen", f"127.0.0.1:{port}", "--admin", "127.0.0.1:8190",
+    if name in ("sluice", "sluice-b"):
+        admin = "127.0.0.1:8190" if name == "sluice" else "127.0.0.1:8191"
+        cmd = [str(p[name]), "serve", "--listen", f"127.0.0.1:{port}", "--admin", admin,
                "--strategy", "round-robin", "--workers", "1"]
         for b in backends:
             cmd += ["--backend", b]
@@ -405,6 +411,8 @@ def main():
     ap.add_argument("--plot", type=Path, help="write the PNG plot here")
     ap.add_argument("--markdown", type=Path, help="write the summary table here")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--compare", type=Path, metavar="SLUICE_BINARY",
+                    help="also run this other sluice build, as peer sluice-b (A/B of two builds)")
     ap.add_argument("--max-seconds", type=int, default=900, help="stop starting new runs after this")
     args = ap.parse_args()
     peers = args.peers.split()
@@ -413,7 +421,11 @@ def main():
     if not args.no_install:
         install(peers)
     p = paths()
-    for port in BACKENDS + [PORTS[n] for n in peers if n != "direct"] + [8190]:
+    if args.compare:
+        p["sluice-b"] = args.compare.resolve()
+        if "sluice-b" not in peers:
+            peers.append("sluice-b")
+    for port in BACKENDS + [PORTS[n] for n in peers if n != "direct"] + [8190, 8191]:
         if port_open(port):
             raise SystemExit(f"port {port} is already in use")
 
