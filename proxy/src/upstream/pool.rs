@@ -296,6 +296,16 @@ pub enum ConnectError {
     Handshake(#[source] hyper::Error),
 }
 
+impl ConnectError {
+    /// The connection was gone before the request could be written.
+    fn closed() -> Self {
+        ConnectError::Io(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "connection closed before the request was sent",
+        ))
+    }
+}
+
 /// Why a request to an endpoint failed.
 #[derive(Debug)]
 pub enum SendError {
@@ -439,13 +449,7 @@ async fn send_h1(
             if reused {
                 continue;
             }
-            return Err(unsent(
-                req,
-                ConnectError::Io(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "connection closed before the request was sent",
-                )),
-            ));
+            return Err(unsent(req, ConnectError::closed()));
         }
         let mut sent = std::pin::pin!(c.sender.try_send_request(req));
         let conn = &mut c.conn;
@@ -494,13 +498,7 @@ async fn send_h1_upgrade(
         Err(e) => return Err(unsent(req, e)),
     };
     if sender.ready().await.is_err() {
-        return Err(unsent(
-            req,
-            ConnectError::Io(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "connection closed before the request was sent",
-            )),
-        ));
+        return Err(unsent(req, ConnectError::closed()));
     }
     let sent = sender.try_send_request(req);
     match response_within(sent, &mut upload, limits.response_header).await? {
@@ -554,15 +552,7 @@ async fn send_h2(
     // reached: bounded like the response headers are.
     match tokio::time::timeout(limits.response_header, sender.ready()).await {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => {
-            return Err(unsent(
-                req,
-                ConnectError::Io(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "h2 connection closed before the request was sent",
-                )),
-            ))
-        }
+        Ok(Err(_)) => return Err(unsent(req, ConnectError::closed())),
         Err(_) => return Err(SendError::Timeout(limits.response_header)),
     }
     let sent = sender.try_send_request(req);
