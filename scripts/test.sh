@@ -20,3 +20,6 @@ cargo fmt --all -- --check
 # The binary the behaviour tests start; they also rebuild it if stale.
 cargo build --quiet -p sluice --bin sluice
 cargo test --workspace "$@"
+# The behaviour suite again with the HTTP/1.1 fast path off: every request
+# then goes through hyper, and both paths must pass the same tests.
+SLUICE_TEST_HYPER_ONLY=1 cargo test -p sluice-integration "$@"

@@ -156,6 +156,11 @@ pub async fn start_backend() -> SocketAddr {
 
 /// The proxy in this process, round-robin over `backends`; returns its address.
 pub async fn start_proxy(backends: &[SocketAddr]) -> SocketAddr {
+    start_proxy_with(backends, true).await
+}
+
+/// The proxy with the HTTP/1.1 fast path on or off.
+pub async fn start_proxy_with(backends: &[SocketAddr], fast_path: bool) -> SocketAddr {
     let specs = vec![route(
         "bench",
         HostMatch::Any,
@@ -174,7 +179,10 @@ pub async fn start_proxy(backends: &[SocketAddr]) -> SocketAddr {
     std::mem::forget(Listeners::start(
         vec![listener],
         proxy,
-        config::DEFAULT_LISTENER,
+        config::ListenerSettings {
+            http1_fast_path: fast_path,
+            ..config::DEFAULT_LISTENER
+        },
     ));
     addr
 }

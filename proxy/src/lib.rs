@@ -2,7 +2,8 @@
 //!
 //! The crate is laid out by what each part does: [`config`] turns flags and
 //! files into typed settings, [`routing`] builds the immutable snapshot that
-//! [`proxy`] reads per request, [`balance`] picks endpoints, [`upstream`]
+//! [`proxy`] reads per request (with [`fast`] as its
+//! lean HTTP/1.1 path), [`balance`] picks endpoints, [`upstream`]
 //! owns endpoints and their connections, [`server`] and [`admin`] listen,
 //! and [`app`] ties them together with reload and shutdown.
 
@@ -11,6 +12,7 @@ pub mod app;
 pub mod balance;
 pub mod config;
 pub mod demo;
+pub mod fast;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

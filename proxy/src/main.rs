@@ -71,6 +71,10 @@ struct ServeArgs {
     /// closing the listeners (e.g. 5s behind a cloud LoadBalancer).
     #[arg(long, value_parser = humantime::parse_duration)]
     shutdown_delay: Option<std::time::Duration>,
+    /// Serve every request through hyper, turning off the lean HTTP/1.1
+    /// fast path (overrides the file's `http1_fast_path`).
+    #[arg(long)]
+    no_fast_path: bool,
 }
 
 fn init_logs(format: LogFormat) {
@@ -175,6 +179,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.admin.is_some() {
         cfg.admin = args.admin;
+    }
+    if args.no_fast_path {
+        cfg.listener.http1_fast_path = false;
     }
     if let Some(d) = args.shutdown_delay {
         cfg.shutdown_delay = d;

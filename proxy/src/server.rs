@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ListenerSettings;
+use crate::fast;
 use crate::proxy::{ClientConn, Proxy};
 use crate::Error;
 
@@ -71,7 +72,7 @@ impl Listeners {
                     builder.clone(),
                     graceful.clone(),
                     stop.subscribe(),
-                    settings.request_header_timeout,
+                    settings,
                 ))
             })
             .collect();
@@ -109,9 +110,13 @@ async fn accept_loop(
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
-    first_byte: Duration,
+    settings: ListenerSettings,
 ) {
     let local = listener.local_addr().ok();
+    let fast = fast::Settings {
+        header_timeout: settings.request_header_timeout,
+        proto: "http",
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => break,
@@ -127,32 +132,59 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn_info = ClientConn::new(peer, "http");
         let proxy = proxy.clone();
         let builder = builder.clone();
+        // Taken now, so that a drain waits for this connection whichever
+        // path serves it.
         let watcher = graceful.watcher();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
+            if settings.http1_fast_path {
+                // The fast path reads the first request itself, under the
+                // header timeout, and hands over what it does not serve.
+                let Some(h) = fast::serve(stream, peer, &proxy, fast, &mut stop).await else {
+                    return;
+                };
+                let io = fast::io::Prefixed::new(h.prefix, h.io);
+                serve_hyper(io, peer, proxy, &builder, watcher).await;
+                return;
+            }
             // hyper's header timer starts with the first request line; a
             // client that sends nothing at all (or only part of an HTTP/2
             // preface, while the protocol is sniffed) is cut off here.
             let mut first = [0u8; 1];
             if !matches!(
-                tokio::time::timeout(first_byte, stream.peek(&mut first)).await,
+                tokio::time::timeout(settings.request_header_timeout, stream.peek(&mut first))
+                    .await,
                 Ok(Ok(1))
             ) {
                 tracing::debug!(client = %peer, "closed a connection that sent nothing");
                 return;
             }
-            let svc = service_fn(move |req| {
-                let proxy = proxy.clone();
-                let conn_info = conn_info.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-            }
+            serve_hyper(stream, peer, proxy, &builder, watcher).await;
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");
+}
+
+/// Serves a connection with hyper: HTTP/1.1 and h2c, upgrades included.
+async fn serve_hyper<I>(
+    io: I,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_info = ClientConn::new(peer, "http");
+    let svc = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let conn_info = conn_info.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
 }

@@ -55,6 +55,9 @@ pub struct ListenerSettings {
     /// bounds how long an idle keep-alive connection waits for the next
     /// request (hyper starts the timer when it starts reading a request).
     pub request_header_timeout: Duration,
+    /// Serve plain HTTP/1.1 requests on the lean fast path (`fast`),
+    /// handing everything else to hyper. On by default.
+    pub http1_fast_path: bool,
 }
 
 /// One route: what it matches and where it sends.
@@ -97,6 +100,7 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
 };
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
+    http1_fast_path: true,
 };
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -448,6 +452,9 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             t.request_header.as_ref(),
             DEFAULT_LISTENER.request_header_timeout,
         ),
+        http1_fast_path: raw
+            .http1_fast_path
+            .unwrap_or(DEFAULT_LISTENER.http1_fast_path),
     };
     let defaults = Defaults {
         timeouts: RouteTimeouts {

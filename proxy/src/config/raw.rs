@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub drain_timeout: Option<String>,
     pub shutdown_delay: Option<String>,
     pub reload_interval: Option<String>,
+    /// Serve plain HTTP/1.1 on the fast path (default true).
+    pub http1_fast_path: Option<bool>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub default_backend: Option<RawBackendSet>,

@@ -119,6 +119,11 @@ impl Proxy {
         }
     }
 
+    /// The routing table every request reads.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -216,7 +221,7 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, &'static str> {
 /// A Host value: a name or IPv4 literal, or a bracketed IPv6 literal, then
 /// an optional `:port` of digits. No userinfo (`user@`), nothing else: what
 /// is routed on must be exactly what the backend is told.
-fn valid_host(h: &[u8]) -> bool {
+pub(crate) fn valid_host(h: &[u8]) -> bool {
     if h.is_empty() || h.len() > 262 {
         return false;
     }
@@ -302,10 +307,7 @@ async fn forward(
     // gRPC needs `te: trailers` to reach an HTTP/2 upstream; for HTTP/1.1
     // upstreams TE is hop-by-hop like the rest.
     let from_h2 = req.version() == Version::HTTP_2;
-    let to_h2 = upstream
-        .endpoints
-        .first()
-        .is_some_and(|e| e.protocol == crate::upstream::Protocol::Http2);
+    let to_h2 = upstream.protocol == crate::upstream::Protocol::Http2;
     let keep_te = to_h2
         && req
             .headers()

@@ -79,6 +79,7 @@ pub struct Upstream {
     /// every replica whatever order the endpoints were listed in.
     pub endpoints: Box<[Arc<Endpoint>]>,
     pub weights: Box<[u32]>,
+    pub protocol: Protocol,
     /// Shared with the previous snapshot's upstream of the same name when
     /// its endpoint set and weights did not change: rebuilding a Maglev
     /// table costs milliseconds, and keeping the balancer keeps the
@@ -136,6 +137,7 @@ impl Upstream {
             balancer,
             endpoints,
             weights,
+            protocol: spec.protocol,
             health: spec.health,
             max_idle_per_endpoint: spec.max_idle_per_endpoint,
         }

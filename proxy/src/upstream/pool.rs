@@ -200,7 +200,31 @@ impl H1 {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
+    /// Plain sockets for the HTTP/1.1 fast path, which frames requests and
+    /// responses itself.
+    raw: Mutex<Vec<RawIdle>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+}
+
+struct RawIdle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// False when an idle socket has been closed by its peer or has bytes
+/// nobody asked for. Costs a syscall only when the socket was reported
+/// readable: the readiness Tokio already holds says whether anything
+/// happened on it since it went idle.
+fn idle_socket_usable(s: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match s.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -214,12 +238,44 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
+            + self.raw.lock().map(|v| v.len()).unwrap_or(0)
     }
 
     /// Drops idle connections older than `max_age`.
     pub fn expire(&self, max_age: Duration) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.retain(|c| c.since.elapsed() < max_age);
+        }
+        if let Ok(mut raw) = self.raw.lock() {
+            raw.retain(|c| c.since.elapsed() < max_age);
+        }
+    }
+
+    /// An idle fast-path socket younger than `max_age` that still looks
+    /// open; closed ones met on the way are dropped.
+    pub(crate) fn take_raw(&self, max_age: Duration) -> Option<TcpStream> {
+        let mut raw = self.raw.lock().ok()?;
+        while let Some(c) = raw.pop() {
+            if c.since.elapsed() >= max_age {
+                raw.clear();
+                return None;
+            }
+            if idle_socket_usable(&c.stream) {
+                return Some(c.stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a fast-path socket whose last response ended cleanly.
+    pub(crate) fn put_raw(&self, stream: TcpStream, max_idle: usize) {
+        if let Ok(mut raw) = self.raw.lock() {
+            if raw.len() < max_idle {
+                raw.push(RawIdle {
+                    stream,
+                    since: Instant::now(),
+                });
+            }
         }
     }
 
@@ -378,7 +434,10 @@ fn set_uri(req: &mut Request<Incoming>, endpoint: &Endpoint) {
     *req.uri_mut() = uri;
 }
 
-async fn connect_tcp(endpoint: &Endpoint, timeout: Duration) -> Result<TcpStream, ConnectError> {
+pub(crate) async fn connect_tcp(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(endpoint.addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;

@@ -1,0 +1,267 @@
+//! Finds where a chunked body ends without decoding it.
+//!
+//! The fast path passes a chunked response through byte for byte; it only
+//! needs to know where the message stops, so that the connection can serve
+//! the next response and nothing of one response leaks into another. The
+//! scanner is strict where leniency would let two parties disagree about
+//! that end (RFC 9112 7.1): sizes are hex digits only and at most 16 of
+//! them, every line ends in CRLF, and chunk data is followed by CRLF.
+
+/// Why a chunked body is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("a chunk size is not hexadecimal")]
+    BadSize,
+    #[error("a chunk size is too large")]
+    TooLarge,
+    #[error("a chunk line does not end in CRLF")]
+    BadLineEnd,
+    #[error("a trailer section is too large")]
+    TrailersTooLarge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the hex digits of a chunk size (`digits` so far).
+    Size {
+        digits: u8,
+    },
+    /// After the size: an extension (`;...`) or whitespace, up to CR.
+    Extension,
+    /// After the size line's CR.
+    SizeLf,
+    /// Inside chunk data.
+    Data,
+    /// After chunk data: CR expected.
+    DataCr,
+    /// After chunk data and CR: LF expected.
+    DataLf,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    /// Inside a trailer field line.
+    Trailer,
+    /// After a trailer line's CR.
+    TrailerLf,
+    /// After the final empty line's CR.
+    EndLf,
+    Done,
+}
+
+/// The scanner's state between reads.
+#[derive(Debug, Clone)]
+pub struct ChunkedScanner {
+    state: State,
+    size: u64,
+    trailer_bytes: usize,
+}
+
+/// The most trailer bytes accepted, like the most header bytes.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+impl Default for ChunkedScanner {
+    fn default() -> Self {
+        ChunkedScanner {
+            state: State::Size { digits: 0 },
+            size: 0,
+            trailer_bytes: 0,
+        }
+    }
+}
+
+impl ChunkedScanner {
+    /// Scans the next bytes of the body. Returns where in `buf` the body
+    /// ended (one past its last byte), or `None` when it goes on.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Option<usize>, ChunkError> {
+        let mut i = 0;
+        while i < buf.len() {
+            let b = buf[i];
+            match self.state {
+                State::Size { digits } => match hex(b) {
+                    Some(d) => {
+                        if digits == 16 {
+                            return Err(ChunkError::TooLarge);
+                        }
+                        self.size = (self.size << 4) | u64::from(d);
+                        self.state = State::Size { digits: digits + 1 };
+                    }
+                    None if digits == 0 => return Err(ChunkError::BadSize),
+                    None => match b {
+                        b';' | b' ' | b'\t' => self.state = State::Extension,
+                        b'\r' => self.state = State::SizeLf,
+                        b'\n' => return Err(ChunkError::BadLineEnd),
+                        _ => return Err(ChunkError::BadSize),
+                    },
+                },
+                State::Extension => match b {
+                    b'\r' => self.state = State::SizeLf,
+                    b'\n' => return Err(ChunkError::BadLineEnd),
+                    _ => {}
+                },
+                State::SizeLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::BadLineEnd);
+                    }
+                    self.state = if self.size == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data
+                    };
+                }
+                State::Data => {
+                    // Skip the data in one step.
+                    let avail = (buf.len() - i) as u64;
+                    let take = avail.min(self.size);
+                    self.size -= take;
+                    i += take as usize;
+                    if self.size == 0 {
+                        self.state = State::DataCr;
+                    }
+                    continue;
+                }
+                State::DataCr => {
+                    if b != b'\r' {
+                        return Err(ChunkError::BadLineEnd);
+                    }
+                    self.state = State::DataLf;
+                }
+                State::DataLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::BadLineEnd);
+                    }
+                    self.state = State::Size { digits: 0 };
+                }
+                State::TrailerStart => match b {
+                    b'\r' => self.state = State::EndLf,
+                    b'\n' => return Err(ChunkError::BadLineEnd),
+                    _ => {
+                        self.count_trailer()?;
+                        self.state = State::Trailer;
+                    }
+                },
+                State::Trailer => {
+                    self.count_trailer()?;
+                    match b {
+                        b'\r' => self.state = State::TrailerLf,
+                        b'\n' => return Err(ChunkError::BadLineEnd),
+                        _ => {}
+                    }
+                }
+                State::TrailerLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::BadLineEnd);
+                    }
+                    self.state = State::TrailerStart;
+                }
+                State::EndLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::BadLineEnd);
+                    }
+                    self.state = State::Done;
+                    return Ok(Some(i + 1));
+                }
+                State::Done => return Ok(Some(i)),
+            }
+            i += 1;
+        }
+        Ok((self.state == State::Done).then_some(i))
+    }
+
+    fn count_trailer(&mut self) -> Result<(), ChunkError> {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes > MAX_TRAILERS {
+            return Err(ChunkError::TrailersTooLarge);
+        }
+        Ok(())
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_whole(body: &[u8]) -> Result<Option<usize>, ChunkError> {
+        ChunkedScanner::default().feed(body)
+    }
+
+    /// Feeds `body` one byte at a time: the end found must not depend on
+    /// how the reads fell.
+    fn scan_bytewise(body: &[u8]) -> Result<Option<usize>, ChunkError> {
+        let mut s = ChunkedScanner::default();
+        for (i, b) in body.iter().enumerate() {
+            if let Some(end) = s.feed(std::slice::from_ref(b))? {
+                return Ok(Some(i + end));
+            }
+        }
+        Ok(None)
+    }
+
+    #[test]
+    fn finds_the_end() {
+        let cases: &[&[u8]] = &[
+            b"0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx-trailer: 1\r\nx-other: 2\r\n\r\n",
+            b"1\r\n\r\r\n0 ; last\r\n\r\n",
+        ];
+        for body in cases {
+            let mut with_next = body.to_vec();
+            with_next.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            assert_eq!(scan_whole(&with_next), Ok(Some(body.len())), "{body:?}");
+            assert_eq!(scan_bytewise(&with_next), Ok(Some(body.len())), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn waits_for_more() {
+        for body in [&b"5\r\nhel"[..], b"5\r\nhello\r\n0\r\n", b"0\r\nx: 1\r\n"] {
+            assert_eq!(scan_whole(body), Ok(None));
+        }
+    }
+
+    #[test]
+    fn refuses_what_could_be_read_two_ways() {
+        let cases: &[(&[u8], ChunkError)] = &[
+            (b"x\r\n", ChunkError::BadSize),
+            (b"\r\n", ChunkError::BadSize),
+            (b"-5\r\n", ChunkError::BadSize),
+            (b"0x5\r\n", ChunkError::BadSize),
+            (b"5\nhello\r\n", ChunkError::BadLineEnd),
+            (b"5\r\nhelloX\r\n", ChunkError::BadLineEnd),
+            (b"5\r\nhello\rX", ChunkError::BadLineEnd),
+            (b"5;a\nb\r\n", ChunkError::BadLineEnd),
+            (b"0\r\n\n", ChunkError::BadLineEnd),
+            (b"0\r\nx: 1\n\r\n", ChunkError::BadLineEnd),
+            (b"10000000000000000\r\n", ChunkError::TooLarge),
+        ];
+        for (body, want) in cases {
+            assert_eq!(scan_whole(body), Err(*want), "{body:?}");
+            assert_eq!(scan_bytewise(body), Err(*want), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn sixteen_hex_digits_fit() {
+        let mut s = ChunkedScanner::default();
+        assert_eq!(s.feed(b"ffffffffffffffff\r\nabc"), Ok(None));
+        assert_eq!(s.size, u64::MAX - 3);
+    }
+
+    #[test]
+    fn huge_trailers_are_refused() {
+        let mut body = b"0\r\n".to_vec();
+        for _ in 0..2000 {
+            body.extend_from_slice(b"x-padding: 0123456789\r\n");
+        }
+        assert_eq!(scan_whole(&body), Err(ChunkError::TrailersTooLarge));
+    }
+}

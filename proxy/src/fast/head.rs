@@ -1,0 +1,343 @@
+//! The request head on the fast path: parsed in place, checked against what
+//! the fast path serves, and written out for the upstream with the
+//! forwarding headers, without building a header map.
+//!
+//! Everything the fast path does not serve is handed over to hyper, before
+//! any byte of the request is consumed: hyper then answers it exactly as it
+//! would have without the fast path (its 400s, its 405 for CONNECT, its
+//! 404 for an unmatched route, chunked uploads, upgrades, HTTP/2).
+
+use crate::proxy::valid_host;
+use crate::routing::{resolve_dots, strip_port};
+
+/// The largest request head the fast path reads before handing over.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The largest request body the fast path buffers before it sends the
+/// request upstream (as nginx's request buffering does); larger uploads
+/// are streamed by hyper.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Request header fields the fast path parses; more go to hyper.
+const MAX_HEADERS: usize = 64;
+
+/// What to do with the bytes at the start of the client buffer.
+#[derive(Debug)]
+pub enum Prepared<R> {
+    /// The head is not complete yet.
+    Partial,
+    /// Not for the fast path: hyper takes over the connection.
+    Handover,
+    /// Serve it: the rewritten head is in the output buffer.
+    Ready(Plan<R>),
+}
+
+/// A request the fast path will forward.
+#[derive(Debug)]
+pub struct Plan<R> {
+    pub route: R,
+    /// The length of the head in the client buffer.
+    pub head_len: usize,
+    /// The length of the body after it (Content-Length, or 0).
+    pub body_len: usize,
+    /// The client asked to close after this request.
+    pub close: bool,
+    /// A HEAD request: the response has no body whatever it says.
+    pub head_request: bool,
+    /// Safe to send again after a connection failed under it.
+    pub idempotent: bool,
+}
+
+/// Parses the head at the start of `buf`, routes it with `lookup(host,
+/// path)`, and writes the head to send upstream into `out`.
+pub fn prepare<R>(
+    buf: &[u8],
+    client_ip: &[u8],
+    proto: &str,
+    out: &mut Vec<u8>,
+    lookup: impl FnOnce(&str, &str) -> Option<R>,
+) -> Prepared<R> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Prepared::Partial,
+        // Too large, too many fields, or malformed: hyper decides.
+        _ => return Prepared::Handover,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Prepared::Handover;
+    };
+    if method == "CONNECT" || !plain_origin_form(target) {
+        return Prepared::Handover;
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if resolve_dots(path).is_some() {
+        return Prepared::Handover;
+    }
+
+    let mut host: Option<&[u8]> = None;
+    let mut body_len: Option<usize> = None;
+    let mut close = false;
+    let mut has_id = false;
+    let mut has_xff = false;
+    for f in req.headers.iter() {
+        let name = f.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"host") {
+            if host.is_some() || !valid_host(f.value) {
+                return Prepared::Handover;
+            }
+            host = Some(f.value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            match (body_len, content_length(f.value)) {
+                (None, Some(n)) if n <= MAX_BODY => body_len = Some(n),
+                _ => return Prepared::Handover,
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in f.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !(token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive")) {
+                    // A token naming a header to drop: rare, left to hyper.
+                    return Prepared::Handover;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Prepared::Handover;
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            has_id = true;
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            has_xff = true;
+        }
+    }
+    let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return Prepared::Handover;
+    };
+    let Some(route) = lookup(strip_port(host), path) else {
+        return Prepared::Handover;
+    };
+
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for f in req.headers.iter() {
+        if !forwarded(f.name.as_bytes()) {
+            continue;
+        }
+        out.extend_from_slice(f.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(f.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if has_xff {
+        for f in req.headers.iter() {
+            if f.name.eq_ignore_ascii_case("x-forwarded-for") {
+                out.extend_from_slice(f.value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    out.extend_from_slice(client_ip);
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(proto.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-host: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !has_id {
+        request_id(out);
+    }
+    out.extend_from_slice(b"\r\n");
+
+    Prepared::Ready(Plan {
+        route,
+        head_len,
+        body_len: body_len.unwrap_or(0),
+        close,
+        head_request: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
+    })
+}
+
+/// An origin-form target (`/path?query`) of plain ASCII, without a
+/// fragment: anything else (absolute-form, `*`, raw UTF-8) goes to hyper,
+/// whose URI parser is the reference.
+fn plain_origin_form(target: &str) -> bool {
+    target.starts_with('/') && target.bytes().all(|b| b > b' ' && b < 0x7f && b != b'#')
+}
+
+/// A Content-Length value: digits only, at most 19 of them (RFC 9110 8.6).
+/// A list or a sign is for hyper to refuse.
+fn content_length(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// False for the headers the fast path drops or sets itself: hop-by-hop
+/// fields (RFC 9110 7.6.1) and the forwarding headers. `TE` is hop-by-hop
+/// here because fast-path upstreams speak HTTP/1.1.
+fn forwarded(name: &[u8]) -> bool {
+    const DROPPED: [&[u8]; 9] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    ];
+    !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// Writes an `x-request-id` line: 32 random hex digits.
+fn request_id(out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let r = fastrand::u128(..);
+    out.extend_from_slice(b"x-request-id: ");
+    for i in 0..32 {
+        out.push(HEX[((r >> (i * 4)) & 0xf) as usize]);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(req: &[u8]) -> (Prepared<String>, String) {
+        let mut out = Vec::new();
+        let p = prepare(req, b"10.1.2.3", "http", &mut out, |h, p| {
+            (h != "unrouted.example").then(|| format!("{h} {p}"))
+        });
+        (p, String::from_utf8(out).unwrap())
+    }
+
+    fn ready(req: &[u8]) -> (Plan<String>, String) {
+        match run(req) {
+            (Prepared::Ready(p), out) => (p, out),
+            (other, _) => panic!("{:?} for {:?}", other, String::from_utf8_lossy(req)),
+        }
+    }
+
+    fn handed_over(req: &[u8]) -> bool {
+        matches!(run(req).0, Prepared::Handover)
+    }
+
+    #[test]
+    fn rewrites_a_plain_get() {
+        let req: &[u8] =
+            b"GET /a/b?x=1 HTTP/1.1\r\nHost: app.example:8080\r\nConnection: keep-alive\r\n\
+              Keep-Alive: timeout=5\r\nTE: trailers\r\nAccept: */*\r\nX-Forwarded-Host: evil\r\n\
+              X-Forwarded-Proto: https\r\n\r\nNEXT";
+        let (plan, out) = ready(req);
+        assert_eq!(plan.route, "app.example /a/b");
+        assert_eq!(plan.body_len, 0);
+        assert!(!plan.close && plan.idempotent && !plan.head_request);
+        assert_eq!(plan.head_len, req.len() - b"NEXT".len());
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        assert_eq!(lines[0], "GET /a/b?x=1 HTTP/1.1");
+        assert_eq!(lines[1], "Host: app.example:8080");
+        assert_eq!(lines[2], "Accept: */*");
+        assert_eq!(lines[3], "x-forwarded-for: 10.1.2.3");
+        assert_eq!(lines[4], "x-forwarded-proto: http");
+        assert_eq!(lines[5], "x-forwarded-host: app.example:8080");
+        assert!(lines[6].starts_with("x-request-id: ") && lines[6].len() == 14 + 32);
+        assert_eq!(&lines[7..], ["", ""]);
+    }
+
+    #[test]
+    fn head_length_excludes_the_next_request() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut pipelined = req.to_vec();
+        pipelined.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+        assert_eq!(ready(&pipelined).0.head_len, req.len());
+    }
+
+    #[test]
+    fn appends_to_forwarded_for_and_keeps_request_ids() {
+        let (_, out) = ready(
+            b"POST /x HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 1.1.1.1\r\nX-Request-Id: abc\r\n\
+              X-Forwarded-For: 2.2.2.2\r\ncontent-length: 3\r\n\r\nabc",
+        );
+        assert!(out.contains("\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 10.1.2.3\r\n"));
+        assert!(out.contains("\r\nX-Request-Id: abc\r\n"));
+        assert_eq!(
+            out.matches("-Request-Id").count() + out.matches("request-id").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn reads_body_length_close_and_method() {
+        let (plan, _) = ready(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(plan.body_len, 11);
+        assert!(plan.close && !plan.idempotent);
+        let (plan, _) = ready(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(plan.head_request && plan.idempotent);
+    }
+
+    #[test]
+    fn waits_for_a_whole_head() {
+        assert!(matches!(
+            run(b"GET / HTTP/1.1\r\nHost: a\r\n").0,
+            Prepared::Partial
+        ));
+        assert!(matches!(run(b"GE").0, Prepared::Partial));
+    }
+
+    #[test]
+    fn hands_over_what_it_does_not_serve() {
+        for req in [
+            // Framing that needs care: hyper's job.
+            &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            // Obsolete line folding.
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n",
+            // Host trouble, answered with hyper's 400.
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.com:1@evil.com\r\n\r\n",
+            // Other targets, versions and methods.
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x-secret\r\n\r\n",
+            // No route: hyper's 404.
+            b"GET / HTTP/1.1\r\nHost: unrouted.example\r\n\r\n",
+            b"garbage\r\n\r\n",
+        ] {
+            assert!(handed_over(req), "{:?}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn hands_over_heads_that_grow_too_large() {
+        let mut req = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        while req.len() <= MAX_HEAD {
+            req.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+        }
+        assert!(handed_over(&req));
+    }
+}

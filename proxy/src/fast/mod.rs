@@ -1,0 +1,508 @@
+//! The HTTP/1.1 fast path: plain keep-alive requests proxied without
+//! hyper.
+//!
+//! Most ingress traffic is small HTTP/1.1 requests on keep-alive
+//! connections. For them, hyper's generality (a header map per message,
+//! re-encoding both heads, a body channel, a dispatcher per connection) is
+//! most of the user-space CPU a request costs, so this path does the same
+//! job with less: the request head is parsed in place and written upstream
+//! with the forwarding headers, bodies up to [`head::MAX_BODY`] are
+//! buffered and sent with the head, the response head is rewritten the same
+//! way, and its body is passed through by length, by chunk framing or to
+//! EOF. Routing, balancing, retries, passive health, pools and metrics are
+//! the ones the hyper path uses.
+//!
+//! Anything else is handed to hyper with the bytes read so far, before a
+//! byte of it is consumed, and hyper serves the rest of that connection:
+//! HTTP/2, HTTP/1.0, chunked or large uploads, `Expect`, upgrades, odd
+//! targets, malformed or ambiguous heads and unrouted requests. hyper's
+//! answers (400, 404, 405, ...) are therefore the proxy's only answers to
+//! malformed input, whichever path the connection started on.
+
+mod chunked;
+pub mod head;
+pub mod io;
+pub mod response;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::balance::{hash_ip, Strategy};
+use crate::proxy::Proxy;
+use crate::routing::Route;
+use crate::upstream::pool::{connect_tcp, ConnectError};
+use crate::upstream::{Endpoint, InFlight, Protocol, Tried};
+use chunked::ChunkedScanner;
+use head::{Plan, Prepared};
+use response::Framing;
+
+/// A connection the fast path hands to hyper, with the bytes it had read
+/// and not consumed.
+#[derive(Debug)]
+pub struct Handover<S> {
+    pub io: S,
+    pub prefix: Vec<u8>,
+}
+
+/// What the fast path needs from the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a request head may take, counted from when the connection
+    /// starts waiting for it (so it is also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub proto: &'static str,
+}
+
+/// Per-connection buffers, reused by every request on it.
+struct Buffers {
+    /// Bytes from the client; requests start at `pos`.
+    input: Vec<u8>,
+    pos: usize,
+    /// The request (head and body) to send upstream.
+    request: Vec<u8>,
+    /// Bytes from the upstream.
+    upstream: Vec<u8>,
+    /// The response head (and first body bytes) for the client.
+    response: Vec<u8>,
+}
+
+/// How a request ended for its client connection.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves HTTP/1.1 requests on `io` until the client closes, an error
+/// ends the connection, the proxy stops, or a request needs hyper.
+pub async fn serve<S>(
+    mut io: S,
+    peer: SocketAddr,
+    proxy: &Proxy,
+    settings: Settings,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Handover<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let client_ip = peer.ip().to_string();
+    let mut b = Buffers {
+        input: Vec::with_capacity(4096),
+        pos: 0,
+        request: Vec::new(),
+        upstream: Vec::new(),
+        response: Vec::new(),
+    };
+    let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
+    loop {
+        let prepared = head::prepare(
+            &b.input[b.pos..],
+            client_ip.as_bytes(),
+            settings.proto,
+            &mut b.request,
+            |host, path| {
+                proxy
+                    .table()
+                    .load()
+                    .lookup(Some(host), path)
+                    // h2c upstreams are hyper's.
+                    .filter(|r| r.upstream.protocol == Protocol::Http1)
+                    .cloned()
+            },
+        );
+        let plan = match prepared {
+            Prepared::Ready(plan) => plan,
+            Prepared::Handover => {
+                let prefix = b.input.split_off(b.pos);
+                return Some(Handover { io, prefix });
+            }
+            Prepared::Partial => {
+                let idle = b.pos == b.input.len();
+                if idle && *stop.borrow() {
+                    return None;
+                }
+                let read = if idle {
+                    tokio::select! {
+                        biased;
+                        r = tokio::time::timeout_at(deadline, read_more(&mut io, &mut b)) => r,
+                        _ = stop.changed() => return None,
+                    }
+                } else {
+                    tokio::time::timeout_at(deadline, read_more(&mut io, &mut b)).await
+                };
+                match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => return None,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => {
+                        tracing::debug!(client = %peer, "closed a connection whose request head did not come in time");
+                        return None;
+                    }
+                }
+            }
+        };
+        let start = Instant::now();
+        let route = &plan.route;
+        // The body, whole, before anything is sent upstream.
+        let total = plan.head_len + plan.body_len;
+        while b.input.len() - b.pos < total {
+            match tokio::time::timeout(route.timeouts.request_body, read_more(&mut io, &mut b))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::info!(route = %route.name, client = %peer, "client stalled its request body");
+                    let _ = respond_error(
+                        &mut io,
+                        &mut b.response,
+                        408,
+                        "request body timed out\n",
+                        true,
+                    )
+                    .await;
+                    route.metrics.observe(408, start.elapsed());
+                    return None;
+                }
+            }
+        }
+        let body = &b.input[b.pos + plan.head_len..b.pos + total];
+        b.request.extend_from_slice(body);
+        b.pos += total;
+        if b.pos == b.input.len() {
+            b.input.clear();
+            b.pos = 0;
+        }
+        let closing = plan.close || *stop.borrow();
+        let next = exchange(&mut io, &mut b, route, &plan, peer.ip(), start, closing).await;
+        if closing || matches!(next, Next::Close) {
+            let _ = io.shutdown().await;
+            return None;
+        }
+        deadline = tokio::time::Instant::now() + settings.header_timeout;
+    }
+}
+
+/// Reads what the client sent next onto the input buffer.
+async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io::Result<usize> {
+    if b.pos > 0 {
+        // Pipelined bytes left over: move them to the front first.
+        b.input.drain(..b.pos);
+        b.pos = 0;
+    }
+    if b.input.capacity() - b.input.len() < 1024 {
+        b.input.reserve(4096);
+    }
+    io.read_buf(&mut b.input).await
+}
+
+/// Sends one request upstream, retrying where that is safe, and streams
+/// the response back to the client.
+async fn exchange<S>(
+    io: &mut S,
+    b: &mut Buffers,
+    route: &Arc<Route>,
+    plan: &Plan<Arc<Route>>,
+    client: IpAddr,
+    start: Instant,
+    closing: bool,
+) -> Next
+where
+    S: AsyncWrite + Unpin,
+{
+    let upstream = &route.upstream;
+    let hash = if upstream.strategy() == Strategy::IpHash {
+        hash_ip(client)
+    } else {
+        0
+    };
+    let t = &route.timeouts;
+    let mut tried = Tried::default();
+    let mut last_connect_error: Option<ConnectError> = None;
+    'endpoints: for _ in 0..route.retry.attempts {
+        let Some(i) = upstream.select(hash, &tried) else {
+            break;
+        };
+        tried.push(i);
+        let endpoint = &upstream.endpoints[i];
+        let _in_flight = InFlight::new(endpoint.clone());
+        // Pooled sockets until one answers, then a fresh one.
+        loop {
+            let (mut up, reused) = match endpoint.pool.take_raw(t.upstream_idle) {
+                Some(s) => (s, true),
+                None => match connect_tcp(endpoint, t.connect).await {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        route.metrics.connect_error();
+                        let ejected = endpoint.record_failure(&upstream.health);
+                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = ?ejected, "upstream connect failed");
+                        last_connect_error = Some(e);
+                        if !plan.idempotent {
+                            break 'endpoints;
+                        }
+                        continue 'endpoints;
+                    }
+                },
+            };
+            let answer = send_and_read_head(&mut up, b, plan, closing, t.response_header).await;
+            let head = match answer {
+                Ok(h) => h,
+                // The upstream closed a pooled socket as the request went
+                // out: nothing was answered, and it is the keep-alive race,
+                // not the endpoint's health.
+                Err(UpstreamError::Closed) if reused && plan.idempotent => continue,
+                Err(UpstreamError::Closed) if reused => {
+                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "a pooled upstream connection closed under a request that cannot be retried");
+                    return answer_error(io, b, route, start, 502, "upstream failed\n", closing)
+                        .await;
+                }
+                Err(UpstreamError::Timeout) => {
+                    endpoint.record_failure(&upstream.health);
+                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?t.response_header, "upstream response headers timed out");
+                    return answer_error(io, b, route, start, 504, "upstream timed out\n", closing)
+                        .await;
+                }
+                Err(e) => {
+                    endpoint.record_failure(&upstream.health);
+                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = e.as_str(), "upstream request failed");
+                    return answer_error(io, b, route, start, 502, "upstream failed\n", closing)
+                        .await;
+                }
+            };
+            if head.status >= 500 {
+                if let Some(d) = endpoint.record_failure(&upstream.health) {
+                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = head.status, ejected_for = ?d, "endpoint ejected after consecutive failures");
+                }
+            } else {
+                endpoint.record_success();
+            }
+            route.metrics.observe(head.status, start.elapsed());
+            return relay_body(io, b, up, head, endpoint, upstream.max_idle_per_endpoint).await;
+        }
+    }
+    let (status, msg) = match last_connect_error {
+        None => {
+            tracing::warn!(route = %route.name, upstream = %upstream.name, "no usable endpoint");
+            (503, "no upstream endpoint available\n")
+        }
+        Some(ConnectError::Timeout(_)) => (504, "upstream connect timed out\n"),
+        Some(_) => (502, "no upstream could be reached\n"),
+    };
+    answer_error(io, b, route, start, status, msg, closing).await
+}
+
+#[derive(Debug)]
+enum UpstreamError {
+    /// The socket closed (or reset) before any byte of an answer.
+    Closed,
+    Timeout,
+    Io,
+    Invalid(&'static str),
+}
+
+impl UpstreamError {
+    fn as_str(&self) -> &'static str {
+        match self {
+            UpstreamError::Closed => "connection closed before the response",
+            UpstreamError::Timeout => "timed out",
+            UpstreamError::Io => "connection failed during the response",
+            UpstreamError::Invalid(why) => why,
+        }
+    }
+}
+
+/// Writes the request and reads the response head into `b.upstream`,
+/// with the client's head prepared in `b.response`.
+async fn send_and_read_head(
+    up: &mut TcpStream,
+    b: &mut Buffers,
+    plan: &Plan<Arc<Route>>,
+    closing: bool,
+    limit: Duration,
+) -> Result<response::Head, UpstreamError> {
+    if up.write_all(&b.request).await.is_err() {
+        return Err(UpstreamError::Closed);
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    b.upstream.clear();
+    let mut skip = 0;
+    loop {
+        if b.upstream.capacity() - b.upstream.len() < 1024 {
+            b.upstream.reserve(8192);
+        }
+        match tokio::time::timeout_at(deadline, up.read_buf(&mut b.upstream)).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) if b.upstream.is_empty() => return Err(UpstreamError::Closed),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(UpstreamError::Io),
+            Ok(Ok(_)) => {}
+        }
+        loop {
+            match response::prepare(
+                &b.upstream[skip..],
+                plan.head_request,
+                plan.close || closing,
+                &mut b.response,
+            ) {
+                response::Parsed::Partial => break,
+                response::Parsed::Interim(len) => skip += len,
+                response::Parsed::Invalid(why) => return Err(UpstreamError::Invalid(why)),
+                response::Parsed::Ready(h) => {
+                    if skip > 0 {
+                        b.upstream.drain(..skip);
+                    }
+                    return Ok(h);
+                }
+            }
+        }
+    }
+}
+
+/// Sends the response head and passes the body through, then returns the
+/// upstream socket to the pool if the exchange ended cleanly.
+async fn relay_body<S>(
+    io: &mut S,
+    b: &mut Buffers,
+    mut up: TcpStream,
+    head: response::Head,
+    endpoint: &Arc<Endpoint>,
+    max_idle: usize,
+) -> Next
+where
+    S: AsyncWrite + Unpin,
+{
+    let client_next = if head.close_client {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
+    let mut reusable = head.reusable;
+    let mut scanner = ChunkedScanner::default();
+    let mut remaining: u64 = 0;
+    // The body bytes that came with the head: how many belong to it, and
+    // whether it is complete.
+    let first = &b.upstream[head.len..];
+    let (take, mut done) = match head.framing {
+        Framing::Empty => (0, true),
+        Framing::Length(n) => {
+            let take = (first.len() as u64).min(n);
+            remaining = n - take;
+            (take as usize, remaining == 0)
+        }
+        Framing::Chunked => match scanner.feed(first) {
+            Ok(Some(end)) => (end, true),
+            Ok(None) => (first.len(), false),
+            Err(_) => return bad_chunking(io, b, endpoint).await,
+        },
+        Framing::Eof => (first.len(), false),
+    };
+    if take < first.len() {
+        // Bytes past the end of the response: the upstream is confused.
+        reusable = false;
+    }
+    b.response.extend_from_slice(&first[..take]);
+    if io.write_all(&b.response).await.is_err() {
+        return Next::Close;
+    }
+    while !done {
+        b.upstream.clear();
+        if b.upstream.capacity() < 8192 {
+            b.upstream.reserve(8192);
+        }
+        // A read error ends the body like a close does.
+        let n = up.read_buf(&mut b.upstream).await.unwrap_or_default();
+        if n == 0 {
+            if head.framing == Framing::Eof {
+                break;
+            }
+            tracing::warn!(endpoint = %endpoint.addr, "upstream closed in the middle of a response body");
+            return Next::Close;
+        }
+        let chunk = &b.upstream[..n];
+        let take = match head.framing {
+            Framing::Length(_) => {
+                let take = (n as u64).min(remaining);
+                remaining -= take;
+                done = remaining == 0;
+                take as usize
+            }
+            Framing::Chunked => match scanner.feed(chunk) {
+                Ok(Some(end)) => {
+                    done = true;
+                    end
+                }
+                Ok(None) => n,
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream sent a malformed chunked body");
+                    return Next::Close;
+                }
+            },
+            Framing::Eof | Framing::Empty => n,
+        };
+        if take < n {
+            reusable = false;
+        }
+        if io.write_all(&chunk[..take]).await.is_err() {
+            return Next::Close;
+        }
+    }
+    if reusable {
+        endpoint.pool.put_raw(up, max_idle);
+    }
+    client_next
+}
+
+/// The first body bytes were not valid chunk framing: nothing has gone to
+/// the client yet, so it gets a 502.
+async fn bad_chunking<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    b: &mut Buffers,
+    endpoint: &Arc<Endpoint>,
+) -> Next {
+    tracing::warn!(endpoint = %endpoint.addr, "upstream sent a malformed chunked body");
+    let _ = respond_error(io, &mut b.response, 502, "upstream failed\n", true).await;
+    Next::Close
+}
+
+/// Answers with one of the proxy's own errors and counts it.
+async fn answer_error<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    b: &mut Buffers,
+    route: &Route,
+    start: Instant,
+    status: u16,
+    msg: &'static str,
+    close: bool,
+) -> Next {
+    route.metrics.observe(status, start.elapsed());
+    match respond_error(io, &mut b.response, status, msg, close).await {
+        Ok(()) if !close => Next::KeepAlive,
+        _ => Next::Close,
+    }
+}
+
+/// Writes a short plain-text answer, as the hyper path's errors look.
+async fn respond_error<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    status: u16,
+    msg: &str,
+    close: bool,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{msg}",
+        msg.len(),
+        if close { "connection: close\r\n" } else { "" },
+    );
+    io.write_all(out).await
+}

@@ -1,0 +1,339 @@
+//! The response head on the fast path: parsed in place, its body framing
+//! found (RFC 9112 6.3), and written out for the client without the
+//! upstream connection's hop-by-hop fields.
+
+/// The largest response head accepted from an upstream.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Response header fields accepted, as hyper's client accepts.
+const MAX_HEADERS: usize = 100;
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: a HEAD request, 204 or 304.
+    Empty,
+    Length(u64),
+    /// Passed through as is; the chunk framing tells where it ends.
+    Chunked,
+    /// Until the upstream closes: the client connection closes after it.
+    Eof,
+}
+
+/// A response head ready to go to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Its length in the upstream buffer.
+    pub len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream connection may serve another request afterwards.
+    pub reusable: bool,
+    /// The client connection closes after this response.
+    pub close_client: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    Partial,
+    /// An interim (1xx) response of this length, to skip: the client did
+    /// not ask for one (the fast path never forwards `Expect`).
+    Interim(usize),
+    Ready(Head),
+    Invalid(&'static str),
+}
+
+/// Parses the response head at the start of `buf` and writes the head to
+/// send the client into `out`. `close_client` asks for `connection: close`
+/// (the client asked for it, or the proxy is draining).
+pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec<u8>) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
+        Ok(httparse::Status::Partial) => return Parsed::Invalid("response head too large"),
+        Err(_) => return Parsed::Invalid("malformed response head"),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Parsed::Invalid("malformed response head");
+    };
+    match status {
+        101 => return Parsed::Invalid("switching protocols without an upgrade"),
+        100..=199 => return Parsed::Interim(len),
+        _ => {}
+    }
+
+    let mut upstream_close = version == 0;
+    let mut named = false;
+    let mut chunked: Option<bool> = None;
+    let mut length: Option<u64> = None;
+    for f in resp.headers.iter() {
+        let name = f.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for t in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    upstream_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
+                    upstream_close = false;
+                } else if !t.is_empty() {
+                    named = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Chunked only when it is the final coding.
+            let last = f.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let Some(n) = digits(v) else {
+                    return Parsed::Invalid("malformed content-length");
+                };
+                if length.is_some_and(|l| l != n) {
+                    return Parsed::Invalid("conflicting content-lengths");
+                }
+                length = Some(n);
+            }
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::Eof,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Eof,
+        }
+    };
+    // A response with both framings was sent by something confused (or
+    // hostile): deliver it, but never reuse that connection.
+    let both = chunked.is_some() && length.is_some();
+    let close_client = close_client || framing == Framing::Eof;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&three_digits(status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for f in resp.headers.iter() {
+        let name = f.name.as_bytes();
+        if hop_by_hop(name)
+            || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"))
+            || (named && named_by_connection(&*resp.headers, name))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(f.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Parsed::Ready(Head {
+        len,
+        status,
+        framing,
+        reusable: !upstream_close && !both && framing != Framing::Eof,
+        close_client,
+    })
+}
+
+fn three_digits(s: u16) -> [u8; 3] {
+    let s = s.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+fn digits(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Fields about the upstream connection, never passed on. The body
+/// framing fields are kept: the body is passed through as it came.
+fn hop_by_hop(name: &[u8]) -> bool {
+    const FIELDS: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"upgrade",
+    ];
+    FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// True when a Connection field names `name` as hop-by-hop. Framing and
+/// content fields cannot be removed that way.
+fn named_by_connection(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    const PROTECTED: [&[u8]; 4] = [
+        b"content-length",
+        b"content-type",
+        b"transfer-encoding",
+        b"date",
+    ];
+    if PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+        return false;
+    }
+    fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(resp: &[u8], head_request: bool, close: bool) -> (Parsed, String) {
+        let mut out = Vec::new();
+        let p = prepare(resp, head_request, close, &mut out);
+        (p, String::from_utf8(out).unwrap())
+    }
+
+    fn ready(resp: &[u8]) -> (Head, String) {
+        match run(resp, false, false) {
+            (Parsed::Ready(h), out) => (h, out),
+            (other, _) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn content_length_response() {
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=4\r\nX-A: 1\r\n\r\nhello";
+        let (h, out) = ready(resp);
+        assert_eq!(h.len, resp.len() - 5);
+        assert_eq!(h.status, 200);
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.reusable && !h.close_client);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunked_wins_over_content_length_and_is_not_reused() {
+        let (h, out) =
+            ready(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(!h.reusable);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let (h, _) = ready(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.reusable);
+    }
+
+    #[test]
+    fn unframed_bodies_run_to_close() {
+        for resp in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\n\r\n",
+        ] {
+            let (h, out) = ready(resp);
+            assert_eq!(h.framing, Framing::Eof);
+            assert!(!h.reusable && h.close_client);
+            assert!(out.ends_with("connection: close\r\n\r\n"), "{out}");
+        }
+    }
+
+    #[test]
+    fn no_body_for_head_204_and_304() {
+        let (p, _) = run(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n",
+            true,
+            false,
+        );
+        assert!(matches!(
+            p,
+            Parsed::Ready(Head {
+                framing: Framing::Empty,
+                reusable: true,
+                ..
+            })
+        ));
+        for s in [
+            &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(ready(s).0.framing, Framing::Empty);
+        }
+    }
+
+    #[test]
+    fn upstream_close_and_http10_keep_alive() {
+        let (h, _) = ready(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.reusable && !h.close_client);
+        let (h, _) =
+            ready(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.reusable);
+    }
+
+    #[test]
+    fn connection_named_fields_are_dropped_but_not_framing() {
+        let (_, out) = ready(
+            b"HTTP/1.1 200 OK\r\nConnection: x-secret, content-length\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn asks_the_client_to_close() {
+        let (p, out) = run(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, true);
+        assert!(matches!(
+            p,
+            Parsed::Ready(Head {
+                close_client: true,
+                reusable: true,
+                ..
+            })
+        ));
+        assert!(out.ends_with("connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn interim_and_invalid() {
+        assert_eq!(
+            run(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200", false, false).0,
+            Parsed::Interim(25)
+        );
+        assert_eq!(
+            run(b"HTTP/1.1 200 OK\r\nContent-Le", false, false).0,
+            Parsed::Partial
+        );
+        for bad in [
+            &b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",
+            b"HTTP/9.9 200 OK\r\n\r\n",
+            b"hello",
+        ] {
+            assert!(
+                matches!(run(bad, false, false).0, Parsed::Invalid(_)),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // The same length repeated is one length.
+        assert_eq!(
+            ready(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n")
+                .0
+                .framing,
+            Framing::Length(2)
+        );
+    }
+}
