@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -60,7 +61,16 @@ impl Listeners {
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(20));
-        let builder = Arc::new(builder);
+        // The same HTTP/1 settings, for connections the fast path hands
+        // over: they are HTTP/1 for sure, and a plain HTTP/1 connection
+        // serves the request it was handed even when a drain has begun
+        // (the auto builder would drop it unread while sniffing).
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(settings.request_header_timeout)
+            .keep_alive(true)
+            .writev(false);
+        let hyper = Arc::new(Hyper { auto: builder, h1 });
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, _) = watch::channel(false);
         let tasks = listeners
@@ -69,7 +79,7 @@ impl Listeners {
                 tokio::spawn(accept_loop(
                     l,
                     proxy.clone(),
-                    builder.clone(),
+                    hyper.clone(),
                     graceful.clone(),
                     stop.subscribe(),
                     settings,
@@ -107,7 +117,7 @@ impl Listeners {
 async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    hyper: Arc<Hyper>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
     settings: ListenerSettings,
@@ -133,7 +143,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
-        let builder = builder.clone();
+        let hyper = hyper.clone();
         // Taken now, so that a drain waits for this connection whichever
         // path serves it.
         let watcher = graceful.watcher();
@@ -145,8 +155,13 @@ async fn accept_loop(
                 let Some(h) = fast::serve(stream, peer, &proxy, fast, &mut stop).await else {
                     return;
                 };
+                let h2 = h.prefix.starts_with(b"PRI ");
                 let io = fast::io::Prefixed::new(h.prefix, h.io);
-                serve_hyper(io, peer, proxy, &builder, watcher).await;
+                if h2 {
+                    serve_hyper(io, peer, proxy, &hyper.auto, watcher).await;
+                } else {
+                    serve_h1(io, peer, proxy, &hyper.h1, watcher, &mut stop).await;
+                }
                 return;
             }
             // hyper's header timer starts with the first request line; a
@@ -161,10 +176,75 @@ async fn accept_loop(
                 tracing::debug!(client = %peer, "closed a connection that sent nothing");
                 return;
             }
-            serve_hyper(stream, peer, proxy, &builder, watcher).await;
+            serve_hyper(stream, peer, proxy, &hyper.auto, watcher).await;
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");
+}
+
+/// Resolves once the listeners are told to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which is a stop too.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// hyper's connection builders.
+struct Hyper {
+    /// HTTP/1.1 or h2c, told apart by the first bytes.
+    auto: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 only.
+    h1: http1::Builder,
+}
+
+fn service(
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::proxy::ProxyBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<
+        Output = Result<http::Response<crate::proxy::ProxyBody>, Infallible>,
+    > + Send,
+> + Clone
+       + Send {
+    let conn_info = ClientConn::new(peer, "http");
+    service_fn(move |req| {
+        let proxy = proxy.clone();
+        let conn_info = conn_info.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
+    })
+}
+
+/// Serves an HTTP/1 connection the fast path handed over.
+async fn serve_h1<I>(
+    io: I,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    builder: &http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    stop: &mut watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Held until the connection ends, so that a drain waits for it.
+    let _watcher = watcher;
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service(peer, proxy))
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped(stop) => {
+            // Finish the request in hand (a fresh HTTP/1 connection always
+            // serves its first one), then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
 }
 
 /// Serves a connection with hyper: HTTP/1.1 and h2c, upgrades included.
@@ -177,13 +257,7 @@ async fn serve_hyper<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_info = ClientConn::new(peer, "http");
-    let svc = service_fn(move |req| {
-        let proxy = proxy.clone();
-        let conn_info = conn_info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(peer, proxy));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }

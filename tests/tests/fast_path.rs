@@ -182,13 +182,18 @@ async fn malformed_upstream_answers_are_502() {
                 ],
                 close: true,
             }
+        } else if line.contains("/http10-chunked") {
+            RawAnswer {
+                parts: vec![b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n".to_vec()],
+                close: false,
+            }
         } else {
             RawAnswer::whole(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..])
         }
     })
     .await;
     let s = proxy_to(b.addr).await;
-    for path in ["/garbage", "/two-lengths"] {
+    for path in ["/garbage", "/two-lengths", "/http10-chunked"] {
         let (status, _) = fetch(&s, path).await;
         assert_eq!(status, 502, "{path}");
     }
@@ -361,4 +366,102 @@ async fn handed_over_connections_keep_serving() {
         .unwrap();
     let third = read_until(&mut tcp, Duration::from_secs(10), |b| b.ends_with(b"three")).await;
     assert!(third.text().starts_with("HTTP/1.1 200"), "{}", third.text());
+}
+
+/// An upstream that closes without answering is not sent the request
+/// again and again: at most once more, on a fresh connection, then 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_hangs_up_is_not_replayed_to() {
+    let b = RawBackend::start(|req| {
+        if String::from_utf8_lossy(req).starts_with("GET /drop") {
+            RawAnswer {
+                parts: vec![],
+                close: true,
+            }
+        } else {
+            RawAnswer::whole(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..])
+        }
+    })
+    .await;
+    let s = proxy_to(b.addr).await;
+    // Several pooled upstream connections, from concurrent requests.
+    let warm: Vec<_> = (0..6).map(|_| fetch(&s, "/ok")).collect();
+    for (status, _) in futures_util::future::join_all(warm).await {
+        assert_eq!(status, 200);
+    }
+    let (status, _) = fetch(&s, "/drop").await;
+    assert_eq!(status, 502);
+    let drops = b
+        .received()
+        .iter()
+        .filter(|r| r.starts_with("GET /drop"))
+        .count();
+    assert!(
+        (1..=2).contains(&drops),
+        "the request was sent {drops} times"
+    );
+}
+
+/// An upstream that streams interim answers without end is cut off: the
+/// client gets an error, not an ever-growing wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_interim_answers_are_cut_off() {
+    let b = RawBackend::start(|_| RawAnswer {
+        parts: vec![b"HTTP/1.1 102 Processing\r\n\r\n".repeat(10_000)],
+        close: false,
+    })
+    .await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\ntimeouts:\n  response_header: 2s\nroutes:\n  - backends: [{}]\n",
+        b.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let (status, _) = fetch(&s, "/").await;
+    assert!(status == 502 || status == 504, "{status}");
+}
+
+/// A response body that stops coming is not waited for forever: after
+/// `response_header` of silence the client connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_response_body_is_cut_off() {
+    let b = RawBackend::start(|_| RawAnswer {
+        parts: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".to_vec()],
+        close: false,
+    })
+    .await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\ntimeouts:\n  response_header: 1s\nroutes:\n  - backends: [{}]\n",
+        b.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let mut tcp = TcpStream::connect(s.listen).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until(&mut tcp, Duration::from_secs(10), until_closed).await;
+    assert!(!got.timed_out, "still open after 10 s: {:?}", got.text());
+    assert!(got.text().starts_with("HTTP/1.1 200"), "{}", got.text());
+}
+
+/// A request whose head was still arriving when the drain began is served
+/// in full, even when it is one the fast path hands to hyper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_arriving_during_the_drain_is_answered() {
+    let backend = Backend::start("a").await;
+    let s = proxy_to(backend.addr).await;
+    let mut tcp = TcpStream::connect(s.listen).await.unwrap();
+    tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n")
+        .await
+        .unwrap();
+    // The partial head is in the proxy's socket before the signal.
+    s.signal("TERM");
+    wait_until("the drain to begin", Duration::from_secs(5), || async {
+        s.log().contains("draining client connections")
+    })
+    .await;
+    tcp.write_all(b"\r\n5\r\nhello\r\n0\r\n\r\n").await.unwrap();
+    let got = read_until(&mut tcp, Duration::from_secs(10), until_closed).await;
+    let text = got.text();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(text.contains("hello"), "{text:?}");
 }

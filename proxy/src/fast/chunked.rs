@@ -26,7 +26,9 @@ enum State {
     Size {
         digits: u8,
     },
-    /// After the size: an extension (`;...`) or whitespace, up to CR.
+    /// After the size: whitespace, then `;` or CR.
+    SizeWs,
+    /// Inside a chunk extension (`;name=value`), up to CR.
     Extension,
     /// After the size line's CR.
     SizeLf,
@@ -53,10 +55,14 @@ pub struct ChunkedScanner {
     state: State,
     size: u64,
     trailer_bytes: usize,
+    /// Bytes of the current chunk extension.
+    line: usize,
 }
 
 /// The most trailer bytes accepted, like the most header bytes.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// The longest chunk extension accepted.
+const MAX_EXTENSION: usize = 4096;
 
 impl Default for ChunkedScanner {
     fn default() -> Self {
@@ -64,6 +70,7 @@ impl Default for ChunkedScanner {
             state: State::Size { digits: 0 },
             size: 0,
             trailer_bytes: 0,
+            line: 0,
         }
     }
 }
@@ -86,16 +93,38 @@ impl ChunkedScanner {
                     }
                     None if digits == 0 => return Err(ChunkError::BadSize),
                     None => match b {
-                        b';' | b' ' | b'\t' => self.state = State::Extension,
+                        b' ' | b'\t' => self.state = State::SizeWs,
+                        b';' => {
+                            self.line = 0;
+                            self.state = State::Extension;
+                        }
                         b'\r' => self.state = State::SizeLf,
                         b'\n' => return Err(ChunkError::BadLineEnd),
                         _ => return Err(ChunkError::BadSize),
                     },
                 },
+                State::SizeWs => match b {
+                    b' ' | b'\t' => {}
+                    b';' => {
+                        self.line = 0;
+                        self.state = State::Extension;
+                    }
+                    b'\r' => self.state = State::SizeLf,
+                    b'\n' => return Err(ChunkError::BadLineEnd),
+                    _ => return Err(ChunkError::BadSize),
+                },
                 State::Extension => match b {
                     b'\r' => self.state = State::SizeLf,
                     b'\n' => return Err(ChunkError::BadLineEnd),
-                    _ => {}
+                    // Visible characters and whitespace only, and not
+                    // without end.
+                    b'\t' | b' '..=b'~' | 0x80.. => {
+                        self.line += 1;
+                        if self.line > MAX_EXTENSION {
+                            return Err(ChunkError::BadSize);
+                        }
+                    }
+                    _ => return Err(ChunkError::BadSize),
                 },
                 State::SizeLf => {
                     if b != b'\n' {
@@ -242,6 +271,8 @@ mod tests {
             (b"0\r\n\n", ChunkError::BadLineEnd),
             (b"0\r\nx: 1\n\r\n", ChunkError::BadLineEnd),
             (b"10000000000000000\r\n", ChunkError::TooLarge),
+            (b"5 garbage\r\nhello\r\n", ChunkError::BadSize),
+            (b"5;a\x01b\r\n", ChunkError::BadSize),
         ];
         for (body, want) in cases {
             assert_eq!(scan_whole(body), Err(*want), "{body:?}");
@@ -254,6 +285,13 @@ mod tests {
         let mut s = ChunkedScanner::default();
         assert_eq!(s.feed(b"ffffffffffffffff\r\nabc"), Ok(None));
         assert_eq!(s.size, u64::MAX - 3);
+    }
+
+    #[test]
+    fn endless_extensions_are_refused() {
+        let mut body = b"5;".to_vec();
+        body.extend(std::iter::repeat_n(b'x', MAX_EXTENSION + 1));
+        assert_eq!(scan_whole(&body), Err(ChunkError::BadSize));
     }
 
     #[test]

@@ -166,11 +166,29 @@ pub fn prepare<R>(
     })
 }
 
-/// An origin-form target (`/path?query`) of plain ASCII, without a
-/// fragment: anything else (absolute-form, `*`, raw UTF-8) goes to hyper,
-/// whose URI parser is the reference.
+/// An origin-form target (`/path?query`) whose every byte the `http`
+/// crate's URI parser (hyper's) accepts in that part, and no fragment.
+/// Anything else (absolute-form, `*`, `<`, raw UTF-8) goes to hyper, so that
+/// the fast path never forwards what hyper would refuse.
 fn plain_origin_form(target: &str) -> bool {
-    target.starts_with('/') && target.bytes().all(|b| b > b' ' && b < 0x7f && b != b'#')
+    let Some(rest) = target.strip_prefix('/') else {
+        return false;
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    path.bytes().all(path_byte) && query.is_none_or(|q| q.bytes().all(query_byte))
+}
+
+/// Bytes `http::uri::PathAndQuery` takes in a path as they are.
+fn path_byte(b: u8) -> bool {
+    matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E | b'"' | b'{' | b'}')
+}
+
+/// Bytes `http::uri::PathAndQuery` takes in a query as they are.
+fn query_byte(b: u8) -> bool {
+    matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E)
 }
 
 /// A Content-Length value: digits only, at most 19 of them (RFC 9110 8.6).
@@ -289,6 +307,19 @@ mod tests {
         assert!(plan.head_request && plan.idempotent);
     }
 
+    /// The fast path takes exactly the targets hyper's URI parser takes.
+    #[test]
+    fn targets_agree_with_the_http_crate() {
+        for b in 0x21u8..0x7f {
+            for target in [format!("/a{}b", b as char), format!("/a?x{}y", b as char)] {
+                let ours = plain_origin_form(&target);
+                let http =
+                    target.parse::<http::uri::PathAndQuery>().is_ok() && !target.contains('#');
+                assert_eq!(ours, http, "{target:?}");
+            }
+        }
+    }
+
     #[test]
     fn waits_for_a_whole_head() {
         assert!(matches!(
@@ -319,6 +350,9 @@ mod tests {
             b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /<x> HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a`b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /?a<b HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
             b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

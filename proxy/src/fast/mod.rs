@@ -72,6 +72,26 @@ struct Buffers {
     response: Vec<u8>,
 }
 
+impl Buffers {
+    /// Gives back what one large message grew, before the connection
+    /// waits idle: ten thousand idle keep-alive clients must not each hold
+    /// the biggest request they ever sent.
+    fn shrink(&mut self) {
+        const KEEP: usize = 16 * 1024;
+        for v in [
+            &mut self.input,
+            &mut self.request,
+            &mut self.upstream,
+            &mut self.response,
+        ] {
+            if v.capacity() > KEEP {
+                v.clear();
+                v.shrink_to(4096);
+            }
+        }
+    }
+}
+
 /// How a request ended for its client connection.
 enum Next {
     KeepAlive,
@@ -123,8 +143,11 @@ where
             }
             Prepared::Partial => {
                 let idle = b.pos == b.input.len();
-                if idle && *stop.borrow() {
-                    return None;
+                if idle {
+                    if *stop.borrow() {
+                        return None;
+                    }
+                    b.shrink();
                 }
                 let read = if idle {
                     tokio::select! {
@@ -230,9 +253,17 @@ where
         tried.push(i);
         let endpoint = &upstream.endpoints[i];
         let _in_flight = InFlight::new(endpoint.clone());
-        // Pooled sockets until one answers, then a fresh one.
+        // A pooled socket, and if the upstream had closed it, one fresh
+        // connection: never more, so an upstream that closes on every
+        // request does not see it replayed.
+        let mut fresh_only = false;
         loop {
-            let (mut up, reused) = match endpoint.pool.take_raw(t.upstream_idle) {
+            let pooled = if fresh_only {
+                None
+            } else {
+                endpoint.pool.take_raw(t.upstream_idle)
+            };
+            let (mut up, reused) = match pooled {
                 Some(s) => (s, true),
                 None => match connect_tcp(endpoint, t.connect).await {
                     Ok(s) => (s, false),
@@ -254,7 +285,10 @@ where
                 // The upstream closed a pooled socket as the request went
                 // out: nothing was answered, and it is the keep-alive race,
                 // not the endpoint's health.
-                Err(UpstreamError::Closed) if reused && plan.idempotent => continue,
+                Err(UpstreamError::Closed) if reused && plan.idempotent => {
+                    fresh_only = true;
+                    continue;
+                }
                 Err(UpstreamError::Closed) if reused => {
                     tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "a pooled upstream connection closed under a request that cannot be retried");
                     return answer_error(io, b, route, start, 502, "upstream failed\n", closing)
@@ -273,15 +307,7 @@ where
                         .await;
                 }
             };
-            if head.status >= 500 {
-                if let Some(d) = endpoint.record_failure(&upstream.health) {
-                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = head.status, ejected_for = ?d, "endpoint ejected after consecutive failures");
-                }
-            } else {
-                endpoint.record_success();
-            }
-            route.metrics.observe(head.status, start.elapsed());
-            return relay_body(io, b, up, head, endpoint, upstream.max_idle_per_endpoint).await;
+            return relay_body(io, b, up, head, route, endpoint, start).await;
         }
     }
     let (status, msg) = match last_connect_error {
@@ -324,12 +350,16 @@ async fn send_and_read_head(
     closing: bool,
     limit: Duration,
 ) -> Result<response::Head, UpstreamError> {
-    if up.write_all(&b.request).await.is_err() {
-        return Err(UpstreamError::Closed);
-    }
     let deadline = tokio::time::Instant::now() + limit;
+    // A failed write is not the end: an upstream that refuses an upload
+    // (413) may answer and close before reading it all, and that answer is
+    // the client's to see. The read below finds it, or finds the close.
+    match tokio::time::timeout_at(deadline, up.write_all(&b.request)).await {
+        Ok(_) => {}
+        Err(_) => return Err(UpstreamError::Timeout),
+    }
     b.upstream.clear();
-    let mut skip = 0;
+    let mut interim = 0;
     loop {
         if b.upstream.capacity() - b.upstream.len() < 1024 {
             b.upstream.reserve(8192);
@@ -342,38 +372,45 @@ async fn send_and_read_head(
         }
         loop {
             match response::prepare(
-                &b.upstream[skip..],
+                &b.upstream,
                 plan.head_request,
                 plan.close || closing,
                 &mut b.response,
             ) {
                 response::Parsed::Partial => break,
-                response::Parsed::Interim(len) => skip += len,
-                response::Parsed::Invalid(why) => return Err(UpstreamError::Invalid(why)),
-                response::Parsed::Ready(h) => {
-                    if skip > 0 {
-                        b.upstream.drain(..skip);
+                response::Parsed::Interim(len) => {
+                    // Skipped and forgotten; an upstream that sends them
+                    // without end is cut off like an endless head.
+                    b.upstream.drain(..len);
+                    interim += len;
+                    if interim > response::MAX_HEAD {
+                        return Err(UpstreamError::Invalid("too many interim responses"));
                     }
-                    return Ok(h);
                 }
+                response::Parsed::Invalid(why) => return Err(UpstreamError::Invalid(why)),
+                response::Parsed::Ready(h) => return Ok(h),
             }
         }
     }
 }
 
 /// Sends the response head and passes the body through, then returns the
-/// upstream socket to the pool if the exchange ended cleanly.
+/// upstream socket to the pool if the exchange ended cleanly. The status
+/// is counted, and the endpoint's health told, once the first body bytes
+/// have checked out.
 async fn relay_body<S>(
     io: &mut S,
     b: &mut Buffers,
     mut up: TcpStream,
     head: response::Head,
+    route: &Route,
     endpoint: &Arc<Endpoint>,
-    max_idle: usize,
+    start: Instant,
 ) -> Next
 where
     S: AsyncWrite + Unpin,
 {
+    let upstream = &route.upstream;
     let client_next = if head.close_client {
         Next::Close
     } else {
@@ -395,10 +432,25 @@ where
         Framing::Chunked => match scanner.feed(first) {
             Ok(Some(end)) => (end, true),
             Ok(None) => (first.len(), false),
-            Err(_) => return bad_chunking(io, b, endpoint).await,
+            Err(e) => {
+                // Nothing has gone to the client yet: it gets a 502.
+                endpoint.record_failure(&upstream.health);
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream sent a malformed chunked body");
+                route.metrics.observe(502, start.elapsed());
+                let _ = respond_error(io, &mut b.response, 502, "upstream failed\n", true).await;
+                return Next::Close;
+            }
         },
         Framing::Eof => (first.len(), false),
     };
+    if head.status >= 500 {
+        if let Some(d) = endpoint.record_failure(&upstream.health) {
+            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = head.status, ejected_for = ?d, "endpoint ejected after consecutive failures");
+        }
+    } else {
+        endpoint.record_success();
+    }
+    route.metrics.observe(head.status, start.elapsed());
     if take < first.len() {
         // Bytes past the end of the response: the upstream is confused.
         reusable = false;
@@ -407,18 +459,28 @@ where
     if io.write_all(&b.response).await.is_err() {
         return Next::Close;
     }
+    // The longest pause between two reads of the body, as nginx's
+    // proxy_read_timeout: a stalled upstream must not hold the client, the
+    // socket and a drain forever.
+    let idle = route.timeouts.response_header;
     while !done {
         b.upstream.clear();
         if b.upstream.capacity() < 8192 {
             b.upstream.reserve(8192);
         }
-        // A read error ends the body like a close does.
-        let n = up.read_buf(&mut b.upstream).await.unwrap_or_default();
+        let n = match tokio::time::timeout(idle, up.read_buf(&mut b.upstream)).await {
+            // A read error ends the body like a close does.
+            Ok(r) => r.unwrap_or_default(),
+            Err(_) => {
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?idle, "upstream response body stalled");
+                return Next::Close;
+            }
+        };
         if n == 0 {
             if head.framing == Framing::Eof {
                 break;
             }
-            tracing::warn!(endpoint = %endpoint.addr, "upstream closed in the middle of a response body");
+            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "upstream closed in the middle of a response body");
             return Next::Close;
         }
         let chunk = &b.upstream[..n];
@@ -436,7 +498,7 @@ where
                 }
                 Ok(None) => n,
                 Err(e) => {
-                    tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream sent a malformed chunked body");
+                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream sent a malformed chunked body");
                     return Next::Close;
                 }
             },
@@ -450,21 +512,9 @@ where
         }
     }
     if reusable {
-        endpoint.pool.put_raw(up, max_idle);
+        endpoint.pool.put_raw(up, upstream.max_idle_per_endpoint);
     }
     client_next
-}
-
-/// The first body bytes were not valid chunk framing: nothing has gone to
-/// the client yet, so it gets a 502.
-async fn bad_chunking<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    b: &mut Buffers,
-    endpoint: &Arc<Endpoint>,
-) -> Next {
-    tracing::warn!(endpoint = %endpoint.addr, "upstream sent a malformed chunked body");
-    let _ = respond_error(io, &mut b.response, 502, "upstream failed\n", true).await;
-    Next::Close
 }
 
 /// Answers with one of the proxy's own errors and counts it.

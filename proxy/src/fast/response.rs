@@ -60,7 +60,9 @@ pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec
     match status {
         101 => return Parsed::Invalid("switching protocols without an upgrade"),
         100..=199 => return Parsed::Interim(len),
-        _ => {}
+        // What hyper's client would take as a status code.
+        200..=999 => {}
+        _ => return Parsed::Invalid("malformed status code"),
     }
 
     let mut upstream_close = version == 0;
@@ -94,6 +96,11 @@ pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec
                 length = Some(n);
             }
         }
+    }
+    if version == 0 && chunked.is_some() {
+        // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
+        // faulty framing; hyper's client refuses it too.
+        return Parsed::Invalid("transfer-encoding in an HTTP/1.0 response");
     }
     let framing = if head_request || status == 204 || status == 304 {
         Framing::Empty
@@ -320,6 +327,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",
             b"HTTP/9.9 200 OK\r\n\r\n",
+            b"HTTP/1.1 000 Zero\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"hello",
         ] {
             assert!(

@@ -2,8 +2,10 @@
 //! or a short body of our own (errors). An enum, not a boxed trait object,
 //! so the common case costs no allocation.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -25,7 +27,21 @@ pub struct UpstreamBody {
     inner: Incoming,
     checkin: Option<Checkin>,
     in_flight: Option<InFlight>,
+    /// The longest wait for the next part of the body (the route's
+    /// `response_header` timeout, as nginx's proxy_read_timeout). The timer
+    /// is made only when the body first has to wait: most small bodies
+    /// never do, and cost no allocation for it.
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// The upstream sent nothing of the response body for too long.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no response body data for {0:?}")]
+pub struct BodyStalled(pub Duration);
+
+/// A body error: the upstream's, or our idle limit.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,11 +59,18 @@ impl UpstreamBody {
 }
 
 impl ProxyBody {
-    pub fn upstream(inner: Incoming, checkin: Option<Checkin>, in_flight: InFlight) -> Self {
+    pub fn upstream(
+        inner: Incoming,
+        checkin: Option<Checkin>,
+        in_flight: InFlight,
+        idle: Duration,
+    ) -> Self {
         let mut body = UpstreamBody {
             inner,
             checkin,
             in_flight: Some(in_flight),
+            idle,
+            timer: None,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -66,12 +89,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Upstream(u) => {
@@ -80,7 +103,24 @@ impl Body for ProxyBody {
                 if let Some(c) = &mut u.checkin {
                     c.drive(cx);
                 }
-                let frame = ready!(Pin::new(&mut u.inner).poll_frame(cx));
+                let frame = match Pin::new(&mut u.inner).poll_frame(cx) {
+                    Poll::Ready(f) => f,
+                    Poll::Pending => {
+                        let idle = u.idle;
+                        let timer = u
+                            .timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                        ready!(timer.as_mut().poll(cx));
+                        // Stalled: the connection is not reused.
+                        u.checkin = None;
+                        u.in_flight = None;
+                        u.timer = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled(idle)))));
+                    }
+                };
+                if let Some(t) = &mut u.timer {
+                    t.as_mut().reset(tokio::time::Instant::now() + u.idle);
+                }
                 match &frame {
                     None => u.finish(),
                     // Trailers end a body; hyper polls no further after them.
@@ -92,7 +132,7 @@ impl Body for ProxyBody {
                         u.in_flight = None;
                     }
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
         }
     }

@@ -398,7 +398,10 @@ async fn forward(
                 }
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
-                return Response::from_parts(parts, ProxyBody::upstream(body, checkin, in_flight));
+                return Response::from_parts(
+                    parts,
+                    ProxyBody::upstream(body, checkin, in_flight, route.timeouts.response_header),
+                );
             }
             Err(SendError::Connect(r, e)) => {
                 route.metrics.connect_error();
