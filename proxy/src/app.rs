@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
+use crate::discovery;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::routing::{Snapshot, Table};
+use crate::publish::Publisher;
+use crate::routing::Table;
 use crate::server::{self, Listeners};
 use crate::Error;
 
@@ -23,22 +24,14 @@ fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
     })
 }
 
-fn build(config: &Config, previous: Option<&Snapshot>, metrics: &Metrics) -> Snapshot {
-    let snap = Snapshot::build(
-        &config.routes,
-        config.default_backend.as_ref(),
-        previous,
-        metrics,
-    );
-    for c in &snap.conflicts {
-        tracing::warn!("{c}");
-    }
-    snap
-}
-
 /// Serves until SIGTERM or SIGINT, then drains. `config_file` is watched
-/// and reloaded when given.
-pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Error> {
+/// and reloaded when given; with `kube`, routes are also discovered from
+/// the cluster, and `/readyz` waits for the first complete sync.
+pub async fn run(
+    config: Config,
+    config_file: Option<PathBuf>,
+    kube: Option<discovery::Options>,
+) -> Result<(), Error> {
     if config.listen.is_empty() {
         return Err(Error::NoListener);
     }
@@ -50,7 +43,15 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
         tracing::warn!("config: {w}");
     }
     let metrics = Arc::new(Metrics::new());
-    let table: Table = Arc::new(ArcSwap::from_pointee(build(&config, None, &metrics)));
+    let kube_client = match &kube {
+        Some(opts) => Some(discovery::client(opts).await?),
+        None => None,
+    };
+    let (publisher, table) = Publisher::new(
+        config.routes.clone(),
+        config.default_backend.clone(),
+        metrics.clone(),
+    );
     let listeners = server::bind_all(&config.listen).await?;
     let admin_listener = match config.admin {
         Some(a) => Some(server::bind_all(&[a]).await?.remove(0)),
@@ -69,11 +70,28 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
         tokio::spawn(reload_loop(
             path,
             config.clone(),
-            table.clone(),
+            publisher.clone(),
             metrics.clone(),
             hup,
         ))
     });
+    let ready_waiter = match (kube, kube_client) {
+        (Some(mut opts), Some(client)) => {
+            opts.settings.defaults = config.defaults;
+            let mut synced = discovery::start(client, opts, publisher.clone(), metrics.clone());
+            let state = state.clone();
+            Some(tokio::spawn(async move {
+                if synced.wait_for(|s| *s).await.is_ok() {
+                    state.ready.store(true, Ordering::Relaxed);
+                    tracing::info!("first sync with the cluster done: ready");
+                }
+            }))
+        }
+        _ => {
+            state.ready.store(true, Ordering::Relaxed);
+            None
+        }
+    };
     let reaper = tokio::spawn(reap_idle(table.clone()));
     tracing::info!(
         listen = ?config.listen,
@@ -81,13 +99,15 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Err
         routes = table.load().all_routes().count(),
         "sluice is serving"
     );
-    state.ready.store(true, Ordering::Relaxed);
 
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = which, drain_timeout = ?config.drain_timeout, shutdown_delay = ?config.shutdown_delay, "shutting down");
+    if let Some(w) = ready_waiter {
+        w.abort();
+    }
     state.ready.store(false, Ordering::Relaxed);
     if let Some(r) = reloader {
         r.abort();
@@ -153,7 +173,7 @@ async fn reap_idle(table: Table) {
 async fn reload_loop(
     path: PathBuf,
     running: Config,
-    table: Table,
+    publisher: Arc<Publisher>,
     metrics: Arc<Metrics>,
     mut hup: Signal,
 ) {
@@ -188,15 +208,8 @@ async fn reload_loop(
                 for w in &new.warnings {
                     tracing::warn!(file = %path.display(), "config: {w}");
                 }
-                let snap = build(&new, Some(&table.load()), &metrics);
-                let generation = snap.generation;
-                let old = table.swap(Arc::new(snap));
-                let live = table.load();
-                let names: std::collections::HashSet<&str> =
-                    live.all_routes().map(|r| &*r.name).collect();
-                for gone in old.all_routes().filter(|o| !names.contains(&*o.name)) {
-                    metrics.forget_route(&gone.name);
-                }
+                let generation =
+                    publisher.set_file(new.routes.clone(), new.default_backend.clone());
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(file = %path.display(), generation, routes = new.routes.len(), "config reloaded");
                 if new.listen != running.listen

@@ -96,6 +96,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             route("default", "/", Strategy::RoundRobin),
         ],
         default_backend: None,
+        defaults: config::DEFAULTS,
         warnings: Vec::new(),
     }
 }

@@ -12,9 +12,11 @@ pub mod app;
 pub mod balance;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod fast;
 pub mod metrics;
 pub mod proxy;
+pub mod publish;
 pub mod routing;
 pub mod server;
 pub mod upstream;
@@ -42,6 +44,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The Kubernetes client could not be set up.
+    #[error("kubernetes: {0}")]
+    Kube(String),
     /// Nothing to listen on.
     #[error("no listener address: give --listen or `listen:` in the config file")]
     NoListener,

@@ -59,7 +59,7 @@ struct ServeArgs {
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// A backend as IP:PORT or IP:PORT=WEIGHT (repeatable): one catch-all route.
-    #[arg(long, required_unless_present = "config")]
+    #[arg(long, required_unless_present_any = ["config", "kube"])]
     backend: Vec<String>,
     /// How the catch-all route balances.
     #[arg(long, value_enum)]
@@ -75,6 +75,38 @@ struct ServeArgs {
     /// fast path (overrides the file's `http1_fast_path`).
     #[arg(long)]
     no_fast_path: bool,
+    #[command(flatten)]
+    kube: KubeArgs,
+}
+
+/// Kubernetes discovery: an ingress controller.
+#[derive(Debug, Args)]
+struct KubeArgs {
+    /// Discover routes from Ingresses, Services and EndpointSlices (in-cluster
+    /// config, or --kubeconfig, or KUBECONFIG). Routes from --config or
+    /// --backend are served too, and win a duplicate host and path.
+    #[arg(long)]
+    kube: bool,
+    /// A kubeconfig file to reach the API server with.
+    #[arg(long, requires = "kube")]
+    kubeconfig: Option<PathBuf>,
+    /// The IngressClass served (its spec.controller must be
+    /// sluice.dev/ingress-controller when the IngressClass exists).
+    #[arg(long, default_value = "sluice", requires = "kube")]
+    ingress_class: String,
+    /// Also serve Ingresses that name no class.
+    #[arg(long, requires = "kube")]
+    watch_ingress_without_class: bool,
+    /// Watch one namespace only (default: all).
+    #[arg(long, requires = "kube")]
+    namespace: Option<String>,
+    /// NAMESPACE/NAME of the Service whose LoadBalancer address Ingresses
+    /// report in their status.
+    #[arg(long, requires = "kube")]
+    publish_service: Option<String>,
+    /// How long to gather cluster events before rebuilding the routes.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, requires = "kube")]
+    kube_debounce: std::time::Duration,
 }
 
 fn init_logs(format: LogFormat) {
@@ -164,6 +196,10 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        None if args.backend.is_empty() && args.kube.kube => (
+            config::discovery_only(args.listen.clone(), args.admin),
+            None,
+        ),
         None => match config::quick(
             args.listen.clone(),
             args.admin,
@@ -193,7 +229,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    match rt.block_on(sluice::app::run(cfg, file)) {
+    let kube = args.kube.kube.then(|| {
+        if args.kube.publish_service.is_some() {
+            tracing::warn!("--publish-service: writing Ingress status is not implemented yet; the flag is ignored");
+        }
+        sluice::discovery::Options {
+            kubeconfig: args.kube.kubeconfig.clone(),
+            namespace: args.kube.namespace.clone(),
+            settings: sluice::discovery::Settings {
+                class: args.kube.ingress_class.clone(),
+                watch_without_class: args.kube.watch_ingress_without_class,
+                defaults: cfg.defaults,
+            },
+            debounce: args.kube.kube_debounce,
+        }
+    });
+    match rt.block_on(sluice::app::run(cfg, file, kube)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -220,7 +271,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> ExitCode {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         });
-        sluice::app::run(cfg, None).await
+        sluice::app::run(cfg, None, None).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub upstream_endpoints: IntGaugeVec,
     connect_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    /// Errors and disconnects of the Kubernetes watches, by kind.
+    pub kube_watch_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,8 +78,17 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let kube_watch_errors = IntCounterVec::new(
+            Opts::new(
+                "sluice_kube_watch_errors_total",
+                "Errors and disconnects of the Kubernetes API watches, by kind; the last good routes keep serving.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(kube_watch_errors.clone()),
             Box::new(duration.clone()),
             Box::new(upstream_endpoints.clone()),
             Box::new(connect_errors.clone()),
@@ -96,6 +107,7 @@ impl Metrics {
             upstream_endpoints,
             connect_errors,
             config_reloads,
+            kube_watch_errors,
         }
     }
 

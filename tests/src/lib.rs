@@ -24,6 +24,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub mod kube_api;
+
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Waits until `check` is true, polling every 20 ms, or panics after `limit`.

@@ -32,6 +32,8 @@ pub struct Config {
     pub reload_interval: Duration,
     pub routes: Vec<RouteSpec>,
     pub default_backend: Option<RouteSpec>,
+    /// The top-level route settings, for discovered routes.
+    pub defaults: Defaults,
     /// Things that work but are probably not what was meant, each naming
     /// its field; logged at load and printed by `sluice check`.
     pub warnings: Vec<FieldError>,
@@ -183,6 +185,23 @@ pub fn parse_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     })
 }
 
+/// No routes of its own: everything comes from Kubernetes (`--kube`
+/// without `--config` or `--backend`).
+pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Config {
+    Config {
+        listen,
+        admin,
+        listener: DEFAULT_LISTENER,
+        drain_timeout: DEFAULT_DRAIN,
+        shutdown_delay: Duration::ZERO,
+        reload_interval: DEFAULT_RELOAD_INTERVAL,
+        routes: Vec::new(),
+        default_backend: None,
+        defaults: DEFAULTS,
+        warnings: Vec::new(),
+    }
+}
+
 /// The quick form: one catch-all route over `backends`.
 pub fn quick(
     listen: Vec<SocketAddr>,
@@ -235,6 +254,7 @@ pub fn quick(
         reload_interval: DEFAULT_RELOAD_INTERVAL,
         routes: vec![route],
         default_backend: None,
+        defaults: DEFAULTS,
         warnings,
     })
 }
@@ -421,12 +441,23 @@ impl Validator {
     }
 }
 
-struct Defaults {
-    timeouts: RouteTimeouts,
-    retry: RetryPolicy,
-    health: HealthPolicy,
-    max_idle: usize,
+/// The top-level settings every route starts from: what the file's
+/// routes override, and what routes discovered in Kubernetes get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub timeouts: RouteTimeouts,
+    pub retry: RetryPolicy,
+    pub health: HealthPolicy,
+    pub max_idle: usize,
 }
+
+/// The built-in defaults.
+pub const DEFAULTS: Defaults = Defaults {
+    timeouts: DEFAULT_TIMEOUTS,
+    retry: DEFAULT_RETRY,
+    health: crate::upstream::DEFAULT_HEALTH,
+    max_idle: crate::upstream::DEFAULT_MAX_IDLE,
+};
 
 fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     let mut v = Validator::default();
@@ -611,6 +642,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             reload_interval,
             routes,
             default_backend,
+            defaults,
             warnings,
         })
     } else {

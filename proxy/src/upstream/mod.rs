@@ -49,14 +49,17 @@ pub struct HealthPolicy {
     pub panic_threshold_percent: u8,
 }
 
+/// The passive-health settings a route has unless told otherwise.
+pub const DEFAULT_HEALTH: HealthPolicy = HealthPolicy {
+    consecutive_failures: 5,
+    base_ejection: Duration::from_secs(10),
+    max_ejection: Duration::from_secs(300),
+    panic_threshold_percent: 50,
+};
+
 impl Default for HealthPolicy {
     fn default() -> Self {
-        HealthPolicy {
-            consecutive_failures: 5,
-            base_ejection: Duration::from_secs(10),
-            max_ejection: Duration::from_secs(300),
-            panic_threshold_percent: 50,
-        }
+        DEFAULT_HEALTH
     }
 }
 

@@ -1,0 +1,204 @@
+//! Annotations on Ingresses and Services, parsed into typed values.
+//!
+//! Every value is validated and turned into a setting; none is ever pasted
+//! into anything. A malformed or unknown annotation in our own namespace
+//! (`sluice.dev/`) or ingress-nginx's is reported (the caller logs it and
+//! records a Kubernetes Event) and otherwise ignored: it is never fatal.
+//! ingress-nginx's snippet annotations inject raw configuration, and are
+//! refused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::balance::Strategy;
+use crate::config::RouteTimeouts;
+
+const SLUICE: &str = "sluice.dev/";
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// What an object's annotations say.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Annotated {
+    pub strategy: Option<Strategy>,
+    pub connect_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+    /// One line per annotation that was refused or not understood.
+    pub problems: Vec<String>,
+}
+
+impl Annotated {
+    /// Applies the timeouts the annotations set.
+    pub fn apply_timeouts(&self, t: &mut RouteTimeouts) {
+        if let Some(d) = self.connect_timeout {
+            t.connect = d;
+        }
+        if let Some(d) = self.read_timeout {
+            t.response_header = d;
+        }
+    }
+}
+
+/// Parses the annotations of one object.
+pub fn parse(annotations: &Option<BTreeMap<String, String>>) -> Annotated {
+    let mut out = Annotated::default();
+    let Some(map) = annotations else {
+        return out;
+    };
+    for (key, value) in map {
+        if let Some(name) = key.strip_prefix(SLUICE) {
+            sluice(&mut out, key, name, value);
+        } else if let Some(name) = key.strip_prefix(NGINX) {
+            nginx(&mut out, key, name, value);
+        }
+    }
+    out
+}
+
+fn sluice(out: &mut Annotated, key: &str, name: &str, value: &str) {
+    match name {
+        "load-balance" => match value.trim().parse::<Strategy>() {
+            Ok(s) => out.strategy = Some(s),
+            Err(_) => out.problems.push(format!(
+                "{key}: {value:?} is not round-robin, weighted, ip-hash or least-request"
+            )),
+        },
+        // Read from pods, by the weight watcher; nothing to do here.
+        "weight" => {}
+        _ => out
+            .problems
+            .push(format!("{key}: unknown annotation, ignored")),
+    }
+}
+
+fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
+    if name.ends_with("-snippet") || name == "configuration-snippet" {
+        out.problems.push(format!(
+            "{key}: snippet annotations inject raw configuration and are refused"
+        ));
+        return;
+    }
+    match name {
+        "upstream-hash-by" => {
+            if value.trim() == "$remote_addr" {
+                out.strategy = Some(Strategy::IpHash);
+            } else {
+                out.problems.push(format!(
+                    "{key}: only \"$remote_addr\" is supported (hashing by client address)"
+                ));
+            }
+        }
+        "load-balance" => match value.trim() {
+            "round_robin" => out.strategy = out.strategy.or(Some(Strategy::RoundRobin)),
+            "ewma" => out.strategy = out.strategy.or(Some(Strategy::LeastRequest)),
+            other => out
+                .problems
+                .push(format!("{key}: {other:?} is not round_robin or ewma")),
+        },
+        "proxy-connect-timeout" => match seconds(value) {
+            Some(d) => out.connect_timeout = Some(d),
+            None => out
+                .problems
+                .push(format!("{key}: {value:?} is not a number of seconds")),
+        },
+        "proxy-read-timeout" => match seconds(value) {
+            Some(d) => out.read_timeout = Some(d),
+            None => out
+                .problems
+                .push(format!("{key}: {value:?} is not a number of seconds")),
+        },
+        _ => out
+            .problems
+            .push(format!("{key}: not supported by sluice, ignored")),
+    }
+}
+
+/// ingress-nginx's timeouts: whole seconds, 1 to a day.
+fn seconds(v: &str) -> Option<Duration> {
+    let n: u64 = v.trim().trim_end_matches('s').parse().ok()?;
+    (1..=86_400).contains(&n).then(|| Duration::from_secs(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(pairs: &[(&str, &str)]) -> Annotated {
+        parse(&Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn strategies() {
+        assert_eq!(
+            of(&[("sluice.dev/load-balance", "ip-hash")]).strategy,
+            Some(Strategy::IpHash)
+        );
+        assert_eq!(
+            of(&[(
+                "nginx.ingress.kubernetes.io/upstream-hash-by",
+                "$remote_addr"
+            )])
+            .strategy,
+            Some(Strategy::IpHash)
+        );
+        assert_eq!(
+            of(&[("nginx.ingress.kubernetes.io/load-balance", "ewma")]).strategy,
+            Some(Strategy::LeastRequest)
+        );
+        // Ours wins over ingress-nginx's.
+        assert_eq!(
+            of(&[
+                ("nginx.ingress.kubernetes.io/load-balance", "ewma"),
+                ("sluice.dev/load-balance", "weighted")
+            ])
+            .strategy,
+            Some(Strategy::Weighted)
+        );
+    }
+
+    #[test]
+    fn timeouts() {
+        let a = of(&[
+            ("nginx.ingress.kubernetes.io/proxy-connect-timeout", "3"),
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "120"),
+        ]);
+        let mut t = crate::config::DEFAULT_TIMEOUTS;
+        a.apply_timeouts(&mut t);
+        assert_eq!(t.connect, Duration::from_secs(3));
+        assert_eq!(t.response_header, Duration::from_secs(120));
+        assert!(a.problems.is_empty());
+    }
+
+    #[test]
+    fn bad_unknown_and_snippets_are_reported_not_fatal() {
+        let a = of(&[
+            ("sluice.dev/load-balance", "fastest"),
+            ("sluice.dev/colour", "blue"),
+            (
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "more_set_headers \"x: y\";",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/server-snippet",
+                "location / {}",
+            ),
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "soon"),
+            (
+                "nginx.ingress.kubernetes.io/upstream-hash-by",
+                "$request_uri",
+            ),
+            ("example.com/other", "x"),
+        ]);
+        assert_eq!(a.strategy, None);
+        assert_eq!(a.read_timeout, None);
+        assert_eq!(a.problems.len(), 6, "{:#?}", a.problems);
+        assert_eq!(
+            a.problems.iter().filter(|p| p.contains("refused")).count(),
+            2
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Kubernetes discovery: Ingresses, IngressClasses, Services and
+//! EndpointSlices drive the routing table.
+//!
+//! One watcher per kind feeds a reflector store (managed fields stripped,
+//! to keep the stores small). Events only say *that* something changed:
+//! after a short debounce, the routes are rebuilt from the stores' whole
+//! contents, never from single events. A relist after a 410 Gone or a
+//! reconnect swaps a store's contents in one step, so a rebuild never sees
+//! a half-empty store and the table never empties. While the API server
+//! is away, the last table keeps serving; watch errors are counted in
+//! `sluice_kube_watch_errors_total` and retried with back-off.
+
+pub mod annotations;
+pub mod translate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::{watch, Notify};
+
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::Error;
+pub use translate::{Settings, CONTROLLER};
+
+/// How to reach the API server and what to watch.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A kubeconfig file; otherwise in-cluster config or `KUBECONFIG`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Watch one namespace only (IngressClasses are cluster-wide).
+    pub namespace: Option<String>,
+    pub settings: Settings,
+    /// How long to gather events before rebuilding.
+    pub debounce: Duration,
+}
+
+/// Connects a client as `opts` says.
+pub async fn client(opts: &Options) -> Result<Client, Error> {
+    let config = match &opts.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Kube(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+}
+
+/// Starts the watches and the rebuild loop. The receiver turns true after
+/// the first complete sync of every kind has been published, and stays
+/// true through later outages.
+pub fn start(
+    client: Client,
+    opts: Options,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+) -> watch::Receiver<bool> {
+    let changed = Arc::new(Notify::new());
+    let ns = opts.namespace.as_deref();
+    let ingresses = watch_kind::<Ingress>(namespaced(&client, ns), "ingress", &changed, &metrics);
+    let classes =
+        watch_kind::<IngressClass>(Api::all(client.clone()), "ingressclass", &changed, &metrics);
+    let services = watch_kind::<Service>(namespaced(&client, ns), "service", &changed, &metrics);
+    let slices =
+        watch_kind::<EndpointSlice>(namespaced(&client, ns), "endpointslice", &changed, &metrics);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        // The first table waits for every kind's first complete list.
+        for (kind, ok) in [
+            ("ingress", ingresses.wait_until_ready().await.is_ok()),
+            ("ingressclass", classes.wait_until_ready().await.is_ok()),
+            ("service", services.wait_until_ready().await.is_ok()),
+            ("endpointslice", slices.wait_until_ready().await.is_ok()),
+        ] {
+            if !ok {
+                tracing::error!(kind, "watch ended before its first sync");
+                return;
+            }
+        }
+        let mut last_problems = std::collections::HashSet::new();
+        loop {
+            let state = translate::ClusterState {
+                ingresses: ingresses.state(),
+                classes: classes.state(),
+                services: services.state(),
+                slices: slices.state(),
+            };
+            let t = translate::translate(&state, &opts.settings);
+            let problems: std::collections::HashSet<String> = t.problems.into_iter().collect();
+            for p in problems.difference(&last_problems) {
+                tracing::warn!("kubernetes: {p}");
+            }
+            last_problems = problems;
+            let routes = t.routes.len();
+            let generation = publisher.set_discovered(t.routes, t.default_backend);
+            tracing::info!(
+                generation,
+                routes,
+                ingresses = t.owned.len(),
+                "routes rebuilt from the cluster"
+            );
+            if !*ready_tx.borrow() {
+                let _ = ready_tx.send(true);
+            }
+            changed.notified().await;
+            // Gather the burst a rollout or a scale makes into one rebuild.
+            tokio::time::sleep(opts.debounce).await;
+        }
+    });
+    ready_rx
+}
+
+fn namespaced<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Watches one kind into a store; every change wakes the rebuild loop.
+fn watch_kind<K>(
+    api: Api<K>,
+    kind: &'static str,
+    changed: &Arc<Notify>,
+    metrics: &Arc<Metrics>,
+) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect(writer);
+    let changed = changed.clone();
+    let errors = metrics.kube_watch_errors.with_label_values(&[kind]);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                Err(e) => {
+                    errors.inc();
+                    tracing::warn!(kind, error = %e, "kubernetes watch failed; retrying, the current routes keep serving");
+                }
+            }
+        }
+    });
+    reader
+}

@@ -1,0 +1,416 @@
+//! A Kubernetes API server for tests: the list and watch wire protocol
+//! over plain HTTP, for the kinds Sluice watches, so that the proxy's
+//! unmodified kube client runs against it.
+//!
+//! - **list:** `GET /apis/networking.k8s.io/v1/ingresses` and the like,
+//!   cluster-wide or under `/namespaces/NS/`. The answer is a `…List` with
+//!   `metadata.resourceVersion`.
+//! - **watch:** `?watch=true&resourceVersion=N`. The answer streams one
+//!   JSON event per line:
+//!   - ADDED, MODIFIED and DELETED for every change after N;
+//!   - a BOOKMARK every 500 ms when asked for;
+//!   - an ERROR with code 410 when N is older than the last compaction
+//!     (see [`KubeApi::expire_watches`]).
+//!
+//! Tests change objects with [`KubeApi::apply`] and [`KubeApi::delete`],
+//! and can stop and restart the whole server on the same port.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use crate::{Body, TempDir};
+
+/// The kinds served: (kind, API group path, plural).
+const KINDS: [(&str, &str, &str); 4] = [
+    ("Ingress", "/apis/networking.k8s.io/v1", "ingresses"),
+    (
+        "IngressClass",
+        "/apis/networking.k8s.io/v1",
+        "ingressclasses",
+    ),
+    ("Service", "/api/v1", "services"),
+    (
+        "EndpointSlice",
+        "/apis/discovery.k8s.io/v1",
+        "endpointslices",
+    ),
+];
+
+fn api_version(kind: &str) -> &'static str {
+    match kind {
+        "Ingress" | "IngressClass" => "networking.k8s.io/v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
+        _ => "v1",
+    }
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// (kind, namespace, name) → object.
+    objects: BTreeMap<(String, String, String), Value>,
+    /// Every change: (resourceVersion, kind, event type, object).
+    log: Vec<(u64, String, &'static str, Value)>,
+    /// Watches from this resourceVersion or older get 410 Gone.
+    compacted: u64,
+    /// Requests served, by "list"/"watch".
+    lists: usize,
+    watches: usize,
+}
+
+/// The running test API server.
+pub struct KubeApi {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    changes: broadcast::Sender<()>,
+    /// Closes every open watch with a 410 when sent.
+    expire: broadcast::Sender<()>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    dir: TempDir,
+}
+
+impl KubeApi {
+    pub async fn start() -> KubeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (changes, _) = broadcast::channel(1024);
+        let (expire, _) = broadcast::channel(16);
+        let api = KubeApi {
+            addr,
+            state: Arc::default(),
+            changes,
+            expire,
+            server: Mutex::new(None),
+            dir: TempDir::new(),
+        };
+        api.serve(listener);
+        std::fs::write(api.kubeconfig(), api.kubeconfig_text()).unwrap();
+        api
+    }
+
+    /// A kubeconfig file pointing at this server.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.0.join("kubeconfig")
+    }
+
+    fn kubeconfig_text(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
+             users:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+             current-context: test\n",
+            self.addr
+        )
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (state, changes, expire) = (
+            self.state.clone(),
+            self.changes.clone(),
+            self.expire.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (state, changes, expire) = (state.clone(), changes.clone(), expire.clone());
+                // Connections die with the server task (the JoinSet aborts
+                // them when dropped), as when an API server goes away.
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let (state, changes, expire) =
+                            (state.clone(), changes.clone(), expire.clone());
+                        async move { Ok::<_, Infallible>(handle(req, state, changes, expire)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        *self.server.lock().unwrap() = Some(task);
+    }
+
+    /// Stops the server: the port refuses connections, and open watches
+    /// break.
+    pub fn stop(&self) {
+        if let Some(t) = self.server.lock().unwrap().take() {
+            t.abort();
+        }
+    }
+
+    /// Starts it again on the same port, with the same objects.
+    pub async fn restart(&self) {
+        self.stop();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    /// Creates or replaces an object (its `kind`, `metadata.namespace` and
+    /// `metadata.name` say which).
+    pub fn apply(&self, mut obj: Value) {
+        let kind = obj["kind"].as_str().expect("kind").to_owned();
+        obj["apiVersion"] = json!(api_version(&kind));
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let name = obj["metadata"]["name"].as_str().expect("name").to_owned();
+        let mut s = self.state.lock().unwrap();
+        s.rv += 1;
+        let rv = s.rv;
+        let key = (kind.clone(), ns, name.clone());
+        let kind_type = if s.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        if obj["metadata"].get("creationTimestamp").is_none() {
+            let created = s
+                .objects
+                .get(&key)
+                .and_then(|o| o["metadata"].get("creationTimestamp").cloned())
+                .unwrap_or_else(|| {
+                    json!(format!(
+                        "2026-01-01T00:{:02}:{:02}Z",
+                        (rv / 60) % 60,
+                        rv % 60
+                    ))
+                });
+            obj["metadata"]["creationTimestamp"] = created;
+        }
+        obj["metadata"]["uid"] = json!(format!("uid-{kind}-{name}"));
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        s.objects.insert(key, obj.clone());
+        s.log.push((rv, kind, kind_type, obj));
+        drop(s);
+        let _ = self.changes.send(());
+    }
+
+    /// Deletes an object; false if there was none.
+    pub fn delete(&self, kind: &str, ns: &str, name: &str) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let Some(mut obj) = s.objects.remove(&(kind.into(), ns.into(), name.into())) else {
+            return false;
+        };
+        s.rv += 1;
+        let rv = s.rv;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        s.log.push((rv, kind.into(), "DELETED", obj));
+        drop(s);
+        let _ = self.changes.send(());
+        true
+    }
+
+    /// Forgets the change history: every open watch gets a 410 Gone, and
+    /// so does every watch that resumes from before now. Clients must
+    /// relist.
+    pub fn expire_watches(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.compacted = s.rv;
+        s.log.clear();
+        drop(s);
+        let _ = self.expire.send(());
+    }
+
+    /// (lists, watches) served so far.
+    pub fn requests(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.lists, s.watches)
+    }
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Which kind and namespace a path asks for.
+fn route(path: &str) -> Option<(&'static str, Option<String>)> {
+    for (kind, group, plural) in KINDS {
+        let Some(rest) = path.strip_prefix(group) else {
+            continue;
+        };
+        if rest == format!("/{plural}") {
+            return Some((kind, None));
+        }
+        if let Some(ns_rest) = rest.strip_prefix("/namespaces/") {
+            if let Some((ns, tail)) = ns_rest.split_once('/') {
+                if tail == plural {
+                    return Some((kind, Some(ns.to_owned())));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(v.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn in_scope(obj: &Value, ns: &Option<String>) -> bool {
+    ns.as_deref()
+        .is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
+}
+
+fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    changes: broadcast::Sender<()>,
+    expire: broadcast::Sender<()>,
+) -> Response<Body> {
+    let Some((kind, ns)) = route(req.uri().path()) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}),
+        );
+    };
+    let q = query(&req);
+    if q.get("watch").map(String::as_str) != Some("true") {
+        let mut s = state.lock().unwrap();
+        s.lists += 1;
+        let items: Vec<Value> = s
+            .objects
+            .iter()
+            .filter(|((k, _, _), o)| k == kind && in_scope(o, &ns))
+            .map(|(_, o)| o.clone())
+            .collect();
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": format!("{kind}List"),
+                "apiVersion": api_version(kind),
+                "metadata": {"resourceVersion": s.rv.to_string()},
+                "items": items,
+            }),
+        );
+    }
+    let from: u64 = q
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let bookmarks = q.get("allowWatchBookmarks").map(String::as_str) == Some("true");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(290u64)
+        .min(290);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let mut changed = changes.subscribe();
+    let mut expired = expire.subscribe();
+    {
+        let mut s = state.lock().unwrap();
+        s.watches += 1;
+    }
+    tokio::spawn(async move {
+        let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+            "message": "too old resource version"}});
+        let line = |v: &Value| Bytes::from(format!("{v}\n"));
+        let mut sent = from;
+        let end = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        loop {
+            // Everything after `sent`, or a 410 if that history is gone.
+            let history = {
+                let s = state.lock().unwrap();
+                (sent >= s.compacted).then(|| {
+                    let events: Vec<Value> = s
+                        .log
+                        .iter()
+                        .filter(|(rv, k, _, o)| *rv > sent && k == kind && in_scope(o, &ns))
+                        .map(|(_, _, t, o)| json!({"type": t, "object": o}))
+                        .collect();
+                    (events, s.rv)
+                })
+            };
+            let Some((events, rv)) = history else {
+                let _ = tx.send(line(&gone)).await;
+                return;
+            };
+            for e in &events {
+                if tx.send(line(e)).await.is_err() {
+                    return;
+                }
+            }
+            sent = rv;
+            tokio::select! {
+                r = changed.recv() => {
+                    if matches!(r, Err(broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+                _ = expired.recv() => {
+                    let _ = tx.send(line(&gone)).await;
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)), if bookmarks => {
+                    let b = json!({"type": "BOOKMARK", "object": {"kind": kind,
+                        "apiVersion": api_version(kind),
+                        "metadata": {"resourceVersion": sent.to_string()}}});
+                    if tx.send(line(&b)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(end) => return,
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx).map(|b| Ok::<_, hyper::Error>(Frame::data(b)));
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+/// An mpsc receiver as a stream.
+fn tokio_stream_from(
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Bytes> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+}

@@ -1,0 +1,292 @@
+//! Kubernetes discovery against a test API server speaking the real list
+//! and watch protocol (`sluice_integration::kube_api`), with the proxy's
+//! unmodified kube client: Ingresses, Services and EndpointSlices drive
+//! the routes, pods come and go under load without a failed request, and
+//! the API server's absence costs nothing.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_integration::kube_api::KubeApi;
+use sluice_integration::*;
+
+fn ingress_class() -> Value {
+    json!({"kind": "IngressClass", "metadata": {"name": "sluice"},
+           "spec": {"controller": "sluice.dev/ingress-controller"}})
+}
+
+fn service(ns: &str, name: &str) -> Value {
+    json!({"kind": "Service", "metadata": {"name": name, "namespace": ns},
+           "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+}
+
+fn ingress(ns: &str, name: &str, class: &str, host: &str, svc: &str) -> Value {
+    json!({"kind": "Ingress", "metadata": {"name": name, "namespace": ns},
+           "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [
+               {"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]}})
+}
+
+/// One endpoint of a slice: a pod at `addr`.
+fn endpoint(addr: SocketAddr, pod: &str, ready: bool, terminating: bool) -> Value {
+    json!({"addresses": [addr.ip().to_string()],
+           "conditions": {"ready": ready, "serving": true, "terminating": terminating},
+           "targetRef": {"kind": "Pod", "name": pod, "namespace": "shop"}})
+}
+
+/// An EndpointSlice of `svc` whose endpoints all listen on `port`.
+fn slice(ns: &str, name: &str, svc: &str, port: u16, endpoints: Vec<Value>) -> Value {
+    json!({"kind": "EndpointSlice",
+           "metadata": {"name": name, "namespace": ns,
+                        "labels": {"kubernetes.io/service-name": svc}},
+           "addressType": "IPv4",
+           "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+           "endpoints": endpoints})
+}
+
+/// `n` backends on 127.0.0.1.. 127.0.0.n, all on one port, like pods of
+/// one Deployment.
+async fn pods(n: u8, prefix: &str) -> (Vec<Backend>, u16) {
+    let port = free_addr().port();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 10 + i), port));
+        out.push(Backend::start_on(&format!("{prefix}{i}"), addr).await);
+    }
+    (out, port)
+}
+
+async fn proxy(api: &KubeApi, extra: &[&str]) -> Sluice {
+    let kc = api.kubeconfig().display().to_string();
+    let mut args = vec!["--kube", "--kubeconfig", &kc, "--kube-debounce", "20ms"];
+    args.extend_from_slice(extra);
+    Sluice::serve(&args).await
+}
+
+/// GET `path` on `host` through the proxy: status and body.
+async fn get_host(s: &Sluice, host: &str) -> (u16, String) {
+    match request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/",
+        &[("host", host)],
+        empty(),
+    )
+    .await
+    {
+        Ok((status, _, body)) => (status, body),
+        Err(e) => (0, e),
+    }
+}
+
+/// Keeps `workers` clients sending GETs to `host` until stopped; counts
+/// answers and failures (anything but 200).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<tokio::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(s: &Sluice, host: &'static str, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let addr = s.listen;
+                tokio::spawn(async move {
+                    let c = client(None);
+                    // Bounded in time as well as by the stop flag.
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        match request(&c, addr, "GET", "/", &[("host", host)], empty()).await {
+                            Ok((200, _, _)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((status, _, body)) => {
+                                failed.lock().await.push(format!("{status} {body}"))
+                            }
+                            Err(e) => failed.lock().await.push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.lock().await.clone(),
+        )
+    }
+}
+
+/// Waits until every backend in `set` has answered at least once more.
+async fn all_serving(set: &[Backend], limit: Duration) {
+    let start: Vec<usize> = set.iter().map(Backend::hits).collect();
+    wait_until("every endpoint to get traffic", limit, || {
+        let now: Vec<usize> = set.iter().map(Backend::hits).collect();
+        let all = now.iter().zip(&start).all(|(n, s)| n > s);
+        async move { all }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_routes_within_a_second() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(3, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    let eps = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
+        .collect();
+    api.apply(slice("shop", "web-abc", "web", port, eps));
+    let s = proxy(&api, &[]).await;
+    assert_eq!(get_host(&s, "shop.example.com").await.0, 404);
+
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let applied = Instant::now();
+    wait_until("the Ingress to route", Duration::from_secs(1), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    eprintln!(
+        "routed {:?} after the Ingress was created",
+        applied.elapsed()
+    );
+    wait_until("every pod to answer", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await;
+        backends.iter().all(|b| b.hits() > 0)
+    })
+    .await;
+
+    // Deleting it takes the route away again.
+    api.delete("Ingress", "shop", "shop");
+    wait_until("the route to go", Duration::from_secs(2), || async {
+        get_host(&s, "shop.example.com").await.0 == 404
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_classes_and_namespaces_are_ignored() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(1, "web").await;
+    api.apply(ingress_class());
+    for ns in ["shop", "other"] {
+        api.apply(service(ns, "web"));
+        api.apply(slice(
+            ns,
+            "web-1",
+            "web",
+            port,
+            vec![endpoint(backends[0].addr, "web-0", true, false)],
+        ));
+    }
+    api.apply(ingress(
+        "shop",
+        "theirs",
+        "nginx",
+        "nginx.example.com",
+        "web",
+    ));
+    api.apply(ingress(
+        "other",
+        "elsewhere",
+        "sluice",
+        "other.example.com",
+        "web",
+    ));
+    api.apply(ingress("shop", "ours", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &["--namespace", "shop"]).await;
+    wait_until("our Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        get_host(&s, "nginx.example.com").await.0,
+        404,
+        "another class was served"
+    );
+    assert_eq!(
+        get_host(&s, "other.example.com").await.0,
+        404,
+        "another namespace was served"
+    );
+}
+
+/// A Service scaled from 3 to 10 to 1 pods, under concurrent load: not a
+/// request fails, and every pod that is in the slice gets traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_under_load_loses_no_request() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(10, "web").await;
+    let eps = |n: usize| -> Vec<Value> {
+        backends[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
+            .collect()
+    };
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice("shop", "web-abc", "web", port, eps(3)));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let load = Load::start(&s, "shop.example.com", 4);
+    all_serving(&backends[..3], Duration::from_secs(5)).await;
+    api.apply(slice("shop", "web-abc", "web", port, eps(10)));
+    all_serving(&backends, Duration::from_secs(5)).await;
+    api.apply(slice("shop", "web-abc", "web", port, eps(1)));
+    // Only the first pod gets traffic from now on: between two polls, it
+    // answered and no other pod did.
+    let last = std::sync::Mutex::new(None::<(usize, Vec<usize>)>);
+    wait_until(
+        "traffic to settle on one pod",
+        Duration::from_secs(5),
+        || {
+            let now = (
+                backends[0].hits(),
+                backends[1..].iter().map(Backend::hits).collect::<Vec<_>>(),
+            );
+            let prev = last.lock().unwrap().replace(now.clone());
+            let settled = prev.is_some_and(|(first, others)| now.0 > first && now.1 == others);
+            async move { settled }
+        },
+    )
+    .await;
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests went through");
+}
