@@ -290,3 +290,340 @@ async fn scaling_under_load_loses_no_request() {
     );
     assert!(ok > 100, "only {ok} requests went through");
 }
+
+/// Waits until, between two polls, the backends in `live` answered and
+/// none in `idle` did: traffic has moved off `idle`.
+async fn settled_on(live: &[Backend], idle: &[Backend], what: &str) {
+    let last = std::sync::Mutex::new(None::<(usize, Vec<usize>)>);
+    wait_until(what, Duration::from_secs(5), || {
+        let now = (
+            live.iter().map(Backend::hits).sum::<usize>(),
+            idle.iter().map(Backend::hits).collect::<Vec<_>>(),
+        );
+        let prev = last.lock().unwrap().replace(now.clone());
+        let settled = prev.is_some_and(|(l, i)| now.0 > l && now.1 == i);
+        async move { settled }
+    })
+    .await;
+}
+
+/// A rolling update: new pods become ready, the old ones terminate (still
+/// serving), then leave the slice and stop. Not a request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_loses_no_request() {
+    let api = KubeApi::start().await;
+    let (mut all, port) = pods(6, "web").await;
+    let new = all.split_off(3);
+    let old = all;
+    let eps = |set: &[Backend], prefix: &str, ready: bool, terminating: bool| -> Vec<Value> {
+        set.iter()
+            .enumerate()
+            .map(|(i, b)| endpoint(b.addr, &format!("{prefix}-{i}"), ready, terminating))
+            .collect()
+    };
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        eps(&old, "old", true, false),
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let load = Load::start(&s, "shop.example.com", 4);
+    all_serving(&old, Duration::from_secs(5)).await;
+
+    // New pods ready next to the old.
+    let mut both = eps(&old, "old", true, false);
+    both.extend(eps(&new, "new", true, false));
+    api.apply(slice("shop", "web-abc", "web", port, both));
+    all_serving(&new, Duration::from_secs(5)).await;
+    // Old pods terminating: still serving, but no longer picked.
+    let mut both = eps(&old, "old", false, true);
+    both.extend(eps(&new, "new", true, false));
+    api.apply(slice("shop", "web-abc", "web", port, both));
+    settled_on(&new, &old, "traffic to leave the terminating pods").await;
+    // Gone from the slice, then stopped once idle.
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        eps(&new, "new", true, false),
+    ));
+    for b in old {
+        let active = b.active.clone();
+        wait_until(
+            "the old pod to finish its requests",
+            Duration::from_secs(5),
+            || {
+                let idle = active.load(Ordering::SeqCst) == 0;
+                async move { idle }
+            },
+        )
+        .await;
+        b.stop().await;
+    }
+    all_serving(&new, Duration::from_secs(5)).await;
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests went through");
+}
+
+/// With only terminating pods left, they still serve: a rollout's last
+/// moments do not answer 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_pods_serve_when_no_pod_is_ready() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(1, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", false, true)],
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &[]).await;
+    wait_until(
+        "the terminating pod to serve",
+        Duration::from_secs(5),
+        || async { get_host(&s, "shop.example.com").await.0 == 200 },
+    )
+    .await;
+    // And a pod that is neither ready nor terminating does not.
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", false, false)],
+    ));
+    wait_until(
+        "the not-ready pod to leave",
+        Duration::from_secs(5),
+        || async { get_host(&s, "shop.example.com").await.0 == 503 },
+    )
+    .await;
+}
+
+/// The API server goes away for 10 s while traffic flows: the last routes
+/// keep serving, /readyz stays 200, the errors are counted, and changes
+/// made once it is back reach traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_outage_costs_nothing() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(3, "web").await;
+    let eps = |n: usize| -> Vec<Value> {
+        backends[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
+            .collect()
+    };
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice("shop", "web-abc", "web", port, eps(2)));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let load = Load::start(&s, "shop.example.com", 2);
+    api.stop();
+    let down = Instant::now();
+    wait_until(
+        "watch errors to be counted",
+        Duration::from_secs(10),
+        || async {
+            s.metric("sluice_kube_watch_errors_total")
+                .await
+                .unwrap_or(0.0)
+                > 0.0
+                || scrape_sum(&s, "sluice_kube_watch_errors_total").await > 0.0
+        },
+    )
+    .await;
+    // Ten seconds without an API server, ready all along.
+    while down.elapsed() < Duration::from_secs(10) {
+        assert_eq!(get(s.admin, "/readyz").await.map(|r| r.0), Ok(200));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    api.restart().await;
+    api.apply(slice("shop", "web-abc", "web", port, eps(3)));
+    all_serving(&backends, Duration::from_secs(15)).await;
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// The sum of every series of a metric family on /metrics.
+async fn scrape_sum(s: &Sluice, family: &str) -> f64 {
+    let Ok((_, text)) = get(s.admin, "/metrics").await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A watch that gets 410 Gone relists: the routes never empty meanwhile,
+/// and changes made after it reach traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_watches_relist_without_emptying_the_table() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(2, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", true, false)],
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let load = Load::start(&s, "shop.example.com", 2);
+    let (lists_before, _) = api.requests();
+    api.expire_watches();
+    wait_until("every kind to relist", Duration::from_secs(10), || {
+        let relisted = api.requests().0 >= lists_before + 4;
+        async move { relisted }
+    })
+    .await;
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![
+            endpoint(backends[0].addr, "web-0", true, false),
+            endpoint(backends[1].addr, "web-1", true, false),
+        ],
+    ));
+    all_serving(&backends, Duration::from_secs(10)).await;
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// ip-hash keeps every client on its pod while an unrelated Service
+/// changes (and the table is rebuilt around it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_hash_is_stable_across_unrelated_changes() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(4, "web").await;
+    let (others, other_port) = pods(2, "other").await;
+    api.apply(ingress_class());
+    let mut svc = service("shop", "web");
+    svc["metadata"]["annotations"] = json!({"sluice.dev/load-balance": "ip-hash"});
+    api.apply(svc);
+    api.apply(service("shop", "other"));
+    let eps = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
+        .collect();
+    api.apply(slice("shop", "web-abc", "web", port, eps));
+    api.apply(slice(
+        "shop",
+        "other-abc",
+        "other",
+        other_port,
+        vec![endpoint(others[0].addr, "other-0", true, false)],
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    api.apply(ingress(
+        "shop",
+        "other",
+        "sluice",
+        "other.example.com",
+        "other",
+    ));
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    // Which pod each of 40 client addresses lands on.
+    let placement = || async {
+        let mut seen = Vec::new();
+        for i in 0..40u8 {
+            let c = client(Some(Ipv4Addr::new(127, 0, 1, 10 + i)));
+            let (status, headers, _) = request(
+                &c,
+                s.listen,
+                "GET",
+                "/",
+                &[("host", "shop.example.com")],
+                empty(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 200);
+            seen.push(headers["x-backend"].to_str().unwrap().to_owned());
+        }
+        seen
+    };
+    let before = placement().await;
+    let distinct: std::collections::HashSet<&String> = before.iter().collect();
+    assert!(
+        distinct.len() >= 3,
+        "40 clients on {} pods only",
+        distinct.len()
+    );
+    let generation = |v: serde_json::Value| v["generation"].as_u64().unwrap_or(0);
+    let gen_before =
+        generation(serde_json::from_str(&get(s.admin, "/routes").await.unwrap().1).unwrap());
+    api.apply(slice(
+        "shop",
+        "other-abc",
+        "other",
+        other_port,
+        vec![
+            endpoint(others[0].addr, "other-0", true, false),
+            endpoint(others[1].addr, "other-1", true, false),
+        ],
+    ));
+    wait_until(
+        "the table to be rebuilt",
+        Duration::from_secs(5),
+        || async {
+            generation(serde_json::from_str(&get(s.admin, "/routes").await.unwrap().1).unwrap())
+                > gen_before
+        },
+    )
+    .await;
+    assert_eq!(placement().await, before, "clients moved between pods");
+}
