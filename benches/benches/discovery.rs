@@ -64,7 +64,13 @@ fn rebuild(c: &mut Criterion) {
     let metrics = Metrics::new();
     let t = translate(&state, &settings);
     assert_eq!(t.routes.len(), 1000);
-    assert_eq!(t.routes.iter().map(|r| r.upstream.endpoints.len()).sum::<usize>(), 10_000);
+    assert_eq!(
+        t.routes
+            .iter()
+            .map(|r| r.upstream.endpoints.len())
+            .sum::<usize>(),
+        10_000
+    );
     let previous = Snapshot::build(&t.routes, None, None, &metrics);
     let mut g = c.benchmark_group("discovery");
     g.sample_size(20);

@@ -84,6 +84,7 @@ pub fn route(
         },
         timeouts: config::DEFAULT_TIMEOUTS,
         retry: config::DEFAULT_RETRY,
+        canary: None,
     }
 }
 

@@ -159,7 +159,7 @@ async fn reap_idle(table: Table) {
         tick.tick().await;
         let snap = table.load_full();
         for route in snap.all_routes() {
-            for e in route.upstream.endpoints.iter() {
+            for e in route.upstreams().flat_map(|u| u.endpoints.iter()) {
                 e.pool.expire(route.timeouts.upstream_idle);
             }
         }

@@ -627,3 +627,121 @@ async fn ip_hash_is_stable_across_unrelated_changes() {
     .await;
     assert_eq!(placement().await, before, "clients moved between pods");
 }
+
+/// ingress-nginx's canary: a second Ingress for the same host and path
+/// with `canary-weight: 20` takes 20 % of the requests (within 2 % over
+/// 10,000), and `canary-by-header` sends `always` / `never` requests
+/// where they ask, whatever the weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weights_and_header() {
+    let api = KubeApi::start().await;
+    let (main, port) = pods(1, "main").await;
+    let (canary, canary_port) = pods(1, "canary").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(service("shop", "web-canary"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(main[0].addr, "web-0", true, false)],
+    ));
+    api.apply(slice(
+        "shop",
+        "web-canary-abc",
+        "web-canary",
+        canary_port,
+        vec![endpoint(canary[0].addr, "canary-0", true, false)],
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let mut canary_ing = ingress(
+        "shop",
+        "shop-canary",
+        "sluice",
+        "shop.example.com",
+        "web-canary",
+    );
+    canary_ing["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-weight": "20",
+    });
+    api.apply(canary_ing.clone());
+    let s = proxy(&api, &[]).await;
+    wait_until(
+        "the canary to get traffic",
+        Duration::from_secs(5),
+        || async {
+            get_host(&s, "shop.example.com").await;
+            canary[0].hits() > 0
+        },
+    )
+    .await;
+
+    let (m0, c0) = (main[0].hits(), canary[0].hits());
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = s.listen;
+            tokio::spawn(async move {
+                let c = client(None);
+                for _ in 0..2_500 {
+                    let (status, _, _) = request(
+                        &c,
+                        addr,
+                        "GET",
+                        "/",
+                        &[("host", "shop.example.com")],
+                        empty(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (m, c) = (main[0].hits() - m0, canary[0].hits() - c0);
+    assert_eq!(m + c, 10_000);
+    let share = c as f64 / 10_000.0;
+    assert!(
+        (0.18..=0.22).contains(&share),
+        "canary share {share:.3} ({c} of 10,000)"
+    );
+
+    // The header decides before the weight.
+    canary_ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"] =
+        json!("X-Canary");
+    api.apply(canary_ing);
+    let ask = |value: &'static str| {
+        let addr = s.listen;
+        async move {
+            let c = client(None);
+            let mut backends = std::collections::HashSet::new();
+            for _ in 0..50 {
+                let (status, headers, _) = request(
+                    &c,
+                    addr,
+                    "GET",
+                    "/",
+                    &[("host", "shop.example.com"), ("x-canary", value)],
+                    empty(),
+                )
+                .await
+                .unwrap();
+                assert_eq!(status, 200);
+                backends.insert(headers["x-backend"].to_str().unwrap().to_owned());
+            }
+            backends
+        }
+    };
+    wait_until(
+        "the header rule to apply",
+        Duration::from_secs(5),
+        || async { ask("always").await == ["canary0".to_owned()].into() },
+    )
+    .await;
+    assert_eq!(ask("never").await, ["main0".to_owned()].into());
+}

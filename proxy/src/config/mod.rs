@@ -72,6 +72,19 @@ pub struct RouteSpec {
     pub upstream: UpstreamSpec,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
+    /// Part of the traffic to a second upstream (discovered canaries).
+    pub canary: Option<CanarySpec>,
+}
+
+/// A canary upstream for a route, and how much traffic it gets.
+#[derive(Debug, Clone)]
+pub struct CanarySpec {
+    pub upstream: UpstreamSpec,
+    /// `weight` requests in `total`.
+    pub weight: u32,
+    pub total: u32,
+    /// `always` / `never` in this header decide before the weight.
+    pub header: Option<http::HeaderName>,
 }
 
 /// Per-route upstream timeouts.
@@ -241,6 +254,7 @@ pub fn quick(
         },
         timeouts: DEFAULT_TIMEOUTS,
         retry: DEFAULT_RETRY,
+        canary: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()
@@ -596,6 +610,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             upstream,
             timeouts,
             retry,
+            canary: None,
         });
     }
     let default_backend = raw.default_backend.as_ref().map(|set| {
@@ -614,6 +629,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             upstream,
             timeouts,
             retry,
+            canary: None,
         }
     });
     if routes.is_empty() && default_backend.is_none() {

@@ -22,6 +22,14 @@ pub struct Annotated {
     pub strategy: Option<Strategy>,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    /// `canary: "true"`: this Ingress's backends take part of the traffic
+    /// of another Ingress's identical host and path.
+    pub canary: bool,
+    /// Requests in `canary_total` sent to the canary.
+    pub canary_weight: u32,
+    pub canary_total: u32,
+    /// `always` / `never` in this header override the weight.
+    pub canary_header: Option<http::HeaderName>,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
 }
@@ -40,7 +48,10 @@ impl Annotated {
 
 /// Parses the annotations of one object.
 pub fn parse(annotations: &Option<BTreeMap<String, String>>) -> Annotated {
-    let mut out = Annotated::default();
+    let mut out = Annotated {
+        canary_total: 100,
+        ..Annotated::default()
+    };
     let Some(map) = annotations else {
         return out;
     };
@@ -50,6 +61,13 @@ pub fn parse(annotations: &Option<BTreeMap<String, String>>) -> Annotated {
         } else if let Some(name) = key.strip_prefix(NGINX) {
             nginx(&mut out, key, name, value);
         }
+    }
+    if out.canary_weight > out.canary_total {
+        out.problems.push(format!(
+            "{NGINX}canary-weight: {} is more than canary-weight-total {}; using all of it",
+            out.canary_weight, out.canary_total
+        ));
+        out.canary_weight = out.canary_total;
     }
     out
 }
@@ -93,6 +111,31 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
             other => out
                 .problems
                 .push(format!("{key}: {other:?} is not round_robin or ewma")),
+        },
+        "canary" => match value.trim() {
+            "true" => out.canary = true,
+            "false" => out.canary = false,
+            other => out
+                .problems
+                .push(format!("{key}: {other:?} is not true or false")),
+        },
+        "canary-weight" => match value.trim().parse::<u32>() {
+            Ok(n) => out.canary_weight = n,
+            Err(_) => out
+                .problems
+                .push(format!("{key}: {value:?} is not a whole number")),
+        },
+        "canary-weight-total" => match value.trim().parse::<u32>() {
+            Ok(n) if n > 0 => out.canary_total = n,
+            _ => out
+                .problems
+                .push(format!("{key}: {value:?} is not a positive whole number")),
+        },
+        "canary-by-header" => match http::HeaderName::from_bytes(value.trim().as_bytes()) {
+            Ok(h) => out.canary_header = Some(h),
+            Err(_) => out
+                .problems
+                .push(format!("{key}: {value:?} is not a header name")),
         },
         "proxy-connect-timeout" => match seconds(value) {
             Some(d) => out.connect_timeout = Some(d),
@@ -158,6 +201,26 @@ mod tests {
             .strategy,
             Some(Strategy::Weighted)
         );
+    }
+
+    #[test]
+    fn canary() {
+        let a = of(&[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "20"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary"),
+        ]);
+        assert!(a.canary && a.problems.is_empty());
+        assert_eq!((a.canary_weight, a.canary_total), (20, 100));
+        assert_eq!(a.canary_header.unwrap().as_str(), "x-canary");
+        let a = of(&[
+            ("nginx.ingress.kubernetes.io/canary", "yes"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "150"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "bad header"),
+        ]);
+        assert!(!a.canary);
+        assert_eq!(a.canary_weight, 100);
+        assert_eq!(a.problems.len(), 3, "{:?}", a.problems);
     }
 
     #[test]

@@ -150,11 +150,17 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             .then_with(|| id(&a.metadata).cmp(&id(&b.metadata)))
     });
 
-    for ing in ingresses {
+    // Main Ingresses first, then canaries, which join the main route of
+    // the same host, path and path type.
+    let parsed: Vec<(&Arc<Ingress>, Annotated)> = ingresses
+        .into_iter()
+        .map(|i| (i, annotations::parse(&i.metadata.annotations)))
+        .collect();
+    let (canaries, mains): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(_, a)| a.canary);
+    for (ing, ing_notes) in mains {
         let ing_id = id(&ing.metadata);
         out.owned.push(ing_id.clone());
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
-        let ing_notes = annotations::parse(&ing.metadata.annotations);
         for p in &ing_notes.problems {
             out.problems.push(format!("ingress {ing_id}: {p}"));
         }
@@ -233,6 +239,9 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             }
         }
     }
+    for (ing, notes) in canaries {
+        cluster.attach_canary(ing, &notes, settings, &mut out);
+    }
     out
 }
 
@@ -242,6 +251,83 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
+    /// Attaches a canary Ingress's backends to the main routes of the same
+    /// host, path and path type. A canary with no such main route, or a
+    /// second canary for one, is reported and ignored.
+    fn attach_canary(
+        &self,
+        ing: &Ingress,
+        notes: &Annotated,
+        settings: &Settings,
+        out: &mut Translated,
+    ) {
+        let ing_id = id(&ing.metadata);
+        out.owned.push(ing_id.clone());
+        for p in &notes.problems {
+            out.problems.push(format!("ingress {ing_id}: {p}"));
+        }
+        let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
+        let Some(spec) = &ing.spec else { return };
+        for rule in spec.rules.iter().flatten() {
+            let host = match rule.host.as_deref() {
+                None | Some("") => HostMatch::Any,
+                Some(h) => match HostMatch::parse(h) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        out.problems.push(format!("ingress {ing_id}: host: {e}"));
+                        continue;
+                    }
+                },
+            };
+            for path in rule.http.iter().flat_map(|h| &h.paths) {
+                let Ok(path_type) = path.path_type.parse::<PathType>() else {
+                    out.problems.push(format!(
+                        "ingress {ing_id}: pathType {:?} is not valid",
+                        path.path_type
+                    ));
+                    continue;
+                };
+                let normalized = path_type.normalize(path.path.as_deref().unwrap_or("/"));
+                let Some(main) = out
+                    .routes
+                    .iter_mut()
+                    .find(|r| r.host == host && r.path == normalized && r.path_type == path_type)
+                else {
+                    out.problems.push(format!(
+                        "ingress {ing_id}: canary for {host}{normalized} has no main Ingress with that host and path; ignored"
+                    ));
+                    continue;
+                };
+                if main.canary.is_some() {
+                    out.problems.push(format!(
+                        "ingress {ing_id}: {} already has a canary; ignored",
+                        main.name
+                    ));
+                    continue;
+                }
+                let name = format!("{}/canary", main.name);
+                if let Some(r) = self.route(
+                    &name,
+                    host.clone(),
+                    &normalized,
+                    path_type,
+                    ns,
+                    &path.backend,
+                    notes,
+                    settings,
+                    &mut out.problems,
+                ) {
+                    main.canary = Some(crate::config::CanarySpec {
+                        upstream: r.upstream,
+                        weight: notes.canary_weight,
+                        total: notes.canary_total,
+                        header: notes.canary_header.clone(),
+                    });
+                }
+            }
+        }
+    }
+
     /// One route to an Ingress backend. `None` (with a problem noted) when
     /// the backend is not a Service; a Service that is missing or has no
     /// ready pod gives a route with no endpoints, which answers 503.
@@ -314,6 +400,7 @@ impl Cluster<'_> {
             },
             timeouts,
             retry: settings.defaults.retry,
+            canary: None,
         })
     }
 

@@ -36,7 +36,7 @@ use crate::balance::{hash_ip, Strategy};
 use crate::proxy::Proxy;
 use crate::routing::Route;
 use crate::upstream::pool::{connect_tcp, ConnectError};
-use crate::upstream::{Endpoint, InFlight, Protocol, Tried};
+use crate::upstream::{Endpoint, InFlight, Protocol, Tried, Upstream};
 use chunked::ChunkedScanner;
 use head::{Plan, Prepared};
 use response::Framing;
@@ -130,8 +130,12 @@ where
                     .table()
                     .load()
                     .lookup(Some(host), path)
-                    // h2c upstreams are hyper's.
-                    .filter(|r| r.upstream.protocol == Protocol::Http1)
+                    // h2c upstreams are hyper's, and so are canaries
+                    // chosen by a header (the fast path keeps no header map).
+                    .filter(|r| {
+                        r.upstreams().all(|u| u.protocol == Protocol::Http1)
+                            && r.canary.as_ref().is_none_or(|c| c.header.is_none())
+                    })
                     .cloned()
             },
         );
@@ -237,7 +241,7 @@ async fn exchange<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    let upstream = &route.upstream;
+    let upstream = route.choose(None);
     let hash = if upstream.strategy() == Strategy::IpHash {
         hash_ip(client)
     } else {
@@ -307,7 +311,13 @@ where
                         .await;
                 }
             };
-            return relay_body(io, b, up, head, route, endpoint, start).await;
+            let at = Target {
+                route,
+                upstream,
+                endpoint,
+                start,
+            };
+            return relay_body(io, b, up, head, at).await;
         }
     }
     let (status, msg) = match last_connect_error {
@@ -394,6 +404,14 @@ async fn send_and_read_head(
     }
 }
 
+/// Where a response came from, for its counting and health.
+struct Target<'a> {
+    route: &'a Route,
+    upstream: &'a Upstream,
+    endpoint: &'a Arc<Endpoint>,
+    start: Instant,
+}
+
 /// Sends the response head and passes the body through, then returns the
 /// upstream socket to the pool if the exchange ended cleanly. The status
 /// is counted, and the endpoint's health told, once the first body bytes
@@ -403,14 +421,17 @@ async fn relay_body<S>(
     b: &mut Buffers,
     mut up: TcpStream,
     head: response::Head,
-    route: &Route,
-    endpoint: &Arc<Endpoint>,
-    start: Instant,
+    at: Target<'_>,
 ) -> Next
 where
     S: AsyncWrite + Unpin,
 {
-    let upstream = &route.upstream;
+    let Target {
+        route,
+        upstream,
+        endpoint,
+        start,
+    } = at;
     let client_next = if head.close_client {
         Next::Close
     } else {

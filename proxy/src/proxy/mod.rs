@@ -297,7 +297,7 @@ async fn forward(
     conn: ClientConn,
     tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
-    let upstream = &route.upstream;
+    let upstream = route.choose(Some(req.headers()));
     let upgrade = if req.version() == Version::HTTP_11 {
         headers::upgrade_of(req.headers())
     } else {

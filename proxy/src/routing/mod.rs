@@ -31,9 +31,52 @@ pub struct Route {
     pub path: String,
     pub path_type: PathType,
     pub upstream: Arc<Upstream>,
+    /// A second upstream taking part of the traffic (ingress-nginx's
+    /// canary Ingress).
+    pub canary: Option<Canary>,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
+}
+
+/// A canary upstream and how requests are sent to it.
+#[derive(Debug)]
+pub struct Canary {
+    pub upstream: Arc<Upstream>,
+    /// `weight` requests in `total` go to the canary.
+    pub weight: u32,
+    pub total: u32,
+    /// A header whose value `always` sends a request to the canary and
+    /// `never` keeps it off; it is checked before the weight.
+    pub header: Option<http::HeaderName>,
+}
+
+impl Route {
+    /// The upstream for one request: the canary's when its header says so
+    /// or, failing that, when the weight's draw falls on it.
+    #[inline]
+    pub fn choose(&self, headers: Option<&http::HeaderMap>) -> &Arc<Upstream> {
+        let Some(c) = &self.canary else {
+            return &self.upstream;
+        };
+        if let (Some(name), Some(h)) = (&c.header, headers) {
+            match h.get(name).map(http::HeaderValue::as_bytes) {
+                Some(b"always") => return &c.upstream,
+                Some(b"never") => return &self.upstream,
+                _ => {}
+            }
+        }
+        if c.weight > 0 && fastrand::u32(0..c.total.max(1)) < c.weight {
+            &c.upstream
+        } else {
+            &self.upstream
+        }
+    }
+
+    /// The route's upstreams: the main one, and the canary's if any.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        std::iter::once(&self.upstream).chain(self.canary.as_ref().map(|c| &c.upstream))
+    }
 }
 
 /// An immutable routing table.
@@ -64,7 +107,9 @@ impl Snapshot {
         let mut reuse = EndpointReuse::default();
         if let Some(prev) = previous {
             for r in prev.all_routes() {
-                r.upstream.offer(&mut reuse);
+                for u in r.upstreams() {
+                    u.offer(&mut reuse);
+                }
             }
         }
         let make = |spec: &RouteSpec| {
@@ -74,6 +119,12 @@ impl Snapshot {
                 path: spec.path.clone(),
                 path_type: spec.path_type,
                 upstream: Arc::new(Upstream::build(&spec.upstream, &reuse)),
+                canary: spec.canary.as_ref().map(|c| Canary {
+                    upstream: Arc::new(Upstream::build(&c.upstream, &reuse)),
+                    weight: c.weight,
+                    total: c.total,
+                    header: c.header.clone(),
+                }),
                 timeouts: spec.timeouts,
                 retry: spec.retry,
                 metrics: metrics.route(&spec.name),
@@ -236,6 +287,7 @@ mod tests {
             },
             timeouts: DEFAULT_TIMEOUTS,
             retry: DEFAULT_RETRY,
+            canary: None,
         }
     }
 
