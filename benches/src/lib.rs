@@ -85,6 +85,7 @@ pub fn route(
         timeouts: config::DEFAULT_TIMEOUTS,
         retry: config::DEFAULT_RETRY,
         canary: None,
+        max_request_body: None,
     }
 }
 

@@ -80,6 +80,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             timeouts: config::DEFAULT_TIMEOUTS,
             retry: config::DEFAULT_RETRY,
             canary: None,
+            max_request_body: None,
         }
     };
     Config {

@@ -615,3 +615,44 @@ async fn h2_cookies_reach_h1_upstreams_joined() {
     assert_eq!(cookies.len(), 1, "{out}");
     assert!(cookies[0] == "a=1; b=2", "{out}");
 }
+
+/// `max_request_body`: a body declared or streamed past the limit gets a
+/// 413 and never reaches the backend whole; one within it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_over_the_limit_are_413() {
+    // A backend that answers only after a while, as one that reads the
+    // whole body first does: an upstream that answers mid-upload gets its
+    // answer through (the body is streamed), and this test is about the
+    // limit.
+    let backend = Backend::start_slow("a", Duration::from_secs(2)).await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nmax_request_body: 1k\nroutes:\n  - backends: [{}]\n",
+        backend.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let c = client(None);
+    let post = |len: usize| {
+        Request::post(s.url("/echo"))
+            .body(body(vec![b'x'; len]))
+            .unwrap()
+    };
+    let resp = c.request(post(1024)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = c.request(post(1025)).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    // Streamed without a length: counted as it comes. The client goes
+    // past the limit, then waits for its answer (as an uploader reading
+    // the response does).
+    let chunks = futures_util::stream::iter(
+        (0..3).map(|_| Ok::<_, hyper::Error>(Frame::data(Bytes::from(vec![b'y'; 400])))),
+    )
+    .chain(futures_util::stream::pending());
+    let req = Request::post(s.url("/echo"))
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}

@@ -74,6 +74,8 @@ pub struct RouteSpec {
     pub retry: RetryPolicy,
     /// Part of the traffic to a second upstream (discovered canaries).
     pub canary: Option<CanarySpec>,
+    /// The largest request body accepted (413 beyond); `None`: no limit.
+    pub max_request_body: Option<u64>,
 }
 
 /// A canary upstream for a route, and how much traffic it gets.
@@ -122,6 +124,30 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 10;
 const MAX_WEIGHT: u32 = 10_000;
+
+/// A size as nginx writes it: bytes, or a number with `k`, `m` or `g`
+/// (powers of 1024). `0` means no limit.
+pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512k, 10m or 1g"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "ki" => 1 << 10,
+        "m" | "mb" | "mi" => 1 << 20,
+        "g" | "gb" | "gi" => 1 << 30,
+        _ => return Err(format!("{s:?} is not a size like 512k, 10m or 1g")),
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    Ok((bytes > 0).then_some(bytes))
+}
 
 /// One wrong field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +281,7 @@ pub fn quick(
         timeouts: DEFAULT_TIMEOUTS,
         retry: DEFAULT_RETRY,
         canary: None,
+        max_request_body: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()
@@ -312,6 +339,14 @@ impl Validator {
                 default
             }
         }
+    }
+
+    fn size(&mut self, field: &str, s: Option<&String>, default: Option<u64>) -> Option<u64> {
+        let Some(s) = s else { return default };
+        parse_size(s).unwrap_or_else(|e| {
+            self.error(field.trim_start_matches('.'), e);
+            default
+        })
     }
 
     fn weight(&mut self, field: &str, w: u32) -> u32 {
@@ -463,6 +498,7 @@ pub struct Defaults {
     pub retry: RetryPolicy,
     pub health: HealthPolicy,
     pub max_idle: usize,
+    pub max_request_body: Option<u64>,
 }
 
 /// The built-in defaults.
@@ -471,6 +507,7 @@ pub const DEFAULTS: Defaults = Defaults {
     retry: DEFAULT_RETRY,
     health: crate::upstream::DEFAULT_HEALTH,
     max_idle: crate::upstream::DEFAULT_MAX_IDLE,
+    max_request_body: None,
 };
 
 fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
@@ -530,6 +567,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .upstream
             .max_idle_per_endpoint
             .unwrap_or(crate::upstream::DEFAULT_MAX_IDLE),
+        max_request_body: v.size("max_request_body", raw.max_request_body.as_ref(), None),
     };
     let drain_timeout = v.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN);
     // Zero is allowed here: no delay.
@@ -600,7 +638,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             );
         }
         seen.push((host.clone(), key_path, path_type, i));
-        let (upstream, timeouts, retry) =
+        let (upstream, timeouts, retry, max_request_body) =
             backend_set(&mut v, &field, &r.set, &defaults, name.clone());
         routes.push(RouteSpec {
             name,
@@ -611,10 +649,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             timeouts,
             retry,
             canary: None,
+            max_request_body,
         });
     }
     let default_backend = raw.default_backend.as_ref().map(|set| {
-        let (upstream, timeouts, retry) = backend_set(
+        let (upstream, timeouts, retry, max_request_body) = backend_set(
             &mut v,
             "default_backend",
             set,
@@ -630,6 +669,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             timeouts,
             retry,
             canary: None,
+            max_request_body,
         }
     });
     if routes.is_empty() && default_backend.is_none() {
@@ -672,7 +712,7 @@ fn backend_set(
     set: &RawBackendSet,
     defaults: &Defaults,
     name: Arc<str>,
-) -> (UpstreamSpec, RouteTimeouts, RetryPolicy) {
+) -> (UpstreamSpec, RouteTimeouts, RetryPolicy, Option<u64>) {
     let strategy = match set.strategy.as_deref() {
         None => Strategy::RoundRobin,
         Some(s) => s.parse::<Strategy>().unwrap_or_else(|e| {
@@ -717,7 +757,12 @@ fn backend_set(
     };
     let timeouts = v.timeouts(field, set.timeouts.as_ref(), defaults.timeouts);
     let retry = v.retry(field, set.retry.as_ref(), defaults.retry);
-    (upstream, timeouts, retry)
+    let max_request_body = v.size(
+        &format!("{field}.max_request_body"),
+        set.max_request_body.as_ref(),
+        defaults.max_request_body,
+    );
+    (upstream, timeouts, retry, max_request_body)
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub drain_timeout: Option<String>,
     pub shutdown_delay: Option<String>,
     pub reload_interval: Option<String>,
+    /// The largest request body accepted, as nginx writes sizes (10m).
+    pub max_request_body: Option<String>,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]
@@ -81,6 +83,7 @@ pub struct RawBackendSet {
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<RawRetry>,
     pub health: Option<RawHealth>,
+    pub max_request_body: Option<String>,
 }
 
 /// `127.0.0.1:9001`, `127.0.0.1:9001=3`, or `{address: …, weight: 3}`.

@@ -22,6 +22,8 @@ pub struct Annotated {
     pub strategy: Option<Strategy>,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    /// `proxy-body-size`: `Some(None)` lifts the limit (`0`).
+    pub max_request_body: Option<Option<u64>>,
     /// `canary: "true"`: this Ingress's backends take part of the traffic
     /// of another Ingress's identical host and path.
     pub canary: bool,
@@ -137,6 +139,10 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 .problems
                 .push(format!("{key}: {value:?} is not a header name")),
         },
+        "proxy-body-size" => match crate::config::parse_size(value) {
+            Ok(limit) => out.max_request_body = Some(limit),
+            Err(e) => out.problems.push(format!("{key}: {e}")),
+        },
         "proxy-connect-timeout" => match seconds(value) {
             Some(d) => out.connect_timeout = Some(d),
             None => out
@@ -234,6 +240,13 @@ mod tests {
         assert_eq!(t.connect, Duration::from_secs(3));
         assert_eq!(t.response_header, Duration::from_secs(120));
         assert!(a.problems.is_empty());
+        let b = of(&[("nginx.ingress.kubernetes.io/proxy-body-size", "8m")]);
+        assert_eq!(b.max_request_body, Some(Some(8 << 20)));
+        let b = of(&[("nginx.ingress.kubernetes.io/proxy-body-size", "0")]);
+        assert_eq!(b.max_request_body, Some(None));
+        let b = of(&[("nginx.ingress.kubernetes.io/proxy-body-size", "lots")]);
+        assert_eq!(b.max_request_body, None);
+        assert_eq!(b.problems.len(), 1);
     }
 
     #[test]

@@ -401,6 +401,9 @@ impl Cluster<'_> {
             timeouts,
             retry: settings.defaults.retry,
             canary: None,
+            max_request_body: ing_notes
+                .max_request_body
+                .unwrap_or(settings.defaults.max_request_body),
         })
     }
 

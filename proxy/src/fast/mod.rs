@@ -174,6 +174,23 @@ where
         };
         let start = Instant::now();
         let route = &plan.route;
+        if route
+            .max_request_body
+            .is_some_and(|max| plan.body_len as u64 > max)
+        {
+            // Refused before a byte of the body is read.
+            let _ = respond_error(
+                &mut io,
+                &mut b.response,
+                413,
+                "request body too large\n",
+                true,
+            )
+            .await;
+            route.metrics.observe(413, start.elapsed());
+            linger(&mut io).await;
+            return None;
+        }
         // The body, whole, before anything is sent upstream.
         let total = plan.head_len + plan.body_len;
         while b.input.len() - b.pos < total {
@@ -212,6 +229,26 @@ where
         }
         deadline = tokio::time::Instant::now() + settings.header_timeout;
     }
+}
+
+/// Closes after an answer sent before the request was read whole: our
+/// side is shut first, then what the client still sends is read and
+/// dropped for a moment (nginx's lingering close). Closing with unread
+/// bytes would make the kernel reset the connection, and the client could
+/// lose the answer.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
+    let _ = io.shutdown().await;
+    let mut sink = [0u8; 8192];
+    let mut left = 1 << 20;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n.min(left),
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads what the client sent next onto the input buffer.

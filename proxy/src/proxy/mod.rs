@@ -172,6 +172,18 @@ impl Proxy {
             self.unmatched.observe(404, start.elapsed());
             return resp;
         };
+        if let Some(max) = route.max_request_body {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
+                let resp = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                route.metrics.observe(413, start.elapsed());
+                return resp;
+            }
+        }
         let resp = forward(&route, req, conn, &self.tunnels).await;
         route
             .metrics
@@ -261,9 +273,14 @@ pub(crate) fn valid_host(h: &[u8]) -> bool {
 
 /// True when a send failed because the client's body stalled.
 fn stalled_upload(e: &hyper::Error) -> bool {
+    caused_by::<crate::upstream::pool::BodyStalled>(e)
+}
+
+/// True when `T` is somewhere in `e`'s chain of causes.
+fn caused_by<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if s.is::<crate::upstream::pool::BodyStalled>() {
+        if s.is::<T>() {
             return true;
         }
         source = s.source();
@@ -353,6 +370,7 @@ async fn forward(
         max_idle: upstream.max_idle_per_endpoint,
         upgrade: client_upgrade.is_some(),
         request_body: route.timeouts.request_body,
+        max_body: route.max_request_body,
     };
     let mut tried = Tried::default();
     let mut req = Some(req);
@@ -421,6 +439,10 @@ async fn forward(
             Err(SendError::Upstream(e)) => {
                 // A stalled client upload is the client's fault, not the
                 // endpoint's: 408, and no health penalty.
+                if caused_by::<crate::upstream::pool::BodyTooLarge>(&e) {
+                    tracing::info!(route = %route.name, client = %conn.peer, "request body over the route's limit");
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                }
                 if stalled_upload(&e) {
                     tracing::info!(route = %route.name, endpoint = %endpoint.addr, client = %conn.peer, "client stalled its request body");
                     return error(StatusCode::REQUEST_TIMEOUT, "request body timed out\n");

@@ -34,6 +34,8 @@ pub struct Route {
     /// A second upstream taking part of the traffic (ingress-nginx's
     /// canary Ingress).
     pub canary: Option<Canary>,
+    /// The largest request body accepted (413 beyond); `None`: no limit.
+    pub max_request_body: Option<u64>,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
@@ -125,6 +127,7 @@ impl Snapshot {
                     total: c.total,
                     header: c.header.clone(),
                 }),
+                max_request_body: spec.max_request_body,
                 timeouts: spec.timeouts,
                 retry: spec.retry,
                 metrics: metrics.route(&spec.name),
@@ -288,6 +291,7 @@ mod tests {
             timeouts: DEFAULT_TIMEOUTS,
             retry: DEFAULT_RETRY,
             canary: None,
+            max_request_body: None,
         }
     }
 

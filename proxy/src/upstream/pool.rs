@@ -32,11 +32,25 @@ use super::Protocol;
 /// upload, not from its start.
 pub struct RequestBody {
     inner: Incoming,
+    /// The route's body limit, and the bytes seen so far.
+    limit: Option<u64>,
+    seen: u64,
+    /// Set once past the limit: how long the rest of the body is read and
+    /// dropped before the upload fails (see [`RequestBody::drain`]).
+    over: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: Option<oneshot::Sender<()>>,
     /// Fires when the client has sent nothing for `idle`: a stalled upload
     /// must not hold an upstream connection forever.
     stall: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
 }
+
+/// An upload's error as hyper's client takes it.
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client sent more body than the route accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than {0} bytes")]
+pub struct BodyTooLarge(pub u64);
 
 /// The client stopped sending its request body for longer than the
 /// route's `request_body` timeout.
@@ -48,10 +62,17 @@ impl RequestBody {
     /// Wraps a body; the receiver fires when it has been sent whole.
     /// Bodies already at their end (most GETs) need no signal, no timer and
     /// cost no allocation.
-    fn new(inner: Incoming, idle: Duration) -> (Self, Option<oneshot::Receiver<()>>) {
+    fn new(
+        inner: Incoming,
+        idle: Duration,
+        limit: Option<u64>,
+    ) -> (Self, Option<oneshot::Receiver<()>>) {
         if inner.is_end_stream() {
             let body = RequestBody {
                 inner,
+                limit,
+                seen: 0,
+                over: None,
                 ended: None,
                 stall: None,
             };
@@ -60,10 +81,44 @@ impl RequestBody {
         let (tx, rx) = oneshot::channel();
         let body = RequestBody {
             inner,
+            limit,
+            seen: 0,
+            over: None,
             ended: Some(tx),
             stall: Some((Box::pin(tokio::time::sleep(idle)), idle)),
         };
         (body, Some(rx))
+    }
+
+    /// Past the limit: reads and drops what the client still sends, up to
+    /// 1 MiB and for at most 500 ms, then fails the upload. The client then
+    /// gets its 413 on a connection whose bytes were read: closing one
+    /// with unread bytes makes the kernel reset it, and the answer is lost.
+    fn drain(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: u64,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        const MAX_DRAIN: u64 = 1 << 20;
+        let too_large = || Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)) as _)));
+        loop {
+            if self.seen > limit + MAX_DRAIN {
+                return too_large();
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    self.seen += f.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                Poll::Ready(_) => return too_large(),
+                Poll::Pending => {
+                    let done = self
+                        .over
+                        .as_mut()
+                        .is_none_or(|t| t.as_mut().poll(cx).is_ready());
+                    return if done { too_large() } else { Poll::Pending };
+                }
+            }
+        }
     }
 
     fn end(&mut self) {
@@ -82,6 +137,9 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let (Some(_), Some(limit)) = (&self.over, self.limit) {
+            return self.drain(cx, limit);
+        }
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(f) => f,
             Poll::Pending => {
@@ -95,6 +153,16 @@ impl Body for RequestBody {
                 return Poll::Pending;
             }
         };
+        if let (Some(Ok(f)), Some(limit)) = (&frame, self.limit) {
+            if let Some(d) = f.data_ref() {
+                self.seen += d.len() as u64;
+                if self.seen > limit {
+                    self.stall = None;
+                    self.over = Some(Box::pin(tokio::time::sleep(Duration::from_millis(500))));
+                    return self.drain(cx, limit);
+                }
+            }
+        }
         match &frame {
             None => self.end(),
             Some(Ok(_)) if self.inner.is_end_stream() => self.end(),
@@ -384,6 +452,8 @@ pub struct SendLimits {
     pub upgrade: bool,
     /// The longest pause allowed while the client sends its body.
     pub request_body: Duration,
+    /// The largest body accepted.
+    pub max_body: Option<u64>,
 }
 
 /// Sends a request to an endpoint and waits for the response headers.
@@ -397,7 +467,7 @@ pub async fn send(
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
     set_uri(&mut req, endpoint);
     let (parts, body) = req.into_parts();
-    let (body, upload) = RequestBody::new(body, limits.request_body);
+    let (body, upload) = RequestBody::new(body, limits.request_body, limits.max_body);
     let req = Request::from_parts(parts, body);
     match endpoint.protocol {
         Protocol::Http1 => send_h1(endpoint, req, upload, limits).await,
