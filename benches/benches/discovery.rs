@@ -12,6 +12,11 @@ use sluice::routing::Snapshot;
 
 fn cluster(services: usize, pods_per_service: usize) -> ClusterState {
     let mut state = ClusterState::default();
+    state.classes.push(Arc::new(
+        serde_json::from_value(json!({"metadata": {"name": "sluice"},
+            "spec": {"controller": sluice::discovery::CONTROLLER}}))
+        .unwrap(),
+    ));
     for s in 0..services {
         let name = format!("svc-{s}");
         state.services.push(Arc::new(

@@ -85,6 +85,10 @@ pub async fn run(
                     state.ready.store(true, Ordering::Relaxed);
                     tracing::info!("first sync with the cluster done: ready");
                 }
+                // Only a dead rebuild loop turns it back (not an outage).
+                while synced.changed().await.is_ok() {
+                    state.ready.store(*synced.borrow(), Ordering::Relaxed);
+                }
             }))
         }
         _ => {

@@ -60,7 +60,8 @@ impl Publisher {
 
     /// The config file changed. Returns the new table's generation.
     pub fn set_file(&self, routes: Vec<RouteSpec>, default: Option<RouteSpec>) -> u64 {
-        if let Ok(mut s) = self.sources.lock() {
+        {
+            let mut s = self.lock();
             s.file = routes;
             s.file_default = default;
         }
@@ -69,19 +70,24 @@ impl Publisher {
 
     /// The discovered routes changed. Returns the new table's generation.
     pub fn set_discovered(&self, routes: Vec<RouteSpec>, default: Option<RouteSpec>) -> u64 {
-        if let Ok(mut s) = self.sources.lock() {
+        {
+            let mut s = self.lock();
             s.discovered = routes;
             s.discovered_default = default;
         }
         self.publish(false)
     }
 
+    /// The sources. A panic while they were held (it should not happen)
+    /// leaves them whole, so the lock is taken back rather than given up.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn publish(&self, first: bool) -> u64 {
         // The lock is held through the build, so that two sources changing
         // at once cannot swap in their tables out of order.
-        let Ok(mut s) = self.sources.lock() else {
-            return self.table.load().generation;
-        };
+        let mut s = self.lock();
         let specs: Vec<RouteSpec> = s.file.iter().chain(&s.discovered).cloned().collect();
         let default = s.file_default.as_ref().or(s.discovered_default.as_ref());
         let previous = (!first).then(|| self.table.load_full());

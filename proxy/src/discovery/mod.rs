@@ -77,50 +77,120 @@ pub fn start(
     let slices =
         watch_kind::<EndpointSlice>(namespaced(&client, ns), "endpointslice", &changed, &metrics);
     let (ready_tx, ready_rx) = watch::channel(false);
+    let ready = Arc::new(ready_tx);
+    let rebuild = tokio::spawn(rebuild_loop(
+        Stores {
+            ingresses,
+            classes,
+            services,
+            slices,
+        },
+        opts,
+        publisher,
+        changed,
+        ready.clone(),
+    ));
+    // A rebuild loop that dies (it should not) must not leave a frozen
+    // table looking ready.
     tokio::spawn(async move {
-        // The first table waits for every kind's first complete list.
-        for (kind, ok) in [
-            ("ingress", ingresses.wait_until_ready().await.is_ok()),
-            ("ingressclass", classes.wait_until_ready().await.is_ok()),
-            ("service", services.wait_until_ready().await.is_ok()),
-            ("endpointslice", slices.wait_until_ready().await.is_ok()),
-        ] {
-            if !ok {
-                tracing::error!(kind, "watch ended before its first sync");
-                return;
+        if let Err(e) = rebuild.await {
+            if e.is_panic() {
+                tracing::error!(
+                    "the kubernetes rebuild loop panicked; routes are frozen and /readyz turns 503"
+                );
+                let _ = ready.send(false);
             }
-        }
-        let mut last_problems = std::collections::HashSet::new();
-        loop {
-            let state = translate::ClusterState {
-                ingresses: ingresses.state(),
-                classes: classes.state(),
-                services: services.state(),
-                slices: slices.state(),
-            };
-            let t = translate::translate(&state, &opts.settings);
-            let problems: std::collections::HashSet<String> = t.problems.into_iter().collect();
-            for p in problems.difference(&last_problems) {
-                tracing::warn!("kubernetes: {p}");
-            }
-            last_problems = problems;
-            let routes = t.routes.len();
-            let generation = publisher.set_discovered(t.routes, t.default_backend);
-            tracing::info!(
-                generation,
-                routes,
-                ingresses = t.owned.len(),
-                "routes rebuilt from the cluster"
-            );
-            if !*ready_tx.borrow() {
-                let _ = ready_tx.send(true);
-            }
-            changed.notified().await;
-            // Gather the burst a rollout or a scale makes into one rebuild.
-            tokio::time::sleep(opts.debounce).await;
         }
     });
     ready_rx
+}
+
+/// The reflector stores, read whole at each rebuild.
+#[derive(Clone)]
+struct Stores {
+    ingresses: Store<Ingress>,
+    classes: Store<IngressClass>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+}
+
+async fn rebuild_loop(
+    stores: Stores,
+    opts: Options,
+    publisher: Arc<Publisher>,
+    changed: Arc<Notify>,
+    ready: Arc<watch::Sender<bool>>,
+) {
+    // The first table waits for every kind's first complete list.
+    for (kind, ok) in [
+        ("ingress", stores.ingresses.wait_until_ready().await.is_ok()),
+        (
+            "ingressclass",
+            stores.classes.wait_until_ready().await.is_ok(),
+        ),
+        ("service", stores.services.wait_until_ready().await.is_ok()),
+        (
+            "endpointslice",
+            stores.slices.wait_until_ready().await.is_ok(),
+        ),
+    ] {
+        if !ok {
+            tracing::error!(kind, "watch ended before its first sync");
+            return;
+        }
+    }
+    let settings = Arc::new(opts.settings);
+    let mut last_problems = std::collections::HashSet::new();
+    let mut last_shape = (usize::MAX, usize::MAX);
+    loop {
+        // Off the serving threads: a large cluster's rebuild takes
+        // milliseconds, which a request must never wait behind.
+        let (stores2, settings2, publisher2) =
+            (stores.clone(), settings.clone(), publisher.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let state = translate::ClusterState {
+                ingresses: stores2.ingresses.state(),
+                classes: stores2.classes.state(),
+                services: stores2.services.state(),
+                slices: stores2.slices.state(),
+            };
+            let t = translate::translate(&state, &settings2);
+            let shape = (t.routes.len(), t.owned.len());
+            let problems = t.problems;
+            let generation = publisher2.set_discovered(t.routes, t.default_backend);
+            (generation, shape, problems)
+        })
+        .await;
+        match built {
+            Ok((generation, shape, problems)) => {
+                let problems: std::collections::HashSet<String> = problems.into_iter().collect();
+                for p in problems.difference(&last_problems) {
+                    tracing::warn!("kubernetes: {p}");
+                }
+                last_problems = problems;
+                if shape != last_shape {
+                    tracing::info!(
+                        generation,
+                        routes = shape.0,
+                        ingresses = shape.1,
+                        "routes rebuilt from the cluster"
+                    );
+                    last_shape = shape;
+                } else {
+                    tracing::debug!(generation, "routes rebuilt from the cluster");
+                }
+                if !*ready.borrow() {
+                    let _ = ready.send(true);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a rebuild failed; the current routes keep serving")
+            }
+        }
+        changed.notified().await;
+        // Gather the burst a rollout or a scale makes into one rebuild.
+        tokio::time::sleep(opts.debounce).await;
+    }
 }
 
 fn namespaced<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -154,12 +224,28 @@ where
     let errors = metrics.kube_watch_errors.with_label_values(&[kind]);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        // Errors repeat at each back-off step while the API server is away
+        // (or RBAC refuses): the first is logged, then one a minute with a
+        // count, and the recovery.
+        let mut failing: u64 = 0;
+        let mut last_log: Option<tokio::time::Instant> = None;
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => changed.notify_one(),
+                Ok(_) => {
+                    if failing > 0 {
+                        tracing::info!(kind, errors = failing, "kubernetes watch recovered");
+                        failing = 0;
+                        last_log = None;
+                    }
+                    changed.notify_one();
+                }
                 Err(e) => {
                     errors.inc();
-                    tracing::warn!(kind, error = %e, "kubernetes watch failed; retrying, the current routes keep serving");
+                    failing += 1;
+                    if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        last_log = Some(tokio::time::Instant::now());
+                        tracing::warn!(kind, error = %e, errors = failing, "kubernetes watch failing; retrying with back-off, the current routes keep serving");
+                    }
                 }
             }
         }

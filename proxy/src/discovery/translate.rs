@@ -59,22 +59,27 @@ pub struct Translated {
 }
 
 /// True when `ing` belongs to the class we serve.
+///
+/// As ingress-nginx reads it: the legacy `kubernetes.io/ingress.class`
+/// annotation first (its value must be our class name); then
+/// `spec.ingressClassName`, which must name our class, and that
+/// IngressClass must exist with our controller; then, with no class at
+/// all, only with `--watch-ingress-without-class` or when our IngressClass
+/// is the cluster's default.
 pub fn owned(ing: &Ingress, classes: &[Arc<IngressClass>], settings: &Settings) -> bool {
+    if let Some(name) = annotation(&ing.metadata.annotations, LEGACY_CLASS_ANNOTATION) {
+        return name == settings.class;
+    }
     let named = ing
         .spec
         .as_ref()
-        .and_then(|s| s.ingress_class_name.as_deref())
-        .or_else(|| annotation(&ing.metadata.annotations, LEGACY_CLASS_ANNOTATION));
+        .and_then(|s| s.ingress_class_name.as_deref());
     match named {
         Some(name) => {
-            if name != settings.class {
-                return false;
-            }
-            // The class object, if there is one, must be ours too.
-            classes
-                .iter()
-                .find(|c| c.metadata.name.as_deref() == Some(name))
-                .is_none_or(|c| is_ours(c))
+            name == settings.class
+                && classes
+                    .iter()
+                    .any(|c| c.metadata.name.as_deref() == Some(name) && is_ours(c))
         }
         None => {
             settings.watch_without_class
@@ -157,6 +162,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
         .map(|i| (i, annotations::parse(&i.metadata.annotations)))
         .collect();
     let (canaries, mains): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(_, a)| a.canary);
+    let mut fallbacks = Vec::new();
     for (ing, ing_notes) in mains {
         let ing_id = id(&ing.metadata);
         out.owned.push(ing_id.clone());
@@ -165,7 +171,46 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             out.problems.push(format!("ingress {ing_id}: {p}"));
         }
         let Some(spec) = &ing.spec else { continue };
-        if let Some(backend) = &spec.default_backend {
+        let has_rules = spec.rules.as_ref().is_some_and(|r| !r.is_empty());
+        if let (Some(backend), true) = (&spec.default_backend, has_rules) {
+            // With rules, an Ingress's default backend serves the paths its
+            // own hosts leave unmatched, never other Ingresses' hosts: a
+            // `/` rule per host, after every explicit rule.
+            let mut hosts: Vec<HostMatch> = Vec::new();
+            for rule in spec.rules.iter().flatten() {
+                let host = match rule.host.as_deref() {
+                    None | Some("") => HostMatch::Any,
+                    Some(h) => match HostMatch::parse(h) {
+                        Ok(h) => h,
+                        Err(_) => continue,
+                    },
+                };
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            for host in hosts {
+                let host_name = match &host {
+                    HostMatch::Any => "*".to_owned(),
+                    h => h.to_string(),
+                };
+                let name = format!("{ing_id}/{host_name}/default-backend");
+                if let Some(r) = cluster.route(
+                    &name,
+                    host,
+                    "/",
+                    PathType::Prefix,
+                    ns,
+                    backend,
+                    &ing_notes,
+                    settings,
+                    &mut out.problems,
+                ) {
+                    fallbacks.push(r);
+                }
+            }
+        } else if let Some(backend) = &spec.default_backend {
+            // Without rules, it is the catch-all for everything unmatched.
             if out.default_backend.is_none() {
                 let name = format!("{ing_id}/default-backend");
                 if let Some(r) = cluster.route(
@@ -183,7 +228,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
                 }
             } else {
                 out.problems.push(format!(
-                    "ingress {ing_id}: defaultBackend ignored, an older Ingress already sets one"
+                    "ingress {ing_id}: defaultBackend ignored, an older Ingress without rules already sets the catch-all"
                 ));
             }
         }
@@ -239,6 +284,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             }
         }
     }
+    out.routes.extend(fallbacks);
     for (ing, notes) in canaries {
         cluster.attach_canary(ing, &notes, settings, &mut out);
     }
@@ -288,13 +334,17 @@ impl Cluster<'_> {
                     continue;
                 };
                 let normalized = path_type.normalize(path.path.as_deref().unwrap_or("/"));
-                let Some(main) = out
-                    .routes
-                    .iter_mut()
-                    .find(|r| r.host == host && r.path == normalized && r.path_type == path_type)
-                else {
+                // Only within the canary's own namespace: another namespace's
+                // Ingress must never take a share of this one's traffic.
+                let own = format!("{ns}/");
+                let Some(main) = out.routes.iter_mut().find(|r| {
+                    r.name.starts_with(&own)
+                        && r.host == host
+                        && r.path == normalized
+                        && r.path_type == path_type
+                }) else {
                     out.problems.push(format!(
-                        "ingress {ing_id}: canary for {host}{normalized} has no main Ingress with that host and path; ignored"
+                        "ingress {ing_id}: canary for {host}{normalized} has no main Ingress with that host and path in its namespace; ignored"
                     ));
                     continue;
                 };
@@ -359,7 +409,6 @@ impl Cluster<'_> {
             },
             None => String::new(),
         };
-        let upstream_name = format!("{ns}/{}:{port_label}", svc_ref.name);
         let svc = self.services.get(&(ns, svc_ref.name.as_str())).copied();
         let svc_notes = svc.map(|s| annotations::parse(&s.metadata.annotations));
         if let Some(n) = &svc_notes {
@@ -367,7 +416,18 @@ impl Cluster<'_> {
                 problems.push(format!("service {ns}/{}: {p}", svc_ref.name));
             }
         }
+        let external = svc
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.type_.as_deref())
+            == Some("ExternalName");
         let endpoints = match svc {
+            Some(_) if external => {
+                problems.push(format!(
+                    "{name}: service {ns}/{} is an ExternalName Service, which is not supported; the route answers 503",
+                    svc_ref.name
+                ));
+                Vec::new()
+            }
             None => {
                 problems.push(format!(
                     "{name}: service {ns}/{} does not exist; the route answers 503",
@@ -383,6 +443,11 @@ impl Cluster<'_> {
             .and_then(|n| n.strategy)
             .or(ing_notes.strategy)
             .unwrap_or(Strategy::RoundRobin);
+        // Routes to one Service port share endpoints (health, pools) by
+        // this name; the strategy is part of it so that two Ingresses asking
+        // different strategies of one Service do not rebuild each other's
+        // balancer on every change.
+        let upstream_name = format!("{ns}/{}:{port_label}#{strategy}", svc_ref.name);
         let mut timeouts = settings.defaults.timeouts;
         ing_notes.apply_timeouts(&mut timeouts);
         Some(RouteSpec {
@@ -442,10 +507,20 @@ impl Cluster<'_> {
         // EndpointSlice ports carry the Service port's name ("" when the
         // Service has a single unnamed port).
         let port_name = svc_port.name.as_deref().unwrap_or("");
+        // One address family: the Service's first (IPv4 unless it says
+        // otherwise). A dual-stack pod would otherwise be two endpoints
+        // under one key, and which one won would change with store order.
+        let family = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ip_families.as_ref())
+            .and_then(|f| f.first())
+            .map_or("IPv4", String::as_str);
         let mut ready = Vec::new();
         let mut terminating = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for slice in self.slices.get(&(ns, svc_name)).into_iter().flatten() {
-            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+            if slice.address_type != family {
                 continue;
             }
             let Some(number) = slice.ports.iter().flatten().find_map(|p| {
@@ -479,6 +554,9 @@ impl Cluster<'_> {
                     .into(),
                     _ => addr.to_string().into(),
                 };
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
                 let spec = EndpointSpec {
                     addr,
                     weight: 1,
@@ -506,6 +584,14 @@ mod tests {
 
     fn ingress(v: serde_json::Value) -> Arc<Ingress> {
         Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn our_class() -> Vec<Arc<IngressClass>> {
+        vec![Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "sluice"},
+                "spec": {"controller": CONTROLLER}}))
+            .unwrap(),
+        )]
     }
 
     fn settings() -> Settings {
@@ -573,7 +659,7 @@ mod tests {
                 ),
                 slice("web-b", json!([pod("10.0.0.2", "web-2", json!({}))])),
             ],
-            ..ClusterState::default()
+            classes: our_class(),
         };
         let t = translate(&state, &settings());
         assert_eq!(t.routes.len(), 2, "{:?}", t.problems);
@@ -622,7 +708,7 @@ mod tests {
                 )],
                 services: vec![web_service()],
                 slices: vec![slice("s", endpoints)],
-                ..ClusterState::default()
+                classes: our_class(),
             };
             let t = translate(&state, &settings());
             let eps: Vec<String> = t.routes[0]
@@ -644,6 +730,7 @@ mod tests {
                 json!({"number": 81}),
             )],
             services: vec![],
+            classes: our_class(),
             ..ClusterState::default()
         };
         let t = translate(&state, &settings());
@@ -683,8 +770,18 @@ mod tests {
         let s = settings();
         let ours = [class("sluice", CONTROLLER, false)];
         assert!(owned(&with_class(Some("sluice")), &ours, &s));
-        assert!(owned(&with_class(Some("sluice")), &[], &s));
+        // A class name with no IngressClass behind it is not enough.
+        assert!(!owned(&with_class(Some("sluice")), &[], &s));
         assert!(owned(&legacy, &ours, &s));
+        // The legacy annotation is read first, as ingress-nginx does.
+        let mut both = legacy.clone();
+        both.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(LEGACY_CLASS_ANNOTATION.into(), "nginx".into());
+        both.spec = Some(serde_json::from_value(json!({"ingressClassName": "sluice"})).unwrap());
+        assert!(!owned(&both, &ours, &s));
         assert!(!owned(&with_class(Some("nginx")), &ours, &s));
         assert!(!owned(&with_class(None), &ours, &s));
         // A class of that name run by another controller is not ours.
@@ -704,25 +801,97 @@ mod tests {
     }
 
     #[test]
-    fn oldest_ingress_comes_first_and_default_backend_is_taken() {
+    fn oldest_ingress_comes_first_and_default_backends_stay_home() {
+        let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
         let mut young =
             (*shop_ingress("young", "2026-03-01T00:00:00Z", json!({"number": 80}))).clone();
-        young.spec.as_mut().unwrap().default_backend = serde_json::from_value(json!(
-            {"service": {"name": "web", "port": {"number": 80}}}
-        ))
-        .unwrap();
+        young.spec.as_mut().unwrap().default_backend =
+            serde_json::from_value(backend.clone()).unwrap();
+        let catch_all = ingress(json!({
+            "metadata": {"name": "catch-all", "namespace": "shop",
+                         "creationTimestamp": "2026-02-01T00:00:00Z"},
+            "spec": {"ingressClassName": "sluice", "defaultBackend": backend}
+        }));
         let state = ClusterState {
             ingresses: vec![
                 Arc::new(young),
+                catch_all,
                 shop_ingress("old", "2026-01-01T00:00:00Z", json!({"number": 80})),
             ],
             services: vec![web_service()],
+            classes: our_class(),
             ..ClusterState::default()
         };
         let t = translate(&state, &settings());
-        assert_eq!(&*t.routes[0].name, "shop/old/shop.example.com/");
-        assert_eq!(&*t.routes[1].name, "shop/young/shop.example.com/");
-        assert!(t.default_backend.is_some());
+        let names: Vec<&str> = t.routes.iter().map(|r| &*r.name).collect();
+        // With rules, a default backend is a `/` fallback for the Ingress's
+        // own hosts, after every explicit rule.
+        assert_eq!(
+            names,
+            [
+                "shop/old/shop.example.com/",
+                "shop/young/shop.example.com/",
+                "shop/young/shop.example.com/default-backend"
+            ]
+        );
+        // Without rules, it is the catch-all.
+        assert_eq!(
+            &*t.default_backend.unwrap().name,
+            "shop/catch-all/default-backend"
+        );
+    }
+
+    #[test]
+    fn canaries_stay_in_their_namespace_and_dual_stack_keeps_one_family() {
+        let mut canary =
+            (*shop_ingress("canary", "2026-02-01T00:00:00Z", json!({"number": 80}))).clone();
+        canary.metadata.namespace = Some("elsewhere".into());
+        canary.metadata.annotations = Some(
+            [(
+                "nginx.ingress.kubernetes.io/canary".to_owned(),
+                "true".to_owned(),
+            )]
+            .into(),
+        );
+        let v6: Arc<EndpointSlice> = Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-v6", "namespace": "shop",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv6",
+                "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [pod("fd00::1", "web-1", json!({"ready": true}))]
+            }))
+            .unwrap(),
+        );
+        let state = ClusterState {
+            ingresses: vec![
+                shop_ingress("main", "2026-01-01T00:00:00Z", json!({"number": 80})),
+                Arc::new(canary),
+            ],
+            services: vec![web_service()],
+            slices: vec![
+                v6,
+                slice(
+                    "web-v4",
+                    json!([pod("10.0.0.1", "web-1", json!({"ready": true}))]),
+                ),
+            ],
+            classes: our_class(),
+        };
+        let t = translate(&state, &settings());
+        assert!(t.routes[0].canary.is_none());
+        assert!(
+            t.problems.iter().any(|p| p.contains("in its namespace")),
+            "{:?}",
+            t.problems
+        );
+        let eps: Vec<String> = t.routes[0]
+            .upstream
+            .endpoints
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect();
+        assert_eq!(eps, ["10.0.0.1:8080"]);
     }
 
     #[test]
@@ -742,6 +911,7 @@ mod tests {
                 ]}
             }))],
             services: vec![web_service()],
+            classes: our_class(),
             ..ClusterState::default()
         };
         let t = translate(&state, &settings());
