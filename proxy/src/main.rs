@@ -28,7 +28,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the proxy, from a config file or from --backend flags.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a config file and print every error with its field.
     Check {
         /// The config file to check.
@@ -104,6 +104,10 @@ struct KubeArgs {
     /// report in their status.
     #[arg(long, requires = "kube")]
     publish_service: Option<String>,
+    /// How long the status Lease is held without renewal before another
+    /// replica may take it.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "publish_service")]
+    status_lease_duration: std::time::Duration,
     /// How long to gather cluster events before rebuilding the routes.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, requires = "kube")]
     kube_debounce: std::time::Duration,
@@ -167,7 +171,7 @@ fn main() -> ExitCode {
         },
         Command::Serve(args) => {
             init_logs(cli.log_format);
-            serve(args)
+            serve(*args)
         }
         Command::Demo {
             listen,
@@ -229,20 +233,27 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let kube = args.kube.kube.then(|| {
-        if args.kube.publish_service.is_some() {
-            tracing::warn!("--publish-service: writing Ingress status is not implemented yet; the flag is ignored");
-        }
-        sluice::discovery::Options {
-            kubeconfig: args.kube.kubeconfig.clone(),
-            namespace: args.kube.namespace.clone(),
-            settings: sluice::discovery::Settings {
-                class: args.kube.ingress_class.clone(),
-                watch_without_class: args.kube.watch_ingress_without_class,
-                defaults: cfg.defaults,
-            },
-            debounce: args.kube.kube_debounce,
-        }
+    let status = match &args.kube.publish_service {
+        Some(s) => match sluice::discovery::status::StatusOptions::parse(
+            s,
+            &args.kube.ingress_class,
+            args.kube.status_lease_duration,
+        ) {
+            Ok(o) => Some(o),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let kube = args.kube.kube.then(|| sluice::discovery::Options {
+        kubeconfig: args.kube.kubeconfig.clone(),
+        namespace: args.kube.namespace.clone(),
+        settings: sluice::discovery::Settings {
+            class: args.kube.ingress_class.clone(),
+            watch_without_class: args.kube.watch_ingress_without_class,
+            defaults: cfg.defaults,
+        },
+        debounce: args.kube.kube_debounce,
+        status,
     });
     match rt.block_on(sluice::app::run(cfg, file, kube)) {
         Ok(()) => ExitCode::SUCCESS,

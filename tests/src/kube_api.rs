@@ -36,7 +36,7 @@ use tokio::sync::broadcast;
 use crate::{Body, TempDir};
 
 /// The kinds served: (kind, API group path, plural).
-const KINDS: [(&str, &str, &str); 4] = [
+const KINDS: [(&str, &str, &str); 6] = [
     ("Ingress", "/apis/networking.k8s.io/v1", "ingresses"),
     (
         "IngressClass",
@@ -49,14 +49,46 @@ const KINDS: [(&str, &str, &str); 4] = [
         "/apis/discovery.k8s.io/v1",
         "endpointslices",
     ),
+    ("Lease", "/apis/coordination.k8s.io/v1", "leases"),
+    ("Event", "/apis/events.k8s.io/v1", "events"),
 ];
 
 fn api_version(kind: &str) -> &'static str {
     match kind {
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
+        "Lease" => "coordination.k8s.io/v1",
+        "Event" => "events.k8s.io/v1",
         _ => "v1",
     }
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().expect("an object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn status(code: u16, reason: &str) -> Response<Body> {
+    json_response(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "code": code, "reason": reason, "message": reason}),
+    )
 }
 
 #[derive(Default)]
@@ -136,7 +168,7 @@ impl KubeApi {
                     let svc = service_fn(move |req| {
                         let (state, changes, expire) =
                             (state.clone(), changes.clone(), expire.clone());
-                        async move { Ok::<_, Infallible>(handle(req, state, changes, expire)) }
+                        async move { Ok::<_, Infallible>(handle(req, state, changes, expire).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -239,6 +271,24 @@ impl KubeApi {
         let _ = self.expire.send(());
     }
 
+    /// The object stored, if any.
+    pub fn get(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .get(&(kind.into(), ns.into(), name.into()))
+            .cloned()
+    }
+
+    /// Every object of a kind.
+    pub fn all(&self, kind: &str) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .iter()
+            .filter(|((k, _, _), _)| k == kind)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     /// (lists, watches) served so far.
     pub fn requests(&self) -> (usize, usize) {
         let s = self.state.lock().unwrap();
@@ -252,22 +302,38 @@ impl Drop for KubeApi {
     }
 }
 
-/// Which kind and namespace a path asks for.
-fn route(path: &str) -> Option<(&'static str, Option<String>)> {
+/// What a path asks for: kind, namespace, object name, subresource.
+struct Target {
+    kind: &'static str,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn route(path: &str) -> Option<Target> {
     for (kind, group, plural) in KINDS {
         let Some(rest) = path.strip_prefix(group) else {
             continue;
         };
-        if rest == format!("/{plural}") {
-            return Some((kind, None));
-        }
-        if let Some(ns_rest) = rest.strip_prefix("/namespaces/") {
-            if let Some((ns, tail)) = ns_rest.split_once('/') {
-                if tail == plural {
-                    return Some((kind, Some(ns.to_owned())));
-                }
+        let (ns, tail) = match rest.strip_prefix("/namespaces/") {
+            Some(ns_rest) => {
+                let (ns, tail) = ns_rest.split_once('/')?;
+                (Some(ns.to_owned()), tail)
             }
+            None => (None, rest.trim_start_matches('/')),
+        };
+        let mut parts = tail.split('/');
+        if parts.next() != Some(plural) {
+            continue;
         }
+        let name = parts.next().map(str::to_owned);
+        let sub = parts.next().map(str::to_owned);
+        return Some(Target {
+            kind,
+            ns,
+            name,
+            sub,
+        });
     }
     None
 }
@@ -299,18 +365,19 @@ fn in_scope(obj: &Value, ns: &Option<String>) -> bool {
         .is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
 }
 
-fn handle(
+async fn handle(
     req: Request<Incoming>,
     state: Arc<Mutex<State>>,
     changes: broadcast::Sender<()>,
     expire: broadcast::Sender<()>,
 ) -> Response<Body> {
-    let Some((kind, ns)) = route(req.uri().path()) else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}),
-        );
+    let Some(target) = route(req.uri().path()) else {
+        return status(404, "NotFound");
     };
+    let (kind, ns) = (target.kind, target.ns.clone());
+    if req.method() != http::Method::GET || target.name.is_some() {
+        return write(req, target, &state, &changes).await;
+    }
     let q = query(&req);
     if q.get("watch").map(String::as_str) != Some("true") {
         let mut s = state.lock().unwrap();
@@ -406,6 +473,90 @@ fn handle(
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     r
+}
+
+/// GET of one object, POST (create), PUT (replace, resourceVersion
+/// checked) and PATCH (JSON merge patch, of the object or its status).
+async fn write(
+    req: Request<Incoming>,
+    t: Target,
+    state: &Arc<Mutex<State>>,
+    changes: &broadcast::Sender<()>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let bytes = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return status(400, "BadRequest"),
+    };
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => return status(400, "BadRequest"),
+        }
+    };
+    let ns = t.ns.clone().unwrap_or_default();
+    let name = t
+        .name
+        .clone()
+        .or_else(|| body["metadata"]["name"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let key = (t.kind.to_owned(), ns.clone(), name.clone());
+    let mut s = state.lock().unwrap();
+    let current = s.objects.get(&key).cloned();
+    let mut obj = match (method.as_str(), t.name.is_some(), current) {
+        ("GET", true, Some(o)) => return json_response(StatusCode::OK, &o),
+        ("GET", true, None) => return status(404, "NotFound"),
+        ("POST", false, Some(_)) => return status(409, "AlreadyExists"),
+        ("POST", false, None) => body,
+        ("PUT", true, None) => return status(404, "NotFound"),
+        ("PUT", true, Some(cur)) => {
+            let sent = body["metadata"]["resourceVersion"].as_str();
+            if sent.is_some_and(|rv| Some(rv) != cur["metadata"]["resourceVersion"].as_str()) {
+                return status(409, "Conflict");
+            }
+            body
+        }
+        ("PATCH", true, Some(mut cur)) => {
+            let patch = if t.sub.as_deref() == Some("status") {
+                json!({"status": body["status"].clone()})
+            } else {
+                body
+            };
+            merge(&mut cur, &patch);
+            cur
+        }
+        ("PATCH", true, None) => return status(404, "NotFound"),
+        _ => return status(405, "MethodNotAllowed"),
+    };
+    obj["kind"] = json!(t.kind);
+    obj["apiVersion"] = json!(api_version(t.kind));
+    obj["metadata"]["name"] = json!(name);
+    if !ns.is_empty() {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+    s.rv += 1;
+    let rv = s.rv;
+    if obj["metadata"].get("creationTimestamp").is_none() {
+        obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+    let event = if s.objects.contains_key(&key) {
+        "MODIFIED"
+    } else {
+        "ADDED"
+    };
+    s.objects.insert(key, obj.clone());
+    s.log.push((rv, t.kind.to_owned(), event, obj.clone()));
+    drop(s);
+    let _ = changes.send(());
+    let code = if method == http::Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, &obj)
 }
 
 /// An mpsc receiver as a stream.

@@ -745,3 +745,88 @@ async fn canary_weights_and_header() {
     .await;
     assert_eq!(ask("never").await, ["main0".to_owned()].into());
 }
+
+/// The address in an Ingress's status, as the test API server holds it.
+fn status_ips(api: &KubeApi, ns: &str, name: &str) -> Vec<String> {
+    api.get("Ingress", ns, name)
+        .and_then(|i| i["status"]["loadBalancer"]["ingress"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["ip"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn published(ip: &str) -> Value {
+    let mut svc = service("ingress", "sluice");
+    svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+    svc
+}
+
+/// Two replicas with `--publish-service`: one holds the Lease and writes
+/// the LoadBalancer address into the Ingress's status, following it when
+/// it changes; when that replica dies, the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_writes_ingress_status() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(1, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", true, false)],
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    api.apply(published("203.0.113.7"));
+    let flags = [
+        "--publish-service",
+        "ingress/sluice",
+        "--status-lease-duration",
+        "2s",
+    ];
+    let mut replicas = vec![proxy(&api, &flags).await, proxy(&api, &flags).await];
+    wait_until("the status to be written", Duration::from_secs(10), || {
+        let ips = status_ips(&api, "shop", "shop");
+        async move { ips == ["203.0.113.7"] }
+    })
+    .await;
+    let lease = api
+        .get("Lease", "ingress", "sluice-status-sluice")
+        .expect("a Lease");
+    assert!(lease["spec"]["holderIdentity"].is_string(), "{lease}");
+    let leading = |s: &Sluice| s.log().contains("leading=true");
+    assert_eq!(
+        replicas.iter().filter(|r| leading(r)).count(),
+        1,
+        "not exactly one leader"
+    );
+
+    api.apply(published("203.0.113.8"));
+    wait_until("the status to follow", Duration::from_secs(10), || {
+        let ips = status_ips(&api, "shop", "shop");
+        async move { ips == ["203.0.113.8"] }
+    })
+    .await;
+
+    // The leader goes; the other replica takes over and keeps it current.
+    let leader = replicas.iter().position(&leading).unwrap();
+    let other = replicas.remove(1 - leader);
+    drop(replicas);
+    wait_until("the other replica to lead", Duration::from_secs(10), || {
+        let l = leading(&other);
+        async move { l }
+    })
+    .await;
+    api.apply(published("203.0.113.9"));
+    wait_until(
+        "the status to follow again",
+        Duration::from_secs(10),
+        || {
+            let ips = status_ips(&api, "shop", "shop");
+            async move { ips == ["203.0.113.9"] }
+        },
+    )
+    .await;
+}

@@ -11,6 +11,7 @@
 //! `sluice_kube_watch_errors_total` and retried with back-off.
 
 pub mod annotations;
+pub mod status;
 pub mod translate;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct Options {
     pub settings: Settings,
     /// How long to gather events before rebuilding.
     pub debounce: Duration,
+    /// Write the published Service's address into Ingress status.
+    pub status: Option<status::StatusOptions>,
 }
 
 /// Connects a client as `opts` says.
@@ -78,6 +81,16 @@ pub fn start(
         watch_kind::<EndpointSlice>(namespaced(&client, ns), "endpointslice", &changed, &metrics);
     let (ready_tx, ready_rx) = watch::channel(false);
     let ready = Arc::new(ready_tx);
+    let (owned_tx, owned_rx) = watch::channel(Arc::new(Vec::new()));
+    if let Some(s) = opts.status.clone() {
+        tokio::spawn(status::run(
+            client.clone(),
+            s,
+            services.clone(),
+            ingresses.clone(),
+            owned_rx,
+        ));
+    }
     let rebuild = tokio::spawn(rebuild_loop(
         Stores {
             ingresses,
@@ -89,6 +102,7 @@ pub fn start(
         publisher,
         changed,
         ready.clone(),
+        owned_tx,
     ));
     // A rebuild loop that dies (it should not) must not leave a frozen
     // table looking ready.
@@ -120,6 +134,7 @@ async fn rebuild_loop(
     publisher: Arc<Publisher>,
     changed: Arc<Notify>,
     ready: Arc<watch::Sender<bool>>,
+    owned: watch::Sender<Arc<Vec<String>>>,
 ) {
     // The first table waits for every kind's first complete list.
     for (kind, ok) in [
@@ -158,11 +173,14 @@ async fn rebuild_loop(
             let shape = (t.routes.len(), t.owned.len());
             let problems = t.problems;
             let generation = publisher2.set_discovered(t.routes, t.default_backend);
-            (generation, shape, problems)
+            (generation, shape, problems, t.owned)
         })
         .await;
         match built {
-            Ok((generation, shape, problems)) => {
+            Ok((generation, shape, problems, served)) => {
+                // Every rebuild, even with the same list: the status writer
+                // rechecks addresses (the published Service may have moved).
+                owned.send_replace(Arc::new(served));
                 let problems: std::collections::HashSet<String> = problems.into_iter().collect();
                 for p in problems.difference(&last_problems) {
                     tracing::warn!("kubernetes: {p}");
