@@ -160,7 +160,16 @@ async fn accept_loop(
                 if h2 {
                     serve_hyper(io, peer, proxy, &hyper.auto, watcher).await;
                 } else {
-                    serve_h1(io, peer, proxy, &hyper.h1, watcher, &mut stop).await;
+                    serve_h1(
+                        io,
+                        peer,
+                        proxy,
+                        &hyper.h1,
+                        watcher,
+                        &mut stop,
+                        settings.request_header_timeout,
+                    )
+                    .await;
                 }
                 return;
             }
@@ -217,6 +226,11 @@ fn service(
 }
 
 /// Serves an HTTP/1 connection the fast path handed over.
+///
+/// Such a connection always carries a request (that is why it was handed
+/// over). On a drain, hyper is asked to finish only once it has taken that
+/// request up: asked before it has read anything, it would close the
+/// connection with the request unanswered.
 async fn serve_h1<I>(
     io: I,
     peer: SocketAddr,
@@ -224,22 +238,36 @@ async fn serve_h1<I>(
     builder: &http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
     stop: &mut watch::Receiver<bool>,
+    header_timeout: Duration,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // Held until the connection ends, so that a drain waits for it.
     let _watcher = watcher;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let conn_info = ClientConn::new(peer, "http");
+    let on_request = started.clone();
+    let svc = service_fn(move |req| {
+        on_request.notify_one();
+        let proxy = proxy.clone();
+        let conn_info = conn_info.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
+    });
     let conn = builder
-        .serve_connection(TokioIo::new(io), service(peer, proxy))
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         () = stopped(stop) => {
-            // Finish the request in hand (a fresh HTTP/1 connection always
-            // serves its first one), then close.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            let first = tokio::time::timeout(header_timeout, started.notified());
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = first => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(e) = result {

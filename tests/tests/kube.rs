@@ -830,3 +830,67 @@ async fn one_replica_writes_ingress_status() {
     )
     .await;
 }
+
+/// A malformed or refused annotation is never fatal: the Ingress still
+/// routes, and each problem is recorded once as a Warning Event on it
+/// (not again at every rebuild).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_annotations_become_events_not_failures() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(2, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", true, false)],
+    ));
+    let mut ing = ingress("shop", "shop", "sluice", "shop.example.com", "web");
+    ing["metadata"]["annotations"] = json!({
+        "sluice.dev/load-balance": "fastest",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"x: y\";",
+    });
+    api.apply(ing);
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let notes = || -> Vec<String> {
+        api.all("Event")
+            .iter()
+            .filter(|e| e["regarding"]["name"] == "shop" && e["type"] == "Warning")
+            .filter_map(|e| e["note"].as_str().map(str::to_owned))
+            .collect()
+    };
+    wait_until("two events", Duration::from_secs(5), || {
+        let n = notes().len();
+        async move { n >= 2 }
+    })
+    .await;
+    let all = notes();
+    assert!(all.iter().any(|n| n.contains("fastest")), "{all:?}");
+    assert!(all.iter().any(|n| n.contains("refused")), "{all:?}");
+    // More rebuilds: no more events.
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![
+            endpoint(backends[0].addr, "web-0", true, false),
+            endpoint(backends[1].addr, "web-1", true, false),
+        ],
+    ));
+    wait_until("the new pod to serve", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await;
+        backends[1].hits() > 0
+    })
+    .await;
+    assert_eq!(notes().len(), 2, "{:?}", notes());
+    assert!(s
+        .log()
+        .contains("snippet annotations inject raw configuration and are refused"));
+}

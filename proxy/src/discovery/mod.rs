@@ -91,6 +91,13 @@ pub fn start(
             owned_rx,
         ));
     }
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "sluice".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
     let rebuild = tokio::spawn(rebuild_loop(
         Stores {
             ingresses,
@@ -103,6 +110,7 @@ pub fn start(
         changed,
         ready.clone(),
         owned_tx,
+        recorder,
     ));
     // A rebuild loop that dies (it should not) must not leave a frozen
     // table looking ready.
@@ -135,7 +143,9 @@ async fn rebuild_loop(
     changed: Arc<Notify>,
     ready: Arc<watch::Sender<bool>>,
     owned: watch::Sender<Arc<Vec<String>>>,
+    recorder: kube::runtime::events::Recorder,
 ) {
+    let mut last_events: std::collections::HashSet<(String, String)> = Default::default();
     // The first table waits for every kind's first complete list.
     for (kind, ok) in [
         ("ingress", stores.ingresses.wait_until_ready().await.is_ok()),
@@ -173,11 +183,12 @@ async fn rebuild_loop(
             let shape = (t.routes.len(), t.owned.len());
             let problems = t.problems;
             let generation = publisher2.set_discovered(t.routes, t.default_backend);
-            (generation, shape, problems, t.owned)
+            (generation, shape, problems, t.owned, t.events)
         })
         .await;
         match built {
-            Ok((generation, shape, problems, served)) => {
+            Ok((generation, shape, problems, served, events)) => {
+                record_events(&recorder, events, &mut last_events);
                 // Every rebuild, even with the same list: the status writer
                 // rechecks addresses (the published Service may have moved).
                 owned.send_replace(Arc::new(served));
@@ -209,6 +220,43 @@ async fn rebuild_loop(
         // Gather the burst a rollout or a scale makes into one rebuild.
         tokio::time::sleep(opts.debounce).await;
     }
+}
+
+/// Records each new problem as a Warning Event on its object, once: a
+/// problem that stays is not recorded again at every rebuild.
+fn record_events(
+    recorder: &kube::runtime::events::Recorder,
+    events: Vec<(k8s_openapi::api::core::v1::ObjectReference, String)>,
+    last: &mut std::collections::HashSet<(String, String)>,
+) {
+    let mut now = std::collections::HashSet::new();
+    for (reference, message) in events {
+        let key = (
+            reference
+                .uid
+                .clone()
+                .or_else(|| reference.name.clone())
+                .unwrap_or_default(),
+            message.clone(),
+        );
+        if !last.contains(&key) {
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                let ev = kube::runtime::events::Event {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason: "BadAnnotation".into(),
+                    note: Some(message),
+                    action: "Route".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &reference).await {
+                    tracing::debug!(error = %e, "cannot record a Kubernetes Event");
+                }
+            });
+        }
+        now.insert(key);
+    }
+    *last = now;
 }
 
 fn namespaced<K>(client: &Client, ns: Option<&str>) -> Api<K>

@@ -14,6 +14,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+
 use super::annotations::{self, Annotated};
 use crate::balance::Strategy;
 use crate::config::{Defaults, RouteSpec};
@@ -56,6 +59,9 @@ pub struct Translated {
     pub problems: Vec<String>,
     /// The Ingresses served, as `namespace/name`.
     pub owned: Vec<String>,
+    /// Problems to record as Kubernetes Events on the object they concern
+    /// (refused or malformed annotations).
+    pub events: Vec<(ObjectReference, String)>,
 }
 
 /// True when `ing` belongs to the class we serve.
@@ -169,6 +175,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         for p in &ing_notes.problems {
             out.problems.push(format!("ingress {ing_id}: {p}"));
+            out.events.push((ing.object_ref(&()), p.clone()));
         }
         let Some(spec) = &ing.spec else { continue };
         let has_rules = spec.rules.as_ref().is_some_and(|r| !r.is_empty());
@@ -311,6 +318,7 @@ impl Cluster<'_> {
         out.owned.push(ing_id.clone());
         for p in &notes.problems {
             out.problems.push(format!("ingress {ing_id}: {p}"));
+            out.events.push((ing.object_ref(&()), p.clone()));
         }
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let Some(spec) = &ing.spec else { return };

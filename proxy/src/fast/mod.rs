@@ -149,6 +149,9 @@ where
                 let idle = b.pos == b.input.len();
                 if idle {
                     if *stop.borrow() {
+                        if last_call(&mut io, &mut b).await {
+                            continue;
+                        }
                         return None;
                     }
                     b.shrink();
@@ -157,7 +160,12 @@ where
                     tokio::select! {
                         biased;
                         r = tokio::time::timeout_at(deadline, read_more(&mut io, &mut b)) => r,
-                        _ = stop.changed() => return None,
+                        _ = stop.changed() => {
+                            if last_call(&mut io, &mut b).await {
+                                continue;
+                            }
+                            return None;
+                        }
                     }
                 } else {
                     tokio::time::timeout_at(deadline, read_more(&mut io, &mut b)).await
@@ -249,6 +257,17 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
         }
     })
     .await;
+}
+
+/// The proxy is stopping and the connection looks idle. Bytes the client
+/// sent before the stop may not have been seen yet (readiness comes with
+/// the runtime's next I/O turn): they get a brief moment to show, and if
+/// they do, the request is served (and the connection closed after it).
+async fn last_call<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_millis(20), read_more(io, b)).await,
+        Ok(Ok(n)) if n > 0
+    )
 }
 
 /// Reads what the client sent next onto the input buffer.
