@@ -36,7 +36,8 @@ use tokio::sync::broadcast;
 use crate::{Body, TempDir};
 
 /// The kinds served: (kind, API group path, plural).
-const KINDS: [(&str, &str, &str); 6] = [
+const KINDS: [(&str, &str, &str); 7] = [
+    ("Pod", "/api/v1", "pods"),
     ("Ingress", "/apis/networking.k8s.io/v1", "ingresses"),
     (
         "IngressClass",
@@ -103,6 +104,8 @@ struct State {
     /// Requests served, by "list"/"watch".
     lists: usize,
     watches: usize,
+    /// Pod requests: (whole objects, metadata only).
+    pod_requests: (usize, usize),
 }
 
 /// The running test API server.
@@ -289,6 +292,11 @@ impl KubeApi {
             .collect()
     }
 
+    /// Pod requests so far: (whole objects, metadata only).
+    pub fn pod_requests(&self) -> (usize, usize) {
+        self.state.lock().unwrap().pod_requests
+    }
+
     /// (lists, watches) served so far.
     pub fn requests(&self) -> (usize, usize) {
         let s = self.state.lock().unwrap();
@@ -375,6 +383,29 @@ async fn handle(
         return status(404, "NotFound");
     };
     let (kind, ns) = (target.kind, target.ns.clone());
+    // Metadata-only requests (kube's PartialObjectMeta) get objects cut
+    // down to their metadata, as a real API server answers them.
+    let meta_only = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=PartialObjectMetadata"));
+    if kind == "Pod" {
+        let mut s = state.lock().unwrap();
+        if meta_only {
+            s.pod_requests.1 += 1;
+        } else {
+            s.pod_requests.0 += 1;
+        }
+    }
+    let shape = move |o: &Value| -> Value {
+        if meta_only {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                   "metadata": o["metadata"].clone()})
+        } else {
+            o.clone()
+        }
+    };
     if req.method() != http::Method::GET || target.name.is_some() {
         return write(req, target, &state, &changes).await;
     }
@@ -386,13 +417,13 @@ async fn handle(
             .objects
             .iter()
             .filter(|((k, _, _), o)| k == kind && in_scope(o, &ns))
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| shape(o))
             .collect();
         return json_response(
             StatusCode::OK,
             &json!({
-                "kind": format!("{kind}List"),
-                "apiVersion": api_version(kind),
+                "kind": if meta_only { "PartialObjectMetadataList".to_owned() } else { format!("{kind}List") },
+                "apiVersion": if meta_only { "meta.k8s.io/v1" } else { api_version(kind) },
                 "metadata": {"resourceVersion": s.rv.to_string()},
                 "items": items,
             }),
@@ -431,7 +462,7 @@ async fn handle(
                         .log
                         .iter()
                         .filter(|(rv, k, _, o)| *rv > sent && k == kind && in_scope(o, &ns))
-                        .map(|(_, _, t, o)| json!({"type": t, "object": o}))
+                        .map(|(_, _, t, o)| json!({"type": t, "object": shape(o)}))
                         .collect();
                     (events, s.rv)
                 })

@@ -894,3 +894,62 @@ async fn bad_annotations_become_events_not_failures() {
         .log()
         .contains("snippet annotations inject raw configuration and are refused"));
 }
+
+/// `sluice.dev/weight` on pods, for a Service with
+/// `sluice.dev/pod-weights: "true"`: traffic follows the weights. Pods are
+/// watched only once a Service asks, and then by metadata alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_weights_from_a_metadata_only_watch() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(2, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    let eps = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
+        .collect();
+    api.apply(slice("shop", "web-abc", "web", port, eps));
+    for (i, w) in [(0, "5"), (1, "1")] {
+        api.apply(
+            json!({"kind": "Pod", "metadata": {"name": format!("web-{i}"), "namespace": "shop",
+            "annotations": {"sluice.dev/weight": w}},
+            "spec": {"containers": [{"name": "web", "image": "example/web"}]}}),
+        );
+    }
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        api.pod_requests(),
+        (0, 0),
+        "pods were watched before any Service asked"
+    );
+
+    let mut svc = service("shop", "web");
+    svc["metadata"]["annotations"] = json!({"sluice.dev/pod-weights": "true"});
+    api.apply(svc);
+    // Weighted once the pods' weights are in: 5 of every 6 to web-0.
+    let split = || async {
+        let before: Vec<usize> = backends.iter().map(Backend::hits).collect();
+        for _ in 0..60 {
+            assert_eq!(get_host(&s, "shop.example.com").await.0, 200);
+        }
+        (
+            backends[0].hits() - before[0],
+            backends[1].hits() - before[1],
+        )
+    };
+    wait_until(
+        "traffic to follow the pod weights",
+        Duration::from_secs(10),
+        || async { split().await == (50, 10) },
+    )
+    .await;
+    let (full, meta) = api.pod_requests();
+    assert_eq!(full, 0, "whole pods were fetched");
+    assert!(meta >= 2, "no metadata-only list and watch ({meta})");
+}

@@ -20,6 +20,9 @@ const NGINX: &str = "nginx.ingress.kubernetes.io/";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Annotated {
     pub strategy: Option<Strategy>,
+    /// `sluice.dev/pod-weights: "true"` on a Service: its pods' own
+    /// `sluice.dev/weight` annotations weigh them.
+    pub pod_weights: bool,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
     /// `proxy-body-size`: `Some(None)` lifts the limit (`0`).
@@ -81,6 +84,13 @@ fn sluice(out: &mut Annotated, key: &str, name: &str, value: &str) {
             Err(_) => out.problems.push(format!(
                 "{key}: {value:?} is not round-robin, weighted, ip-hash or least-request"
             )),
+        },
+        "pod-weights" => match value.trim() {
+            "true" => out.pod_weights = true,
+            "false" => out.pod_weights = false,
+            other => out
+                .problems
+                .push(format!("{key}: {other:?} is not true or false")),
         },
         // Read from pods, by the weight watcher; nothing to do here.
         "weight" => {}
@@ -158,6 +168,22 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         _ => out
             .problems
             .push(format!("{key}: not supported by sluice, ignored")),
+    }
+}
+
+/// A pod's `sluice.dev/weight`: 1 to 10,000; `None` when unset.
+pub fn pod_weight(annotations: &Option<BTreeMap<String, String>>) -> Result<Option<u32>, String> {
+    let Some(v) = annotations
+        .as_ref()
+        .and_then(|a| a.get("sluice.dev/weight"))
+    else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "sluice.dev/weight: {v:?} is not a whole number from 1 to 10000"
+        )),
     }
 }
 

@@ -98,8 +98,8 @@ pub fn start(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let rebuild = tokio::spawn(rebuild_loop(
-        Stores {
+    let rebuild = tokio::spawn(rebuild_loop(Rebuild {
+        stores: Stores {
             ingresses,
             classes,
             services,
@@ -108,10 +108,12 @@ pub fn start(
         opts,
         publisher,
         changed,
-        ready.clone(),
-        owned_tx,
+        ready: ready.clone(),
+        owned: owned_tx,
         recorder,
-    ));
+        client: client.clone(),
+        metrics: metrics.clone(),
+    }));
     // A rebuild loop that dies (it should not) must not leave a frozen
     // table looking ready.
     tokio::spawn(async move {
@@ -136,15 +138,34 @@ struct Stores {
     slices: Store<EndpointSlice>,
 }
 
-async fn rebuild_loop(
+/// What the rebuild loop works with.
+struct Rebuild {
     stores: Stores,
     opts: Options,
     publisher: Arc<Publisher>,
     changed: Arc<Notify>,
     ready: Arc<watch::Sender<bool>>,
+    /// The Ingresses served, for the status writer.
     owned: watch::Sender<Arc<Vec<String>>>,
     recorder: kube::runtime::events::Recorder,
-) {
+    /// For watches started later (pod metadata).
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+async fn rebuild_loop(r: Rebuild) {
+    let Rebuild {
+        stores,
+        opts,
+        publisher,
+        changed,
+        ready,
+        owned,
+        recorder,
+        client,
+        metrics,
+    } = r;
+    let mut pods: Option<Store<PodMeta>> = None;
     let mut last_events: std::collections::HashSet<(String, String)> = Default::default();
     // The first table waits for every kind's first complete list.
     for (kind, ok) in [
@@ -170,18 +191,57 @@ async fn rebuild_loop(
     loop {
         // Off the serving threads: a large cluster's rebuild takes
         // milliseconds, which a request must never wait behind.
+        // Pod weights cost a watch of every pod's metadata: started only
+        // once some Service asks for them.
+        if pods.is_none()
+            && stores
+                .services
+                .state()
+                .iter()
+                .any(|s| annotations::parse(&s.metadata.annotations).pod_weights)
+        {
+            tracing::info!("a Service asks for pod weights: watching pod metadata");
+            pods = Some(watch_pod_metadata(
+                &client,
+                opts.namespace.as_deref(),
+                &changed,
+                &metrics,
+            ));
+        }
         let (stores2, settings2, publisher2) =
             (stores.clone(), settings.clone(), publisher.clone());
+        let pods2 = pods.clone();
         let built = tokio::task::spawn_blocking(move || {
+            let mut weight_problems = Vec::new();
+            let pod_weights = pods2
+                .map(|p| {
+                    p.state()
+                        .iter()
+                        .filter_map(|pod| {
+                            let ns = pod.metadata.namespace.clone()?;
+                            let name = pod.metadata.name.clone()?;
+                            match annotations::pod_weight(&pod.metadata.annotations) {
+                                Ok(w) => w.map(|w| ((ns, name), w)),
+                                Err(e) => {
+                                    weight_problems.push(format!("pod {ns}/{name}: {e}"));
+                                    None
+                                }
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             let state = translate::ClusterState {
                 ingresses: stores2.ingresses.state(),
                 classes: stores2.classes.state(),
                 services: stores2.services.state(),
                 slices: stores2.slices.state(),
+                pod_weights,
             };
             let t = translate::translate(&state, &settings2);
             let shape = (t.routes.len(), t.owned.len());
-            let problems = t.problems;
+            let mut problems = t.problems;
+            problems.extend(weight_problems);
             let generation = publisher2.set_discovered(t.routes, t.default_backend);
             (generation, shape, problems, t.owned, t.events)
         })
@@ -286,6 +346,42 @@ where
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer);
+    drive(stream, kind, changed, metrics);
+    reader
+}
+
+/// The kinds' pods, metadata only: for `sluice.dev/weight`.
+type PodMeta = kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>;
+
+/// Watches pod metadata (not whole pods: a big cluster's pods are large)
+/// into a store.
+fn watch_pod_metadata(
+    client: &Client,
+    ns: Option<&str>,
+    changed: &Arc<Notify>,
+    metrics: &Arc<Metrics>,
+) -> Store<PodMeta> {
+    // An Api of PartialObjectMeta makes metadata-only requests.
+    let api: Api<PodMeta> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut PodMeta| o.managed_fields_mut().clear())
+        .reflect(writer);
+    drive(stream, "pod", changed, metrics);
+    reader
+}
+
+/// Consumes a watch stream: every change wakes the rebuild loop; errors
+/// are counted and logged sparingly.
+fn drive<S, K>(stream: S, kind: &'static str, changed: &Arc<Notify>, metrics: &Arc<Metrics>)
+where
+    S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Send + 'static,
+{
     let changed = changed.clone();
     let errors = metrics.kube_watch_errors.with_label_values(&[kind]);
     tokio::spawn(async move {
@@ -316,5 +412,4 @@ where
             }
         }
     });
-    reader
 }

@@ -46,6 +46,9 @@ pub struct ClusterState {
     pub classes: Vec<Arc<IngressClass>>,
     pub services: Vec<Arc<Service>>,
     pub slices: Vec<Arc<EndpointSlice>>,
+    /// Pod weights, `(namespace, pod)` → weight, for the Services that
+    /// ask for them (read from a metadata-only Pod watch).
+    pub pod_weights: HashMap<(String, String), u32>,
 }
 
 /// The routes found, and what was wrong on the way.
@@ -145,7 +148,11 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
         };
         slices.entry((ns, svc)).or_default().push(s);
     }
-    let cluster = Cluster { services, slices };
+    let cluster = Cluster {
+        pod_weights: &state.pod_weights,
+        services,
+        slices,
+    };
 
     // Oldest first; the name breaks ties, so the order is the same on
     // every replica.
@@ -299,6 +306,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
 }
 
 struct Cluster<'a> {
+    pod_weights: &'a HashMap<(String, String), u32>,
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
 }
@@ -443,14 +451,26 @@ impl Cluster<'_> {
                 ));
                 Vec::new()
             }
-            Some(svc) => self.endpoints(ns, svc, port, name, problems),
+            Some(svc) => {
+                let weights = svc_notes
+                    .as_ref()
+                    .is_some_and(|n| n.pod_weights)
+                    .then_some(self.pod_weights);
+                self.endpoints(ns, svc, port, weights, name, problems)
+            }
         };
-        // The Service's strategy wins over the Ingress's.
+        // The Service's strategy wins over the Ingress's; pod weights mean
+        // weighted unless one of them says otherwise.
+        let weighted = svc_notes.as_ref().is_some_and(|n| n.pod_weights);
         let strategy = svc_notes
             .as_ref()
             .and_then(|n| n.strategy)
             .or(ing_notes.strategy)
-            .unwrap_or(Strategy::RoundRobin);
+            .unwrap_or(if weighted {
+                Strategy::Weighted
+            } else {
+                Strategy::RoundRobin
+            });
         // Routes to one Service port share endpoints (health, pools) by
         // this name; the strategy is part of it so that two Ingresses asking
         // different strategies of one Service do not rebuild each other's
@@ -488,6 +508,7 @@ impl Cluster<'_> {
         ns: &str,
         svc: &Service,
         port: Option<&k8s_openapi::api::networking::v1::ServiceBackendPort>,
+        weights: Option<&HashMap<(String, String), u32>>,
         route: &str,
         problems: &mut Vec<String>,
     ) -> Vec<EndpointSpec> {
@@ -565,11 +586,17 @@ impl Cluster<'_> {
                 if !seen.insert(key.clone()) {
                     continue;
                 }
-                let spec = EndpointSpec {
-                    addr,
-                    weight: 1,
-                    key,
+                let weight = match (weights, &e.target_ref) {
+                    (Some(w), Some(r)) if r.kind.as_deref() == Some("Pod") => w
+                        .get(&(
+                            r.namespace.clone().unwrap_or_else(|| ns.to_owned()),
+                            r.name.clone().unwrap_or_default(),
+                        ))
+                        .copied()
+                        .unwrap_or(1),
+                    _ => 1,
                 };
+                let spec = EndpointSpec { addr, weight, key };
                 if is_ready && !is_terminating {
                     ready.push(spec);
                 } else if serving && is_terminating {
@@ -668,6 +695,7 @@ mod tests {
                 slice("web-b", json!([pod("10.0.0.2", "web-2", json!({}))])),
             ],
             classes: our_class(),
+            pod_weights: Default::default(),
         };
         let t = translate(&state, &settings());
         assert_eq!(t.routes.len(), 2, "{:?}", t.problems);
@@ -717,6 +745,7 @@ mod tests {
                 services: vec![web_service()],
                 slices: vec![slice("s", endpoints)],
                 classes: our_class(),
+                pod_weights: Default::default(),
             };
             let t = translate(&state, &settings());
             let eps: Vec<String> = t.routes[0]
@@ -885,6 +914,7 @@ mod tests {
                 ),
             ],
             classes: our_class(),
+            pod_weights: Default::default(),
         };
         let t = translate(&state, &settings());
         assert!(t.routes[0].canary.is_none());
