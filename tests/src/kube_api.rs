@@ -36,8 +36,9 @@ use tokio::sync::broadcast;
 use crate::{Body, TempDir};
 
 /// The kinds served: (kind, API group path, plural).
-const KINDS: [(&str, &str, &str); 7] = [
+const KINDS: [(&str, &str, &str); 8] = [
     ("Pod", "/api/v1", "pods"),
+    ("Secret", "/api/v1", "secrets"),
     ("Ingress", "/apis/networking.k8s.io/v1", "ingresses"),
     (
         "IngressClass",
@@ -106,6 +107,8 @@ struct State {
     watches: usize,
     /// Pod requests: (whole objects, metadata only).
     pod_requests: (usize, usize),
+    /// The field selectors Secrets were asked for with.
+    secret_selectors: Vec<String>,
 }
 
 /// The running test API server.
@@ -292,6 +295,11 @@ impl KubeApi {
             .collect()
     }
 
+    /// The field selectors Secrets were listed and watched with.
+    pub fn secret_selectors(&self) -> Vec<String> {
+        self.state.lock().unwrap().secret_selectors.clone()
+    }
+
     /// Pod requests so far: (whole objects, metadata only).
     pub fn pod_requests(&self) -> (usize, usize) {
         self.state.lock().unwrap().pod_requests
@@ -352,8 +360,35 @@ fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
         .unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
         .collect()
+}
+
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(n) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                out.push(n);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The one field selector served: `type=VALUE` (how Secrets are asked
+/// for by type).
+fn field_match(obj: &Value, selector: Option<&String>) -> bool {
+    match selector.and_then(|s| s.strip_prefix("type=")) {
+        Some(t) => obj["type"].as_str() == Some(t),
+        None => true,
+    }
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
@@ -390,6 +425,15 @@ async fn handle(
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("as=PartialObjectMetadata"));
+    let q = query(&req);
+    let selector = q.get("fieldSelector").cloned();
+    if kind == "Secret" {
+        state
+            .lock()
+            .unwrap()
+            .secret_selectors
+            .push(selector.clone().unwrap_or_default());
+    }
     if kind == "Pod" {
         let mut s = state.lock().unwrap();
         if meta_only {
@@ -409,14 +453,15 @@ async fn handle(
     if req.method() != http::Method::GET || target.name.is_some() {
         return write(req, target, &state, &changes).await;
     }
-    let q = query(&req);
     if q.get("watch").map(String::as_str) != Some("true") {
         let mut s = state.lock().unwrap();
         s.lists += 1;
         let items: Vec<Value> = s
             .objects
             .iter()
-            .filter(|((k, _, _), o)| k == kind && in_scope(o, &ns))
+            .filter(|((k, _, _), o)| {
+                k == kind && in_scope(o, &ns) && field_match(o, selector.as_ref())
+            })
             .map(|(_, o)| shape(o))
             .collect();
         return json_response(
@@ -461,7 +506,12 @@ async fn handle(
                     let events: Vec<Value> = s
                         .log
                         .iter()
-                        .filter(|(rv, k, _, o)| *rv > sent && k == kind && in_scope(o, &ns))
+                        .filter(|(rv, k, _, o)| {
+                            *rv > sent
+                                && k == kind
+                                && in_scope(o, &ns)
+                                && field_match(o, selector.as_ref())
+                        })
                         .map(|(_, _, t, o)| json!({"type": t, "object": shape(o)}))
                         .collect();
                     (events, s.rv)

@@ -953,3 +953,53 @@ async fn pod_weights_from_a_metadata_only_watch() {
     assert_eq!(full, 0, "whole pods were fetched");
     assert!(meta >= 2, "no metadata-only list and watch ({meta})");
 }
+
+/// The TLS Secrets Ingresses name are watched, and only those of type
+/// kubernetes.io/tls (a field selector): a missing one is reported as an
+/// Event on the Ingress, which routes all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(1, "web").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", true, false)],
+    ));
+    // Same name, wrong type: invisible to the proxy.
+    api.apply(json!({"kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "shop-tls", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}));
+    let mut ing = ingress("shop", "shop", "sluice", "shop.example.com", "web");
+    ing["spec"]["tls"] = json!([{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]);
+    api.apply(ing);
+    let s = proxy(&api, &[]).await;
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    wait_until(
+        "an Event for the missing Secret",
+        Duration::from_secs(5),
+        || {
+            let found = api.all("Event").iter().any(|e| {
+                e["regarding"]["name"] == "shop"
+                    && e["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("shop/shop-tls not found"))
+            });
+            async move { found }
+        },
+    )
+    .await;
+    let selectors = api.secret_selectors();
+    assert!(!selectors.is_empty());
+    assert!(
+        selectors.iter().all(|s| s == "type=kubernetes.io/tls"),
+        "{selectors:?}"
+    );
+    assert!(!s.log().contains("aHVudGVyMg"), "secret data in the log");
+}

@@ -79,6 +79,15 @@ pub fn start(
     let services = watch_kind::<Service>(namespaced(&client, ns), "service", &changed, &metrics);
     let slices =
         watch_kind::<EndpointSlice>(namespaced(&client, ns), "endpointslice", &changed, &metrics);
+    // TLS Secrets only (a field selector): the rest of a cluster's Secrets
+    // are none of the proxy's business.
+    let secrets = watch_kind_with::<k8s_openapi::api::core::v1::Secret>(
+        namespaced(&client, ns),
+        watcher::Config::default().fields("type=kubernetes.io/tls"),
+        "secret",
+        &changed,
+        &metrics,
+    );
     let (ready_tx, ready_rx) = watch::channel(false);
     let ready = Arc::new(ready_tx);
     let (owned_tx, owned_rx) = watch::channel(Arc::new(Vec::new()));
@@ -104,6 +113,7 @@ pub fn start(
             classes,
             services,
             slices,
+            secrets,
         },
         opts,
         publisher,
@@ -136,6 +146,7 @@ struct Stores {
     classes: Store<IngressClass>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    secrets: Store<k8s_openapi::api::core::v1::Secret>,
 }
 
 /// What the rebuild loop works with.
@@ -179,6 +190,7 @@ async fn rebuild_loop(r: Rebuild) {
             "endpointslice",
             stores.slices.wait_until_ready().await.is_ok(),
         ),
+        ("secret", stores.secrets.wait_until_ready().await.is_ok()),
     ] {
         if !ok {
             tracing::error!(kind, "watch ended before its first sync");
@@ -237,6 +249,7 @@ async fn rebuild_loop(r: Rebuild) {
                 services: stores2.services.state(),
                 slices: stores2.slices.state(),
                 pod_weights,
+                secrets: stores2.secrets.state(),
             };
             let t = translate::translate(&state, &settings2);
             let shape = (t.routes.len(), t.owned.len());
@@ -341,8 +354,23 @@ where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    watch_kind_with(api, watcher::Config::default(), kind, changed, metrics)
+}
+
+/// [`watch_kind`] with a watcher configuration (selectors).
+fn watch_kind_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: &'static str,
+    changed: &Arc<Notify>,
+    metrics: &Arc<Metrics>,
+) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, config)
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
@@ -49,6 +49,8 @@ pub struct ClusterState {
     /// Pod weights, `(namespace, pod)` → weight, for the Services that
     /// ask for them (read from a metadata-only Pod watch).
     pub pod_weights: HashMap<(String, String), u32>,
+    /// TLS Secrets (`kubernetes.io/tls`).
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 /// The routes found, and what was wrong on the way.
@@ -63,8 +65,21 @@ pub struct Translated {
     /// The Ingresses served, as `namespace/name`.
     pub owned: Vec<String>,
     /// Problems to record as Kubernetes Events on the object they concern
-    /// (refused or malformed annotations).
+    /// (refused or malformed annotations, missing TLS Secrets).
     pub events: Vec<(ObjectReference, String)>,
+    /// The certificates Ingresses ask for, by host: what the TLS listener
+    /// serves (the edge issue). Only Secrets found with both parts.
+    pub tls: Vec<TlsBinding>,
+}
+
+/// An Ingress's `spec.tls` entry whose Secret is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsBinding {
+    /// `namespace/name` of the Ingress.
+    pub ingress: String,
+    pub hosts: Vec<String>,
+    /// `namespace/name` of the Secret.
+    pub secret: String,
 }
 
 /// True when `ing` belongs to the class we serve.
@@ -185,6 +200,38 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             out.events.push((ing.object_ref(&()), p.clone()));
         }
         let Some(spec) = &ing.spec else { continue };
+        for (ti, tls) in spec.tls.iter().flatten().enumerate() {
+            let Some(secret_name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) else {
+                // No Secret: the default certificate serves these hosts.
+                continue;
+            };
+            let secret = state.secrets.iter().find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.metadata.name.as_deref() == Some(secret_name)
+            });
+            let problem = match secret {
+                None => Some(format!(
+                    "tls[{ti}]: Secret {ns}/{secret_name} not found (or not of type kubernetes.io/tls)"
+                )),
+                Some(s) => {
+                    let has = |k: &str| s.data.as_ref().and_then(|d| d.get(k)).is_some_and(|v| !v.0.is_empty());
+                    (!(has("tls.crt") && has("tls.key"))).then(|| {
+                        format!("tls[{ti}]: Secret {ns}/{secret_name} lacks tls.crt or tls.key")
+                    })
+                }
+            };
+            match problem {
+                Some(p) => {
+                    out.problems.push(format!("ingress {ing_id}: {p}"));
+                    out.events.push((ing.object_ref(&()), p));
+                }
+                None => out.tls.push(TlsBinding {
+                    ingress: ing_id.clone(),
+                    hosts: tls.hosts.clone().unwrap_or_default(),
+                    secret: format!("{ns}/{secret_name}"),
+                }),
+            }
+        }
         let has_rules = spec.rules.as_ref().is_some_and(|r| !r.is_empty());
         if let (Some(backend), true) = (&spec.default_backend, has_rules) {
             // With rules, an Ingress's default backend serves the paths its
@@ -696,6 +743,7 @@ mod tests {
             ],
             classes: our_class(),
             pod_weights: Default::default(),
+            secrets: Vec::new(),
         };
         let t = translate(&state, &settings());
         assert_eq!(t.routes.len(), 2, "{:?}", t.problems);
@@ -746,6 +794,7 @@ mod tests {
                 slices: vec![slice("s", endpoints)],
                 classes: our_class(),
                 pod_weights: Default::default(),
+                secrets: Vec::new(),
             };
             let t = translate(&state, &settings());
             let eps: Vec<String> = t.routes[0]
@@ -915,6 +964,7 @@ mod tests {
             ],
             classes: our_class(),
             pod_weights: Default::default(),
+            secrets: Vec::new(),
         };
         let t = translate(&state, &settings());
         assert!(t.routes[0].canary.is_none());
@@ -930,6 +980,50 @@ mod tests {
             .map(|e| e.addr.to_string())
             .collect();
         assert_eq!(eps, ["10.0.0.1:8080"]);
+    }
+
+    #[test]
+    fn tls_sections_bind_hosts_to_secrets_that_have_both_parts() {
+        let secret = |name: &str, data: serde_json::Value| -> Arc<Secret> {
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name, "namespace": "shop"},
+                    "type": "kubernetes.io/tls", "data": data}))
+                .unwrap(),
+            )
+        };
+        let mut ing = (*shop_ingress("i", "2026-01-01T00:00:00Z", json!({"number": 80}))).clone();
+        ing.spec.as_mut().unwrap().tls = serde_json::from_value(json!([
+            {"hosts": ["shop.example.com"], "secretName": "good"},
+            {"hosts": ["b.example.com"], "secretName": "half"},
+            {"hosts": ["c.example.com"], "secretName": "missing"},
+            {"hosts": ["d.example.com"]}
+        ]))
+        .unwrap();
+        let state = ClusterState {
+            ingresses: vec![Arc::new(ing)],
+            services: vec![web_service()],
+            classes: our_class(),
+            secrets: vec![
+                secret("good", json!({"tls.crt": "Y2VydA==", "tls.key": "a2V5"})),
+                secret("half", json!({"tls.crt": "Y2VydA=="})),
+            ],
+            ..ClusterState::default()
+        };
+        let t = translate(&state, &settings());
+        assert_eq!(
+            t.tls,
+            [TlsBinding {
+                ingress: "shop/i".into(),
+                hosts: vec!["shop.example.com".into()],
+                secret: "shop/good".into(),
+            }]
+        );
+        assert_eq!(t.events.len(), 2, "{:?}", t.problems);
+        assert!(t.problems.iter().any(|p| p.contains("shop/half lacks")));
+        assert!(t
+            .problems
+            .iter()
+            .any(|p| p.contains("shop/missing not found")));
     }
 
     #[test]
