@@ -1003,3 +1003,61 @@ async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
     );
     assert!(!s.log().contains("aHVudGVyMg"), "secret data in the log");
 }
+
+/// A config file and the cluster together: the file's routes serve next
+/// to the discovered ones, and win a duplicate host and path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_routes_and_discovered_routes_serve_together() {
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(1, "web").await;
+    let file_backend = Backend::start("file").await;
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        vec![endpoint(backends[0].addr, "web-0", true, false)],
+    ));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    api.apply(ingress(
+        "shop",
+        "taken",
+        "sluice",
+        "static.example.com",
+        "web",
+    ));
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nroutes:\n  - host: static.example.com\n    backends: [{}]\n",
+        file_backend.addr
+    );
+    let [listen, admin] = free_addrs();
+    let dir = TempDir::new();
+    let path = dir.0.join("sluice.yaml");
+    std::fs::write(&path, fill(&yaml, listen, admin)).unwrap();
+    let kc = api.kubeconfig().display().to_string();
+    let p = path.display().to_string();
+    let s = Sluice::serve(&["--config", &p, "--kube", "--kubeconfig", &kc]).await;
+    wait_until("the discovered route", Duration::from_secs(5), || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let c = client(None);
+    let (status, headers, _) = request(
+        &c,
+        s.listen,
+        "GET",
+        "/",
+        &[("host", "static.example.com")],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-backend"], "file", "the file's route did not win");
+    assert!(
+        s.log().contains("is shadowed"),
+        "the conflict was not logged"
+    );
+}

@@ -980,6 +980,21 @@ mod tests {
             .map(|e| e.addr.to_string())
             .collect();
         assert_eq!(eps, ["10.0.0.1:8080"]);
+        // An IPv6 Service takes the IPv6 slice instead.
+        let mut v6_service = (*web_service()).clone();
+        v6_service.spec.as_mut().unwrap().ip_families = Some(vec!["IPv6".into()]);
+        let state = ClusterState {
+            services: vec![Arc::new(v6_service)],
+            ..state
+        };
+        let t = translate(&state, &settings());
+        let eps: Vec<String> = t.routes[0]
+            .upstream
+            .endpoints
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect();
+        assert_eq!(eps, ["[fd00::1]:8080"]);
     }
 
     #[test]
