@@ -402,40 +402,55 @@ impl Sluice {
     /// Starts `sluice serve` with `--listen` and `--admin` on fresh ports
     /// plus `args`, and waits until `/readyz` answers 200.
     pub async fn serve(args: &[&str]) -> Sluice {
-        let [listen, admin] = free_addrs();
-        let mut full: Vec<String> = vec![
-            "serve".into(),
-            "--listen".into(),
-            listen.to_string(),
-            "--admin".into(),
-            admin.to_string(),
-        ];
-        full.extend(args.iter().map(|s| s.to_string()));
-        Self::spawn(full, listen, admin, TempDir::new()).await
+        // The addresses are free when chosen, but another socket may take
+        // one before the proxy binds it: then it is tried again, afresh.
+        for _ in 0..3 {
+            let [listen, admin] = free_addrs();
+            let mut full: Vec<String> = vec![
+                "serve".into(),
+                "--listen".into(),
+                listen.to_string(),
+                "--admin".into(),
+                admin.to_string(),
+            ];
+            full.extend(args.iter().map(|s| s.to_string()));
+            if let Some(s) = Self::spawn(full, listen, admin, TempDir::new()).await {
+                return s;
+            }
+        }
+        panic!("three sets of free addresses were all taken before sluice could bind them");
     }
 
     /// Starts `sluice serve --config FILE` where FILE holds `yaml` with
     /// `{LISTEN}` and `{ADMIN}` replaced by fresh addresses. Returns the
     /// process and the file's path, for reload tests.
     pub async fn with_config(yaml: &str) -> (Sluice, PathBuf) {
-        let [listen, admin] = free_addrs();
-        let dir = TempDir::new();
-        let path = dir.0.join("sluice.yaml");
-        std::fs::write(&path, fill(yaml, listen, admin)).unwrap();
-        let args = vec![
-            "serve".to_string(),
-            "--config".into(),
-            path.display().to_string(),
-        ];
-        (Self::spawn(args, listen, admin, dir).await, path)
+        for _ in 0..3 {
+            let [listen, admin] = free_addrs();
+            let dir = TempDir::new();
+            let path = dir.0.join("sluice.yaml");
+            std::fs::write(&path, fill(yaml, listen, admin)).unwrap();
+            let args = vec![
+                "serve".to_string(),
+                "--config".into(),
+                path.display().to_string(),
+            ];
+            if let Some(s) = Self::spawn(args, listen, admin, dir).await {
+                return (s, path);
+            }
+        }
+        panic!("three sets of free addresses were all taken before sluice could bind them");
     }
 
+    /// Starts the process and waits for `/readyz`. `None` when it could
+    /// not bind an address (taken since it was chosen); any other early
+    /// exit fails the test.
     async fn spawn(
         args: Vec<String>,
         listen: SocketAddr,
         admin: SocketAddr,
         dir: TempDir,
-    ) -> Sluice {
+    ) -> Option<Sluice> {
         let log = dir.0.join("sluice.log");
         let mut args = args;
         if args.first().is_some_and(|a| a == "serve") && hyper_only() {
@@ -458,13 +473,14 @@ impl Sluice {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = s.child.try_wait() {
-                panic!(
-                    "sluice exited with {status} before it was ready:\n{}",
-                    s.log()
-                );
+                let log = s.log();
+                if log.contains("Address already in use") {
+                    return None;
+                }
+                panic!("sluice exited with {status} before it was ready:\n{log}");
             }
             if let Ok((200, _)) = get(s.admin, "/readyz").await {
-                return s;
+                return Some(s);
             }
             assert!(
                 Instant::now() < deadline,

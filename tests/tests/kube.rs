@@ -66,6 +66,31 @@ async fn proxy(api: &KubeApi, extra: &[&str]) -> Sluice {
     Sluice::serve(&args).await
 }
 
+/// Ready endpoints for `set`, pods named `PREFIX-i`.
+fn ready_eps(set: &[Backend], prefix: &str) -> Vec<Value> {
+    set.iter()
+        .enumerate()
+        .map(|(i, b)| endpoint(b.addr, &format!("{prefix}-{i}"), true, false))
+        .collect()
+}
+
+/// The usual cluster: our IngressClass, Service shop/web with one slice
+/// of `eps` on `port`, and an Ingress sending shop.example.com to it.
+fn shop(api: &KubeApi, port: u16, eps: Vec<Value>) {
+    api.apply(ingress_class());
+    api.apply(service("shop", "web"));
+    api.apply(slice("shop", "web-abc", "web", port, eps));
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+}
+
+/// Waits until shop.example.com routes through `s`.
+async fn routes(s: &Sluice) {
+    wait_until("the Ingress to route", Duration::from_secs(5), || async {
+        get_host(s, "shop.example.com").await.0 == 200
+    })
+    .await;
+}
+
 /// GET `path` on `host` through the proxy: status and body.
 async fn get_host(s: &Sluice, host: &str) -> (u16, String) {
     match request(
@@ -156,11 +181,7 @@ async fn an_ingress_routes_within_a_second() {
     let (backends, port) = pods(3, "web").await;
     api.apply(ingress_class());
     api.apply(service("shop", "web"));
-    let eps = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
-        .collect();
+    let eps = ready_eps(&backends, "web");
     api.apply(slice("shop", "web-abc", "web", port, eps));
     let s = proxy(&api, &[]).await;
     assert_eq!(get_host(&s, "shop.example.com").await.0, 404);
@@ -242,22 +263,10 @@ async fn other_classes_and_namespaces_are_ignored() {
 async fn scaling_under_load_loses_no_request() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(10, "web").await;
-    let eps = |n: usize| -> Vec<Value> {
-        backends[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
-            .collect()
-    };
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice("shop", "web-abc", "web", port, eps(3)));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let eps = |n: usize| -> Vec<Value> { ready_eps(&backends[..n], "web") };
+    shop(&api, port, eps(3));
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     let load = Load::start(&s, "shop.example.com", 4);
     all_serving(&backends[..3], Duration::from_secs(5)).await;
     api.apply(slice("shop", "web-abc", "web", port, eps(10)));
@@ -332,10 +341,7 @@ async fn rolling_update_loses_no_request() {
     ));
     api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     let load = Load::start(&s, "shop.example.com", 4);
     all_serving(&old, Duration::from_secs(5)).await;
 
@@ -428,22 +434,10 @@ async fn terminating_pods_serve_when_no_pod_is_ready() {
 async fn api_server_outage_costs_nothing() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(3, "web").await;
-    let eps = |n: usize| -> Vec<Value> {
-        backends[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
-            .collect()
-    };
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice("shop", "web-abc", "web", port, eps(2)));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    let eps = |n: usize| -> Vec<Value> { ready_eps(&backends[..n], "web") };
+    shop(&api, port, eps(2));
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     let load = Load::start(&s, "shop.example.com", 2);
     api.stop();
     let down = Instant::now();
@@ -505,10 +499,7 @@ async fn gone_watches_relist_without_emptying_the_table() {
     ));
     api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     let load = Load::start(&s, "shop.example.com", 2);
     let (lists_before, _) = api.requests();
     api.expire_watches();
@@ -550,11 +541,7 @@ async fn ip_hash_is_stable_across_unrelated_changes() {
     svc["metadata"]["annotations"] = json!({"sluice.dev/load-balance": "ip-hash"});
     api.apply(svc);
     api.apply(service("shop", "other"));
-    let eps = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
-        .collect();
+    let eps = ready_eps(&backends, "web");
     api.apply(slice("shop", "web-abc", "web", port, eps));
     api.apply(slice(
         "shop",
@@ -572,10 +559,7 @@ async fn ip_hash_is_stable_across_unrelated_changes() {
         "other",
     ));
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     // Which pod each of 40 client addresses lands on.
     let placement = || async {
         let mut seen = Vec::new();
@@ -854,10 +838,7 @@ async fn bad_annotations_become_events_not_failures() {
     });
     api.apply(ing);
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     let notes = || -> Vec<String> {
         api.all("Event")
             .iter()
@@ -904,11 +885,7 @@ async fn pod_weights_from_a_metadata_only_watch() {
     let (backends, port) = pods(2, "web").await;
     api.apply(ingress_class());
     api.apply(service("shop", "web"));
-    let eps = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| endpoint(b.addr, &format!("web-{i}"), true, false))
-        .collect();
+    let eps = ready_eps(&backends, "web");
     api.apply(slice("shop", "web-abc", "web", port, eps));
     for (i, w) in [(0, "5"), (1, "1")] {
         api.apply(
@@ -919,10 +896,7 @@ async fn pod_weights_from_a_metadata_only_watch() {
     }
     api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     assert_eq!(
         api.pod_requests(),
         (0, 0),
@@ -977,10 +951,7 @@ async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
     ing["spec"]["tls"] = json!([{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]);
     api.apply(ing);
     let s = proxy(&api, &[]).await;
-    wait_until("the Ingress to route", Duration::from_secs(5), || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
+    routes(&s).await;
     wait_until(
         "an Event for the missing Secret",
         Duration::from_secs(5),

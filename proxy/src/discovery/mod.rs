@@ -73,15 +73,37 @@ pub fn start(
 ) -> watch::Receiver<bool> {
     let changed = Arc::new(Notify::new());
     let ns = opts.namespace.as_deref();
-    let ingresses = watch_kind::<Ingress>(namespaced(&client, ns), "ingress", &changed, &metrics);
-    let classes =
-        watch_kind::<IngressClass>(Api::all(client.clone()), "ingressclass", &changed, &metrics);
-    let services = watch_kind::<Service>(namespaced(&client, ns), "service", &changed, &metrics);
-    let slices =
-        watch_kind::<EndpointSlice>(namespaced(&client, ns), "endpointslice", &changed, &metrics);
+    let ingresses = watch_kind::<Ingress>(
+        namespaced(&client, ns),
+        watcher::Config::default(),
+        "ingress",
+        &changed,
+        &metrics,
+    );
+    let classes = watch_kind::<IngressClass>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        "ingressclass",
+        &changed,
+        &metrics,
+    );
+    let services = watch_kind::<Service>(
+        namespaced(&client, ns),
+        watcher::Config::default(),
+        "service",
+        &changed,
+        &metrics,
+    );
+    let slices = watch_kind::<EndpointSlice>(
+        namespaced(&client, ns),
+        watcher::Config::default(),
+        "endpointslice",
+        &changed,
+        &metrics,
+    );
     // TLS Secrets only (a field selector): the rest of a cluster's Secrets
     // are none of the proxy's business.
-    let secrets = watch_kind_with::<k8s_openapi::api::core::v1::Secret>(
+    let secrets = watch_kind::<k8s_openapi::api::core::v1::Secret>(
         namespaced(&client, ns),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
         "secret",
@@ -345,20 +367,6 @@ where
 
 /// Watches one kind into a store; every change wakes the rebuild loop.
 fn watch_kind<K>(
-    api: Api<K>,
-    kind: &'static str,
-    changed: &Arc<Notify>,
-    metrics: &Arc<Metrics>,
-) -> Store<K>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    watch_kind_with(api, watcher::Config::default(), kind, changed, metrics)
-}
-
-/// [`watch_kind`] with a watcher configuration (selectors).
-fn watch_kind_with<K>(
     api: Api<K>,
     config: watcher::Config,
     kind: &'static str,

@@ -239,22 +239,15 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             // `/` rule per host, after every explicit rule.
             let mut hosts: Vec<HostMatch> = Vec::new();
             for rule in spec.rules.iter().flatten() {
-                let host = match rule.host.as_deref() {
-                    None | Some("") => HostMatch::Any,
-                    Some(h) => match HostMatch::parse(h) {
-                        Ok(h) => h,
-                        Err(_) => continue,
-                    },
+                let Ok(host) = rule_host(rule) else {
+                    continue;
                 };
                 if !hosts.contains(&host) {
                     hosts.push(host);
                 }
             }
             for host in hosts {
-                let host_name = match &host {
-                    HostMatch::Any => "*".to_owned(),
-                    h => h.to_string(),
-                };
+                let host_name = host_label(&host);
                 let name = format!("{ing_id}/{host_name}/default-backend");
                 if let Some(r) = cluster.route(
                     &name,
@@ -294,16 +287,13 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             }
         }
         for (ri, rule) in spec.rules.iter().flatten().enumerate() {
-            let host = match rule.host.as_deref() {
-                None | Some("") => HostMatch::Any,
-                Some(h) => match HostMatch::parse(h) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        out.problems
-                            .push(format!("ingress {ing_id}: rules[{ri}].host: {e}"));
-                        continue;
-                    }
-                },
+            let host = match rule_host(rule) {
+                Ok(h) => h,
+                Err(e) => {
+                    out.problems
+                        .push(format!("ingress {ing_id}: rules[{ri}].host: {e}"));
+                    continue;
+                }
             };
             let Some(http) = &rule.http else { continue };
             for (pi, path) in http.paths.iter().enumerate() {
@@ -323,10 +313,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
                     ));
                     continue;
                 }
-                let host_name = match &host {
-                    HostMatch::Any => "*".to_owned(),
-                    h => h.to_string(),
-                };
+                let host_name = host_label(&host);
                 let name = format!("{ing_id}/{host_name}{p}");
                 let normalized = path_type.normalize(p);
                 if let Some(r) = cluster.route(
@@ -350,6 +337,22 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
         cluster.attach_canary(ing, &notes, settings, &mut out);
     }
     out
+}
+
+/// A rule's host: none (or empty) matches any host.
+fn rule_host(rule: &k8s_openapi::api::networking::v1::IngressRule) -> Result<HostMatch, String> {
+    match rule.host.as_deref() {
+        None | Some("") => Ok(HostMatch::Any),
+        Some(h) => HostMatch::parse(h),
+    }
+}
+
+/// A host as route names show it: `*` for any.
+fn host_label(host: &HostMatch) -> String {
+    match host {
+        HostMatch::Any => "*".to_owned(),
+        h => h.to_string(),
+    }
 }
 
 struct Cluster<'a> {
@@ -378,15 +381,12 @@ impl Cluster<'_> {
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let Some(spec) = &ing.spec else { return };
         for rule in spec.rules.iter().flatten() {
-            let host = match rule.host.as_deref() {
-                None | Some("") => HostMatch::Any,
-                Some(h) => match HostMatch::parse(h) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        out.problems.push(format!("ingress {ing_id}: host: {e}"));
-                        continue;
-                    }
-                },
+            let host = match rule_host(rule) {
+                Ok(h) => h,
+                Err(e) => {
+                    out.problems.push(format!("ingress {ing_id}: host: {e}"));
+                    continue;
+                }
             };
             for path in rule.http.iter().flat_map(|h| &h.paths) {
                 let Ok(path_type) = path.path_type.parse::<PathType>() else {

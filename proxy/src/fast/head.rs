@@ -87,7 +87,10 @@ pub fn prepare<R>(
             }
             host = Some(f.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            match (body_len, content_length(f.value)) {
+            match (
+                body_len,
+                super::length(f.value).and_then(|n| usize::try_from(n).ok()),
+            ) {
                 (None, Some(n)) if n <= MAX_BODY => body_len = Some(n),
                 _ => return Prepared::Handover,
             }
@@ -189,15 +192,6 @@ fn path_byte(b: u8) -> bool {
 /// Bytes `http::uri::PathAndQuery` takes in a query as they are.
 fn query_byte(b: u8) -> bool {
     matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E)
-}
-
-/// A Content-Length value: digits only, at most 19 of them (RFC 9110 8.6).
-/// A list or a sign is for hyper to refuse.
-fn content_length(v: &[u8]) -> Option<usize> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// False for the headers the fast path drops or sets itself: hop-by-hop

@@ -41,6 +41,15 @@ use chunked::ChunkedScanner;
 use head::{Plan, Prepared};
 use response::Framing;
 
+/// A Content-Length value: digits only, at most 19 of them (RFC 9110
+/// 8.6). A sign, spaces inside or a list are not a length.
+fn length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
 /// A connection the fast path hands to hyper, with the bytes it had read
 /// and not consumed.
 #[derive(Debug)]

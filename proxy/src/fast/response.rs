@@ -87,7 +87,7 @@ pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"content-length") {
             for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let Some(n) = digits(v) else {
+                let Some(n) = super::length(v) else {
                     return Parsed::Invalid("malformed content-length");
                 };
                 if length.is_some_and(|l| l != n) {
@@ -156,13 +156,6 @@ fn three_digits(s: u16) -> [u8; 3] {
         b'0' + (s / 10 % 10) as u8,
         b'0' + (s % 10) as u8,
     ]
-}
-
-fn digits(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Fields about the upstream connection, never passed on. The body
