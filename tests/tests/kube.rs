@@ -77,10 +77,15 @@ fn ready_eps(set: &[Backend], prefix: &str) -> Vec<Value> {
 /// The usual cluster: our IngressClass, Service shop/web with one slice
 /// of `eps` on `port`, and an Ingress sending shop.example.com to it.
 fn shop(api: &KubeApi, port: u16, eps: Vec<Value>) {
+    shop_backend(api, port, eps);
+    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+}
+
+/// [`shop`] without its Ingress, for tests that write their own.
+fn shop_backend(api: &KubeApi, port: u16, eps: Vec<Value>) {
     api.apply(ingress_class());
     api.apply(service("shop", "web"));
     api.apply(slice("shop", "web-abc", "web", port, eps));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
 }
 
 /// Waits until shop.example.com routes through `s`.
@@ -822,15 +827,11 @@ async fn one_replica_writes_ingress_status() {
 async fn bad_annotations_become_events_not_failures() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(2, "web").await;
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
+    shop_backend(
+        &api,
         port,
         vec![endpoint(backends[0].addr, "web-0", true, false)],
-    ));
+    );
     let mut ing = ingress("shop", "shop", "sluice", "shop.example.com", "web");
     ing["metadata"]["annotations"] = json!({
         "sluice.dev/load-balance": "fastest",
@@ -935,15 +936,11 @@ async fn pod_weights_from_a_metadata_only_watch() {
 async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(1, "web").await;
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
+    shop_backend(
+        &api,
         port,
         vec![endpoint(backends[0].addr, "web-0", true, false)],
-    ));
+    );
     // Same name, wrong type: invisible to the proxy.
     api.apply(json!({"kind": "Secret", "type": "Opaque",
         "metadata": {"name": "shop-tls", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}));
