@@ -59,7 +59,7 @@ pub async fn run(
     };
     let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
     let tunnels = proxy.tunnels().clone();
-    let running = Listeners::start(listeners, proxy, config.listener);
+    let running = Listeners::start(listeners, proxy, config.listener.clone());
     let state = Arc::new(AdminState {
         table: table.clone(),
         metrics: metrics.clone(),

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod fast;
 pub mod metrics;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod publish;
 pub mod routing;
 pub mod server;

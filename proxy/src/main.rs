@@ -75,6 +75,14 @@ struct ServeArgs {
     /// fast path (overrides the file's `http1_fast_path`).
     #[arg(long)]
     no_fast_path: bool,
+    /// Read a PROXY protocol header (v1 or v2, as a cloud LoadBalancer
+    /// sends) first on every client connection.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Accept PROXY headers only from this network (repeatable; implies
+    /// --proxy-protocol); connections from elsewhere are closed.
+    #[arg(long, value_name = "CIDR", value_parser = sluice::config::parse_cidr)]
+    proxy_protocol_from: Vec<ipnet::IpNet>,
     #[command(flatten)]
     kube: KubeArgs,
 }
@@ -222,6 +230,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.no_fast_path {
         cfg.listener.http1_fast_path = false;
+    }
+    if args.proxy_protocol || !args.proxy_protocol_from.is_empty() {
+        cfg.listener.proxy_protocol = Some(std::sync::Arc::new(sluice::proxy_protocol::Trusted(
+            args.proxy_protocol_from.clone(),
+        )));
     }
     if let Some(d) = args.shutdown_delay {
         cfg.shutdown_delay = d;

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::ListenerSettings;
 use crate::fast;
 use crate::proxy::{ClientConn, Proxy};
+use crate::proxy_protocol;
 use crate::Error;
 
 /// Binds every address, or names the one that failed.
@@ -82,7 +83,7 @@ impl Listeners {
                     hyper.clone(),
                     graceful.clone(),
                     stop.subscribe(),
-                    settings,
+                    settings.clone(),
                 ))
             })
             .collect();
@@ -128,7 +129,7 @@ async fn accept_loop(
         proto: "http",
     };
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             _ = stop.changed() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -147,48 +148,93 @@ async fn accept_loop(
         // Taken now, so that a drain waits for this connection whichever
         // path serves it.
         let watcher = graceful.watcher();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let settings = settings.clone();
         tokio::spawn(async move {
-            if settings.http1_fast_path {
-                // The fast path reads the first request itself, under the
-                // header timeout, and hands over what it does not serve.
-                let Some(h) = fast::serve(stream, peer, &proxy, fast, &mut stop).await else {
+            let Some(pp) = settings.proxy_protocol.clone() else {
+                serve_connection(stream, peer, proxy, hyper, watcher, stop, &settings, fast).await;
+                return;
+            };
+            // The LoadBalancer's header first: it names the client.
+            let header = tokio::time::timeout(
+                settings.request_header_timeout,
+                proxy_protocol::read(&mut stream, peer, &pp),
+            )
+            .await;
+            let (client, rest) = match header {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "connection closed");
                     return;
-                };
-                let h2 = h.prefix.starts_with(b"PRI ");
-                let io = fast::io::Prefixed::new(h.prefix, h.io);
-                if h2 {
-                    serve_hyper(io, peer, proxy, &hyper.auto, watcher).await;
-                } else {
-                    serve_h1(
-                        io,
-                        peer,
-                        proxy,
-                        &hyper.h1,
-                        watcher,
-                        &mut stop,
-                        settings.request_header_timeout,
-                    )
-                    .await;
                 }
-                return;
-            }
-            // hyper's header timer starts with the first request line; a
-            // client that sends nothing at all (or only part of an HTTP/2
-            // preface, while the protocol is sniffed) is cut off here.
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(settings.request_header_timeout, stream.peek(&mut first))
-                    .await,
-                Ok(Ok(1))
-            ) {
-                tracing::debug!(client = %peer, "closed a connection that sent nothing");
-                return;
-            }
-            serve_hyper(stream, peer, proxy, &hyper.auto, watcher).await;
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "connection closed: no PROXY header in time");
+                    return;
+                }
+            };
+            let io = fast::io::Prefixed::new(rest, stream);
+            serve_connection(io, client, proxy, hyper, watcher, stop, &settings, fast).await;
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");
+}
+
+/// Serves one client connection: on the fast path (which hands over what
+/// it does not serve), or with hyper alone. `client` is the client's
+/// address: the peer's, or the one a PROXY header gave.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<I>(
+    io: I,
+    client: SocketAddr,
+    proxy: Arc<Proxy>,
+    hyper: Arc<Hyper>,
+    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
+    settings: &ListenerSettings,
+    fast: fast::Settings,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if !settings.http1_fast_path {
+        // hyper's header timer starts with the first request line; a
+        // client that sends nothing at all (or only part of an HTTP/2
+        // preface, while the protocol is sniffed) is cut off here.
+        let mut io = io;
+        let mut first = [0u8; 1];
+        let read = tokio::time::timeout(
+            settings.request_header_timeout,
+            tokio::io::AsyncReadExt::read(&mut io, &mut first),
+        )
+        .await;
+        if !matches!(read, Ok(Ok(1))) {
+            tracing::debug!(client = %client, "closed a connection that sent nothing");
+            return;
+        }
+        let io = fast::io::Prefixed::new(first.to_vec(), io);
+        serve_hyper(io, client, proxy, &hyper.auto, watcher).await;
+        return;
+    }
+    // The fast path reads the first request itself, under the header
+    // timeout, and hands over what it does not serve.
+    let Some(h) = fast::serve(io, client, &proxy, fast, &mut stop).await else {
+        return;
+    };
+    let h2 = h.prefix.starts_with(b"PRI ");
+    let io = fast::io::Prefixed::new(h.prefix, h.io);
+    if h2 {
+        serve_hyper(io, client, proxy, &hyper.auto, watcher).await;
+    } else {
+        serve_h1(
+            io,
+            client,
+            proxy,
+            &hyper.h1,
+            watcher,
+            &mut stop,
+            settings.request_header_timeout,
+        )
+        .await;
+    }
 }
 
 /// Resolves once the listeners are told to stop.

@@ -51,7 +51,7 @@ fn unused_weights(field: &str, upstream: &UpstreamSpec) -> Option<FieldError> {
 }
 
 /// Settings of the client-facing listeners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSettings {
     /// How long a client may take to send a request's headers. It also
     /// bounds how long an idle keep-alive connection waits for the next
@@ -60,6 +60,9 @@ pub struct ListenerSettings {
     /// Serve plain HTTP/1.1 requests on the lean fast path (`fast`),
     /// handing everything else to hyper. On by default.
     pub http1_fast_path: bool,
+    /// Read a PROXY protocol header (v1 or v2) first on every connection,
+    /// from these networks only (empty: from any peer).
+    pub proxy_protocol: Option<std::sync::Arc<crate::proxy_protocol::Trusted>>,
 }
 
 /// One route: what it matches and where it sends.
@@ -118,6 +121,7 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
     http1_fast_path: true,
+    proxy_protocol: None,
 };
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -147,6 +151,15 @@ pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
         .checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))?;
     Ok((bytes > 0).then_some(bytes))
+}
+
+/// A network as `10.0.0.0/8`, or one address (a /32 or /128).
+pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let t = s.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or an address"))
 }
 
 /// One wrong field.
@@ -537,6 +550,17 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         http1_fast_path: raw
             .http1_fast_path
             .unwrap_or(DEFAULT_LISTENER.http1_fast_path),
+        proxy_protocol: {
+            let mut nets = Vec::new();
+            for (i, c) in raw.proxy_protocol_from.iter().enumerate() {
+                match parse_cidr(c) {
+                    Ok(n) => nets.push(n),
+                    Err(e) => v.error(format!("proxy_protocol_from[{i}]"), e),
+                }
+            }
+            (raw.proxy_protocol.unwrap_or(false) || !nets.is_empty())
+                .then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
+        },
     };
     let defaults = Defaults {
         timeouts: RouteTimeouts {

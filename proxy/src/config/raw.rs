@@ -24,6 +24,12 @@ pub struct RawConfig {
     pub reload_interval: Option<String>,
     /// The largest request body accepted, as nginx writes sizes (10m).
     pub max_request_body: Option<String>,
+    /// Read a PROXY protocol header first on every client connection.
+    pub proxy_protocol: Option<bool>,
+    /// Accept PROXY headers only from these networks (implies
+    /// `proxy_protocol`).
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]

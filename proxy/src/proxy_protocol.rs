@@ -1,0 +1,214 @@
+//! The PROXY protocol (v1 text and v2 binary) on a listener: the cloud
+//! LoadBalancer in front tells who the client really is.
+//!
+//! The header is read (never peeked: a header that arrives in pieces must
+//! not spin) before any HTTP, from trusted networks only, under the
+//! request-header timeout. What came after it in the same reads is handed
+//! on. A connection from elsewhere, or with a malformed, truncated or
+//! oversized header, is closed: a proxy that falls back to the socket's
+//! address would let anyone who reaches it directly pose as any client.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use ppp::{HeaderResult, PartialResult};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The longest header accepted: a v1 line is at most 107 bytes, a v2
+/// header 16 plus its addresses and TLVs.
+const MAX_HEADER: usize = 4096;
+
+/// Who may send a PROXY header. Empty: any peer (the listener is reached
+/// only through the LoadBalancer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trusted(pub Vec<IpNet>);
+
+impl Trusted {
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.is_empty() || self.0.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Why a connection was closed before any HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("PROXY header from an untrusted address")]
+    Untrusted,
+    #[error("malformed PROXY header")]
+    Malformed,
+    #[error("PROXY header too large")]
+    TooLarge,
+    #[error("connection closed before a whole PROXY header")]
+    Truncated,
+}
+
+/// Reads the header. Returns the client's address (the peer's own for a
+/// LOCAL or UNKNOWN header, as health checks send) and the bytes read past
+/// the header.
+pub async fn read<S: AsyncRead + Unpin>(
+    io: &mut S,
+    peer: SocketAddr,
+    trusted: &Trusted,
+) -> Result<(SocketAddr, Vec<u8>), Refused> {
+    if !trusted.allows(peer.ip()) {
+        return Err(Refused::Untrusted);
+    }
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        if buf.len() >= MAX_HEADER {
+            return Err(Refused::TooLarge);
+        }
+        buf.reserve(256);
+        match io.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Err(Refused::Truncated),
+            Ok(_) => {}
+        }
+        match parse(&buf) {
+            Parsed::Incomplete => continue,
+            Parsed::Invalid => return Err(Refused::Malformed),
+            Parsed::Header { len, client } => {
+                let rest = buf.split_off(len);
+                return Ok((client.unwrap_or(peer), rest));
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Incomplete,
+    Invalid,
+    /// The header's length; the client's address when it names one.
+    Header {
+        len: usize,
+        client: Option<SocketAddr>,
+    },
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    let result = HeaderResult::parse(buf);
+    if result.is_incomplete() {
+        return Parsed::Incomplete;
+    }
+    match result {
+        HeaderResult::V1(Ok(h)) => {
+            let client = match h.addresses {
+                ppp::v1::Addresses::Tcp4(a) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                ppp::v1::Addresses::Tcp6(a) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                ppp::v1::Addresses::Unknown => None,
+            };
+            Parsed::Header {
+                len: h.header.len(),
+                client,
+            }
+        }
+        HeaderResult::V2(Ok(h)) => {
+            let client = match (h.command, h.addresses) {
+                (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                _ => None,
+            };
+            Parsed::Header {
+                len: h.header.len(),
+                client,
+            }
+        }
+        _ => Parsed::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(
+        bytes: &[u8],
+        peer: &str,
+        trusted: &[&str],
+    ) -> Result<(SocketAddr, Vec<u8>), Refused> {
+        let trusted = Trusted(trusted.iter().map(|t| t.parse().unwrap()).collect());
+        let mut io = bytes;
+        read(&mut io, peer.parse().unwrap(), &trusted).await
+    }
+
+    fn v2(src: [u8; 4], sport: u16) -> Vec<u8> {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.push(0x21); // version 2, PROXY
+        h.push(0x11); // TCP over IPv4
+        h.extend_from_slice(&12u16.to_be_bytes());
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&[127, 0, 0, 1]);
+        h.extend_from_slice(&sport.to_be_bytes());
+        h.extend_from_slice(&80u16.to_be_bytes());
+        h
+    }
+
+    #[tokio::test]
+    async fn v1_and_v2_name_the_client_and_keep_what_follows() {
+        let (client, rest) = run(
+            b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\nGET / HTTP/1.1\r\n",
+            "127.0.0.1:1",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(client, "203.0.113.9:5555".parse().unwrap());
+        assert_eq!(rest, b"GET / HTTP/1.1\r\n");
+        let mut bytes = v2([198, 51, 100, 7], 4242);
+        bytes.extend_from_slice(b"GET");
+        let (client, rest) = run(&bytes, "10.1.2.3:1", &["10.0.0.0/8"]).await.unwrap();
+        assert_eq!(client, "198.51.100.7:4242".parse().unwrap());
+        assert_eq!(rest, b"GET");
+        // UNKNOWN (a health check): the peer itself.
+        let (client, _) = run(b"PROXY UNKNOWN\r\n", "127.0.0.1:7", &[]).await.unwrap();
+        assert_eq!(client, "127.0.0.1:7".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn refuses_untrusted_malformed_and_truncated() {
+        let good = b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n";
+        assert_eq!(
+            run(good, "127.0.0.1:1", &["10.0.0.0/8"]).await.unwrap_err(),
+            Refused::Untrusted
+        );
+        assert_eq!(
+            run(good, "[::ffff:10.0.0.1]:1", &["10.0.0.0/8"])
+                .await
+                .map(|r| r.0.port()),
+            Ok(5555)
+        );
+        for bad in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"PROXY TCP4 nonsense 127.0.0.1 1 2\r\n",
+            b"PROXY TCP4 203.0.113.9 127.0.0.1 99999 80\r\n",
+        ] {
+            assert_eq!(
+                run(bad, "127.0.0.1:1", &[]).await.unwrap_err(),
+                Refused::Malformed,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            run(b"PROXY TCP4 203.0.", "127.0.0.1:1", &[])
+                .await
+                .unwrap_err(),
+            Refused::Truncated
+        );
+        let v2 = v2([1, 2, 3, 4], 1);
+        assert_eq!(
+            run(&v2[..20], "127.0.0.1:1", &[]).await.unwrap_err(),
+            Refused::Truncated
+        );
+    }
+}

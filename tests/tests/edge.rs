@@ -1,0 +1,168 @@
+//! The edge: PROXY protocol from the LoadBalancer in front. The client
+//! address it names is the one X-Forwarded-For, ip-hash and logs see; a
+//! connection from an untrusted network, or with a malformed or truncated
+//! header, is closed while others keep being served.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_integration::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A v2 PROXY header (PROXY command, TCP over IPv4) naming `src`.
+fn v2(src: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11]);
+    h.extend_from_slice(&12u16.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&80u16.to_be_bytes());
+    h
+}
+
+/// Sends `header` then a GET for `path` on a fresh connection; the whole
+/// answer, or what came before the proxy closed.
+async fn through(addr: SocketAddr, header: &[u8], path: &str) -> Received {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = header.to_vec();
+    bytes.extend_from_slice(
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    tcp.write_all(&bytes).await.unwrap();
+    read_until(&mut tcp, Duration::from_secs(10), until_closed).await
+}
+
+fn forwarded_for(answer: &str) -> Option<String> {
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-forwarded-for: "))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v1_and_v2_name_the_client() {
+    let backend = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &backend.addr.to_string(), "--proxy-protocol"]).await;
+    let v1 = through(
+        s.listen,
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n",
+        "/headers",
+    )
+    .await;
+    assert_eq!(
+        forwarded_for(&v1.text()).as_deref(),
+        Some("203.0.113.9"),
+        "{}",
+        v1.text()
+    );
+    let v2 = through(s.listen, &v2([198, 51, 100, 7], 4242), "/headers").await;
+    assert_eq!(
+        forwarded_for(&v2.text()).as_deref(),
+        Some("198.51.100.7"),
+        "{}",
+        v2.text()
+    );
+    // A real client: curl's own PROXY v1 header, from 127.0.0.7.
+    let out = run(
+        "curl",
+        &[
+            "-s",
+            "--haproxy-protocol",
+            "--interface",
+            "127.0.0.7",
+            &s.url("/headers"),
+        ],
+    );
+    assert_eq!(forwarded_for(&out).as_deref(), Some("127.0.0.7"), "{out}");
+}
+
+/// ip-hash spreads clients by the address the PROXY header names (they
+/// all come from one LoadBalancer address), and keeps each on its backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_hash_uses_the_proxied_address() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let mut args = vec![
+        "--proxy-protocol".to_owned(),
+        "--strategy".into(),
+        "ip-hash".into(),
+    ];
+    for b in &backends {
+        args.push("--backend".into());
+        args.push(b.addr.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Sluice::serve(&args).await;
+    let mut seen: HashMap<u8, HashSet<String>> = HashMap::new();
+    for round in 0..2u16 {
+        for last in 1..=30u8 {
+            let answer = through(s.listen, &v2([203, 0, 113, last], 1000 + round), "/").await;
+            let name = answer
+                .text()
+                .lines()
+                .find_map(|l| l.strip_prefix("x-backend: ").map(str::to_owned))
+                .unwrap_or_else(|| panic!("no answer: {}", answer.text()));
+            seen.entry(last).or_default().insert(name);
+        }
+    }
+    assert!(
+        seen.values().all(|b| b.len() == 1),
+        "a client moved: {seen:?}"
+    );
+    let used: HashSet<&String> = seen.values().flatten().collect();
+    assert_eq!(used.len(), 3, "30 clients on {} backends only", used.len());
+}
+
+/// Untrusted peers, malformed and truncated headers: closed, no request
+/// reaches a backend, and good connections are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_or_untrusted_headers_are_closed() {
+    let backend = Backend::start("a").await;
+    let b = backend.addr.to_string();
+    let open = Sluice::serve(&["--backend", &b, "--proxy-protocol"]).await;
+    let closed_to_us =
+        Sluice::serve(&["--backend", &b, "--proxy-protocol-from", "10.0.0.0/8"]).await;
+
+    let good = b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n";
+    let refused = through(closed_to_us.listen, good, "/").await;
+    assert!(
+        refused.closed && refused.bytes.is_empty(),
+        "{}",
+        refused.text()
+    );
+
+    for bad in [
+        &b""[..],
+        b"PROXY TCP4 nonsense here 1 2\r\n",
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 99999 80\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x01\x02",
+    ] {
+        let r = through(open.listen, bad, "/").await;
+        assert!(
+            r.closed && !r.timed_out,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+        assert!(
+            !r.text().contains("200 OK"),
+            "served after {:?}: {}",
+            String::from_utf8_lossy(bad),
+            r.text()
+        );
+    }
+    // A header cut short, then silence: closed when the client goes.
+    {
+        let mut tcp = TcpStream::connect(open.listen).await.unwrap();
+        tcp.write_all(b"PROXY TCP4 203.0.").await.unwrap();
+    }
+    let hits = backend.hits();
+    assert_eq!(hits, 0, "a request got through");
+    let ok = through(open.listen, good, "/").await;
+    assert!(ok.text().starts_with("HTTP/1.1 200"), "{}", ok.text());
+}
