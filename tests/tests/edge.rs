@@ -166,3 +166,92 @@ async fn bad_or_untrusted_headers_are_closed() {
     let ok = through(open.listen, good, "/").await;
     assert!(ok.text().starts_with("HTTP/1.1 200"), "{}", ok.text());
 }
+
+/// A real HAProxy in front, sending PROXY v2 as a cloud LoadBalancer does
+/// (`send-proxy-v2`). Clients on distinct 127.0.0.x addresses: each is
+/// seen by its own address, and ip-hash spreads them by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_in_front_with_send_proxy_v2() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let mut args = vec![
+        "--proxy-protocol".to_owned(),
+        "--strategy".into(),
+        "ip-hash".into(),
+    ];
+    for b in &backends {
+        args.push("--backend".into());
+        args.push(b.addr.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Sluice::serve(&args).await;
+    let lb = free_addr();
+    let dir = TempDir::new();
+    let cfg = dir.0.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 256\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend lb\n  bind {lb}\n  default_backend sluice\n\
+             backend sluice\n  server s1 {} send-proxy-v2\n",
+            s.listen
+        ),
+    )
+    .unwrap();
+    let haproxy = if std::path::Path::new("/usr/sbin/haproxy").exists() {
+        "/usr/sbin/haproxy"
+    } else {
+        "haproxy"
+    };
+    /// Killed on drop, even when the test fails first.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _haproxy = Kill(
+        std::process::Command::new(haproxy)
+            .args(["-db", "-f", &cfg.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy runs (scripts/test.sh installs it)"),
+    );
+    wait_until("haproxy to listen", Duration::from_secs(10), || async {
+        TcpStream::connect(lb).await.is_ok()
+    })
+    .await;
+
+    let mut placement: HashMap<u8, HashSet<String>> = HashMap::new();
+    for round in 0..2 {
+        for last in 20..44u8 {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, last);
+            let c = client(Some(ip));
+            let (status, headers, body) =
+                request(&c, lb, "GET", "/headers", &[("host", "a")], empty())
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}, client {ip}: {e}"));
+            assert_eq!(status, 200);
+            assert_eq!(
+                forwarded_for(&body).as_deref(),
+                Some(ip.to_string().as_str()),
+                "{body}"
+            );
+            placement
+                .entry(last)
+                .or_default()
+                .insert(headers["x-backend"].to_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        placement.values().all(|b| b.len() == 1),
+        "a client moved: {placement:?}"
+    );
+    let used: HashSet<&String> = placement.values().flatten().collect();
+    assert_eq!(used.len(), 3, "24 clients on {} backends only", used.len());
+}
