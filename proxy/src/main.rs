@@ -83,6 +83,10 @@ struct ServeArgs {
     /// --proxy-protocol); connections from elsewhere are closed.
     #[arg(long, value_name = "CIDR", value_parser = sluice::config::parse_cidr)]
     proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Take the client's address from X-Forwarded-For when the connection
+    /// comes from this network (repeatable): a LoadBalancer that sets it.
+    #[arg(long, value_name = "CIDR", value_parser = sluice::config::parse_cidr)]
+    trust_forwarded_for: Vec<ipnet::IpNet>,
     #[command(flatten)]
     kube: KubeArgs,
 }
@@ -230,6 +234,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.no_fast_path {
         cfg.listener.http1_fast_path = false;
+    }
+    if !args.trust_forwarded_for.is_empty() {
+        cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(
+            sluice::proxy_protocol::Trusted(args.trust_forwarded_for.clone()),
+        ));
     }
     if args.proxy_protocol || !args.proxy_protocol_from.is_empty() {
         cfg.listener.proxy_protocol = Some(std::sync::Arc::new(sluice::proxy_protocol::Trusted(

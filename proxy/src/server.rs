@@ -127,6 +127,7 @@ async fn accept_loop(
     let fast = fast::Settings {
         header_timeout: settings.request_header_timeout,
         proto: "http",
+        forwarders: settings.trust_forwarded_for.clone(),
     };
     loop {
         let (mut stream, peer) = tokio::select! {
@@ -150,9 +151,20 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let stop = stop.clone();
         let settings = settings.clone();
+        let fast = fast.clone();
         tokio::spawn(async move {
             let Some(pp) = settings.proxy_protocol.clone() else {
-                serve_connection(stream, peer, proxy, hyper, watcher, stop, &settings, fast).await;
+                serve_connection(
+                    stream,
+                    peer,
+                    proxy,
+                    hyper,
+                    watcher,
+                    stop,
+                    &settings,
+                    fast.clone(),
+                )
+                .await;
                 return;
             };
             // The LoadBalancer's header first: it names the client.
@@ -173,7 +185,17 @@ async fn accept_loop(
                 }
             };
             let io = fast::io::Prefixed::new(rest, stream);
-            serve_connection(io, client, proxy, hyper, watcher, stop, &settings, fast).await;
+            serve_connection(
+                io,
+                client,
+                proxy,
+                hyper,
+                watcher,
+                stop,
+                &settings,
+                fast.clone(),
+            )
+            .await;
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");
@@ -211,18 +233,34 @@ async fn serve_connection<I>(
             return;
         }
         let io = fast::io::Prefixed::new(first.to_vec(), io);
-        serve_hyper(io, client, proxy, &hyper.auto, watcher).await;
+        serve_hyper(
+            io,
+            client,
+            proxy,
+            &hyper.auto,
+            watcher,
+            fast.forwarders.clone(),
+        )
+        .await;
         return;
     }
     // The fast path reads the first request itself, under the header
     // timeout, and hands over what it does not serve.
-    let Some(h) = fast::serve(io, client, &proxy, fast, &mut stop).await else {
+    let Some(h) = fast::serve(io, client, &proxy, fast.clone(), &mut stop).await else {
         return;
     };
     let h2 = h.prefix.starts_with(b"PRI ");
     let io = fast::io::Prefixed::new(h.prefix, h.io);
     if h2 {
-        serve_hyper(io, client, proxy, &hyper.auto, watcher).await;
+        serve_hyper(
+            io,
+            client,
+            proxy,
+            &hyper.auto,
+            watcher,
+            fast.forwarders.clone(),
+        )
+        .await;
     } else {
         serve_h1(
             io,
@@ -232,6 +270,7 @@ async fn serve_connection<I>(
             watcher,
             &mut stop,
             settings.request_header_timeout,
+            fast.forwarders.clone(),
         )
         .await;
     }
@@ -254,6 +293,7 @@ struct Hyper {
 fn service(
     peer: SocketAddr,
     proxy: Arc<Proxy>,
+    forwarders: Option<Arc<proxy_protocol::Trusted>>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::proxy::ProxyBody>,
@@ -263,7 +303,8 @@ fn service(
     > + Send,
 > + Clone
        + Send {
-    let conn_info = ClientConn::new(peer, "http");
+    let mut conn_info = ClientConn::new(peer, "http");
+    conn_info.forwarders = forwarders;
     service_fn(move |req| {
         let proxy = proxy.clone();
         let conn_info = conn_info.clone();
@@ -285,13 +326,15 @@ async fn serve_h1<I>(
     watcher: hyper_util::server::graceful::Watcher,
     stop: &mut watch::Receiver<bool>,
     header_timeout: Duration,
+    forwarders: Option<Arc<proxy_protocol::Trusted>>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // Held until the connection ends, so that a drain waits for it.
     let _watcher = watcher;
     let started = Arc::new(tokio::sync::Notify::new());
-    let conn_info = ClientConn::new(peer, "http");
+    let mut conn_info = ClientConn::new(peer, "http");
+    conn_info.forwarders = forwarders;
     let on_request = started.clone();
     let svc = service_fn(move |req| {
         on_request.notify_one();
@@ -328,10 +371,12 @@ async fn serve_hyper<I>(
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
+    forwarders: Option<Arc<proxy_protocol::Trusted>>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(peer, proxy));
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), service(peer, proxy, forwarders));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }

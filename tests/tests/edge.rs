@@ -255,3 +255,95 @@ async fn haproxy_in_front_with_send_proxy_v2() {
     let used: HashSet<&String> = placement.values().flatten().collect();
     assert_eq!(used.len(), 3, "24 clients on {} backends only", used.len());
 }
+
+/// `--trust-forwarded-for`: behind a LoadBalancer that sets
+/// X-Forwarded-For, ip-hash goes by the client it names, but only when the
+/// connection comes from a trusted network; the header is still passed
+/// on with the peer appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_forwarded_for_names_the_client() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let start = |trusted: &'static str| {
+        let mut args = vec![
+            "--strategy".to_owned(),
+            "ip-hash".into(),
+            "--trust-forwarded-for".into(),
+            trusted.into(),
+        ];
+        for b in &backends {
+            args.push("--backend".into());
+            args.push(b.addr.to_string());
+        }
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Sluice::serve(&args).await
+        }
+    };
+    let placement = |s: &Sluice| {
+        let addr = s.listen;
+        async move {
+            let c = client(None);
+            let mut seen: HashMap<u8, HashSet<String>> = HashMap::new();
+            for _ in 0..2 {
+                for last in 1..=30u8 {
+                    let xff = format!("203.0.113.{last}");
+                    let (status, headers, _) = request(
+                        &c,
+                        addr,
+                        "GET",
+                        "/",
+                        &[("host", "a"), ("x-forwarded-for", &xff)],
+                        empty(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(status, 200);
+                    seen.entry(last)
+                        .or_default()
+                        .insert(headers["x-backend"].to_str().unwrap().to_owned());
+                }
+            }
+            seen
+        }
+    };
+    let trusted = start("127.0.0.0/8").await;
+    let seen = placement(&trusted).await;
+    assert!(
+        seen.values().all(|b| b.len() == 1),
+        "a client moved: {seen:?}"
+    );
+    assert_eq!(
+        seen.values().flatten().collect::<HashSet<_>>().len(),
+        3,
+        "not spread: {seen:?}"
+    );
+    let c = client(None);
+    let (_, _, body) = request(
+        &c,
+        trusted.listen,
+        "GET",
+        "/headers",
+        &[("host", "a"), ("x-forwarded-for", "203.0.113.5")],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        forwarded_for(&body).as_deref(),
+        Some("203.0.113.5, 127.0.0.1"),
+        "{body}"
+    );
+
+    // From an untrusted peer the header names nobody: one client, one backend.
+    let untrusted = start("10.0.0.0/8").await;
+    let seen = placement(&untrusted).await;
+    assert_eq!(
+        seen.values().flatten().collect::<HashSet<_>>().len(),
+        1,
+        "{seen:?}"
+    );
+}

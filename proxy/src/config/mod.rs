@@ -63,6 +63,9 @@ pub struct ListenerSettings {
     /// Read a PROXY protocol header (v1 or v2) first on every connection,
     /// from these networks only (empty: from any peer).
     pub proxy_protocol: Option<std::sync::Arc<crate::proxy_protocol::Trusted>>,
+    /// Take the client's address from X-Forwarded-For when the peer is in
+    /// these networks (a LoadBalancer that sets it).
+    pub trust_forwarded_for: Option<std::sync::Arc<crate::proxy_protocol::Trusted>>,
 }
 
 /// One route: what it matches and where it sends.
@@ -122,6 +125,7 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
     http1_fast_path: true,
     proxy_protocol: None,
+    trust_forwarded_for: None,
 };
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -560,6 +564,16 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             }
             (raw.proxy_protocol.unwrap_or(false) || !nets.is_empty())
                 .then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
+        },
+        trust_forwarded_for: {
+            let mut nets = Vec::new();
+            for (i, c) in raw.trust_forwarded_for.iter().enumerate() {
+                match parse_cidr(c) {
+                    Ok(n) => nets.push(n),
+                    Err(e) => v.error(format!("trust_forwarded_for[{i}]"), e),
+                }
+            }
+            (!nets.is_empty()).then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
         },
     };
     let defaults = Defaults {

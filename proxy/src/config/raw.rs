@@ -30,6 +30,9 @@ pub struct RawConfig {
     /// `proxy_protocol`).
     #[serde(default)]
     pub proxy_protocol_from: Vec<String>,
+    /// Networks whose X-Forwarded-For names the client.
+    #[serde(default)]
+    pub trust_forwarded_for: Vec<String>,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]

@@ -44,6 +44,9 @@ pub struct Plan<R> {
     pub head_request: bool,
     /// Safe to send again after a connection failed under it.
     pub idempotent: bool,
+    /// The client named by X-Forwarded-For, when the peer is a trusted
+    /// forwarder (`trust_forwarded_for`).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Parses the head at the start of `buf`, routes it with `lookup(host,
@@ -52,6 +55,7 @@ pub fn prepare<R>(
     buf: &[u8],
     client_ip: &[u8],
     proto: &str,
+    forwarders: Option<(&crate::proxy_protocol::Trusted, std::net::IpAddr)>,
     out: &mut Vec<u8>,
     lookup: impl FnOnce(&str, &str) -> Option<R>,
 ) -> Prepared<R> {
@@ -156,7 +160,19 @@ pub fn prepare<R>(
     }
     out.extend_from_slice(b"\r\n");
 
+    let client = match forwarders {
+        Some((trusted, peer)) if has_xff => crate::proxy_protocol::client_from_forwarded(
+            peer,
+            req.headers
+                .iter()
+                .filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|f| f.value),
+            trusted,
+        ),
+        _ => None,
+    };
     Prepared::Ready(Plan {
+        client,
         route,
         head_len,
         body_len: body_len.unwrap_or(0),
@@ -229,7 +245,7 @@ mod tests {
 
     fn run(req: &[u8]) -> (Prepared<String>, String) {
         let mut out = Vec::new();
-        let p = prepare(req, b"10.1.2.3", "http", &mut out, |h, p| {
+        let p = prepare(req, b"10.1.2.3", "http", None, &mut out, |h, p| {
             (h != "unrouted.example").then(|| format!("{h} {p}"))
         });
         (p, String::from_utf8(out).unwrap())

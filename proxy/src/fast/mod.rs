@@ -59,13 +59,15 @@ pub struct Handover<S> {
 }
 
 /// What the fast path needs from the listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// How long a request head may take, counted from when the connection
     /// starts waiting for it (so it is also the keep-alive idle limit).
     pub header_timeout: Duration,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub proto: &'static str,
+    /// Peers whose X-Forwarded-For names the client.
+    pub forwarders: Option<Arc<crate::proxy_protocol::Trusted>>,
 }
 
 /// Per-connection buffers, reused by every request on it.
@@ -133,6 +135,7 @@ where
             &b.input[b.pos..],
             client_ip.as_bytes(),
             settings.proto,
+            settings.forwarders.as_deref().map(|t| (t, peer.ip())),
             &mut b.request,
             |host, path| {
                 proxy
@@ -239,7 +242,8 @@ where
             b.pos = 0;
         }
         let closing = plan.close || *stop.borrow();
-        let next = exchange(&mut io, &mut b, route, &plan, peer.ip(), start, closing).await;
+        let client = plan.client.unwrap_or(peer.ip());
+        let next = exchange(&mut io, &mut b, route, &plan, client, start, closing).await;
         if closing || matches!(next, Next::Close) {
             let _ = io.shutdown().await;
             return None;

@@ -33,6 +33,8 @@ pub struct ClientConn {
     /// The client's address as a header value, made once per connection
     /// for X-Forwarded-For; each request clones it (a reference count).
     pub peer_ip: HeaderValue,
+    /// Peers whose X-Forwarded-For names the client.
+    pub forwarders: Option<Arc<crate::proxy_protocol::Trusted>>,
 }
 
 impl ClientConn {
@@ -43,6 +45,7 @@ impl ClientConn {
             peer,
             proto,
             peer_ip,
+            forwarders: None,
         }
     }
 }
@@ -315,6 +318,21 @@ async fn forward(
     tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
     let upstream = route.choose(Some(req.headers()));
+    // Read before the forwarding headers are rewritten.
+    let client = conn
+        .forwarders
+        .as_deref()
+        .and_then(|t| {
+            crate::proxy_protocol::client_from_forwarded(
+                conn.peer.ip(),
+                req.headers()
+                    .get_all(&headers::X_FORWARDED_FOR)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                t,
+            )
+        })
+        .unwrap_or(conn.peer.ip());
     let upgrade = if req.version() == Version::HTTP_11 {
         headers::upgrade_of(req.headers())
     } else {
@@ -359,7 +377,7 @@ async fn forward(
 
     let retry_ok = is_idempotent(req.method());
     let hash = if upstream.strategy() == Strategy::IpHash {
-        hash_ip(conn.peer.ip())
+        hash_ip(client)
     } else {
         0
     };
