@@ -217,6 +217,12 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // What hyper's handler knows of the connection.
+    let conn_info = || {
+        let mut c = ClientConn::new(client, "http");
+        c.forwarders = fast.forwarders.clone();
+        c
+    };
     if !settings.http1_fast_path {
         // hyper's header timer starts with the first request line; a
         // client that sends nothing at all (or only part of an HTTP/2
@@ -233,15 +239,7 @@ async fn serve_connection<I>(
             return;
         }
         let io = fast::io::Prefixed::new(first.to_vec(), io);
-        serve_hyper(
-            io,
-            client,
-            proxy,
-            &hyper.auto,
-            watcher,
-            fast.forwarders.clone(),
-        )
-        .await;
+        serve_hyper(io, conn_info(), proxy, &hyper.auto, watcher).await;
         return;
     }
     // The fast path reads the first request itself, under the header
@@ -252,25 +250,16 @@ async fn serve_connection<I>(
     let h2 = h.prefix.starts_with(b"PRI ");
     let io = fast::io::Prefixed::new(h.prefix, h.io);
     if h2 {
-        serve_hyper(
-            io,
-            client,
-            proxy,
-            &hyper.auto,
-            watcher,
-            fast.forwarders.clone(),
-        )
-        .await;
+        serve_hyper(io, conn_info(), proxy, &hyper.auto, watcher).await;
     } else {
         serve_h1(
             io,
-            client,
+            conn_info(),
             proxy,
             &hyper.h1,
             watcher,
             &mut stop,
             settings.request_header_timeout,
-            fast.forwarders.clone(),
         )
         .await;
     }
@@ -291,9 +280,8 @@ struct Hyper {
 }
 
 fn service(
-    peer: SocketAddr,
+    conn_info: ClientConn,
     proxy: Arc<Proxy>,
-    forwarders: Option<Arc<proxy_protocol::Trusted>>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::proxy::ProxyBody>,
@@ -303,8 +291,6 @@ fn service(
     > + Send,
 > + Clone
        + Send {
-    let mut conn_info = ClientConn::new(peer, "http");
-    conn_info.forwarders = forwarders;
     service_fn(move |req| {
         let proxy = proxy.clone();
         let conn_info = conn_info.clone();
@@ -320,21 +306,19 @@ fn service(
 /// connection with the request unanswered.
 async fn serve_h1<I>(
     io: I,
-    peer: SocketAddr,
+    conn_info: ClientConn,
     proxy: Arc<Proxy>,
     builder: &http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
     stop: &mut watch::Receiver<bool>,
     header_timeout: Duration,
-    forwarders: Option<Arc<proxy_protocol::Trusted>>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // Held until the connection ends, so that a drain waits for it.
     let _watcher = watcher;
     let started = Arc::new(tokio::sync::Notify::new());
-    let mut conn_info = ClientConn::new(peer, "http");
-    conn_info.forwarders = forwarders;
+    let peer = conn_info.peer;
     let on_request = started.clone();
     let svc = service_fn(move |req| {
         on_request.notify_one();
@@ -367,16 +351,15 @@ async fn serve_h1<I>(
 /// Serves a connection with hyper: HTTP/1.1 and h2c, upgrades included.
 async fn serve_hyper<I>(
     io: I,
-    peer: SocketAddr,
+    conn_info: ClientConn,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    forwarders: Option<Arc<proxy_protocol::Trusted>>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), service(peer, proxy, forwarders));
+    let peer = conn_info.peer;
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(conn_info, proxy));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
