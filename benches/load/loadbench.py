@@ -198,6 +198,11 @@ def start_peer(name, run_dir, p):
         admin = "127.0.0.1:8190" if name == "sluice" else "127.0.0.1:8191"
         cmd = [str(p[name]), "serve", "--listen", f"127.0.0.1:{port}", "--admin", admin,
                "--strategy", "round-robin", "--workers", "1"]
+        # Like the peers (nginx runs with access_log off). Older builds
+        # (--compare) may not know the flag, and then have no access log.
+        help_text = subprocess.run([str(p[name]), "serve", "--help"], capture_output=True, text=True).stdout
+        if "--access-log" in help_text:
+            cmd += ["--access-log", "off"]
         for b in backends:
             cmd += ["--backend", b]
         return start(name, cmd, PROXY_CPU, run_dir, {"RUST_LOG": "warn"})

@@ -57,7 +57,9 @@ pub async fn run(
         Some(a) => Some(server::bind_all(&[a]).await?.remove(0)),
         None => None,
     };
-    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
+    let access_log =
+        crate::access_log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
+    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()).with_access_log(access_log));
     let tunnels = proxy.tunnels().clone();
     let running = Listeners::start(listeners, proxy, config.listener.clone());
     let state = Arc::new(AdminState {

@@ -7,6 +7,7 @@
 //! owns endpoints and their connections, [`server`] and [`admin`] listen,
 //! and [`app`] ties them together with reload and shutdown.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod balance;

@@ -75,6 +75,10 @@ struct ServeArgs {
     /// fast path (overrides the file's `http1_fast_path`).
     #[arg(long)]
     no_fast_path: bool,
+    /// The access log on stdout: off, text or json (overrides the file's
+    /// `access_log`; default text).
+    #[arg(long, value_enum)]
+    access_log: Option<sluice::access_log::Format>,
     /// Read a PROXY protocol header (v1 or v2, as a cloud LoadBalancer
     /// sends) first on every client connection.
     #[arg(long)]
@@ -234,6 +238,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.no_fast_path {
         cfg.listener.http1_fast_path = false;
+    }
+    if let Some(f) = args.access_log {
+        cfg.access_log = f;
     }
     if !args.trust_forwarded_for.is_empty() {
         cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Errors and disconnects of the Kubernetes watches, by kind.
     pub kube_watch_errors: IntCounterVec,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,8 +88,14 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let access_log_dropped = IntCounter::new(
+            "sluice_access_log_dropped_total",
+            "Access-log lines dropped because the writer fell behind.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(access_log_dropped.clone()),
             Box::new(kube_watch_errors.clone()),
             Box::new(duration.clone()),
             Box::new(upstream_endpoints.clone()),
@@ -108,6 +116,7 @@ impl Metrics {
             connect_errors,
             config_reloads,
             kube_watch_errors,
+            access_log_dropped,
         }
     }
 

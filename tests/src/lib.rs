@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
@@ -456,10 +456,11 @@ impl Sluice {
         if args.first().is_some_and(|a| a == "serve") && hyper_only() {
             args.push("--no-fast-path".into());
         }
+        let stdout = dir.0.join("stdout.log");
         let child = Command::new(sluice_bin())
             .args(&args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("sluice starts");
@@ -496,6 +497,11 @@ impl Sluice {
     }
 
     /// What the process has logged so far.
+    /// What the process wrote on stdout: the access log.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self._dir.0.join("stdout.log")).unwrap_or_default()
+    }
+
     pub fn log(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {

@@ -347,3 +347,56 @@ async fn trusted_forwarded_for_names_the_client() {
         "{seen:?}"
     );
 }
+
+/// The access log, as JSON: one line per request with the client (as the
+/// PROXY header names it), host, method, path, status, bytes, upstream
+/// endpoint, duration and the request id the upstream saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_name_the_client_and_the_upstream() {
+    let backend = Backend::start("a").await;
+    let s = Sluice::serve(&[
+        "--backend",
+        &backend.addr.to_string(),
+        "--proxy-protocol",
+        "--access-log",
+        "json",
+    ])
+    .await;
+    let answer = through(
+        s.listen,
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n",
+        "/headers?x=1",
+    )
+    .await;
+    let text = answer.text();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let seen_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("the upstream saw a request id")
+        .to_owned();
+    wait_until("an access-log line", Duration::from_secs(5), || {
+        let has = s.stdout().lines().any(|l| l.contains("/headers"));
+        async move { has }
+    })
+    .await;
+    let out = s.stdout();
+    let line = out.lines().find(|l| l.contains("/headers")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["client"], "203.0.113.9", "{line}");
+    assert_eq!(v["host"], "a");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/headers?x=1");
+    assert_eq!(v["status"], 200);
+    assert!(v["bytes"].as_u64().is_some_and(|b| b > 0), "{line}");
+    assert_eq!(v["upstream"], backend.addr.to_string());
+    assert!(
+        v["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
+        "{line}"
+    );
+    assert_eq!(v["request_id"], seen_id.as_str());
+    assert!(
+        v["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{line}"
+    );
+}

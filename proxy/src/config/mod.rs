@@ -34,6 +34,8 @@ pub struct Config {
     pub default_backend: Option<RouteSpec>,
     /// The top-level route settings, for discovered routes.
     pub defaults: Defaults,
+    /// The access log's format (`off` turns it off).
+    pub access_log: crate::access_log::Format,
     /// Things that work but are probably not what was meant, each naming
     /// its field; logged at load and printed by `sluice check`.
     pub warnings: Vec<FieldError>,
@@ -254,6 +256,7 @@ pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Con
         routes: Vec::new(),
         default_backend: None,
         defaults: DEFAULTS,
+        access_log: crate::access_log::Format::default(),
         warnings: Vec::new(),
     }
 }
@@ -313,6 +316,7 @@ pub fn quick(
         routes: vec![route],
         default_backend: None,
         defaults: DEFAULTS,
+        access_log: crate::access_log::Format::default(),
         warnings,
     })
 }
@@ -607,6 +611,14 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .unwrap_or(crate::upstream::DEFAULT_MAX_IDLE),
         max_request_body: v.size("max_request_body", raw.max_request_body.as_ref(), None),
     };
+    let access_log = match raw.access_log.as_deref().map(str::parse) {
+        None => crate::access_log::Format::default(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            v.error("access_log", e);
+            crate::access_log::Format::default()
+        }
+    };
     let drain_timeout = v.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN);
     // Zero is allowed here: no delay.
     let shutdown_delay = match raw.shutdown_delay.as_deref().map(str::trim) {
@@ -737,6 +749,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             routes,
             default_backend,
             defaults,
+            access_log,
             warnings,
         })
     } else {

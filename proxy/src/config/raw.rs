@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub reload_interval: Option<String>,
     /// The largest request body accepted, as nginx writes sizes (10m).
     pub max_request_body: Option<String>,
+    /// `off`, `text` (the default) or `json`.
+    pub access_log: Option<String>,
     /// Read a PROXY protocol header first on every client connection.
     pub proxy_protocol: Option<bool>,
     /// Accept PROXY headers only from these networks (implies

@@ -103,6 +103,15 @@ impl Buffers {
     }
 }
 
+/// What the access log needs of an exchange.
+#[derive(Debug, Default)]
+struct Outcome {
+    status: u16,
+    /// Response body bytes sent.
+    bytes: u64,
+    upstream: Option<SocketAddr>,
+}
+
 /// How a request ended for its client connection.
 enum Next {
     KeepAlive,
@@ -243,7 +252,22 @@ where
         }
         let closing = plan.close || *stop.borrow();
         let client = plan.client.unwrap_or(peer.ip());
-        let next = exchange(&mut io, &mut b, route, &plan, client, start, closing).await;
+        let time = std::time::SystemTime::now();
+        let mut outcome = Outcome::default();
+        let next = exchange(
+            &mut io,
+            &mut b,
+            route,
+            &plan,
+            client,
+            start,
+            closing,
+            &mut outcome,
+        )
+        .await;
+        if let Some(log) = proxy.access_log() {
+            log.log(entry(&b.request, client, time, start, &outcome));
+        }
         if closing || matches!(next, Next::Close) {
             let _ = io.shutdown().await;
             return None;
@@ -283,6 +307,39 @@ async fn last_call<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> bool {
     )
 }
 
+/// An access-log entry, read back from the head that went upstream (only
+/// when the log is on).
+fn entry(
+    request: &[u8],
+    client: IpAddr,
+    time: std::time::SystemTime,
+    start: Instant,
+    o: &Outcome,
+) -> crate::access_log::Entry {
+    let mut fields = [httparse::EMPTY_HEADER; 80];
+    let mut req = httparse::Request::new(&mut fields);
+    let _ = req.parse(request);
+    let field = |name: &str| {
+        req.headers
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| String::from_utf8_lossy(f.value).into_owned())
+            .unwrap_or_default()
+    };
+    crate::access_log::Entry {
+        time,
+        client,
+        host: field("host"),
+        request_id: field("x-request-id"),
+        method: req.method.unwrap_or("").to_owned(),
+        path: req.path.unwrap_or("").to_owned(),
+        status: o.status,
+        bytes: Some(o.bytes),
+        upstream: o.upstream,
+        duration: start.elapsed(),
+    }
+}
+
 /// Reads what the client sent next onto the input buffer.
 async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io::Result<usize> {
     if b.pos > 0 {
@@ -298,6 +355,7 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io
 
 /// Sends one request upstream, retrying where that is safe, and streams
 /// the response back to the client.
+#[allow(clippy::too_many_arguments)]
 async fn exchange<S>(
     io: &mut S,
     b: &mut Buffers,
@@ -306,6 +364,7 @@ async fn exchange<S>(
     client: IpAddr,
     start: Instant,
     closing: bool,
+    outcome: &mut Outcome,
 ) -> Next
 where
     S: AsyncWrite + Unpin,
@@ -364,20 +423,47 @@ where
                 }
                 Err(UpstreamError::Closed) if reused => {
                     tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "a pooled upstream connection closed under a request that cannot be retried");
-                    return answer_error(io, b, route, start, 502, "upstream failed\n", closing)
-                        .await;
+                    return answer_error(
+                        io,
+                        b,
+                        route,
+                        start,
+                        502,
+                        "upstream failed\n",
+                        closing,
+                        outcome,
+                    )
+                    .await;
                 }
                 Err(UpstreamError::Timeout) => {
                     endpoint.record_failure(&upstream.health);
                     tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?t.response_header, "upstream response headers timed out");
-                    return answer_error(io, b, route, start, 504, "upstream timed out\n", closing)
-                        .await;
+                    return answer_error(
+                        io,
+                        b,
+                        route,
+                        start,
+                        504,
+                        "upstream timed out\n",
+                        closing,
+                        outcome,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     endpoint.record_failure(&upstream.health);
                     tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = e.as_str(), "upstream request failed");
-                    return answer_error(io, b, route, start, 502, "upstream failed\n", closing)
-                        .await;
+                    return answer_error(
+                        io,
+                        b,
+                        route,
+                        start,
+                        502,
+                        "upstream failed\n",
+                        closing,
+                        outcome,
+                    )
+                    .await;
                 }
             };
             let at = Target {
@@ -386,7 +472,9 @@ where
                 endpoint,
                 start,
             };
-            return relay_body(io, b, up, head, at).await;
+            outcome.status = head.status;
+            outcome.upstream = Some(endpoint.addr);
+            return relay_body(io, b, up, head, at, &mut outcome.bytes).await;
         }
     }
     let (status, msg) = match last_connect_error {
@@ -397,7 +485,7 @@ where
         Some(ConnectError::Timeout(_)) => (504, "upstream connect timed out\n"),
         Some(_) => (502, "no upstream could be reached\n"),
     };
-    answer_error(io, b, route, start, status, msg, closing).await
+    answer_error(io, b, route, start, status, msg, closing, outcome).await
 }
 
 #[derive(Debug)]
@@ -491,6 +579,7 @@ async fn relay_body<S>(
     mut up: TcpStream,
     head: response::Head,
     at: Target<'_>,
+    sent: &mut u64,
 ) -> Next
 where
     S: AsyncWrite + Unpin,
@@ -549,6 +638,7 @@ where
     if io.write_all(&b.response).await.is_err() {
         return Next::Close;
     }
+    *sent += take as u64;
     // The longest pause between two reads of the body, as nginx's
     // proxy_read_timeout: a stalled upstream must not hold the client, the
     // socket and a drain forever.
@@ -600,6 +690,7 @@ where
         if io.write_all(&chunk[..take]).await.is_err() {
             return Next::Close;
         }
+        *sent += take as u64;
     }
     if reusable {
         endpoint.pool.put_raw(up, upstream.max_idle_per_endpoint);
@@ -608,6 +699,7 @@ where
 }
 
 /// Answers with one of the proxy's own errors and counts it.
+#[allow(clippy::too_many_arguments)]
 async fn answer_error<S: AsyncWrite + Unpin>(
     io: &mut S,
     b: &mut Buffers,
@@ -616,8 +708,11 @@ async fn answer_error<S: AsyncWrite + Unpin>(
     status: u16,
     msg: &'static str,
     close: bool,
+    outcome: &mut Outcome,
 ) -> Next {
     route.metrics.observe(status, start.elapsed());
+    outcome.status = status;
+    outcome.bytes = msg.len() as u64;
     match respond_error(io, &mut b.response, status, msg, close).await {
         Ok(()) if !close => Next::KeepAlive,
         _ => Next::Close,

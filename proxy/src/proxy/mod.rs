@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 
 pub use body::ProxyBody;
 
+use crate::access_log::{AccessLog, Entry};
 use crate::balance::{hash_ip, Strategy};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
 use crate::routing::{resolve_dots, strip_port, Route, Table};
@@ -56,6 +57,7 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     unmatched: RouteMetrics,
     tunnels: Arc<Tunnels>,
+    access_log: Option<AccessLog>,
 }
 
 /// Counts upgraded connections (WebSockets), which outlive the HTTP
@@ -119,7 +121,19 @@ impl Proxy {
             metrics,
             unmatched,
             tunnels: Arc::default(),
+            access_log: None,
         }
+    }
+
+    /// Logs every request to `log`.
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.access_log = log;
+        self
+    }
+
+    /// The access log, when it is on.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
     }
 
     /// The routing table every request reads.
@@ -137,11 +151,57 @@ impl Proxy {
     }
 
     /// Answers one request. Never fails: every error becomes a response.
-    pub async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        conn: ClientConn,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
+        let Some(log) = &self.access_log else {
+            return self.answer(req, conn).await;
+        };
+        let start = Instant::now();
+        let time = std::time::SystemTime::now();
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let method = req.method().as_str().to_owned();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut client = conn.peer.ip();
+        let mut resp = self.answer(req, conn).await;
+        let mut upstream = None;
+        if let Some(s) = resp.extensions_mut().remove::<Served>() {
+            client = s.client;
+            upstream = s.upstream;
+        }
+        let request_id = resp
+            .extensions_mut()
+            .remove::<RequestId>()
+            .map(|r| r.0)
+            .unwrap_or_default();
+        log.log(Entry {
+            time,
+            client,
+            host,
+            method,
+            path,
+            status: resp.status().as_u16(),
+            bytes: http_body::Body::size_hint(resp.body()).exact(),
+            upstream,
+            duration: start.elapsed(),
+            request_id,
+        });
+        resp
+    }
+
+    async fn answer(&self, mut req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
         let start = Instant::now();
         if req.method() == Method::CONNECT {
             let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
@@ -187,7 +247,7 @@ impl Proxy {
                 return resp;
             }
         }
-        let resp = forward(&route, req, conn, &self.tunnels).await;
+        let resp = forward(&route, req, conn, &self.tunnels, self.access_log.is_some()).await;
         route
             .metrics
             .observe(resp.status().as_u16(), start.elapsed());
@@ -311,11 +371,23 @@ pub fn error(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
 
 /// Prepares the request and sends it to the route's upstream, retrying
 /// connect failures on other endpoints.
+/// Who answered, for the access log (kept only when it is on).
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    client: std::net::IpAddr,
+    upstream: Option<std::net::SocketAddr>,
+}
+
+/// The request id sent upstream, for the access log.
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
 async fn forward(
     route: &Arc<Route>,
     mut req: Request<Incoming>,
     conn: ClientConn,
     tunnels: &Arc<Tunnels>,
+    logging: bool,
 ) -> Response<ProxyBody> {
     let upstream = route.choose(Some(req.headers()));
     // Read before the forwarding headers are rewritten.
@@ -373,6 +445,14 @@ async fn forward(
         headers::add_forwarded(h, &conn.peer_ip, conn.proto, host.as_ref());
         headers::ensure_request_id(h);
     }
+    let request_id = logging
+        .then(|| {
+            req.headers()
+                .get(&headers::X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .flatten();
     *req.version_mut() = Version::HTTP_11;
 
     let retry_ok = is_idempotent(req.method());
@@ -434,6 +514,15 @@ async fn forward(
                 }
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
+                if logging {
+                    parts.extensions.insert(Served {
+                        client,
+                        upstream: Some(endpoint.addr),
+                    });
+                    if let Some(id) = request_id.clone() {
+                        parts.extensions.insert(RequestId(id));
+                    }
+                }
                 return Response::from_parts(
                     parts,
                     ProxyBody::upstream(body, checkin, in_flight, route.timeouts.response_header),

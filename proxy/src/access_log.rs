@@ -1,0 +1,187 @@
+//! The access log: one line per request, as text or JSON, on stdout.
+//!
+//! Off the request path's critical section: a request hands its entry to a
+//! bounded channel (no lock, no I/O) and a thread of its own formats and
+//! writes. When that thread falls behind, entries are dropped and counted
+//! in `sluice_access_log_dropped_total`, rather than slowing traffic.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use prometheus::IntCounter;
+
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    Off,
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Format::Off),
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            other => Err(format!("{other:?} is not off, text or json")),
+        }
+    }
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub time: SystemTime,
+    pub client: IpAddr,
+    pub host: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// Response body bytes sent (or declared, when hyper streams them).
+    pub bytes: Option<u64>,
+    pub upstream: Option<SocketAddr>,
+    pub duration: Duration,
+    pub request_id: String,
+}
+
+/// The sending side, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: SyncSender<Entry>,
+    dropped: IntCounter,
+}
+
+/// Entries waiting to be written before new ones are dropped.
+const QUEUE: usize = 8192;
+
+impl AccessLog {
+    /// Starts the writer thread; `None` when the log is off.
+    pub fn start(format: Format, dropped: IntCounter) -> Option<AccessLog> {
+        if format == Format::Off {
+            return None;
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx, format))
+            .ok()?;
+        Some(AccessLog { tx, dropped })
+    }
+
+    /// Hands an entry over; never blocks.
+    pub fn log(&self, e: Entry) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+            self.dropped.inc();
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<Entry>, format: Format) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = String::with_capacity(256);
+    while let Ok(e) = rx.recv() {
+        let mut next = Some(e);
+        // Everything already queued, then one flush.
+        while let Some(e) = next {
+            line.clear();
+            render(&mut line, &e, format);
+            let _ = out.write_all(line.as_bytes());
+            next = rx.try_recv().ok();
+        }
+        let _ = out.flush();
+    }
+}
+
+/// One line, newline included.
+pub fn render(line: &mut String, e: &Entry, format: Format) {
+    use std::fmt::Write as _;
+    let time = humantime::format_rfc3339_millis(e.time);
+    let upstream = e.upstream.map(|u| u.to_string());
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "time": time.to_string(),
+                "client": e.client.to_string(),
+                "host": e.host,
+                "method": e.method,
+                "path": e.path,
+                "status": e.status,
+                "bytes": e.bytes,
+                "upstream": upstream,
+                "duration_ms": (e.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                "request_id": e.request_id,
+            });
+            let _ = writeln!(line, "{v}");
+        }
+        Format::Text | Format::Off => {
+            let _ = writeln!(
+                line,
+                "{time} {} {:?} {} {:?} {} {} {} {:.3}ms {}",
+                e.client,
+                e.host,
+                e.method,
+                e.path,
+                e.status,
+                e.bytes.map_or("-".to_owned(), |b| b.to_string()),
+                upstream.as_deref().unwrap_or("-"),
+                e.duration.as_secs_f64() * 1000.0,
+                if e.request_id.is_empty() {
+                    "-"
+                } else {
+                    &e.request_id
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000),
+            client: "203.0.113.9".parse().unwrap(),
+            host: "shop.example.com".into(),
+            method: "GET".into(),
+            path: "/cart?id=\"1\"".into(),
+            status: 200,
+            bytes: Some(1234),
+            upstream: Some("10.0.0.7:8080".parse().unwrap()),
+            duration: Duration::from_micros(1500),
+            request_id: "abc".into(),
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_back() {
+        let mut line = String::new();
+        render(&mut line, &entry(), Format::Json);
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(v["client"], "203.0.113.9");
+        assert_eq!(v["path"], "/cart?id=\"1\"");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["bytes"], 1234);
+        assert_eq!(v["upstream"], "10.0.0.7:8080");
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["request_id"], "abc");
+    }
+
+    #[test]
+    fn text_lines_quote_what_the_client_chose() {
+        let mut line = String::new();
+        render(&mut line, &entry(), Format::Text);
+        assert!(
+            line.contains(r#" 203.0.113.9 "shop.example.com" GET "/cart?id=\"1\"" 200 1234 10.0.0.7:8080 1.500ms abc"#),
+            "{line}"
+        );
+    }
+}
