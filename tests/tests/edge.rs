@@ -35,6 +35,18 @@ async fn through(addr: SocketAddr, header: &[u8], path: &str) -> Received {
     read_until(&mut tcp, Duration::from_secs(10), until_closed).await
 }
 
+/// Sluice balancing `backends` by ip-hash, with `extra` flags.
+async fn ip_hash_over(backends: &[Backend], extra: &[&str]) -> Sluice {
+    let mut args: Vec<String> = vec!["--strategy".into(), "ip-hash".into()];
+    for b in backends {
+        args.push("--backend".into());
+        args.push(b.addr.to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Sluice::serve(&args).await
+}
+
 fn forwarded_for(answer: &str) -> Option<String> {
     answer
         .lines()
@@ -88,17 +100,7 @@ async fn ip_hash_uses_the_proxied_address() {
         Backend::start("b").await,
         Backend::start("c").await,
     ];
-    let mut args = vec![
-        "--proxy-protocol".to_owned(),
-        "--strategy".into(),
-        "ip-hash".into(),
-    ];
-    for b in &backends {
-        args.push("--backend".into());
-        args.push(b.addr.to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let s = Sluice::serve(&args).await;
+    let s = ip_hash_over(&backends, &["--proxy-protocol"]).await;
     let mut seen: HashMap<u8, HashSet<String>> = HashMap::new();
     for round in 0..2u16 {
         for last in 1..=30u8 {
@@ -177,17 +179,7 @@ async fn haproxy_in_front_with_send_proxy_v2() {
         Backend::start("b").await,
         Backend::start("c").await,
     ];
-    let mut args = vec![
-        "--proxy-protocol".to_owned(),
-        "--strategy".into(),
-        "ip-hash".into(),
-    ];
-    for b in &backends {
-        args.push("--backend".into());
-        args.push(b.addr.to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let s = Sluice::serve(&args).await;
+    let s = ip_hash_over(&backends, &["--proxy-protocol"]).await;
     let lb = free_addr();
     let dir = TempDir::new();
     let cfg = dir.0.join("haproxy.cfg");
@@ -267,22 +259,6 @@ async fn trusted_forwarded_for_names_the_client() {
         Backend::start("b").await,
         Backend::start("c").await,
     ];
-    let start = |trusted: &'static str| {
-        let mut args = vec![
-            "--strategy".to_owned(),
-            "ip-hash".into(),
-            "--trust-forwarded-for".into(),
-            trusted.into(),
-        ];
-        for b in &backends {
-            args.push("--backend".into());
-            args.push(b.addr.to_string());
-        }
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Sluice::serve(&args).await
-        }
-    };
     let placement = |s: &Sluice| {
         let addr = s.listen;
         async move {
@@ -310,7 +286,7 @@ async fn trusted_forwarded_for_names_the_client() {
             seen
         }
     };
-    let trusted = start("127.0.0.0/8").await;
+    let trusted = ip_hash_over(&backends, &["--trust-forwarded-for", "127.0.0.0/8"]).await;
     let seen = placement(&trusted).await;
     assert!(
         seen.values().all(|b| b.len() == 1),
@@ -339,7 +315,7 @@ async fn trusted_forwarded_for_names_the_client() {
     );
 
     // From an untrusted peer the header names nobody: one client, one backend.
-    let untrusted = start("10.0.0.0/8").await;
+    let untrusted = ip_hash_over(&backends, &["--trust-forwarded-for", "10.0.0.0/8"]).await;
     let seen = placement(&untrusted).await;
     assert_eq!(
         seen.values().flatten().collect::<HashSet<_>>().len(),

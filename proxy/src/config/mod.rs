@@ -307,17 +307,9 @@ pub fn quick(
         .into_iter()
         .collect();
     Ok(Config {
-        listen,
-        admin,
-        listener: DEFAULT_LISTENER,
-        drain_timeout: DEFAULT_DRAIN,
-        shutdown_delay: Duration::ZERO,
-        reload_interval: DEFAULT_RELOAD_INTERVAL,
         routes: vec![route],
-        default_backend: None,
-        defaults: DEFAULTS,
-        access_log: crate::access_log::Format::default(),
         warnings,
+        ..discovery_only(listen, admin)
     })
 }
 
@@ -368,6 +360,18 @@ impl Validator {
             self.error(field.trim_start_matches('.'), e);
             default
         })
+    }
+
+    /// A list of networks; each bad entry is an error naming its index.
+    fn networks(&mut self, field: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            match parse_cidr(c) {
+                Ok(n) => nets.push(n),
+                Err(e) => self.error(format!("{field}[{i}]"), e),
+            }
+        }
+        nets
     }
 
     fn weight(&mut self, field: &str, w: u32) -> u32 {
@@ -559,24 +563,12 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .http1_fast_path
             .unwrap_or(DEFAULT_LISTENER.http1_fast_path),
         proxy_protocol: {
-            let mut nets = Vec::new();
-            for (i, c) in raw.proxy_protocol_from.iter().enumerate() {
-                match parse_cidr(c) {
-                    Ok(n) => nets.push(n),
-                    Err(e) => v.error(format!("proxy_protocol_from[{i}]"), e),
-                }
-            }
+            let nets = v.networks("proxy_protocol_from", &raw.proxy_protocol_from);
             (raw.proxy_protocol.unwrap_or(false) || !nets.is_empty())
                 .then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
         },
         trust_forwarded_for: {
-            let mut nets = Vec::new();
-            for (i, c) in raw.trust_forwarded_for.iter().enumerate() {
-                match parse_cidr(c) {
-                    Ok(n) => nets.push(n),
-                    Err(e) => v.error(format!("trust_forwarded_for[{i}]"), e),
-                }
-            }
+            let nets = v.networks("trust_forwarded_for", &raw.trust_forwarded_for);
             (!nets.is_empty()).then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
         },
     };
