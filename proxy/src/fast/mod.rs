@@ -252,7 +252,8 @@ where
         }
         let closing = plan.close || *stop.borrow();
         let client = plan.client.unwrap_or(peer.ip());
-        let time = std::time::SystemTime::now();
+        // The wall clock only for the access log.
+        let time = proxy.access_log().map(|_| std::time::SystemTime::now());
         let mut outcome = Outcome::default();
         let next = exchange(
             &mut io,
@@ -265,7 +266,7 @@ where
             &mut outcome,
         )
         .await;
-        if let Some(log) = proxy.access_log() {
+        if let (Some(log), Some(time)) = (proxy.access_log(), time) {
             log.log(entry(&b.request, client, time, start, &outcome));
         }
         if closing || matches!(next, Next::Close) {
