@@ -154,17 +154,7 @@ async fn accept_loop(
         let fast = fast.clone();
         tokio::spawn(async move {
             let Some(pp) = settings.proxy_protocol.clone() else {
-                serve_connection(
-                    stream,
-                    peer,
-                    proxy,
-                    hyper,
-                    watcher,
-                    stop,
-                    &settings,
-                    fast.clone(),
-                )
-                .await;
+                serve_connection(stream, peer, proxy, hyper, watcher, stop, &settings, fast).await;
                 return;
             };
             // The LoadBalancer's header first: it names the client.
@@ -185,17 +175,7 @@ async fn accept_loop(
                 }
             };
             let io = fast::io::Prefixed::new(rest, stream);
-            serve_connection(
-                io,
-                client,
-                proxy,
-                hyper,
-                watcher,
-                stop,
-                &settings,
-                fast.clone(),
-            )
-            .await;
+            serve_connection(io, client, proxy, hyper, watcher, stop, &settings, fast).await;
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");

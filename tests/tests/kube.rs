@@ -335,16 +335,7 @@ async fn rolling_update_loses_no_request() {
             .map(|(i, b)| endpoint(b.addr, &format!("{prefix}-{i}"), ready, terminating))
             .collect()
     };
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
-        port,
-        eps(&old, "old", true, false),
-    ));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    shop(&api, port, eps(&old, "old", true, false));
     let s = proxy(&api, &[]).await;
     routes(&s).await;
     let load = Load::start(&s, "shop.example.com", 4);
@@ -399,16 +390,11 @@ async fn rolling_update_loses_no_request() {
 async fn terminating_pods_serve_when_no_pod_is_ready() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(1, "web").await;
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
+    shop(
+        &api,
         port,
         vec![endpoint(backends[0].addr, "web-0", false, true)],
-    ));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    );
     let s = proxy(&api, &[]).await;
     wait_until(
         "the terminating pod to serve",
@@ -493,16 +479,11 @@ async fn scrape_sum(s: &Sluice, family: &str) -> f64 {
 async fn gone_watches_relist_without_emptying_the_table() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(2, "web").await;
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
+    shop(
+        &api,
         port,
         vec![endpoint(backends[0].addr, "web-0", true, false)],
-    ));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    );
     let s = proxy(&api, &[]).await;
     routes(&s).await;
     let load = Load::start(&s, "shop.example.com", 2);
@@ -758,16 +739,11 @@ fn published(ip: &str) -> Value {
 async fn one_replica_writes_ingress_status() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(1, "web").await;
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
+    shop(
+        &api,
         port,
         vec![endpoint(backends[0].addr, "web-0", true, false)],
-    ));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    );
     api.apply(published("203.0.113.7"));
     let flags = [
         "--publish-service",
@@ -979,16 +955,11 @@ async fn static_routes_and_discovered_routes_serve_together() {
     let api = KubeApi::start().await;
     let (backends, port) = pods(1, "web").await;
     let file_backend = Backend::start("file").await;
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice(
-        "shop",
-        "web-abc",
-        "web",
+    shop(
+        &api,
         port,
         vec![endpoint(backends[0].addr, "web-0", true, false)],
-    ));
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
+    );
     api.apply(ingress(
         "shop",
         "taken",
