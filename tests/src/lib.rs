@@ -60,6 +60,33 @@ pub fn free_addr() -> SocketAddr {
     free_addrs::<1>()[0]
 }
 
+/// A free address that stays free until the test binds it, perhaps more
+/// than once: for a backend stopped and started again on the same port, or
+/// a listener another process (HAProxy) binds later. Ports from `free_addr()` come from the kernel's ephemeral
+/// range, so once the first backend closes, an outgoing connection of a test
+/// running beside this one may take the port and the restart fails with
+/// "Address already in use". These ports lie below that range (10000–32767).
+pub fn stable_addr() -> SocketAddr {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id().rotate_left(16);
+    let mut x = seed | 1;
+    for _ in 0..1000 {
+        // xorshift: cheap, and good enough to spread parallel tests apart.
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = 10_000 + (x % 22_768) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in 10000..32768 after 1000 tries");
+}
+
 /// An address that never completes a TCP handshake: a listener with a
 /// backlog of one that never accepts, its queue filled by connections held
 /// here. The kernel then drops further SYNs, so a connect to it hangs until
@@ -163,7 +190,7 @@ impl Backend {
     }
 
     pub async fn start_with(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
-        let listener = TcpListener::bind(addr).await.expect("backend binds");
+        let listener = bind_with_deadline(addr).await;
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(AtomicUsize::new(0));
@@ -220,6 +247,21 @@ impl Backend {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Binds `addr`, retrying for a few seconds while the port is still held
+/// (a listener of the same test closing, or a socket of another test).
+async fn bind_with_deadline(addr: SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("backend binds {addr}: {e}"),
+        }
     }
 }
 

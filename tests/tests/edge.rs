@@ -180,7 +180,7 @@ async fn haproxy_in_front_with_send_proxy_v2() {
         Backend::start("c").await,
     ];
     let s = ip_hash_over(&backends, &["--proxy-protocol"]).await;
-    let lb = free_addr();
+    let lb = stable_addr();
     let dir = TempDir::new();
     let cfg = dir.0.join("haproxy.cfg");
     std::fs::write(

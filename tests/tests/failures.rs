@@ -548,7 +548,7 @@ async fn upstream_connection_close_is_respected() {
 /// request on a connection found closed was never sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_restart_costs_no_request() {
-    let b = Backend::start("old").await;
+    let b = Backend::start_on("old", stable_addr()).await;
     let addr = b.addr;
     let s = Sluice::serve(&["--backend", &addr.to_string()]).await;
     // Fill the pool with a few idle connections.
