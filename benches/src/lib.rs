@@ -86,6 +86,7 @@ pub fn route(
         retry: config::DEFAULT_RETRY,
         canary: None,
         max_request_body: None,
+        ssl_redirect: None,
     }
 }
 
@@ -179,7 +180,10 @@ pub async fn start_proxy_with(backends: &[SocketAddr], fast_path: bool) -> Socke
     let proxy = Arc::new(Proxy::new(table, metrics));
     // Leaked on purpose: the bench process ends with it.
     std::mem::forget(Listeners::start(
-        vec![listener],
+        vec![sluice::server::Listener {
+            tcp: listener,
+            tls: None,
+        }],
         proxy,
         config::ListenerSettings {
             http1_fast_path: fast_path,

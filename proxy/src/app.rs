@@ -12,9 +12,10 @@ use crate::config::{self, Config};
 use crate::discovery;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::publish::Publisher;
+use crate::publish::{FileSource, Publisher};
 use crate::routing::Table;
 use crate::server::{self, Listeners};
+use crate::tls::{Binding, CertBytes, CertFiles};
 use crate::Error;
 
 fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
@@ -47,12 +48,26 @@ pub async fn run(
         Some(opts) => Some(discovery::client(opts).await?),
         None => None,
     };
-    let (publisher, table) = Publisher::new(
-        config.routes.clone(),
-        config.default_backend.clone(),
-        metrics.clone(),
-    );
-    let listeners = server::bind_all(&config.listen).await?;
+    let certs = read_certs(&config.tls).map_err(Error::Tls)?;
+    let file = file_source(&config, &certs).map_err(Error::Tls)?;
+    let https = !config.listen_tls.is_empty();
+    let (publisher, table) = Publisher::new(file, https, metrics.clone());
+    let mut listeners: Vec<server::Listener> = server::bind_all(&config.listen)
+        .await?
+        .into_iter()
+        .map(|tcp| server::Listener { tcp, tls: None })
+        .collect();
+    if https {
+        let tls =
+            crate::tls::server_config(table.clone()).map_err(|e| Error::Tls(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        for tcp in server::bind_all(&config.listen_tls).await? {
+            listeners.push(server::Listener {
+                tcp,
+                tls: Some(acceptor.clone()),
+            });
+        }
+    }
     let admin_listener = match config.admin {
         Some(a) => Some(server::bind_all(&[a]).await?.remove(0)),
         None => None,
@@ -68,10 +83,15 @@ pub async fn run(
         ready: false.into(),
     });
     let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, state.clone())));
-    let reloader = config_file.map(|path| {
+    // The file, and the certificate files it (or the command line)
+    // names, are watched.
+    let reloader = (config_file.is_some() || config.tls.files().next().is_some()).then(|| {
         tokio::spawn(reload_loop(
-            path,
-            config.clone(),
+            Watched {
+                path: config_file,
+                running: config.clone(),
+                certs,
+            },
             publisher.clone(),
             metrics.clone(),
             hup,
@@ -101,6 +121,7 @@ pub async fn run(
     let reaper = tokio::spawn(reap_idle(table.clone()));
     tracing::info!(
         listen = ?config.listen,
+        listen_tls = ?config.listen_tls,
         admin = ?config.admin,
         routes = table.load().all_routes().count(),
         "sluice is serving"
@@ -172,68 +193,176 @@ async fn reap_idle(table: Table) {
     }
 }
 
-/// Reloads the file when its bytes change (checked every
-/// `reload_interval`) or on SIGHUP. Polling the content, rather than
-/// watching inotify events, sees every way a file gets replaced: editors
-/// that rename over it and Kubernetes ConfigMaps that swap a symlink.
-async fn reload_loop(
-    path: PathBuf,
+/// Reads every certificate file the config names; the error names the
+/// file.
+fn read_certs(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, String> {
+    tls.files().map(CertFiles::read).collect()
+}
+
+/// The config's routes and certificates, as the publisher takes them.
+/// `certs` are the bytes of `config.tls.files()`, in order.
+fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, String> {
+    let mut loaded = Vec::with_capacity(certs.len());
+    for (files, bytes) in config.tls.files().zip(certs) {
+        loaded.push((files, Arc::new(files.parse(bytes)?)));
+    }
+    let default_cert = config
+        .tls
+        .default_certificate
+        .as_ref()
+        .and_then(|_| loaded.pop())
+        .map(|(_, c)| c);
+    for (files, c) in &loaded {
+        let left = c.not_after - now_unix();
+        if left < 0 {
+            tracing::warn!(file = %files.cert.display(), "certificate has expired; it is served anyway");
+        } else if left < 14 * 86_400 {
+            tracing::warn!(file = %files.cert.display(), days = left / 86_400, "certificate expires soon");
+        }
+    }
+    Ok(FileSource {
+        routes: config.routes.clone(),
+        default: config.default_backend.clone(),
+        certs: loaded
+            .into_iter()
+            .map(|(files, cert)| Binding {
+                source: files.source(),
+                hosts: Vec::new(),
+                cert,
+            })
+            .collect(),
+        default_cert,
+        policy: config.tls.policy.clone(),
+    })
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the reloader watches: the config file (when there is one) and the
+/// certificate files the running config names.
+struct Watched {
+    path: Option<PathBuf>,
+    /// The config in force: the file's last good one, or the command
+    /// line's.
     running: Config,
+    /// The bytes of the running config's certificate files.
+    certs: Vec<CertBytes>,
+}
+
+/// Reloads the file when its bytes change (checked every
+/// `reload_interval`) or on SIGHUP, and the certificates when theirs do.
+/// Polling the content, rather than watching inotify events, sees every
+/// way a file gets replaced: editors that rename over it and Kubernetes
+/// ConfigMaps and Secrets that swap a symlink.
+///
+/// Whatever is refused (a config that does not validate, a certificate
+/// whose key does not match, a file half written) is logged once, and the
+/// routes and certificates in force keep serving.
+async fn reload_loop(
+    mut w: Watched,
     publisher: Arc<Publisher>,
     metrics: Arc<Metrics>,
     mut hup: Signal,
 ) {
-    let mut last = tokio::fs::read(&path).await.ok();
+    let mut last = match &w.path {
+        Some(p) => tokio::fs::read(p).await.ok(),
+        None => None,
+    };
     let mut unreadable = false;
+    // The last certificate bytes (or read error) seen, so that a refused
+    // certificate is reported once, not at every tick.
+    let mut last_certs: Result<Vec<CertBytes>, String> = Ok(w.certs.clone());
     loop {
         let forced = tokio::select! {
-            _ = tokio::time::sleep(running.reload_interval) => false,
+            _ = tokio::time::sleep(w.running.reload_interval) => false,
             _ = hup.recv() => true,
         };
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => {
-                unreadable = false;
-                b
-            }
-            Err(e) => {
-                if forced || !unreadable {
-                    tracing::error!(file = %path.display(), error = %e, "cannot read config file; the current routes keep serving");
-                    metrics.config_reloads.with_label_values(&["error"]).inc();
+        let mut candidate: Option<Config> = None;
+        if let Some(path) = &w.path {
+            let bytes = match tokio::fs::read(path).await {
+                Ok(b) => {
+                    unreadable = false;
+                    b
                 }
-                unreadable = true;
+                Err(e) => {
+                    if forced || !unreadable {
+                        tracing::error!(file = %path.display(), error = %e, "cannot read config file; the current routes keep serving");
+                        metrics.config_reloads.with_label_values(&["error"]).inc();
+                    }
+                    unreadable = true;
+                    continue;
+                }
+            };
+            if forced || last.as_deref() != Some(&bytes[..]) {
+                last = Some(bytes.clone());
+                let text = String::from_utf8_lossy(&bytes);
+                match config::parse_str(&text, &path.display().to_string()) {
+                    Ok(new) => candidate = Some(new),
+                    Err(e) => {
+                        metrics.config_reloads.with_label_values(&["error"]).inc();
+                        for line in e.lines() {
+                            tracing::error!(file = %path.display(), "config refused, the current routes keep serving: {line}");
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        let next = candidate.as_ref().unwrap_or(&w.running);
+        let certs = read_certs(&next.tls);
+        if candidate.is_none() && !forced && certs == last_certs {
+            continue;
+        }
+        last_certs = certs.clone();
+        let source = certs.and_then(|c| file_source(next, &c).map(|s| (s, c)));
+        let (source, certs) = match source {
+            Ok(x) => x,
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["error"]).inc();
+                let what = if candidate.is_some() {
+                    "config refused, the current routes and certificates keep serving"
+                } else {
+                    "certificate refused, the current one keeps serving"
+                };
+                tracing::error!("{what}: {e}");
                 continue;
             }
         };
-        if !forced && last.as_deref() == Some(&bytes[..]) {
-            continue;
-        }
-        last = Some(bytes.clone());
-        let text = String::from_utf8_lossy(&bytes);
-        match config::parse_str(&text, &path.display().to_string()) {
-            Ok(new) => {
-                for w in &new.warnings {
-                    tracing::warn!(file = %path.display(), "config: {w}");
+        let generation = publisher.set_file(source);
+        metrics.config_reloads.with_label_values(&["success"]).inc();
+        w.certs = certs;
+        match candidate {
+            Some(new) => {
+                let file = w.path.as_ref().map(|p| p.display().to_string());
+                for warning in &new.warnings {
+                    tracing::warn!(file, "config: {warning}");
                 }
-                let generation =
-                    publisher.set_file(new.routes.clone(), new.default_backend.clone());
-                metrics.config_reloads.with_label_values(&["success"]).inc();
-                tracing::info!(file = %path.display(), generation, routes = new.routes.len(), "config reloaded");
-                if new.listen != running.listen
-                    || new.admin != running.admin
-                    || new.listener != running.listener
-                    || new.drain_timeout != running.drain_timeout
-                    || new.shutdown_delay != running.shutdown_delay
-                    || new.reload_interval != running.reload_interval
+                tracing::info!(
+                    file,
+                    generation,
+                    routes = new.routes.len(),
+                    "config reloaded"
+                );
+                let r = &w.running;
+                if new.listen != r.listen
+                    || new.listen_tls != r.listen_tls
+                    || new.admin != r.admin
+                    || new.listener != r.listener
+                    || new.drain_timeout != r.drain_timeout
+                    || new.shutdown_delay != r.shutdown_delay
+                    || new.reload_interval != r.reload_interval
                 {
-                    tracing::warn!("listen, admin, request_header, drain_timeout, shutdown_delay and reload_interval take effect only after a restart");
+                    tracing::warn!("listen, listen_tls, admin, request_header, drain_timeout, shutdown_delay and reload_interval take effect only after a restart");
                 }
+                // Certificates for a listener that does not run yet are
+                // kept, and serve after a restart.
+                w.running = new;
             }
-            Err(e) => {
-                metrics.config_reloads.with_label_values(&["error"]).inc();
-                for line in e.lines() {
-                    tracing::error!(file = %path.display(), "config refused, the current routes keep serving: {line}");
-                }
-            }
+            None => tracing::info!(generation, "certificates reloaded"),
         }
     }
 }

@@ -81,9 +81,12 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             retry: config::DEFAULT_RETRY,
             canary: None,
             max_request_body: None,
+            ssl_redirect: None,
         }
     };
     Config {
+        listen_tls: Vec::new(),
+        tls: Default::default(),
         listen: vec![listen],
         admin: Some(admin),
         listener: config::DEFAULT_LISTENER,

@@ -21,6 +21,7 @@ pub mod proxy_protocol;
 pub mod publish;
 pub mod routing;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -49,6 +50,10 @@ pub enum Error {
     /// The Kubernetes client could not be set up.
     #[error("kubernetes: {0}")]
     Kube(String),
+    /// A certificate could not be loaded at start, or rustls refused the
+    /// settings.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Nothing to listen on.
     #[error("no listener address: give --listen or `listen:` in the config file")]
     NoListener,

@@ -55,6 +55,23 @@ struct ServeArgs {
     /// Address to accept traffic on (repeatable); overrides the file's `listen`.
     #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// Address to accept HTTPS on (repeatable); overrides the file's
+    /// `listen_tls`.
+    #[arg(long)]
+    listen_tls: Vec<SocketAddr>,
+    /// A PEM certificate chain for HTTPS (repeatable, each with its
+    /// --tls-key); SNI picks it by the names it holds. Without any, a
+    /// self-signed certificate answers.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "listen_tls",
+        conflicts_with = "config"
+    )]
+    tls_cert: Vec<PathBuf>,
+    /// The PEM private key of the --tls-cert in the same position.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Vec<PathBuf>,
     /// Address of the admin listener; overrides the file's `admin`.
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -165,6 +182,28 @@ fn main() -> ExitCode {
                 for w in &c.warnings {
                     println!("{}: warning: {w}", config.display());
                 }
+                let mut bad = false;
+                for (field, files) in c
+                    .tls
+                    .certificates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("tls.certificates[{i}]"), f))
+                    .chain(
+                        c.tls
+                            .default_certificate
+                            .iter()
+                            .map(|f| ("tls.default_certificate".to_owned(), f)),
+                    )
+                {
+                    if let Err(e) = files.read().and_then(|b| files.parse(&b)) {
+                        eprintln!("{}: {field}: {e}", config.display());
+                        bad = true;
+                    }
+                }
+                if bad {
+                    return ExitCode::FAILURE;
+                }
                 println!(
                     "{}: ok ({} route{}{})",
                     config.display(),
@@ -233,8 +272,31 @@ fn serve(args: ServeArgs) -> ExitCode {
     if !args.listen.is_empty() {
         cfg.listen = args.listen.clone();
     }
+    if !args.listen_tls.is_empty() {
+        cfg.listen_tls = args.listen_tls.clone();
+    }
+    if args.tls_cert.len() != args.tls_key.len() {
+        return fail(format!(
+            "{} --tls-cert but {} --tls-key: give each certificate its key",
+            args.tls_cert.len(),
+            args.tls_key.len()
+        ));
+    }
+    cfg.tls
+        .certificates
+        .extend(args.tls_cert.iter().zip(&args.tls_key).map(|(cert, key)| {
+            sluice::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }
+        }));
     if args.admin.is_some() {
         cfg.admin = args.admin;
+    }
+    if cfg.admin.is_some_and(|a| cfg.listen_tls.contains(&a))
+        || cfg.listen.iter().any(|l| cfg.listen_tls.contains(l))
+    {
+        return fail("admin, listen and listen-tls addresses must all differ");
     }
     if args.no_fast_path {
         cfg.listener.http1_fast_path = false;

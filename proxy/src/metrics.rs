@@ -22,6 +22,10 @@ pub struct Metrics {
     pub kube_watch_errors: IntCounterVec,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// Each certificate's expiry, by source.
+    pub tls_certificate_expiry: IntGaugeVec,
+    /// TLS handshakes that failed, by reason (`timeout`, `error`).
+    pub tls_handshake_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,8 +97,26 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind.",
         )
         .expect("valid metric");
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "sluice_tls_certificate_expiry_timestamp_seconds",
+                "When each served certificate expires (Unix time), by source: file:PATH or secret:NAMESPACE/NAME.",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        let tls_handshake_errors = IntCounterVec::new(
+            Opts::new(
+                "sluice_tls_handshake_errors_total",
+                "TLS handshakes that failed, by reason: timeout (the client sent too little in time) or error (malformed or refused).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_certificate_expiry.clone()),
+            Box::new(tls_handshake_errors.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(kube_watch_errors.clone()),
             Box::new(duration.clone()),
@@ -117,6 +139,8 @@ impl Metrics {
             config_reloads,
             kube_watch_errors,
             access_log_dropped,
+            tls_certificate_expiry,
+            tls_handshake_errors,
         }
     }
 

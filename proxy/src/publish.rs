@@ -6,20 +6,48 @@
 //! The file's routes come first, so they win a duplicate host and path;
 //! discovered routes come oldest Ingress first. The file's default backend
 //! wins over an Ingress's.
+//!
+//! Certificates go the same way: the file's first, then the Secrets'; the
+//! table they make is part of the snapshot, and decides which hosts
+//! redirect plain HTTP to HTTPS.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::config::RouteSpec;
 use crate::metrics::Metrics;
-use crate::routing::{Snapshot, Table};
+use crate::routing::{Edge, Snapshot, Table};
+use crate::tls::{Binding, CertTable, Certificate, Policy};
+
+/// What the config file (or the command line) gives.
+#[derive(Debug, Clone, Default)]
+pub struct FileSource {
+    pub routes: Vec<RouteSpec>,
+    pub default: Option<RouteSpec>,
+    /// Certificates loaded from the files it names.
+    pub certs: Vec<Binding>,
+    pub default_cert: Option<Arc<Certificate>>,
+    pub policy: Policy,
+}
+
+/// What the cluster gives.
+#[derive(Debug, Clone, Default)]
+pub struct Discovered {
+    pub routes: Vec<RouteSpec>,
+    pub default: Option<RouteSpec>,
+    /// Certificates from the Secrets that Ingresses name.
+    pub certs: Vec<Binding>,
+}
 
 #[derive(Default)]
 struct Sources {
-    file: Vec<RouteSpec>,
-    file_default: Option<RouteSpec>,
-    discovered: Vec<RouteSpec>,
-    discovered_default: Option<RouteSpec>,
+    file: FileSource,
+    discovered: Discovered,
+    /// For names no certificate holds, when the file gives none: made
+    /// once at start.
+    self_signed: Option<Arc<Certificate>>,
+    /// An HTTPS listener runs.
+    https: bool,
     /// Conflicts already logged, so that a rebuild does not log them again.
     conflicts: HashSet<String>,
 }
@@ -38,19 +66,18 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Starts from the file's routes, and builds the first table.
-    pub fn new(
-        routes: Vec<RouteSpec>,
-        default: Option<RouteSpec>,
-        metrics: Arc<Metrics>,
-    ) -> (Arc<Self>, Table) {
+    /// Starts from the file's routes, and builds the first table. With
+    /// `https` (an HTTPS listener runs), a self-signed certificate is made
+    /// for names no certificate holds.
+    pub fn new(file: FileSource, https: bool, metrics: Arc<Metrics>) -> (Arc<Self>, Table) {
         let table: Table = Arc::default();
         let p = Arc::new(Publisher {
             table: table.clone(),
             metrics,
             sources: Mutex::new(Sources {
-                file: routes,
-                file_default: default,
+                file,
+                https,
+                self_signed: https.then(|| Arc::new(Certificate::self_signed())),
                 ..Sources::default()
             }),
         });
@@ -58,23 +85,17 @@ impl Publisher {
         (p, table)
     }
 
-    /// The config file changed. Returns the new table's generation.
-    pub fn set_file(&self, routes: Vec<RouteSpec>, default: Option<RouteSpec>) -> u64 {
-        {
-            let mut s = self.lock();
-            s.file = routes;
-            s.file_default = default;
-        }
+    /// The config file (or a certificate file it names) changed. Returns
+    /// the new table's generation.
+    pub fn set_file(&self, file: FileSource) -> u64 {
+        self.lock().file = file;
         self.publish(false)
     }
 
-    /// The discovered routes changed. Returns the new table's generation.
-    pub fn set_discovered(&self, routes: Vec<RouteSpec>, default: Option<RouteSpec>) -> u64 {
-        {
-            let mut s = self.lock();
-            s.discovered = routes;
-            s.discovered_default = default;
-        }
+    /// The cluster's routes or certificates changed. Returns the new
+    /// table's generation.
+    pub fn set_discovered(&self, discovered: Discovered) -> u64 {
+        self.lock().discovered = discovered;
         self.publish(false)
     }
 
@@ -88,10 +109,39 @@ impl Publisher {
         // The lock is held through the build, so that two sources changing
         // at once cannot swap in their tables out of order.
         let mut s = self.lock();
-        let specs: Vec<RouteSpec> = s.file.iter().chain(&s.discovered).cloned().collect();
-        let default = s.file_default.as_ref().or(s.discovered_default.as_ref());
+        let specs: Vec<RouteSpec> = s
+            .file
+            .routes
+            .iter()
+            .chain(&s.discovered.routes)
+            .cloned()
+            .collect();
+        let default = s.file.default.as_ref().or(s.discovered.default.as_ref());
         let previous = (!first).then(|| self.table.load_full());
-        let snap = Snapshot::build(&specs, default, previous.as_deref(), &self.metrics);
+        let bindings: Vec<Binding> = s
+            .file
+            .certs
+            .iter()
+            .chain(&s.discovered.certs)
+            .cloned()
+            .collect();
+        let default_cert = s.file.default_cert.as_ref().or(s.self_signed.as_ref());
+        let (certs, cert_problems) = CertTable::build(&bindings, default_cert.map(|c| &**c));
+        self.metrics.tls_certificate_expiry.reset();
+        for e in &certs.entries {
+            self.metrics
+                .tls_certificate_expiry
+                .with_label_values(&[&*e.source])
+                .set(e.not_after);
+        }
+        let edge = Edge {
+            certs: Arc::new(certs),
+            policy: s.file.policy.clone(),
+            https: s.https,
+        };
+        let mut snap =
+            Snapshot::build_with_edge(&specs, default, previous.as_deref(), &self.metrics, &edge);
+        snap.conflicts.extend(cert_problems);
         let now: HashSet<String> = snap.conflicts.iter().cloned().collect();
         for c in now.difference(&s.conflicts) {
             tracing::warn!("{c}");

@@ -1,5 +1,9 @@
 //! Client-facing listeners: accept, serve HTTP/1.1 and HTTP/2 (h2c with
-//! prior knowledge) on the same port, and drain gracefully on shutdown.
+//! prior knowledge) on the same port, or HTTPS with HTTP/2 and HTTP/1.1
+//! by ALPN, and drain gracefully on shutdown.
+//!
+//! A connection goes: PROXY header (when the listener expects one), TLS
+//! handshake (on an HTTPS listener), then the HTTP/1.1 fast path or hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerSettings;
 use crate::fast;
@@ -33,6 +38,12 @@ pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
     Ok(out)
 }
 
+/// A bound client listener; with `tls`, it serves HTTPS.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
 /// The running client listeners.
 pub struct Listeners {
     stop: watch::Sender<bool>,
@@ -42,11 +53,7 @@ pub struct Listeners {
 
 impl Listeners {
     /// Starts an accept loop per listener.
-    pub fn start(
-        listeners: Vec<TcpListener>,
-        proxy: Arc<Proxy>,
-        settings: ListenerSettings,
-    ) -> Self {
+    pub fn start(listeners: Vec<Listener>, proxy: Arc<Proxy>, settings: ListenerSettings) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -116,17 +123,18 @@ impl Listeners {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     proxy: Arc<Proxy>,
     hyper: Arc<Hyper>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
     settings: ListenerSettings,
 ) {
+    let Listener { tcp: listener, tls } = listener;
     let local = listener.local_addr().ok();
     let fast = fast::Settings {
         header_timeout: settings.request_header_timeout,
-        proto: "http",
+        proto: if tls.is_some() { "https" } else { "http" },
         forwarders: settings.trust_forwarded_for.clone(),
     };
     loop {
@@ -152,9 +160,21 @@ async fn accept_loop(
         let stop = stop.clone();
         let settings = settings.clone();
         let fast = fast.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let Some(pp) = settings.proxy_protocol.clone() else {
-                serve_connection(stream, peer, proxy, hyper, watcher, stop, &settings, fast).await;
+                let conn = Conn {
+                    client: peer,
+                    proxy,
+                    hyper,
+                    watcher,
+                    stop,
+                    fast,
+                };
+                match tls {
+                    Some(tls) => serve_tls(stream, tls, conn, &settings).await,
+                    None => serve_connection(stream, conn, &settings).await,
+                }
                 return;
             };
             // The LoadBalancer's header first: it names the client.
@@ -175,34 +195,87 @@ async fn accept_loop(
                 }
             };
             let io = fast::io::Prefixed::new(rest, stream);
-            serve_connection(io, client, proxy, hyper, watcher, stop, &settings, fast).await;
+            let conn = Conn {
+                client,
+                proxy,
+                hyper,
+                watcher,
+                stop,
+                fast,
+            };
+            match tls {
+                Some(tls) => serve_tls(io, tls, conn, &settings).await,
+                None => serve_connection(io, conn, &settings).await,
+            }
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");
 }
 
-/// Serves one client connection: on the fast path (which hands over what
-/// it does not serve), or with hyper alone. `client` is the client's
-/// address: the peer's, or the one a PROXY header gave.
-#[allow(clippy::too_many_arguments)]
-async fn serve_connection<I>(
-    io: I,
+/// One accepted connection and what serves it.
+struct Conn {
+    /// The client's address: the peer's, or the one a PROXY header gave.
     client: SocketAddr,
     proxy: Arc<Proxy>,
     hyper: Arc<Hyper>,
     watcher: hyper_util::server::graceful::Watcher,
-    mut stop: watch::Receiver<bool>,
-    settings: &ListenerSettings,
+    stop: watch::Receiver<bool>,
     fast: fast::Settings,
-) where
+}
+
+impl Conn {
+    /// What hyper's handler knows of the connection.
+    fn info(&self) -> ClientConn {
+        let mut c = ClientConn::new(self.client, self.fast.proto);
+        c.forwarders = self.fast.forwarders.clone();
+        c
+    }
+}
+
+/// The TLS handshake, under the request header timeout (a client that
+/// sends half a ClientHello is cut off like one that sends half a request
+/// head), then HTTP: HTTP/2 when ALPN chose it, else HTTP/1.1.
+async fn serve_tls<I>(io: I, tls: TlsAcceptor, conn: Conn, settings: &ListenerSettings)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // What hyper's handler knows of the connection.
-    let conn_info = || {
-        let mut c = ClientConn::new(client, "http");
-        c.forwarders = fast.forwarders.clone();
-        c
+    let errors = &conn.proxy.metrics().tls_handshake_errors;
+    let stream = match tokio::time::timeout(settings.request_header_timeout, tls.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            errors.with_label_values(&["error"]).inc();
+            tracing::debug!(client = %conn.client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            errors.with_label_values(&["timeout"]).inc();
+            tracing::debug!(client = %conn.client, "TLS handshake not done in time");
+            return;
+        }
     };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let info = conn.info();
+        serve_hyper(stream, info, conn.proxy, &conn.hyper.auto, conn.watcher).await;
+    } else {
+        serve_connection(stream, conn, settings).await;
+    }
+}
+
+/// Serves one client connection: on the fast path (which hands over what
+/// it does not serve), or with hyper alone.
+async fn serve_connection<I>(io: I, conn: Conn, settings: &ListenerSettings)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_info = conn.info();
+    let Conn {
+        client,
+        proxy,
+        hyper,
+        watcher,
+        mut stop,
+        fast,
+    } = conn;
     if !settings.http1_fast_path {
         // hyper's header timer starts with the first request line; a
         // client that sends nothing at all (or only part of an HTTP/2
@@ -219,22 +292,22 @@ async fn serve_connection<I>(
             return;
         }
         let io = fast::io::Prefixed::new(first.to_vec(), io);
-        serve_hyper(io, conn_info(), proxy, &hyper.auto, watcher).await;
+        serve_hyper(io, conn_info, proxy, &hyper.auto, watcher).await;
         return;
     }
     // The fast path reads the first request itself, under the header
     // timeout, and hands over what it does not serve.
-    let Some(h) = fast::serve(io, client, &proxy, fast.clone(), &mut stop).await else {
+    let Some(h) = fast::serve(io, client, &proxy, fast, &mut stop).await else {
         return;
     };
     let h2 = h.prefix.starts_with(b"PRI ");
     let io = fast::io::Prefixed::new(h.prefix, h.io);
     if h2 {
-        serve_hyper(io, conn_info(), proxy, &hyper.auto, watcher).await;
+        serve_hyper(io, conn_info, proxy, &hyper.auto, watcher).await;
     } else {
         serve_h1(
             io,
-            conn_info(),
+            conn_info,
             proxy,
             &hyper.h1,
             watcher,

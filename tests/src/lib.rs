@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub mod kube_api;
+pub mod tls;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -383,11 +384,25 @@ pub fn sluice_bin() -> PathBuf {
             return;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo runs");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"])
+            .current_dir(&root);
+        // What `cargo test` sets for this crate is not the environment of a
+        // plain build: left in, it makes build scripts that watch it (ring
+        // watches CARGO_MANIFEST_DIR) rebuild, and the binary with them.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_CRATE_")
+                || k.starts_with("CARGO_BIN_")
+                || k == "CARGO_PRIMARY_PACKAGE"
+                || k == "CARGO_TARGET_TMPDIR"
+            {
+                cmd.env_remove(&*k);
+            }
+        }
+        let status = cmd.status().expect("cargo runs");
         assert!(status.success(), "building the sluice binary failed");
     });
     let bin = target.join("debug").join("sluice");
@@ -401,6 +416,9 @@ pub struct Sluice {
     pub child: Child,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// Reserved for HTTPS: arguments and config templates name it
+    /// `{LISTEN_TLS}`.
+    pub tls: SocketAddr,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -442,12 +460,13 @@ impl Drop for TempDir {
 
 impl Sluice {
     /// Starts `sluice serve` with `--listen` and `--admin` on fresh ports
-    /// plus `args`, and waits until `/readyz` answers 200.
+    /// plus `args` (where `{LISTEN_TLS}` becomes a third fresh port), and
+    /// waits until `/readyz` answers 200.
     pub async fn serve(args: &[&str]) -> Sluice {
         // The addresses are free when chosen, but another socket may take
         // one before the proxy binds it: then it is tried again, afresh.
         for _ in 0..3 {
-            let [listen, admin] = free_addrs();
+            let [listen, admin, tls] = free_addrs();
             let mut full: Vec<String> = vec![
                 "serve".into(),
                 "--listen".into(),
@@ -455,8 +474,11 @@ impl Sluice {
                 "--admin".into(),
                 admin.to_string(),
             ];
-            full.extend(args.iter().map(|s| s.to_string()));
-            if let Some(s) = Self::spawn(full, listen, admin, TempDir::new()).await {
+            full.extend(
+                args.iter()
+                    .map(|s| s.replace("{LISTEN_TLS}", &tls.to_string())),
+            );
+            if let Some(s) = Self::spawn(full, [listen, admin, tls], TempDir::new()).await {
                 return s;
             }
         }
@@ -464,20 +486,24 @@ impl Sluice {
     }
 
     /// Starts `sluice serve --config FILE` where FILE holds `yaml` with
-    /// `{LISTEN}` and `{ADMIN}` replaced by fresh addresses. Returns the
+    /// `{LISTEN}`, `{ADMIN}` and `{LISTEN_TLS}` replaced by fresh
+    /// addresses (and `{TLS_PORT}` by the last one's port). Returns the
     /// process and the file's path, for reload tests.
     pub async fn with_config(yaml: &str) -> (Sluice, PathBuf) {
         for _ in 0..3 {
-            let [listen, admin] = free_addrs();
+            let [listen, admin, tls] = free_addrs();
             let dir = TempDir::new();
             let path = dir.0.join("sluice.yaml");
-            std::fs::write(&path, fill(yaml, listen, admin)).unwrap();
+            let text = fill(yaml, listen, admin)
+                .replace("{LISTEN_TLS}", &tls.to_string())
+                .replace("{TLS_PORT}", &tls.port().to_string());
+            std::fs::write(&path, text).unwrap();
             let args = vec![
                 "serve".to_string(),
                 "--config".into(),
                 path.display().to_string(),
             ];
-            if let Some(s) = Self::spawn(args, listen, admin, dir).await {
+            if let Some(s) = Self::spawn(args, [listen, admin, tls], dir).await {
                 return (s, path);
             }
         }
@@ -487,12 +513,8 @@ impl Sluice {
     /// Starts the process and waits for `/readyz`. `None` when it could
     /// not bind an address (taken since it was chosen); any other early
     /// exit fails the test.
-    async fn spawn(
-        args: Vec<String>,
-        listen: SocketAddr,
-        admin: SocketAddr,
-        dir: TempDir,
-    ) -> Option<Sluice> {
+    async fn spawn(args: Vec<String>, addrs: [SocketAddr; 3], dir: TempDir) -> Option<Sluice> {
+        let [listen, admin, tls] = addrs;
         let log = dir.0.join("sluice.log");
         let mut args = args;
         if args.first().is_some_and(|a| a == "serve") && hyper_only() {
@@ -510,6 +532,7 @@ impl Sluice {
             child,
             listen,
             admin,
+            tls,
             log,
             _dir: dir,
         };
@@ -585,6 +608,15 @@ impl Sluice {
             .find(|l| l.starts_with(series))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Sluice {
+    /// A config template filled with this process's addresses.
+    pub fn fill(&self, yaml: &str) -> String {
+        fill(yaml, self.listen, self.admin)
+            .replace("{LISTEN_TLS}", &self.tls.to_string())
+            .replace("{TLS_PORT}", &self.tls.port().to_string())
     }
 }
 

@@ -948,6 +948,101 @@ async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
     assert!(!s.log().contains("aHVudGVyMg"), "secret data in the log");
 }
 
+/// A `kubernetes.io/tls` Secret holding `cert`.
+fn tls_secret(ns: &str, name: &str, cert: &str, key: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"kind": "Secret", "type": "kubernetes.io/tls",
+           "metadata": {"name": name, "namespace": ns},
+           "data": {"tls.crt": b64(cert), "tls.key": b64(key)}})
+}
+
+/// An Ingress's `spec.tls` Secret serves its host by SNI; plain HTTP to
+/// that host is redirected; an updated Secret swaps the certificate for new
+/// handshakes; a broken update is refused with a Warning Event on the
+/// Ingress while the last good certificate keeps serving; and
+/// `ssl-redirect: "false"` turns the redirect off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
+    use sluice_integration::tls;
+    let api = KubeApi::start().await;
+    let (backends, port) = pods(1, "web").await;
+    shop_backend(
+        &api,
+        port,
+        vec![endpoint(backends[0].addr, "web-0", true, false)],
+    );
+    let ca = tls::Ca::new();
+    let v1 = ca.issue(&["shop.example.com"]);
+    api.apply(tls_secret("shop", "shop-tls", &v1.cert, &v1.key));
+    let mut ing = ingress("shop", "shop", "sluice", "shop.example.com", "web");
+    ing["spec"]["tls"] = json!([{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]);
+    api.apply(ing.clone());
+    let s = proxy(&api, &["--listen-tls", "{LISTEN_TLS}"]).await;
+    let serves = |want: Vec<u8>| {
+        let addr = s.tls;
+        async move {
+            tls::get(addr, "shop.example.com", "/", false)
+                .await
+                .is_ok_and(|r| r.status == 200 && r.cert == want)
+        }
+    };
+    wait_until("the Secret's certificate", Duration::from_secs(5), || {
+        serves(v1.der.clone())
+    })
+    .await;
+    let (status, headers, _) = request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/cart?id=7",
+        &[("host", "shop.example.com")],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 308);
+    assert_eq!(headers["location"], "https://shop.example.com/cart?id=7");
+
+    // Rotated: the next handshakes get the new one.
+    let v2 = ca.issue(&["shop.example.com"]);
+    api.apply(tls_secret("shop", "shop-tls", &v2.cert, &v2.key));
+    wait_until("the rotated certificate", Duration::from_secs(5), || {
+        serves(v2.der.clone())
+    })
+    .await;
+
+    // Broken: a key from elsewhere. Refused, with an Event; v2 stays.
+    let stray = ca.issue(&["shop.example.com"]);
+    api.apply(tls_secret("shop", "shop-tls", &v2.cert, &stray.key));
+    wait_until(
+        "an Event for the broken Secret",
+        Duration::from_secs(5),
+        || {
+            let found = api.all("Event").iter().any(|e| {
+                e["regarding"]["name"] == "shop"
+                    && e["reason"] == "BadTLSSecret"
+                    && e["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("previous certificate keeps serving"))
+            });
+            async move { found }
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        assert!(serves(v2.der.clone()).await, "v2 should still serve");
+    }
+
+    // The redirect turned off for this Ingress.
+    ing["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/ssl-redirect": "false"});
+    api.apply(ing);
+    routes(&s).await;
+    // Key material never reaches the log.
+    let key_line = stray.key.lines().nth(1).unwrap();
+    assert!(!s.log().contains(key_line), "key material in the log");
+}
+
 /// A config file and the cluster together: the file's routes serve next
 /// to the discovered ones, and win a duplicate host and path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

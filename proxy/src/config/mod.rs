@@ -23,6 +23,10 @@ use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners.
+    pub listen_tls: Vec<SocketAddr>,
+    /// Certificate files, redirects and HSTS.
+    pub tls: TlsConfig,
     pub admin: Option<SocketAddr>,
     pub listener: ListenerSettings,
     pub drain_timeout: Duration,
@@ -39,6 +43,21 @@ pub struct Config {
     /// Things that work but are probably not what was meant, each naming
     /// its field; logged at load and printed by `sluice check`.
     pub warnings: Vec<FieldError>,
+}
+
+/// The HTTPS settings of a config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub certificates: Vec<crate::tls::CertFiles>,
+    pub default_certificate: Option<crate::tls::CertFiles>,
+    pub policy: crate::tls::Policy,
+}
+
+impl TlsConfig {
+    /// Every certificate file pair, the default last.
+    pub fn files(&self) -> impl Iterator<Item = &crate::tls::CertFiles> {
+        self.certificates.iter().chain(&self.default_certificate)
+    }
 }
 
 /// Weights only steer `weighted`, `ip-hash` and `least-request`; with
@@ -84,6 +103,9 @@ pub struct RouteSpec {
     pub canary: Option<CanarySpec>,
     /// The largest request body accepted (413 beyond); `None`: no limit.
     pub max_request_body: Option<u64>,
+    /// Plain HTTP to HTTPS: `None` when the host has a certificate,
+    /// `Some(true)` always, `Some(false)` never.
+    pub ssl_redirect: Option<bool>,
 }
 
 /// A canary upstream for a route, and how much traffic it gets.
@@ -248,6 +270,8 @@ pub fn parse_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
 pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Config {
     Config {
         listen,
+        listen_tls: Vec::new(),
+        tls: TlsConfig::default(),
         admin,
         listener: DEFAULT_LISTENER,
         drain_timeout: DEFAULT_DRAIN,
@@ -302,6 +326,7 @@ pub fn quick(
         retry: DEFAULT_RETRY,
         canary: None,
         max_request_body: None,
+        ssl_redirect: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()
@@ -360,6 +385,64 @@ impl Validator {
             self.error(field.trim_start_matches('.'), e);
             default
         })
+    }
+
+    /// The `tls:` block. Only paths here: the files are read (and a bad
+    /// one refused) by whoever loads the config, at start and at reload.
+    fn tls(&mut self, raw: &raw::RawTls) -> TlsConfig {
+        let files = |v: &mut Self, field: &str, f: &raw::RawCertFiles| {
+            for (part, path) in [("cert", &f.cert), ("key", &f.key)] {
+                if path.trim().is_empty() {
+                    v.error(format!("{field}.{part}"), "must name a file");
+                }
+            }
+            crate::tls::CertFiles {
+                cert: PathBuf::from(&f.cert),
+                key: PathBuf::from(&f.key),
+            }
+        };
+        let certificates = raw
+            .certificates
+            .iter()
+            .enumerate()
+            .map(|(i, f)| files(self, &format!("tls.certificates[{i}]"), f))
+            .collect();
+        let default_certificate = raw
+            .default_certificate
+            .as_ref()
+            .map(|f| files(self, "tls.default_certificate", f));
+        let defaults = crate::tls::Policy::default();
+        let redirect_port = match raw.redirect_port {
+            Some(0) => {
+                self.error("tls.redirect_port", "must be a port, 1..=65535");
+                defaults.redirect_port
+            }
+            Some(p) => p,
+            None => defaults.redirect_port,
+        };
+        let hsts = raw.hsts.as_ref().map(|h| crate::tls::Hsts {
+            // ingress-nginx's default: 180 days.
+            max_age: match h.max_age.as_deref().map(str::trim) {
+                Some("0") | Some("0s") => Duration::ZERO,
+                Some(_) => self.duration(
+                    "tls.hsts.max_age",
+                    h.max_age.as_ref(),
+                    Duration::from_secs(15_724_800),
+                ),
+                None => Duration::from_secs(15_724_800),
+            },
+            include_subdomains: h.include_subdomains,
+            preload: h.preload,
+        });
+        TlsConfig {
+            certificates,
+            default_certificate,
+            policy: crate::tls::Policy {
+                redirect: raw.redirect.unwrap_or(defaults.redirect),
+                redirect_port,
+                hsts,
+            },
+        }
     }
 
     /// A list of networks; each bad entry is an error naming its index.
@@ -543,15 +626,28 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             listen.push(a);
         }
     }
+    let mut listen_tls = Vec::new();
+    for (i, l) in raw.listen_tls.iter().enumerate() {
+        if let Some(a) = v.addr(&format!("listen_tls[{i}]"), l) {
+            if listen.contains(&a) {
+                v.error(
+                    format!("listen_tls[{i}]"),
+                    format!("{a} is also in listen: one port cannot be both HTTP and HTTPS"),
+                );
+            }
+            listen_tls.push(a);
+        }
+    }
     let admin = raw.admin.as_deref().and_then(|a| v.addr("admin", a));
     if let Some(admin) = admin {
-        if listen.contains(&admin) {
+        if listen.contains(&admin) || listen_tls.contains(&admin) {
             v.error(
                 "admin",
                 "the admin listener must have its own address, not a traffic listener's",
             );
         }
     }
+    let tls = v.tls(&raw.tls);
     let t = &raw.timeouts;
     let listener = ListenerSettings {
         request_header_timeout: v.duration(
@@ -692,6 +788,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             retry,
             canary: None,
             max_request_body,
+            ssl_redirect: r.ssl_redirect,
         });
     }
     let default_backend = raw.default_backend.as_ref().map(|set| {
@@ -712,6 +809,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             retry,
             canary: None,
             max_request_body,
+            ssl_redirect: None,
         }
     });
     if routes.is_empty() && default_backend.is_none() {
@@ -731,8 +829,16 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 .as_ref()
                 .and_then(|d| unused_weights("default_backend.backends", &d.upstream)),
         );
+        if !tls.certificates.is_empty() && listen_tls.is_empty() {
+            warnings.push(FieldError {
+                field: "tls.certificates".into(),
+                message: "no listen_tls address: the certificates serve nothing".into(),
+            });
+        }
         Ok(Config {
             listen,
+            listen_tls,
+            tls,
             admin,
             listener,
             drain_timeout,
@@ -856,6 +962,29 @@ routes:
         ] {
             assert!(fields.iter().any(|x| x == f), "missing {f} in {fields:?}");
         }
+    }
+
+    #[test]
+    fn tls_settings_are_checked_by_field() {
+        let text = "listen: [127.0.0.1:80]\nlisten_tls: [127.0.0.1:443, 127.0.0.1:80]\ntls:\n  certificates: [{cert: a.pem, key: ''}]\n  redirect_port: 0\n  hsts: {max_age: soon}\nroutes:\n  - {backends: [127.0.0.1:1], ssl_redirect: false}\n";
+        let e = parse_str(text, "t.yaml").unwrap_err().lines().join("\n");
+        for field in [
+            "listen_tls[1]",
+            "tls.certificates[0].key",
+            "tls.redirect_port",
+            "tls.hsts.max_age",
+        ] {
+            assert!(e.contains(field), "{field} in {e}");
+        }
+        let ok = "listen_tls: [127.0.0.1:443]\ntls:\n  certificates: [{cert: a.pem, key: a.key}]\n  redirect: false\n  hsts: {include_subdomains: true}\nroutes:\n  - {backends: [127.0.0.1:1], ssl_redirect: true}\n";
+        let c = parse_str(ok, "t.yaml").unwrap();
+        assert_eq!(c.listen_tls.len(), 1);
+        assert_eq!(c.tls.certificates[0].key, PathBuf::from("a.key"));
+        assert!(!c.tls.policy.redirect);
+        let hsts = c.tls.policy.hsts.unwrap();
+        assert_eq!(hsts.max_age, Duration::from_secs(15_724_800));
+        assert!(hsts.include_subdomains);
+        assert_eq!(c.routes[0].ssl_redirect, Some(true));
     }
 
     #[test]

@@ -9,6 +9,12 @@ pub struct RawConfig {
     /// Addresses to accept client traffic on.
     #[serde(default)]
     pub listen: Vec<String>,
+    /// Addresses to accept HTTPS on.
+    #[serde(default)]
+    pub listen_tls: Vec<String>,
+    /// Certificates, redirects and HSTS.
+    #[serde(default)]
+    pub tls: RawTls,
     /// Address of the admin listener (health, metrics, routes).
     pub admin: Option<String>,
     #[serde(default)]
@@ -40,6 +46,38 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub default_backend: Option<RawBackendSet>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Each picked by SNI for the names it holds.
+    #[serde(default)]
+    pub certificates: Vec<RawCertFiles>,
+    /// For names no certificate holds (self-signed at start when absent).
+    pub default_certificate: Option<RawCertFiles>,
+    /// Plain HTTP to hosts with a certificate gets a 308 (default true).
+    pub redirect: Option<bool>,
+    /// The port redirects name (default 443).
+    pub redirect_port: Option<u16>,
+    pub hsts: Option<RawHsts>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertFiles {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHsts {
+    pub max_age: Option<String>,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -80,6 +118,8 @@ pub struct RawRoute {
     pub host: Option<String>,
     pub path: Option<String>,
     pub path_type: Option<String>,
+    /// Plain HTTP to HTTPS: unset follows the host's certificate.
+    pub ssl_redirect: Option<bool>,
     #[serde(flatten)]
     pub set: RawBackendSet,
 }

@@ -35,11 +35,28 @@ pub struct Annotated {
     pub canary_total: u32,
     /// `always` / `never` in this header override the weight.
     pub canary_header: Option<http::HeaderName>,
+    /// `ssl-redirect: "false"`: plain HTTP is served even for hosts
+    /// with a certificate.
+    pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect: "true"`: plain HTTP is redirected even
+    /// without a certificate (TLS ends at a LoadBalancer in front).
+    pub force_ssl_redirect: bool,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
 }
 
 impl Annotated {
+    /// The route's redirect setting: `None` follows the certificate.
+    pub fn redirect(&self) -> Option<bool> {
+        if self.force_ssl_redirect {
+            Some(true)
+        } else if self.ssl_redirect == Some(false) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Applies the timeouts the annotations set.
     pub fn apply_timeouts(&self, t: &mut RouteTimeouts) {
         if let Some(d) = self.connect_timeout {
@@ -94,6 +111,8 @@ fn sluice(out: &mut Annotated, key: &str, name: &str, value: &str) {
         },
         // Read from pods, by the weight watcher; nothing to do here.
         "weight" => {}
+        "ssl-redirect" => flag(out, key, value, |o, b| o.ssl_redirect = Some(b)),
+        "force-ssl-redirect" => flag(out, key, value, |o, b| o.force_ssl_redirect = b),
         _ => out
             .problems
             .push(format!("{key}: unknown annotation, ignored")),
@@ -153,6 +172,10 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
             Ok(limit) => out.max_request_body = Some(limit),
             Err(e) => out.problems.push(format!("{key}: {e}")),
         },
+        "ssl-redirect" => flag(out, key, value, |o, b| {
+            o.ssl_redirect = o.ssl_redirect.or(Some(b))
+        }),
+        "force-ssl-redirect" => flag(out, key, value, |o, b| o.force_ssl_redirect |= b),
         "proxy-connect-timeout" => match seconds(value) {
             Some(d) => out.connect_timeout = Some(d),
             None => out
@@ -168,6 +191,17 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         _ => out
             .problems
             .push(format!("{key}: not supported by sluice, ignored")),
+    }
+}
+
+/// A `"true"` / `"false"` annotation.
+fn flag(out: &mut Annotated, key: &str, value: &str, set: impl FnOnce(&mut Annotated, bool)) {
+    match value.trim() {
+        "true" => set(out, true),
+        "false" => set(out, false),
+        other => out
+            .problems
+            .push(format!("{key}: {other:?} is not true or false")),
     }
 }
 
@@ -204,6 +238,36 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         ))
+    }
+
+    #[test]
+    fn ssl_redirect_switches() {
+        assert_eq!(of(&[]).redirect(), None);
+        assert_eq!(
+            of(&[("nginx.ingress.kubernetes.io/ssl-redirect", "false")]).redirect(),
+            Some(false)
+        );
+        assert_eq!(
+            of(&[("sluice.dev/ssl-redirect", "false")]).redirect(),
+            Some(false)
+        );
+        assert_eq!(of(&[("sluice.dev/ssl-redirect", "true")]).redirect(), None);
+        assert_eq!(
+            of(&[("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")]).redirect(),
+            Some(true)
+        );
+        // Ours wins over ingress-nginx's.
+        assert_eq!(
+            of(&[
+                ("nginx.ingress.kubernetes.io/ssl-redirect", "true"),
+                ("sluice.dev/ssl-redirect", "false")
+            ])
+            .redirect(),
+            Some(false)
+        );
+        let bad = of(&[("sluice.dev/ssl-redirect", "nope")]);
+        assert_eq!(bad.redirect(), None);
+        assert_eq!(bad.problems.len(), 1);
     }
 
     #[test]

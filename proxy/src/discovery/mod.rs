@@ -11,6 +11,7 @@
 //! `sluice_kube_watch_errors_total` and retried with back-off.
 
 pub mod annotations;
+pub mod certs;
 pub mod status;
 pub mod translate;
 
@@ -220,6 +221,7 @@ async fn rebuild_loop(r: Rebuild) {
         }
     }
     let settings = Arc::new(opts.settings);
+    let secret_certs = Arc::new(std::sync::Mutex::new(certs::SecretCerts::default()));
     let mut last_problems = std::collections::HashSet::new();
     let mut last_shape = (usize::MAX, usize::MAX);
     loop {
@@ -245,6 +247,7 @@ async fn rebuild_loop(r: Rebuild) {
         let (stores2, settings2, publisher2) =
             (stores.clone(), settings.clone(), publisher.clone());
         let pods2 = pods.clone();
+        let secret_certs = secret_certs.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut weight_problems = Vec::new();
             let pod_weights = pods2
@@ -275,10 +278,21 @@ async fn rebuild_loop(r: Rebuild) {
             };
             let t = translate::translate(&state, &settings2);
             let shape = (t.routes.len(), t.owned.len());
+            let certs = secret_certs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .resolve(&t.tls, &state.secrets);
             let mut problems = t.problems;
             problems.extend(weight_problems);
-            let generation = publisher2.set_discovered(t.routes, t.default_backend);
-            (generation, shape, problems, t.owned, t.events)
+            problems.extend(certs.problems);
+            let mut events = t.events;
+            events.extend(certs.events);
+            let generation = publisher2.set_discovered(crate::publish::Discovered {
+                routes: t.routes,
+                default: t.default_backend,
+                certs: certs.bindings,
+            });
+            (generation, shape, problems, t.owned, events)
         })
         .await;
         match built {
@@ -321,11 +335,16 @@ async fn rebuild_loop(r: Rebuild) {
 /// problem that stays is not recorded again at every rebuild.
 fn record_events(
     recorder: &kube::runtime::events::Recorder,
-    events: Vec<(k8s_openapi::api::core::v1::ObjectReference, String)>,
+    events: Vec<translate::Event>,
     last: &mut std::collections::HashSet<(String, String)>,
 ) {
     let mut now = std::collections::HashSet::new();
-    for (reference, message) in events {
+    for translate::Event {
+        object: reference,
+        reason,
+        note: message,
+    } in events
+    {
         let key = (
             reference
                 .uid
@@ -339,7 +358,7 @@ fn record_events(
             tokio::spawn(async move {
                 let ev = kube::runtime::events::Event {
                     type_: kube::runtime::events::EventType::Warning,
-                    reason: "BadAnnotation".into(),
+                    reason: reason.into(),
                     note: Some(message),
                     action: "Route".into(),
                     secondary: None,

@@ -66,17 +66,38 @@ pub struct Translated {
     pub owned: Vec<String>,
     /// Problems to record as Kubernetes Events on the object they concern
     /// (refused or malformed annotations, missing TLS Secrets).
-    pub events: Vec<(ObjectReference, String)>,
+    pub events: Vec<Event>,
     /// The certificates Ingresses ask for, by host: what the TLS listener
     /// serves (the edge issue). Only Secrets found with both parts.
     pub tls: Vec<TlsBinding>,
 }
 
+/// A Warning Event to record on an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub object: ObjectReference,
+    /// CamelCase, as Kubernetes reasons are: `BadAnnotation`, `BadTLSSecret`.
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Event {
+    pub fn new(object: ObjectReference, reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            object,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
 /// An Ingress's `spec.tls` entry whose Secret is there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsBinding {
     /// `namespace/name` of the Ingress.
     pub ingress: String,
+    /// The Ingress, for Events about its certificate.
+    pub ingress_ref: ObjectReference,
     pub hosts: Vec<String>,
     /// `namespace/name` of the Secret.
     pub secret: String,
@@ -197,7 +218,8 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         for p in &ing_notes.problems {
             out.problems.push(format!("ingress {ing_id}: {p}"));
-            out.events.push((ing.object_ref(&()), p.clone()));
+            out.events
+                .push(Event::new(ing.object_ref(&()), "BadAnnotation", p.clone()));
         }
         let Some(spec) = &ing.spec else { continue };
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
@@ -223,10 +245,12 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
             match problem {
                 Some(p) => {
                     out.problems.push(format!("ingress {ing_id}: {p}"));
-                    out.events.push((ing.object_ref(&()), p));
+                    out.events
+                        .push(Event::new(ing.object_ref(&()), "BadTLSSecret", p));
                 }
                 None => out.tls.push(TlsBinding {
                     ingress: ing_id.clone(),
+                    ingress_ref: ing.object_ref(&()),
                     hosts: tls.hosts.clone().unwrap_or_default(),
                     secret: format!("{ns}/{secret_name}"),
                 }),
@@ -376,7 +400,8 @@ impl Cluster<'_> {
         out.owned.push(ing_id.clone());
         for p in &notes.problems {
             out.problems.push(format!("ingress {ing_id}: {p}"));
-            out.events.push((ing.object_ref(&()), p.clone()));
+            out.events
+                .push(Event::new(ing.object_ref(&()), "BadAnnotation", p.clone()));
         }
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let Some(spec) = &ing.spec else { return };
@@ -544,6 +569,7 @@ impl Cluster<'_> {
             max_request_body: ing_notes
                 .max_request_body
                 .unwrap_or(settings.defaults.max_request_body),
+            ssl_redirect: ing_notes.redirect(),
         })
     }
 
@@ -1025,15 +1051,14 @@ mod tests {
             ..ClusterState::default()
         };
         let t = translate(&state, &settings());
+        assert_eq!(t.tls.len(), 1);
         assert_eq!(
-            t.tls,
-            [TlsBinding {
-                ingress: "shop/i".into(),
-                hosts: vec!["shop.example.com".into()],
-                secret: "shop/good".into(),
-            }]
+            (&*t.tls[0].ingress, &t.tls[0].hosts[..], &*t.tls[0].secret),
+            ("shop/i", &["shop.example.com".to_owned()][..], "shop/good")
         );
+        assert_eq!(t.tls[0].ingress_ref.name.as_deref(), Some("i"));
         assert_eq!(t.events.len(), 2, "{:?}", t.problems);
+        assert!(t.events.iter().all(|e| e.reason == "BadTLSSecret"));
         assert!(t.problems.iter().any(|p| p.contains("shop/half lacks")));
         assert!(t
             .problems

@@ -47,17 +47,21 @@ pub struct Plan<R> {
     /// The client named by X-Forwarded-For, when the peer is a trusted
     /// forwarder (`trust_forwarded_for`).
     pub client: Option<std::net::IpAddr>,
+    /// The client used HTTPS (to us, or to a trusted forwarder).
+    pub https: bool,
 }
 
 /// Parses the head at the start of `buf`, routes it with `lookup(host,
-/// path)`, and writes the head to send upstream into `out`.
+/// path, https)`, and writes the head to send upstream into `out`.
+/// `https` is the scheme the client used: the connection's (`proto`), or
+/// what a trusted forwarder's X-Forwarded-Proto says.
 pub fn prepare<R>(
     buf: &[u8],
     client_ip: &[u8],
-    proto: &str,
+    proto: &'static str,
     forwarders: Option<(&crate::proxy_protocol::Trusted, std::net::IpAddr)>,
     out: &mut Vec<u8>,
-    lookup: impl FnOnce(&str, &str) -> Option<R>,
+    lookup: impl FnOnce(&str, &str, bool) -> Option<R>,
 ) -> Prepared<R> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
@@ -83,6 +87,7 @@ pub fn prepare<R>(
     let mut close = false;
     let mut has_id = false;
     let mut has_xff = false;
+    let mut xfp: Option<&[u8]> = None;
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
@@ -117,12 +122,20 @@ pub fn prepare<R>(
             has_id = true;
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             has_xff = true;
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            xfp = Some(f.value);
         }
     }
+    let trusted = forwarders.is_some_and(|(t, peer)| !t.0.is_empty() && t.allows(peer));
+    let proto = match xfp {
+        Some(v) if trusted && v.eq_ignore_ascii_case(b"https") => "https",
+        Some(v) if trusted && v.eq_ignore_ascii_case(b"http") => "http",
+        _ => proto,
+    };
     let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
         return Prepared::Handover;
     };
-    let Some(route) = lookup(strip_port(host), path) else {
+    let Some(route) = lookup(strip_port(host), path, proto == "https") else {
         return Prepared::Handover;
     };
 
@@ -173,6 +186,7 @@ pub fn prepare<R>(
     };
     Prepared::Ready(Plan {
         client,
+        https: proto == "https",
         route,
         head_len,
         body_len: body_len.unwrap_or(0),
@@ -245,7 +259,7 @@ mod tests {
 
     fn run(req: &[u8]) -> (Prepared<String>, String) {
         let mut out = Vec::new();
-        let p = prepare(req, b"10.1.2.3", "http", None, &mut out, |h, p| {
+        let p = prepare(req, b"10.1.2.3", "http", None, &mut out, |h, p, _| {
             (h != "unrouted.example").then(|| format!("{h} {p}"))
         });
         (p, String::from_utf8(out).unwrap())
@@ -260,6 +274,35 @@ mod tests {
 
     fn handed_over(req: &[u8]) -> bool {
         matches!(run(req).0, Prepared::Handover)
+    }
+
+    #[test]
+    fn forwarded_proto_only_from_trusted_forwarders() {
+        let req: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\r\n";
+        let trusted = crate::proxy_protocol::Trusted(vec!["10.0.0.0/8".parse().unwrap()]);
+        let run = |peer: [u8; 4]| {
+            let mut out = Vec::new();
+            let mut seen = None;
+            let p = prepare(
+                req,
+                b"1.2.3.4",
+                "http",
+                Some((&trusted, std::net::IpAddr::from(peer))),
+                &mut out,
+                |_, _, https| {
+                    seen = Some(https);
+                    Some(())
+                },
+            );
+            let https = matches!(p, Prepared::Ready(ref plan) if plan.https);
+            (seen, https, String::from_utf8(out).unwrap())
+        };
+        let (seen, https, out) = run([10, 0, 0, 1]);
+        assert_eq!((seen, https), (Some(true), true));
+        assert!(out.contains("x-forwarded-proto: https\r\n"), "{out}");
+        let (seen, https, out) = run([192, 168, 0, 1]);
+        assert_eq!((seen, https), (Some(false), false));
+        assert!(out.contains("x-forwarded-proto: http\r\n"), "{out}");
     }
 
     #[test]

@@ -146,16 +146,18 @@ where
             settings.proto,
             settings.forwarders.as_deref().map(|t| (t, peer.ip())),
             &mut b.request,
-            |host, path| {
+            |host, path, https| {
                 proxy
                     .table()
                     .load()
                     .lookup(Some(host), path)
                     // h2c upstreams are hyper's, and so are canaries
-                    // chosen by a header (the fast path keeps no header map).
+                    // chosen by a header (the fast path keeps no header map)
+                    // and redirects to HTTPS.
                     .filter(|r| {
                         r.upstreams().all(|u| u.protocol == Protocol::Http1)
                             && r.canary.as_ref().is_none_or(|c| c.header.is_none())
+                            && (https || !r.https_redirect)
                     })
                     .cloned()
             },
@@ -519,6 +521,12 @@ async fn send_and_read_head(
     limit: Duration,
 ) -> Result<response::Head, UpstreamError> {
     let deadline = tokio::time::Instant::now() + limit;
+    let hsts = plan
+        .route
+        .hsts
+        .as_ref()
+        .filter(|_| plan.https)
+        .map(http::HeaderValue::as_bytes);
     // A failed write is not the end: an upstream that refuses an upload
     // (413) may answer and close before reading it all, and that answer is
     // the client's to see. The read below finds it, or finds the close.
@@ -543,6 +551,7 @@ async fn send_and_read_head(
                 &b.upstream,
                 plan.head_request,
                 plan.close || closing,
+                hsts,
                 &mut b.response,
             ) {
                 response::Parsed::Partial => break,

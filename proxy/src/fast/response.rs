@@ -44,8 +44,15 @@ pub enum Parsed {
 
 /// Parses the response head at the start of `buf` and writes the head to
 /// send the client into `out`. `close_client` asks for `connection: close`
-/// (the client asked for it, or the proxy is draining).
-pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec<u8>) -> Parsed {
+/// (the client asked for it, or the proxy is draining); `hsts` is a
+/// Strict-Transport-Security value to add when the upstream set none.
+pub fn prepare(
+    buf: &[u8],
+    head_request: bool,
+    close_client: bool,
+    hsts: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
@@ -67,6 +74,7 @@ pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec
 
     let mut upstream_close = version == 0;
     let mut named = false;
+    let mut has_sts = false;
     let mut chunked: Option<bool> = None;
     let mut length: Option<u64> = None;
     for f in resp.headers.iter() {
@@ -85,6 +93,8 @@ pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec
             // Chunked only when it is the final coding.
             let last = f.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"strict-transport-security") {
+            has_sts = true;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 let Some(n) = super::length(v) else {
@@ -134,6 +144,11 @@ pub fn prepare(buf: &[u8], head_request: bool, close_client: bool, out: &mut Vec
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(f.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let (Some(v), false) = (hsts, has_sts) {
+        out.extend_from_slice(b"strict-transport-security: ");
+        out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     }
     if close_client {
@@ -198,7 +213,7 @@ mod tests {
 
     fn run(resp: &[u8], head_request: bool, close: bool) -> (Parsed, String) {
         let mut out = Vec::new();
-        let p = prepare(resp, head_request, close, &mut out);
+        let p = prepare(resp, head_request, close, None, &mut out);
         (p, String::from_utf8(out).unwrap())
     }
 
@@ -207,6 +222,23 @@ mod tests {
             (Parsed::Ready(h), out) => (h, out),
             (other, _) => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn hsts_is_added_unless_the_upstream_set_one() {
+        let mut out = Vec::new();
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        prepare(resp, false, false, Some(b"max-age=60"), &mut out);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nstrict-transport-security: max-age=60\r\n\r\n"
+        );
+        let resp =
+            b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n";
+        prepare(resp, false, false, Some(b"max-age=60"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("max-age").count(), 1, "{text}");
+        assert!(text.contains("max-age=1"));
     }
 
     #[test]

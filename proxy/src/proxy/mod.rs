@@ -49,6 +49,40 @@ impl ClientConn {
             forwarders: None,
         }
     }
+
+    /// The scheme the client used: the connection's, or the one a trusted
+    /// forwarder (a LoadBalancer that ended TLS) names in
+    /// X-Forwarded-Proto.
+    pub fn scheme(&self, headers: &http::HeaderMap) -> &'static str {
+        let trusted = self
+            .forwarders
+            .as_deref()
+            .is_some_and(|t| !t.0.is_empty() && t.allows(self.peer.ip()));
+        if !trusted {
+            return self.proto;
+        }
+        match headers
+            .get(&headers::X_FORWARDED_PROTO)
+            .map(HeaderValue::as_bytes)
+        {
+            Some(v) if v.eq_ignore_ascii_case(b"https") => "https",
+            Some(v) if v.eq_ignore_ascii_case(b"http") => "http",
+            _ => self.proto,
+        }
+    }
+}
+
+/// The 308 that sends a plain HTTP request to HTTPS, same host and target.
+/// `port` is where clients reach HTTPS: 443 (the LoadBalancer's) leaves it
+/// out of the URL.
+pub(crate) fn https_redirect(host: &str, port: u16, target: &str) -> Option<HeaderValue> {
+    let host = crate::routing::strip_port(host);
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    HeaderValue::try_from(location).ok()
 }
 
 /// The request handler shared by every client connection.
@@ -226,15 +260,27 @@ impl Proxy {
                 return resp;
             }
         };
-        let route = {
+        let (route, https_port) = {
             let snap = self.table.load();
-            snap.lookup(host.map(strip_port), req.uri().path()).cloned()
+            (
+                snap.lookup(host.map(strip_port), req.uri().path()).cloned(),
+                snap.https_port,
+            )
         };
         let Some(route) = route else {
             let resp = error(StatusCode::NOT_FOUND, "no route for this host and path\n");
             self.unmatched.observe(404, start.elapsed());
             return resp;
         };
+        if route.https_redirect && conn.scheme(req.headers()) == "http" {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            if let Some(location) = host.and_then(|h| https_redirect(h, https_port, target)) {
+                let mut resp = error(StatusCode::PERMANENT_REDIRECT, "");
+                resp.headers_mut().insert(header::LOCATION, location);
+                route.metrics.observe(308, start.elapsed());
+                return resp;
+            }
+        }
         if let Some(max) = route.max_request_body {
             let declared = req
                 .headers()
@@ -247,7 +293,13 @@ impl Proxy {
                 return resp;
             }
         }
-        let resp = forward(&route, req, conn, &self.tunnels, self.access_log.is_some()).await;
+        let https = conn.scheme(req.headers()) == "https";
+        let mut resp = forward(&route, req, conn, &self.tunnels, self.access_log.is_some()).await;
+        if let (true, Some(hsts)) = (https, &route.hsts) {
+            resp.headers_mut()
+                .entry(header::STRICT_TRANSPORT_SECURITY)
+                .or_insert_with(|| hsts.clone());
+        }
         route
             .metrics
             .observe(resp.status().as_u16(), start.elapsed());
@@ -442,7 +494,8 @@ async fn forward(
             h.insert(header::HOST, a);
         }
         let host = h.get(header::HOST).cloned();
-        headers::add_forwarded(h, &conn.peer_ip, conn.proto, host.as_ref());
+        let scheme = conn.scheme(h);
+        headers::add_forwarded(h, &conn.peer_ip, scheme, host.as_ref());
         headers::ensure_request_id(h);
     }
     let request_id = logging

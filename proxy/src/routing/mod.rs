@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::config::{RetryPolicy, RouteSpec, RouteTimeouts};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::tls::CertTable;
 use crate::upstream::{EndpointReuse, Upstream};
 pub use host::{strip_port, HostMatch};
 pub use path::{resolve_dots, PathTable, PathType};
@@ -36,6 +37,10 @@ pub struct Route {
     pub canary: Option<Canary>,
     /// The largest request body accepted (413 beyond); `None`: no limit.
     pub max_request_body: Option<u64>,
+    /// Plain HTTP requests get a 308 to HTTPS instead of an answer.
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security` for its HTTPS responses.
+    pub hsts: Option<http::HeaderValue>,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
@@ -94,6 +99,42 @@ pub struct Snapshot {
     default: Option<Arc<Route>>,
     /// Rules that lost to an earlier one with the same host, path and type.
     pub conflicts: Vec<String>,
+    /// The certificates HTTPS listeners pick from by SNI.
+    pub tls: Arc<CertTable>,
+    /// The port HTTPS redirects name (443: none).
+    pub https_port: u16,
+}
+
+/// The HTTPS side of a snapshot: certificates, and what they imply for
+/// plain HTTP requests.
+#[derive(Debug, Clone, Default)]
+pub struct Edge {
+    pub certs: Arc<CertTable>,
+    pub policy: crate::tls::Policy,
+    /// An HTTPS listener is running: without one, nothing redirects.
+    pub https: bool,
+}
+
+impl Edge {
+    /// Whether plain HTTP requests to a route go to HTTPS: when its host
+    /// has a certificate (and the policy redirects), or when the route
+    /// forces it; never when the route turns it off.
+    fn redirects(&self, spec: &RouteSpec) -> bool {
+        if !self.https {
+            return false;
+        }
+        match spec.ssl_redirect {
+            Some(forced) => forced,
+            None => {
+                self.policy.redirect
+                    && match &spec.host {
+                        HostMatch::Any => false,
+                        HostMatch::Exact(h) => self.certs.has_host(h),
+                        HostMatch::Wildcard(s) => self.certs.has_wildcard(s),
+                    }
+            }
+        }
+    }
 }
 
 impl Snapshot {
@@ -106,6 +147,21 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         metrics: &Metrics,
     ) -> Snapshot {
+        Self::build_with_edge(specs, default, previous, metrics, &Edge::default())
+    }
+
+    /// The same, with certificates and the redirects they imply.
+    pub fn build_with_edge(
+        specs: &[RouteSpec],
+        default: Option<&RouteSpec>,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+        edge: &Edge,
+    ) -> Snapshot {
+        let hsts = edge
+            .https
+            .then(|| edge.policy.hsts.as_ref().map(crate::tls::Hsts::value))
+            .flatten();
         let mut reuse = EndpointReuse::default();
         if let Some(prev) = previous {
             for r in prev.all_routes() {
@@ -128,6 +184,8 @@ impl Snapshot {
                     header: c.header.clone(),
                 }),
                 max_request_body: spec.max_request_body,
+                https_redirect: edge.redirects(spec),
+                hsts: hsts.clone(),
                 timeouts: spec.timeouts,
                 retry: spec.retry,
                 metrics: metrics.route(&spec.name),
@@ -135,6 +193,8 @@ impl Snapshot {
         };
         let mut snap = Snapshot {
             generation: previous.map_or(1, |p| p.generation + 1),
+            tls: edge.certs.clone(),
+            https_port: edge.policy.redirect_port,
             ..Snapshot::default()
         };
         for spec in specs {
@@ -216,6 +276,7 @@ impl Snapshot {
                     path: r.path.clone(),
                     path_type: r.path_type.as_str(),
                     default_backend: self.default.as_ref().is_some_and(|d| Arc::ptr_eq(d, r)),
+                    https_redirect: r.https_redirect,
                     strategy: r.upstream.strategy().as_str(),
                     endpoints: r
                         .upstream
@@ -234,6 +295,7 @@ impl Snapshot {
                 })
                 .collect(),
             conflicts: self.conflicts.clone(),
+            certificates: self.tls.entries.clone(),
         }
     }
 }
@@ -244,6 +306,8 @@ pub struct SnapshotView {
     pub generation: u64,
     pub routes: Vec<RouteView>,
     pub conflicts: Vec<String>,
+    /// The certificates served by SNI, and for which hosts.
+    pub certificates: Vec<crate::tls::CertView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +317,7 @@ pub struct RouteView {
     pub path: String,
     pub path_type: &'static str,
     pub default_backend: bool,
+    pub https_redirect: bool,
     pub strategy: &'static str,
     pub endpoints: Vec<EndpointView>,
 }
@@ -292,7 +357,63 @@ mod tests {
             retry: DEFAULT_RETRY,
             canary: None,
             max_request_body: None,
+            ssl_redirect: None,
         }
+    }
+
+    #[test]
+    fn hosts_with_certificates_redirect_unless_told_otherwise() {
+        let gen = |names: &[&str]| {
+            let c = rcgen::generate_simple_self_signed(
+                names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            Arc::new(
+                crate::tls::Certificate::from_pem(
+                    c.cert.pem().as_bytes(),
+                    c.signing_key.serialize_pem().as_bytes(),
+                )
+                .unwrap(),
+            )
+        };
+        let (certs, _) = CertTable::build(
+            &[crate::tls::Binding {
+                source: "t".into(),
+                hosts: vec![],
+                cert: gen(&["a.com", "*.w.com"]),
+            }],
+            None,
+        );
+        let mut edge = Edge {
+            certs: Arc::new(certs),
+            policy: crate::tls::Policy::default(),
+            https: true,
+        };
+        let mut off = spec("off", "a.com", "/off", PathType::Prefix);
+        off.ssl_redirect = Some(false);
+        let mut forced = spec("forced", "b.com", "/", PathType::Prefix);
+        forced.ssl_redirect = Some(true);
+        let specs = [
+            spec("a", "a.com", "/", PathType::Prefix),
+            spec("w", "*.w.com", "/", PathType::Prefix),
+            spec("b", "b.com", "/x", PathType::Prefix),
+            spec("any", "", "/", PathType::Prefix),
+            off,
+            forced,
+        ];
+        let m = Metrics::new();
+        let redirects = |edge: &Edge| -> Vec<String> {
+            let s = Snapshot::build_with_edge(&specs, None, None, &m, edge);
+            s.all_routes()
+                .filter(|r| r.https_redirect)
+                .map(|r| r.name.to_string())
+                .collect()
+        };
+        assert_eq!(redirects(&edge), ["a", "w", "forced"]);
+        edge.policy.redirect = false;
+        assert_eq!(redirects(&edge), ["forced"]);
+        edge.https = false;
+        assert!(redirects(&edge).is_empty());
     }
 
     fn name<'a>(s: &'a Snapshot, host: Option<&str>, path: &str) -> Option<&'a str> {

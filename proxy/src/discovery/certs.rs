@@ -1,0 +1,238 @@
+//! Certificates from the TLS Secrets that Ingresses name.
+//!
+//! Each Secret is parsed once per version (its `resourceVersion`), not at
+//! every rebuild. A version that does not parse (a broken key, a
+//! certificate for another key) is refused: the Secret's last good
+//! certificate keeps serving, and the Ingress gets a Warning Event saying
+//! why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use super::translate::{Event, TlsBinding};
+use crate::tls::{Binding, Certificate};
+
+/// What is known of one Secret.
+struct Entry {
+    /// The version last parsed.
+    version: String,
+    /// That version's certificate, or why it was refused.
+    parsed: Result<Arc<Certificate>, String>,
+    /// The newest version that parsed.
+    last_good: Option<Arc<Certificate>>,
+}
+
+/// Parsed certificates by Secret, kept across rebuilds.
+#[derive(Default)]
+pub struct SecretCerts {
+    by_secret: HashMap<String, Entry>,
+}
+
+/// The certificates to serve, and what to tell about them.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub bindings: Vec<Binding>,
+    pub problems: Vec<String>,
+    pub events: Vec<Event>,
+}
+
+impl SecretCerts {
+    /// Turns the Ingresses' TLS sections into certificate bindings, in
+    /// their order (the older Ingress wins a host).
+    pub fn resolve(&mut self, wanted: &[TlsBinding], secrets: &[Arc<Secret>]) -> Resolved {
+        let mut out = Resolved::default();
+        let mut seen = std::collections::HashSet::new();
+        for w in wanted {
+            let Some(secret) = secrets.iter().find(|s| {
+                s.metadata
+                    .namespace
+                    .as_deref()
+                    .zip(s.metadata.name.as_deref())
+                    .is_some_and(|(ns, n)| w.secret.split_once('/') == Some((ns, n)))
+            }) else {
+                // translate() only binds Secrets it found; gone since.
+                continue;
+            };
+            seen.insert(w.secret.clone());
+            let cert = match self.parse(&w.secret, secret) {
+                (Ok(c), _) => c,
+                (Err(e), Some(previous)) => {
+                    let note = format!(
+                        "Secret {}: refused: {e}; its previous certificate keeps serving",
+                        w.secret
+                    );
+                    out.refused(w, note);
+                    previous
+                }
+                (Err(e), None) => {
+                    let note = format!(
+                        "Secret {}: refused: {e}; the default certificate serves its hosts",
+                        w.secret
+                    );
+                    out.refused(w, note);
+                    continue;
+                }
+            };
+            let mut hosts = Vec::new();
+            for h in &w.hosts {
+                let h = h.to_ascii_lowercase();
+                if cert.covers(&h) {
+                    hosts.push(h);
+                } else {
+                    let note = format!(
+                        "host {h} is not covered by the certificate in Secret {} (it names {}); the default certificate serves it",
+                        w.secret,
+                        cert.names.join(", ")
+                    );
+                    out.refused(w, note);
+                }
+            }
+            if !w.hosts.is_empty() && hosts.is_empty() {
+                continue;
+            }
+            out.bindings.push(Binding {
+                source: format!("secret:{}", w.secret).into(),
+                hosts,
+                cert,
+            });
+        }
+        // Secrets no Ingress names any more are forgotten.
+        self.by_secret.retain(|k, _| seen.contains(k));
+        out
+    }
+
+    /// The Secret's certificate at its current version, and its last good
+    /// one.
+    fn parse(
+        &mut self,
+        id: &str,
+        secret: &Secret,
+    ) -> (Result<Arc<Certificate>, String>, Option<Arc<Certificate>>) {
+        let data = secret.data.as_ref();
+        let part = |k: &str| data.and_then(|d| d.get(k)).map_or(&[][..], |v| &v.0[..]);
+        let version = secret.metadata.resource_version.clone().unwrap_or_else(|| {
+            // No version (a test server, say): the content is one.
+            format!(
+                "{:x}",
+                xxhash_rust::xxh3::xxh3_64(&[part("tls.crt"), part("tls.key")].concat())
+            )
+        });
+        let entry = self
+            .by_secret
+            .entry(id.to_owned())
+            .or_insert_with(|| Entry {
+                version: String::new(),
+                parsed: Err(String::new()),
+                last_good: None,
+            });
+        if entry.version != version || entry.version.is_empty() {
+            entry.version = version;
+            entry.parsed = Certificate::from_pem(part("tls.crt"), part("tls.key"))
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            if let Ok(c) = &entry.parsed {
+                entry.last_good = Some(c.clone());
+            }
+        }
+        let previous = entry.last_good.clone();
+        (entry.parsed.clone(), previous)
+    }
+}
+
+impl Resolved {
+    fn refused(&mut self, w: &TlsBinding, note: String) {
+        self.problems.push(format!("ingress {}: {note}", w.ingress));
+        self.events
+            .push(Event::new(w.ingress_ref.clone(), "BadTLSSecret", note));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pem(names: &[&str]) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    fn secret(version: &str, cert: &str, key: &str) -> Arc<Secret> {
+        use k8s_openapi::ByteString;
+        let mut s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "tls", "namespace": "shop", "resourceVersion": version},
+            "type": "kubernetes.io/tls"}))
+        .unwrap();
+        s.data = Some(
+            [
+                ("tls.crt".to_owned(), ByteString(cert.as_bytes().to_vec())),
+                ("tls.key".to_owned(), ByteString(key.as_bytes().to_vec())),
+            ]
+            .into(),
+        );
+        Arc::new(s)
+    }
+
+    fn wanted(hosts: &[&str]) -> TlsBinding {
+        TlsBinding {
+            ingress: "shop/web".into(),
+            ingress_ref: Default::default(),
+            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            secret: "shop/tls".into(),
+        }
+    }
+
+    #[test]
+    fn a_broken_version_keeps_the_last_good_one() {
+        let mut cache = SecretCerts::default();
+        let (c1, k1) = pem(&["shop.example.com"]);
+        let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("1", &c1, &k1)]);
+        assert_eq!(r.bindings.len(), 1);
+        assert!(r.problems.is_empty());
+        let first = r.bindings[0].cert.clone();
+
+        // Version 2: a key from elsewhere.
+        let (_, k2) = pem(&["shop.example.com"]);
+        let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("2", &c1, &k2)]);
+        assert_eq!(r.bindings.len(), 1);
+        assert!(Arc::ptr_eq(&r.bindings[0].cert, &first));
+        assert_eq!(r.events.len(), 1);
+        assert!(
+            r.events[0].note.contains("does not belong"),
+            "{:?}",
+            r.events
+        );
+
+        // Version 3 is good again, and replaces it.
+        let (c3, k3) = pem(&["shop.example.com"]);
+        let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("3", &c3, &k3)]);
+        assert!(!Arc::ptr_eq(&r.bindings[0].cert, &first));
+        assert!(r.events.is_empty());
+    }
+
+    #[test]
+    fn broken_from_the_start_and_uncovered_hosts() {
+        let mut cache = SecretCerts::default();
+        let r = cache.resolve(&[wanted(&[])], &[secret("1", "junk", "junk")]);
+        assert!(r.bindings.is_empty());
+        assert!(
+            r.events[0].note.contains("default certificate"),
+            "{:?}",
+            r.events
+        );
+
+        let (c, k) = pem(&["a.example.com"]);
+        let r = cache.resolve(
+            &[wanted(&["a.example.com", "b.example.com"])],
+            &[secret("2", &c, &k)],
+        );
+        assert_eq!(r.bindings[0].hosts, ["a.example.com"]);
+        assert_eq!(r.events.len(), 1);
+        assert!(r.events[0].note.contains("b.example.com"));
+    }
+}
