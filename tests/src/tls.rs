@@ -168,9 +168,24 @@ pub async fn connect(
     sni: &str,
     config: Arc<ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    connect_after(addr, &[], sni, config).await
+}
+
+/// The same, after sending `prefix` in the clear (a PROXY header, as a
+/// LoadBalancer in TCP mode sends before the client's TLS).
+pub async fn connect_after(
+    addr: SocketAddr,
+    prefix: &[u8],
+    sni: &str,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    use tokio::io::AsyncWriteExt;
     let name = ServerName::try_from(sni.to_owned())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let tcp = TcpStream::connect(addr).await?;
+    let mut tcp = TcpStream::connect(addr).await?;
+    if !prefix.is_empty() {
+        tcp.write_all(prefix).await?;
+    }
     tokio::time::timeout(
         Duration::from_secs(5),
         TlsConnector::from(config).connect(name, tcp),
@@ -205,13 +220,24 @@ pub struct Answer {
 /// HTTP/2 when the server's ALPN chooses it (offered with `h2`), else
 /// HTTP/1.1.
 pub async fn get(addr: SocketAddr, host: &str, path: &str, h2: bool) -> Result<Answer, String> {
+    get_after(addr, &[], host, path, h2).await
+}
+
+/// [`get`] after sending `prefix` in the clear.
+pub async fn get_after(
+    addr: SocketAddr,
+    prefix: &[u8],
+    host: &str,
+    path: &str,
+    h2: bool,
+) -> Result<Answer, String> {
     let alpn: &[&[u8]] = if h2 {
         &[b"h2", b"http/1.1"]
     } else {
         &[b"http/1.1"]
     };
     let cfg = client_config(alpn, rustls::DEFAULT_VERSIONS);
-    let stream = connect(addr, host, cfg)
+    let stream = connect_after(addr, prefix, host, cfg)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let cert = presented(&stream);

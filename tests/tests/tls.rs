@@ -481,3 +481,35 @@ async fn plain_http_is_redirected_for_hosts_with_certificates() {
         "{out}"
     );
 }
+
+/// TLS passthrough at the LoadBalancer with PROXY protocol: the header
+/// comes in the clear, then the client's handshake. The address it names
+/// is the one the app sees, over HTTP/1.1 and HTTP/2 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_then_tls() {
+    let backend = Backend::start("app").await;
+    let ca = Ca::new();
+    let c = ca.issue(&["pp.example.test"]);
+    let dir = TempDir::new();
+    let mut flags = cert_flags(&dir, &[("pp", &c)]);
+    flags.push("--proxy-protocol".into());
+    let s = serve_tls(&backend, &flags).await;
+    for (h2, client) in [(false, "203.0.113.7"), (true, "198.51.100.9")] {
+        let header = format!("PROXY TCP4 {client} 10.0.0.1 40000 443\r\n");
+        let r = tls::get_after(s.tls, header.as_bytes(), "pp.example.test", "/headers", h2)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.cert == c.der);
+        assert!(
+            r.body.contains(&format!("x-forwarded-for: {client}")),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("x-forwarded-proto: https"), "{}", r.body);
+    }
+    // Without the header, the connection is refused before any TLS.
+    assert!(tls::get(s.tls, "pp.example.test", "/", false)
+        .await
+        .is_err());
+}
