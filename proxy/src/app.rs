@@ -243,7 +243,7 @@ fn now_unix() -> i64 {
 }
 
 /// What the reloader watches: the config file (when there is one) and the
-/// certificate files the running config names.
+/// certificate files the config names.
 struct Watched {
     path: Option<PathBuf>,
     /// The config in force: the file's last good one, or the command
@@ -261,7 +261,8 @@ struct Watched {
 ///
 /// Whatever is refused (a config that does not validate, a certificate
 /// whose key does not match, a file half written) is logged once, and the
-/// routes and certificates in force keep serving.
+/// routes and certificates in force keep serving. A config refused only
+/// for its certificates is tried again when they change.
 async fn reload_loop(
     mut w: Watched,
     publisher: Arc<Publisher>,
@@ -273,7 +274,10 @@ async fn reload_loop(
         None => None,
     };
     let mut unreadable = false;
-    // The last certificate bytes (or read error) seen, so that a refused
+    // The newest config parsed from the file but not in force yet (its
+    // certificates were refused).
+    let mut pending: Option<Config> = None;
+    // The certificate bytes (or read error) last tried, so that a refused
     // certificate is reported once, not at every tick.
     let mut last_certs: Result<Vec<CertBytes>, String> = Ok(w.certs.clone());
     loop {
@@ -281,7 +285,7 @@ async fn reload_loop(
             _ = tokio::time::sleep(w.running.reload_interval) => false,
             _ = hup.recv() => true,
         };
-        let mut candidate: Option<Config> = None;
+        let mut changed = forced;
         if let Some(path) = &w.path {
             let bytes = match tokio::fs::read(path).await {
                 Ok(b) => {
@@ -301,7 +305,10 @@ async fn reload_loop(
                 last = Some(bytes.clone());
                 let text = String::from_utf8_lossy(&bytes);
                 match config::parse_str(&text, &path.display().to_string()) {
-                    Ok(new) => candidate = Some(new),
+                    Ok(new) => {
+                        pending = Some(new);
+                        changed = true;
+                    }
                     Err(e) => {
                         metrics.config_reloads.with_label_values(&["error"]).inc();
                         for line in e.lines() {
@@ -312,9 +319,9 @@ async fn reload_loop(
                 }
             }
         }
-        let next = candidate.as_ref().unwrap_or(&w.running);
+        let next = pending.as_ref().unwrap_or(&w.running);
         let certs = read_certs(&next.tls);
-        if candidate.is_none() && !forced && certs == last_certs {
+        if !changed && certs == last_certs {
             continue;
         }
         last_certs = certs.clone();
@@ -323,7 +330,7 @@ async fn reload_loop(
             Ok(x) => x,
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["error"]).inc();
-                let what = if candidate.is_some() {
+                let what = if pending.is_some() {
                     "config refused, the current routes and certificates keep serving"
                 } else {
                     "certificate refused, the current one keeps serving"
@@ -335,7 +342,7 @@ async fn reload_loop(
         let generation = publisher.set_file(source);
         metrics.config_reloads.with_label_values(&["success"]).inc();
         w.certs = certs;
-        match candidate {
+        match pending.take() {
             Some(new) => {
                 let file = w.path.as_ref().map(|p| p.display().to_string());
                 for warning in &new.warnings {
@@ -358,8 +365,6 @@ async fn reload_loop(
                 {
                     tracing::warn!("listen, listen_tls, admin, request_header, drain_timeout, shutdown_delay and reload_interval take effect only after a restart");
                 }
-                // Certificates for a listener that does not run yet are
-                // kept, and serve after a restart.
                 w.running = new;
             }
             None => tracing::info!(generation, "certificates reloaded"),

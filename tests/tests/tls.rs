@@ -513,3 +513,74 @@ async fn proxy_protocol_then_tls() {
         .await
         .is_err());
 }
+
+/// A config edit that names a broken certificate is refused whole (its new
+/// route does not serve either); once the certificate file is fixed, the
+/// edit applies without touching the config again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
+    let backend = Backend::start("app").await;
+    let ca = Ca::new();
+    let first = ca.issue(&["one.example.test"]);
+    let second = ca.issue(&["two.example.test"]);
+    let dir = TempDir::new();
+    let (c1, k1) = first.write(&dir.0, "one");
+    let template = |certs: &str, routes: &str| {
+        format!(
+            "listen: [{{LISTEN}}]\nlisten_tls: [{{LISTEN_TLS}}]\nadmin: {{ADMIN}}\ntls:\n  redirect: false\n  certificates: [{certs}]\nroutes:\n{routes}"
+        )
+    };
+    let one = format!("{{cert: {}, key: {}}}", c1.display(), k1.display());
+    let one_route = format!(
+        "  - {{host: one.example.test, backends: [{}]}}\n",
+        backend.addr
+    );
+    let (s, path) = Sluice::with_config(&template(&one, &one_route)).await;
+
+    // The edit: a second host and its certificate, whose key is not there yet.
+    let (c2, k2) = (dir.0.join("two.pem"), dir.0.join("two.key"));
+    tls::replace(&c2, &second.cert);
+    tls::replace(&k2, "not a key\n");
+    let two = format!("{one}, {{cert: {}, key: {}}}", c2.display(), k2.display());
+    let routes = format!(
+        "{one_route}  - {{host: two.example.test, backends: [{}]}}\n",
+        backend.addr
+    );
+    tls::replace(&path, &s.fill(&template(&two, &routes)));
+    wait_until("the edit refused", Duration::from_secs(10), || async {
+        s.log()
+            .contains("config refused, the current routes and certificates keep serving")
+    })
+    .await;
+    let (status, _) = get_host_plain(&s, "two.example.test").await;
+    assert_eq!(status, 404, "the refused edit's route must not serve");
+
+    // Only the key file changes.
+    tls::replace(&k2, &second.key);
+    wait_until("the edit applied", Duration::from_secs(10), || async {
+        get_host_plain(&s, "two.example.test").await.0 == 200
+    })
+    .await;
+    let r = tls::get(s.tls, "two.example.test", "/", false)
+        .await
+        .unwrap();
+    assert!(r.cert == second.der);
+    let r = tls::get(s.tls, "one.example.test", "/", false)
+        .await
+        .unwrap();
+    assert!(r.cert == first.der);
+}
+
+async fn get_host_plain(s: &Sluice, host: &str) -> (u16, String) {
+    let (status, _, body) = request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/",
+        &[("host", host)],
+        empty(),
+    )
+    .await
+    .unwrap();
+    (status, body)
+}
