@@ -25,6 +25,12 @@ Usage: benches/load/loadbench.py [--rounds 3] [--peers "direct sluice nginx"]
 
 To A/B two builds: copy the old binary aside, rebuild, and run
   benches/load/loadbench.py --peers "sluice nginx" --compare /tmp/sluice-old --rounds 5
+
+With --tls, the proxies (Sluice, nginx, HAProxy) terminate HTTPS with the
+same ECDSA P-256 certificate, TLS 1.3, and the clients keep their
+connections (the cost measured is record encryption, not handshakes).
+Add --new-conns for a new connection per request (then, with --tls, a full
+handshake per request; use a lower --rate, e.g. 500).
 """
 
 import argparse
@@ -168,11 +174,33 @@ def port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_200(port, limit=15.0):
+# Set by --tls: the scheme the peers are measured on, and their certificate.
+TLS = {"on": False, "cert": None, "key": None, "both": None}
+
+
+def url_of(name):
+    scheme = "https" if TLS["on"] and name != "direct" else "http"
+    return f"{scheme}://127.0.0.1:{PORTS[name]}/"
+
+
+def make_cert(run_dir):
+    """One ECDSA P-256 certificate for every peer, as the defaults of
+    rustls, nginx and HAProxy would all pick."""
+    cert, key = run_dir / "tls.pem", run_dir / "tls.key"
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True)
+    both = run_dir / "tls.both.pem"
+    both.write_text(cert.read_text() + key.read_text())
+    TLS.update(on=True, cert=cert, key=key, both=both)
+
+
+def wait_200(port, limit=15.0, name=None):
     deadline = time.time() + limit
+    url = url_of(name) if name else f"http://127.0.0.1:{port}/"
     while time.time() < deadline:
-        r = subprocess.run(["curl", "-s", "-m", "1", "-o", "/dev/null", "-w", "%{http_code}",
-                            f"http://127.0.0.1:{port}/"], capture_output=True, text=True)
+        r = subprocess.run(["curl", "-sk", "-m", "1", "-o", "/dev/null", "-w", "%{http_code}",
+                            url], capture_output=True, text=True)
         if r.stdout == "200":
             return True
         time.sleep(0.1)
@@ -181,8 +209,13 @@ def wait_200(port, limit=15.0):
 
 def render(template, run_dir, port):
     text = (HERE / "conf" / template).read_text()
+    tls = TLS["on"] and template in ("nginx.conf", "haproxy.cfg")
     for k, v in {"{DIR}": str(run_dir), "{PORT}": str(port), "{B1}": str(BACKENDS[0]),
-                 "{B2}": str(BACKENDS[1]), "{B3}": str(BACKENDS[2])}.items():
+                 "{B2}": str(BACKENDS[1]), "{B3}": str(BACKENDS[2]),
+                 "{NGINX_SSL}": "ssl " if tls else "",
+                 "{NGINX_CERTS}": (f"ssl_certificate {TLS['cert']}; ssl_certificate_key {TLS['key']}; "
+                                   "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;") if tls else "",
+                 "{HAPROXY_SSL}": f" ssl crt {TLS['both']} alpn h2,http/1.1" if tls else ""}.items():
         text = text.replace(k, v)
     out = run_dir / f"{template}.{port}"
     out.write_text(text)
@@ -196,8 +229,13 @@ def start_peer(name, run_dir, p):
         return None
     if name in ("sluice", "sluice-b"):
         admin = "127.0.0.1:8190" if name == "sluice" else "127.0.0.1:8191"
-        cmd = [str(p[name]), "serve", "--listen", f"127.0.0.1:{port}", "--admin", admin,
-               "--strategy", "round-robin", "--workers", "1"]
+        cmd = [str(p[name]), "serve", "--admin", admin, "--strategy", "round-robin", "--workers", "1"]
+        if TLS["on"]:
+            # The plain listener on a port nobody uses, beside the measured one.
+            cmd += ["--listen", f"127.0.0.1:{port + 100}", "--listen-tls", f"127.0.0.1:{port}",
+                    "--tls-cert", str(TLS["cert"]), "--tls-key", str(TLS["key"])]
+        else:
+            cmd += ["--listen", f"127.0.0.1:{port}"]
         # Like the peers (nginx runs with access_log off). Older builds
         # (--compare) may not know the flag, and then have no access log.
         help_text = subprocess.run([str(p[name]), "serve", "--help"], capture_output=True, text=True).stdout
@@ -234,8 +272,13 @@ def ms(v):
     return float("nan")
 
 
+# Set by --new-conns: a connection (and with --tls a handshake) per request.
+NEW_CONNS = {"on": False}
+
+
 def wrk(url, conns, dur):
-    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{dur}s", "--latency", url],
+    close = ["-H", "Connection: close"] if NEW_CONNS["on"] else []
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{dur}s", "--latency"] + close + [url],
                          capture_output=True, text=True, timeout=dur + 30).stdout
     res = {"errors": 0}
     for line in out.splitlines():
@@ -259,7 +302,8 @@ def wrk(url, conns, dur):
 
 def oha(bin_, url, rate, conns, dur):
     r = subprocess.run(["taskset", "-c", LOAD_CPU, str(bin_), "-z", f"{dur}s", "-q", str(rate), "-c", str(conns),
-                        "--latency-correction", "--no-tui", "--output-format", "json", url],
+                        "--latency-correction", "--no-tui", "--output-format", "json", "--insecure"]
+                       + (["--disable-keepalive"] if NEW_CONNS["on"] else []) + [url],
                        capture_output=True, text=True, timeout=dur + 30)
     d = json.loads(r.stdout)
     codes = d.get("statusCodeDistribution", {})
@@ -276,7 +320,7 @@ def spread_check(url):
     """Which backends answered six requests: proves the peer balances."""
     seen = {}
     for _ in range(6):
-        r = subprocess.run(["curl", "-s", "-m", "2", "-D", "-", "-o", "/dev/null", url],
+        r = subprocess.run(["curl", "-sk", "-m", "2", "-D", "-", "-o", "/dev/null", url],
                            capture_output=True, text=True)
         for line in r.stdout.splitlines():
             if line.lower().startswith("x-backend:"):
@@ -286,10 +330,10 @@ def spread_check(url):
 
 
 def measure(name, args, run_dir, p):
-    url = f"http://127.0.0.1:{PORTS[name]}/"
+    url = url_of(name)
     proc = start_peer(name, run_dir, p)
     try:
-        if not wait_200(PORTS[name]):
+        if not wait_200(PORTS[name], name=name):
             log(f"{name}: did not answer 200; see {run_dir}/{name}.log")
             return None
         seen = spread_check(url)
@@ -419,8 +463,17 @@ def main():
     ap.add_argument("--compare", type=Path, metavar="SLUICE_BINARY",
                     help="also run this other sluice build, as peer sluice-b (A/B of two builds)")
     ap.add_argument("--max-seconds", type=int, default=900, help="stop starting new runs after this")
+    ap.add_argument("--tls", action="store_true", help="the proxies terminate HTTPS (Sluice, nginx, HAProxy)")
+    ap.add_argument("--new-conns", action="store_true",
+                    help="a new client connection per request (with --tls: a full handshake per request)")
     args = ap.parse_args()
+    NEW_CONNS["on"] = args.new_conns
     peers = args.peers.split()
+    if args.tls:
+        skipped = [n for n in peers if n not in ("direct", "sluice", "sluice-b", "nginx", "haproxy")]
+        if skipped:
+            log(f"--tls: skipping {skipped} (their TLS is not set up here)")
+        peers = [n for n in peers if n not in skipped]
     if os.cpu_count() < 2:
         raise SystemExit("needs two cores: one for the proxy, one for load and backends")
     if not args.no_install:
@@ -430,12 +483,14 @@ def main():
         p["sluice-b"] = args.compare.resolve()
         if "sluice-b" not in peers:
             peers.append("sluice-b")
-    for port in BACKENDS + [PORTS[n] for n in peers if n != "direct"] + [8190, 8191]:
+    for port in BACKENDS + [PORTS[n] for n in peers if n != "direct"] + [PORTS[n] + 100 for n in peers if n.startswith("sluice")] + [8190, 8191]:
         if port_open(port):
             raise SystemExit(f"port {port} is already in use")
 
     run_dir = CACHE / "run" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True)
+    if args.tls:
+        make_cert(run_dir)
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for b in BACKENDS:

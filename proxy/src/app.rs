@@ -262,7 +262,8 @@ struct Watched {
 /// Whatever is refused (a config that does not validate, a certificate
 /// whose key does not match, a file half written) is logged once, and the
 /// routes and certificates in force keep serving. A config refused only
-/// for its certificates is tried again when they change.
+/// for its certificates waits, and is tried again when they change; the
+/// running config's own certificates are still renewed meanwhile.
 async fn reload_loop(
     mut w: Watched,
     publisher: Arc<Publisher>,
@@ -274,23 +275,40 @@ async fn reload_loop(
         None => None,
     };
     let mut unreadable = false;
-    // The newest config parsed from the file but not in force yet (its
-    // certificates were refused).
-    let mut pending: Option<Config> = None;
-    // The certificate bytes (or read error) last tried, so that a refused
-    // certificate is reported once, not at every tick.
+    // The newest config parsed from the file but not in force (its
+    // certificates were refused), and the certificate bytes (or read
+    // error) it was last tried with.
+    let mut pending: Option<(Config, Result<Vec<CertBytes>, String>)> = None;
+    // The running config's certificate bytes (or read error) last tried,
+    // so that a refused certificate is reported once, not at every tick.
     let mut last_certs: Result<Vec<CertBytes>, String> = Ok(w.certs.clone());
     loop {
         let forced = tokio::select! {
             _ = tokio::time::sleep(w.running.reload_interval) => false,
             _ = hup.recv() => true,
         };
-        let mut changed = forced;
+        let mut parsed: Option<Config> = None;
         if let Some(path) = &w.path {
-            let bytes = match tokio::fs::read(path).await {
-                Ok(b) => {
+            match tokio::fs::read(path).await {
+                Ok(bytes) => {
                     unreadable = false;
-                    b
+                    if forced || last.as_deref() != Some(&bytes[..]) {
+                        let text = String::from_utf8_lossy(&bytes);
+                        last = Some(bytes.clone());
+                        match config::parse_str(&text, &path.display().to_string()) {
+                            Ok(new) => parsed = Some(new),
+                            Err(e) => {
+                                // What the file says now is refused; an
+                                // older edit waiting on its certificates
+                                // is no longer what it says either.
+                                pending = None;
+                                metrics.config_reloads.with_label_values(&["error"]).inc();
+                                for line in e.lines() {
+                                    tracing::error!(file = %path.display(), "config refused, the current routes keep serving: {line}");
+                                }
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     if forced || !unreadable {
@@ -298,76 +316,83 @@ async fn reload_loop(
                         metrics.config_reloads.with_label_values(&["error"]).inc();
                     }
                     unreadable = true;
-                    continue;
                 }
-            };
-            if forced || last.as_deref() != Some(&bytes[..]) {
-                last = Some(bytes.clone());
-                let text = String::from_utf8_lossy(&bytes);
-                match config::parse_str(&text, &path.display().to_string()) {
-                    Ok(new) => {
-                        pending = Some(new);
-                        changed = true;
+            }
+        }
+        // A new or waiting config, when it or its certificates changed.
+        let candidate = match (parsed, pending.take()) {
+            (Some(new), _) => Some((new, None)),
+            (None, Some((waiting, tried))) => Some((waiting, Some(tried))),
+            (None, None) => None,
+        };
+        if let Some((new, tried)) = candidate {
+            let certs = read_certs(&new.tls);
+            if tried.as_ref() != Some(&certs) || forced {
+                match certs
+                    .clone()
+                    .and_then(|c| file_source(&new, &c).map(|s| (s, c)))
+                {
+                    Ok((source, c)) => {
+                        let generation = publisher.set_file(source);
+                        metrics.config_reloads.with_label_values(&["success"]).inc();
+                        announce(&new, &w, generation);
+                        w.certs = c.clone();
+                        last_certs = Ok(c);
+                        w.running = new;
+                        continue;
                     }
                     Err(e) => {
                         metrics.config_reloads.with_label_values(&["error"]).inc();
-                        for line in e.lines() {
-                            tracing::error!(file = %path.display(), "config refused, the current routes keep serving: {line}");
-                        }
-                        continue;
+                        tracing::error!(
+                            "config refused, the current routes and certificates keep serving: {e}"
+                        );
                     }
                 }
             }
+            pending = Some((new, certs));
         }
-        let next = pending.as_ref().unwrap_or(&w.running);
-        let certs = read_certs(&next.tls);
-        if !changed && certs == last_certs {
+        // The running config's own certificates.
+        let certs = read_certs(&w.running.tls);
+        if !forced && certs == last_certs {
             continue;
         }
         last_certs = certs.clone();
-        let source = certs.and_then(|c| file_source(next, &c).map(|s| (s, c)));
-        let (source, certs) = match source {
-            Ok(x) => x,
+        match certs.and_then(|c| file_source(&w.running, &c).map(|s| (s, c))) {
+            Ok((source, c)) => {
+                let generation = publisher.set_file(source);
+                metrics.config_reloads.with_label_values(&["success"]).inc();
+                w.certs = c;
+                tracing::info!(generation, "certificates reloaded");
+            }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["error"]).inc();
-                let what = if pending.is_some() {
-                    "config refused, the current routes and certificates keep serving"
-                } else {
-                    "certificate refused, the current one keeps serving"
-                };
-                tracing::error!("{what}: {e}");
-                continue;
+                tracing::error!("certificate refused, the current one keeps serving: {e}");
             }
-        };
-        let generation = publisher.set_file(source);
-        metrics.config_reloads.with_label_values(&["success"]).inc();
-        w.certs = certs;
-        match pending.take() {
-            Some(new) => {
-                let file = w.path.as_ref().map(|p| p.display().to_string());
-                for warning in &new.warnings {
-                    tracing::warn!(file, "config: {warning}");
-                }
-                tracing::info!(
-                    file,
-                    generation,
-                    routes = new.routes.len(),
-                    "config reloaded"
-                );
-                let r = &w.running;
-                if new.listen != r.listen
-                    || new.listen_tls != r.listen_tls
-                    || new.admin != r.admin
-                    || new.listener != r.listener
-                    || new.drain_timeout != r.drain_timeout
-                    || new.shutdown_delay != r.shutdown_delay
-                    || new.reload_interval != r.reload_interval
-                {
-                    tracing::warn!("listen, listen_tls, admin, request_header, drain_timeout, shutdown_delay and reload_interval take effect only after a restart");
-                }
-                w.running = new;
-            }
-            None => tracing::info!(generation, "certificates reloaded"),
         }
+    }
+}
+
+/// Logs a config taking effect, and what in it waits for a restart.
+fn announce(new: &Config, w: &Watched, generation: u64) {
+    let file = w.path.as_ref().map(|p| p.display().to_string());
+    for warning in &new.warnings {
+        tracing::warn!(file, "config: {warning}");
+    }
+    tracing::info!(
+        file,
+        generation,
+        routes = new.routes.len(),
+        "config reloaded"
+    );
+    let r = &w.running;
+    if new.listen != r.listen
+        || new.listen_tls != r.listen_tls
+        || new.admin != r.admin
+        || new.listener != r.listener
+        || new.drain_timeout != r.drain_timeout
+        || new.shutdown_delay != r.shutdown_delay
+        || new.reload_interval != r.reload_interval
+    {
+        tracing::warn!("listen, listen_tls, admin, request_header, drain_timeout, shutdown_delay and reload_interval take effect only after a restart");
     }
 }

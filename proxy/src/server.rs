@@ -255,7 +255,11 @@ where
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         let info = conn.info();
-        serve_hyper(stream, info, conn.proxy, &conn.hyper.auto, conn.watcher).await;
+        let Some(io) = first_byte(stream, settings.request_header_timeout, conn.client).await
+        else {
+            return;
+        };
+        serve_hyper(io, info, conn.proxy, &conn.hyper.auto, conn.watcher).await;
     } else {
         serve_connection(stream, conn, settings).await;
     }
@@ -277,21 +281,9 @@ where
         fast,
     } = conn;
     if !settings.http1_fast_path {
-        // hyper's header timer starts with the first request line; a
-        // client that sends nothing at all (or only part of an HTTP/2
-        // preface, while the protocol is sniffed) is cut off here.
-        let mut io = io;
-        let mut first = [0u8; 1];
-        let read = tokio::time::timeout(
-            settings.request_header_timeout,
-            tokio::io::AsyncReadExt::read(&mut io, &mut first),
-        )
-        .await;
-        if !matches!(read, Ok(Ok(1))) {
-            tracing::debug!(client = %client, "closed a connection that sent nothing");
+        let Some(io) = first_byte(io, settings.request_header_timeout, client).await else {
             return;
-        }
-        let io = fast::io::Prefixed::new(first.to_vec(), io);
+        };
         serve_hyper(io, conn_info, proxy, &hyper.auto, watcher).await;
         return;
     }
@@ -316,6 +308,28 @@ where
         )
         .await;
     }
+}
+
+/// Waits for the connection's first byte under the request header timeout.
+/// hyper's header timer starts with the first request line, and neither
+/// the HTTP/2 preface nor the protocol sniffing has a timer of its own: a
+/// client that sends nothing at all is cut off here.
+async fn first_byte<I>(
+    mut io: I,
+    limit: Duration,
+    client: SocketAddr,
+) -> Option<fast::io::Prefixed<I>>
+where
+    I: tokio::io::AsyncRead + Unpin,
+{
+    let mut first = [0u8; 1];
+    let read =
+        tokio::time::timeout(limit, tokio::io::AsyncReadExt::read(&mut io, &mut first)).await;
+    if !matches!(read, Ok(Ok(1))) {
+        tracing::debug!(client = %client, "closed a connection that sent nothing");
+        return None;
+    }
+    Some(fast::io::Prefixed::new(first.to_vec(), io))
 }
 
 /// Resolves once the listeners are told to stop.

@@ -933,7 +933,7 @@ async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
                 e["regarding"]["name"] == "shop"
                     && e["note"]
                         .as_str()
-                        .is_some_and(|n| n.contains("shop/shop-tls not found"))
+                        .is_some_and(|n| n.contains("shop/shop-tls: not found"))
             });
             async move { found }
         },
@@ -1033,6 +1033,26 @@ async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
     for _ in 0..5 {
         assert!(serves(v2.der.clone()).await, "v2 should still serve");
     }
+    // Deleted while the Ingress still names it: v2 still serves.
+    assert!(api.delete("Secret", "shop", "shop-tls"));
+
+    wait_until(
+        "an Event for the missing Secret",
+        Duration::from_secs(5),
+        || {
+            let found = api.all("Event").iter().any(|e| {
+                e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("shop/shop-tls: not found"))
+            });
+            async move { found }
+        },
+    )
+    .await;
+    assert!(
+        serves(v2.der.clone()).await,
+        "v2 should serve after the delete"
+    );
 
     // The redirect turned off for this Ingress.
     ing["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/ssl-redirect": "false"});

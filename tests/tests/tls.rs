@@ -352,6 +352,26 @@ async fn hostile_client_hellos_are_closed_while_others_are_served() {
             (what, start.elapsed())
         }));
     }
+    // A handshake that picks HTTP/2, then silence: hyper has no timer of
+    // its own for the preface, so the header timeout closes it.
+    let idle_h2 = {
+        let addr = s.tls;
+        tokio::spawn(async move {
+            let cfg = tls::client_config(&[b"h2"], rustls::DEFAULT_VERSIONS);
+            let mut conn = tls::connect(addr, "ok.example.test", cfg).await.unwrap();
+            assert_eq!(conn.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let start = Instant::now();
+            let mut buf = [0u8; 64];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(_)) => {}
+                    Err(_) => panic!("an idle HTTP/2 connection still open after 5 s"),
+                }
+            }
+            start.elapsed()
+        })
+    };
     // Served while those are pending.
     for _ in 0..5 {
         let r = tls::get(s.tls, "ok.example.test", "/", false)
@@ -363,6 +383,8 @@ async fn hostile_client_hellos_are_closed_while_others_are_served() {
         let (what, took) = t.await.unwrap();
         assert!(took < Duration::from_secs(4), "{what} took {took:?}");
     }
+    let took = idle_h2.await.unwrap();
+    assert!(took < Duration::from_secs(4), "idle h2 took {took:?}");
     let r = tls::get(s.tls, "ok.example.test", "/", true).await.unwrap();
     assert_eq!(r.status, 200);
     assert!(
@@ -554,6 +576,19 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
     .await;
     let (status, _) = get_host_plain(&s, "two.example.test").await;
     assert_eq!(status, 404, "the refused edit's route must not serve");
+    // Meanwhile the running config's own certificate is still renewed.
+    let renewed = ca.issue(&["one.example.test"]);
+    renewed.write(&dir.0, "one");
+    let addr = s.tls;
+    wait_until("the renewed certificate", Duration::from_secs(10), || {
+        let want = renewed.der.clone();
+        async move {
+            tls::get(addr, "one.example.test", "/", false)
+                .await
+                .is_ok_and(|r| r.cert == want)
+        }
+    })
+    .await;
 
     // Only the key file changes.
     tls::replace(&k2, &second.key);
@@ -568,7 +603,7 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
     let r = tls::get(s.tls, "one.example.test", "/", false)
         .await
         .unwrap();
-    assert!(r.cert == first.der);
+    assert!(r.cert == renewed.der && renewed.der != first.der);
 }
 
 async fn get_host_plain(s: &Sluice, host: &str) -> (u16, String) {

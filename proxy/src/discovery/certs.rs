@@ -2,9 +2,9 @@
 //!
 //! Each Secret is parsed once per version (its `resourceVersion`), not at
 //! every rebuild. A version that does not parse (a broken key, a
-//! certificate for another key) is refused: the Secret's last good
-//! certificate keeps serving, and the Ingress gets a Warning Event saying
-//! why.
+//! certificate for another key), or a Secret emptied or gone, is refused:
+//! the Secret's last good certificate keeps serving as long as an Ingress
+//! names it, and the Ingress gets a Warning Event saying why.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,31 +45,37 @@ impl SecretCerts {
         let mut out = Resolved::default();
         let mut seen = std::collections::HashSet::new();
         for w in wanted {
-            let Some(secret) = secrets.iter().find(|s| {
+            seen.insert(w.secret.clone());
+            let secret = secrets.iter().find(|s| {
                 s.metadata
                     .namespace
                     .as_deref()
                     .zip(s.metadata.name.as_deref())
                     .is_some_and(|(ns, n)| w.secret.split_once('/') == Some((ns, n)))
-            }) else {
-                // translate() only binds Secrets it found; gone since.
-                continue;
+            });
+            let (current, previous) = match secret {
+                Some(secret) => self.parse(&w.secret, secret),
+                None => (
+                    Err("not found (or not of type kubernetes.io/tls)".to_owned()),
+                    self.by_secret
+                        .get(&w.secret)
+                        .and_then(|e| e.last_good.clone()),
+                ),
             };
-            seen.insert(w.secret.clone());
-            let cert = match self.parse(&w.secret, secret) {
+            let cert = match (current, previous) {
                 (Ok(c), _) => c,
                 (Err(e), Some(previous)) => {
                     let note = format!(
-                        "Secret {}: refused: {e}; its previous certificate keeps serving",
-                        w.secret
+                        "tls[{}]: Secret {}: {e}; its previous certificate keeps serving",
+                        w.entry, w.secret
                     );
                     out.refused(w, note);
                     previous
                 }
                 (Err(e), None) => {
                     let note = format!(
-                        "Secret {}: refused: {e}; the default certificate serves its hosts",
-                        w.secret
+                        "tls[{}]: Secret {}: {e}; the default certificate serves its hosts",
+                        w.entry, w.secret
                     );
                     out.refused(w, note);
                     continue;
@@ -77,19 +83,19 @@ impl SecretCerts {
             };
             let mut hosts = Vec::new();
             for h in &w.hosts {
-                let h = h.to_ascii_lowercase();
-                if cert.covers(&h) {
-                    hosts.push(h);
+                if cert.covers(h) {
+                    hosts.push(h.clone());
                 } else {
                     let note = format!(
-                        "host {h} is not covered by the certificate in Secret {} (it names {}); the default certificate serves it",
+                        "tls[{}]: host {h} is not covered by the certificate in Secret {} (it names {}); the default certificate serves it",
+                        w.entry,
                         w.secret,
                         cert.names.join(", ")
                     );
                     out.refused(w, note);
                 }
             }
-            if !w.hosts.is_empty() && hosts.is_empty() {
+            if hosts.is_empty() {
                 continue;
             }
             out.bindings.push(Binding {
@@ -112,6 +118,9 @@ impl SecretCerts {
     ) -> (Result<Arc<Certificate>, String>, Option<Arc<Certificate>>) {
         let data = secret.data.as_ref();
         let part = |k: &str| data.and_then(|d| d.get(k)).map_or(&[][..], |v| &v.0[..]);
+        let lacks = ["tls.crt", "tls.key"]
+            .into_iter()
+            .find(|k| part(k).is_empty());
         let version = secret.metadata.resource_version.clone().unwrap_or_else(|| {
             // No version (a test server, say): the content is one.
             format!(
@@ -129,9 +138,12 @@ impl SecretCerts {
             });
         if entry.version != version || entry.version.is_empty() {
             entry.version = version;
-            entry.parsed = Certificate::from_pem(part("tls.crt"), part("tls.key"))
-                .map(Arc::new)
-                .map_err(|e| e.to_string());
+            entry.parsed = match lacks {
+                Some(k) => Err(format!("lacks {k}")),
+                None => Certificate::from_pem(part("tls.crt"), part("tls.key"))
+                    .map(Arc::new)
+                    .map_err(|e| format!("refused: {e}")),
+            };
             if let Ok(c) = &entry.parsed {
                 entry.last_good = Some(c.clone());
             }
@@ -182,6 +194,7 @@ mod tests {
         TlsBinding {
             ingress: "shop/web".into(),
             ingress_ref: Default::default(),
+            entry: 0,
             hosts: hosts.iter().map(|s| s.to_string()).collect(),
             secret: "shop/tls".into(),
         }
@@ -213,6 +226,26 @@ mod tests {
         let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("3", &c3, &k3)]);
         assert!(!Arc::ptr_eq(&r.bindings[0].cert, &first));
         assert!(r.events.is_empty());
+    }
+
+    #[test]
+    fn an_emptied_or_deleted_secret_keeps_its_last_good_certificate() {
+        let mut cache = SecretCerts::default();
+        let (c1, k1) = pem(&["shop.example.com"]);
+        let want = [wanted(&["shop.example.com"])];
+        let first = cache.resolve(&want, &[secret("1", &c1, &k1)]).bindings[0]
+            .cert
+            .clone();
+        let r = cache.resolve(&want, &[secret("2", &c1, "")]);
+        assert!(Arc::ptr_eq(&r.bindings[0].cert, &first));
+        assert!(r.events[0].note.contains("lacks tls.key"), "{:?}", r.events);
+        let r = cache.resolve(&want, &[]);
+        assert!(Arc::ptr_eq(&r.bindings[0].cert, &first));
+        assert!(r.events[0].note.contains("not found"), "{:?}", r.events);
+        // No Ingress names it any more: forgotten.
+        cache.resolve(&[], &[]);
+        let r = cache.resolve(&want, &[]);
+        assert!(r.bindings.is_empty());
     }
 
     #[test]

@@ -123,13 +123,10 @@ pub fn start(
             owned_rx,
         ));
     }
-    let recorder = kube::runtime::events::Recorder::new(
-        client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "sluice".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let reporter = kube::runtime::events::Reporter {
+        controller: "sluice".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let rebuild = tokio::spawn(rebuild_loop(Rebuild {
         stores: Stores {
             ingresses,
@@ -143,7 +140,7 @@ pub fn start(
         changed,
         ready: ready.clone(),
         owned: owned_tx,
-        recorder,
+        reporter,
         client: client.clone(),
         metrics: metrics.clone(),
     }));
@@ -181,7 +178,8 @@ struct Rebuild {
     ready: Arc<watch::Sender<bool>>,
     /// The Ingresses served, for the status writer.
     owned: watch::Sender<Arc<Vec<String>>>,
-    recorder: kube::runtime::events::Recorder,
+    /// Who records Events.
+    reporter: kube::runtime::events::Reporter,
     /// For watches started later (pod metadata).
     client: Client,
     metrics: Arc<Metrics>,
@@ -195,7 +193,7 @@ async fn rebuild_loop(r: Rebuild) {
         changed,
         ready,
         owned,
-        recorder,
+        reporter,
         client,
         metrics,
     } = r;
@@ -297,7 +295,7 @@ async fn rebuild_loop(r: Rebuild) {
         .await;
         match built {
             Ok((generation, shape, problems, served, events)) => {
-                record_events(&recorder, events, &mut last_events);
+                record_events(&client, &reporter, events, &mut last_events);
                 // Every rebuild, even with the same list: the status writer
                 // rechecks addresses (the published Service may have moved).
                 owned.send_replace(Arc::new(served));
@@ -333,8 +331,14 @@ async fn rebuild_loop(r: Rebuild) {
 
 /// Records each new problem as a Warning Event on its object, once: a
 /// problem that stays is not recorded again at every rebuild.
+///
+/// Each Event gets a Recorder of its own: a shared one folds every Event of
+/// the same object and reason into one series that keeps the first note
+/// (kube's cache key leaves the note out), so a second, different problem
+/// would never be seen. The dedup here is what repetition needs.
 fn record_events(
-    recorder: &kube::runtime::events::Recorder,
+    client: &Client,
+    reporter: &kube::runtime::events::Reporter,
     events: Vec<translate::Event>,
     last: &mut std::collections::HashSet<(String, String)>,
 ) {
@@ -354,7 +358,7 @@ fn record_events(
             message.clone(),
         );
         if !last.contains(&key) {
-            let recorder = recorder.clone();
+            let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter.clone());
             tokio::spawn(async move {
                 let ev = kube::runtime::events::Event {
                     type_: kube::runtime::events::EventType::Warning,

@@ -67,8 +67,9 @@ pub struct Translated {
     /// Problems to record as Kubernetes Events on the object they concern
     /// (refused or malformed annotations, missing TLS Secrets).
     pub events: Vec<Event>,
-    /// The certificates Ingresses ask for, by host: what the TLS listener
-    /// serves (the edge issue). Only Secrets found with both parts.
+    /// The certificates Ingresses ask for, by host, whether or not their
+    /// Secrets are there (the last good certificate of a Secret gone
+    /// missing keeps serving; see `certs`).
     pub tls: Vec<TlsBinding>,
 }
 
@@ -91,13 +92,15 @@ impl Event {
     }
 }
 
-/// An Ingress's `spec.tls` entry whose Secret is there.
+/// An Ingress's `spec.tls` entry, with the hosts of its rules it names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsBinding {
     /// `namespace/name` of the Ingress.
     pub ingress: String,
     /// The Ingress, for Events about its certificate.
     pub ingress_ref: ObjectReference,
+    /// Its index in `spec.tls`, for messages.
+    pub entry: usize,
     pub hosts: Vec<String>,
     /// `namespace/name` of the Secret.
     pub secret: String,
@@ -222,38 +225,49 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
                 .push(Event::new(ing.object_ref(&()), "BadAnnotation", p.clone()));
         }
         let Some(spec) = &ing.spec else { continue };
+        // An Ingress's certificate serves only hosts its own rules name:
+        // another namespace's Ingress cannot take a host's SNI by naming
+        // it in `tls`. Without a host list, the rules' hosts are meant.
+        let rule_hosts: Vec<String> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.as_deref())
+            .map(str::to_ascii_lowercase)
+            .collect();
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
             let Some(secret_name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) else {
                 // No Secret: the default certificate serves these hosts.
                 continue;
             };
-            let secret = state.secrets.iter().find(|s| {
-                s.metadata.namespace.as_deref() == Some(ns)
-                    && s.metadata.name.as_deref() == Some(secret_name)
-            });
-            let problem = match secret {
-                None => Some(format!(
-                    "tls[{ti}]: Secret {ns}/{secret_name} not found (or not of type kubernetes.io/tls)"
-                )),
-                Some(s) => {
-                    let has = |k: &str| s.data.as_ref().and_then(|d| d.get(k)).is_some_and(|v| !v.0.is_empty());
-                    (!(has("tls.crt") && has("tls.key"))).then(|| {
-                        format!("tls[{ti}]: Secret {ns}/{secret_name} lacks tls.crt or tls.key")
-                    })
+            let hosts = match tls.hosts.as_deref() {
+                None | Some([]) => rule_hosts.clone(),
+                Some(listed) => {
+                    let mut hosts = Vec::new();
+                    for h in listed {
+                        let h = h.to_ascii_lowercase();
+                        if rule_hosts.contains(&h) {
+                            hosts.push(h);
+                        } else {
+                            let p = format!(
+                                "tls[{ti}]: host {h} has no rule in this Ingress; its certificate does not serve it"
+                            );
+                            out.problems.push(format!("ingress {ing_id}: {p}"));
+                            out.events
+                                .push(Event::new(ing.object_ref(&()), "BadTLSHost", p));
+                        }
+                    }
+                    hosts
                 }
             };
-            match problem {
-                Some(p) => {
-                    out.problems.push(format!("ingress {ing_id}: {p}"));
-                    out.events
-                        .push(Event::new(ing.object_ref(&()), "BadTLSSecret", p));
-                }
-                None => out.tls.push(TlsBinding {
+            if !hosts.is_empty() {
+                out.tls.push(TlsBinding {
                     ingress: ing_id.clone(),
                     ingress_ref: ing.object_ref(&()),
-                    hosts: tls.hosts.clone().unwrap_or_default(),
+                    entry: ti,
+                    hosts,
                     secret: format!("{ns}/{secret_name}"),
-                }),
+                });
             }
         }
         let has_rules = spec.rules.as_ref().is_some_and(|r| !r.is_empty());
@@ -1024,46 +1038,40 @@ mod tests {
     }
 
     #[test]
-    fn tls_sections_bind_hosts_to_secrets_that_have_both_parts() {
-        let secret = |name: &str, data: serde_json::Value| -> Arc<Secret> {
-            Arc::new(
-                serde_json::from_value(json!({"metadata": {"name": name, "namespace": "shop"},
-                    "type": "kubernetes.io/tls", "data": data}))
-                .unwrap(),
-            )
-        };
+    fn tls_sections_bind_only_the_ingresses_own_hosts() {
         let mut ing = (*shop_ingress("i", "2026-01-01T00:00:00Z", json!({"number": 80}))).clone();
         ing.spec.as_mut().unwrap().tls = serde_json::from_value(json!([
-            {"hosts": ["shop.example.com"], "secretName": "good"},
-            {"hosts": ["b.example.com"], "secretName": "half"},
-            {"hosts": ["c.example.com"], "secretName": "missing"},
-            {"hosts": ["d.example.com"]}
+            {"hosts": ["Shop.Example.com", "bank.example.com"], "secretName": "good"},
+            {"secretName": "all-hosts"},
+            {"hosts": ["bank.example.com"], "secretName": "takeover"},
+            {"hosts": ["shop.example.com"]}
         ]))
         .unwrap();
         let state = ClusterState {
             ingresses: vec![Arc::new(ing)],
             services: vec![web_service()],
             classes: our_class(),
-            secrets: vec![
-                secret("good", json!({"tls.crt": "Y2VydA==", "tls.key": "a2V5"})),
-                secret("half", json!({"tls.crt": "Y2VydA=="})),
-            ],
             ..ClusterState::default()
         };
         let t = translate(&state, &settings());
-        assert_eq!(t.tls.len(), 1);
+        let got: Vec<(&str, &[String], &str, usize)> = t
+            .tls
+            .iter()
+            .map(|b| (&*b.ingress, &b.hosts[..], &*b.secret, b.entry))
+            .collect();
+        let shop = ["shop.example.com".to_owned()];
         assert_eq!(
-            (&*t.tls[0].ingress, &t.tls[0].hosts[..], &*t.tls[0].secret),
-            ("shop/i", &["shop.example.com".to_owned()][..], "shop/good")
+            got,
+            [
+                ("shop/i", &shop[..], "shop/good", 0),
+                ("shop/i", &shop[..], "shop/all-hosts", 1)
+            ]
         );
         assert_eq!(t.tls[0].ingress_ref.name.as_deref(), Some("i"));
+        // bank.example.com is named twice, and has no rule here.
         assert_eq!(t.events.len(), 2, "{:?}", t.problems);
-        assert!(t.events.iter().all(|e| e.reason == "BadTLSSecret"));
-        assert!(t.problems.iter().any(|p| p.contains("shop/half lacks")));
-        assert!(t
-            .problems
-            .iter()
-            .any(|p| p.contains("shop/missing not found")));
+        assert!(t.events.iter().all(|e| e.reason == "BadTLSHost"));
+        assert!(t.problems[0].contains("bank.example.com has no rule"));
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub fn prepare<R>(
     let mut close = false;
     let mut has_id = false;
     let mut has_xff = false;
-    let mut xfp: Option<&[u8]> = None;
+    // X-Forwarded-Proto, when there is exactly one.
+    let mut xfp: Option<Option<&[u8]>> = None;
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
@@ -123,11 +124,11 @@ pub fn prepare<R>(
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             has_xff = true;
         } else if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
-            xfp = Some(f.value);
+            xfp = Some(if xfp.is_none() { Some(f.value) } else { None });
         }
     }
     let trusted = forwarders.is_some_and(|(t, peer)| !t.0.is_empty() && t.allows(peer));
-    let proto = match xfp {
+    let proto = match xfp.flatten() {
         Some(v) if trusted && v.eq_ignore_ascii_case(b"https") => "https",
         Some(v) if trusted && v.eq_ignore_ascii_case(b"http") => "http",
         _ => proto,
@@ -303,6 +304,18 @@ mod tests {
         let (seen, https, out) = run([192, 168, 0, 1]);
         assert_eq!((seen, https), (Some(false), false));
         assert!(out.contains("x-forwarded-proto: http\r\n"), "{out}");
+        // Two values, even from a trusted peer: neither is believed.
+        let two: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Proto: https\r\n\r\n";
+        let mut out = Vec::new();
+        let p = prepare(
+            two,
+            b"1.2.3.4",
+            "http",
+            Some((&trusted, std::net::IpAddr::from([10, 0, 0, 1]))),
+            &mut out,
+            |_, _, _| Some(()),
+        );
+        assert!(matches!(p, Prepared::Ready(ref plan) if !plan.https));
     }
 
     #[test]

@@ -61,10 +61,13 @@ impl ClientConn {
         if !trusted {
             return self.proto;
         }
-        match headers
-            .get(&headers::X_FORWARDED_PROTO)
-            .map(HeaderValue::as_bytes)
-        {
+        // One value, or none believed (the fast path reads it alike).
+        let mut values = headers.get_all(&headers::X_FORWARDED_PROTO).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return self.proto;
+        }
+        match first.map(HeaderValue::as_bytes) {
             Some(v) if v.eq_ignore_ascii_case(b"https") => "https",
             Some(v) if v.eq_ignore_ascii_case(b"http") => "http",
             _ => self.proto,

@@ -111,22 +111,21 @@ pub struct Snapshot {
 pub struct Edge {
     pub certs: Arc<CertTable>,
     pub policy: crate::tls::Policy,
-    /// An HTTPS listener is running: without one, nothing redirects.
+    /// An HTTPS listener is running: without one, only forced redirects.
     pub https: bool,
 }
 
 impl Edge {
     /// Whether plain HTTP requests to a route go to HTTPS: when its host
-    /// has a certificate (and the policy redirects), or when the route
-    /// forces it; never when the route turns it off.
+    /// has a certificate here (and the policy redirects), or when the route
+    /// forces it (TLS may end at a LoadBalancer in front); never when the
+    /// route turns it off.
     fn redirects(&self, spec: &RouteSpec) -> bool {
-        if !self.https {
-            return false;
-        }
         match spec.ssl_redirect {
             Some(forced) => forced,
             None => {
-                self.policy.redirect
+                self.https
+                    && self.policy.redirect
                     && match &spec.host {
                         HostMatch::Any => false,
                         HostMatch::Exact(h) => self.certs.has_host(h),
@@ -158,10 +157,8 @@ impl Snapshot {
         metrics: &Metrics,
         edge: &Edge,
     ) -> Snapshot {
-        let hsts = edge
-            .https
-            .then(|| edge.policy.hsts.as_ref().map(crate::tls::Hsts::value))
-            .flatten();
+        // Added to HTTPS answers only: ours, or a trusted LoadBalancer's.
+        let hsts = edge.policy.hsts.as_ref().map(crate::tls::Hsts::value);
         let mut reuse = EndpointReuse::default();
         if let Some(prev) = previous {
             for r in prev.all_routes() {
@@ -412,8 +409,10 @@ mod tests {
         assert_eq!(redirects(&edge), ["a", "w", "forced"]);
         edge.policy.redirect = false;
         assert_eq!(redirects(&edge), ["forced"]);
+        // No HTTPS listener: only forced redirects (TLS ends in front).
         edge.https = false;
-        assert!(redirects(&edge).is_empty());
+        edge.policy.redirect = true;
+        assert_eq!(redirects(&edge), ["forced"]);
     }
 
     fn name<'a>(s: &'a Snapshot, host: Option<&str>, path: &str) -> Option<&'a str> {

@@ -18,11 +18,11 @@ pub enum CertError {
     #[error("no PEM certificate found")]
     NoCertificate,
     #[error("malformed PEM certificate: {0}")]
-    BadCertificatePem(String),
+    BadCertificatePem(&'static str),
     #[error("no PEM private key found (PKCS#8, PKCS#1 or SEC1)")]
     NoKey,
     #[error("malformed PEM private key: {0}")]
-    BadKeyPem(String),
+    BadKeyPem(&'static str),
     #[error("unsupported private key: {0}")]
     UnsupportedKey(String),
     #[error("the private key does not belong to the certificate")]
@@ -58,14 +58,14 @@ impl Certificate {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| match e {
                 rustls::pki_types::pem::Error::NoItemsFound => CertError::NoCertificate,
-                e => CertError::BadCertificatePem(e.to_string()),
+                e => CertError::BadCertificatePem(pem_problem(&e)),
             })?;
         if chain.is_empty() {
             return Err(CertError::NoCertificate);
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
             rustls::pki_types::pem::Error::NoItemsFound => CertError::NoKey,
-            e => CertError::BadKeyPem(e.to_string()),
+            e => CertError::BadKeyPem(pem_problem(&e)),
         })?;
         Self::from_der(chain, key)
     }
@@ -112,6 +112,22 @@ impl Certificate {
                         .split_once('.')
                         .is_some_and(|(_, rest)| rest == &n[2..]))
         })
+    }
+}
+
+/// What is wrong with a PEM file, in words of our own: the parser's own
+/// messages quote the offending line, which for a key pasted on one line is
+/// the key itself, and these messages reach logs and Kubernetes Events.
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => {
+            "a section has no END line (a file cut short, or its line breaks lost)"
+        }
+        Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+        Error::Base64Decode(_) => "the content between BEGIN and END is not valid base64",
+        Error::SectionTooLarge => "a section is too large",
+        _ => "unreadable PEM",
     }
 }
 
@@ -203,6 +219,26 @@ mod tests {
             Certificate::from_pem(cert.as_bytes(), bogus.as_bytes()).unwrap_err(),
             CertError::UnsupportedKey(_)
         ));
+    }
+
+    #[test]
+    fn key_material_never_appears_in_errors() {
+        let (cert, key) = make(&["a.example.com"]);
+        // The key on one line, its line breaks lost; then its BEGIN line broken.
+        let one_line: String = key.lines().collect();
+        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        let broken_begin = key.replacen("-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY", 1);
+        for bad in [one_line, broken_begin] {
+            let e = Certificate::from_pem(cert.as_bytes(), bad.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains(&body[..16]), "key material in {e:?}");
+            let bytes = format!("{:?}", &body.as_bytes()[..8]);
+            assert!(
+                !e.contains(&bytes[1..bytes.len() - 1]),
+                "key bytes in {e:?}"
+            );
+        }
     }
 
     #[test]
