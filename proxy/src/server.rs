@@ -162,19 +162,16 @@ async fn accept_loop(
         let fast = fast.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let mut conn = Conn {
+                client: peer,
+                proxy,
+                hyper,
+                watcher,
+                stop,
+                fast,
+            };
             let Some(pp) = settings.proxy_protocol.clone() else {
-                let conn = Conn {
-                    client: peer,
-                    proxy,
-                    hyper,
-                    watcher,
-                    stop,
-                    fast,
-                };
-                match tls {
-                    Some(tls) => serve_tls(stream, tls, conn, &settings).await,
-                    None => serve_connection(stream, conn, &settings).await,
-                }
+                serve_stream(stream, tls, conn, &settings).await;
                 return;
             };
             // The LoadBalancer's header first: it names the client.
@@ -194,19 +191,8 @@ async fn accept_loop(
                     return;
                 }
             };
-            let io = fast::io::Prefixed::new(rest, stream);
-            let conn = Conn {
-                client,
-                proxy,
-                hyper,
-                watcher,
-                stop,
-                fast,
-            };
-            match tls {
-                Some(tls) => serve_tls(io, tls, conn, &settings).await,
-                None => serve_connection(io, conn, &settings).await,
-            }
+            conn.client = client;
+            serve_stream(fast::io::Prefixed::new(rest, stream), tls, conn, &settings).await;
         });
     }
     tracing::debug!(listener = ?local, "stopped accepting");
@@ -229,6 +215,17 @@ impl Conn {
         let mut c = ClientConn::new(self.client, self.fast.proto);
         c.forwarders = self.fast.forwarders.clone();
         c
+    }
+}
+
+/// Serves a connection, over TLS when the listener has it.
+async fn serve_stream<I>(io: I, tls: Option<TlsAcceptor>, conn: Conn, settings: &ListenerSettings)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match tls {
+        Some(tls) => serve_tls(io, tls, conn, settings).await,
+        None => serve_connection(io, conn, settings).await,
     }
 }
 

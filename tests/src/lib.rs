@@ -652,6 +652,24 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> 
     Ok((status, body))
 }
 
+/// GET `/` with Host `host` through the proxy's plain listener: status
+/// and body, or status 0 and the error.
+pub async fn get_host(s: &Sluice, host: &str) -> (u16, String) {
+    match request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/",
+        &[("host", host)],
+        empty(),
+    )
+    .await
+    {
+        Ok((status, _, body)) => (status, body),
+        Err(e) => (0, e),
+    }
+}
+
 /// One request with a 30 s limit: status, headers, body.
 pub async fn request(
     client: &Client<HttpConnector, Body>,

@@ -96,23 +96,6 @@ async fn routes(s: &Sluice) {
     .await;
 }
 
-/// GET `path` on `host` through the proxy: status and body.
-async fn get_host(s: &Sluice, host: &str) -> (u16, String) {
-    match request(
-        &client(None),
-        s.listen,
-        "GET",
-        "/",
-        &[("host", host)],
-        empty(),
-    )
-    .await
-    {
-        Ok((status, _, body)) => (status, body),
-        Err(e) => (0, e),
-    }
-}
-
 /// Keeps `workers` clients sending GETs to `host` until stopped; counts
 /// answers and failures (anything but 200).
 struct Load {

@@ -574,7 +574,7 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
             .contains("config refused, the current routes and certificates keep serving")
     })
     .await;
-    let (status, _) = get_host_plain(&s, "two.example.test").await;
+    let (status, _) = get_host(&s, "two.example.test").await;
     assert_eq!(status, 404, "the refused edit's route must not serve");
     // Meanwhile the running config's own certificate is still renewed.
     let renewed = ca.issue(&["one.example.test"]);
@@ -593,7 +593,7 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
     // Only the key file changes.
     tls::replace(&k2, &second.key);
     wait_until("the edit applied", Duration::from_secs(10), || async {
-        get_host_plain(&s, "two.example.test").await.0 == 200
+        get_host(&s, "two.example.test").await.0 == 200
     })
     .await;
     let r = tls::get(s.tls, "two.example.test", "/", false)
@@ -604,18 +604,4 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
         .await
         .unwrap();
     assert!(r.cert == renewed.der && renewed.der != first.der);
-}
-
-async fn get_host_plain(s: &Sluice, host: &str) -> (u16, String) {
-    let (status, _, body) = request(
-        &client(None),
-        s.listen,
-        "GET",
-        "/",
-        &[("host", host)],
-        empty(),
-    )
-    .await
-    .unwrap();
-    (status, body)
 }

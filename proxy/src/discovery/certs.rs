@@ -166,13 +166,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pem(names: &[&str]) -> (String, String) {
-        let c = rcgen::generate_simple_self_signed(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        (c.cert.pem(), c.signing_key.serialize_pem())
-    }
+    use crate::tls::cert_test_pem as pem;
 
     fn secret(version: &str, cert: &str, key: &str) -> Arc<Secret> {
         use k8s_openapi::ByteString;

@@ -360,24 +360,11 @@ mod tests {
 
     #[test]
     fn hosts_with_certificates_redirect_unless_told_otherwise() {
-        let gen = |names: &[&str]| {
-            let c = rcgen::generate_simple_self_signed(
-                names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-            .unwrap();
-            Arc::new(
-                crate::tls::Certificate::from_pem(
-                    c.cert.pem().as_bytes(),
-                    c.signing_key.serialize_pem().as_bytes(),
-                )
-                .unwrap(),
-            )
-        };
         let (certs, _) = CertTable::build(
             &[crate::tls::Binding {
                 source: "t".into(),
                 hosts: vec![],
-                cert: gen(&["a.com", "*.w.com"]),
+                cert: crate::tls::test_cert(&["a.com", "*.w.com"]),
             }],
             None,
         );

@@ -164,17 +164,27 @@ fn names_and_expiry(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), Cer
     Ok((names, x509.validity().not_after.timestamp()))
 }
 
+/// A self-signed certificate for `names` and its key, as PEM: for tests
+/// of the modules that load certificates.
+#[cfg(test)]
+pub(crate) fn test_pem(names: &[&str]) -> (String, String) {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+/// [`test_pem`], loaded.
+#[cfg(test)]
+pub(crate) fn test_cert(names: &[&str]) -> Arc<Certificate> {
+    let (cert, key) = test_pem(names);
+    Arc::new(Certificate::from_pem(cert.as_bytes(), key.as_bytes()).unwrap())
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_pem as make;
     use super::*;
-
-    fn make(names: &[&str]) -> (String, String) {
-        let c = rcgen::generate_simple_self_signed(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        (c.cert.pem(), c.signing_key.serialize_pem())
-    }
 
     #[test]
     fn reads_names_and_checks_the_key() {

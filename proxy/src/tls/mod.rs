@@ -20,6 +20,8 @@ use rustls::ServerConfig;
 
 use crate::routing::Table;
 pub use cert::{provider, CertError, Certificate};
+#[cfg(test)]
+pub(crate) use cert::{test_cert, test_pem as cert_test_pem};
 pub use table::{Binding, CertTable, CertView};
 
 /// A certificate and key on disk, as the config file or `--tls-cert` /
