@@ -141,9 +141,24 @@ struct KubeArgs {
     /// replica may take it.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "publish_service")]
     status_lease_duration: std::time::Duration,
+    /// NAMESPACE/NAME of a kubernetes.io/tls Secret whose certificate
+    /// answers names no other certificate holds (instead of a self-signed
+    /// one; ingress-nginx's --default-ssl-certificate).
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
+    default_tls_secret: Option<String>,
     /// How long to gather cluster events before rebuilding the routes.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, requires = "kube")]
     kube_debounce: std::time::Duration,
+}
+
+/// `namespace/name`, both parts present.
+fn namespaced_name(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
 }
 
 fn init_logs(format: LogFormat) {
@@ -345,6 +360,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         debounce: args.kube.kube_debounce,
         status,
+        default_tls_secret: args.kube.default_tls_secret.clone(),
     });
     match rt.block_on(sluice::app::run(cfg, file, kube)) {
         Ok(()) => ExitCode::SUCCESS,

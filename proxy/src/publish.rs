@@ -37,6 +37,8 @@ pub struct Discovered {
     pub default: Option<RouteSpec>,
     /// Certificates from the Secrets that Ingresses name.
     pub certs: Vec<Binding>,
+    /// From `--default-tls-secret`; the file's default wins over it.
+    pub default_cert: Option<Arc<Certificate>>,
 }
 
 #[derive(Default)]
@@ -125,7 +127,12 @@ impl Publisher {
             .chain(&s.discovered.certs)
             .cloned()
             .collect();
-        let default_cert = s.file.default_cert.as_ref().or(s.self_signed.as_ref());
+        let default_cert = s
+            .file
+            .default_cert
+            .as_ref()
+            .or(s.discovered.default_cert.as_ref())
+            .or(s.self_signed.as_ref());
         let (certs, cert_problems) = CertTable::build(&bindings, default_cert.map(|c| &**c));
         self.metrics.tls_certificate_expiry.reset();
         for e in &certs.entries {

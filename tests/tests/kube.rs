@@ -961,7 +961,24 @@ async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
     let mut ing = ingress("shop", "shop", "sluice", "shop.example.com", "web");
     ing["spec"]["tls"] = json!([{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]);
     api.apply(ing.clone());
-    let s = proxy(&api, &["--listen-tls", "{LISTEN_TLS}"]).await;
+    // ingress-nginx's --default-ssl-certificate: names nobody holds.
+    let fallback = ca.issue(&["fallback.example.com"]);
+    api.apply(tls_secret(
+        "shop",
+        "fallback",
+        &fallback.cert,
+        &fallback.key,
+    ));
+    let s = proxy(
+        &api,
+        &[
+            "--listen-tls",
+            "{LISTEN_TLS}",
+            "--default-tls-secret",
+            "shop/fallback",
+        ],
+    )
+    .await;
     let serves = |want: Vec<u8>| {
         let addr = s.tls;
         async move {
@@ -974,6 +991,13 @@ async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
         serves(v1.der.clone())
     })
     .await;
+    let other = tls::get(s.tls, "unknown.example.net", "/", false)
+        .await
+        .unwrap();
+    assert!(
+        other.cert == fallback.der,
+        "the default Secret's certificate"
+    );
     let (status, headers, _) = request(
         &client(None),
         s.listen,

@@ -34,16 +34,40 @@ pub struct SecretCerts {
 #[derive(Debug, Default)]
 pub struct Resolved {
     pub bindings: Vec<Binding>,
+    /// From `--default-tls-secret`: for names no certificate holds.
+    pub default_cert: Option<Arc<Certificate>>,
     pub problems: Vec<String>,
     pub events: Vec<Event>,
 }
 
 impl SecretCerts {
     /// Turns the Ingresses' TLS sections into certificate bindings, in
-    /// their order (the older Ingress wins a host).
-    pub fn resolve(&mut self, wanted: &[TlsBinding], secrets: &[Arc<Secret>]) -> Resolved {
+    /// their order (the older Ingress wins a host), and `default` (a
+    /// Secret's `namespace/name`) into the default certificate.
+    pub fn resolve(
+        &mut self,
+        wanted: &[TlsBinding],
+        default: Option<&str>,
+        secrets: &[Arc<Secret>],
+    ) -> Resolved {
         let mut out = Resolved::default();
         let mut seen = std::collections::HashSet::new();
+        if let Some(id) = default {
+            seen.insert(id.to_owned());
+            out.default_cert = match self.current(id, secrets) {
+                (Ok(c), _) => Some(c),
+                (Err(e), previous) => {
+                    let keeps = if previous.is_some() {
+                        "its previous certificate keeps serving"
+                    } else {
+                        "a self-signed certificate serves instead"
+                    };
+                    out.problems
+                        .push(format!("default TLS Secret {id}: {e}; {keeps}"));
+                    previous
+                }
+            };
+        }
         for w in wanted {
             seen.insert(w.secret.clone());
             let secret = secrets.iter().find(|s| {
@@ -107,6 +131,29 @@ impl SecretCerts {
         // Secrets no Ingress names any more are forgotten.
         self.by_secret.retain(|k, _| seen.contains(k));
         out
+    }
+
+    /// The certificate of Secret `id` (`namespace/name`) as it is now, or
+    /// why there is none, and its last good one.
+    fn current(
+        &mut self,
+        id: &str,
+        secrets: &[Arc<Secret>],
+    ) -> (Result<Arc<Certificate>, String>, Option<Arc<Certificate>>) {
+        let secret = secrets.iter().find(|s| {
+            s.metadata
+                .namespace
+                .as_deref()
+                .zip(s.metadata.name.as_deref())
+                .is_some_and(|(ns, n)| id.split_once('/') == Some((ns, n)))
+        });
+        match secret {
+            Some(secret) => self.parse(id, secret),
+            None => (
+                Err("not found (or not of type kubernetes.io/tls)".to_owned()),
+                self.by_secret.get(id).and_then(|e| e.last_good.clone()),
+            ),
+        }
     }
 
     /// The Secret's certificate at its current version, and its last good
@@ -198,14 +245,22 @@ mod tests {
     fn a_broken_version_keeps_the_last_good_one() {
         let mut cache = SecretCerts::default();
         let (c1, k1) = pem(&["shop.example.com"]);
-        let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("1", &c1, &k1)]);
+        let r = cache.resolve(
+            &[wanted(&["shop.example.com"])],
+            None,
+            &[secret("1", &c1, &k1)],
+        );
         assert_eq!(r.bindings.len(), 1);
         assert!(r.problems.is_empty());
         let first = r.bindings[0].cert.clone();
 
         // Version 2: a key from elsewhere.
         let (_, k2) = pem(&["shop.example.com"]);
-        let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("2", &c1, &k2)]);
+        let r = cache.resolve(
+            &[wanted(&["shop.example.com"])],
+            None,
+            &[secret("2", &c1, &k2)],
+        );
         assert_eq!(r.bindings.len(), 1);
         assert!(Arc::ptr_eq(&r.bindings[0].cert, &first));
         assert_eq!(r.events.len(), 1);
@@ -217,7 +272,11 @@ mod tests {
 
         // Version 3 is good again, and replaces it.
         let (c3, k3) = pem(&["shop.example.com"]);
-        let r = cache.resolve(&[wanted(&["shop.example.com"])], &[secret("3", &c3, &k3)]);
+        let r = cache.resolve(
+            &[wanted(&["shop.example.com"])],
+            None,
+            &[secret("3", &c3, &k3)],
+        );
         assert!(!Arc::ptr_eq(&r.bindings[0].cert, &first));
         assert!(r.events.is_empty());
     }
@@ -227,35 +286,59 @@ mod tests {
         let mut cache = SecretCerts::default();
         let (c1, k1) = pem(&["shop.example.com"]);
         let want = [wanted(&["shop.example.com"])];
-        let first = cache.resolve(&want, &[secret("1", &c1, &k1)]).bindings[0]
+        let first = cache
+            .resolve(&want, None, &[secret("1", &c1, &k1)])
+            .bindings[0]
             .cert
             .clone();
-        let r = cache.resolve(&want, &[secret("2", &c1, "")]);
+        let r = cache.resolve(&want, None, &[secret("2", &c1, "")]);
         assert!(Arc::ptr_eq(&r.bindings[0].cert, &first));
         assert!(r.events[0].note.contains("lacks tls.key"), "{:?}", r.events);
-        let r = cache.resolve(&want, &[]);
+        let r = cache.resolve(&want, None, &[]);
         assert!(Arc::ptr_eq(&r.bindings[0].cert, &first));
         assert!(r.events[0].note.contains("not found"), "{:?}", r.events);
         // No Ingress names it any more: forgotten.
-        cache.resolve(&[], &[]);
-        let r = cache.resolve(&want, &[]);
+        cache.resolve(&[], None, &[]);
+        let r = cache.resolve(&want, None, &[]);
         assert!(r.bindings.is_empty());
+    }
+
+    #[test]
+    fn the_default_secret_is_kept_like_the_others() {
+        let mut cache = SecretCerts::default();
+        let (c, k) = pem(&["default.example.com"]);
+        let r = cache.resolve(&[], Some("shop/tls"), &[secret("1", &c, &k)]);
+        let first = r.default_cert.unwrap();
+        assert!(r.problems.is_empty());
+        let r = cache.resolve(&[], Some("shop/tls"), &[secret("2", &c, "junk")]);
+        assert!(Arc::ptr_eq(&r.default_cert.unwrap(), &first));
+        assert!(
+            r.problems[0].contains("previous certificate"),
+            "{:?}",
+            r.problems
+        );
+        let r = cache.resolve(&[], Some("shop/other"), &[]);
+        assert!(r.default_cert.is_none());
+        assert!(r.problems[0].contains("self-signed"), "{:?}", r.problems);
     }
 
     #[test]
     fn broken_from_the_start_and_uncovered_hosts() {
         let mut cache = SecretCerts::default();
-        let r = cache.resolve(&[wanted(&[])], &[secret("1", "junk", "junk")]);
-        assert!(r.bindings.is_empty());
-        assert!(
-            r.events[0].note.contains("default certificate"),
-            "{:?}",
-            r.events
+        let r = cache.resolve(
+            &[wanted(&["a.example.com"])],
+            None,
+            &[secret("1", "junk", "junk")],
         );
+        assert!(r.bindings.is_empty());
+        let note = &r.events[0].note;
+        assert!(note.contains("default certificate"), "{note}");
+        assert!(note.contains("refused: no PEM certificate"), "{note}");
 
         let (c, k) = pem(&["a.example.com"]);
         let r = cache.resolve(
             &[wanted(&["a.example.com", "b.example.com"])],
+            None,
             &[secret("2", &c, &k)],
         );
         assert_eq!(r.bindings[0].hosts, ["a.example.com"]);

@@ -44,6 +44,9 @@ pub struct Options {
     pub debounce: Duration,
     /// Write the published Service's address into Ingress status.
     pub status: Option<status::StatusOptions>,
+    /// `namespace/name` of a TLS Secret for names no certificate holds
+    /// (ingress-nginx's `--default-ssl-certificate`).
+    pub default_tls_secret: Option<String>,
 }
 
 /// Connects a client as `opts` says.
@@ -246,6 +249,7 @@ async fn rebuild_loop(r: Rebuild) {
             (stores.clone(), settings.clone(), publisher.clone());
         let pods2 = pods.clone();
         let secret_certs = secret_certs.clone();
+        let default_secret = opts.default_tls_secret.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut weight_problems = Vec::new();
             let pod_weights = pods2
@@ -279,7 +283,7 @@ async fn rebuild_loop(r: Rebuild) {
             let certs = secret_certs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .resolve(&t.tls, &state.secrets);
+                .resolve(&t.tls, default_secret.as_deref(), &state.secrets);
             let mut problems = t.problems;
             problems.extend(weight_problems);
             problems.extend(certs.problems);
@@ -289,6 +293,7 @@ async fn rebuild_loop(r: Rebuild) {
                 routes: t.routes,
                 default: t.default_backend,
                 certs: certs.bindings,
+                default_cert: certs.default_cert,
             });
             (generation, shape, problems, t.owned, events)
         })
