@@ -670,6 +670,19 @@ pub async fn get_host(s: &Sluice, host: &str) -> (u16, String) {
     }
 }
 
+/// GET `path` with Host `host` on `client`'s connections to `addr`:
+/// status, headers, body. A failed request fails the test.
+pub async fn get_as(
+    client: &Client<HttpConnector, Body>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> (u16, http::HeaderMap, String) {
+    request(client, addr, "GET", path, &[("host", host)], empty())
+        .await
+        .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
+}
+
 /// One request with a 30 s limit: status, headers, body.
 pub async fn request(
     client: &Client<HttpConnector, Body>,

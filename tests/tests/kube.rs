@@ -534,16 +534,7 @@ async fn ip_hash_is_stable_across_unrelated_changes() {
         let mut seen = Vec::new();
         for i in 0..40u8 {
             let c = client(Some(Ipv4Addr::new(127, 0, 1, 10 + i)));
-            let (status, headers, _) = request(
-                &c,
-                s.listen,
-                "GET",
-                "/",
-                &[("host", "shop.example.com")],
-                empty(),
-            )
-            .await
-            .unwrap();
+            let (status, headers, _) = get_as(&c, s.listen, "shop.example.com", "/").await;
             assert_eq!(status, 200);
             seen.push(headers["x-backend"].to_str().unwrap().to_owned());
         }
@@ -638,16 +629,7 @@ async fn canary_weights_and_header() {
             tokio::spawn(async move {
                 let c = client(None);
                 for _ in 0..2_500 {
-                    let (status, _, _) = request(
-                        &c,
-                        addr,
-                        "GET",
-                        "/",
-                        &[("host", "shop.example.com")],
-                        empty(),
-                    )
-                    .await
-                    .unwrap();
+                    let (status, _, _) = get_as(&c, addr, "shop.example.com", "/").await;
                     assert_eq!(status, 200);
                 }
             })
@@ -998,16 +980,8 @@ async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
         other.cert == fallback.der,
         "the default Secret's certificate"
     );
-    let (status, headers, _) = request(
-        &client(None),
-        s.listen,
-        "GET",
-        "/cart?id=7",
-        &[("host", "shop.example.com")],
-        empty(),
-    )
-    .await
-    .unwrap();
+    let (status, headers, _) =
+        get_as(&client(None), s.listen, "shop.example.com", "/cart?id=7").await;
     assert_eq!(status, 308);
     assert_eq!(headers["location"], "https://shop.example.com/cart?id=7");
 
@@ -1105,16 +1079,7 @@ async fn static_routes_and_discovered_routes_serve_together() {
     })
     .await;
     let c = client(None);
-    let (status, headers, _) = request(
-        &c,
-        s.listen,
-        "GET",
-        "/",
-        &[("host", "static.example.com")],
-        empty(),
-    )
-    .await
-    .unwrap();
+    let (status, headers, _) = get_as(&c, s.listen, "static.example.com", "/").await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-backend"], "file", "the file's route did not win");
     assert!(

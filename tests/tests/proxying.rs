@@ -513,16 +513,7 @@ async fn unmatched_host_is_404() {
     ))
     .await;
     let c = client(None);
-    let (status, headers, body) = request(
-        &c,
-        s.listen,
-        "GET",
-        "/",
-        &[("host", "other.example.com")],
-        empty(),
-    )
-    .await
-    .unwrap();
+    let (status, headers, body) = get_as(&c, s.listen, "other.example.com", "/").await;
     assert_eq!(status, 404, "{body}");
     let ct = headers
         .get("content-type")
@@ -537,16 +528,7 @@ async fn unmatched_host_is_404() {
     );
     assert_eq!(b.hits(), 0);
 
-    let (status, _, body) = request(
-        &c,
-        s.listen,
-        "GET",
-        "/",
-        &[("host", "app.example.com")],
-        empty(),
-    )
-    .await
-    .unwrap();
+    let (status, _, body) = get_as(&c, s.listen, "app.example.com", "/").await;
     assert_eq!((status, body.as_str()), (200, "app\n"));
 }
 

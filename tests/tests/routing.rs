@@ -84,16 +84,7 @@ async fn no_match_without_default_is_404() {
         answer(&s, "a.example.com", "/only").await,
         (200, "a".into())
     );
-    let (status, _, body) = request(
-        &client(None),
-        s.listen,
-        "GET",
-        "/other",
-        &[("host", "a.example.com")],
-        empty(),
-    )
-    .await
-    .unwrap();
+    let (status, _, body) = get_as(&client(None), s.listen, "a.example.com", "/other").await;
     assert_eq!(status, 404);
     assert!(body.len() < 100 && body.contains("no route"), "{body}");
     assert_eq!(answer(&s, "b.example.com", "/only").await.0, 404);
