@@ -256,7 +256,17 @@ where
         else {
             return;
         };
-        serve_hyper(io, info, conn.proxy, &conn.hyper.auto, conn.watcher).await;
+        let mut stop = conn.stop;
+        serve_hyper(
+            io,
+            info,
+            conn.proxy,
+            &conn.hyper.auto,
+            conn.watcher,
+            &mut stop,
+            settings.http2_idle_timeout,
+        )
+        .await;
     } else {
         serve_connection(stream, conn, settings).await;
     }
@@ -281,7 +291,16 @@ where
         let Some(io) = first_byte(io, settings.request_header_timeout, client).await else {
             return;
         };
-        serve_hyper(io, conn_info, proxy, &hyper.auto, watcher).await;
+        serve_hyper(
+            io,
+            conn_info,
+            proxy,
+            &hyper.auto,
+            watcher,
+            &mut stop,
+            settings.http2_idle_timeout,
+        )
+        .await;
         return;
     }
     // The fast path reads the first request itself, under the header
@@ -292,7 +311,16 @@ where
     let h2 = h.prefix.starts_with(b"PRI ");
     let io = fast::io::Prefixed::new(h.prefix, h.io);
     if h2 {
-        serve_hyper(io, conn_info, proxy, &hyper.auto, watcher).await;
+        serve_hyper(
+            io,
+            conn_info,
+            proxy,
+            &hyper.auto,
+            watcher,
+            &mut stop,
+            settings.http2_idle_timeout,
+        )
+        .await;
     } else {
         serve_h1(
             io,
@@ -341,25 +369,6 @@ struct Hyper {
     auto: auto::Builder<TokioExecutor>,
     /// HTTP/1.1 only.
     h1: http1::Builder,
-}
-
-fn service(
-    conn_info: ClientConn,
-    proxy: Arc<Proxy>,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::proxy::ProxyBody>,
-    Error = Infallible,
-    Future = impl std::future::Future<
-        Output = Result<http::Response<crate::proxy::ProxyBody>, Infallible>,
-    > + Send,
-> + Clone
-       + Send {
-    service_fn(move |req| {
-        let proxy = proxy.clone();
-        let conn_info = conn_info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
-    })
 }
 
 /// Serves an HTTP/1 connection the fast path handed over.
@@ -412,19 +421,144 @@ async fn serve_h1<I>(
     }
 }
 
-/// Serves a connection with hyper: HTTP/1.1 and h2c, upgrades included.
+/// Serves a connection with hyper: HTTP/1.1 and HTTP/2 (h2c, or over TLS),
+/// upgrades included. It ends gracefully (GOAWAY for HTTP/2) when the
+/// proxy drains, or when no request has been in flight for `idle`: hyper
+/// answers the client's pings for ever, so without this a connection that
+/// never sends a request would hold its socket and task for good.
 async fn serve_hyper<I>(
     io: I,
     conn_info: ClientConn,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
+    stop: &mut watch::Receiver<bool>,
+    idle: Duration,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Held until the connection ends, so that a drain waits for it.
+    let _watcher = watcher;
     let peer = conn_info.peer;
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(conn_info, proxy));
-    if let Err(e) = watcher.watch(conn).await {
+    let activity = Arc::new(Activity::new());
+    let svc = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            let conn_info = conn_info.clone();
+            let stream = Stream::begin(&activity);
+            async move {
+                let resp = proxy.handle(req, conn_info).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, stream)))
+            }
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let mut check = tokio::time::Instant::now() + idle;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            () = stopped(stop) => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = tokio::time::sleep_until(check) => match activity.idle_for() {
+                Some(quiet) if quiet >= idle => {
+                    tracing::debug!(client = %peer, "closing a connection idle for {quiet:?}");
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+                Some(quiet) => check = tokio::time::Instant::now() + (idle - quiet),
+                None => check = tokio::time::Instant::now() + idle,
+            },
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// A connection's requests in flight, and since when it has had none.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// When the last request ended, in milliseconds since `epoch`.
+    last_end_ms: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: 0.into(),
+            last_end_ms: 0.into(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// How long it has had no request in flight; `None` while it has one.
+    fn idle_for(&self) -> Option<Duration> {
+        use std::sync::atomic::Ordering::Acquire;
+        if self.in_flight.load(Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Acquire));
+        Some(self.epoch.elapsed().saturating_sub(since))
+    }
+}
+
+/// One request in flight, from its arrival until its response body is done
+/// (or dropped).
+struct Stream(Arc<Activity>);
+
+impl Stream {
+    fn begin(a: &Arc<Activity>) -> Stream {
+        a.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Stream(a.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Release;
+        let ms = self.0.epoch.elapsed().as_millis() as u64;
+        self.0.last_end_ms.store(ms, Release);
+        self.0.in_flight.fetch_sub(1, Release);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted in flight.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        stream: Stream,
+    }
+}
+
+impl<B> Tracked<B> {
+    fn new(inner: B, stream: Stream) -> Self {
+        Tracked { inner, stream }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

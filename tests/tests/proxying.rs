@@ -638,3 +638,52 @@ async fn request_bodies_over_the_limit_are_413() {
         .unwrap();
     assert_eq!(resp.status(), 413);
 }
+
+/// An HTTP/2 connection with no request in flight for `timeouts.http2_idle`
+/// gets a GOAWAY and is closed, while one whose request outlasts that
+/// limit is not cut short: hyper answers pings for ever, so only this bounds
+/// what an idle client holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    let backend = Backend::start("a").await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\ntimeouts: {{http2_idle: 1s}}\nroutes:\n  - backends: [{}]\n",
+        backend.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let tcp = TcpStream::connect(s.listen).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = conn.await;
+        std::time::Instant::now()
+    });
+    let get = |path: &str| {
+        Request::get(format!("http://{}{path}", s.listen))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // A request in flight for 1.5 s: longer than the idle limit.
+    let start = std::time::Instant::now();
+    let resp = send.send_request(get("/sleep/1500")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"a\n");
+    assert!(!closed.is_finished(), "closed under a request in flight");
+    // Then nothing: closed about a second after the answer.
+    let answered = std::time::Instant::now();
+    let at = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("an idle HTTP/2 connection still open after 5 s")
+        .unwrap();
+    let quiet = at - answered;
+    assert!(
+        quiet >= Duration::from_millis(800) && quiet < Duration::from_secs(4),
+        "closed {quiet:?} after the answer ({:?} after the start)",
+        at - start
+    );
+}

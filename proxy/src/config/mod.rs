@@ -78,6 +78,11 @@ pub struct ListenerSettings {
     /// bounds how long an idle keep-alive connection waits for the next
     /// request (hyper starts the timer when it starts reading a request).
     pub request_header_timeout: Duration,
+    /// How long an HTTP/2 connection may stay without a request in flight
+    /// before it gets a GOAWAY (nginx's `keepalive_timeout`, which HTTP/2
+    /// obeys too). HTTP/1.1 idle connections are bounded by
+    /// `request_header_timeout` instead.
+    pub http2_idle_timeout: Duration,
     /// Serve plain HTTP/1.1 requests on the lean fast path (`fast`),
     /// handing everything else to hyper. On by default.
     pub http1_fast_path: bool,
@@ -147,6 +152,7 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
 };
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
+    http2_idle_timeout: Duration::from_secs(75),
     http1_fast_path: true,
     proxy_protocol: None,
     trust_forwarded_for: None,
@@ -503,11 +509,16 @@ impl Validator {
         base: RouteTimeouts,
     ) -> RouteTimeouts {
         let Some(raw) = raw else { return base };
-        if raw.request_header.is_some() {
-            self.error(
-                format!("{field}.timeouts.request_header"),
-                "a listener setting: set it in the top-level timeouts",
-            );
+        for (name, set) in [
+            ("request_header", raw.request_header.is_some()),
+            ("http2_idle", raw.http2_idle.is_some()),
+        ] {
+            if set {
+                self.error(
+                    format!("{field}.timeouts.{name}"),
+                    "a listener setting: set it in the top-level timeouts",
+                );
+            }
         }
         RouteTimeouts {
             connect: self.duration(
@@ -654,6 +665,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             "timeouts.request_header",
             t.request_header.as_ref(),
             DEFAULT_LISTENER.request_header_timeout,
+        ),
+        http2_idle_timeout: v.duration(
+            "timeouts.http2_idle",
+            t.http2_idle.as_ref(),
+            DEFAULT_LISTENER.http2_idle_timeout,
         ),
         http1_fast_path: raw
             .http1_fast_path

@@ -88,6 +88,7 @@ pub struct RawTimeouts {
     pub upstream_idle: Option<String>,
     pub request_body: Option<String>,
     pub request_header: Option<String>,
+    pub http2_idle: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
