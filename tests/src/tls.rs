@@ -186,6 +186,15 @@ pub async fn connect_after(
     if !prefix.is_empty() {
         tcp.write_all(prefix).await?;
     }
+    handshake(tcp, name, config).await
+}
+
+/// The client's handshake on a connected socket.
+pub async fn handshake(
+    tcp: TcpStream,
+    name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     tokio::time::timeout(
         Duration::from_secs(5),
         TlsConnector::from(config).connect(name, tcp),

@@ -605,3 +605,76 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
         .unwrap();
     assert!(r.cert == renewed.der && renewed.der != first.der);
 }
+
+/// A large answer to a client that reads slowly: the socket fills, and the
+/// last TLS records wait in the proxy's buffer. They must still reach the
+/// client before the proxy waits for its next request, over keep-alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_all_of_a_large_answer() {
+    use tokio::io::AsyncBufReadExt;
+    const LEN: usize = 8 << 20;
+    let upstream = RawBackend::start(|_| {
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_bytes();
+        r.extend(std::iter::repeat_n(b'x', LEN));
+        RawAnswer::whole(r)
+    })
+    .await;
+    let ca = Ca::new();
+    let c = ca.issue(&["big.example.test"]);
+    let dir = TempDir::new();
+    let mut args: Vec<String> = vec![
+        "--backend".into(),
+        upstream.addr.to_string(),
+        "--listen-tls".into(),
+        "{LISTEN_TLS}".into(),
+    ];
+    args.extend(cert_flags(&dir, &[("big", &c)]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Sluice::serve(&args).await;
+
+    let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    // A small receive window, so that the proxy's writes find it full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let tcp = socket.connect(s.tls).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("big.example.test").unwrap();
+    let conn = tls::handshake(tcp, name, cfg).await.unwrap();
+    let mut conn = tokio::io::BufReader::new(conn);
+    for round in 0..4 {
+        conn.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: big.example.test\r\n\r\n")
+            .await
+            .unwrap();
+        // Let the socket fill before reading anything.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let read = async {
+            let mut line = String::new();
+            let mut length = 0;
+            loop {
+                line.clear();
+                conn.read_line(&mut line).await.unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse::<usize>().unwrap();
+                }
+            }
+            // Slowly, so that the proxy's writes keep finding the socket full.
+            let mut got = 0;
+            let mut chunk = vec![0u8; 32 << 10];
+            while got < length {
+                let want = chunk.len().min(length - got);
+                let n = conn.read(&mut chunk[..want]).await.unwrap();
+                assert!(n > 0, "closed after {got} of {length} bytes");
+                got += n;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the answer's end never came"));
+        assert_eq!(got, LEN, "round {round}");
+    }
+}

@@ -271,6 +271,13 @@ where
         if let (Some(log), Some(time)) = (proxy.access_log(), time) {
             log.log(entry(&b.request, client, time, start, &outcome));
         }
+        // Over TLS the last records of an answer may still sit in the
+        // session's buffer (the socket was full when they were made); they
+        // must be out before the loop waits for the next request. On a
+        // plain socket this is a no-op.
+        if io.flush().await.is_err() {
+            return None;
+        }
         if closing || matches!(next, Next::Close) {
             let _ = io.shutdown().await;
             return None;
@@ -749,5 +756,7 @@ async fn respond_error<S: AsyncWrite + Unpin>(
         msg.len(),
         if close { "connection: close\r\n" } else { "" },
     );
-    io.write_all(out).await
+    io.write_all(out).await?;
+    // Out now, even if the connection is dropped next (TLS buffers).
+    io.flush().await
 }
