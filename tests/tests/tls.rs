@@ -678,3 +678,39 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
         assert_eq!(got, LEN, "round {round}");
     }
 }
+
+/// A WebSocket over TLS (wss://): the upgrade goes through, and messages
+/// echo both ways in the tunnel, with X-Forwarded-Proto https upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let backend = Backend::start("app").await;
+    let ca = Ca::new();
+    let c = ca.issue(&["ws.example.test"]);
+    let dir = TempDir::new();
+    let s = serve_tls(&backend, &cert_flags(&dir, &[("ws", &c)])).await;
+    let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let stream = tls::connect(s.tls, "ws.example.test", cfg).await.unwrap();
+    let (mut ws, resp) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async("wss://ws.example.test/ws", stream),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake succeeds");
+    assert_eq!(resp.status(), 101);
+    for m in [
+        Message::text("over tls"),
+        Message::binary(vec![7u8; 70_000]),
+    ] {
+        ws.send(m.clone()).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("stream open")
+            .unwrap();
+        assert_eq!(back, m);
+    }
+    ws.close(None).await.unwrap();
+}
