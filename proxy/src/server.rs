@@ -223,6 +223,9 @@ async fn serve_stream<I>(io: I, tls: Option<TlsAcceptor>, conn: Conn, settings: 
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Beneath TLS, so that the handshake's writes and every record after
+    // it are bounded too.
+    let io = fast::io::SendDeadline::new(io, settings.send_timeout);
     match tls {
         Some(tls) => serve_tls(io, tls, conn, settings).await,
         None => serve_connection(io, conn, settings).await,

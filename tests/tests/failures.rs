@@ -742,3 +742,43 @@ async fn stalled_upload_is_408() {
     let (_, routes) = get(s.admin, "/routes").await.unwrap();
     assert!(routes.contains("\"state\": \"healthy\""), "{routes}");
 }
+
+/// A client that asks for a large answer and then takes nothing is cut off
+/// after `timeouts.send` (nginx's send_timeout), instead of holding its
+/// connection and the upstream's for ever; others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_nothing_is_cut_off() {
+    const LEN: usize = 16 << 20;
+    let upstream = RawBackend::start(|req| {
+        if req.starts_with(b"GET /big") {
+            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_bytes();
+            r.extend(std::iter::repeat_n(b'x', LEN));
+            RawAnswer::whole(r)
+        } else {
+            RawAnswer::whole(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"[..])
+        }
+    })
+    .await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\ntimeouts: {{send: 1s}}\nroutes:\n  - backends: [{}]\n",
+        upstream.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let mut tcp = socket.connect(s.listen).await.unwrap();
+    tcp.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // Taking nothing for three times the limit, while another client is served.
+    let (status, _) = get(s.listen, "/small").await.unwrap();
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = read_until(&mut tcp, Duration::from_secs(10), until_closed).await;
+    assert!(got.closed, "still open after the send timeout");
+    assert!(
+        got.bytes.len() < LEN,
+        "the whole answer fit in the buffers: {} bytes",
+        got.bytes.len()
+    );
+}

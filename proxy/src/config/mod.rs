@@ -83,6 +83,9 @@ pub struct ListenerSettings {
     /// obeys too). HTTP/1.1 idle connections are bounded by
     /// `request_header_timeout` instead.
     pub http2_idle_timeout: Duration,
+    /// How long a write to a client may wait for it to take anything
+    /// (nginx's `send_timeout`); then the connection is closed.
+    pub send_timeout: Duration,
     /// Serve plain HTTP/1.1 requests on the lean fast path (`fast`),
     /// handing everything else to hyper. On by default.
     pub http1_fast_path: bool,
@@ -153,6 +156,7 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
     http2_idle_timeout: Duration::from_secs(75),
+    send_timeout: Duration::from_secs(60),
     http1_fast_path: true,
     proxy_protocol: None,
     trust_forwarded_for: None,
@@ -512,6 +516,7 @@ impl Validator {
         for (name, set) in [
             ("request_header", raw.request_header.is_some()),
             ("http2_idle", raw.http2_idle.is_some()),
+            ("send", raw.send.is_some()),
         ] {
             if set {
                 self.error(
@@ -670,6 +675,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             "timeouts.http2_idle",
             t.http2_idle.as_ref(),
             DEFAULT_LISTENER.http2_idle_timeout,
+        ),
+        send_timeout: v.duration(
+            "timeouts.send",
+            t.send.as_ref(),
+            DEFAULT_LISTENER.send_timeout,
         ),
         http1_fast_path: raw
             .http1_fast_path

@@ -89,6 +89,7 @@ pub struct RawTimeouts {
     pub request_body: Option<String>,
     pub request_header: Option<String>,
     pub http2_idle: Option<String>,
+    pub send: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

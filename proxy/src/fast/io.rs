@@ -1,6 +1,8 @@
-//! A connection handed from the fast path to hyper, with the bytes the
-//! fast path already read put back in front.
+//! Adapters for client connections: one handed from the fast path to
+//! hyper, with the bytes the fast path already read put back in front; and
+//! one whose writes time out when the client stops reading.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -77,10 +79,99 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// A client connection whose writes give up after `limit` without progress
+/// (nginx's `send_timeout`): a client that stops reading must not hold its
+/// connection, its upstream and a drain for ever. The timer exists only
+/// while a write waits for room; a write that goes through at once costs a
+/// branch.
+#[derive(Debug)]
+pub struct SendDeadline<S> {
+    inner: S,
+    limit: std::time::Duration,
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> SendDeadline<S> {
+    pub fn new(inner: S, limit: std::time::Duration) -> Self {
+        SendDeadline {
+            inner,
+            limit,
+            waiting: None,
+        }
+    }
+
+    /// Turns a write's `Pending` into an error once the limit has passed
+    /// since the write began to wait; clears the timer on progress.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.waiting = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.waiting = None;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took nothing for the send timeout",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SendDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn replays_the_prefix_then_reads_on() {
@@ -92,5 +183,33 @@ mod tests {
         let mut rest = String::new();
         p.read_to_string(&mut rest).await.unwrap();
         assert_eq!(rest, "lo world");
+    }
+
+    #[tokio::test]
+    async fn a_write_nobody_takes_times_out_and_progress_resets_the_timer() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut a = SendDeadline::new(a, std::time::Duration::from_millis(100));
+        // Room for it: no timer at all.
+        a.write_all(&[1; 1000]).await.unwrap();
+        assert!(a.waiting.is_none());
+        // The reader takes a little every 60 ms: slower than the writer,
+        // never idle for the whole limit.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..8 {
+                tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+                tokio::io::AsyncReadExt::read(&mut b, &mut buf)
+                    .await
+                    .unwrap();
+            }
+            b
+        });
+        a.write_all(&[2; 4000]).await.unwrap();
+        let _b = reader.await.unwrap();
+        // Now nobody reads: the next write that waits fails.
+        let start = std::time::Instant::now();
+        let e = a.write_all(&[3; 4000]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(100));
     }
 }

@@ -241,6 +241,9 @@ where
                     )
                     .await;
                     route.metrics.observe(408, start.elapsed());
+                    // The rest of the body may still come: read and drop
+                    // it a moment, so the close does not reset the 408.
+                    linger(&mut io).await;
                     return None;
                 }
             }
@@ -270,13 +273,6 @@ where
         .await;
         if let (Some(log), Some(time)) = (proxy.access_log(), time) {
             log.log(entry(&b.request, client, time, start, &outcome));
-        }
-        // Over TLS the last records of an answer may still sit in the
-        // session's buffer (the socket was full when they were made); they
-        // must be out before the loop waits for the next request. On a
-        // plain socket this is a no-op.
-        if io.flush().await.is_err() {
-            return None;
         }
         if closing || matches!(next, Next::Close) {
             let _ = io.shutdown().await;
@@ -651,15 +647,15 @@ where
         // Bytes past the end of the response: the upstream is confused.
         reusable = false;
     }
-    b.response.extend_from_slice(&first[..take]);
-    if io.write_all(&b.response).await.is_err() {
-        return Next::Close;
-    }
-    *sent += take as u64;
     // The longest pause between two reads of the body, as nginx's
     // proxy_read_timeout: a stalled upstream must not hold the client, the
     // socket and a drain forever.
     let idle = route.timeouts.response_header;
+    b.response.extend_from_slice(&first[..take]);
+    if send(io, &b.response).await.is_err() {
+        return Next::Close;
+    }
+    *sent += take as u64;
     while !done {
         b.upstream.clear();
         if b.upstream.capacity() < 8192 {
@@ -704,7 +700,7 @@ where
         if take < n {
             reusable = false;
         }
-        if io.write_all(&chunk[..take]).await.is_err() {
+        if send(io, &chunk[..take]).await.is_err() {
             return Next::Close;
         }
         *sent += take as u64;
@@ -756,7 +752,16 @@ async fn respond_error<S: AsyncWrite + Unpin>(
         msg.len(),
         if close { "connection: close\r\n" } else { "" },
     );
-    io.write_all(out).await?;
-    // Out now, even if the connection is dropped next (TLS buffers).
+    send(io, out).await
+}
+
+/// Writes `bytes` to the client and flushes them. Every write to the client
+/// goes through here. Over TLS the flush matters: records made while the
+/// socket was full wait in the session's buffer until then, and the loop
+/// must not go on to wait for the next request with part of an answer
+/// unsent. On a plain socket it is a no-op. A client that takes nothing is
+/// cut off by the connection's send timeout (`io::SendDeadline`).
+async fn send<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(bytes).await?;
     io.flush().await
 }
