@@ -25,13 +25,26 @@ fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
     })
 }
 
+/// What the command line sets over every config the file gives (flags
+/// such as `--listen` or `--tls-cert`): applied at start and at each reload.
+pub type Overrides = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
+/// The config file, and the bytes `config` was parsed from.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
 /// Serves until SIGTERM or SIGINT, then drains. `config_file` is watched
-/// and reloaded when given; with `kube`, routes are also discovered from
-/// the cluster, and `/readyz` waits for the first complete sync.
+/// and reloaded when given, each new config patched by `overrides`; with
+/// `kube`, routes are also discovered from the cluster, and `/readyz` waits
+/// for the first complete sync.
 pub async fn run(
     config: Config,
-    config_file: Option<PathBuf>,
+    config_file: Option<ConfigFile>,
     kube: Option<discovery::Options>,
+    overrides: Overrides,
 ) -> Result<(), Error> {
     if config.listen.is_empty() {
         return Err(Error::NoListener);
@@ -88,9 +101,10 @@ pub async fn run(
     let reloader = (config_file.is_some() || config.tls.files().next().is_some()).then(|| {
         tokio::spawn(reload_loop(
             Watched {
-                path: config_file,
+                file: config_file,
                 running: config.clone(),
                 certs,
+                overrides,
             },
             publisher.clone(),
             metrics.clone(),
@@ -245,7 +259,9 @@ fn now_unix() -> i64 {
 /// What the reloader watches: the config file (when there is one) and the
 /// certificate files the config names.
 struct Watched {
-    path: Option<PathBuf>,
+    file: Option<ConfigFile>,
+    /// Applied to each config parsed from the file.
+    overrides: Overrides,
     /// The config in force: the file's last good one, or the command
     /// line's.
     running: Config,
@@ -270,10 +286,8 @@ async fn reload_loop(
     metrics: Arc<Metrics>,
     mut hup: Signal,
 ) {
-    let mut last = match &w.path {
-        Some(p) => tokio::fs::read(p).await.ok(),
-        None => None,
-    };
+    let mut last = w.file.as_ref().map(|f| f.bytes.clone());
+    let path = w.file.as_ref().map(|f| f.path.clone());
     let mut unreadable = false;
     // The newest config parsed from the file but not in force (its
     // certificates were refused), and the certificate bytes (or read
@@ -288,7 +302,7 @@ async fn reload_loop(
             _ = hup.recv() => true,
         };
         let mut parsed: Option<Config> = None;
-        if let Some(path) = &w.path {
+        if let Some(path) = &path {
             match tokio::fs::read(path).await {
                 Ok(bytes) => {
                     unreadable = false;
@@ -296,7 +310,10 @@ async fn reload_loop(
                         let text = String::from_utf8_lossy(&bytes);
                         last = Some(bytes.clone());
                         match config::parse_str(&text, &path.display().to_string()) {
-                            Ok(new) => parsed = Some(new),
+                            Ok(mut new) => {
+                                (w.overrides)(&mut new);
+                                parsed = Some(new);
+                            }
                             Err(e) => {
                                 // What the file says now is refused; an
                                 // older edit waiting on its certificates
@@ -374,7 +391,7 @@ async fn reload_loop(
 
 /// Logs a config taking effect, and what in it waits for a restart.
 fn announce(new: &Config, w: &Watched, generation: u64) {
-    let file = w.path.as_ref().map(|p| p.display().to_string());
+    let file = w.file.as_ref().map(|f| f.path.display().to_string());
     for warning in &new.warnings {
         tracing::warn!(file, "config: {warning}");
     }

@@ -261,15 +261,35 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     let (mut cfg, file) = match &args.config {
-        Some(path) => match config::load_file(path) {
-            Ok(c) => (c, Some(path.clone())),
-            Err(e) => {
-                for line in e.lines() {
-                    eprintln!("sluice: {}: {line}", path.display());
+        Some(path) => {
+            // Parsed from these bytes, which the reloader then compares
+            // with: an edit made while the proxy starts is not missed.
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(source) => {
+                    return fail(config::ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })
                 }
-                return ExitCode::FAILURE;
+            };
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            match config::parse_str(&text, &path.display().to_string()) {
+                Ok(c) => (
+                    c,
+                    Some(sluice::app::ConfigFile {
+                        path: path.clone(),
+                        bytes,
+                    }),
+                ),
+                Err(e) => {
+                    for line in e.lines() {
+                        eprintln!("sluice: {}: {line}", path.display());
+                    }
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
         None if args.backend.is_empty() && args.kube.kube => (
             config::discovery_only(args.listen.clone(), args.admin),
             None,
@@ -284,12 +304,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(e),
         },
     };
-    if !args.listen.is_empty() {
-        cfg.listen = args.listen.clone();
-    }
-    if !args.listen_tls.is_empty() {
-        cfg.listen_tls = args.listen_tls.clone();
-    }
     if args.tls_cert.len() != args.tls_key.len() {
         return fail(format!(
             "{} --tls-cert but {} --tls-key: give each certificate its key",
@@ -297,43 +311,23 @@ fn serve(args: ServeArgs) -> ExitCode {
             args.tls_key.len()
         ));
     }
-    cfg.tls
-        .certificates
-        .extend(args.tls_cert.iter().zip(&args.tls_key).map(|(cert, key)| {
-            sluice::tls::CertFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }
-        }));
-    if args.admin.is_some() {
-        cfg.admin = args.admin;
+    if let (Some(ns), Some(secret)) = (&args.kube.namespace, &args.kube.default_tls_secret) {
+        if secret.split_once('/').map(|(n, _)| n) != Some(ns.as_str()) {
+            return fail(format!(
+                "--default-tls-secret {secret} is outside --namespace {ns}, whose Secrets alone are watched"
+            ));
+        }
     }
+    let args = std::sync::Arc::new(args);
+    let overrides: sluice::app::Overrides = {
+        let args = args.clone();
+        std::sync::Arc::new(move |c: &mut config::Config| apply_overrides(&args, c))
+    };
+    overrides(&mut cfg);
     if cfg.admin.is_some_and(|a| cfg.listen_tls.contains(&a))
         || cfg.listen.iter().any(|l| cfg.listen_tls.contains(l))
     {
         return fail("admin, listen and listen-tls addresses must all differ");
-    }
-    if args.no_fast_path {
-        cfg.listener.http1_fast_path = false;
-    }
-    if let Some(f) = args.access_log {
-        cfg.access_log = f;
-    }
-    if !args.trust_forwarded_for.is_empty() {
-        cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(
-            sluice::proxy_protocol::Trusted(args.trust_forwarded_for.clone()),
-        ));
-    }
-    if args.proxy_protocol || !args.proxy_protocol_from.is_empty() {
-        cfg.listener.proxy_protocol = Some(std::sync::Arc::new(sluice::proxy_protocol::Trusted(
-            args.proxy_protocol_from.clone(),
-        )));
-    }
-    if let Some(d) = args.shutdown_delay {
-        cfg.shutdown_delay = d;
-    }
-    if cfg.listen.is_empty() {
-        cfg.listen.push(SocketAddr::from(([0, 0, 0, 0], 8080)));
     }
     let rt = match runtime(args.workers) {
         Ok(rt) => rt,
@@ -362,9 +356,54 @@ fn serve(args: ServeArgs) -> ExitCode {
         status,
         default_tls_secret: args.kube.default_tls_secret.clone(),
     });
-    match rt.block_on(sluice::app::run(cfg, file, kube)) {
+    match rt.block_on(sluice::app::run(cfg, file, kube, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// What the command line sets over the config file: applied at start and to
+/// every reload of the file, so that a reload neither drops them nor warns
+/// that they differ.
+fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
+    if !args.listen.is_empty() {
+        cfg.listen = args.listen.clone();
+    }
+    if !args.listen_tls.is_empty() {
+        cfg.listen_tls = args.listen_tls.clone();
+    }
+    cfg.tls
+        .certificates
+        .extend(args.tls_cert.iter().zip(&args.tls_key).map(|(cert, key)| {
+            sluice::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }
+        }));
+    if args.admin.is_some() {
+        cfg.admin = args.admin;
+    }
+    if args.no_fast_path {
+        cfg.listener.http1_fast_path = false;
+    }
+    if let Some(f) = args.access_log {
+        cfg.access_log = f;
+    }
+    if !args.trust_forwarded_for.is_empty() {
+        cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(
+            sluice::proxy_protocol::Trusted(args.trust_forwarded_for.clone()),
+        ));
+    }
+    if args.proxy_protocol || !args.proxy_protocol_from.is_empty() {
+        cfg.listener.proxy_protocol = Some(std::sync::Arc::new(sluice::proxy_protocol::Trusted(
+            args.proxy_protocol_from.clone(),
+        )));
+    }
+    if let Some(d) = args.shutdown_delay {
+        cfg.shutdown_delay = d;
+    }
+    if cfg.listen.is_empty() {
+        cfg.listen.push(SocketAddr::from(([0, 0, 0, 0], 8080)));
     }
 }
 
@@ -389,7 +428,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> ExitCode {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         });
-        sluice::app::run(cfg, None, None).await
+        sluice::app::run(cfg, None, None, std::sync::Arc::new(|_| {})).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -183,6 +183,35 @@ async fn sighup_reloads() {
     .await;
 }
 
+/// Flags given with `--config` (here `--listen`, `--admin` and
+/// `--no-fast-path`) hold across reloads: the reloaded config is the file's
+/// with the flags over it, so nothing is dropped and no restart is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_flags_hold_across_reloads() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let dir = TempDir::new();
+    let path = dir.0.join("sluice.yaml");
+    let file = |backend: &Backend| {
+        format!(
+            "listen: [127.0.0.1:1]\nreload_interval: 100ms\nroutes:\n  - backends: [{}]\n",
+            backend.addr
+        )
+    };
+    std::fs::write(&path, file(&a)).unwrap();
+    let p = path.display().to_string();
+    let s = Sluice::serve(&["--config", &p, "--no-fast-path"]).await;
+    assert_eq!(get(s.listen, "/").await.unwrap().1.trim(), "a");
+    replace_file(&path, &file(&b));
+    wait_until("traffic to move to b", Duration::from_secs(10), || async {
+        get(s.listen, "/").await.is_ok_and(|r| r.1.trim() == "b")
+    })
+    .await;
+    let log = s.log();
+    assert!(log.contains("config reloaded"), "{log}");
+    assert!(!log.contains("only after a restart"), "{log}");
+}
+
 /// SIGTERM: new connections are refused, a slow in-flight request still
 /// completes, the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
