@@ -214,8 +214,10 @@ impl Backend {
                 c.fetch_add(1, Ordering::SeqCst);
                 o.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
-                let o = o.clone();
+                // Counts down when the connection ends, or is aborted.
+                let open = OpenConn(o.clone());
                 set.spawn(async move {
+                    let _open = open;
                     let svc = service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(st.answer(req).await) }
@@ -223,7 +225,6 @@ impl Backend {
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
-                    o.fetch_sub(1, Ordering::SeqCst);
                 });
                 while set.try_join_next().is_some() {}
             }
@@ -239,15 +240,37 @@ impl Backend {
         }
     }
 
-    /// Stops the backend and waits until its listener and connections are
-    /// closed, so the address can be bound again.
+    /// Stops the backend and waits until its listener and every connection
+    /// are closed: the address can be bound again, and a proxy holding
+    /// pooled connections to it finds them closed, as after a real restart.
     pub async fn stop(mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
+        // Aborting the accept loop aborts the connections' tasks, which the
+        // runtime drops a moment later.
+        let open = self.open.clone();
+        wait_until(
+            "the backend's connections to close",
+            Duration::from_secs(5),
+            || {
+                let n = open.load(Ordering::SeqCst);
+                async move { n == 0 }
+            },
+        )
+        .await;
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One open backend connection, counted in `Backend::open` while it lives.
+struct OpenConn(Arc<AtomicUsize>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
