@@ -184,7 +184,7 @@ async fn sighup_reloads() {
 }
 
 /// Flags given with `--config` (here `--listen`, `--admin` and
-/// `--no-fast-path`) hold across reloads: the reloaded config is the file's
+/// `--shutdown-delay`) hold across reloads: the reloaded config is the file's
 /// with the flags over it, so nothing is dropped and no restart is asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_line_flags_hold_across_reloads() {
@@ -200,7 +200,7 @@ async fn command_line_flags_hold_across_reloads() {
     };
     std::fs::write(&path, file(&a)).unwrap();
     let p = path.display().to_string();
-    let s = Sluice::serve(&["--config", &p, "--no-fast-path"]).await;
+    let s = Sluice::serve(&["--config", &p, "--shutdown-delay", "1s"]).await;
     assert_eq!(get(s.listen, "/").await.unwrap().1.trim(), "a");
     replace_file(&path, &file(&b));
     wait_until("traffic to move to b", Duration::from_secs(10), || async {
