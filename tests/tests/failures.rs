@@ -3,6 +3,8 @@
 //! and clients too slow to send their headers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -781,4 +783,56 @@ async fn a_client_that_takes_nothing_is_cut_off() {
         "the whole answer fit in the buffers: {} bytes",
         got.bytes.len()
     );
+}
+
+/// The keep-alive race on hyper's path (an HTTP/2 client, so hyper serves
+/// it in both modes): the upstream closes a connection that sat idle just as
+/// a GET goes out on it. The GET is sent again on a fresh connection and
+/// succeeds; nothing is sent twice to a live connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_closed_under_a_get_is_retried_fresh() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let n = seen.clone();
+    let upstream = RawBackend::start(move |_| {
+        // The second request ever is the one the race loses: the upstream
+        // closes without a word, as its keep-alive timer fires.
+        if n.fetch_add(1, Ordering::SeqCst) == 1 {
+            RawAnswer {
+                parts: vec![],
+                close: true,
+            }
+        } else {
+            RawAnswer::whole(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"[..])
+        }
+    })
+    .await;
+    let s = Sluice::serve(&["--backend", &upstream.addr.to_string()]).await;
+    let tcp = TcpStream::connect(s.listen).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        http::Request::get(format!("http://{}/", s.listen))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let first = send.send_request(get()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    http_body_util::BodyExt::collect(first.into_body())
+        .await
+        .unwrap();
+    // Idle long enough for the request to be kept aside.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = send.send_request(get()).await.unwrap();
+    assert_eq!(second.status(), 200, "the closed connection's GET");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "first, lost, and sent again"
+    );
+    assert_eq!(upstream.conns.load(Ordering::SeqCst), 2);
 }

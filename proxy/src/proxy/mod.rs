@@ -594,6 +594,14 @@ async fn forward(
                 }
                 req = Some(*r);
             }
+            Err(SendError::Resent(e)) => {
+                // Sent once already: not tried on other endpoints.
+                route.metrics.connect_error();
+                let ejected = endpoint.record_failure(&upstream.health);
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = ?ejected, "upstream connect failed for a request sent again");
+                last_connect_error = Some(e);
+                break;
+            }
             Err(SendError::Timeout(d)) => {
                 endpoint.record_failure(&upstream.health);
                 tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?d, "upstream response headers timed out");

@@ -31,7 +31,8 @@ use super::Protocol;
 /// ended, so that the response-header timeout counts from the end of the
 /// upload, not from its start.
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None`: no body at all (a request sent again, see `send_h1`).
+    inner: Option<Incoming>,
     /// The route's body limit, and the bytes seen so far.
     limit: Option<u64>,
     seen: u64,
@@ -69,7 +70,7 @@ impl RequestBody {
     ) -> (Self, Option<oneshot::Receiver<()>>) {
         if inner.is_end_stream() {
             let body = RequestBody {
-                inner,
+                inner: Some(inner),
                 limit,
                 seen: 0,
                 over: None,
@@ -80,7 +81,7 @@ impl RequestBody {
         }
         let (tx, rx) = oneshot::channel();
         let body = RequestBody {
-            inner,
+            inner: Some(inner),
             limit,
             seen: 0,
             over: None,
@@ -88,6 +89,18 @@ impl RequestBody {
             stall: Some((Box::pin(tokio::time::sleep(idle)), idle)),
         };
         (body, Some(rx))
+    }
+
+    /// No body: for a bodiless request sent a second time.
+    fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            limit: None,
+            seen: 0,
+            over: None,
+            ended: None,
+            stall: None,
+        }
     }
 
     /// Past the limit: reads and drops what the client still sends, up to
@@ -105,7 +118,10 @@ impl RequestBody {
             if self.seen > limit + MAX_DRAIN {
                 return too_large();
             }
-            match Pin::new(&mut self.inner).poll_frame(cx) {
+            let Some(inner) = self.inner.as_mut() else {
+                return too_large();
+            };
+            match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(f))) => {
                     self.seen += f.data_ref().map_or(0, |d| d.len() as u64);
                 }
@@ -140,7 +156,10 @@ impl Body for RequestBody {
         if let (Some(_), Some(limit)) = (&self.over, self.limit) {
             return self.drain(cx, limit);
         }
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(f) => f,
             Poll::Pending => {
                 if let Some((timer, idle)) = &mut self.stall {
@@ -165,7 +184,7 @@ impl Body for RequestBody {
         }
         match &frame {
             None => self.end(),
-            Some(Ok(_)) if self.inner.is_end_stream() => self.end(),
+            Some(Ok(_)) if self.is_end_stream() => self.end(),
             Some(Ok(_)) => {
                 if let Some((timer, idle)) = &mut self.stall {
                     let deadline = tokio::time::Instant::now() + *idle;
@@ -178,11 +197,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -347,16 +368,18 @@ impl Pool {
         }
     }
 
-    fn take(&self, max_age: Duration) -> Option<Box<H1>> {
+    /// An idle connection younger than `max_age`, and how long it sat.
+    fn take(&self, max_age: Duration) -> Option<(Box<H1>, Duration)> {
         let mut idle = self.idle.lock().ok()?;
         // Newest last: it is the warmest and the least likely to be closed.
         let c = idle.pop()?;
-        if c.since.elapsed() >= max_age {
+        let sat = c.since.elapsed();
+        if sat >= max_age {
             // Everything below it is older still.
             idle.clear();
             return None;
         }
-        Some(c.conn)
+        Some((c.conn, sat))
     }
 }
 
@@ -439,6 +462,22 @@ pub enum SendError {
     Timeout(Duration),
     /// The connection failed after the request was (maybe) sent.
     Upstream(hyper::Error),
+    /// A request sent once on a pooled connection that closed under it
+    /// could not be sent again: no fresh connection could be had.
+    Resent(ConnectError),
+}
+
+/// Methods whose request may be sent twice (RFC 9110 9.2.2).
+fn repeatable(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
 }
 
 /// Limits for one send.
@@ -549,7 +588,49 @@ async fn connect_h1_upgrade(
 
 /// Hands a request that was not sent back in the client's body type.
 fn unsent(req: Request<RequestBody>, e: ConnectError) -> SendError {
-    SendError::Connect(Box::new(req.map(|b| b.inner)), e)
+    let (parts, body) = req.into_parts();
+    match body.inner {
+        Some(inner) => SendError::Connect(Box::new(Request::from_parts(parts, inner)), e),
+        None => SendError::Resent(e),
+    }
+}
+
+/// How long a pooled connection must have sat idle before a bodiless,
+/// repeatable request sent on it is kept aside to be sent again. Upstreams
+/// close idle keep-alive connections on timers of seconds (Node.js: 5 s),
+/// and one may close just as a request goes out; a connection in use
+/// moments ago is not worth the copy.
+const RESEND_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A copy of a bodiless request's head, to send again.
+fn copy_head(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut r = Request::new(RequestBody::empty());
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
+}
+
+/// The connection closed (or was reset) under the request before any
+/// answer: the upstream's keep-alive race, not a failed request.
+fn closed_under(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 async fn send_h1(
@@ -562,11 +643,31 @@ async fn send_h1(
         return send_h1_upgrade(endpoint, req, upload, limits).await;
     }
     // Pooled connections until one is usable, then a fresh one.
+    let mut fresh_only = false;
     loop {
-        let pooled = endpoint.pool.take(limits.idle);
+        let pooled = if fresh_only {
+            None
+        } else {
+            endpoint.pool.take(limits.idle)
+        };
         let reused = pooled.is_some();
+        // A repeatable request without a body, on a connection that sat
+        // idle a while: kept aside, in case the upstream closes the
+        // connection just as the request goes out (its keep-alive timer).
+        // It is then sent again on a fresh connection, as the fast path
+        // and nginx do.
+        let again = match &pooled {
+            Some((_, sat))
+                if *sat >= RESEND_AFTER_IDLE
+                    && repeatable(req.method())
+                    && req.body().is_end_stream() =>
+            {
+                Some(copy_head(&req))
+            }
+            _ => None,
+        };
         let mut c = match pooled {
-            Some(c) => c,
+            Some((c, _)) => c,
             None => match connect_h1(endpoint, limits).await {
                 Ok(c) => c,
                 Err(e) => return Err(unsent(req, e)),
@@ -610,7 +711,14 @@ async fn send_h1(
                 // not touched, so its end signal is still to come.
                 Some(r) if reused => req = r,
                 Some(r) => return Err(unsent(r, ConnectError::Handshake(e.into_error()))),
-                None => return Err(SendError::Upstream(e.into_error())),
+                None => match again {
+                    Some(copy) if closed_under(e.error()) => {
+                        tracing::debug!(endpoint = %endpoint.addr, "a pooled connection closed under a request: sending it again on a fresh one");
+                        req = copy;
+                        fresh_only = true;
+                    }
+                    _ => return Err(SendError::Upstream(e.into_error())),
+                },
             },
         }
     }
