@@ -290,52 +290,44 @@ where
         mut stop,
         fast,
     } = conn;
-    if !settings.http1_fast_path {
+    let io = if settings.http1_fast_path {
+        // The fast path reads the first request itself, under the header
+        // timeout, and hands over what it does not serve.
+        let Some(h) = fast::serve(io, client, &proxy, fast, &mut stop).await else {
+            return;
+        };
+        let h2 = h.prefix.starts_with(b"PRI ");
+        let io = fast::io::Prefixed::new(h.prefix, h.io);
+        if !h2 {
+            serve_h1(
+                io,
+                conn_info,
+                proxy,
+                &hyper.h1,
+                watcher,
+                &mut stop,
+                settings.request_header_timeout,
+            )
+            .await;
+            return;
+        }
+        io
+    } else {
         let Some(io) = first_byte(io, settings.request_header_timeout, client).await else {
             return;
         };
-        serve_hyper(
-            io,
-            conn_info,
-            proxy,
-            &hyper.auto,
-            watcher,
-            &mut stop,
-            settings.http2_idle_timeout,
-        )
-        .await;
-        return;
-    }
-    // The fast path reads the first request itself, under the header
-    // timeout, and hands over what it does not serve.
-    let Some(h) = fast::serve(io, client, &proxy, fast, &mut stop).await else {
-        return;
+        io
     };
-    let h2 = h.prefix.starts_with(b"PRI ");
-    let io = fast::io::Prefixed::new(h.prefix, h.io);
-    if h2 {
-        serve_hyper(
-            io,
-            conn_info,
-            proxy,
-            &hyper.auto,
-            watcher,
-            &mut stop,
-            settings.http2_idle_timeout,
-        )
-        .await;
-    } else {
-        serve_h1(
-            io,
-            conn_info,
-            proxy,
-            &hyper.h1,
-            watcher,
-            &mut stop,
-            settings.request_header_timeout,
-        )
-        .await;
-    }
+    serve_hyper(
+        io,
+        conn_info,
+        proxy,
+        &hyper.auto,
+        watcher,
+        &mut stop,
+        settings.http2_idle_timeout,
+    )
+    .await;
 }
 
 /// Waits for the connection's first byte under the request header timeout.

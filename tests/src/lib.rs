@@ -706,6 +706,20 @@ pub async fn get_as(
         .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
 }
 
+/// An HTTP/2 client connection with prior knowledge (h2c) to `addr`: the
+/// sender, and the connection's future, which resolves when it closes.
+pub async fn h2c(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    impl Future<Output = hyper::Result<()>> + Send,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("an HTTP/2 handshake")
+}
+
 /// One request with a 30 s limit: status, headers, body.
 pub async fn request(
     client: &Client<HttpConnector, Body>,

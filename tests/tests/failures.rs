@@ -807,13 +807,7 @@ async fn a_pooled_connection_closed_under_a_get_is_retried_fresh() {
     })
     .await;
     let s = Sluice::serve(&["--backend", &upstream.addr.to_string()]).await;
-    let tcp = TcpStream::connect(s.listen).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
+    let (mut send, conn) = h2c(s.listen).await;
     tokio::spawn(conn);
     let get = || {
         http::Request::get(format!("http://{}/", s.listen))

@@ -651,13 +651,7 @@ async fn idle_http2_connections_are_closed() {
         backend.addr
     );
     let (s, _) = Sluice::with_config(&yaml).await;
-    let tcp = TcpStream::connect(s.listen).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
+    let (mut send, conn) = h2c(s.listen).await;
     let closed = tokio::spawn(async move {
         let _ = conn.await;
         std::time::Instant::now()
