@@ -309,7 +309,7 @@ async fn reload_loop(
                     if forced || last.as_deref() != Some(&bytes[..]) {
                         let text = String::from_utf8_lossy(&bytes);
                         last = Some(bytes.clone());
-                        match config::parse_str(&text, &path.display().to_string()) {
+                        match config::parse_file_text(&text, path) {
                             Ok(mut new) => {
                                 (w.overrides)(&mut new);
                                 parsed = Some(new);

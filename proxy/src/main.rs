@@ -274,7 +274,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             };
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            match config::parse_str(&text, &path.display().to_string()) {
+            match config::parse_file_text(&text, path) {
                 Ok(c) => (
                     c,
                     Some(sluice::app::ConfigFile {

@@ -256,7 +256,31 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    parse_str(&text, &path.display().to_string())
+    parse_file_text(&text, path)
+}
+
+/// Parses the text of the config file at `path`. Relative certificate paths
+/// are taken from the file's folder, as nginx takes its paths from its
+/// configuration's, not from wherever the proxy was started.
+pub fn parse_file_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut config = parse_str(text, &path.display().to_string())?;
+    if let Some(dir) = path.parent() {
+        let anchor = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        for f in config
+            .tls
+            .certificates
+            .iter_mut()
+            .chain(config.tls.default_certificate.as_mut())
+        {
+            anchor(&mut f.cert);
+            anchor(&mut f.key);
+        }
+    }
+    Ok(config)
 }
 
 /// Parses and validates config text; `source_name` names it in errors.
@@ -988,6 +1012,19 @@ routes:
         ] {
             assert!(fields.iter().any(|x| x == f), "missing {f} in {fields:?}");
         }
+    }
+
+    #[test]
+    fn relative_certificate_paths_are_the_files_folder() {
+        let text = "listen_tls: [127.0.0.1:443]\ntls:\n  certificates: [{cert: certs/a.pem, key: /abs/a.key}]\n  default_certificate: {cert: d.pem, key: d.key}\nroutes:\n  - backends: [127.0.0.1:1]\n";
+        let c = parse_file_text(text, Path::new("/etc/sluice/sluice.yaml")).unwrap();
+        assert_eq!(
+            c.tls.certificates[0].cert,
+            PathBuf::from("/etc/sluice/certs/a.pem")
+        );
+        assert_eq!(c.tls.certificates[0].key, PathBuf::from("/abs/a.key"));
+        let d = c.tls.default_certificate.unwrap();
+        assert_eq!(d.key, PathBuf::from("/etc/sluice/d.key"));
     }
 
     #[test]
