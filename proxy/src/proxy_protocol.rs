@@ -31,6 +31,12 @@ impl Trusted {
         };
         self.0.is_empty() || self.0.iter().any(|n| n.contains(&ip))
     }
+
+    /// Whether `peer` is a forwarder whose X-Forwarded-* headers are
+    /// believed. Unlike PROXY headers, an empty list here trusts nobody.
+    pub fn forwards(&self, peer: IpAddr) -> bool {
+        !self.0.is_empty() && self.allows(peer)
+    }
 }
 
 /// The client behind trusted proxies, from X-Forwarded-For (its fields
@@ -45,7 +51,7 @@ pub fn client_from_forwarded<'a>(
     fields: impl Iterator<Item = &'a [u8]>,
     trusted: &Trusted,
 ) -> Option<IpAddr> {
-    if trusted.0.is_empty() || !trusted.allows(peer) {
+    if !trusted.forwards(peer) {
         return None;
     }
     let mut hops: Vec<IpAddr> = Vec::new();

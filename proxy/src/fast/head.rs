@@ -127,7 +127,7 @@ pub fn prepare<R>(
             xfp = Some(if xfp.is_none() { Some(f.value) } else { None });
         }
     }
-    let trusted = forwarders.is_some_and(|(t, peer)| !t.0.is_empty() && t.allows(peer));
+    let trusted = forwarders.is_some_and(|(t, peer)| t.forwards(peer));
     let proto = match xfp.flatten() {
         Some(v) if trusted && v.eq_ignore_ascii_case(b"https") => "https",
         Some(v) if trusted && v.eq_ignore_ascii_case(b"http") => "http",

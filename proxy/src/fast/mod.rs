@@ -427,49 +427,24 @@ where
                     fresh_only = true;
                     continue;
                 }
-                Err(UpstreamError::Closed) if reused => {
-                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "a pooled upstream connection closed under a request that cannot be retried");
-                    return answer_error(
-                        io,
-                        b,
-                        route,
-                        start,
-                        502,
-                        "upstream failed\n",
-                        closing,
-                        outcome,
-                    )
-                    .await;
-                }
-                Err(UpstreamError::Timeout) => {
-                    endpoint.record_failure(&upstream.health);
-                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?t.response_header, "upstream response headers timed out");
-                    return answer_error(
-                        io,
-                        b,
-                        route,
-                        start,
-                        504,
-                        "upstream timed out\n",
-                        closing,
-                        outcome,
-                    )
-                    .await;
-                }
                 Err(e) => {
-                    endpoint.record_failure(&upstream.health);
-                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = e.as_str(), "upstream request failed");
-                    return answer_error(
-                        io,
-                        b,
-                        route,
-                        start,
-                        502,
-                        "upstream failed\n",
-                        closing,
-                        outcome,
-                    )
-                    .await;
+                    let (status, msg) = match e {
+                        UpstreamError::Closed if reused => {
+                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "a pooled upstream connection closed under a request that cannot be retried");
+                            (502, "upstream failed\n")
+                        }
+                        UpstreamError::Timeout => {
+                            endpoint.record_failure(&upstream.health);
+                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?t.response_header, "upstream response headers timed out");
+                            (504, "upstream timed out\n")
+                        }
+                        e => {
+                            endpoint.record_failure(&upstream.health);
+                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = e.as_str(), "upstream request failed");
+                            (502, "upstream failed\n")
+                        }
+                    };
+                    return answer_error(io, b, route, start, status, msg, closing, outcome).await;
                 }
             };
             let at = Target {

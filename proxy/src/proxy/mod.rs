@@ -57,7 +57,7 @@ impl ClientConn {
         let trusted = self
             .forwarders
             .as_deref()
-            .is_some_and(|t| !t.0.is_empty() && t.allows(self.peer.ip()));
+            .is_some_and(|t| t.forwards(self.peer.ip()));
         if !trusted {
             return self.proto;
         }
