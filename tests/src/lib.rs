@@ -395,20 +395,35 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<Body> {
 /// stale one.
 pub fn sluice_bin() -> PathBuf {
     static BUILD: Once = Once::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    workspace_bin(&BUILD, "sluice", "sluice")
+}
+
+/// The `sluice-deploy` binary, built once per test process.
+pub fn deploy_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    workspace_bin(&BUILD, "sluice-deploy", "sluice-deploy")
+}
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+fn workspace_bin(once: &Once, package: &str, bin: &str) -> PathBuf {
+    let root = workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    BUILD.call_once(|| {
+    once.call_once(|| {
         if std::env::var_os("SLUICE_SKIP_BUILD").is_some() {
             return;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"])
+        cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
             .current_dir(&root);
         // What `cargo test` sets for this crate is not the environment of a
         // plain build: left in, it makes build scripts that watch it (ring
@@ -426,9 +441,9 @@ pub fn sluice_bin() -> PathBuf {
             }
         }
         let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "building the sluice binary failed");
+        assert!(status.success(), "building the {bin} binary failed");
     });
-    let bin = target.join("debug").join("sluice");
+    let bin = target.join("debug").join(bin);
     assert!(bin.exists(), "{} is missing", bin.display());
     bin
 }

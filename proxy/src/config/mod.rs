@@ -862,12 +862,6 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             ssl_redirect: None,
         }
     });
-    if routes.is_empty() && default_backend.is_none() {
-        v.error(
-            "routes",
-            "no routes and no default_backend: nothing to serve",
-        );
-    }
     if v.errors.is_empty() {
         let mut warnings: Vec<FieldError> = routes
             .iter()
@@ -879,6 +873,16 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 .as_ref()
                 .and_then(|d| unused_weights("default_backend.backends", &d.upstream)),
         );
+        // Not an error: with --kube the routes come from the cluster (the
+        // Helm chart's file holds listeners and timeouts only).
+        if routes.is_empty() && default_backend.is_none() {
+            warnings.push(FieldError {
+                field: "routes".into(),
+                message: "no routes and no default_backend: every request is a 404 \
+                          unless --kube discovers routes"
+                    .into(),
+            });
+        }
         if !tls.certificates.is_empty() && listen_tls.is_empty() {
             warnings.push(FieldError {
                 field: "tls.certificates".into(),
