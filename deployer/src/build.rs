@@ -1,11 +1,17 @@
 //! Builds with docker, podman or buildah when one is on PATH: `<tool>
-//! build -t TAG DIR` (`buildah bud -t TAG DIR`), then `<tool> push TAG`,
-//! their output going straight to the terminal.
+//! build --platform linux/amd64 -t TAG DIR` (`buildah bud …`), then
+//! `<tool> push TAG`, their output going straight to the terminal. The
+//! platform is explicit because the cluster's nodes are amd64 and the
+//! laptop building may not be (an arm64 image there fails with "exec
+//! format error").
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+/// What the cluster's nodes run (DigitalOcean's are amd64).
+pub const PLATFORM: &str = "linux/amd64";
 
 /// The container builders, in the order they are looked for.
 pub const BUILDERS: [&str; 3] = ["docker", "podman", "buildah"];
@@ -29,10 +35,15 @@ pub async fn build_and_push_with_path(dir: &Path, tag: &str, path: &OsStr) -> Re
     }
     let (name, exe) = find_builder(path).ok_or(Error::NoBuilder)?;
     let dir_arg = dir.as_os_str().to_owned();
-    let build: Vec<OsString> = match name {
-        "buildah" => vec!["bud".into(), "-t".into(), tag.into(), dir_arg],
-        _ => vec!["build".into(), "-t".into(), tag.into(), dir_arg],
-    };
+    let verb = if name == "buildah" { "bud" } else { "build" };
+    let build: Vec<OsString> = vec![
+        verb.into(),
+        "--platform".into(),
+        PLATFORM.into(),
+        "-t".into(),
+        tag.into(),
+        dir_arg,
+    ];
     run(name, &exe, build, path).await?;
     run(name, &exe, vec!["push".into(), tag.into()], path).await?;
     Ok(tag.to_owned())
@@ -151,7 +162,10 @@ mod tests {
         assert_eq!(
             log_of(&log),
             [
-                format!("docker build -t {tag} {}", app.display()),
+                format!(
+                    "docker build --platform linux/amd64 -t {tag} {}",
+                    app.display()
+                ),
                 format!("docker push {tag}")
             ]
         );
@@ -173,7 +187,10 @@ mod tests {
         assert_eq!(
             log_of(&log),
             [
-                format!("buildah bud -t r.example/a:b {}", app.display()),
+                format!(
+                    "buildah bud --platform linux/amd64 -t r.example/a:b {}",
+                    app.display()
+                ),
                 "buildah push r.example/a:b".to_owned()
             ]
         );
@@ -185,7 +202,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             log_of(&log)[0],
-            format!("podman build -t r.example/a:b {}", app.display())
+            format!(
+                "podman build --platform linux/amd64 -t r.example/a:b {}",
+                app.display()
+            )
         );
     }
 

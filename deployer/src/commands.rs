@@ -142,11 +142,10 @@ pub async fn up(
             .get("Secret", Some(&spec.namespace), secret)
             .await?
             .is_none()
-            && spec.namespace_exists(cluster).await?
         {
             return Err(Error::Invalid(format!(
                 "--pull-secret {secret}: no such Secret in namespace {}; create it with \
-                 `sluice-deploy registry-login --registry NAME --namespace {}`",
+                 `sluice-deploy registry-login --registry NAME --namespace {} --secret-name {secret}`",
                 spec.namespace, spec.namespace
             )));
         }
@@ -180,7 +179,7 @@ pub async fn up(
     match state {
         Ok(s) => step.ok(format!("pods ready {}/{}", s.ready, s.desired)),
         Err(e) => {
-            step.fail("timed out");
+            step.fail(failure(&e));
             return Err(e);
         }
     }
@@ -200,7 +199,7 @@ pub async fn up(
         {
             Ok(s) => step.ok(format!("pods ready {}/{}", s.ready, s.desired)),
             Err(e) => {
-                step.fail("timed out");
+                step.fail(failure(&e));
                 return Err(e);
             }
         }
@@ -256,12 +255,11 @@ pub async fn up(
     Ok(UpReport { changed, address })
 }
 
-impl AppSpec {
-    async fn namespace_exists(&self, cluster: &Cluster) -> Result<bool> {
-        Ok(cluster
-            .get("Namespace", None, &self.namespace)
-            .await?
-            .is_some())
+/// The word a failed step ends with.
+fn failure(e: &Error) -> &'static str {
+    match e {
+        Error::RolloutTimeout { .. } => "timed out",
+        _ => "failed",
     }
 }
 
@@ -300,13 +298,13 @@ fn curl_line(addr: &str, port: u16, spec: &AppSpec) -> String {
 /// One GET through the LoadBalancer: the status and the start of the body.
 /// A new Ingress takes the controller a moment to pick up, and a new
 /// LoadBalancer a moment to pass traffic, so 404, 502, 503 and connection
-/// errors are asked again for up to ten seconds.
+/// errors are asked again for up to twenty seconds.
 async fn probe(
     addr: &str,
     port: u16,
     spec: &AppSpec,
 ) -> std::result::Result<(u16, String), String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let r = probe_once(addr, port, spec).await;
         let again = match &r {
@@ -379,7 +377,7 @@ pub async fn scale(
             Ok(())
         }
         Err(e) => {
-            step.fail("timed out");
+            step.fail(failure(&e));
             Err(e)
         }
     }
@@ -490,14 +488,28 @@ pub async fn status(cluster: &Cluster, ns: &str, name: Option<&str>) -> Result<S
     let proxy = match find_controller(cluster).await? {
         None => None,
         Some(c) => {
-            let dep = cluster
+            // The chart's Deployment, or its DaemonSet.
+            let dep = match cluster
                 .get("Deployment", Some(&c.namespace), &c.name)
-                .await?;
+                .await?
+            {
+                Some(d) => Some(d),
+                None => {
+                    cluster
+                        .get("DaemonSet", Some(&c.namespace), &c.name)
+                        .await?
+                }
+            };
             let (replicas, ready) = dep
                 .as_ref()
                 .map(|d| {
-                    let s = rollout::RolloutState::of(d);
-                    (s.desired, s.ready)
+                    if d["kind"] == "DaemonSet" {
+                        let n = |f: &str| d["status"][f].as_i64().unwrap_or(0);
+                        (n("desiredNumberScheduled"), n("numberReady"))
+                    } else {
+                        let s = rollout::RolloutState::of(d);
+                        (s.desired, s.ready)
+                    }
                 })
                 .unwrap_or((0, 0));
             Some(ProxyStatus {
@@ -563,11 +575,34 @@ pub async fn down(
     progress: &mut Progress,
 ) -> Result<()> {
     let step = progress.step(format!("remove {name}"));
+    // Only what sluice-deploy made: an Ingress, Service or Deployment of the
+    // same name from elsewhere is left alone, and named.
     let mut removed = Vec::new();
+    let mut foreign = Vec::new();
     for kind in ["Ingress", "Service", "Deployment"] {
+        let Some(obj) = cluster.get(kind, Some(ns), name).await? else {
+            continue;
+        };
+        if obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] != proxy::MANAGED_BY {
+            foreign.push(kind);
+            continue;
+        }
         if cluster.delete(kind, Some(ns), name).await? {
             removed.push(kind);
         }
+    }
+    if !foreign.is_empty() {
+        step.fail("not made by sluice-deploy");
+        return Err(Error::Invalid(format!(
+            "{} {ns}/{name} {} not made by sluice-deploy: left alone{}",
+            foreign.join(", "),
+            if foreign.len() == 1 { "was" } else { "were" },
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(" (deleted {})", removed.join(", "))
+            }
+        )));
     }
     if removed.is_empty() {
         step.ok(format!(
@@ -589,6 +624,27 @@ pub async fn down(
                 )));
             }
             Some(_) => {
+                // Other apps' Ingresses would lose their controller.
+                let users: Vec<String> = cluster
+                    .list("Ingress", None, "")
+                    .await?
+                    .iter()
+                    .filter(|i| i["spec"]["ingressClassName"] == proxy::INGRESS_CLASS)
+                    .map(|i| {
+                        format!(
+                            "{}/{}",
+                            i["metadata"]["namespace"].as_str().unwrap_or_default(),
+                            i["metadata"]["name"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                if !users.is_empty() {
+                    step.fail("still in use");
+                    return Err(Error::Invalid(format!(
+                        "the Sluice proxy still serves {}: remove those first (sluice-deploy down APP)",
+                        users.join(", ")
+                    )));
+                }
                 let mut n = 0;
                 for obj in proxy::objects(&ProxyOptions::default()).iter().rev() {
                     let kind = obj["kind"].as_str().unwrap_or_default();

@@ -72,7 +72,11 @@ pub enum Error {
     NoBuilder,
 
     /// docker, podman or buildah failed.
-    #[error("`{command}` failed ({status}); its output is above")]
+    #[error(
+        "`{command}` failed ({status}); its output is above\n  \
+         without a working builder (e.g. no docker daemon), build without one: \
+         `--build DIR --base IMAGE --cmd \"COMMAND\"`"
+    )]
     Build { command: String, status: String },
 
     /// DigitalOcean's API refused or failed.

@@ -52,6 +52,11 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// The architecture of app images: what DigitalOcean's nodes run.
 const APP_ARCH: &str = "amd64";
 
+/// The Sluice image's default command, as in `proxy/Dockerfile`: the
+/// in-cluster controller reading the chart's config (the chart passes its
+/// own arguments anyway).
+pub const PROXY_CMD: [&str; 4] = ["serve", "--config", "/etc/sluice/config.yaml", "--kube"];
+
 /// The base of the Sluice image, as in `proxy/Dockerfile`: glibc and CA
 /// certificates, no shell, no package manager.
 pub const DEFAULT_PROXY_BASE: &str = "gcr.io/distroless/cc-debian12:nonroot";
@@ -836,7 +841,7 @@ pub fn proxy_config(base: Option<&Value>, arch: &str, diff_id: &str) -> Result<V
     )?;
     let cfg = &mut c["config"];
     cfg["Entrypoint"] = json!([format!("/{PROXY_BINARY_PATH}")]);
-    cfg["Cmd"] = json!(["serve"]);
+    cfg["Cmd"] = json!(PROXY_CMD);
     cfg["User"] = json!(PROXY_USER);
     let ports: serde_json::Map<String, Value> = PROXY_PORTS
         .iter()
@@ -1064,6 +1069,34 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `proxy/Dockerfile` and `sluice-deploy image` make the same image:
+    /// the same base, user, ports, entrypoint and command.
+    #[test]
+    fn the_dockerfile_and_the_docker_free_image_agree() {
+        let dockerfile = include_str!("../../proxy/Dockerfile");
+        let last = |word: &str| {
+            dockerfile
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix(word))
+                .unwrap_or_else(|| panic!("no {word} in the Dockerfile"))
+                .trim()
+                .to_owned()
+        };
+        let from = last("FROM ");
+        assert_eq!(from, DEFAULT_PROXY_BASE);
+        assert_eq!(last("USER "), PROXY_USER);
+        let exposed: Vec<u16> = last("EXPOSE ")
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(exposed, PROXY_PORTS);
+        let entry: Vec<String> = serde_json::from_str(&last("ENTRYPOINT ")).unwrap();
+        assert_eq!(entry, [format!("/{PROXY_BINARY_PATH}")]);
+        let cmd: Vec<String> = serde_json::from_str(&last("CMD ")).unwrap();
+        assert_eq!(cmd, PROXY_CMD);
+    }
+
     #[test]
     fn proxy_config_without_base() {
         let c = proxy_config(None, "amd64", "sha256:abc").unwrap();
@@ -1071,7 +1104,7 @@ mod tests {
         assert_eq!(c["architecture"], "amd64");
         assert_eq!(c["created"], EPOCH);
         assert_eq!(c["config"]["Entrypoint"], json!(["/usr/local/bin/sluice"]));
-        assert_eq!(c["config"]["Cmd"], json!(["serve"]));
+        assert_eq!(c["config"]["Cmd"], json!(PROXY_CMD));
         assert_eq!(c["config"]["User"], "65532:65532");
         assert_eq!(
             c["config"]["ExposedPorts"],

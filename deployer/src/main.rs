@@ -107,6 +107,10 @@ enum Command {
         /// Keep the credentials for pushes only; store no Secret.
         #[arg(long)]
         no_secret: bool,
+        /// Create the registry (free tier) when the account has none, as
+        /// `doctl registry create NAME` does.
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -193,6 +197,10 @@ struct UpArgs {
     /// The proxy image when `up` installs the proxy (default: the chart's).
     #[arg(long)]
     proxy_image: Option<String>,
+    /// An image pull Secret in sluice-system for the proxy image (see
+    /// `registry-login -n sluice-system`).
+    #[arg(long)]
+    proxy_pull_secret: Option<String>,
     /// Skip the request through the LoadBalancer at the end.
     #[arg(long)]
     no_probe: bool,
@@ -293,9 +301,19 @@ async fn run(cli: Cli) -> Result<()> {
                     // would roll nothing out).
                     let pushed = match pushed {
                         Ok(r) if r.contains('@') => Ok(r),
-                        Ok(tag) => Ok(image::resolve_digest(&tag, &up.registry.insecure_registry)
-                            .await
-                            .unwrap_or(tag)),
+                        Ok(tag) => {
+                            match image::resolve_digest(&tag, &up.registry.insecure_registry).await
+                            {
+                                Ok(pinned) => Ok(pinned),
+                                Err(e) => {
+                                    eprintln!(
+                                    "warning: cannot read the digest of {tag} back ({e}); deploying the tag, \
+                                     so pushing it again with new content will not roll out"
+                                );
+                                    Ok(tag)
+                                }
+                            }
+                        }
                         Err(e) => Err(e),
                     };
                     match pushed {
@@ -326,6 +344,7 @@ async fn run(cli: Cli) -> Result<()> {
             let opts = UpOptions {
                 proxy: ProxyOptions {
                     image: up.proxy_image.clone(),
+                    pull_secrets: up.proxy_pull_secret.iter().cloned().collect(),
                     ..Default::default()
                 },
                 timeout: up.timeout,
@@ -438,23 +457,35 @@ async fn run(cli: Cli) -> Result<()> {
             secret_name,
             api_url,
             no_secret,
+            create,
         } => {
             let token = std::env::var(&token_env).map_err(|_| {
                 Error::Invalid(format!(
                     "${token_env} is not set: create a token at DigitalOcean (API → Tokens, with registry scope) and export it"
                 ))
             })?;
-            let creds = registry::docker_credentials(&api_url, &token, &name).await?;
-            let path = registry::save_docker_config(&creds)?;
+            let login = registry::login(&api_url, &token, &name, create).await?;
+            let path = registry::save_docker_config(&login.push)?;
             println!(
-                "credentials for {} saved in {}",
-                creds.registry,
+                "push credentials for {}/{} saved in {}",
+                login.push.registry,
+                login.push.name,
                 path.display()
             );
             if !no_secret {
                 let cluster = Cluster::connect(kubeconfig).await?;
-                let secret_name = secret_name.unwrap_or_else(|| name.clone());
-                let secret = registry::pull_secret(&secret_name, &namespace, &creds);
+                let secret_name = secret_name.unwrap_or_else(|| login.pull.name.clone());
+                // The namespace first: a Secret cannot be made in one that
+                // does not exist yet.
+                if namespace != "default"
+                    && cluster.get("Namespace", None, &namespace).await?.is_none()
+                {
+                    cluster
+                        .apply(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": namespace}}))
+                        .await?;
+                }
+                let secret = registry::pull_secret(&secret_name, &namespace, &login.pull);
                 let change = cluster.apply(&secret).await?;
                 println!(
                     "pull Secret {namespace}/{secret_name} {}; deploy with --pull-secret {secret_name}",

@@ -39,11 +39,40 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// What `registry-login` gets: read-write credentials to push with, and
+/// read-only ones for the cluster's pull Secret (as `doctl registry
+/// kubernetes-manifest` gives it), so that whoever can read Secrets in the
+/// namespace cannot push images.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub push: Credentials,
+    pub pull: Credentials,
+}
+
+/// [`docker_credentials`] for pushing, then read-only credentials for
+/// pulling. With `create`, an account without a registry gets one named
+/// `registry` on the free tier first (what `doctl registry create` does).
+pub async fn login(api_url: &str, token: &str, registry: &str, create: bool) -> Result<Login> {
+    let push = docker_credentials_with(api_url, token, registry, create, true).await?;
+    let pull = docker_credentials_with(api_url, token, registry, false, false).await?;
+    Ok(Login { push, pull })
+}
+
 /// Asks DigitalOcean's API (`api_url`, e.g. https://api.digitalocean.com)
 /// for read-write docker credentials, after checking that the token's
 /// account owns the registry `registry` (its name, or
 /// `registry.digitalocean.com/NAME`).
 pub async fn docker_credentials(api_url: &str, token: &str, registry: &str) -> Result<Credentials> {
+    docker_credentials_with(api_url, token, registry, false, true).await
+}
+
+async fn docker_credentials_with(
+    api_url: &str,
+    token: &str,
+    registry: &str,
+    create: bool,
+    read_write: bool,
+) -> Result<Credentials> {
     let wanted = registry
         .trim()
         .trim_start_matches(DO_REGISTRY_HOST)
@@ -64,12 +93,31 @@ pub async fn docker_credentials(api_url: &str, token: &str, registry: &str) -> R
         })?;
     let base = api_url.trim_end_matches('/');
 
-    let (status, body) = get(&client, &format!("{base}/v2/registry"), token).await?;
+    let (mut status, mut body) = get(&client, &format!("{base}/v2/registry"), token).await?;
+    if status == 404 && create {
+        // The free tier holds one repository; a paid tier is chosen in
+        // DigitalOcean's console.
+        let resp = client
+            .post(format!("{base}/v2/registry"))
+            .bearer_auth(token)
+            .json(&json!({"name": wanted, "subscription_tier_slug": "starter"}))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::DigitalOcean(format!("cannot reach the API: {}", source_chain(&e)))
+            })?;
+        status = resp.status().as_u16();
+        body = resp.json().await.unwrap_or(Value::Null);
+        if status != 201 && status != 200 {
+            return Err(status_error(status, &body, "POST /v2/registry"));
+        }
+    }
     match status {
-        200 => {}
+        200 | 201 => {}
         404 => {
             return Err(Error::DigitalOcean(format!(
-                "this account has no registry: create one with `doctl registry create {wanted}`"
+                "this account has no registry: add --create to create {wanted}, \
+                 or create one with `doctl registry create {wanted}`"
             )))
         }
         _ => return Err(status_error(status, &body, "GET /v2/registry")),
@@ -89,7 +137,7 @@ pub async fn docker_credentials(api_url: &str, token: &str, registry: &str) -> R
 
     let (status, docker_config) = get(
         &client,
-        &format!("{base}/v2/registry/docker-credentials?read_write=true"),
+        &format!("{base}/v2/registry/docker-credentials?read_write={read_write}"),
         token,
     )
     .await?;

@@ -318,6 +318,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             ));
         }
     }
+    if let (Some(ns), Some(svc)) = (&args.kube.namespace, &args.kube.publish_service) {
+        if svc.split_once('/').map(|(n, _)| n) != Some(ns.as_str()) {
+            return fail(format!(
+                "--publish-service {svc} is outside --namespace {ns}, whose Services alone are watched: \
+                 its address could never be read"
+            ));
+        }
+    }
     let args = std::sync::Arc::new(args);
     let overrides: sluice::app::Overrides = {
         let args = args.clone();

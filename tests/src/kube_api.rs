@@ -151,6 +151,9 @@ struct State {
     field_managers: Vec<String>,
     /// Writes that changed an object (creates, updates, deletes).
     writes: usize,
+    /// Refuse objects in namespaces that do not exist, as a real API
+    /// server does (off by default: most tests never create Namespaces).
+    require_namespaces: bool,
 }
 
 /// What the API server's controllers do with a Deployment that is written:
@@ -163,8 +166,12 @@ pub enum Rollouts {
     /// Every replica is updated, ready and available shortly after.
     Complete,
     /// The pods are created but wait with this reason and message
-    /// (ImagePullBackOff, …), and the rollout never completes.
+    /// (ImagePullBackOff, CrashLoopBackOff, …), and the rollout never
+    /// completes.
     Stuck { reason: String, message: String },
+    /// The pods are created but no node takes them (the scheduler's
+    /// message), and the rollout never completes.
+    Unschedulable { message: String },
 }
 
 /// The running test API server.
@@ -391,6 +398,12 @@ impl KubeApi {
             .unwrap()
             .forbidden
             .push((verb.to_owned(), plural.to_owned()));
+    }
+
+    /// From now on, writes into a namespace that does not exist (other than
+    /// `default`) are refused with 404, as a real API server refuses them.
+    pub fn require_namespaces(&self) {
+        self.state.lock().unwrap().require_namespaces = true;
     }
 
     /// The fieldManager of every write so far.
@@ -788,6 +801,21 @@ async fn write(
     let key = (t.kind.to_owned(), ns.clone(), name.clone());
     let mut s = state.lock().unwrap();
     let current = s.objects.get(&key).cloned();
+    let creates = current.is_none() && matches!(method.as_str(), "POST" | "PATCH" | "PUT");
+    if creates
+        && s.require_namespaces
+        && !ns.is_empty()
+        && ns != "default"
+        && !s
+            .objects
+            .contains_key(&("Namespace".to_owned(), String::new(), ns.clone()))
+    {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "code": 404, "reason": "NotFound", "message": format!("namespaces \"{ns}\" not found")}),
+        );
+    }
     let mut obj = match (method.as_str(), t.name.is_some(), current.clone()) {
         ("GET", true, Some(o)) => return json_response(StatusCode::OK, &o),
         ("GET", true, None) => return status(404, "NotFound"),
@@ -943,22 +971,30 @@ fn settle(
                     obj["status"] = json!({"observedGeneration": generation, "replicas": n,
                         "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n});
                 }
-                Rollouts::Stuck { reason, message } => {
+                stuck @ (Rollouts::Stuck { .. } | Rollouts::Unschedulable { .. }) => {
                     obj["status"] = json!({"observedGeneration": generation, "replicas": n,
                         "updatedReplicas": n, "readyReplicas": 0, "availableReplicas": 0,
                         "unavailableReplicas": n});
                     let template = &obj["spec"]["template"];
+                    let status = match stuck {
+                        Rollouts::Stuck { reason, message } => json!({"phase": "Pending",
+                            "containerStatuses": [{
+                                "name": template["spec"]["containers"][0]["name"].clone(),
+                                "ready": false, "restartCount": 0,
+                                "image": template["spec"]["containers"][0]["image"].clone(),
+                                "imageID": "",
+                                "state": {"waiting": {"reason": reason, "message": message}}}]}),
+                        Rollouts::Unschedulable { message } => json!({"phase": "Pending",
+                            "conditions": [{"type": "PodScheduled", "status": "False",
+                                "reason": "Unschedulable", "message": message}]}),
+                        _ => unreachable!("matched above"),
+                    };
                     for i in 0..n {
                         pods.push(json!({"kind": "Pod", "apiVersion": "v1",
                             "metadata": {"name": format!("{}-5d9c7b-{i}", key.2), "namespace": key.1,
                                 "labels": template["metadata"]["labels"].clone()},
                             "spec": template["spec"].clone(),
-                            "status": {"phase": "Pending", "containerStatuses": [{
-                                "name": template["spec"]["containers"][0]["name"].clone(),
-                                "ready": false, "restartCount": 0,
-                                "image": template["spec"]["containers"][0]["image"].clone(),
-                                "imageID": "",
-                                "state": {"waiting": {"reason": reason, "message": message}}}]}}));
+                            "status": status.clone()}));
                     }
                 }
             }

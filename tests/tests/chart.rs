@@ -187,11 +187,7 @@ fn defaults_render_least_privilege_rbac_and_only_traffic_ports_on_the_load_balan
                 &["list", "watch"]
             ),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
-            rule(
-                &["networking.k8s.io"],
-                &["ingresses/status"],
-                &["update", "patch"]
-            ),
+            rule(&["networking.k8s.io"], &["ingresses/status"], &["patch"]),
         ]
     );
     let role = rules(get(&objs, "Role", "sluice"));
@@ -319,6 +315,65 @@ fn the_generated_config_is_one_sluice_accepts() {
     );
 }
 
+/// What holds at every value set: the LoadBalancer carries 80 and 443
+/// only, and the ClusterRole asks for nothing beyond the README's list.
+fn invariants(set: &str, objs: &BTreeMap<(String, String), Value>) {
+    let svc = get(objs, "Service", "sluice");
+    let ports: Vec<(u64, &str)> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_u64().unwrap(),
+                p["targetPort"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [(80, "http"), (443, "https")],
+        "{set}: LoadBalancer ports"
+    );
+    let allowed = [
+        rule(&[""], &["services"], &["list", "watch"]),
+        rule(&[""], &["secrets"], &["list", "watch"]),
+        rule(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses", "ingressclasses"],
+            &["list", "watch"],
+        ),
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+        rule(&["networking.k8s.io"], &["ingresses/status"], &["patch"]),
+        rule(&[""], &["pods"], &["list", "watch"]),
+    ];
+    for r in rules(get(objs, "ClusterRole", "sluice")) {
+        assert!(allowed.contains(&r), "{set}: unexpected rule {r:?}");
+    }
+}
+
+#[test]
+fn every_value_set_keeps_the_admin_port_off_and_rbac_least() {
+    for set in [
+        &[][..],
+        &["--set", "controller.kind=DaemonSet"][..],
+        &["--set", "controller.autoscaling.enabled=true"][..],
+        &["--set", "controller.metrics.serviceMonitor.enabled=true"][..],
+        &["--set", "controller.proxyProtocol.enabled=false"][..],
+        &["--set", "controller.podWeights=true"][..],
+        &["--set", "controller.publishService.enabled=false"][..],
+        &["--set", "grafana.dashboard.enabled=true"][..],
+    ] {
+        let objs = typed(&template(set).unwrap());
+        invariants(&format!("{set:?}"), &objs);
+    }
+}
+
 #[test]
 fn value_sets_render_what_they_say() {
     // DaemonSet: no Deployment, no replicas.
@@ -428,6 +483,18 @@ fn a_wrong_value_type_fails_with_a_clear_message() {
     assert!(err.contains("replicas"), "{err}");
     let err = template(&["--set", "controller.kind=StatefulSet"]).unwrap_err();
     assert!(err.contains("DaemonSet"), "{err}");
+    // Combinations that would install something broken are refused.
+    let err = template(&["--set", "serviceAccount.create=false"]).unwrap_err();
+    assert!(err.contains("serviceAccount.name is required"), "{err}");
+    let err = template(&["--set", "controller.watchNamespace=shop"]).unwrap_err();
+    assert!(err.contains("--publish-service"), "{err}");
+    assert!(template(&[
+        "--set",
+        "controller.watchNamespace=shop",
+        "--set",
+        "controller.publishService.enabled=false"
+    ])
+    .is_ok());
 }
 
 /// The chart at defaults and `sluice-deploy render --with-proxy`: the same
@@ -568,7 +635,7 @@ async fn the_charts_pod_serves_ingresses_through_a_proxy_protocol_load_balancer(
     };
     wait_until(
         "the Ingress to route through the PROXY listener",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async { String::from_utf8_lossy(&through_lb().await.stdout).contains("shop-pod") },
     )
     .await;
@@ -582,11 +649,34 @@ async fn the_charts_pod_serves_ingresses_through_a_proxy_protocol_load_balancer(
     // --publish-service=sluice-system/sluice: the address lands in status.
     wait_until(
         "the Ingress status to name the LoadBalancer",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             api.get("Ingress", "default", "shop")
                 .is_some_and(|i| i["status"]["loadBalancer"]["ingress"][0]["ip"] == "203.0.113.7")
         },
     )
     .await;
+}
+
+/// What the chart refuses to render, the binary refuses too: a published
+/// Service outside the one namespace watched could never be read.
+#[test]
+fn sluice_refuses_a_published_service_it_could_not_watch() {
+    let out = Command::new(sluice_bin())
+        .args([
+            "serve",
+            "--kube",
+            "--namespace",
+            "shop",
+            "--publish-service",
+            "sluice-system/sluice",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--publish-service sluice-system/sluice is outside --namespace shop"),
+        "{stderr}"
+    );
 }

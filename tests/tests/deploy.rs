@@ -62,6 +62,7 @@ const UP: &[&str] = &[
 /// 127.0.0.1.
 async fn cluster() -> KubeApi {
     let api = KubeApi::start().await;
+    api.require_namespaces();
     api.set_rollouts(Rollouts::Complete);
     api.set_lb_address(Some("127.0.0.1"));
     api
@@ -212,6 +213,33 @@ async fn scale_status_and_down() {
         "{stdout}"
     );
 
+    // Another team's Ingress of class sluice: the app goes, the proxy stays.
+    api.apply(
+        json!({"kind": "Ingress", "metadata": {"name": "other", "namespace": "team"},
+        "spec": {"ingressClassName": "sluice", "rules": [{"host": "other.example.com"}]}}),
+    );
+    let out = deploy(Some(&api), &["down", "shop", "--with-proxy"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("still serves team/other"), "{stderr}");
+    assert!(api.get("Deployment", "default", "shop").is_none());
+    assert!(api.get("Deployment", "sluice-system", "sluice").is_some());
+    api.delete("Ingress", "team", "other");
+
+    // What sluice-deploy did not make, it does not delete.
+    api.apply(
+        json!({"kind": "Deployment", "metadata": {"name": "legacy", "namespace": "default"},
+        "spec": {"replicas": 1}}),
+    );
+    let out = deploy(Some(&api), &["down", "legacy"]).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("Deployment default/legacy was not made by sluice-deploy"),
+        "{stderr}"
+    );
+    assert!(api.get("Deployment", "default", "legacy").is_some());
+
     let out = deploy(Some(&api), &["down", "shop", "--with-proxy"]).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "down failed:\n{stdout}\n{stderr}");
@@ -233,27 +261,50 @@ async fn scale_status_and_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_that_never_finishes_times_out_with_the_pods_reason() {
-    let api = cluster().await;
-    api.set_rollouts(Rollouts::Stuck {
-        reason: "ImagePullBackOff".into(),
-        message: "Back-off pulling image \"registry.example.com/team/shop:nope\"".into(),
-    });
-    let mut args: Vec<&str> = UP.to_vec();
-    let t = args.iter().position(|a| *a == "20s").unwrap();
-    args[t] = "2s";
-    let out = deploy(Some(&api), &args).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("Deployment default/shop did not become ready within 2s"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("0/2 pods ready"), "{stderr}");
-    assert!(
-        stderr.contains("ImagePullBackOff (container shop)"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("check the image name"), "{stderr}");
+    let cases = [
+        (
+            Rollouts::Stuck {
+                reason: "ImagePullBackOff".into(),
+                message: "Back-off pulling image \"registry.example.com/team/shop:nope\"".into(),
+            },
+            ["ImagePullBackOff (container shop)", "check the image name"],
+        ),
+        (
+            Rollouts::Stuck {
+                reason: "CrashLoopBackOff".into(),
+                message: "back-off 40s restarting failed container=shop".into(),
+            },
+            ["CrashLoopBackOff (container shop)", "kubectl logs"],
+        ),
+        (
+            Rollouts::Unschedulable {
+                message: "0/3 nodes are available: 3 Insufficient cpu.".into(),
+            },
+            [
+                "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.",
+                "add nodes",
+            ],
+        ),
+    ];
+    for (rollout, expect) in cases {
+        let api = cluster().await;
+        api.set_rollouts(rollout);
+        let mut args: Vec<&str> = UP.to_vec();
+        let t = args.iter().position(|a| *a == "20s").unwrap();
+        args[t] = "2s";
+        let out = deploy(Some(&api), &args).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains("Deployment default/shop did not become ready within 2s"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("0/2 pods ready"), "{stderr}");
+        for e in expect {
+            assert!(stderr.contains(e), "{e:?} missing from: {stderr}");
+        }
+        assert!(stdout.contains("✗ rollout of shop: timed out"), "{stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,13 +448,20 @@ async fn up_uses_a_helm_installed_proxy_and_a_request_goes_through_it() {
     assert!(api.get("IngressClass", "", "sluice").is_some());
 }
 
+/// The fake API's credentials: base64 of user:password, read-write and
+/// read-only.
+const PUSH_AUTH: &str = "cHVzaGVyOnJlYWQtd3JpdGU=";
+const PULL_AUTH: &str = "cHVsbGVyOnJlYWQtb25seQ==";
+
 /// DigitalOcean's API as `registry-login` uses it, on 127.0.0.1: the
 /// account's registry and its docker credentials, for one token.
-async fn fake_digitalocean(token: &'static str, registry: &'static str) -> SocketAddr {
-    use http_body_util::Full;
+async fn fake_digitalocean(token: &'static str, registry: Option<&'static str>) -> SocketAddr {
+    use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
+    use std::sync::{Arc, Mutex};
 
+    let registry = Arc::new(Mutex::new(registry.map(str::to_owned)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -411,30 +469,51 @@ async fn fake_digitalocean(token: &'static str, registry: &'static str) -> Socke
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            let registry = registry.clone();
             tokio::spawn(async move {
-                let svc = service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let registry = registry.clone();
+                    async move {
                         let authorized = req
                             .headers()
                             .get("authorization")
                             .is_some_and(|v| v.as_bytes() == format!("Bearer {token}").as_bytes());
+                        let path = req.uri().path().to_owned();
+                        let query = req.uri().query().unwrap_or("").to_owned();
+                        let method = req.method().clone();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let current = registry.lock().unwrap().clone();
                         let (code, body) = if !authorized {
                             (
                                 401,
                                 json!({"id": "unauthorized", "message": "Unable to authenticate you"}),
                             )
-                        } else if req.uri().path() == "/v2/registry" {
+                        } else if path == "/v2/registry" && method == http::Method::POST {
+                            let asked: Value = serde_json::from_slice(&body).unwrap();
+                            assert_eq!(asked["subscription_tier_slug"], "starter");
+                            let name = asked["name"].as_str().unwrap().to_owned();
+                            *registry.lock().unwrap() = Some(name.clone());
+                            (201, json!({"registry": {"name": name}}))
+                        } else if path == "/v2/registry" {
+                            match current {
+                                Some(name) => {
+                                    (200, json!({"registry": {"name": name, "region": "fra1"}}))
+                                }
+                                None => (
+                                    404,
+                                    json!({"id": "not_found", "message": "registry not found"}),
+                                ),
+                            }
+                        } else if path == "/v2/registry/docker-credentials" && current.is_some() {
+                            // Read-write to push with, read-only for the cluster.
+                            let auth = if query.contains("read_write=true") {
+                                PUSH_AUTH
+                            } else {
+                                PULL_AUTH
+                            };
                             (
                                 200,
-                                json!({"registry": {"name": registry, "region": "fra1"}}),
-                            )
-                        } else if req.uri().path() == "/v2/registry/docker-credentials"
-                            && req.uri().query().unwrap_or("").contains("read_write=true")
-                        {
-                            (
-                                200,
-                                json!({"auths": {"registry.digitalocean.com":
-                            {"auth": "ZG8tdG9rZW4tdXNlcjpkby10b2tlbi1wYXNz"}}}),
+                                json!({"auths": {"registry.digitalocean.com": {"auth": auth}}}),
                             )
                         } else {
                             (404, json!({"id": "not_found", "message": "not found"}))
@@ -445,8 +524,8 @@ async fn fake_digitalocean(token: &'static str, registry: &'static str) -> Socke
                             .body(Full::new(bytes::Bytes::from(body.to_string())))
                             .unwrap();
                         Ok::<_, std::convert::Infallible>(resp)
-                    },
-                );
+                    }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -481,7 +560,8 @@ async fn registry_login_saves_credentials_and_stores_the_pull_secret() {
     use base64::Engine;
     const TOKEN: &str = "dop_v1_secret-token-never-printed";
     let api = KubeApi::start().await;
-    let digitalocean = fake_digitalocean(TOKEN, "my-registry").await;
+    api.require_namespaces();
+    let digitalocean = fake_digitalocean(TOKEN, Some("my-registry")).await;
     let docker = TempDir::new();
     let env = |token: &str| {
         vec![
@@ -513,7 +593,7 @@ async fn registry_login_saves_credentials_and_stores_the_pull_secret() {
     let config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(
         config["auths"]["registry.digitalocean.com"]["auth"],
-        "ZG8tdG9rZW4tdXNlcjpkby10b2tlbi1wYXNz"
+        PUSH_AUTH
     );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -530,10 +610,10 @@ async fn registry_login_saves_credentials_and_stores_the_pull_secret() {
         .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
         .unwrap();
     let doc: Value = serde_json::from_slice(&doc).unwrap();
-    assert_eq!(
-        doc["auths"]["registry.digitalocean.com"]["auth"],
-        "ZG8tdG9rZW4tdXNlcjpkby10b2tlbi1wYXNz"
-    );
+    // Read-only: who can read the Secret cannot push images.
+    assert_eq!(doc["auths"]["registry.digitalocean.com"]["auth"], PULL_AUTH);
+    // The namespace did not exist: it was made first.
+    assert!(api.get("Namespace", "", "shop").is_some());
     assert!(api.field_managers().iter().all(|m| m == "sluice-deploy"));
 
     // A refused token, another account's registry, no token: each says what to do.
@@ -555,4 +635,41 @@ async fn registry_login_saves_credentials_and_stores_the_pull_secret() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("DIGITALOCEAN_TOKEN is not set"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_login_create_makes_the_registry_an_account_lacks() {
+    const TOKEN: &str = "dop_v1_another-secret";
+    let api = KubeApi::start().await;
+    let digitalocean = fake_digitalocean(TOKEN, None).await;
+    let docker = TempDir::new();
+    let env = || {
+        vec![
+            ("DIGITALOCEAN_TOKEN", TOKEN.to_owned()),
+            ("DIGITALOCEAN_API_URL", format!("http://{digitalocean}")),
+            ("DOCKER_CONFIG", docker.0.display().to_string()),
+        ]
+    };
+    // Without --create, the missing registry is named and the way out given.
+    let args = ["registry-login", "--registry", "fresh", "--no-secret"];
+    let out = deploy_env(&api, &args, env()).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("add --create"), "{stderr}");
+    // With it, step 2 of the manual workflow (`doctl registry create`) is done.
+    let args = [
+        "registry-login",
+        "--registry",
+        "fresh",
+        "--no-secret",
+        "--create",
+    ];
+    let out = deploy_env(&api, &args, env()).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("registry.digitalocean.com/fresh"),
+        "{stdout}"
+    );
+    assert!(docker.0.join("config.json").exists());
 }

@@ -25,17 +25,41 @@ struct Registry {
     addr: SocketAddr,
     child: Child,
     dir: TempDir,
+    _auth: Option<TempDir>,
 }
 
 impl Registry {
     async fn start() -> Registry {
+        Self::start_with("").await
+    }
+
+    /// A registry that asks for `user` and `password` (htpasswd, bcrypt).
+    async fn start_with_login(user: &str, password: &str) -> Registry {
+        let hash = bcrypt::hash(password, 4).unwrap();
+        let dir = TempDir::new();
+        let file = dir.0.join("htpasswd");
+        std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
+        let mut r = Self::start_with(&format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            file.display()
+        ))
+        .await;
+        r._auth = Some(dir);
+        r
+    }
+
+    /// `extra` is appended to the config file.
+    async fn start_with(extra: &str) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: run the tests with scripts/test.sh, which installs it \
              (or `apt-get install docker-registry`)"
         );
         let dir = TempDir::new();
-        let addr = free_addr();
+        // Not from the ephemeral range: the registry binds it after this
+        // process has let it go, and an outgoing connection of a test beside
+        // this one could take such a port in between.
+        let addr = stable_addr();
         let config = dir.0.join("config.yml");
         std::fs::write(
             &config,
@@ -43,7 +67,7 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: warn\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{extra}",
                 dir.0.join("storage").display()
             ),
         )
@@ -57,10 +81,16 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry starts");
-        let mut registry = Registry { addr, child, dir };
+        let mut registry = Registry {
+            addr,
+            child,
+            dir,
+            _auth: None,
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = fetch(addr, "/v2/", None).await {
+            // 200, or 401 from one that asks for a login: it is serving.
+            if let Ok((200 | 401, _)) = fetch(addr, "/v2/", None).await {
                 break;
             }
             if let Ok(Some(status)) = registry.child.try_wait() {
@@ -273,13 +303,23 @@ async fn the_proxy_image_pulls_back_byte_identical_and_reproducibly() {
     // The config runs the proxy as 65532, with its ports.
     let config = registry.config("sluice", &manifest).await;
     assert_eq!(config["os"], "linux");
-    assert_eq!(config["architecture"], "amd64");
+    // The binary's own architecture, as Go (and OCI) name it.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(config["architecture"], arch);
     let c = &config["config"];
     assert_eq!(
         c["Entrypoint"],
         serde_json::json!(["/usr/local/bin/sluice"])
     );
-    assert_eq!(c["Cmd"], serde_json::json!(["serve"]));
+    // As proxy/Dockerfile's CMD: the in-cluster controller.
+    assert_eq!(
+        c["Cmd"],
+        serde_json::json!(["serve", "--config", "/etc/sluice/config.yaml", "--kube"])
+    );
     assert_eq!(c["User"], "65532:65532");
     for port in ["8080/tcp", "8443/tcp", "9901/tcp"] {
         assert!(c["ExposedPorts"][port].is_object(), "{port} exposed: {c}");
@@ -602,4 +642,48 @@ async fn up_builds_without_docker_pushes_and_deploys_what_it_pushed() {
     );
     let (raw, _) = registry.manifest("shop", "1.0").await;
     assert_eq!(digest_of(&deployed), sha256(&raw));
+}
+
+/// A registry that wants a login refuses an anonymous push with advice,
+/// and takes the push once the docker config holds the credentials (as
+/// `registry-login` or `docker login` leave them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_refuses_the_push_says_to_log_in_and_a_login_works() {
+    use base64::Engine;
+    let registry = Registry::start_with_login("pusher", "s3cret-pass").await;
+    let host = registry.host();
+    let tmp = TempDir::new();
+    let tag = format!("{host}/sluice:auth");
+    let args = [
+        "image",
+        "--tag",
+        &tag,
+        "--base",
+        "none",
+        "--binary",
+        "/bin/true",
+        "--insecure-registry",
+        &host,
+    ];
+    let out = deploy(&args, &tmp.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("registry {host} refused to push")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("log in first"), "{stderr}");
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("pusher:s3cret-pass");
+    std::fs::write(
+        tmp.0.join("config.json"),
+        serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let reference = pushed(&deploy(&args, &tmp.0));
+    assert!(
+        reference.starts_with(&format!("{tag}@sha256:")),
+        "{reference}"
+    );
+    assert!(!String::from_utf8_lossy(&deploy(&args, &tmp.0).stderr).contains("s3cret-pass"));
 }

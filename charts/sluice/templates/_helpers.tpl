@@ -42,7 +42,8 @@ app.kubernetes.io/component: controller
 {{- if .Values.serviceAccount.create }}
 {{- default (include "sluice.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- /* Never the namespace's "default" account: every pod there would get the ClusterRole. */}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false (binding the ClusterRole to the namespace's default account would give it to every pod there)" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
 
@@ -54,9 +55,16 @@ app.kubernetes.io/component: controller
 {{- $img }}
 {{- end }}
 
-{{/* NAMESPACE/NAME given to --publish-service. */}}
+{{/* NAMESPACE/NAME given to --publish-service. With watchNamespace, Sluice
+watches Services there only, so the published one must live there. */}}
 {{- define "sluice.publishService" -}}
-{{- default (printf "%s/%s" .Release.Namespace (include "sluice.fullname" .)) .Values.controller.publishService.pathOverride }}
+{{- $svc := default (printf "%s/%s" .Release.Namespace (include "sluice.fullname" .)) .Values.controller.publishService.pathOverride }}
+{{- with .Values.controller.watchNamespace }}
+{{- if ne (first (splitList "/" $svc)) . }}
+{{- fail (printf "controller.watchNamespace=%s: Sluice then watches Services in %s only, so it could never read the address of %s for --publish-service; install into %s, set controller.publishService.pathOverride to a Service there, or set controller.publishService.enabled=false" . . $svc .) }}
+{{- end }}
+{{- end }}
+{{- $svc }}
 {{- end }}
 
 {{/* The namespace of the published Service: the status Lease lives there. */}}
