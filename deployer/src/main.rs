@@ -132,12 +132,13 @@ struct RegistryArgs {
 /// The app, as `up` and `render` take it.
 #[derive(Debug, Args)]
 struct AppArgs {
-    /// The app's name: its Deployment, Service and Ingress are called this.
+    /// The app's name: its Deployment, Service and Ingress are called this
+    /// (`render` without it renders the proxy alone).
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// The image to run (REGISTRY/REPOSITORY:TAG). With --build, where the
     /// built image is pushed.
-    #[arg(long, required_unless_present = "build")]
+    #[arg(long)]
     image: Option<String>,
     /// Replicas (default 2, or what the Deployment has now).
     #[arg(long)]
@@ -162,9 +163,10 @@ struct AppArgs {
 }
 
 impl AppArgs {
+    /// The app, once --name and --image are known to be there.
     fn spec(&self, image: String, replicas: u32) -> AppSpec {
         AppSpec {
-            name: self.name.clone(),
+            name: self.name.clone().unwrap_or_default(),
             namespace: self.namespace.clone(),
             image,
             replicas,
@@ -210,25 +212,8 @@ struct UpArgs {
 
 #[derive(Debug, Args)]
 struct RenderArgs {
-    /// The app's name; leave it out to render the proxy alone.
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long, requires = "name")]
-    image: Option<String>,
-    #[arg(long, default_value_t = 2)]
-    replicas: u32,
-    #[arg(long, default_value_t = 80)]
-    port: u16,
-    #[arg(long)]
-    host: Option<String>,
-    #[arg(long, default_value = "/")]
-    path: String,
-    #[arg(long, value_enum, default_value_t = Strategy::RoundRobin)]
-    strategy: Strategy,
-    #[arg(long, short = 'n', default_value = "default")]
-    namespace: String,
-    #[arg(long)]
-    pull_secret: Option<String>,
+    #[command(flatten)]
+    app: AppArgs,
     /// Also the proxy's objects, as `up` installs them.
     #[arg(long)]
     with_proxy: bool,
@@ -262,11 +247,21 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up(args) => {
             let up = *args;
+            let Some(name) = up.app.name.clone() else {
+                return Err(Error::Invalid(
+                    "up needs --name: what to call the app".into(),
+                ));
+            };
             let image = match (&up.app.image, &up.build) {
                 (Some(i), _) => i.clone(),
-                (None, _) => {
+                (None, Some(_)) => {
                     return Err(Error::Invalid(
                         "--build needs --image: where to push what it builds".into(),
+                    ))
+                }
+                (None, None) => {
+                    return Err(Error::Invalid(
+                        "up needs --image IMAGE, or --build DIR --image IMAGE".into(),
                     ))
                 }
             };
@@ -334,7 +329,7 @@ async fn run(cli: Cli) -> Result<()> {
             let replicas = match up.app.replicas {
                 Some(r) => r,
                 None => cluster
-                    .get("Deployment", Some(&up.app.namespace), &up.app.name)
+                    .get("Deployment", Some(&up.app.namespace), &name)
                     .await?
                     .and_then(|d| d["spec"]["replicas"].as_u64())
                     .map(|r| r as u32)
@@ -388,28 +383,17 @@ async fn run(cli: Cli) -> Result<()> {
             commands::down(&cluster, &namespace, &app, with_proxy, &mut progress).await
         }
         Command::Render(r) => {
-            let app = match &r.name {
-                None if !r.with_proxy => return Err(Error::Invalid(
+            let app = match (&r.app.name, &r.app.image) {
+                (None, _) if !r.with_proxy => return Err(Error::Invalid(
                     "render needs --name and --image (the app), --with-proxy (the proxy), or both"
                         .into(),
                 )),
-                None => None,
-                Some(name) => {
-                    let image = r
-                        .image
-                        .clone()
-                        .ok_or_else(|| Error::Invalid("render --name needs --image".into()))?;
-                    let spec = AppSpec {
-                        name: name.clone(),
-                        namespace: r.namespace.clone(),
-                        image,
-                        replicas: r.replicas,
-                        port: r.port,
-                        host: r.host.clone(),
-                        path: r.path.clone(),
-                        strategy: r.strategy,
-                        pull_secret: r.pull_secret.clone(),
-                    };
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(Error::Invalid("render --name needs --image".into()))
+                }
+                (Some(_), Some(image)) => {
+                    let spec = r.app.spec(image.clone(), r.app.replicas.unwrap_or(2));
                     spec.validate()?;
                     Some(spec)
                 }

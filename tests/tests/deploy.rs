@@ -673,3 +673,54 @@ async fn registry_login_create_makes_the_registry_an_account_lacks() {
     );
     assert!(docker.0.join("config.json").exists());
 }
+
+/// `render` prints what `up` applies, for review or GitOps: the same
+/// objects, and nothing is sent to a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_prints_what_up_applies() {
+    let api = cluster().await;
+    let app = [
+        "--name",
+        "shop",
+        "--image",
+        "registry.example.com/team/shop:1.0",
+        "--namespace",
+        "store",
+        "--host",
+        "shop.example.com",
+        "--strategy",
+        "least-request",
+    ];
+    let mut args = vec!["render"];
+    args.extend(app);
+    let out = deploy(Some(&api), &args).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(api.writes(), 0, "render wrote to the cluster");
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Namespace", "Deployment", "Service", "Ingress"]);
+
+    let mut args = vec!["up", "--timeout", "20s", "--no-probe"];
+    args.extend(app);
+    let out = deploy(Some(&api), &args).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    for d in &docs[1..] {
+        let kind = d["kind"].as_str().unwrap();
+        let live = api.get(kind, "store", "shop").expect(kind);
+        assert_eq!(
+            live["spec"], d["spec"],
+            "{kind}: applied differs from rendered"
+        );
+    }
+
+    let out = deploy(None, &["render"]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("render needs --name and --image"),
+        "{stderr}"
+    );
+}

@@ -249,6 +249,30 @@ fn digest_of(reference: &str) -> &str {
     digest
 }
 
+/// `sluice-deploy image` of /bin/true alone (no base) as `tag`, the
+/// registry spoken to over plain HTTP when `insecure` names it.
+fn push_true(tag: &str, insecure: Option<&str>, docker_config: &TempDir) -> Output {
+    let mut args = vec![
+        "image",
+        "--tag",
+        tag,
+        "--base",
+        "none",
+        "--binary",
+        "/bin/true",
+    ];
+    if let Some(host) = insecure {
+        args.extend(["--insecure-registry", host]);
+    }
+    deploy(&args, &docker_config.0)
+}
+
+/// A small base image: /bin/true as its one layer. Returns its
+/// `…@sha256:…` reference.
+fn push_small_base(host: &str, tag: &str, docker_config: &TempDir) -> String {
+    pushed(&push_true(tag, Some(host), docker_config))
+}
+
 /// A copy of the sluice binary: a build running beside the test may
 /// replace the original while the test compares against it.
 fn sluice_copy(dir: &TempDir) -> PathBuf {
@@ -371,20 +395,7 @@ async fn an_app_dir_is_layered_onto_a_base() {
 
     // A small base, pushed the same way: /bin/true as its one layer.
     let base_tag = format!("{host}/base:1");
-    let base_ref = pushed(&deploy(
-        &[
-            "image",
-            "--tag",
-            &base_tag,
-            "--base",
-            "none",
-            "--binary",
-            "/bin/true",
-            "--insecure-registry",
-            &host,
-        ],
-        &tmp.0,
-    ));
+    let base_ref = push_small_base(&host, &base_tag, &tmp);
     assert!(
         base_ref.starts_with(&format!("{base_tag}@sha256:")),
         "{base_ref}"
@@ -477,20 +488,7 @@ fn a_registry_that_is_not_there_and_a_bad_tag_say_so() {
     let dead = dead();
     let host = dead.addr.to_string();
     let tag = format!("{host}/sluice:test");
-    let out = deploy(
-        &[
-            "image",
-            "--tag",
-            &tag,
-            "--base",
-            "none",
-            "--binary",
-            "/bin/true",
-            "--insecure-registry",
-            &host,
-        ],
-        &tmp.0,
-    );
+    let out = push_true(&tag, Some(&host), &tmp);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -501,18 +499,7 @@ fn a_registry_that_is_not_there_and_a_bad_tag_say_so() {
     assert!(stderr.contains("is a registry listening"), "{stderr}");
 
     // The same without --insecure-registry: the hint says how to add it.
-    let out = deploy(
-        &[
-            "image",
-            "--tag",
-            &tag,
-            "--base",
-            "none",
-            "--binary",
-            "/bin/true",
-        ],
-        &tmp.0,
-    );
+    let out = push_true(&tag, None, &tmp);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -548,20 +535,7 @@ async fn up_builds_without_docker_pushes_and_deploys_what_it_pushed() {
     let host = registry.host();
     let tmp = TempDir::new();
     let base_tag = format!("{host}/base:1");
-    pushed(&deploy(
-        &[
-            "image",
-            "--tag",
-            &base_tag,
-            "--base",
-            "none",
-            "--binary",
-            "/bin/true",
-            "--insecure-registry",
-            &host,
-        ],
-        &tmp.0,
-    ));
+    push_small_base(&host, &base_tag, &tmp);
     let app = tmp.0.join("app");
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(app.join("app.py"), "print('hello')\n").unwrap();
@@ -654,18 +628,7 @@ async fn a_registry_that_refuses_the_push_says_to_log_in_and_a_login_works() {
     let host = registry.host();
     let tmp = TempDir::new();
     let tag = format!("{host}/sluice:auth");
-    let args = [
-        "image",
-        "--tag",
-        &tag,
-        "--base",
-        "none",
-        "--binary",
-        "/bin/true",
-        "--insecure-registry",
-        &host,
-    ];
-    let out = deploy(&args, &tmp.0);
+    let out = push_true(&tag, Some(&host), &tmp);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -680,10 +643,13 @@ async fn a_registry_that_refuses_the_push_says_to_log_in_and_a_login_works() {
         serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    let reference = pushed(&deploy(&args, &tmp.0));
+    let reference = pushed(&push_true(&tag, Some(&host), &tmp));
     assert!(
         reference.starts_with(&format!("{tag}@sha256:")),
         "{reference}"
     );
-    assert!(!String::from_utf8_lossy(&deploy(&args, &tmp.0).stderr).contains("s3cret-pass"));
+    assert!(
+        !String::from_utf8_lossy(&push_true(&tag, Some(&host), &tmp).stderr)
+            .contains("s3cret-pass")
+    );
 }
