@@ -47,10 +47,24 @@ helm version --short
 # curl must speak HTTP/2 for the h2c tests.
 curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1; }
 
+# rustfmt comes with rustup's default profile, but not with every toolchain.
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo fmt --all -- --check
-# The binary the behaviour tests start; they also rebuild it if stale.
-cargo build --quiet -p sluice -p sluice-deploy --bins
-cargo test --workspace "$@"
+# The binaries the behaviour tests start, built exactly as the tests build
+# them (one package each: building them together would unify features
+# differently and the tests would build them again).
+cargo build --quiet -p sluice --bin sluice
+cargo build --quiet -p sluice-deploy --bin sluice-deploy
+
+# Every suite runs, whatever fails before it; failures are reported at the end.
+failed=()
+cargo test --workspace --no-fail-fast "$@" || failed+=("the test suite")
 # The behaviour suite again with the HTTP/1.1 fast path off: every request
-# then goes through hyper, and both paths must pass the same tests.
-SLUICE_TEST_HYPER_ONLY=1 cargo test -p sluice-integration "$@"
+# then goes through hyper, and both paths must pass the same tests. Same
+# packages and features as above, so nothing is compiled again.
+SLUICE_TEST_HYPER_ONLY=1 cargo test --workspace --no-fail-fast --test '*' "$@" \
+  || failed+=("the behaviour suite with the fast path off (SLUICE_TEST_HYPER_ONLY=1)")
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi

@@ -91,6 +91,13 @@ async fn twenty_reloads_under_load_lose_no_request() {
     for i in 0..20 {
         let (set, strategy) = sets[i % sets.len()];
         reload_to(&s, &path, &one_route(set, strategy, extra)).await;
+        // Requests went through on this table before the next swap.
+        let seen = ok.load(Ordering::SeqCst);
+        wait_until("requests after the reload", Duration::from_secs(30), || {
+            let moved = ok.load(Ordering::SeqCst) > seen;
+            async move { moved }
+        })
+        .await;
     }
     stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -102,10 +109,6 @@ async fn twenty_reloads_under_load_lose_no_request() {
         "{} failed, first: {:?}",
         failed.len(),
         failed.first()
-    );
-    assert!(
-        ok.load(Ordering::SeqCst) >= 40,
-        "too little traffic to prove anything"
     );
     assert_eq!(
         s.metric("sluice_config_reloads_total{result=\"success\"}")

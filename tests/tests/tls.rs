@@ -193,6 +193,8 @@ async fn certificate_rotation_drops_nothing() {
 
     let tls_addr = s.tls;
     let (old_der, new_der) = (old.der.clone(), new.der.clone());
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress = sent.clone();
     let stream = tokio::spawn(async move {
         let (old, new) = (old_der, new_der);
         let mut seen_new_at = None;
@@ -202,6 +204,7 @@ async fn certificate_rotation_drops_nothing() {
         // Until 40 requests after the new certificate showed, within 30 s.
         while start.elapsed() < Duration::from_secs(30) {
             n += 1;
+            progress.store(n, std::sync::atomic::Ordering::SeqCst);
             match tls::get(tls_addr, "rot.example.test", "/", n % 2 == 0).await {
                 Ok(r) if r.status == 200 => {
                     if r.cert == new && seen_new_at.is_none() {
@@ -221,7 +224,16 @@ async fn certificate_rotation_drops_nothing() {
         }
         (n, seen_new_at, failures)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A few requests on the old certificate first, however slow the machine.
+    wait_until(
+        "requests before the rotation",
+        Duration::from_secs(30),
+        || {
+            let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+            async move { n >= 3 }
+        },
+    )
+    .await;
     new.write(&dir.0, "rot");
     let (n, seen_new_at, failures) = stream.await.unwrap();
     assert!(failures.is_empty(), "{failures:?}");
