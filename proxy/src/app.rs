@@ -134,10 +134,10 @@ pub async fn run(
     };
     let reaper = tokio::spawn(reap_idle(table.clone()));
     tracing::info!(
-        listen = ?config.listen,
-        listen_tls = ?config.listen_tls,
-        admin = ?config.admin,
-        routes = table.load().all_routes().count(),
+        listen = %crate::logfmt::Addrs(&config.listen),
+        listen_tls = %crate::logfmt::Addrs(&config.listen_tls),
+        admin = %crate::logfmt::OptAddr(config.admin),
+        routes = config.routes.len(),
         "sluice is serving"
     );
 
@@ -145,7 +145,7 @@ pub async fn run(
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!(signal = which, drain_timeout = ?config.drain_timeout, shutdown_delay = ?config.shutdown_delay, "shutting down");
+    tracing::info!(signal = which, drain_timeout = %crate::logfmt::Dur(config.drain_timeout), shutdown_delay = %crate::logfmt::Dur(config.shutdown_delay), "shutting down");
     if let Some(w) = ready_waiter {
         w.abort();
     }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod fast;
+pub mod logfmt;
 pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;
@@ -57,4 +58,33 @@ pub enum Error {
     /// Nothing to listen on.
     #[error("no listener address: give --listen or `listen:` in the config file")]
     NoListener,
+}
+
+/// What this binary was built from, for `sluice version` and the
+/// `sluice_build_info` metric.
+pub mod build {
+    /// The crate's version.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The git commit (12 hex digits), or `unknown`.
+    pub const COMMIT: &str = env!("SLUICE_GIT_COMMIT");
+    /// `rustc --version` of the compiler.
+    pub const RUSTC: &str = env!("SLUICE_RUSTC_VERSION");
+    /// What is built in: every build has all of it (there are no cargo
+    /// features to leave any out).
+    pub const FEATURES: &[&str] = &[
+        "http1-fast-path",
+        "http2",
+        "websocket",
+        "tls-rustls-ring",
+        "proxy-protocol-v1-v2",
+        "kubernetes-discovery",
+        "prometheus-metrics",
+    ];
+    /// `0.1.0 (abc123def456)`, for `--version`.
+    pub const LONG_VERSION: &str = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("SLUICE_GIT_COMMIT"),
+        ")"
+    );
 }

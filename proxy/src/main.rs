@@ -10,13 +10,19 @@ use sluice::config;
 
 /// A fast ingress proxy for Kubernetes.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version = sluice::build::LONG_VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,7 +40,19 @@ enum Command {
         /// The config file to check.
         #[arg(long)]
         config: PathBuf,
+        /// `text` (one line per problem) or `json` (for editors and CI).
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
+    /// The version, the git commit it was built from, and what is built in.
+    Version,
+    /// Shell completions on stdout: `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout: `sluice man | man -l -`.
+    Man,
     /// Three built-in backends and the proxy in front of them.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -76,13 +94,13 @@ struct ServeArgs {
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// A backend as IP:PORT or IP:PORT=WEIGHT (repeatable): one catch-all route.
-    #[arg(long, required_unless_present_any = ["config", "kube"])]
+    #[arg(long)]
     backend: Vec<String>,
     /// How the catch-all route balances.
     #[arg(long, value_enum)]
     strategy: Option<Strategy>,
     /// Worker threads (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = workers)]
     workers: Option<usize>,
     /// After SIGTERM, keep serving this long with /readyz at 503 before
     /// closing the listeners (e.g. 5s behind a cloud LoadBalancer).
@@ -151,6 +169,15 @@ struct KubeArgs {
     kube_debounce: std::time::Duration,
 }
 
+/// `--workers N`: at least one.
+fn workers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be 1 or more (leave it out for one per core)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number of threads")),
+    }
+}
+
 /// `namespace/name`, both parts present.
 fn namespaced_name(s: &str) -> Result<String, String> {
     match s.split_once('/') {
@@ -192,53 +219,26 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load_file(&config) {
-            Ok(c) => {
-                for w in &c.warnings {
-                    println!("{}: warning: {w}", config.display());
-                }
-                let mut bad = false;
-                for (field, files) in c
-                    .tls
-                    .certificates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (format!("tls.certificates[{i}]"), f))
-                    .chain(
-                        c.tls
-                            .default_certificate
-                            .iter()
-                            .map(|f| ("tls.default_certificate".to_owned(), f)),
-                    )
-                {
-                    if let Err(e) = files.read().and_then(|b| files.parse(&b)) {
-                        eprintln!("{}: {field}: {e}", config.display());
-                        bad = true;
-                    }
-                }
-                if bad {
-                    return ExitCode::FAILURE;
-                }
-                println!(
-                    "{}: ok ({} route{}{})",
-                    config.display(),
-                    c.routes.len(),
-                    if c.routes.len() == 1 { "" } else { "s" },
-                    if c.default_backend.is_some() {
-                        " and a default backend"
-                    } else {
-                        ""
-                    }
-                );
-                ExitCode::SUCCESS
+        Command::Check { config, output } => check(&config, output),
+        Command::Version => {
+            println!("sluice {}", sluice::build::VERSION);
+            println!("commit:   {}", sluice::build::COMMIT);
+            println!("compiler: {}", sluice::build::RUSTC);
+            println!("features: {}", sluice::build::FEATURES.join(", "));
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
             }
-            Err(e) => {
-                for line in e.lines() {
-                    eprintln!("{}: {line}", config.display());
-                }
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Serve(args) => {
             init_logs(cli.log_format);
             serve(*args)
@@ -254,56 +254,190 @@ fn main() -> ExitCode {
     }
 }
 
+/// One problem `sluice check` found.
+#[derive(serde::Serialize)]
+struct Problem {
+    /// The field, as `routes[2].backends[0].weight`; empty for the file as
+    /// a whole.
+    field: String,
+    message: String,
+    /// Where in the file, when known (1-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+}
+
+impl From<&config::FieldError> for Problem {
+    fn from(e: &config::FieldError) -> Problem {
+        Problem {
+            field: e.field.clone(),
+            message: e.message.clone(),
+            line: e.line,
+            column: e.column,
+        }
+    }
+}
+
+/// What `sluice check --output json` prints.
+#[derive(serde::Serialize)]
+struct CheckReport {
+    file: String,
+    ok: bool,
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+    routes: usize,
+    default_backend: bool,
+}
+
+/// `sluice check`: every problem of the file, the certificates it names
+/// read and checked too.
+fn check(path: &std::path::Path, output: Output) -> ExitCode {
+    let mut report = CheckReport {
+        file: path.display().to_string(),
+        ok: false,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        routes: 0,
+        default_backend: false,
+    };
+    match config::load_file(path) {
+        Ok(c) => {
+            report.warnings = c.warnings.iter().map(Problem::from).collect();
+            report.routes = c.routes.len();
+            report.default_backend = c.default_backend.is_some();
+            for (field, files) in c
+                .tls
+                .certificates
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (format!("tls.certificates[{i}]"), f))
+                .chain(
+                    c.tls
+                        .default_certificate
+                        .iter()
+                        .map(|f| ("tls.default_certificate".to_owned(), f)),
+                )
+            {
+                if let Err(e) = files.read().and_then(|b| files.parse(&b)) {
+                    report.errors.push(Problem {
+                        field,
+                        message: e.to_string(),
+                        line: None,
+                        column: None,
+                    });
+                }
+            }
+        }
+        Err(e) => report.errors = e.problems().iter().map(Problem::from).collect(),
+    }
+    report.ok = report.errors.is_empty();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Output::Text => {
+            let at = |p: &Problem| match (p.line, p.column) {
+                (Some(l), Some(c)) => format!("{}:{l}:{c}", report.file),
+                (Some(l), None) => format!("{}:{l}", report.file),
+                _ => report.file.clone(),
+            };
+            let what = |p: &Problem| {
+                if p.field.is_empty() {
+                    p.message.clone()
+                } else {
+                    format!("{}: {}", p.field, p.message)
+                }
+            };
+            for w in &report.warnings {
+                println!("{}: warning: {}", at(w), what(w));
+            }
+            for e in &report.errors {
+                eprintln!("{}: {}", at(e), what(e));
+            }
+            if report.ok {
+                println!(
+                    "{}: ok ({}{})",
+                    report.file,
+                    config::count(report.routes, "route"),
+                    if report.default_backend {
+                        " and a default backend"
+                    } else {
+                        ""
+                    }
+                );
+            } else {
+                eprintln!(
+                    "{}: {}",
+                    report.file,
+                    config::count(report.errors.len(), "error")
+                );
+            }
+        }
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("sluice: {e}");
     ExitCode::FAILURE
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let (mut cfg, file) = match &args.config {
-        Some(path) => {
-            // Parsed from these bytes, which the reloader then compares
-            // with: an edit made while the proxy starts is not missed.
-            let bytes = match std::fs::read(path) {
-                Ok(b) => b,
-                Err(source) => {
-                    return fail(config::ConfigError::Read {
-                        path: path.clone(),
-                        source,
-                    })
-                }
-            };
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            match config::parse_file_text(&text, path) {
-                Ok(c) => (
-                    c,
-                    Some(sluice::app::ConfigFile {
-                        path: path.clone(),
-                        bytes,
-                    }),
-                ),
-                Err(e) => {
-                    for line in e.lines() {
-                        eprintln!("sluice: {}: {line}", path.display());
+    let (mut cfg, file) =
+        match &args.config {
+            Some(path) => {
+                // Parsed from these bytes, which the reloader then compares
+                // with: an edit made while the proxy starts is not missed.
+                let bytes = match std::fs::read(path) {
+                    Ok(b) => b,
+                    Err(source) => {
+                        return fail(config::ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })
                     }
-                    return ExitCode::FAILURE;
+                };
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                match config::parse_file_text(&text, path) {
+                    Ok(c) => (
+                        c,
+                        Some(sluice::app::ConfigFile {
+                            path: path.clone(),
+                            bytes,
+                        }),
+                    ),
+                    Err(e) => {
+                        for line in e.lines() {
+                            eprintln!("sluice: {}: {line}", path.display());
+                        }
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
-        }
-        None if args.backend.is_empty() && args.kube.kube => (
-            config::discovery_only(args.listen.clone(), args.admin),
-            None,
-        ),
-        None => match config::quick(
-            args.listen.clone(),
-            args.admin,
-            &args.backend,
-            args.strategy.unwrap_or_default(),
-        ) {
-            Ok(c) => (c, None),
-            Err(e) => return fail(e),
-        },
-    };
+            None if args.backend.is_empty() && args.kube.kube => (
+                config::discovery_only(args.listen.clone(), args.admin),
+                None,
+            ),
+            None if args.backend.is_empty() => return fail(
+                "nothing to serve: give --backend IP:PORT (repeatable), --config FILE, or --kube \
+                 (see `sluice serve --help`, or `sluice demo` to try it)",
+            ),
+            None => match config::quick(
+                args.listen.clone(),
+                args.admin,
+                &args.backend,
+                args.strategy.unwrap_or_default(),
+            ) {
+                Ok(c) => (c, None),
+                Err(e) => return fail(e),
+            },
+        };
     if args.tls_cert.len() != args.tls_key.len() {
         return fail(format!(
             "{} --tls-cert but {} --tls-key: give each certificate its key",
@@ -332,10 +466,28 @@ fn serve(args: ServeArgs) -> ExitCode {
         std::sync::Arc::new(move |c: &mut config::Config| apply_overrides(&args, c))
     };
     overrides(&mut cfg);
-    if cfg.admin.is_some_and(|a| cfg.listen_tls.contains(&a))
-        || cfg.listen.iter().any(|l| cfg.listen_tls.contains(l))
-    {
-        return fail("admin, listen and listen-tls addresses must all differ");
+    if let Some(admin) = cfg.admin {
+        if let Some(traffic) = cfg
+            .listen
+            .iter()
+            .chain(&cfg.listen_tls)
+            .find(|l| config::overlap(admin, **l))
+        {
+            return fail(format!(
+                "--admin {admin} overlaps the traffic listener {traffic}: give the admin listener \
+                 a port of its own, so that it is never reachable where traffic is"
+            ));
+        }
+    }
+    if let Some((a, b)) = cfg.listen.iter().find_map(|l| {
+        cfg.listen_tls
+            .iter()
+            .find(|t| config::overlap(*l, **t))
+            .map(|t| (l, t))
+    }) {
+        return fail(format!(
+            "--listen {a} and --listen-tls {b} overlap: one port cannot be both HTTP and HTTPS"
+        ));
     }
     let rt = match runtime(args.workers) {
         Ok(rt) => rt,

@@ -145,7 +145,7 @@ async fn accept_loop(
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly
                     // rather than spin.
-                    tracing::warn!(listener = ?local, error = %e, "accept failed");
+                    tracing::warn!(listener = %crate::logfmt::OptAddr(local), error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -195,7 +195,7 @@ async fn accept_loop(
             serve_stream(fast::io::Prefixed::new(rest, stream), tls, conn, &settings).await;
         });
     }
-    tracing::debug!(listener = ?local, "stopped accepting");
+    tracing::debug!(listener = %crate::logfmt::OptAddr(local), "stopped accepting");
 }
 
 /// One accepted connection and what serves it.

@@ -6,6 +6,7 @@
 //! Kubernetes discovery produces the same [`RouteSpec`]s.
 
 mod raw;
+pub mod schema;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ fn unused_weights(field: &str, upstream: &UpstreamSpec) -> Option<FieldError> {
             field: field.to_owned(),
             message: "weights are ignored by round-robin; use strategy weighted to apply them"
                 .into(),
+            line: None,
+            column: None,
         })
 }
 
@@ -206,6 +209,9 @@ pub struct FieldError {
     /// Where it is, as `routes[2].backends[0].weight`.
     pub field: String,
     pub message: String,
+    /// Where in the file (1-based), when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
 }
 
 impl fmt::Display for FieldError {
@@ -224,12 +230,26 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config {source_name} has {} error(s): {}", .errors.len(), join(.errors))]
+    Parse {
+        path: PathBuf,
+        message: String,
+        line: Option<usize>,
+        column: Option<usize>,
+    },
+    #[error("config {source_name} has {}: {}", count(.errors.len(), "error"), join(.errors))]
     Invalid {
         source_name: String,
         errors: Vec<FieldError>,
     },
+}
+
+/// `1 error`, `2 errors`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -241,11 +261,37 @@ fn join(errors: &[FieldError]) -> String {
 }
 
 impl ConfigError {
-    /// Every problem, one per line, for `sluice check`.
+    /// Every problem, as `sluice check` reports them.
+    pub fn problems(&self) -> Vec<FieldError> {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors.clone(),
+            ConfigError::Parse {
+                message,
+                line,
+                column,
+                ..
+            } => vec![FieldError {
+                field: String::new(),
+                message: message.clone(),
+                line: *line,
+                column: *column,
+            }],
+            ConfigError::Read { source, .. } => vec![FieldError {
+                field: String::new(),
+                message: format!("cannot read it: {source}"),
+                line: None,
+                column: None,
+            }],
+        }
+    }
+
+    /// Every problem, one per line, for `sluice check`, which names the
+    /// file once in front of each (so the lines do not name it again).
     pub fn lines(&self) -> Vec<String> {
         match self {
             ConfigError::Invalid { errors, .. } => errors.iter().map(ToString::to_string).collect(),
-            other => vec![other.to_string()],
+            ConfigError::Parse { message, .. } => vec![message.clone()],
+            ConfigError::Read { source, .. } => vec![format!("cannot read it: {source}")],
         }
     }
 }
@@ -284,19 +330,66 @@ pub fn parse_file_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates config text; `source_name` names it in errors.
+/// The file's shape is checked first ([`schema`]): every unknown field and
+/// value of the wrong kind is reported at once, at its line and column.
+/// Then serde reads it, and validation checks what the values mean; its
+/// errors are placed at their keys too.
 pub fn parse_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = if text.trim().is_empty() {
-        RawConfig::default()
-    } else {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from(source_name),
-            message: e.to_string(),
-        })?
+    let tree = schema::parse(text).map_err(|(message, pos)| ConfigError::Parse {
+        path: PathBuf::from(source_name),
+        message: format!("not valid YAML: {message}"),
+        line: Some(pos.line),
+        column: Some(pos.column),
+    })?;
+    let Some(tree) = tree else {
+        return validate(RawConfig::default()).map_err(|errors| ConfigError::Invalid {
+            source_name: source_name.to_owned(),
+            errors,
+        });
     };
-    validate(raw).map_err(|errors| ConfigError::Invalid {
-        source_name: source_name.to_owned(),
-        errors,
-    })
+    let mut errors = Vec::new();
+    schema::check(&tree, &schema::CONFIG, "", &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.to_owned(),
+            errors,
+        });
+    }
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        // The position is kept apart; the message need not repeat it.
+        let message = e.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(i) if e.location().is_some() => message[..i].to_owned(),
+            _ => message,
+        };
+        ConfigError::Parse {
+            path: PathBuf::from(source_name),
+            line: e.location().map(|l| l.line()),
+            column: e.location().map(|l| l.column()),
+            message,
+        }
+    })?;
+    let place = |e: &mut FieldError| {
+        if e.line.is_none() {
+            if let Some(pos) = tree.locate(&e.field) {
+                e.line = Some(pos.line);
+                e.column = Some(pos.column);
+            }
+        }
+    };
+    match validate(raw) {
+        Ok(mut c) => {
+            c.warnings.iter_mut().for_each(place);
+            Ok(c)
+        }
+        Err(mut errors) => {
+            errors.iter_mut().for_each(place);
+            Err(ConfigError::Invalid {
+                source_name: source_name.to_owned(),
+                errors,
+            })
+        }
+    }
 }
 
 /// No routes of its own: everything comes from Kubernetes (`--kube`
@@ -372,6 +465,12 @@ pub fn quick(
     })
 }
 
+/// Two listen addresses that would take the same connections: the same
+/// port, and the same address or either one a wildcard (`0.0.0.0`, `::`).
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 #[derive(Default)]
 struct Validator {
     errors: Vec<FieldError>,
@@ -379,9 +478,13 @@ struct Validator {
 
 impl Validator {
     fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        // Top-level settings are checked with an empty prefix.
+        let field: String = field.into();
         self.errors.push(FieldError {
-            field: field.into(),
+            field: field.trim_start_matches('.').to_owned(),
             message: message.into(),
+            line: None,
+            column: None,
         });
     }
 
@@ -680,10 +783,17 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     }
     let admin = raw.admin.as_deref().and_then(|a| v.addr("admin", a));
     if let Some(admin) = admin {
-        if listen.contains(&admin) || listen_tls.contains(&admin) {
+        if let Some(traffic) = listen
+            .iter()
+            .chain(&listen_tls)
+            .find(|l| overlap(admin, **l))
+        {
             v.error(
                 "admin",
-                "the admin listener must have its own address, not a traffic listener's",
+                format!(
+                    "{admin} overlaps the traffic listener {traffic}: the admin listener needs a \
+                     port of its own, so that it is never reachable where traffic is"
+                ),
             );
         }
     }
@@ -881,12 +991,16 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 message: "no routes and no default_backend: every request is a 404 \
                           unless --kube discovers routes"
                     .into(),
+                line: None,
+                column: None,
             });
         }
         if !tls.certificates.is_empty() && listen_tls.is_empty() {
             warnings.push(FieldError {
                 field: "tls.certificates".into(),
                 message: "no listen_tls address: the certificates serve nothing".into(),
+                line: None,
+                column: None,
             });
         }
         Ok(Config {
@@ -979,6 +1093,68 @@ mod tests {
         let c = parse_str(EXAMPLE, "examples/sluice.yaml").unwrap();
         assert!(!c.routes.is_empty());
         assert!(c.admin.is_some());
+    }
+
+    /// Every key of the example, misspelt one at a time, is refused at
+    /// its own line, with its field named.
+    #[test]
+    fn a_misspelling_of_any_field_is_caught_at_its_line() {
+        let mut tried = 0;
+        for (i, line) in EXAMPLE.lines().enumerate() {
+            let body = line.trim_start().trim_start_matches("- ");
+            if body.starts_with('#') {
+                continue;
+            }
+            let Some((key, _)) = body.split_once(':') else {
+                continue;
+            };
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            let typo = format!("{key}x");
+            let at = line.find(key).unwrap();
+            let mut lines: Vec<String> = EXAMPLE.lines().map(str::to_owned).collect();
+            lines[i].replace_range(at..at + key.len(), &typo);
+            let text = lines.join("\n");
+            let errors = match parse_str(&text, "example") {
+                Err(ConfigError::Invalid { errors, .. }) => errors,
+                other => panic!("line {}: `{typo}` was not refused: {other:?}", i + 1),
+            };
+            assert!(
+                errors.iter().any(|e| e.line == Some(i + 1)
+                    && e.column == Some(at + 1)
+                    && e.field.ends_with(&typo)
+                    && e.message.contains(&format!("did you mean `{key}`?"))),
+                "line {}: `{typo}` reported as {errors:?}",
+                i + 1
+            );
+            tried += 1;
+        }
+        assert!(tried > 40, "only {tried} keys found in the example");
+    }
+
+    #[test]
+    fn schema_errors_come_all_at_once_and_semantic_ones_at_their_keys() {
+        let text = "listen: 127.0.0.1:8080\nretry:\n  attemps: 3\nroutes:\n  - name: a\n    backends:\n      - {address: 127.0.0.1:9001, wieght: 5}\ndefault_backend:\n  backendz: [127.0.0.1:9001]\n";
+        let Err(ConfigError::Invalid { errors, .. }) = parse_str(text, "t") else {
+            panic!("accepted");
+        };
+        let lines: Vec<Option<usize>> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [Some(3), Some(7), Some(9)], "{errors:?}");
+
+        let text = "listen: [127.0.0.1:8080]\nroutes:\n  - name: a\n    backends: [127.0.0.1:9001]\n    retry:\n      attempts: 50\n";
+        let Err(ConfigError::Invalid { errors, .. }) = parse_str(text, "t") else {
+            panic!("accepted");
+        };
+        assert_eq!(errors[0].field, "routes[0].retry.attempts");
+        assert_eq!((errors[0].line, errors[0].column), (Some(6), Some(7)));
+        // One address without brackets is a list of one.
+        let c = parse_str(
+            "listen: 127.0.0.1:8080\ndefault_backend: {backends: [127.0.0.1:1]}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 1);
     }
 
     #[test]

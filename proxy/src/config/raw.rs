@@ -6,11 +6,11 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Addresses to accept client traffic on.
-    #[serde(default)]
+    /// Addresses to accept client traffic on: one, or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub listen: Vec<String>,
-    /// Addresses to accept HTTPS on.
-    #[serde(default)]
+    /// Addresses to accept HTTPS on: one, or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub listen_tls: Vec<String>,
     /// Certificates, redirects and HSTS.
     #[serde(default)]
@@ -149,4 +149,30 @@ pub enum RawBackend {
         #[serde(default)]
         weight: Option<u32>,
     },
+}
+
+/// `listen: ADDR` or `listen: [ADDR, …]`, as nginx users write one
+/// address without brackets.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an address, or a list of addresses")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(vec![s.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
 }

@@ -408,7 +408,7 @@ where
                     Err(e) => {
                         route.metrics.connect_error();
                         let ejected = endpoint.record_failure(&upstream.health);
-                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = ?ejected, "upstream connect failed");
+                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed");
                         last_connect_error = Some(e);
                         if !plan.idempotent {
                             break 'endpoints;
@@ -435,7 +435,7 @@ where
                         }
                         UpstreamError::Timeout => {
                             endpoint.record_failure(&upstream.health);
-                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?t.response_header, "upstream response headers timed out");
+                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = %crate::logfmt::Dur(t.response_header), "upstream response headers timed out");
                             (504, "upstream timed out\n")
                         }
                         e => {
@@ -612,7 +612,7 @@ where
     };
     if head.status >= 500 {
         if let Some(d) = endpoint.record_failure(&upstream.health) {
-            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = head.status, ejected_for = ?d, "endpoint ejected after consecutive failures");
+            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = head.status, ejected_for = %crate::logfmt::Dur(d), "endpoint ejected after consecutive failures");
         }
     } else {
         endpoint.record_success();
@@ -640,7 +640,7 @@ where
             // A read error ends the body like a close does.
             Ok(r) => r.unwrap_or_default(),
             Err(_) => {
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?idle, "upstream response body stalled");
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = %crate::logfmt::Dur(idle), "upstream response body stalled");
                 return Next::Close;
             }
         };
@@ -721,9 +721,11 @@ async fn respond_error<S: AsyncWrite + Unpin>(
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
     out.clear();
+    // `date`, as hyper's answers (and every origin server's) carry it.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{msg}",
+        "HTTP/1.1 {status} {reason}\r\ndate: {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{msg}",
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
         msg.len(),
         if close { "connection: close\r\n" } else { "" },
     );

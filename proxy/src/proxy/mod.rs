@@ -541,7 +541,7 @@ async fn forward(
             Ok((mut resp, checkin)) => {
                 if resp.status().is_server_error() {
                     if let Some(d) = endpoint.record_failure(&upstream.health) {
-                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = resp.status().as_u16(), ejected_for = ?d, "endpoint ejected after consecutive failures");
+                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = resp.status().as_u16(), ejected_for = %crate::logfmt::Dur(d), "endpoint ejected after consecutive failures");
                     }
                 } else {
                     endpoint.record_success();
@@ -587,7 +587,7 @@ async fn forward(
             Err(SendError::Connect(r, e)) => {
                 route.metrics.connect_error();
                 let ejected = endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = ?ejected, "upstream connect failed");
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed");
                 last_connect_error = Some(e);
                 if !retry_ok {
                     break;
@@ -598,13 +598,13 @@ async fn forward(
                 // Sent once already: not tried on other endpoints.
                 route.metrics.connect_error();
                 let ejected = endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = ?ejected, "upstream connect failed for a request sent again");
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed for a request sent again");
                 last_connect_error = Some(e);
                 break;
             }
             Err(SendError::Timeout(d)) => {
                 endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = ?d, "upstream response headers timed out");
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = %crate::logfmt::Dur(d), "upstream response headers timed out");
                 return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
             }
             Err(SendError::Upstream(e)) => {

@@ -1,0 +1,174 @@
+//! The `sluice` command as a new user meets it: what it says when given
+//! nothing, a bad flag or a bad file; `check --output json`, `version`,
+//! completions and the man page; logs written for people; and the proxy's
+//! own error answers dated like hyper's.
+
+use std::process::{Command, Output};
+
+use sluice_integration::*;
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(sluice_bin()).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_invocations_say_what_to_do() {
+    let out = sluice(&["serve"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing to serve: give --backend"), "{err}");
+    assert!(err.contains("--config") && err.contains("--kube"), "{err}");
+
+    let out = sluice(&["serve", "--workers", "0", "--backend", "127.0.0.1:1"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("must be 1 or more"), "{err}");
+
+    // The admin port on a wildcard beside a traffic listener of the same
+    // port would serve /metrics where traffic goes.
+    let port = free_addr().port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let admin = format!("0.0.0.0:{port}");
+    let out = sluice(&[
+        "serve",
+        "--backend",
+        "127.0.0.1:1",
+        "--listen",
+        &listen,
+        "--admin",
+        &admin,
+    ]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--admin {admin} overlaps the traffic listener {listen}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_names_the_file_once_and_each_problem_at_its_line() {
+    let dir = TempDir::new();
+    let path = dir.0.join("sluice.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:8080\nretry:\n  attempts: 50\nroutes:\n  - name: a\n    backends:\n      - {address: 127.0.0.1:9001, wieght: 5}\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let out = sluice(&["check", "--config", &file]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The schema error comes first; it alone is reported, at its key.
+    assert!(
+        err.contains(&format!(
+            "{file}:7:35: routes[0].backends[0].wieght: unknown field `wieght`: did you mean `weight`?"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{file}: 1 error\n")), "{err}");
+    for line in err.lines() {
+        assert_eq!(
+            line.matches(&file).count(),
+            1,
+            "the file named more than once: {line}"
+        );
+    }
+
+    // Fixed, the semantic error is placed at its key, without a stray dot.
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:8080\nretry:\n  attempts: 50\nroutes:\n  - name: a\n    backends: [127.0.0.1:9001]\n",
+    )
+    .unwrap();
+    let out = sluice(&["check", "--config", &file, "--output", "json"]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["ok"], false);
+    let e = &report["errors"][0];
+    assert_eq!(e["field"], "retry.attempts");
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(3), Some(3))
+    );
+
+    let example = workspace_root().join("examples/sluice.yaml");
+    let out = sluice(&["check", "--config", example.to_str().unwrap(), "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["routes"], 4);
+}
+
+#[test]
+fn version_completions_and_man_page() {
+    let (out, _) = text(&sluice(&["version"]));
+    let commit = out
+        .lines()
+        .find_map(|l| l.strip_prefix("commit:"))
+        .expect("a commit line")
+        .trim()
+        .to_owned();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    assert!(
+        out.contains("features:") && out.contains("kubernetes-discovery"),
+        "{out}"
+    );
+    let (v, _) = text(&sluice(&["--version"]));
+    assert!(v.contains(&format!("({commit})")), "{v}");
+
+    for (shell, mark) in [
+        ("bash", "_sluice()"),
+        ("zsh", "#compdef sluice"),
+        ("fish", "complete -c sluice"),
+    ] {
+        let (out, _) = text(&sluice(&["completions", shell]));
+        assert!(out.contains(mark), "{shell}: {out}");
+        assert!(out.contains("serve") && out.contains("check"), "{shell}");
+    }
+    let (man, _) = text(&sluice(&["man"]));
+    assert!(man.contains(".TH sluice 1"), "{man}");
+    assert!(man.contains("serve"), "{man}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_read_as_written_for_people_and_error_answers_are_dated() {
+    let d = dead();
+    let s = Sluice::serve(&["--backend", &d.addr.to_string()]).await;
+    let c = client(None);
+    let (status, headers, _) = request(&c, s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 502);
+    let date = headers
+        .get("date")
+        .expect("a Date header on the proxy's own answer");
+    assert!(
+        httpdate_like(date.to_str().unwrap()),
+        "{date:?} is not an HTTP date"
+    );
+    let log = s.log();
+    assert!(log.contains("upstream connect failed"), "{log}");
+    assert!(log.contains("sluice is serving"), "{log}");
+    for banned in ["Some(", "None", "[127.0.0.1"] {
+        assert!(!log.contains(banned), "{banned:?} in the log:\n{log}");
+    }
+}
+
+/// `Tue, 01 Dec 2026 22:13:21 GMT`.
+fn httpdate_like(s: &str) -> bool {
+    s.len() == 29 && s.ends_with(" GMT") && s.as_bytes()[3] == b','
+}
