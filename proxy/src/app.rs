@@ -247,6 +247,7 @@ fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, Strin
             .collect(),
         default_cert,
         policy: config.tls.policy.clone(),
+        server_header: config.server_header,
     })
 }
 

@@ -103,6 +103,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
         default_backend: None,
         defaults: config::DEFAULTS,
         access_log: crate::access_log::Format::Off,
+        server_header: Default::default(),
         warnings: Vec::new(),
     }
 }

@@ -28,6 +28,16 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
 }
 
+/// The kinds the Kubernetes watches name in `sluice_kube_watch_errors_total`.
+pub const WATCHED_KINDS: [&str; 6] = [
+    "ingress",
+    "ingressclass",
+    "service",
+    "endpointslice",
+    "secret",
+    "pod",
+];
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -126,10 +136,38 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
-        // Both results show from the start, so a dashboard can rate() them.
+        // Every labelled counter an alert or a dashboard names shows from
+        // the start at 0: `rate()` and `increase()` then work from the first
+        // scrape, and an alert never sees "no data" where it means zero.
         for result in ["success", "error"] {
             config_reloads.with_label_values(&[result]);
         }
+        for reason in ["error", "timeout"] {
+            tls_handshake_errors.with_label_values(&[reason]);
+        }
+        for kind in WATCHED_KINDS {
+            kube_watch_errors.with_label_values(&[kind]);
+        }
+        // What is running: a constant 1 whose labels say which build.
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "sluice_build_info",
+                "A constant 1, labelled with the version and git commit of the running build.",
+            ),
+            &["version", "commit"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[crate::build::VERSION, crate::build::COMMIT])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("metric registered once");
+        // CPU seconds, resident memory, open file descriptors and the start
+        // time, as process_* (Linux; elsewhere the collector reports nothing).
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         Metrics {
             registry,
             requests,

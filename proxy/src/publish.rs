@@ -28,6 +28,7 @@ pub struct FileSource {
     pub certs: Vec<Binding>,
     pub default_cert: Option<Arc<Certificate>>,
     pub policy: Policy,
+    pub server_header: crate::config::ServerHeader,
 }
 
 /// What the cluster gives.
@@ -144,6 +145,7 @@ impl Publisher {
         let edge = Edge {
             certs: Arc::new(certs),
             policy: s.file.policy.clone(),
+            server_header: s.file.server_header,
             https: s.https,
         };
         let mut snap =

@@ -172,3 +172,72 @@ async fn logs_read_as_written_for_people_and_error_answers_are_dated() {
 fn httpdate_like(s: &str) -> bool {
     s.len() == 29 && s.ends_with(" GMT") && s.as_bytes()[3] == b','
 }
+
+/// `Server: sluice` on answers whose upstream sent none, the upstream's
+/// own kept, and `server_header: off` removing both — on both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_header_is_added_kept_or_removed() {
+    let plain = Backend::start("plain").await;
+    let gunicorn = RawBackend::start(|_| {
+        RawAnswer::whole(&b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nContent-Length: 2\r\n\r\nok"[..])
+    })
+    .await;
+    let server = |headers: &http::HeaderMap| {
+        headers
+            .get("server")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let c = client(None);
+    let s = Sluice::serve(&["--backend", &plain.addr.to_string()]).await;
+    let (_, h, _) = request(&c, s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(server(&h).as_deref(), Some("sluice"));
+    let s = Sluice::serve(&["--backend", &gunicorn.addr.to_string()]).await;
+    let (_, h, _) = request(&c, s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(server(&h).as_deref(), Some("gunicorn"));
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\nserver_header: off\nroutes:\n  - backends: [{}]\n",
+        gunicorn.addr
+    ))
+    .await;
+    let (_, h, _) = request(&c, s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(server(&h), None);
+}
+
+/// Counters an alert names exist at 0 from the first scrape; the build
+/// and the process are described.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_a_dashboard_can_rely_on_exist_from_the_start() {
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    let (_, metrics) = get(s.admin, "/metrics").await.unwrap();
+    for series in [
+        "sluice_tls_handshake_errors_total{reason=\"error\"} 0",
+        "sluice_tls_handshake_errors_total{reason=\"timeout\"} 0",
+        "sluice_kube_watch_errors_total{kind=\"ingress\"} 0",
+        "sluice_kube_watch_errors_total{kind=\"endpointslice\"} 0",
+        "sluice_config_reloads_total{result=\"error\"} 0",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_build_info{"))
+        .expect("sluice_build_info");
+    assert!(
+        info.contains("version=\"0.1.0\"") && info.ends_with(" 1"),
+        "{info}"
+    );
+}

@@ -41,6 +41,8 @@ pub struct Config {
     pub defaults: Defaults,
     /// The access log's format (`off` turns it off).
     pub access_log: crate::access_log::Format,
+    /// What proxied answers say in `Server`.
+    pub server_header: ServerHeader,
     /// Things that work but are probably not what was meant, each naming
     /// its field; logged at load and printed by `sluice check`.
     pub warnings: Vec<FieldError>,
@@ -201,6 +203,19 @@ pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
         .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map(|n| n.trunc())
         .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or an address"))
+}
+
+/// What a proxied answer says in `Server`, as nginx (`server_tokens`) and
+/// Envoy (`server_header_transformation`) let it be chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// `Server: sluice` when the upstream sent none; the upstream's kept.
+    #[default]
+    Add,
+    /// The upstream's as it is, or none.
+    Pass,
+    /// None at all: the upstream's is removed.
+    Off,
 }
 
 /// One wrong field.
@@ -408,6 +423,7 @@ pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Con
         default_backend: None,
         defaults: DEFAULTS,
         access_log: crate::access_log::Format::default(),
+        server_header: ServerHeader::default(),
         warnings: Vec::new(),
     }
 }
@@ -867,6 +883,18 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             crate::access_log::Format::default()
         }
     };
+    let server_header = match raw.server_header.as_deref().map(str::trim) {
+        None | Some("add") => ServerHeader::Add,
+        Some("pass") => ServerHeader::Pass,
+        Some("off") => ServerHeader::Off,
+        Some(other) => {
+            v.error(
+                "server_header",
+                format!("{other:?} is not add, pass or off"),
+            );
+            ServerHeader::Add
+        }
+    };
     let drain_timeout = v.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN);
     // Zero is allowed here: no delay.
     let shutdown_delay = match raw.shutdown_delay.as_deref().map(str::trim) {
@@ -1016,6 +1044,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             default_backend,
             defaults,
             access_log,
+            server_header,
             warnings,
         })
     } else {

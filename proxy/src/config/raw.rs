@@ -41,6 +41,8 @@ pub struct RawConfig {
     /// Networks whose X-Forwarded-For names the client.
     #[serde(default)]
     pub trust_forwarded_for: Vec<String>,
+    /// `add` (the default), `pass` or `off`: the `Server` header of answers.
+    pub server_header: Option<String>,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]

@@ -151,6 +151,7 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("proxy_protocol_from", Shape::List(&Shape::Str)),
     ("trust_forwarded_for", Shape::List(&Shape::Str)),
     ("http1_fast_path", Shape::Bool),
+    ("server_header", Shape::Str),
     ("routes", Shape::List(&ROUTE)),
     ("default_backend", BACKEND_SET),
 ]);

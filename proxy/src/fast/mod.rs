@@ -530,6 +530,7 @@ async fn send_and_read_head(
                 plan.head_request,
                 plan.close || closing,
                 hsts,
+                plan.route.server_header,
                 &mut b.response,
             ) {
                 response::Parsed::Partial => break,

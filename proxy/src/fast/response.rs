@@ -2,6 +2,8 @@
 //! found (RFC 9112 6.3), and written out for the client without the
 //! upstream connection's hop-by-hop fields.
 
+use crate::config::ServerHeader;
+
 /// The largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Response header fields accepted, as hyper's client accepts.
@@ -45,12 +47,14 @@ pub enum Parsed {
 /// Parses the response head at the start of `buf` and writes the head to
 /// send the client into `out`. `close_client` asks for `connection: close`
 /// (the client asked for it, or the proxy is draining); `hsts` is a
-/// Strict-Transport-Security value to add when the upstream set none.
+/// Strict-Transport-Security value to add when the upstream set none;
+/// `server` says what becomes of the `Server` header.
 pub fn prepare(
     buf: &[u8],
     head_request: bool,
     close_client: bool,
     hsts: Option<&[u8]>,
+    server: ServerHeader,
     out: &mut Vec<u8>,
 ) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -75,6 +79,7 @@ pub fn prepare(
     let mut upstream_close = version == 0;
     let mut named = false;
     let mut has_sts = false;
+    let mut has_server = false;
     let mut chunked: Option<bool> = None;
     let mut length: Option<u64> = None;
     for f in resp.headers.iter() {
@@ -95,6 +100,8 @@ pub fn prepare(
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"strict-transport-security") {
             has_sts = true;
+        } else if name.eq_ignore_ascii_case(b"server") {
+            has_server = true;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 let Some(n) = super::length(v) else {
@@ -138,6 +145,7 @@ pub fn prepare(
         if hop_by_hop(name)
             || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"))
             || (named && named_by_connection(&*resp.headers, name))
+            || (server == ServerHeader::Off && name.eq_ignore_ascii_case(b"server"))
         {
             continue;
         }
@@ -145,6 +153,9 @@ pub fn prepare(
         out.extend_from_slice(b": ");
         out.extend_from_slice(f.value);
         out.extend_from_slice(b"\r\n");
+    }
+    if server == ServerHeader::Add && !has_server {
+        out.extend_from_slice(b"server: sluice\r\n");
     }
     if let (Some(v), false) = (hsts, has_sts) {
         out.extend_from_slice(b"strict-transport-security: ");
@@ -213,7 +224,14 @@ mod tests {
 
     fn run(resp: &[u8], head_request: bool, close: bool) -> (Parsed, String) {
         let mut out = Vec::new();
-        let p = prepare(resp, head_request, close, None, &mut out);
+        let p = prepare(
+            resp,
+            head_request,
+            close,
+            None,
+            ServerHeader::Pass,
+            &mut out,
+        );
         (p, String::from_utf8(out).unwrap())
     }
 
@@ -228,14 +246,28 @@ mod tests {
     fn hsts_is_added_unless_the_upstream_set_one() {
         let mut out = Vec::new();
         let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        prepare(resp, false, false, Some(b"max-age=60"), &mut out);
+        prepare(
+            resp,
+            false,
+            false,
+            Some(b"max-age=60"),
+            ServerHeader::Pass,
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nstrict-transport-security: max-age=60\r\n\r\n"
         );
         let resp =
             b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n";
-        prepare(resp, false, false, Some(b"max-age=60"), &mut out);
+        prepare(
+            resp,
+            false,
+            false,
+            Some(b"max-age=60"),
+            ServerHeader::Pass,
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("max-age").count(), 1, "{text}");
         assert!(text.contains("max-age=1"));
@@ -369,5 +401,25 @@ mod tests {
                 .framing,
             Framing::Length(2)
         );
+    }
+
+    #[test]
+    fn the_server_header_is_added_passed_or_removed() {
+        let with = b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nContent-Length: 0\r\n\r\n";
+        let without = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let head = |resp: &[u8], server| {
+            let mut out = Vec::new();
+            prepare(resp, false, false, None, server, &mut out);
+            String::from_utf8(out).unwrap().to_ascii_lowercase()
+        };
+        assert!(head(without, ServerHeader::Add).contains("server: sluice\r\n"));
+        let kept = head(with, ServerHeader::Add);
+        assert!(
+            kept.contains("server: gunicorn") && !kept.contains("sluice"),
+            "{kept}"
+        );
+        assert!(!head(without, ServerHeader::Pass).contains("server:"));
+        assert!(head(with, ServerHeader::Pass).contains("server: gunicorn"));
+        assert!(!head(with, ServerHeader::Off).contains("server:"));
     }
 }

@@ -303,6 +303,17 @@ impl Proxy {
                 .entry(header::STRICT_TRANSPORT_SECURITY)
                 .or_insert_with(|| hsts.clone());
         }
+        match route.server_header {
+            crate::config::ServerHeader::Add => {
+                resp.headers_mut()
+                    .entry(header::SERVER)
+                    .or_insert(HeaderValue::from_static("sluice"));
+            }
+            crate::config::ServerHeader::Pass => {}
+            crate::config::ServerHeader::Off => {
+                resp.headers_mut().remove(header::SERVER);
+            }
+        }
         route
             .metrics
             .observe(resp.status().as_u16(), start.elapsed());

@@ -41,6 +41,8 @@ pub struct Route {
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for its HTTPS responses.
     pub hsts: Option<http::HeaderValue>,
+    /// What its answers say in `Server`.
+    pub server_header: crate::config::ServerHeader,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
@@ -111,6 +113,8 @@ pub struct Snapshot {
 pub struct Edge {
     pub certs: Arc<CertTable>,
     pub policy: crate::tls::Policy,
+    /// What proxied answers say in `Server`.
+    pub server_header: crate::config::ServerHeader,
     /// An HTTPS listener is running: without one, only forced redirects.
     pub https: bool,
 }
@@ -183,6 +187,7 @@ impl Snapshot {
                 max_request_body: spec.max_request_body,
                 https_redirect: edge.redirects(spec),
                 hsts: hsts.clone(),
+                server_header: edge.server_header,
                 timeouts: spec.timeouts,
                 retry: spec.retry,
                 metrics: metrics.route(&spec.name),
@@ -371,6 +376,7 @@ mod tests {
         let mut edge = Edge {
             certs: Arc::new(certs),
             policy: crate::tls::Policy::default(),
+            server_header: Default::default(),
             https: true,
         };
         let mut off = spec("off", "a.com", "/off", PathType::Prefix);
