@@ -248,6 +248,7 @@ fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, Strin
         default_cert,
         policy: config.tls.policy.clone(),
         server_header: config.server_header,
+        endpoint_metrics: config.endpoint_metrics,
     })
 }
 

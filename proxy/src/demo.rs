@@ -104,6 +104,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
         defaults: config::DEFAULTS,
         access_log: crate::access_log::Format::Off,
         server_header: Default::default(),
+        endpoint_metrics: false,
         warnings: Vec::new(),
     }
 }

@@ -106,6 +106,11 @@ struct ServeArgs {
     /// closing the listeners (e.g. 5s behind a cloud LoadBalancer).
     #[arg(long, value_parser = humantime::parse_duration)]
     shutdown_delay: Option<std::time::Duration>,
+    /// Requests and latency per endpoint too, in
+    /// sluice_endpoint_requests_total and sluice_endpoint_response_seconds
+    /// (a series per pod; overrides the file's `endpoint_metrics`).
+    #[arg(long)]
+    endpoint_metrics: bool,
     /// Serve every request through hyper, turning off the lean HTTP/1.1
     /// fast path (overrides the file's `http1_fast_path`).
     #[arg(long)]
@@ -548,6 +553,9 @@ fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
     }
     if let Some(f) = args.access_log {
         cfg.access_log = f;
+    }
+    if args.endpoint_metrics {
+        cfg.endpoint_metrics = true;
     }
     if !args.trust_forwarded_for.is_empty() {
         cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub tls_certificate_expiry: IntGaugeVec,
     /// TLS handshakes that failed, by reason (`timeout`, `error`).
     pub tls_handshake_errors: IntCounterVec,
+    /// Per endpoint (`endpoint_metrics: true` only: one series per pod).
+    endpoint_requests: IntCounterVec,
+    endpoint_duration: HistogramVec,
+    /// The (upstream, endpoint) label pairs handed out, so that those of
+    /// endpoints gone can be dropped. Touched at snapshot builds only.
+    endpoint_labels: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// The kinds the Kubernetes watches name in `sluice_kube_watch_errors_total`.
@@ -43,6 +49,11 @@ impl std::fmt::Debug for Metrics {
         f.write_str("Metrics")
     }
 }
+
+/// Latency buckets, in seconds: 0.5 ms to 10 s.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "none";
@@ -63,10 +74,7 @@ impl Metrics {
                 "sluice_request_duration_seconds",
                 "Time from request received to response headers sent, by route.",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
+            .buckets(BUCKETS.to_vec()),
             &["route"],
         )
         .expect("valid metric");
@@ -123,8 +131,27 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let endpoint_requests = IntCounterVec::new(
+            Opts::new(
+                "sluice_endpoint_requests_total",
+                "Answers from each endpoint, by upstream, endpoint and status code (with endpoint_metrics on).",
+            ),
+            &["upstream", "endpoint", "code"],
+        )
+        .expect("valid metric");
+        let endpoint_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_endpoint_response_seconds",
+                "Time from the request being routed to the endpoint's response headers, by upstream and endpoint (with endpoint_metrics on).",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["upstream", "endpoint"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(endpoint_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(endpoint_duration.clone()),
+            Box::new(requests.clone()),
             Box::new(tls_certificate_expiry.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(access_log_dropped.clone()),
@@ -179,6 +206,58 @@ impl Metrics {
             access_log_dropped,
             tls_certificate_expiry,
             tls_handshake_errors,
+            endpoint_requests,
+            endpoint_duration,
+            endpoint_labels: Default::default(),
+        }
+    }
+
+    /// Handles for one endpoint of one upstream, resolved at snapshot
+    /// build.
+    pub fn endpoint(&self, upstream: &str, endpoint: &str) -> EndpointMetrics {
+        if let Ok(mut l) = self.endpoint_labels.lock() {
+            l.insert((upstream.to_owned(), endpoint.to_owned()));
+        }
+        EndpointMetrics {
+            upstream: upstream.into(),
+            endpoint: endpoint.into(),
+            requests: self.endpoint_requests.clone(),
+            codes: Default::default(),
+            duration: self
+                .endpoint_duration
+                .with_label_values(&[upstream, endpoint]),
+        }
+    }
+
+    /// Drops the series of every endpoint not in `live` (upstream,
+    /// endpoint), so that pods coming and going do not grow the exposition.
+    pub fn retain_endpoints(&self, live: &std::collections::HashSet<(String, String)>) {
+        use prometheus::core::Collector;
+        let Ok(mut known) = self.endpoint_labels.lock() else {
+            return;
+        };
+        let gone: Vec<(String, String)> = known.difference(live).cloned().collect();
+        if gone.is_empty() {
+            return;
+        }
+        let families = self.endpoint_requests.collect();
+        for (u, e) in &gone {
+            let _ = self.endpoint_duration.remove_label_values(&[u, e]);
+            for m in families.iter().flat_map(|f| f.get_metric()) {
+                let label = |n: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_owned())
+                        .unwrap_or_default()
+                };
+                if &label("upstream") == u && &label("endpoint") == e {
+                    let _ = self
+                        .endpoint_requests
+                        .remove_label_values(&[u, e, &label("code")]);
+                }
+            }
+            known.remove(&(u.clone(), e.clone()));
         }
     }
 
@@ -243,6 +322,48 @@ impl Default for Metrics {
 const COMMON: [u16; 16] = [
     200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 429, 500, 502, 503, 504,
 ];
+
+/// One endpoint's metric handles.
+pub struct EndpointMetrics {
+    upstream: Box<str>,
+    endpoint: Box<str>,
+    requests: IntCounterVec,
+    codes: [OnceLock<IntCounter>; COMMON.len()],
+    duration: Histogram,
+}
+
+impl std::fmt::Debug for EndpointMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointMetrics")
+            .field("upstream", &self.upstream)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl EndpointMetrics {
+    /// Counts one answer of the endpoint.
+    #[inline]
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+        let counter = || {
+            self.requests.with_label_values(&[
+                &*self.upstream,
+                &*self.endpoint,
+                itoa_buf(status).as_str(),
+            ])
+        };
+        match COMMON.iter().position(|&c| c == status) {
+            Some(i) => self.codes[i].get_or_init(counter).inc(),
+            None => counter().inc(),
+        }
+    }
+
+    /// Whether these handles are for this upstream and endpoint.
+    pub fn is_for(&self, upstream: &str, endpoint: &str) -> bool {
+        &*self.upstream == upstream && &*self.endpoint == endpoint
+    }
+}
 
 /// One route's metric handles.
 pub struct RouteMetrics {

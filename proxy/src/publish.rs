@@ -29,6 +29,7 @@ pub struct FileSource {
     pub default_cert: Option<Arc<Certificate>>,
     pub policy: Policy,
     pub server_header: crate::config::ServerHeader,
+    pub endpoint_metrics: bool,
 }
 
 /// What the cluster gives.
@@ -146,6 +147,7 @@ impl Publisher {
             certs: Arc::new(certs),
             policy: s.file.policy.clone(),
             server_header: s.file.server_header,
+            endpoint_metrics: s.file.endpoint_metrics,
             https: s.https,
         };
         let mut snap =

@@ -241,3 +241,58 @@ async fn metrics_a_dashboard_can_rely_on_exist_from_the_start() {
         "{info}"
     );
 }
+
+/// With `endpoint_metrics`, each endpoint has its own requests and latency;
+/// an endpoint that leaves the table takes its series with it; without
+/// the setting there are none (a series per pod is a cost to choose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_metrics_are_opt_in_and_follow_the_endpoints() {
+    use std::time::Duration;
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let c = client(None);
+    let off = Sluice::serve(&["--backend", &a.addr.to_string()]).await;
+    request(&c, off.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    let (_, m) = get(off.admin, "/metrics").await.unwrap();
+    assert!(!m.contains("sluice_endpoint_requests_total{"), "{m}");
+
+    let config = |backends: &[&Backend]| {
+        let list: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        format!(
+            "listen: {{LISTEN}}\nadmin: {{ADMIN}}\nendpoint_metrics: true\nreload_interval: 100ms\n\
+             routes:\n  - name: web\n    backends: [{}]\n",
+            list.join(", ")
+        )
+    };
+    let (s, path) = Sluice::with_config(&config(&[&a, &b])).await;
+    for _ in 0..4 {
+        let (status, _, _) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    let series = |b: &Backend| {
+        format!(
+            "sluice_endpoint_requests_total{{code=\"200\",endpoint=\"{}\",upstream=\"web\"}}",
+            b.addr
+        )
+    };
+    for backend in [&a, &b] {
+        let n = s.metric(&series(backend)).await;
+        assert_eq!(n, Some(2.0), "{}", series(backend));
+        let count = format!(
+            "sluice_endpoint_response_seconds_count{{endpoint=\"{}\",upstream=\"web\"}}",
+            backend.addr
+        );
+        assert_eq!(s.metric(&count).await, Some(2.0), "{count}");
+    }
+
+    // b leaves: its series go with it, a's stay.
+    std::fs::write(&path, s.fill(&config(&[&a]))).unwrap();
+    wait_until("b's series to go", Duration::from_secs(30), || async {
+        s.metric(&series(&b)).await.is_none()
+    })
+    .await;
+    assert_eq!(s.metric(&series(&a)).await, Some(2.0));
+}

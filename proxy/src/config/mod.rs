@@ -43,6 +43,9 @@ pub struct Config {
     pub access_log: crate::access_log::Format,
     /// What proxied answers say in `Server`.
     pub server_header: ServerHeader,
+    /// Requests and latency per endpoint too (a series per pod: off by
+    /// default for the cardinality).
+    pub endpoint_metrics: bool,
     /// Things that work but are probably not what was meant, each naming
     /// its field; logged at load and printed by `sluice check`.
     pub warnings: Vec<FieldError>,
@@ -424,6 +427,7 @@ pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Con
         defaults: DEFAULTS,
         access_log: crate::access_log::Format::default(),
         server_header: ServerHeader::default(),
+        endpoint_metrics: false,
         warnings: Vec::new(),
     }
 }
@@ -1045,6 +1049,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             defaults,
             access_log,
             server_header,
+            endpoint_metrics: raw.endpoint_metrics.unwrap_or(false),
             warnings,
         })
     } else {

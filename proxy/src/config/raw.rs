@@ -43,6 +43,8 @@ pub struct RawConfig {
     pub trust_forwarded_for: Vec<String>,
     /// `add` (the default), `pass` or `off`: the `Server` header of answers.
     pub server_header: Option<String>,
+    /// Requests and latency per endpoint (off by default).
+    pub endpoint_metrics: Option<bool>,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]

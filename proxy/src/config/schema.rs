@@ -152,6 +152,7 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("trust_forwarded_for", Shape::List(&Shape::Str)),
     ("http1_fast_path", Shape::Bool),
     ("server_header", Shape::Str),
+    ("endpoint_metrics", Shape::Bool),
     ("routes", Shape::List(&ROUTE)),
     ("default_backend", BACKEND_SET),
 ]);

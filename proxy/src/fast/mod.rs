@@ -619,6 +619,7 @@ where
         endpoint.record_success();
     }
     route.metrics.observe(head.status, start.elapsed());
+    endpoint.observe(head.status, start.elapsed());
     if take < first.len() {
         // Bytes past the end of the response: the upstream is confused.
         reusable = false;

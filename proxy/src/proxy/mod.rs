@@ -455,6 +455,7 @@ async fn forward(
     tunnels: &Arc<Tunnels>,
     logging: bool,
 ) -> Response<ProxyBody> {
+    let started = std::time::Instant::now();
     let upstream = route.choose(Some(req.headers()));
     // Read before the forwarding headers are rewritten.
     let client = conn
@@ -550,6 +551,7 @@ async fn forward(
         let in_flight = InFlight::new(endpoint.clone());
         match pool::send(endpoint, r, limits).await {
             Ok((mut resp, checkin)) => {
+                endpoint.observe(resp.status().as_u16(), started.elapsed());
                 if resp.status().is_server_error() {
                     if let Some(d) = endpoint.record_failure(&upstream.health) {
                         tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = resp.status().as_u16(), ejected_for = %crate::logfmt::Dur(d), "endpoint ejected after consecutive failures");

@@ -115,6 +115,8 @@ pub struct Edge {
     pub policy: crate::tls::Policy,
     /// What proxied answers say in `Server`.
     pub server_header: crate::config::ServerHeader,
+    /// Endpoints get series of their own.
+    pub endpoint_metrics: bool,
     /// An HTTPS listener is running: without one, only forced redirects.
     pub https: bool,
 }
@@ -216,6 +218,28 @@ impl Snapshot {
             }
         }
         snap.default = default.map(make);
+        // Per-endpoint series: handed to each endpoint (kept when it already
+        // has its own), taken away when they are turned off, and dropped
+        // for endpoints no longer in the table.
+        let mut live = std::collections::HashSet::new();
+        for r in snap.all_routes() {
+            for u in r.upstreams() {
+                for e in u.endpoints.iter() {
+                    if !edge.endpoint_metrics {
+                        e.metrics.store(None);
+                        continue;
+                    }
+                    let label = e.addr.to_string();
+                    let current = e.metrics.load();
+                    if !current.as_ref().is_some_and(|m| m.is_for(&u.name, &label)) {
+                        e.metrics
+                            .store(Some(Arc::new(metrics.endpoint(&u.name, &label))));
+                    }
+                    live.insert((u.name.to_string(), label));
+                }
+            }
+        }
+        metrics.retain_endpoints(&live);
         snap
     }
 
@@ -377,6 +401,7 @@ mod tests {
             certs: Arc::new(certs),
             policy: crate::tls::Policy::default(),
             server_header: Default::default(),
+            endpoint_metrics: false,
             https: true,
         };
         let mut off = spec("off", "a.com", "/off", PathType::Prefix);

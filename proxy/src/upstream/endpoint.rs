@@ -47,6 +47,9 @@ pub struct Endpoint {
     /// Milliseconds on [`now_ms`]'s clock; 0 when not ejected.
     ejected_until: AtomicU64,
     pub(crate) pool: Pool,
+    /// Its own series, with `endpoint_metrics` on; set at each snapshot
+    /// build, read with one atomic load per answer.
+    pub metrics: arc_swap::ArcSwapOption<crate::metrics::EndpointMetrics>,
 }
 
 /// Milliseconds since the process started; never 0.
@@ -85,6 +88,15 @@ impl Endpoint {
             ejections: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             pool: Pool::default(),
+            metrics: Default::default(),
+        }
+    }
+
+    /// Counts one answer of this endpoint, when it has its own series.
+    #[inline]
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        if let Some(m) = &*self.metrics.load() {
+            m.observe(status, elapsed);
         }
     }
 
