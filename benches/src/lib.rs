@@ -81,6 +81,7 @@ pub fn route(
             endpoints,
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 64,
+            names: Vec::new(),
         },
         timeouts: config::DEFAULT_TIMEOUTS,
         retry: config::DEFAULT_RETRY,

@@ -64,7 +64,19 @@ pub async fn run(
     let certs = read_certs(&config.tls).map_err(Error::Tls)?;
     let file = file_source(&config, &certs).map_err(Error::Tls)?;
     let https = !config.listen_tls.is_empty();
+    // Backends given by DNS name: resolved before the first table, and a
+    // name that does not resolve stops the start.
+    let names = crate::resolve::names(config.routes.iter().chain(&config.default_backend));
+    let (resolved, failed) = crate::resolve::resolve(&names).await;
+    if let Some(((host, port), reason)) = failed.into_iter().next() {
+        return Err(Error::Dns {
+            name: format!("{host}:{port}"),
+            reason,
+        });
+    }
     let (publisher, table) = Publisher::new(file, https, metrics.clone());
+    publisher.set_resolved(resolved);
+    let refresher = tokio::spawn(refresh_names(publisher.clone()));
     let mut listeners: Vec<server::Listener> = server::bind_all(&config.listen)
         .await?
         .into_iter()
@@ -186,6 +198,7 @@ pub async fn run(
         a.abort();
     }
     reaper.abort();
+    refresher.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -249,6 +262,7 @@ fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, Strin
         policy: config.tls.policy.clone(),
         server_header: config.server_header,
         endpoint_metrics: config.endpoint_metrics,
+        dns_refresh: config.dns_refresh,
     })
 }
 
@@ -256,6 +270,28 @@ fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Resolves the file's backend names again every `dns_refresh`, and
+/// republishes when an address changed. A name that fails keeps its last
+/// addresses, with a warning.
+async fn refresh_names(publisher: Arc<Publisher>) {
+    loop {
+        let (_, _, every) = publisher.names();
+        tokio::time::sleep(every).await;
+        let (names, now, _) = publisher.names();
+        if names.is_empty() {
+            continue;
+        }
+        let (fresh, failed) = crate::resolve::resolve(&names).await;
+        for ((host, port), reason) in &failed {
+            tracing::warn!(backend = %format!("{host}:{port}"), error = %reason, "backend name does not resolve; its last addresses keep serving");
+        }
+        let merged = crate::resolve::merge(&now, fresh, &failed);
+        if publisher.set_resolved(merged) {
+            tracing::info!("backend names resolved to new addresses");
+        }
+    }
 }
 
 /// What the reloader watches: the config file (when there is one) and the
@@ -314,7 +350,22 @@ async fn reload_loop(
                         match config::parse_file_text(&text, path) {
                             Ok(mut new) => {
                                 (w.overrides)(&mut new);
-                                parsed = Some(new);
+                                // Its backend names resolved first: one that
+                                // does not refuses the edit.
+                                let names = crate::resolve::names(
+                                    new.routes.iter().chain(&new.default_backend),
+                                );
+                                let (resolved, failed) = crate::resolve::resolve(&names).await;
+                                if failed.is_empty() {
+                                    publisher.add_resolved(resolved);
+                                    parsed = Some(new);
+                                } else {
+                                    pending = None;
+                                    metrics.config_reloads.with_label_values(&["error"]).inc();
+                                    for ((host, port), reason) in failed {
+                                        tracing::error!(file = %path.display(), "config refused, the current routes keep serving: backend {host}:{port} does not resolve: {reason}");
+                                    }
+                                }
                             }
                             Err(e) => {
                                 // What the file says now is refused; an

@@ -76,6 +76,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
                 endpoints,
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: crate::upstream::DEFAULT_MAX_IDLE,
+                names: Vec::new(),
             },
             timeouts: config::DEFAULT_TIMEOUTS,
             retry: config::DEFAULT_RETRY,
@@ -105,6 +106,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
         access_log: crate::access_log::Format::Off,
         server_header: Default::default(),
         endpoint_metrics: false,
+        dns_refresh: crate::config::DEFAULT_DNS_REFRESH,
         warnings: Vec::new(),
     }
 }

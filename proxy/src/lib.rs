@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod publish;
+pub mod resolve;
 pub mod routing;
 pub mod server;
 pub mod tls;
@@ -55,6 +56,9 @@ pub enum Error {
     /// settings.
     #[error("tls: {0}")]
     Tls(String),
+    /// A backend's DNS name did not resolve at start.
+    #[error("backend {name} does not resolve: {reason} (names are resolved at start, on reload and every dns_refresh)")]
+    Dns { name: String, reason: String },
     /// Nothing to listen on.
     #[error("no listener address: give --listen or `listen:` in the config file")]
     NoListener,

@@ -30,6 +30,8 @@ pub struct FileSource {
     pub policy: Policy,
     pub server_header: crate::config::ServerHeader,
     pub endpoint_metrics: bool,
+    /// How often its backends' DNS names are resolved again.
+    pub dns_refresh: std::time::Duration,
 }
 
 /// What the cluster gives.
@@ -54,6 +56,8 @@ struct Sources {
     https: bool,
     /// Conflicts already logged, so that a rebuild does not log them again.
     conflicts: HashSet<String>,
+    /// What the file's backend names resolve to.
+    resolved: crate::resolve::Resolved,
 }
 
 /// Builds and swaps in the routing table when a source changes.
@@ -96,6 +100,46 @@ impl Publisher {
         self.publish(false)
     }
 
+    /// Backend names resolved anew (the refresh). Publishes only when an
+    /// address changed; returns whether it did.
+    pub fn set_resolved(&self, resolved: crate::resolve::Resolved) -> bool {
+        {
+            let mut s = self.lock();
+            if s.resolved == resolved {
+                return false;
+            }
+            s.resolved = resolved;
+        }
+        self.publish(false);
+        true
+    }
+
+    /// Adds what names resolve to, ahead of a new file that names them;
+    /// publishes nothing.
+    pub fn add_resolved(&self, resolved: crate::resolve::Resolved) {
+        self.lock().resolved.extend(resolved);
+    }
+
+    /// The file's backend names, what they resolve to now, and how often
+    /// to ask again.
+    pub fn names(
+        &self,
+    ) -> (
+        std::collections::BTreeSet<crate::resolve::Name>,
+        crate::resolve::Resolved,
+        std::time::Duration,
+    ) {
+        let s = self.lock();
+        let names = crate::resolve::names(s.file.routes.iter().chain(&s.file.default));
+        let now = s
+            .resolved
+            .iter()
+            .filter(|(n, _)| names.contains(*n))
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect();
+        (names, now, s.file.dns_refresh)
+    }
+
     /// The cluster's routes or certificates changed. Returns the new
     /// table's generation.
     pub fn set_discovered(&self, discovered: Discovered) -> u64 {
@@ -113,14 +157,16 @@ impl Publisher {
         // The lock is held through the build, so that two sources changing
         // at once cannot swap in their tables out of order.
         let mut s = self.lock();
-        let specs: Vec<RouteSpec> = s
-            .file
-            .routes
-            .iter()
-            .chain(&s.discovered.routes)
-            .cloned()
+        // The file's routes, with their backend names' addresses joined.
+        let mut file_routes: Vec<RouteSpec> = s.file.routes.clone();
+        let mut file_default: Vec<RouteSpec> = s.file.default.iter().cloned().collect();
+        crate::resolve::apply(&mut file_routes, &s.resolved);
+        crate::resolve::apply(&mut file_default, &s.resolved);
+        let specs: Vec<RouteSpec> = file_routes
+            .into_iter()
+            .chain(s.discovered.routes.iter().cloned())
             .collect();
-        let default = s.file.default.as_ref().or(s.discovered.default.as_ref());
+        let default = file_default.first().or(s.discovered.default.as_ref());
         let previous = (!first).then(|| self.table.load_full());
         let bindings: Vec<Binding> = s
             .file

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::balance::Strategy;
 use crate::routing::{HostMatch, PathType};
-use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+use crate::upstream::{EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec};
 pub use raw::RawConfig;
 use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
 
@@ -46,6 +46,8 @@ pub struct Config {
     /// Requests and latency per endpoint too (a series per pod: off by
     /// default for the cardinality).
     pub endpoint_metrics: bool,
+    /// How often backends given by DNS name are resolved again.
+    pub dns_refresh: Duration,
     /// Things that work but are probably not what was meant, each naming
     /// its field; logged at load and printed by `sluice check`.
     pub warnings: Vec<FieldError>,
@@ -428,6 +430,7 @@ pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Con
         access_log: crate::access_log::Format::default(),
         server_header: ServerHeader::default(),
         endpoint_metrics: false,
+        dns_refresh: DEFAULT_DNS_REFRESH,
         warnings: Vec::new(),
     }
 }
@@ -441,13 +444,12 @@ pub fn quick(
 ) -> Result<Config, ConfigError> {
     let mut v = Validator::default();
     let mut endpoints = Vec::new();
+    let mut names = Vec::new();
     for (i, b) in backends.iter().enumerate() {
-        if let Some(e) = v.backend_short(&format!("--backend[{i}]"), b) {
-            endpoints.push(e);
-        }
+        v.backend_into(&format!("--backend[{i}]"), b, &mut endpoints, &mut names);
     }
     v.check_duplicate_endpoints("--backend", &endpoints);
-    if endpoints.is_empty() {
+    if endpoints.is_empty() && names.is_empty() {
         v.error("--backend", "at least one backend is needed");
     }
     if !v.errors.is_empty() {
@@ -468,6 +470,7 @@ pub fn quick(
             endpoints,
             health: HealthPolicy::default(),
             max_idle_per_endpoint: crate::upstream::DEFAULT_MAX_IDLE,
+            names,
         },
         timeouts: DEFAULT_TIMEOUTS,
         retry: DEFAULT_RETRY,
@@ -483,6 +486,34 @@ pub fn quick(
         warnings,
         ..discovery_only(listen, admin)
     })
+}
+
+/// How often backends given by DNS name are resolved again (`dns_refresh`).
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
+
+/// A backend's address as written.
+enum Target {
+    Addr(SocketAddr),
+    Name(Arc<str>, u16),
+}
+
+/// A DNS name a backend may be given by: letters, digits and `-` in dot
+/// separated labels, not all of them numbers (`10.0.0.300` is a mistyped
+/// address, not a name).
+fn dns_name(host: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(label)
+        && !host
+            .split('.')
+            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Two listen addresses that would take the same connections: the same
@@ -626,7 +657,39 @@ impl Validator {
         }
     }
 
-    fn backend_short(&mut self, field: &str, s: &str) -> Option<EndpointSpec> {
+    /// `IP:PORT`, or `HOST:PORT` with a DNS name (resolved later).
+    fn target(&mut self, field: &str, s: &str) -> Option<Target> {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Some(Target::Addr(a));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if dns_name(host) => match port.parse::<u16>() {
+                Ok(p) if p != 0 => Some(Target::Name(host.to_ascii_lowercase().into(), p)),
+                _ => {
+                    self.error(field, format!("{port:?} is not a port (1-65535)"));
+                    None
+                }
+            },
+            _ => {
+                self.error(
+                    field,
+                    format!("{s:?} is not an IP:PORT address or a HOST:PORT name"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `IP:PORT[=WEIGHT]` or `HOST:PORT[=WEIGHT]`, into `endpoints` or
+    /// `names`.
+    fn backend_into(
+        &mut self,
+        field: &str,
+        s: &str,
+        endpoints: &mut Vec<EndpointSpec>,
+        names: &mut Vec<NamedBackend>,
+    ) {
         let (addr, weight) = match s.split_once('=') {
             Some((a, w)) => match w.trim().parse::<u32>() {
                 Ok(w) => (a, self.weight(&format!("{field}.weight"), w)),
@@ -640,8 +703,28 @@ impl Validator {
             },
             None => (s, 1),
         };
-        let addr = self.addr(field, addr)?;
-        Some(EndpointSpec::new(addr, weight))
+        self.push_target(field, addr, weight, endpoints, names);
+    }
+
+    fn push_target(
+        &mut self,
+        field: &str,
+        addr: &str,
+        weight: u32,
+        endpoints: &mut Vec<EndpointSpec>,
+        names: &mut Vec<NamedBackend>,
+    ) {
+        match self.target(field, addr) {
+            Some(Target::Addr(a)) => endpoints.push(EndpointSpec::new(a, weight)),
+            Some(Target::Name(host, port)) => {
+                if names.iter().any(|n| n.host == host && n.port == port) {
+                    self.error(field, format!("backend {host}:{port} is listed twice"));
+                } else {
+                    names.push(NamedBackend { host, port, weight });
+                }
+            }
+            None => {}
+        }
     }
 
     fn check_duplicate_endpoints(&mut self, field: &str, endpoints: &[EndpointSpec]) {
@@ -899,6 +982,10 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             ServerHeader::Add
         }
     };
+    let dns_refresh = v.duration("dns_refresh", raw.dns_refresh.as_ref(), DEFAULT_DNS_REFRESH);
+    if dns_refresh < Duration::from_secs(1) {
+        v.error("dns_refresh", "must be 1s or more");
+    }
     let drain_timeout = v.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN);
     // Zero is allowed here: no delay.
     let shutdown_delay = match raw.shutdown_delay.as_deref().map(str::trim) {
@@ -1050,6 +1137,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             access_log,
             server_header,
             endpoint_metrics: raw.endpoint_metrics.unwrap_or(false),
+            dns_refresh,
             warnings,
         })
     } else {
@@ -1083,15 +1171,20 @@ fn backend_set(
         }
     };
     let mut endpoints = Vec::new();
+    let mut names = Vec::new();
     for (j, b) in set.backends.iter().enumerate() {
         let bf = format!("{field}.backends[{j}]");
         match b {
-            RawBackend::Short(s) => endpoints.extend(v.backend_short(&bf, s)),
+            RawBackend::Short(s) => v.backend_into(&bf, s, &mut endpoints, &mut names),
             RawBackend::Long { address, weight } => {
                 let w = v.weight(&format!("{bf}.weight"), weight.unwrap_or(1));
-                if let Some(a) = v.addr(&format!("{bf}.address"), address) {
-                    endpoints.push(EndpointSpec::new(a, w));
-                }
+                v.push_target(
+                    &format!("{bf}.address"),
+                    address,
+                    w,
+                    &mut endpoints,
+                    &mut names,
+                );
             }
         }
     }
@@ -1105,6 +1198,7 @@ fn backend_set(
         endpoints,
         health: v.health(field, set.health.as_ref(), defaults.health),
         max_idle_per_endpoint: defaults.max_idle,
+        names,
     };
     let timeouts = v.timeouts(field, set.timeouts.as_ref(), defaults.timeouts);
     let retry = v.retry(field, set.retry.as_ref(), defaults.retry);

@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub server_header: Option<String>,
     /// Requests and latency per endpoint (off by default).
     pub endpoint_metrics: Option<bool>,
+    /// How often DNS names of backends are resolved again (30s).
+    pub dns_refresh: Option<String>,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]

@@ -153,6 +153,7 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("http1_fast_path", Shape::Bool),
     ("server_header", Shape::Str),
     ("endpoint_metrics", Shape::Bool),
+    ("dns_refresh", Shape::Str),
     ("routes", Shape::List(&ROUTE)),
     ("default_backend", BACKEND_SET),
 ]);

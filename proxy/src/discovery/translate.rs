@@ -576,6 +576,7 @@ impl Cluster<'_> {
                 endpoints,
                 health: settings.defaults.health,
                 max_idle_per_endpoint: settings.defaults.max_idle,
+                names: Vec::new(),
             },
             timeouts,
             retry: settings.defaults.retry,

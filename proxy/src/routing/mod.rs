@@ -378,6 +378,7 @@ mod tests {
                 endpoints: vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: 1,
+                names: Vec::new(),
             },
             timeouts: DEFAULT_TIMEOUTS,
             retry: DEFAULT_RETRY,

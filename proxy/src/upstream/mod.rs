@@ -70,8 +70,20 @@ pub struct UpstreamSpec {
     pub strategy: Strategy,
     pub protocol: Protocol,
     pub endpoints: Vec<EndpointSpec>,
+    /// Backends given by DNS name: their addresses join `endpoints` when
+    /// resolved ([`crate::resolve`]), at start, on reload and every
+    /// `dns_refresh`.
+    pub names: Vec<NamedBackend>,
     pub health: HealthPolicy,
     pub max_idle_per_endpoint: usize,
+}
+
+/// A backend written as `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedBackend {
+    pub host: Arc<str>,
+    pub port: u16,
+    pub weight: u32,
 }
 
 /// A live upstream, part of one snapshot.
@@ -278,6 +290,7 @@ mod tests {
                 endpoints,
                 health,
                 max_idle_per_endpoint: 1,
+                names: Vec::new(),
             },
             &EndpointReuse::default(),
         )
@@ -368,6 +381,7 @@ mod tests {
             endpoints: vec![EndpointSpec::new("127.0.0.1:9000".parse().unwrap(), 2)],
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 1,
+            names: Vec::new(),
         };
         let v = Upstream::build(&spec, &reuse);
         assert!(Arc::ptr_eq(&u.endpoints[0], &v.endpoints[0]));
@@ -387,6 +401,7 @@ mod tests {
                     endpoints: eps,
                     health: HealthPolicy::default(),
                     max_idle_per_endpoint: 1,
+                    names: Vec::new(),
                 },
                 &EndpointReuse::default(),
             )
