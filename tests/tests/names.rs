@@ -39,7 +39,11 @@ async fn backends_by_name_resolve_at_start_and_on_reload() {
     wait_until(
         "b to serve by its name",
         Duration::from_secs(30),
-        || async { get(s.listen, "/").await.is_ok_and(|(_, body)| body.trim() == "b") },
+        || async {
+            get(s.listen, "/")
+                .await
+                .is_ok_and(|(_, body)| body.trim() == "b")
+        },
     )
     .await;
 }
