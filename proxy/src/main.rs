@@ -106,6 +106,10 @@ struct ServeArgs {
     /// closing the listeners (e.g. 5s behind a cloud LoadBalancer).
     #[arg(long, value_parser = humantime::parse_duration)]
     shutdown_delay: Option<std::time::Duration>,
+    /// Client connections open at once on all traffic listeners (overrides
+    /// the file's `limits.max_connections`; 0: no limit; default 10000).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Requests and latency per endpoint too, in
     /// sluice_endpoint_requests_total and sluice_endpoint_response_seconds
     /// (a series per pod; overrides the file's `endpoint_metrics`).
@@ -556,6 +560,9 @@ fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
     }
     if args.endpoint_metrics {
         cfg.endpoint_metrics = true;
+    }
+    if let Some(n) = args.max_connections {
+        cfg.listener.max_connections = n;
     }
     if !args.trust_forwarded_for.is_empty() {
         cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub tls_certificate_expiry: IntGaugeVec,
     /// TLS handshakes that failed, by reason (`timeout`, `error`).
     pub tls_handshake_errors: IntCounterVec,
+    /// Client connections open on the traffic listeners.
+    pub client_connections: prometheus::IntGauge,
+    /// Client connections closed at accept, by reason (`max_connections`).
+    pub connections_refused: IntCounterVec,
     /// Per endpoint (`endpoint_metrics: true` only: one series per pod).
     endpoint_requests: IntCounterVec,
     endpoint_duration: HistogramVec,
@@ -148,8 +152,24 @@ impl Metrics {
             &["upstream", "endpoint"],
         )
         .expect("valid metric");
+        let client_connections = prometheus::IntGauge::new(
+            "sluice_client_connections",
+            "Client connections open on the traffic listeners.",
+        )
+        .expect("valid metric");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "sluice_connections_refused_total",
+                "Client connections closed as soon as accepted, by reason: max_connections (limits.max_connections were open).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        connections_refused.with_label_values(&["max_connections"]);
         for c in [
-            Box::new(endpoint_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_refused.clone()),
+            Box::new(endpoint_requests.clone()),
             Box::new(endpoint_duration.clone()),
             Box::new(requests.clone()),
             Box::new(tls_certificate_expiry.clone()),
@@ -206,6 +226,8 @@ impl Metrics {
             access_log_dropped,
             tls_certificate_expiry,
             tls_handshake_errors,
+            client_connections,
+            connections_refused,
             endpoint_requests,
             endpoint_duration,
             endpoint_labels: Default::default(),

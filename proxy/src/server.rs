@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ impl Listeners {
         let hyper = Arc::new(Hyper { auto: builder, h1 });
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, _) = watch::channel(false);
+        // One count for every traffic listener: the limit is the process's.
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks = listeners
             .into_iter()
             .map(|l| {
@@ -91,6 +94,7 @@ impl Listeners {
                     graceful.clone(),
                     stop.subscribe(),
                     settings.clone(),
+                    open.clone(),
                 ))
             })
             .collect();
@@ -122,6 +126,20 @@ impl Listeners {
     }
 }
 
+/// One client connection counted against `limits.max_connections`, for
+/// as long as its task lives.
+struct OpenConnection {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
 async fn accept_loop(
     listener: Listener,
     proxy: Arc<Proxy>,
@@ -129,6 +147,7 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
     settings: ListenerSettings,
+    open: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let Listener { tcp: listener, tls } = listener;
     let local = listener.local_addr().ok();
@@ -151,6 +170,29 @@ async fn accept_loop(
                 }
             },
         };
+        // limits.max_connections: past it the newcomer is closed at once
+        // (nginx's worker_connections, HAProxy's maxconn), and those open
+        // keep being served. Memory then has a ceiling whatever a flood
+        // opens; the admin listener is apart and keeps answering.
+        let metrics = proxy.metrics();
+        let limit = settings.max_connections;
+        if limit > 0 && open.fetch_add(1, Ordering::Relaxed) >= limit {
+            open.fetch_sub(1, Ordering::Relaxed);
+            metrics
+                .connections_refused
+                .with_label_values(&["max_connections"])
+                .inc();
+            drop(stream);
+            continue;
+        }
+        if limit == 0 {
+            open.fetch_add(1, Ordering::Relaxed);
+        }
+        let held = OpenConnection {
+            open: open.clone(),
+            gauge: metrics.client_connections.clone(),
+        };
+        held.gauge.inc();
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let hyper = hyper.clone();
@@ -162,6 +204,7 @@ async fn accept_loop(
         let fast = fast.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _held = held;
             let mut conn = Conn {
                 client: peer,
                 proxy,

@@ -105,6 +105,11 @@ pub struct ListenerSettings {
     /// Take the client's address from X-Forwarded-For when the peer is in
     /// these networks (a LoadBalancer that sets it).
     pub trust_forwarded_for: Option<std::sync::Arc<crate::proxy_protocol::Trusted>>,
+    /// Client connections open at once on all traffic listeners together
+    /// (`limits.max_connections`; 0: no limit). Past it a new connection is
+    /// closed at once; those open keep being served, and the admin
+    /// listener is never subject to it.
+    pub max_connections: usize,
 }
 
 /// One route: what it matches and where it sends.
@@ -170,7 +175,11 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     http1_fast_path: true,
     proxy_protocol: None,
     trust_forwarded_for: None,
+    max_connections: DEFAULT_MAX_CONNECTIONS,
 };
+/// The default of `limits.max_connections`: at about 11 KB for an idle
+/// connection, 10,000 hold about 110 MB, and no more.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -930,6 +939,10 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             let nets = v.networks("trust_forwarded_for", &raw.trust_forwarded_for);
             (!nets.is_empty()).then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
         },
+        max_connections: raw
+            .limits
+            .max_connections
+            .unwrap_or(DEFAULT_LISTENER.max_connections),
     };
     let defaults = Defaults {
         timeouts: RouteTimeouts {

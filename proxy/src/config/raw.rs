@@ -47,6 +47,9 @@ pub struct RawConfig {
     pub endpoint_metrics: Option<bool>,
     /// How often DNS names of backends are resolved again (30s).
     pub dns_refresh: Option<String>,
+    /// What the proxy takes on at most.
+    #[serde(default)]
+    pub limits: RawLimits,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
     #[serde(default)]
@@ -111,6 +114,13 @@ pub struct RawHealth {
     pub base_ejection: Option<String>,
     pub max_ejection: Option<String>,
     pub panic_threshold: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Client connections open at once (0: no limit).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

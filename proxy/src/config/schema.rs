@@ -154,6 +154,7 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("server_header", Shape::Str),
     ("endpoint_metrics", Shape::Bool),
     ("dns_refresh", Shape::Str),
+    ("limits", Shape::Map(&[("max_connections", Shape::Int)])),
     ("routes", Shape::List(&ROUTE)),
     ("default_backend", BACKEND_SET),
 ]);

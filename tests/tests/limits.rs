@@ -1,0 +1,74 @@
+//! Limits that hold under a flood (issue 11): what the proxy takes on at
+//! most, what it refuses past that, and that what it already serves, and
+//! the admin listener, are unaffected.
+
+use std::time::Duration;
+
+use sluice_integration::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `limits.max_connections`: with N open, the next connection is closed
+/// at once and counted; the N keep being served; the admin listener
+/// answers throughout; once one closes, a newcomer is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_newcomers_are_closed_and_the_open_ones_served() {
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string(), "--max-connections", "3"]).await;
+
+    // Three connections held open, each with a request answered.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(s.listen).await.unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_until(&mut c, Duration::from_secs(30), |b| b.ends_with(b"a\n")).await;
+        assert!(got.text().starts_with("HTTP/1.1 200"), "{}", got.text());
+        held.push(c);
+    }
+    wait_until(
+        "three connections counted",
+        Duration::from_secs(30),
+        || async { s.metric("sluice_client_connections").await == Some(3.0) },
+    )
+    .await;
+
+    // The fourth is closed without an answer, and counted.
+    let mut extra = TcpStream::connect(s.listen).await.unwrap();
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let got = read_until(&mut extra, Duration::from_secs(30), until_closed).await;
+    assert!(got.closed && got.bytes.is_empty(), "{:?}", got.text());
+    assert_eq!(
+        s.metric("sluice_connections_refused_total{reason=\"max_connections\"}")
+            .await,
+        Some(1.0)
+    );
+    // The admin listener is not subject to it.
+    assert_eq!(get(s.admin, "/healthz").await.unwrap().0, 200);
+    // The ones held are still served.
+    let c = &mut held[0];
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until(c, Duration::from_secs(30), |b| b.ends_with(b"a\n")).await;
+    assert!(got.text().starts_with("HTTP/1.1 200"), "{}", got.text());
+
+    // One goes: a newcomer is served again.
+    drop(held.pop());
+    wait_until("a newcomer served", Duration::from_secs(30), || async {
+        let Ok(mut c) = TcpStream::connect(s.listen).await else {
+            return false;
+        };
+        if c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+        out.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+}
