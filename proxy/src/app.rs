@@ -99,7 +99,11 @@ pub async fn run(
     };
     let access_log =
         crate::access_log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
-    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()).with_access_log(access_log));
+    let proxy = Arc::new(
+        Proxy::new(table.clone(), metrics.clone())
+            .with_access_log(access_log)
+            .with_max_uri(config.listener.max_uri),
+    );
     let tunnels = proxy.tunnels().clone();
     let running = Listeners::start(listeners, proxy, config.listener.clone());
     let state = Arc::new(AdminState {

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub client_connections: prometheus::IntGauge,
     /// Client connections closed at accept, by reason (`max_connections`).
     pub connections_refused: IntCounterVec,
+    /// Requests refused before routing, by reason (`uri_too_long`).
+    pub requests_refused: IntCounterVec,
     /// Per endpoint (`endpoint_metrics: true` only: one series per pod).
     endpoint_requests: IntCounterVec,
     endpoint_duration: HistogramVec,
@@ -166,9 +168,19 @@ impl Metrics {
         )
         .expect("valid metric");
         connections_refused.with_label_values(&["max_connections"]);
+        let requests_refused = IntCounterVec::new(
+            Opts::new(
+                "sluice_requests_refused_total",
+                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        requests_refused.with_label_values(&["uri_too_long"]);
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(connections_refused.clone()),
+            Box::new(requests_refused.clone()),
             Box::new(endpoint_requests.clone()),
             Box::new(endpoint_duration.clone()),
             Box::new(requests.clone()),
@@ -228,6 +240,7 @@ impl Metrics {
             tls_handshake_errors,
             client_connections,
             connections_refused,
+            requests_refused,
             endpoint_requests,
             endpoint_duration,
             endpoint_labels: Default::default(),

@@ -72,3 +72,49 @@ async fn past_max_connections_newcomers_are_closed_and_the_open_ones_served() {
     })
     .await;
 }
+
+/// `limits.max_uri` (8 KiB by default, as nginx): a longer request target
+/// gets 414 and is counted; one within it is routed. On HTTP/1.1 (either
+/// path) and HTTP/2 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_target_past_max_uri_is_a_414() {
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    let long = format!("/{}", "a".repeat(9000));
+    let fits = format!("/{}", "a".repeat(8000));
+    assert_eq!(get(s.listen, &long).await.unwrap().0, 414);
+    assert_eq!(get(s.listen, &fits).await.unwrap().0, 200);
+    let url = format!("http://{}{long}", s.listen);
+    let code = tokio::task::spawn_blocking(move || {
+        run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--http2-prior-knowledge",
+                &url,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, "414", "over HTTP/2");
+    assert_eq!(
+        s.metric("sluice_requests_refused_total{reason=\"uri_too_long\"}")
+            .await,
+        Some(2.0)
+    );
+
+    // Smaller in the file.
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\nlimits:\n  max_uri: 1k\nroutes:\n  - backends: [{}]\n",
+        b.addr
+    ))
+    .await;
+    let over = format!("/{}", "b".repeat(2000));
+    assert_eq!(get(s.listen, &over).await.unwrap().0, 414);
+    assert_eq!(get(s.listen, "/short").await.unwrap().0, 200);
+}

@@ -110,6 +110,9 @@ pub struct ListenerSettings {
     /// closed at once; those open keep being served, and the admin
     /// listener is never subject to it.
     pub max_connections: usize,
+    /// The longest request target (path and query) taken; longer ones get
+    /// 414 (`limits.max_uri`).
+    pub max_uri: usize,
 }
 
 /// One route: what it matches and where it sends.
@@ -176,7 +179,11 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     proxy_protocol: None,
     trust_forwarded_for: None,
     max_connections: DEFAULT_MAX_CONNECTIONS,
+    max_uri: DEFAULT_MAX_URI,
 };
+/// The default of `limits.max_uri`, nginx's `large_client_header_buffers`
+/// size: 8 KiB.
+pub const DEFAULT_MAX_URI: usize = 8 * 1024;
 /// The default of `limits.max_connections`: at about 11 KB for an idle
 /// connection, 10,000 hold about 110 MB, and no more.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -943,6 +950,22 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .limits
             .max_connections
             .unwrap_or(DEFAULT_LISTENER.max_connections),
+        max_uri: match raw.limits.max_uri.as_ref() {
+            None => DEFAULT_MAX_URI,
+            Some(s) => match parse_size(s) {
+                // 0: no limit.
+                Ok(None) => usize::MAX,
+                Ok(Some(n)) if n >= 256 => usize::try_from(n).unwrap_or(usize::MAX),
+                Ok(Some(_)) => {
+                    v.error("limits.max_uri", "must be 256 bytes or more");
+                    DEFAULT_MAX_URI
+                }
+                Err(e) => {
+                    v.error("limits.max_uri", e);
+                    DEFAULT_MAX_URI
+                }
+            },
+        },
     };
     let defaults = Defaults {
         timeouts: RouteTimeouts {

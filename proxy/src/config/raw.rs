@@ -121,6 +121,8 @@ pub struct RawHealth {
 pub struct RawLimits {
     /// Client connections open at once (0: no limit).
     pub max_connections: Option<usize>,
+    /// The longest request target, as a size (`8k`).
+    pub max_uri: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -154,7 +154,10 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("server_header", Shape::Str),
     ("endpoint_metrics", Shape::Bool),
     ("dns_refresh", Shape::Str),
-    ("limits", Shape::Map(&[("max_connections", Shape::Int)])),
+    (
+        "limits",
+        Shape::Map(&[("max_connections", Shape::Int), ("max_uri", Shape::Str)]),
+    ),
     ("routes", Shape::List(&ROUTE)),
     ("default_backend", BACKEND_SET),
 ]);

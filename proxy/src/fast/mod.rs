@@ -140,6 +140,20 @@ where
     };
     let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
     loop {
+        // A request line past limits.max_uri goes to hyper, whose path
+        // answers the 414 and counts it. Only a buffer that long is looked
+        // at: an ordinary request costs nothing here.
+        let pending = &b.input[b.pos..];
+        if pending.len() > proxy.max_uri() {
+            let line = pending
+                .iter()
+                .position(|&c| c == b'\n')
+                .unwrap_or(pending.len());
+            if line > proxy.max_uri() {
+                let prefix = b.input.split_off(b.pos);
+                return Some(Handover { io, prefix });
+            }
+        }
         let prepared = head::prepare(
             &b.input[b.pos..],
             client_ip.as_bytes(),

@@ -95,6 +95,8 @@ pub struct Proxy {
     unmatched: RouteMetrics,
     tunnels: Arc<Tunnels>,
     access_log: Option<AccessLog>,
+    /// The longest request target (path and query) taken: past it, 414.
+    max_uri: usize,
 }
 
 /// Counts upgraded connections (WebSockets), which outlive the HTTP
@@ -159,7 +161,20 @@ impl Proxy {
             unmatched,
             tunnels: Arc::default(),
             access_log: None,
+            max_uri: crate::config::DEFAULT_MAX_URI,
         }
+    }
+
+    /// Answers 414 to request targets longer than `max` bytes
+    /// (`limits.max_uri`).
+    pub fn with_max_uri(mut self, max: usize) -> Self {
+        self.max_uri = max;
+        self
+    }
+
+    /// The longest request target taken.
+    pub fn max_uri(&self) -> usize {
+        self.max_uri
     }
 
     /// Logs every request to `log`.
@@ -240,6 +255,16 @@ impl Proxy {
 
     async fn answer(&self, mut req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
         let start = Instant::now();
+        // limits.max_uri: nginx answers 414 past its header buffers (8 KiB).
+        let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target > self.max_uri {
+            self.metrics
+                .requests_refused
+                .with_label_values(&["uri_too_long"])
+                .inc();
+            self.unmatched.observe(414, start.elapsed());
+            return error(StatusCode::URI_TOO_LONG, "request target too long\n");
+        }
         if req.method() == Method::CONNECT {
             let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
             self.unmatched
