@@ -102,7 +102,8 @@ pub async fn run(
     let proxy = Arc::new(
         Proxy::new(table.clone(), metrics.clone())
             .with_access_log(access_log)
-            .with_max_uri(config.listener.max_uri),
+            .with_max_uri(config.listener.max_uri)
+            .with_max_in_flight(config.listener.max_in_flight),
     );
     let tunnels = proxy.tunnels().clone();
     let running = Listeners::start(listeners, proxy, config.listener.clone());

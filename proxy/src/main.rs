@@ -110,6 +110,11 @@ struct ServeArgs {
     /// the file's `limits.max_connections`; 0: no limit; default 10000).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Requests in flight past which new ones get 503 with Retry-After
+    /// (overrides the file's `limits.max_in_flight`; 0: no guard; default
+    /// 20000).
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
     /// Requests and latency per endpoint too, in
     /// sluice_endpoint_requests_total and sluice_endpoint_response_seconds
     /// (a series per pod; overrides the file's `endpoint_metrics`).
@@ -563,6 +568,9 @@ fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
     }
     if let Some(n) = args.max_connections {
         cfg.listener.max_connections = n;
+    }
+    if let Some(n) = args.max_in_flight {
+        cfg.listener.max_in_flight = n;
     }
     if !args.trust_forwarded_for.is_empty() {
         cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(

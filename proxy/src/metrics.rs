@@ -171,12 +171,14 @@ impl Metrics {
         let requests_refused = IntCounterVec::new(
             Opts::new(
                 "sluice_requests_refused_total",
-                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri).",
+                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri), overload (503, limits.max_in_flight).",
             ),
             &["reason"],
         )
         .expect("valid metric");
-        requests_refused.with_label_values(&["uri_too_long"]);
+        for reason in ["uri_too_long", "overload"] {
+            requests_refused.with_label_values(&[reason]);
+        }
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(connections_refused.clone()),

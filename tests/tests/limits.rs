@@ -118,3 +118,50 @@ async fn a_request_target_past_max_uri_is_a_414() {
     assert_eq!(get(s.listen, &over).await.unwrap().0, 414);
     assert_eq!(get(s.listen, "/short").await.unwrap().0, 200);
 }
+
+/// The overload guard (`limits.max_in_flight`): with that many requests
+/// waiting on upstreams, a new one gets a fast 503 with `Retry-After`
+/// instead of queueing; once they are answered, requests pass again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_in_flight_new_requests_get_a_fast_503() {
+    use std::sync::atomic::Ordering;
+    let slow = Backend::start_slow("slow", Duration::from_secs(3)).await;
+    let s = Sluice::serve(&["--backend", &slow.addr.to_string(), "--max-in-flight", "2"]).await;
+    let listen = s.listen;
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(listen, "/").await }))
+        .collect();
+    wait_until(
+        "two requests at the backend",
+        Duration::from_secs(30),
+        || async { slow.active.load(Ordering::SeqCst) == 2 },
+    )
+    .await;
+
+    let c = client(None);
+    let (status, headers, _) = request(&c, listen, "GET", "/", &[], empty()).await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert_eq!(
+        slow.active.load(Ordering::SeqCst),
+        2,
+        "the refused request reached the backend"
+    );
+    assert_eq!(
+        s.metric("sluice_requests_refused_total{reason=\"overload\"}")
+            .await,
+        Some(1.0)
+    );
+
+    for h in held {
+        assert_eq!(
+            h.await.unwrap().unwrap().0,
+            200,
+            "a request admitted before was cut"
+        );
+    }
+    assert_eq!(get(listen, "/").await.unwrap().0, 200);
+}

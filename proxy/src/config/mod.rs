@@ -113,6 +113,9 @@ pub struct ListenerSettings {
     /// The longest request target (path and query) taken; longer ones get
     /// 414 (`limits.max_uri`).
     pub max_uri: usize,
+    /// Requests in flight past which new ones get 503 with Retry-After
+    /// (`limits.max_in_flight`; 0: no guard).
+    pub max_in_flight: usize,
 }
 
 /// One route: what it matches and where it sends.
@@ -180,7 +183,12 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     trust_forwarded_for: None,
     max_connections: DEFAULT_MAX_CONNECTIONS,
     max_uri: DEFAULT_MAX_URI,
+    max_in_flight: DEFAULT_MAX_IN_FLIGHT,
 };
+/// The default of `limits.max_in_flight`: far above what a healthy set of
+/// upstreams keeps waiting, low enough that a stalled one cannot pile up
+/// requests (and their memory) without bound.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 20_000;
 /// The default of `limits.max_uri`, nginx's `large_client_header_buffers`
 /// size: 8 KiB.
 pub const DEFAULT_MAX_URI: usize = 8 * 1024;
@@ -950,6 +958,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .limits
             .max_connections
             .unwrap_or(DEFAULT_LISTENER.max_connections),
+        max_in_flight: raw.limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
         max_uri: match raw.limits.max_uri.as_ref() {
             None => DEFAULT_MAX_URI,
             Some(s) => match parse_size(s) {

@@ -123,6 +123,8 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     /// The longest request target, as a size (`8k`).
     pub max_uri: Option<String>,
+    /// Requests in flight past which new ones get 503 (0: no guard).
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -156,7 +156,11 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("dns_refresh", Shape::Str),
     (
         "limits",
-        Shape::Map(&[("max_connections", Shape::Int), ("max_uri", Shape::Str)]),
+        Shape::Map(&[
+            ("max_connections", Shape::Int),
+            ("max_uri", Shape::Str),
+            ("max_in_flight", Shape::Int),
+        ]),
     ),
     ("routes", Shape::List(&ROUTE)),
     ("default_backend", BACKEND_SET),

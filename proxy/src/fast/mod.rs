@@ -144,6 +144,11 @@ where
         // answers the 414 and counts it. Only a buffer that long is looked
         // at: an ordinary request costs nothing here.
         let pending = &b.input[b.pos..];
+        // Overloaded: hyper's path answers the 503 (and counts it).
+        if proxy.overloaded() && !pending.is_empty() {
+            let prefix = b.input.split_off(b.pos);
+            return Some(Handover { io, prefix });
+        }
         if pending.len() > proxy.max_uri() {
             let line = pending
                 .iter()
@@ -274,6 +279,8 @@ where
         // The wall clock only for the access log.
         let time = proxy.access_log().map(|_| std::time::SystemTime::now());
         let mut outcome = Outcome::default();
+        // Counted in flight (for the overload guard) while it is served.
+        let _in_flight = proxy.admit();
         let next = exchange(
             &mut io,
             &mut b,

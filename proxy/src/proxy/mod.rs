@@ -97,6 +97,20 @@ pub struct Proxy {
     access_log: Option<AccessLog>,
     /// The longest request target (path and query) taken: past it, 414.
     max_uri: usize,
+    /// Requests waiting on an upstream now, on both paths.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Past this many in flight, new requests get a fast 503 with
+    /// Retry-After instead of piling up (`limits.max_in_flight`; 0: off).
+    max_in_flight: usize,
+}
+
+/// One request counted in flight until it is dropped.
+pub struct InFlightRequest<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlightRequest<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Counts upgraded connections (WebSockets), which outlive the HTTP
@@ -162,7 +176,37 @@ impl Proxy {
             tunnels: Arc::default(),
             access_log: None,
             max_uri: crate::config::DEFAULT_MAX_URI,
+            in_flight: Default::default(),
+            max_in_flight: 0,
         }
+    }
+
+    /// Refuses new requests with 503 while `max` are in flight
+    /// (`limits.max_in_flight`; 0: never).
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// Counts a request in flight, or `None` when the guard is at its
+    /// limit: the request is then answered 503 at once.
+    #[inline]
+    pub fn admit(&self) -> Option<InFlightRequest<'_>> {
+        let n = self
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = InFlightRequest(&self.in_flight);
+        if self.max_in_flight > 0 && n >= self.max_in_flight {
+            return None;
+        }
+        Some(guard)
+    }
+
+    /// Whether a new request would be refused now.
+    #[inline]
+    pub fn overloaded(&self) -> bool {
+        self.max_in_flight > 0
+            && self.in_flight.load(std::sync::atomic::Ordering::Relaxed) >= self.max_in_flight
     }
 
     /// Answers 414 to request targets longer than `max` bytes
@@ -265,6 +309,22 @@ impl Proxy {
             self.unmatched.observe(414, start.elapsed());
             return error(StatusCode::URI_TOO_LONG, "request target too long\n");
         }
+        // The overload guard: a fast answer, and a hint when to come back,
+        // rather than one more request queued behind slow upstreams.
+        let Some(_in_flight) = self.admit() else {
+            self.metrics
+                .requests_refused
+                .with_label_values(&["overload"])
+                .inc();
+            self.unmatched.observe(503, start.elapsed());
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded, retry shortly\n",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        };
         if req.method() == Method::CONNECT {
             let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
             self.unmatched
