@@ -360,6 +360,16 @@ const COMMON: [u16; 16] = [
     200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 429, 500, 502, 503, 504,
 ];
 
+/// Counts one answer of `status`: a common code's counter is resolved once
+/// and kept in `codes`; others are looked up (`make`).
+#[inline]
+fn count(codes: &[OnceLock<IntCounter>; COMMON.len()], status: u16, make: impl Fn() -> IntCounter) {
+    match COMMON.iter().position(|&c| c == status) {
+        Some(i) => codes[i].get_or_init(&make).inc(),
+        None => make().inc(),
+    }
+}
+
 /// One endpoint's metric handles.
 pub struct EndpointMetrics {
     upstream: Box<str>,
@@ -383,17 +393,13 @@ impl EndpointMetrics {
     #[inline]
     pub fn observe(&self, status: u16, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
-        let counter = || {
+        count(&self.codes, status, || {
             self.requests.with_label_values(&[
                 &*self.upstream,
                 &*self.endpoint,
                 itoa_buf(status).as_str(),
             ])
-        };
-        match COMMON.iter().position(|&c| c == status) {
-            Some(i) => self.codes[i].get_or_init(counter).inc(),
-            None => counter().inc(),
-        }
+        });
     }
 
     /// Whether these handles are for this upstream and endpoint.
@@ -424,10 +430,7 @@ impl RouteMetrics {
     #[inline]
     pub fn observe(&self, status: u16, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
-        match COMMON.iter().position(|&c| c == status) {
-            Some(i) => self.codes[i].get_or_init(|| self.counter(status)).inc(),
-            None => self.counter(status).inc(),
-        }
+        count(&self.codes, status, || self.counter(status));
     }
 
     fn counter(&self, status: u16) -> IntCounter {

@@ -63,6 +63,12 @@ pub enum Shape {
     List(&'static Shape),
     /// A mapping with exactly these fields.
     Map(&'static [(&'static str, Shape)]),
+    /// A mapping with the fields of both lists (a route: its own, and a
+    /// backend set's).
+    Both(
+        &'static [(&'static str, Shape)],
+        &'static [(&'static str, Shape)],
+    ),
     /// `IP:PORT[=WEIGHT]`, or `{address, weight}`.
     Backend,
 }
@@ -86,13 +92,8 @@ const HEALTH: Shape = Shape::Map(&[
 const CERT_FILES: Shape = Shape::Map(&[("cert", Shape::Str), ("key", Shape::Str)]);
 const BACKEND_ADDRESS: Shape = Shape::Map(&[("address", Shape::Str), ("weight", Shape::Int)]);
 
-/// A route: its own fields, then a backend set's (as in `BACKEND_SET`).
-const ROUTE: Shape = Shape::Map(&[
-    ("name", Shape::Str),
-    ("host", Shape::Str),
-    ("path", Shape::Str),
-    ("path_type", Shape::Str),
-    ("ssl_redirect", Shape::Bool),
+/// A backend set's fields: a route's and `default_backend`'s.
+const SET_FIELDS: &[(&str, Shape)] = &[
     ("strategy", Shape::Str),
     ("upstream_protocol", Shape::Str),
     ("backends", Shape::List(&Shape::Backend)),
@@ -100,18 +101,22 @@ const ROUTE: Shape = Shape::Map(&[
     ("retry", RETRY),
     ("health", HEALTH),
     ("max_request_body", Shape::Str),
-]);
+];
+
+/// A route: its own fields, then a backend set's.
+const ROUTE: Shape = Shape::Both(
+    &[
+        ("name", Shape::Str),
+        ("host", Shape::Str),
+        ("path", Shape::Str),
+        ("path_type", Shape::Str),
+        ("ssl_redirect", Shape::Bool),
+    ],
+    SET_FIELDS,
+);
 
 /// `default_backend:`: a backend set alone.
-const BACKEND_SET: Shape = Shape::Map(&[
-    ("strategy", Shape::Str),
-    ("upstream_protocol", Shape::Str),
-    ("backends", Shape::List(&Shape::Backend)),
-    ("timeouts", TIMEOUTS),
-    ("retry", RETRY),
-    ("health", HEALTH),
-    ("max_request_body", Shape::Str),
-]);
+const BACKEND_SET: Shape = Shape::Map(SET_FIELDS);
 
 /// The whole file.
 pub const CONFIG: Shape = Shape::Map(&[
@@ -365,7 +370,12 @@ pub fn check(node: &Node, shape: &Shape, path: &str, errors: &mut Vec<FieldError
             Kind::Map(_) => check(node, &BACKEND_ADDRESS, path, errors),
             _ => wrong("IP:PORT, IP:PORT=WEIGHT or {address, weight}"),
         },
-        Shape::Map(fields) => {
+        Shape::Map(_) | Shape::Both(..) => {
+            let (own, more): (&[(&str, Shape)], &[(&str, Shape)]) = match shape {
+                Shape::Both(a, b) => (a, b),
+                Shape::Map(a) => (a, &[]),
+                _ => unreachable!("matched above"),
+            };
             let Kind::Map(entries) = &node.kind else {
                 wrong("a mapping of fields");
                 return;
@@ -376,11 +386,11 @@ pub fn check(node: &Node, shape: &Shape, path: &str, errors: &mut Vec<FieldError
                 } else {
                     format!("{path}.{key}")
                 };
-                match fields.iter().find(|(name, _)| name == key) {
+                match own.iter().chain(more).find(|(name, _)| name == key) {
                     Some((_, inner)) => check(value, inner, &field, errors),
                     None => errors.push(FieldError {
                         field,
-                        message: unknown(key, fields),
+                        message: unknown(key, own.iter().chain(more).map(|(n, _)| *n)),
                         line: Some(key_pos.line),
                         column: Some(key_pos.column),
                     }),
@@ -391,8 +401,8 @@ pub fn check(node: &Node, shape: &Shape, path: &str, errors: &mut Vec<FieldError
 }
 
 /// "unknown field `wieght`: did you mean `weight`? expected one of …"
-fn unknown(key: &str, fields: &[(&str, Shape)]) -> String {
-    let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+fn unknown<'a>(key: &str, fields: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = fields.collect();
     let close = names
         .iter()
         .map(|n| (distance(key, n), *n))
