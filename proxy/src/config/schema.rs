@@ -50,6 +50,9 @@ pub enum Kind {
     Alias,
 }
 
+/// A mapping's fields and the shape of each.
+pub type Fields = &'static [(&'static str, Shape)];
+
 /// What a node must look like.
 #[derive(Debug)]
 pub enum Shape {
@@ -62,13 +65,10 @@ pub enum Shape {
     OneOrMany,
     List(&'static Shape),
     /// A mapping with exactly these fields.
-    Map(&'static [(&'static str, Shape)]),
+    Map(Fields),
     /// A mapping with the fields of both lists (a route: its own, and a
     /// backend set's).
-    Both(
-        &'static [(&'static str, Shape)],
-        &'static [(&'static str, Shape)],
-    ),
+    Both(Fields, Fields),
     /// `IP:PORT[=WEIGHT]`, or `{address, weight}`.
     Backend,
 }
@@ -93,7 +93,7 @@ const CERT_FILES: Shape = Shape::Map(&[("cert", Shape::Str), ("key", Shape::Str)
 const BACKEND_ADDRESS: Shape = Shape::Map(&[("address", Shape::Str), ("weight", Shape::Int)]);
 
 /// A backend set's fields: a route's and `default_backend`'s.
-const SET_FIELDS: &[(&str, Shape)] = &[
+const SET_FIELDS: Fields = &[
     ("strategy", Shape::Str),
     ("upstream_protocol", Shape::Str),
     ("backends", Shape::List(&Shape::Backend)),
@@ -371,7 +371,7 @@ pub fn check(node: &Node, shape: &Shape, path: &str, errors: &mut Vec<FieldError
             _ => wrong("IP:PORT, IP:PORT=WEIGHT or {address, weight}"),
         },
         Shape::Map(_) | Shape::Both(..) => {
-            let (own, more): (&[(&str, Shape)], &[(&str, Shape)]) = match shape {
+            let (own, more): (Fields, Fields) = match shape {
                 Shape::Both(a, b) => (a, b),
                 Shape::Map(a) => (a, &[]),
                 _ => unreachable!("matched above"),
