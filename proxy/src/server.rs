@@ -65,11 +65,27 @@ impl Listeners {
             // headers and body: cheaper in the kernel for the small
             // responses that dominate (measured, docs/BENCHMARKS.md).
             .writev(false);
+        // HTTP/2's limits, set here rather than left to hyper's and h2's
+        // defaults (which may change between versions), each against the
+        // attack it answers.
         builder
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_timeout(Duration::from_secs(20))
+            // Streams a client may have open at once (nginx's
+            // http2_max_concurrent_streams, 128): bounds what one
+            // connection can hold, idle streams included.
+            .max_concurrent_streams(settings.http2_max_concurrent_streams)
+            // Rapid reset (CVE-2023-44487): streams the client opened and
+            // reset before they were taken up. Past 20, GOAWAY.
+            .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_RESETS)
+            // Streams reset because of the client's own errors
+            // (RUSTSEC-2024-0003): past this, GOAWAY.
+            .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESETS)
+            // CONTINUATION flood (CVE-2024-27316 family): the header block
+            // is bounded however many CONTINUATION frames carry it.
+            .max_header_list_size(HTTP2_MAX_HEADER_LIST);
         // The same HTTP/1 settings, for connections the fast path hands
         // over: they are HTTP/1 for sure, and a plain HTTP/1 connection
         // serves the request it was handed even when a drain has begun
@@ -125,6 +141,14 @@ impl Listeners {
         }
     }
 }
+
+/// Client-reset streams not yet taken up before a GOAWAY (h2's own default).
+const HTTP2_MAX_PENDING_RESETS: usize = 20;
+/// Streams reset for the client's errors before a GOAWAY (hyper's default).
+const HTTP2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// The largest header block a client may send: 16 KiB, the fast path's
+/// whole request head (past it a client gets 431).
+const HTTP2_MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// One client connection counted against `limits.max_connections`, for
 /// as long as its task lives.

@@ -165,3 +165,32 @@ async fn past_max_in_flight_new_requests_get_a_fast_503() {
     }
     assert_eq!(get(listen, "/").await.unwrap().0, 200);
 }
+
+/// The HTTP/2 SETTINGS a client is given: at most 128 concurrent streams
+/// by default (nginx's number), `limits.http2_max_concurrent_streams` in
+/// the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_concurrent_streams_are_bounded_as_configured() {
+    async fn advertised(addr: std::net::SocketAddr) -> usize {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.expect("h2c");
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        // An answer means the server's SETTINGS have been read.
+        assert_eq!(resp.await.unwrap().status(), 200);
+        client.current_max_send_streams()
+    }
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    assert_eq!(advertised(s.listen).await, 128);
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\nlimits:\n  http2_max_concurrent_streams: 16\nroutes:\n  - backends: [{}]\n",
+        b.addr
+    ))
+    .await;
+    assert_eq!(advertised(s.listen).await, 16);
+}

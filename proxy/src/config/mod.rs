@@ -116,6 +116,9 @@ pub struct ListenerSettings {
     /// Requests in flight past which new ones get 503 with Retry-After
     /// (`limits.max_in_flight`; 0: no guard).
     pub max_in_flight: usize,
+    /// HTTP/2 streams a client may have open at once
+    /// (`limits.http2_max_concurrent_streams`).
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// One route: what it matches and where it sends.
@@ -184,7 +187,10 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     max_connections: DEFAULT_MAX_CONNECTIONS,
     max_uri: DEFAULT_MAX_URI,
     max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+    http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
 };
+/// The default of `limits.http2_max_concurrent_streams`: nginx's 128.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// The default of `limits.max_in_flight`: far above what a healthy set of
 /// upstreams keeps waiting, low enough that a stalled one cannot pile up
 /// requests (and their memory) without bound.
@@ -959,6 +965,17 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .max_connections
             .unwrap_or(DEFAULT_LISTENER.max_connections),
         max_in_flight: raw.limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        http2_max_concurrent_streams: match raw.limits.http2_max_concurrent_streams {
+            None => DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            Some(n @ 1..=10_000) => n,
+            Some(n) => {
+                v.error(
+                    "limits.http2_max_concurrent_streams",
+                    format!("{n} is out of range 1..=10000"),
+                );
+                DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS
+            }
+        },
         max_uri: match raw.limits.max_uri.as_ref() {
             None => DEFAULT_MAX_URI,
             Some(s) => match parse_size(s) {

@@ -125,6 +125,8 @@ pub struct RawLimits {
     pub max_uri: Option<String>,
     /// Requests in flight past which new ones get 503 (0: no guard).
     pub max_in_flight: Option<usize>,
+    /// HTTP/2 streams a client may have open at once (128).
+    pub http2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

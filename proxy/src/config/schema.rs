@@ -165,6 +165,7 @@ pub const CONFIG: Shape = Shape::Map(&[
             ("max_connections", Shape::Int),
             ("max_uri", Shape::Str),
             ("max_in_flight", Shape::Int),
+            ("http2_max_concurrent_streams", Shape::Int),
         ]),
     ),
     ("routes", Shape::List(&ROUTE)),
