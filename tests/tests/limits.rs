@@ -194,3 +194,63 @@ async fn http2_concurrent_streams_are_bounded_as_configured() {
     .await;
     assert_eq!(advertised(s.listen).await, 16);
 }
+
+/// Rapid reset (CVE-2023-44487): an attacker opens streams and resets them
+/// at once, as fast as it can. Its connection gets a GOAWAY long before
+/// 5,000 streams; a well-behaved client on its own connection is served
+/// throughout without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_is_cut_off_and_a_good_client_is_served() {
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    let addr = s.listen;
+    let good = tokio::spawn(async move {
+        let c = client(None);
+        let mut failures = Vec::new();
+        for _ in 0..50 {
+            match request(&c, addr, "GET", "/", &[], empty()).await {
+                Ok((200, _, _)) => {}
+                other => failures.push(format!("{other:?}")),
+            }
+        }
+        failures
+    });
+
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2c");
+    let conn = tokio::spawn(conn);
+    let mut client = client;
+    let mut sent = 0;
+    for _ in 0..5000 {
+        let Ok(ready) = client.clone().ready().await else {
+            break;
+        };
+        client = ready;
+        let req = http::Request::get(format!("http://{addr}/"))
+            .body(())
+            .unwrap();
+        let Ok((_, mut stream)) = client.send_request(req, false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    eprintln!("the attacker was cut off after {sent} resets");
+    // The server's GOAWAY ends the attacker's connection.
+    let ended = tokio::time::timeout(Duration::from_secs(30), conn)
+        .await
+        .unwrap_or_else(|_| panic!("the attacker's connection is still open after {sent} resets"))
+        .unwrap();
+    // A GOAWAY (ENHANCE_YOUR_CALM), or, when the attacker was still
+    // writing as the server closed, the broken pipe that follows it.
+    let e = ended.expect_err("the connection ended without an error");
+    assert!(
+        (e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)) || e.is_io(),
+        "{e}"
+    );
+    let failures = good.await.unwrap();
+    assert!(failures.is_empty(), "the good client failed: {failures:?}");
+    // The proxy is still well.
+    assert_eq!(get(s.admin, "/healthz").await.unwrap().0, 200);
+    assert_eq!(get(addr, "/").await.unwrap().0, 200);
+}
