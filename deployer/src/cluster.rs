@@ -185,6 +185,28 @@ impl Cluster {
         })
     }
 
+    /// Sets a Deployment's replicas with a merge patch (not an apply: an
+    /// apply of just `spec.replicas` would drop every other field this
+    /// manager owns).
+    pub async fn scale(&self, ns: &str, name: &str, replicas: u32) -> Result<()> {
+        let (api, ar) = self.api("Deployment", Some(ns))?;
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}));
+        api.patch(name, &pp, &patch).await.map_err(|e| {
+            Error::kube(
+                format!("scaling Deployment {ns}/{name}"),
+                "patch",
+                &ar.plural,
+                Some(ns),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+
     /// One object as JSON, or `None` when there is none.
     pub async fn get(&self, kind: &str, ns: Option<&str>, name: &str) -> Result<Option<Value>> {
         let (api, ar) = self.api(kind, ns)?;

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::app::{AppSpec, STRATEGY_ANNOTATION};
 use crate::cluster::{describe_obj, Change, Cluster};
 use crate::error::{Error, Result};
-use crate::progress::{Progress, Step};
+use crate::progress::Progress;
 use crate::proxy::{self, ProxyOptions};
 use crate::rollout;
 
@@ -676,40 +676,4 @@ pub fn render(app: Option<&AppSpec>, proxy: Option<&ProxyOptions>) -> String {
         out.push_str(&serde_yaml::to_string(&o).unwrap_or_default());
     }
     out
-}
-
-impl Cluster {
-    /// Sets a Deployment's replicas with a merge patch (not an apply: an
-    /// apply of just `spec.replicas` would drop every other field this
-    /// manager owns).
-    pub async fn scale(&self, ns: &str, name: &str, replicas: u32) -> Result<()> {
-        let (ar, _) = crate::cluster::resource("Deployment")?;
-        let api: kube::Api<kube::api::DynamicObject> =
-            kube::Api::namespaced_with(self.client.clone(), ns, &ar);
-        let pp = kube::api::PatchParams {
-            field_manager: Some(crate::cluster::FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        api.patch(
-            name,
-            &pp,
-            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("scaling Deployment {ns}/{name}"),
-                "patch",
-                "deployments",
-                Some(ns),
-                e,
-            )
-        })?;
-        Ok(())
-    }
-}
-
-/// For callers that want no display.
-pub fn hidden_step() -> Step {
-    Step::hidden()
 }

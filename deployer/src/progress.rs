@@ -69,17 +69,6 @@ pub struct Step {
 }
 
 impl Step {
-    /// A step that shows nothing (for library callers and `--output json`).
-    pub fn hidden() -> Step {
-        Step {
-            bar: ProgressBar::hidden(),
-            prefix: String::new(),
-            what: String::new(),
-            started: Instant::now(),
-            quiet: true,
-        }
-    }
-
     /// The live part of the line: `what — message`.
     pub fn set_message(&self, msg: impl AsRef<str>) {
         self.bar

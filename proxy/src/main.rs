@@ -268,38 +268,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// One problem `sluice check` found.
-#[derive(serde::Serialize)]
-struct Problem {
-    /// The field, as `routes[2].backends[0].weight`; empty for the file as
-    /// a whole.
-    field: String,
-    message: String,
-    /// Where in the file, when known (1-based).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    column: Option<usize>,
-}
-
-impl From<&config::FieldError> for Problem {
-    fn from(e: &config::FieldError) -> Problem {
-        Problem {
-            field: e.field.clone(),
-            message: e.message.clone(),
-            line: e.line,
-            column: e.column,
-        }
-    }
-}
-
 /// What `sluice check --output json` prints.
 #[derive(serde::Serialize)]
 struct CheckReport {
     file: String,
     ok: bool,
-    errors: Vec<Problem>,
-    warnings: Vec<Problem>,
+    errors: Vec<config::FieldError>,
+    warnings: Vec<config::FieldError>,
     routes: usize,
     default_backend: bool,
 }
@@ -317,7 +292,7 @@ fn check(path: &std::path::Path, output: Output) -> ExitCode {
     };
     match config::load_file(path) {
         Ok(c) => {
-            report.warnings = c.warnings.iter().map(Problem::from).collect();
+            report.warnings = c.warnings.clone();
             report.routes = c.routes.len();
             report.default_backend = c.default_backend.is_some();
             for (field, files) in c
@@ -334,7 +309,7 @@ fn check(path: &std::path::Path, output: Output) -> ExitCode {
                 )
             {
                 if let Err(e) = files.read().and_then(|b| files.parse(&b)) {
-                    report.errors.push(Problem {
+                    report.errors.push(config::FieldError {
                         field,
                         message: e.to_string(),
                         line: None,
@@ -343,7 +318,7 @@ fn check(path: &std::path::Path, output: Output) -> ExitCode {
                 }
             }
         }
-        Err(e) => report.errors = e.problems().iter().map(Problem::from).collect(),
+        Err(e) => report.errors = e.problems(),
     }
     report.ok = report.errors.is_empty();
     match output {
@@ -352,12 +327,12 @@ fn check(path: &std::path::Path, output: Output) -> ExitCode {
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
         Output::Text => {
-            let at = |p: &Problem| match (p.line, p.column) {
+            let at = |p: &config::FieldError| match (p.line, p.column) {
                 (Some(l), Some(c)) => format!("{}:{l}:{c}", report.file),
                 (Some(l), None) => format!("{}:{l}", report.file),
                 _ => report.file.clone(),
             };
-            let what = |p: &Problem| {
+            let what = |p: &config::FieldError| {
                 if p.field.is_empty() {
                     p.message.clone()
                 } else {

@@ -81,19 +81,14 @@ const KINDS: [(&str, &str, &str); 18] = [
     ("Event", "/apis/events.k8s.io/v1", "events"),
 ];
 
+/// A kind's apiVersion, from its group path in [`KINDS`]: `/api/v1` is
+/// `v1`, `/apis/GROUP/v1` is `GROUP/v1`.
 fn api_version(kind: &str) -> &'static str {
-    match kind {
-        "Ingress" | "IngressClass" => "networking.k8s.io/v1",
-        "EndpointSlice" => "discovery.k8s.io/v1",
-        "Lease" => "coordination.k8s.io/v1",
-        "Event" => "events.k8s.io/v1",
-        "Deployment" | "DaemonSet" => "apps/v1",
-        "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
-            "rbac.authorization.k8s.io/v1"
-        }
-        "PodDisruptionBudget" => "policy/v1",
-        _ => "v1",
-    }
+    KINDS
+        .iter()
+        .find(|k| k.0 == kind)
+        .map(|k| k.1.trim_start_matches("/apis/").trim_start_matches("/api/"))
+        .unwrap_or("v1")
 }
 
 /// RFC 7386 JSON merge patch.

@@ -253,14 +253,16 @@ pub enum ServerHeader {
     Off,
 }
 
-/// One wrong field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One wrong field (as `sluice check --output json` prints it too).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
     /// Where it is, as `routes[2].backends[0].weight`.
     pub field: String,
     pub message: String,
     /// Where in the file (1-based), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
 }
 
