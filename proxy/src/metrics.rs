@@ -32,6 +32,9 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Requests refused before routing, by reason (`uri_too_long`).
     pub requests_refused: IntCounterVec,
+    /// HTTP/2 streams reset because the client's window stayed shut for
+    /// `timeouts.send`.
+    pub http2_send_timeouts: prometheus::IntCounter,
     /// Per endpoint (`endpoint_metrics: true` only: one series per pod).
     endpoint_requests: IntCounterVec,
     endpoint_duration: HistogramVec,
@@ -179,10 +182,16 @@ impl Metrics {
         for reason in ["uri_too_long", "overload"] {
             requests_refused.with_label_values(&[reason]);
         }
+        let http2_send_timeouts = prometheus::IntCounter::new(
+            "sluice_http2_send_timeouts_total",
+            "HTTP/2 streams reset (and their upstream released) because the client's flow-control window let nothing be sent for timeouts.send.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(connections_refused.clone()),
             Box::new(requests_refused.clone()),
+            Box::new(http2_send_timeouts.clone()),
             Box::new(endpoint_requests.clone()),
             Box::new(endpoint_duration.clone()),
             Box::new(requests.clone()),
@@ -243,6 +252,7 @@ impl Metrics {
             client_connections,
             connections_refused,
             requests_refused,
+            http2_send_timeouts,
             endpoint_requests,
             endpoint_duration,
             endpoint_labels: Default::default(),

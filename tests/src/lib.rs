@@ -322,6 +322,21 @@ impl BackendState {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return Response::new(full(format!("{}\n", self.name)));
         }
+        if let Some(n) = path.strip_prefix("/bytes/") {
+            // N bytes of body, streamed 64 KiB at a time: a download that
+            // holds its connection until the proxy has taken all of it.
+            let n: usize = n.parse().unwrap_or(0);
+            let chunks = (0..n.div_ceil(65536)).map(move |i| {
+                Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(vec![
+                    b'x';
+                    65536.min(
+                        n - i * 65536
+                    )
+                ])))
+            });
+            let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+            return Response::new(body.map_err(|never| match never {}).boxed());
+        }
         if let Some(code) = path.strip_prefix("/status/") {
             let mut r = Response::new(full(format!("{} {code}\n", self.name)));
             *r.status_mut() = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();

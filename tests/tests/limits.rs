@@ -254,3 +254,124 @@ async fn rapid_reset_is_cut_off_and_a_good_client_is_served() {
     assert_eq!(get(s.admin, "/healthz").await.unwrap().0, 200);
     assert_eq!(get(addr, "/").await.unwrap().0, 200);
 }
+
+/// An HTTP/2 client that never opens its flow-control window (it answers
+/// PINGs, so keep-alive alone would never close it): each of its streams
+/// is reset once it could send nothing for `timeouts.send`, and the
+/// upstream connection behind it is released, as nginx does. A good
+/// client on its own connection is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_never_opens_resets_the_stream_and_frees_the_upstream() {
+    const STREAMS: usize = 50;
+    // Downloads from one backend, the good client's requests to another
+    // (whose pooled connections would muddle the count).
+    let b = Backend::start("big").await;
+    let small = Backend::start("a").await;
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\ntimeouts:\n  send: 2s\nroutes:\n  - path: /bytes\n    backends: [{}]\n  - backends: [{}]\n",
+        b.addr, small.addr
+    ))
+    .await;
+    let addr = s.listen;
+
+    // The attacker: a window of 0 for every stream, never raised.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .expect("h2c");
+    let conn = tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut c = client.clone().ready().await.unwrap();
+        let req = http::Request::get(format!("http://{addr}/bytes/8000000"))
+            .body(())
+            .unwrap();
+        let (resp, _) = c.send_request(req, true).unwrap();
+        streams.push(resp);
+    }
+    // Every stream is answered (headers need no window), then stuck.
+    let mut bodies = Vec::new();
+    for r in streams {
+        let r = tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .expect("response headers")
+            .expect("a response");
+        assert_eq!(r.status(), 200);
+        bodies.push(r.into_body());
+    }
+    assert_eq!(b.open.load(std::sync::atomic::Ordering::SeqCst), STREAMS);
+
+    // A good client meanwhile.
+    let good = client_h2(addr, 20).await;
+    assert!(good.is_empty(), "the good client failed: {good:?}");
+
+    // Each stream is reset with CANCEL...
+    for mut body in bodies {
+        let got = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match body.data().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Some(e),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("the stream is still open");
+        let e = got.expect("the stream ended as if complete");
+        assert_eq!(e.reason(), Some(h2::Reason::CANCEL), "{e}");
+    }
+    // ...its upstream connection released, and counted.
+    wait_until(
+        "the upstream connections released",
+        Duration::from_secs(30),
+        || async { b.open.load(std::sync::atomic::Ordering::SeqCst) == 0 },
+    )
+    .await;
+    assert_eq!(
+        s.metric("sluice_http2_send_timeouts_total").await,
+        Some(STREAMS as f64)
+    );
+    // The attacker's connection itself lives on (it did nothing wrong at
+    // the connection level), and the proxy is well.
+    assert!(!conn.is_finished());
+    assert_eq!(get(addr, "/").await.unwrap().0, 200);
+}
+
+/// `n` requests from a well-behaved HTTP/2 client on a connection of its
+/// own; the failures, if any.
+async fn client_h2(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
+    let mut failures = Vec::new();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = match h2::client::handshake(tcp).await {
+        Ok(x) => x,
+        Err(e) => return vec![format!("handshake: {e}")],
+    };
+    tokio::spawn(conn);
+    for _ in 0..n {
+        let res = async {
+            let mut c = client.clone().ready().await?;
+            let req = http::Request::get(format!("http://{addr}/"))
+                .body(())
+                .unwrap();
+            let (resp, _) = c.send_request(req, true)?;
+            let resp = resp.await?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut got = Vec::new();
+            while let Some(d) = body.data().await {
+                let d = d?;
+                let _ = body.flow_control().release_capacity(d.len());
+                got.extend_from_slice(&d);
+            }
+            Ok::<_, h2::Error>((status, got))
+        };
+        match tokio::time::timeout(Duration::from_secs(30), res).await {
+            Ok(Ok((s, b))) if s == 200 && b == b"a\n" => {}
+            other => failures.push(format!("{other:?}")),
+        }
+    }
+    failures
+}

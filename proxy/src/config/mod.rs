@@ -119,6 +119,12 @@ pub struct ListenerSettings {
     /// HTTP/2 streams a client may have open at once
     /// (`limits.http2_max_concurrent_streams`).
     pub http2_max_concurrent_streams: u32,
+    /// The HTTP/2 flow-control windows offered to clients, per stream and
+    /// per connection (`limits.http2_stream_window`,
+    /// `limits.http2_connection_window`): how much request body a client
+    /// may send ahead of its upstream.
+    pub http2_stream_window: u32,
+    pub http2_connection_window: u32,
 }
 
 /// One route: what it matches and where it sends.
@@ -188,7 +194,13 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     max_uri: DEFAULT_MAX_URI,
     max_in_flight: DEFAULT_MAX_IN_FLIGHT,
     http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+    http2_stream_window: DEFAULT_HTTP2_WINDOW,
+    http2_connection_window: DEFAULT_HTTP2_WINDOW,
 };
+/// The default HTTP/2 windows, per stream and per connection: 1 MiB
+/// (hyper's), so that an upload is not held to one 64 KiB round trip at a
+/// time.
+pub const DEFAULT_HTTP2_WINDOW: u32 = 1 << 20;
 /// The default of `limits.http2_max_concurrent_streams`: nginx's 128.
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// The default of `limits.max_in_flight`: far above what a healthy set of
@@ -599,6 +611,20 @@ impl Validator {
         }
     }
 
+    /// An HTTP/2 window: 64 KiB (the protocol's own default, less is
+    /// refused by clients' expectations of progress) to 1 GiB.
+    fn window(&mut self, field: &str, s: Option<&String>) -> u32 {
+        const MIN: u64 = 64 << 10;
+        const MAX: u64 = 1 << 30;
+        match self.size(field, s, Some(u64::from(DEFAULT_HTTP2_WINDOW))) {
+            Some(n) if (MIN..=MAX).contains(&n) => n as u32,
+            _ => {
+                self.error(field, "must be between 64k and 1g");
+                DEFAULT_HTTP2_WINDOW
+            }
+        }
+    }
+
     fn size(&mut self, field: &str, s: Option<&String>, default: Option<u64>) -> Option<u64> {
         let Some(s) = s else { return default };
         parse_size(s).unwrap_or_else(|e| {
@@ -978,6 +1004,14 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS
             }
         },
+        http2_stream_window: v.window(
+            "limits.http2_stream_window",
+            raw.limits.http2_stream_window.as_ref(),
+        ),
+        http2_connection_window: v.window(
+            "limits.http2_connection_window",
+            raw.limits.http2_connection_window.as_ref(),
+        ),
         max_uri: match raw.limits.max_uri.as_ref() {
             None => DEFAULT_MAX_URI,
             Some(s) => match parse_size(s) {
@@ -1323,6 +1357,26 @@ mod tests {
             tried += 1;
         }
         assert!(tried > 40, "only {tried} keys found in the example");
+    }
+
+    #[test]
+    fn http2_windows_are_sizes_within_bounds() {
+        let c = parse_str(
+            "listen: 127.0.0.1:8080\nlimits: {http2_stream_window: 256k, http2_connection_window: 4m}\ndefault_backend: {backends: [127.0.0.1:1]}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.listener.http2_stream_window, 256 << 10);
+        assert_eq!(c.listener.http2_connection_window, 4 << 20);
+        for bad in ["1k", "2g", "0", "lots"] {
+            let text = format!(
+                "listen: 127.0.0.1:8080\nlimits: {{http2_stream_window: {bad}}}\ndefault_backend: {{backends: [127.0.0.1:1]}}\n"
+            );
+            let Err(ConfigError::Invalid { errors, .. }) = parse_str(&text, "t") else {
+                panic!("{bad} accepted");
+            };
+            assert_eq!(errors[0].field, "limits.http2_stream_window", "{bad}: {errors:?}");
+        }
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub struct RawLimits {
     pub max_in_flight: Option<usize>,
     /// HTTP/2 streams a client may have open at once (128).
     pub http2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2 flow-control windows offered to clients, as sizes (`1m`).
+    pub http2_stream_window: Option<String>,
+    pub http2_connection_window: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -166,6 +166,8 @@ pub const CONFIG: Shape = Shape::Map(&[
             ("max_uri", Shape::Str),
             ("max_in_flight", Shape::Int),
             ("http2_max_concurrent_streams", Shape::Int),
+            ("http2_stream_window", Shape::Str),
+            ("http2_connection_window", Shape::Str),
         ]),
     ),
     ("routes", Shape::List(&ROUTE)),

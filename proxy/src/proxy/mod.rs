@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-pub use body::ProxyBody;
+pub use body::{ClientBody, H2Body, ProxyBody};
 
 use crate::access_log::{AccessLog, Entry};
 use crate::balance::{hash_ip, Strategy};
@@ -247,7 +246,7 @@ impl Proxy {
     }
 
     /// Answers one request. Never fails: every error becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<ClientBody>, conn: ClientConn) -> Response<ProxyBody> {
         let Some(log) = &self.access_log else {
             return self.answer(req, conn).await;
         };
@@ -297,7 +296,7 @@ impl Proxy {
         resp
     }
 
-    async fn answer(&self, mut req: Request<Incoming>, conn: ClientConn) -> Response<ProxyBody> {
+    async fn answer(&self, mut req: Request<ClientBody>, conn: ClientConn) -> Response<ProxyBody> {
         let start = Instant::now();
         // limits.max_uri: nginx answers 414 past its header buffers (8 KiB).
         let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -407,7 +406,7 @@ impl Proxy {
 }
 
 /// Puts the dot-resolved path (and the query) into the request URI.
-fn resolve_uri(req: &mut Request<Incoming>, path: &str) -> Result<(), http::Error> {
+fn resolve_uri(req: &mut Request<ClientBody>, path: &str) -> Result<(), http::Error> {
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
@@ -423,7 +422,7 @@ fn resolve_uri(req: &mut Request<Incoming>, path: &str) -> Result<(), http::Erro
 /// Host headers, an invalid one, or none in HTTP/1.1 make a bad request
 /// (RFC 9112 3.2): routing by one Host while the backend reads another is
 /// how host confusion starts.
-fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, &'static str> {
+fn request_host(req: &Request<ClientBody>) -> Result<Option<&str>, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -535,7 +534,7 @@ struct RequestId(String);
 
 async fn forward(
     route: &Arc<Route>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     conn: ClientConn,
     tunnels: &Arc<Tunnels>,
     logging: bool,

@@ -20,6 +20,8 @@ use tokio::sync::oneshot;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
+
+use crate::proxy::ClientBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -32,7 +34,7 @@ use super::Protocol;
 /// upload, not from its start.
 pub struct RequestBody {
     /// `None`: no body at all (a request sent again, see `send_h1`).
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// The route's body limit, and the bytes seen so far.
     limit: Option<u64>,
     seen: u64,
@@ -64,7 +66,7 @@ impl RequestBody {
     /// Bodies already at their end (most GETs) need no signal, no timer and
     /// cost no allocation.
     fn new(
-        inner: Incoming,
+        inner: ClientBody,
         idle: Duration,
         limit: Option<u64>,
     ) -> (Self, Option<oneshot::Receiver<()>>) {
@@ -193,7 +195,7 @@ impl Body for RequestBody {
             }
             Some(Err(_)) => {}
         }
-        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -457,7 +459,7 @@ impl ConnectError {
 #[derive(Debug)]
 pub enum SendError {
     /// No connection could be had; the request is handed back unsent.
-    Connect(Box<Request<Incoming>>, ConnectError),
+    Connect(Box<Request<ClientBody>>, ConnectError),
     /// The response headers did not come in time.
     Timeout(Duration),
     /// The connection failed after the request was (maybe) sent.
@@ -501,7 +503,7 @@ pub struct SendLimits {
 /// to the pool when the body ends.
 pub async fn send(
     endpoint: &Arc<Endpoint>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     limits: SendLimits,
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
     set_uri(&mut req, endpoint);
@@ -518,7 +520,7 @@ pub async fn send(
 
 /// HTTP/1.1 upstreams get origin-form (`/path?q`), HTTP/2 ones the full URI
 /// whose authority is the client's Host, which hyper sends as `:authority`.
-fn set_uri(req: &mut Request<Incoming>, endpoint: &Endpoint) {
+fn set_uri(req: &mut Request<ClientBody>, endpoint: &Endpoint) {
     let pq = req
         .uri()
         .path_and_query()

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,6 +25,8 @@ use crate::fast;
 use crate::proxy::{ClientConn, Proxy};
 use crate::proxy_protocol;
 use crate::Error;
+
+pub mod h2;
 
 /// Binds every address, or names the one that failed.
 pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
@@ -55,47 +56,19 @@ pub struct Listeners {
 impl Listeners {
     /// Starts an accept loop per listener.
     pub fn start(listeners: Vec<Listener>, proxy: Arc<Proxy>, settings: ListenerSettings) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
+        // HTTP/1.1 for connections the fast path hands over (they are
+        // HTTP/1 for sure, and a plain HTTP/1 connection serves the
+        // request it was handed even when a drain has begun), or all of it
+        // when the fast path is off. HTTP/2 is `h2`'s.
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(settings.request_header_timeout)
             .keep_alive(true)
             // One flattened write per response instead of a writev of
             // headers and body: cheaper in the kernel for the small
             // responses that dominate (measured, docs/BENCHMARKS.md).
             .writev(false);
-        // HTTP/2's limits, set here rather than left to hyper's and h2's
-        // defaults (which may change between versions), each against the
-        // attack it answers.
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20))
-            // Streams a client may have open at once (nginx's
-            // http2_max_concurrent_streams, 128): bounds what one
-            // connection can hold, idle streams included.
-            .max_concurrent_streams(settings.http2_max_concurrent_streams)
-            // Rapid reset (CVE-2023-44487): streams the client opened and
-            // reset before they were taken up. Past 20, GOAWAY.
-            .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_RESETS)
-            // Streams reset because of the client's own errors
-            // (RUSTSEC-2024-0003): past this, GOAWAY.
-            .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESETS)
-            // CONTINUATION flood (CVE-2024-27316 family): the header block
-            // is bounded however many CONTINUATION frames carry it.
-            .max_header_list_size(HTTP2_MAX_HEADER_LIST);
-        // The same HTTP/1 settings, for connections the fast path hands
-        // over: they are HTTP/1 for sure, and a plain HTTP/1 connection
-        // serves the request it was handed even when a drain has begun
-        // (the auto builder would drop it unread while sniffing).
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(settings.request_header_timeout)
-            .keep_alive(true)
-            .writev(false);
-        let hyper = Arc::new(Hyper { auto: builder, h1 });
+        let hyper = Arc::new(h1);
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, _) = watch::channel(false);
         // One count for every traffic listener: the limit is the process's.
@@ -142,14 +115,6 @@ impl Listeners {
     }
 }
 
-/// Client-reset streams not yet taken up before a GOAWAY (h2's own default).
-const HTTP2_MAX_PENDING_RESETS: usize = 20;
-/// Streams reset for the client's errors before a GOAWAY (hyper's default).
-const HTTP2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
-/// The largest header block a client may send: 16 KiB, the fast path's
-/// whole request head (past it a client gets 431).
-const HTTP2_MAX_HEADER_LIST: u32 = 16 * 1024;
-
 /// One client connection counted against `limits.max_connections`, for
 /// as long as its task lives.
 struct OpenConnection {
@@ -167,7 +132,7 @@ impl Drop for OpenConnection {
 async fn accept_loop(
     listener: Listener,
     proxy: Arc<Proxy>,
-    hyper: Arc<Hyper>,
+    hyper: Arc<http1::Builder>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
     settings: ListenerSettings,
@@ -270,14 +235,14 @@ struct Conn {
     /// The client's address: the peer's, or the one a PROXY header gave.
     client: SocketAddr,
     proxy: Arc<Proxy>,
-    hyper: Arc<Hyper>,
+    hyper: Arc<http1::Builder>,
     watcher: hyper_util::server::graceful::Watcher,
     stop: watch::Receiver<bool>,
     fast: fast::Settings,
 }
 
 impl Conn {
-    /// What hyper's handler knows of the connection.
+    /// What the proxy knows of the connection.
     fn info(&self) -> ClientConn {
         let mut c = ClientConn::new(self.client, self.fast.proto);
         c.forwarders = self.fast.forwarders.clone();
@@ -321,102 +286,87 @@ where
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let info = conn.info();
-        let Some(io) = first_byte(stream, settings.request_header_timeout, conn.client).await
-        else {
-            return;
-        };
-        let mut stop = conn.stop;
-        serve_hyper(
-            io,
-            info,
-            conn.proxy,
-            &conn.hyper.auto,
-            conn.watcher,
-            &mut stop,
-            settings.http2_idle_timeout,
-        )
-        .await;
+        serve_h2(stream, conn, settings).await;
     } else {
         serve_connection(stream, conn, settings).await;
     }
 }
 
 /// Serves one client connection: on the fast path (which hands over what
-/// it does not serve), or with hyper alone.
-async fn serve_connection<I>(io: I, conn: Conn, settings: &ListenerSettings)
+/// it does not serve), or with hyper (HTTP/1.1) or `h2` (HTTP/2) alone.
+async fn serve_connection<I>(io: I, mut conn: Conn, settings: &ListenerSettings)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_info = conn.info();
-    let Conn {
-        client,
-        proxy,
-        hyper,
-        watcher,
-        mut stop,
-        fast,
-    } = conn;
     let io = if settings.http1_fast_path {
         // The fast path reads the first request itself, under the header
         // timeout, and hands over what it does not serve.
-        let Some(h) = fast::serve(io, client, &proxy, fast, &mut stop).await else {
+        let Some(h) = fast::serve(
+            io,
+            conn.client,
+            &conn.proxy,
+            conn.fast.clone(),
+            &mut conn.stop,
+        )
+        .await
+        else {
             return;
         };
         let h2 = h.prefix.starts_with(b"PRI ");
-        let io = fast::io::Prefixed::new(h.prefix, h.io);
-        if !h2 {
-            serve_h1(
-                io,
-                conn_info,
-                proxy,
-                &hyper.h1,
-                watcher,
-                &mut stop,
-                settings.request_header_timeout,
-            )
-            .await;
-            return;
-        }
-        io
+        (fast::io::Prefixed::new(h.prefix, h.io), h2)
     } else {
-        let Some(io) = first_byte(io, settings.request_header_timeout, client).await else {
+        let Some(sniffed) = sniff(io, settings.request_header_timeout, conn.client).await else {
             return;
         };
-        io
+        sniffed
     };
-    serve_hyper(
-        io,
-        conn_info,
-        proxy,
-        &hyper.auto,
-        watcher,
-        &mut stop,
-        settings.http2_idle_timeout,
-    )
-    .await;
+    match io {
+        (io, true) => serve_h2(io, conn, settings).await,
+        (io, false) => serve_h1(io, conn, settings.request_header_timeout).await,
+    }
 }
 
-/// Waits for the connection's first byte under the request header timeout.
-/// hyper's header timer starts with the first request line, and neither
-/// the HTTP/2 preface nor the protocol sniffing has a timer of its own: a
-/// client that sends nothing at all is cut off here.
-async fn first_byte<I>(
+/// The HTTP/2 connection preface; HTTP/1.1 never starts with it.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the connection's first bytes under the request header timeout,
+/// until they are the HTTP/2 preface (true) or cannot be (false), and
+/// gives them back ahead of the rest. A client that sends nothing, or half
+/// a preface, is cut off here.
+async fn sniff<I>(
     mut io: I,
     limit: Duration,
     client: SocketAddr,
-) -> Option<fast::io::Prefixed<I>>
+) -> Option<(fast::io::Prefixed<I>, bool)>
 where
     I: tokio::io::AsyncRead + Unpin,
 {
-    let mut first = [0u8; 1];
-    let read =
-        tokio::time::timeout(limit, tokio::io::AsyncReadExt::read(&mut io, &mut first)).await;
-    if !matches!(read, Ok(Ok(1))) {
-        tracing::debug!(client = %client, "closed a connection that sent nothing");
-        return None;
+    let mut got = Vec::with_capacity(H2_PREFACE.len());
+    let read = tokio::time::timeout(limit, async {
+        loop {
+            let mut buf = [0u8; 24];
+            let want = H2_PREFACE.len() - got.len();
+            let n = tokio::io::AsyncReadExt::read(&mut io, &mut buf[..want]).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            got.extend_from_slice(&buf[..n]);
+            if !H2_PREFACE.starts_with(&got) {
+                return Ok(false);
+            }
+            if got.len() == H2_PREFACE.len() {
+                return Ok(true);
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Ok(h2)) => Some((fast::io::Prefixed::new(got, io), h2)),
+        Ok(Err(_)) | Err(_) => {
+            tracing::debug!(client = %client, "closed a connection that sent no request");
+            None
+        }
     }
-    Some(fast::io::Prefixed::new(first.to_vec(), io))
 }
 
 /// Resolves once the listeners are told to stop.
@@ -425,49 +375,74 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
-/// hyper's connection builders.
-struct Hyper {
-    /// HTTP/1.1 or h2c, told apart by the first bytes.
-    auto: auto::Builder<TokioExecutor>,
-    /// HTTP/1.1 only.
-    h1: http1::Builder,
-}
-
-/// Serves an HTTP/1 connection the fast path handed over.
-///
-/// Such a connection always carries a request (that is why it was handed
-/// over). On a drain, hyper is asked to finish only once it has taken that
-/// request up: asked before it has read anything, it would close the
-/// connection with the request unanswered.
-async fn serve_h1<I>(
-    io: I,
-    conn_info: ClientConn,
-    proxy: Arc<Proxy>,
-    builder: &http1::Builder,
-    watcher: hyper_util::server::graceful::Watcher,
-    stop: &mut watch::Receiver<bool>,
-    header_timeout: Duration,
-) where
+/// Serves an HTTP/2 connection (`h2`).
+async fn serve_h2<I>(io: I, conn: Conn, settings: &ListenerSettings)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let info = conn.info();
+    let Conn {
+        proxy,
+        watcher,
+        mut stop,
+        ..
+    } = conn;
+    // Held until the connection ends, so that a drain waits for it.
+    let _watcher = watcher;
+    let h2 = h2::Settings {
+        max_concurrent_streams: settings.http2_max_concurrent_streams,
+        stream_window: settings.http2_stream_window,
+        connection_window: settings.http2_connection_window,
+        send_timeout: settings.send_timeout,
+        handshake_timeout: settings.request_header_timeout,
+        idle_timeout: settings.http2_idle_timeout,
+    };
+    h2::serve(io, info, proxy, &h2, &mut stop).await;
+}
+
+/// Serves an HTTP/1.1 connection with hyper: one the fast path handed
+/// over, or any when the fast path is off.
+///
+/// Such a connection always carries a request, or its start (that is why
+/// it was handed over). On a drain, hyper is asked to finish only once it
+/// has taken that request up: asked before it has read anything, it would
+/// close the connection with the request unanswered.
+async fn serve_h1<I>(io: I, conn: Conn, header_timeout: Duration)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_info = conn.info();
+    let Conn {
+        proxy,
+        hyper,
+        watcher,
+        mut stop,
+        ..
+    } = conn;
     // Held until the connection ends, so that a drain waits for it.
     let _watcher = watcher;
     let started = Arc::new(tokio::sync::Notify::new());
     let peer = conn_info.peer;
     let on_request = started.clone();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         on_request.notify_one();
         let proxy = proxy.clone();
         let conn_info = conn_info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
+        async move {
+            Ok::<_, Infallible>(
+                proxy
+                    .handle(req.map(crate::proxy::ClientBody::Http1), conn_info)
+                    .await,
+            )
+        }
     });
-    let conn = builder
+    let conn = hyper
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        () = stopped(stop) => {
+        () = stopped(&mut stop) => {
             let first = tokio::time::timeout(header_timeout, started.notified());
             tokio::select! {
                 r = conn.as_mut() => r,
@@ -480,147 +455,5 @@ async fn serve_h1<I>(
     };
     if let Err(e) = result {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-    }
-}
-
-/// Serves a connection with hyper: HTTP/1.1 and HTTP/2 (h2c, or over TLS),
-/// upgrades included. It ends gracefully (GOAWAY for HTTP/2) when the
-/// proxy drains, or when no request has been in flight for `idle`: hyper
-/// answers the client's pings for ever, so without this a connection that
-/// never sends a request would hold its socket and task for good.
-async fn serve_hyper<I>(
-    io: I,
-    conn_info: ClientConn,
-    proxy: Arc<Proxy>,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    stop: &mut watch::Receiver<bool>,
-    idle: Duration,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    // Held until the connection ends, so that a drain waits for it.
-    let _watcher = watcher;
-    let peer = conn_info.peer;
-    let activity = Arc::new(Activity::new());
-    let svc = {
-        let activity = activity.clone();
-        service_fn(move |req| {
-            let proxy = proxy.clone();
-            let conn_info = conn_info.clone();
-            let stream = Stream::begin(&activity);
-            async move {
-                let resp = proxy.handle(req, conn_info).await;
-                Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, stream)))
-            }
-        })
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    let mut conn = std::pin::pin!(conn);
-    let mut check = tokio::time::Instant::now() + idle;
-    let result = loop {
-        tokio::select! {
-            r = conn.as_mut() => break r,
-            () = stopped(stop) => {
-                conn.as_mut().graceful_shutdown();
-                break conn.await;
-            }
-            () = tokio::time::sleep_until(check) => match activity.idle_for() {
-                Some(quiet) if quiet >= idle => {
-                    tracing::debug!(client = %peer, "closing a connection idle for {quiet:?}");
-                    conn.as_mut().graceful_shutdown();
-                    break conn.await;
-                }
-                Some(quiet) => check = tokio::time::Instant::now() + (idle - quiet),
-                None => check = tokio::time::Instant::now() + idle,
-            },
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-    }
-}
-
-/// A connection's requests in flight, and since when it has had none.
-struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    /// When the last request ended, in milliseconds since `epoch`.
-    last_end_ms: std::sync::atomic::AtomicU64,
-    epoch: std::time::Instant,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            in_flight: 0.into(),
-            last_end_ms: 0.into(),
-            epoch: std::time::Instant::now(),
-        }
-    }
-
-    /// How long it has had no request in flight; `None` while it has one.
-    fn idle_for(&self) -> Option<Duration> {
-        use std::sync::atomic::Ordering::Acquire;
-        if self.in_flight.load(Acquire) > 0 {
-            return None;
-        }
-        let since = Duration::from_millis(self.last_end_ms.load(Acquire));
-        Some(self.epoch.elapsed().saturating_sub(since))
-    }
-}
-
-/// One request in flight, from its arrival until its response body is done
-/// (or dropped).
-struct Stream(Arc<Activity>);
-
-impl Stream {
-    fn begin(a: &Arc<Activity>) -> Stream {
-        a.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Stream(a.clone())
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering::Release;
-        let ms = self.0.epoch.elapsed().as_millis() as u64;
-        self.0.last_end_ms.store(ms, Release);
-        self.0.in_flight.fetch_sub(1, Release);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted in flight.
-    struct Tracked<B> {
-        #[pin]
-        inner: B,
-        stream: Stream,
-    }
-}
-
-impl<B> Tracked<B> {
-    fn new(inner: B, stream: Stream) -> Self {
-        Tracked { inner, stream }
-    }
-}
-
-impl<B: http_body::Body> http_body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }

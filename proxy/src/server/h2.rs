@@ -1,0 +1,465 @@
+//! HTTP/2 from clients (h2c and over TLS), served with the h2 crate
+//! directly rather than through hyper's server.
+//!
+//! Why not hyper: hyper sends a response body by waiting for flow-control
+//! capacity, and while it waits it neither polls the body nor offers a
+//! way to give up. A client that never opens its window (and answers
+//! PINGs, so keep-alive does not close it) then holds the stream, and the
+//! upstream connection behind it, for good. Here each stream's sender has
+//! a deadline: a stream that can send nothing for `timeouts.send` is reset
+//! (RST_STREAM CANCEL) and its upstream released, as nginx does ("client
+//! timed out while sending to client").
+//!
+//! One task drives the connection (`accept`, which also does all of its
+//! I/O), answers keep-alive and idleness, and spawns a task per stream.
+//! Every limit h2 offers is set here, each against the attack it answers.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, SendStream};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+use crate::proxy::{ClientBody, ClientConn, H2Body, Proxy, ProxyBody};
+
+/// The HTTP/2 settings of a listener.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Streams a client may have open at once.
+    pub max_concurrent_streams: u32,
+    /// The flow-control windows offered for request bodies.
+    pub stream_window: u32,
+    pub connection_window: u32,
+    /// How long a stream may be unable to send (its window shut) before it
+    /// is reset.
+    pub send_timeout: Duration,
+    /// How long the preface may take.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay with no stream open.
+    pub idle_timeout: Duration,
+}
+
+/// Client-reset streams not yet taken up before a GOAWAY (h2's own default).
+const MAX_PENDING_RESETS: usize = 20;
+/// Streams reset for the client's errors before a GOAWAY (hyper's default).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// The largest header block a client may send: 16 KiB, the fast path's
+/// whole request head.
+pub const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Response bytes h2 buffers per stream beyond what the window allows
+/// (hyper's 400 KiB): what a stream costs at most while its client lags.
+const MAX_SEND_BUFFER: usize = 400 * 1024;
+/// Keep-alive: a PING every 30 s on a connection with streams open; no
+/// PONG within 20 s closes it (a peer gone without a FIN).
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves one HTTP/2 connection until the client leaves, it has been idle
+/// for `idle_timeout`, or the proxy drains (`stop`).
+pub async fn serve<I>(
+    io: I,
+    conn_info: ClientConn,
+    proxy: Arc<Proxy>,
+    settings: &Settings,
+    stop: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = conn_info.peer;
+    let mut builder = h2::server::Builder::new();
+    builder
+        // Streams a client may have open at once (nginx's
+        // http2_max_concurrent_streams, 128): bounds what one connection
+        // can hold, idle streams included.
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487): streams the client opened and
+        // reset before they were taken up. Past 20, GOAWAY.
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        // Streams reset because of the client's own errors
+        // (RUSTSEC-2024-0003): past this, GOAWAY.
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        // CONTINUATION flood (CVE-2024-27316 family): the header block is
+        // bounded however many CONTINUATION frames carry it.
+        .max_header_list_size(MAX_HEADER_LIST)
+        // A client that does not read: what waits for it is bounded.
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        // Request bodies: what a client may send ahead of the upstream.
+        .initial_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window);
+    let handshake = tokio::time::timeout(settings.handshake_timeout, builder.handshake(io));
+    let mut conn = match handshake.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer, "HTTP/2 preface not sent in time");
+            return;
+        }
+    };
+    let mut ping = conn.ping_pong();
+    let activity = Arc::new(Activity::new());
+    let mut idle_check = Instant::now() + settings.idle_timeout;
+    let mut next_ping = Instant::now() + PING_INTERVAL;
+    let mut pong_due: Option<Instant> = None;
+    let mut closing = false;
+    loop {
+        // Lives for one turn of the loop, on the stack: its size is moot.
+        #[allow(clippy::large_enum_variant)]
+        enum Event {
+            Stream(Request<h2::RecvStream>, SendResponse<Bytes>),
+            Done,
+            Stop,
+            Idle,
+            Ping,
+            Pong,
+            PongLate,
+        }
+        let event = tokio::select! {
+            r = conn.accept() => match r {
+                Some(Ok((req, respond))) => Event::Stream(req, respond),
+                Some(Err(e)) => {
+                    tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                    Event::Done
+                }
+                None => Event::Done,
+            },
+            () = stopped(stop), if !closing => Event::Stop,
+            () = sleep_until(idle_check), if !closing => Event::Idle,
+            () = sleep_until(next_ping), if ping.is_some() && pong_due.is_none() => Event::Ping,
+            r = poll_fn(|cx| match &mut ping { Some(p) => p.poll_pong(cx), None => Poll::Pending }), if pong_due.is_some() => {
+                if r.is_ok() { Event::Pong } else { Event::Done }
+            }
+            () = sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => Event::PongLate,
+        };
+        match event {
+            Event::Stream(req, respond) => {
+                let stream = Stream::begin(&activity);
+                let proxy = proxy.clone();
+                let conn_info = conn_info.clone();
+                let send_timeout = settings.send_timeout;
+                tokio::spawn(async move {
+                    serve_stream(req, respond, &proxy, conn_info, send_timeout).await;
+                    drop(stream);
+                });
+            }
+            Event::Done => break,
+            Event::Stop => {
+                // A drain: GOAWAY, and the streams open are served out.
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            Event::Idle => match activity.idle_for() {
+                Some(quiet) if quiet >= settings.idle_timeout => {
+                    tracing::debug!(client = %peer, "closing a connection idle for {quiet:?}");
+                    closing = true;
+                    conn.graceful_shutdown();
+                }
+                Some(quiet) => idle_check = Instant::now() + (settings.idle_timeout - quiet),
+                None => idle_check = Instant::now() + settings.idle_timeout,
+            },
+            Event::Ping => {
+                // Only a connection with streams open needs proving alive;
+                // an idle one is closed by the idle timer.
+                if activity.idle_for().is_none() {
+                    if let Some(p) = &mut ping {
+                        if p.send_ping(h2::Ping::opaque()).is_ok() {
+                            pong_due = Some(Instant::now() + PING_TIMEOUT);
+                        }
+                    }
+                }
+                next_ping = Instant::now() + PING_INTERVAL;
+            }
+            Event::Pong => {
+                pong_due = None;
+                next_ping = Instant::now() + PING_INTERVAL;
+            }
+            Event::PongLate => {
+                tracing::debug!(client = %peer, "closing a connection that answered no PING");
+                break;
+            }
+        }
+    }
+}
+
+/// Resolves once the listeners are told to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which is a stop too.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// One stream: the request handed to the proxy, its answer sent back.
+async fn serve_stream(
+    req: Request<h2::RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    proxy: &Proxy,
+    conn_info: ClientConn,
+    send_timeout: Duration,
+) {
+    let (parts, recv) = req.into_parts();
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
+    let peer = conn_info.peer;
+    // The answer, unless the client resets the stream first (it then goes
+    // unanswered, and the upstream request is dropped).
+    let resp = {
+        let answer = proxy.handle(req, conn_info);
+        tokio::pin!(answer);
+        tokio::select! {
+            r = &mut answer => r,
+            _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
+        }
+    };
+    let (mut head, body) = resp.into_parts();
+    strip_connection_headers(&mut head.headers);
+    if !head.headers.contains_key(header::DATE) {
+        head.headers.insert(header::DATE, date());
+    }
+    if body.is_end_stream() {
+        let _ = respond.send_response(Response::from_parts(head, ()), true);
+        return;
+    }
+    if let Some(n) = body.size_hint().exact() {
+        head.headers
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(n));
+    }
+    let Ok(mut send) = respond.send_response(Response::from_parts(head, ()), false) else {
+        return;
+    };
+    if let Err(e) = pipe(body, &mut send, send_timeout).await {
+        if let PipeError::Stalled(_) = e {
+            proxy.metrics().http2_send_timeouts.inc();
+        }
+        tracing::debug!(client = %peer, error = %e, "response stream ended early");
+    }
+}
+
+/// Why a response stream ended before its body did.
+#[derive(Debug, thiserror::Error)]
+enum PipeError {
+    #[error("the client could take nothing for {0:?}: stream reset")]
+    Stalled(Duration),
+    #[error("the client reset the stream ({0})")]
+    Reset(Reason),
+    #[error("the upstream body failed: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    H2(#[from] h2::Error),
+}
+
+/// Sends the body, each part only as the client's window allows, with the
+/// send deadline on every wait for window.
+async fn pipe(
+    body: ProxyBody,
+    send: &mut SendStream<Bytes>,
+    timeout: Duration,
+) -> Result<(), PipeError> {
+    let mut body = std::pin::pin!(body);
+    // Made on the first wait for window only: most bodies never wait.
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        // The next part, unless the client resets the stream meanwhile.
+        let frame = tokio::select! {
+            biased;
+            f = poll_fn(|cx| body.as_mut().poll_frame(cx)) => f,
+            r = poll_fn(|cx| send.poll_reset(cx)) => {
+                return Err(r.map_or_else(PipeError::H2, PipeError::Reset));
+            }
+        };
+        let frame = match frame {
+            None => {
+                send.send_data(Bytes::new(), true)?;
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                send.send_reset(Reason::INTERNAL_ERROR);
+                return Err(PipeError::Body(e));
+            }
+            Some(Ok(f)) => f,
+        };
+        let mut data = match frame.into_data() {
+            Ok(d) => d,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers)?;
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let end = body.is_end_stream();
+        if data.is_empty() {
+            if end {
+                send.send_data(data, true)?;
+                return Ok(());
+            }
+            continue;
+        }
+        while !data.is_empty() {
+            send.reserve_capacity(data.len());
+            let mut room = send.capacity();
+            if room == 0 {
+                let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                t.as_mut().reset(Instant::now() + timeout);
+                room = loop {
+                    let got = tokio::select! {
+                        c = poll_fn(|cx| send.poll_capacity(cx)) => Some(c),
+                        () = t.as_mut() => None,
+                    };
+                    match got {
+                        Some(Some(Ok(0))) => continue,
+                        Some(Some(Ok(n))) => break n,
+                        Some(Some(Err(e))) => return Err(e.into()),
+                        Some(None) => return Err(PipeError::Reset(Reason::STREAM_CLOSED)),
+                        None => {
+                            send.send_reset(Reason::CANCEL);
+                            return Err(PipeError::Stalled(timeout));
+                        }
+                    }
+                };
+            }
+            let part = data.split_to(room.min(data.len()));
+            send.send_data(part, end && data.is_empty())?;
+        }
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 8.2.2): h2 refuses a response that
+/// carries one, so they go, with any the Connection header names.
+fn strip_connection_headers(h: &mut HeaderMap) {
+    if let Some(named) = h.remove(header::CONNECTION) {
+        if let Ok(named) = named.to_str() {
+            for name in named.split(',') {
+                h.remove(name.trim());
+            }
+        }
+    }
+    for name in [
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        header::HeaderName::from_static("keep-alive"),
+        header::HeaderName::from_static("proxy-connection"),
+    ] {
+        h.remove(name);
+    }
+}
+
+/// The Date header for now, made once a second per thread.
+fn date() -> HeaderValue {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let v = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            *c = (secs, v);
+        }
+        c.1.clone()
+    })
+}
+
+/// A connection's streams open, and since when it has had none.
+struct Activity {
+    open: AtomicUsize,
+    /// When the last stream ended, in milliseconds since `epoch`.
+    last_end_ms: AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            open: 0.into(),
+            last_end_ms: 0.into(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// How long it has had no stream open; `None` while it has one.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.epoch.elapsed().saturating_sub(since))
+    }
+}
+
+/// One stream open, until its task ends.
+struct Stream(Arc<Activity>);
+
+impl Stream {
+    fn begin(a: &Arc<Activity>) -> Stream {
+        a.open.fetch_add(1, Ordering::AcqRel);
+        Stream(a.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let ms = self.0.epoch.elapsed().as_millis() as u64;
+        self.0.last_end_ms.store(ms, Ordering::Release);
+        self.0.open.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_headers_go_with_those_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-hop, keep-alive"),
+        );
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_connection_headers(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_date_is_an_http_date() {
+        let d = date();
+        assert!(
+            httpdate::parse_http_date(d.to_str().unwrap()).is_ok(),
+            "{d:?}"
+        );
+    }
+}
