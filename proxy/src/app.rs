@@ -105,6 +105,14 @@ pub async fn run(
             .with_max_uri(config.listener.max_uri)
             .with_max_in_flight(config.listener.max_in_flight),
     );
+    // Ends by itself when the proxy goes.
+    let _memory_watch = crate::memory::resolve(config.listener.max_memory).map(|limit| {
+        tracing::info!(
+            limit,
+            "overload guard: new requests get 503 past this resident memory"
+        );
+        proxy.watch_memory(limit)
+    });
     let tunnels = proxy.tunnels().clone();
     let running = Listeners::start(listeners, proxy, config.listener.clone());
     let state = Arc::new(AdminState {

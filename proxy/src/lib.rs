@@ -16,6 +16,7 @@ pub mod demo;
 pub mod discovery;
 pub mod fast;
 pub mod logfmt;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -115,6 +115,11 @@ struct ServeArgs {
     /// 20000).
     #[arg(long, value_name = "N")]
     max_in_flight: Option<usize>,
+    /// Resident memory past which new requests get 503 with Retry-After
+    /// (overrides the file's `limits.max_memory`: a size like 512m, `auto`
+    /// for 90 % of the container's limit, the default, or 0 for no guard).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_max_memory)]
+    max_memory: Option<sluice::memory::MaxMemory>,
     /// Requests and latency per endpoint too, in
     /// sluice_endpoint_requests_total and sluice_endpoint_response_seconds
     /// (a series per pod; overrides the file's `endpoint_metrics`).
@@ -543,6 +548,9 @@ fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
     }
     if let Some(n) = args.max_connections {
         cfg.listener.max_connections = n;
+    }
+    if let Some(m) = args.max_memory {
+        cfg.listener.max_memory = m;
     }
     if let Some(n) = args.max_in_flight {
         cfg.listener.max_in_flight = n;

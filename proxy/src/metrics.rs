@@ -174,12 +174,12 @@ impl Metrics {
         let requests_refused = IntCounterVec::new(
             Opts::new(
                 "sluice_requests_refused_total",
-                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri), overload (503, limits.max_in_flight).",
+                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri), overload (503, limits.max_in_flight), memory (503, limits.max_memory).",
             ),
             &["reason"],
         )
         .expect("valid metric");
-        for reason in ["uri_too_long", "overload"] {
+        for reason in ["uri_too_long", "overload", "memory"] {
             requests_refused.with_label_values(&[reason]);
         }
         let http2_send_timeouts = prometheus::IntCounter::new(

@@ -117,6 +117,11 @@ async fn a_request_target_past_max_uri_is_a_414() {
     let over = format!("/{}", "b".repeat(2000));
     assert_eq!(get(s.listen, &over).await.unwrap().0, 414);
     assert_eq!(get(s.listen, "/short").await.unwrap().0, 200);
+    sluice_integration::report::Case::new("uri-too-long", "limits", "A request target past limits.max_uri")
+        .tried("a 9 KiB target over HTTP/1.1 and HTTP/2 (default 8 KiB limit), a 2 KiB one against `max_uri: 1k`")
+        .attacks(3)
+        .outcome("414 each time, counted in sluice_requests_refused_total{reason=\"uri_too_long\"}; targets within the limit routed")
+        .record();
 }
 
 /// The overload guard (`limits.max_in_flight`): with that many requests
@@ -164,6 +169,62 @@ async fn past_max_in_flight_new_requests_get_a_fast_503() {
         );
     }
     assert_eq!(get(listen, "/").await.unwrap().0, 200);
+}
+
+/// The memory half of the overload guard (`limits.max_memory`): past it
+/// every new request gets the fast 503 with Retry-After, on both HTTP
+/// paths and HTTP/2, counted as reason="memory"; with room, requests pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_memory_new_requests_get_a_fast_503() {
+    let b = Backend::start("a").await;
+    // 16 MiB, less than any running proxy holds: the guard trips at once.
+    let s = Sluice::serve(&["--backend", &b.addr.to_string(), "--max-memory", "16m"]).await;
+    let c = client(None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let headers = loop {
+        let (status, headers, _) = request(&c, s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        if status == 503 {
+            break headers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guard never tripped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let (mut h2, conn) = h2c(s.listen).await;
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/", s.listen))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 503, "over HTTP/2");
+    let hits = b.hits();
+    assert!(
+        s.metric("sluice_requests_refused_total{reason=\"memory\"}")
+            .await
+            .unwrap()
+            >= 2.0
+    );
+    assert_eq!(get(s.admin, "/healthz").await.unwrap().0, 200);
+    assert_eq!(b.hits(), hits, "a refused request reached the backend");
+
+    // Room enough: served.
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\nlimits:\n  max_memory: 4g\nroutes:\n  - backends: [{}]\n",
+        b.addr
+    ))
+    .await;
+    for _ in 0..5 {
+        assert_eq!(get(s.listen, "/").await.unwrap().0, 200);
+    }
+    sluice_integration::report::Case::new("overload", "limits", "The overload guard")
+        .tried("limits.max_in_flight 2 with 2 requests held at a slow backend; limits.max_memory 16m (under the proxy's own footprint)")
+        .outcome("a fast 503 with Retry-After: 1 for each new request, never sent upstream, counted by reason (overload, memory); requests admitted before are served")
+        .record();
 }
 
 /// The HTTP/2 SETTINGS a client is given: at most 128 concurrent streams
@@ -498,7 +559,8 @@ async fn flood(
     }
 }
 
-/// A well-behaved HTTP/2 client, a request every 50 ms until `stop`.
+/// A well-behaved HTTP/2 client, a request every 50 ms until `stop`, and
+/// at least 20 in all.
 fn good_client(
     addr: std::net::SocketAddr,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -506,7 +568,7 @@ fn good_client(
     tokio::spawn(async move {
         let mut sent = 0;
         let mut failures = Vec::new();
-        while !*stop.borrow() && sent < 2000 {
+        while (sent < 20 || !*stop.borrow()) && sent < 2000 {
             failures.extend(client_h2(addr, 1).await);
             sent += 1;
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -116,6 +116,9 @@ pub struct ListenerSettings {
     /// Requests in flight past which new ones get 503 with Retry-After
     /// (`limits.max_in_flight`; 0: no guard).
     pub max_in_flight: usize,
+    /// Resident memory past which new requests get 503 with Retry-After
+    /// (`limits.max_memory`).
+    pub max_memory: crate::memory::MaxMemory,
     /// HTTP/2 streams a client may have open at once
     /// (`limits.http2_max_concurrent_streams`).
     pub http2_max_concurrent_streams: u32,
@@ -193,6 +196,7 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     max_connections: DEFAULT_MAX_CONNECTIONS,
     max_uri: DEFAULT_MAX_URI,
     max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+    max_memory: crate::memory::MaxMemory::Auto,
     http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
     http2_stream_window: DEFAULT_HTTP2_WINDOW,
     http2_connection_window: DEFAULT_HTTP2_WINDOW,
@@ -221,6 +225,21 @@ const MAX_WEIGHT: u32 = 10_000;
 
 /// A size as nginx writes it: bytes, or a number with `k`, `m` or `g`
 /// (powers of 1024). `0` means no limit.
+/// `limits.max_memory`: `auto`, `0` (no guard) or a size of 16m or more.
+pub fn parse_max_memory(s: &str) -> Result<crate::memory::MaxMemory, String> {
+    use crate::memory::MaxMemory;
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(MaxMemory::Auto);
+    }
+    match parse_size(s)? {
+        None => Ok(MaxMemory::Off),
+        Some(n) if n >= 16 << 20 => Ok(MaxMemory::Bytes(n)),
+        Some(_) => Err(format!(
+            "{s:?} is too small: the guard takes 16m or more (or 0 for none)"
+        )),
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
     let t = s.trim();
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -993,6 +1012,14 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
             .max_connections
             .unwrap_or(DEFAULT_LISTENER.max_connections),
         max_in_flight: raw.limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        max_memory: match raw.limits.max_memory.as_deref().map(parse_max_memory) {
+            None => crate::memory::MaxMemory::Auto,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                v.error("limits.max_memory", e);
+                crate::memory::MaxMemory::Auto
+            }
+        },
         http2_max_concurrent_streams: match raw.limits.http2_max_concurrent_streams {
             None => DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             Some(n @ 1..=10_000) => n,
@@ -1375,7 +1402,10 @@ mod tests {
             let Err(ConfigError::Invalid { errors, .. }) = parse_str(&text, "t") else {
                 panic!("{bad} accepted");
             };
-            assert_eq!(errors[0].field, "limits.http2_stream_window", "{bad}: {errors:?}");
+            assert_eq!(
+                errors[0].field, "limits.http2_stream_window",
+                "{bad}: {errors:?}"
+            );
         }
     }
 

@@ -125,6 +125,9 @@ pub struct RawLimits {
     pub max_uri: Option<String>,
     /// Requests in flight past which new ones get 503 (0: no guard).
     pub max_in_flight: Option<usize>,
+    /// Resident memory past which new requests get 503: a size, `auto`
+    /// or 0.
+    pub max_memory: Option<String>,
     /// HTTP/2 streams a client may have open at once (128).
     pub http2_max_concurrent_streams: Option<u32>,
     /// HTTP/2 flow-control windows offered to clients, as sizes (`1m`).

@@ -165,6 +165,7 @@ pub const CONFIG: Shape = Shape::Map(&[
             ("max_connections", Shape::Int),
             ("max_uri", Shape::Str),
             ("max_in_flight", Shape::Int),
+            ("max_memory", Shape::Str),
             ("http2_max_concurrent_streams", Shape::Int),
             ("http2_stream_window", Shape::Str),
             ("http2_connection_window", Shape::Str),

@@ -101,6 +101,28 @@ pub struct Proxy {
     /// Past this many in flight, new requests get a fast 503 with
     /// Retry-After instead of piling up (`limits.max_in_flight`; 0: off).
     max_in_flight: usize,
+    /// Set while the process's memory is past `limits.max_memory` (by
+    /// [`Proxy::watch_memory`]): new requests get the same fast 503.
+    memory_high: std::sync::atomic::AtomicBool,
+}
+
+/// Why the overload guard refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// `limits.max_in_flight` requests were in flight.
+    InFlight,
+    /// The process's memory was past `limits.max_memory`.
+    Memory,
+}
+
+impl Overload {
+    /// The reason label of `sluice_requests_refused_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Overload::InFlight => "overload",
+            Overload::Memory => "memory",
+        }
+    }
 }
 
 /// One request counted in flight until it is dropped.
@@ -177,6 +199,7 @@ impl Proxy {
             max_uri: crate::config::DEFAULT_MAX_URI,
             in_flight: Default::default(),
             max_in_flight: 0,
+            memory_high: Default::default(),
         }
     }
 
@@ -187,25 +210,65 @@ impl Proxy {
         self
     }
 
-    /// Counts a request in flight, or `None` when the guard is at its
-    /// limit: the request is then answered 503 at once.
+    /// Counts a request in flight, or says why the guard refuses it: the
+    /// request is then answered 503 at once.
     #[inline]
-    pub fn admit(&self) -> Option<InFlightRequest<'_>> {
-        let n = self
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub fn admit(&self) -> Result<InFlightRequest<'_>, Overload> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.in_flight.fetch_add(1, Relaxed);
         let guard = InFlightRequest(&self.in_flight);
         if self.max_in_flight > 0 && n >= self.max_in_flight {
-            return None;
+            return Err(Overload::InFlight);
         }
-        Some(guard)
+        if self.memory_high.load(Relaxed) {
+            return Err(Overload::Memory);
+        }
+        Ok(guard)
     }
 
     /// Whether a new request would be refused now.
     #[inline]
     pub fn overloaded(&self) -> bool {
-        self.max_in_flight > 0
-            && self.in_flight.load(std::sync::atomic::Ordering::Relaxed) >= self.max_in_flight
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.max_in_flight > 0 && self.in_flight.load(Relaxed) >= self.max_in_flight)
+            || self.memory_high.load(Relaxed)
+    }
+
+    /// Watches the process's resident memory (every 250 ms, off the hot
+    /// path) and turns the overload guard on past `limit` bytes, off again
+    /// below 95 % of it: the way Envoy's overload manager sheds load before
+    /// the kernel's OOM killer takes every connection at once. Linux only;
+    /// elsewhere nothing is watched.
+    pub fn watch_memory(self: &Arc<Self>, limit: u64) -> tokio::task::JoinHandle<()> {
+        let proxy = Arc::downgrade(self);
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(proxy) = proxy.upgrade() else { return };
+                let Some(rss) = crate::memory::resident_bytes() else {
+                    return;
+                };
+                let high = proxy.memory_high.load(Relaxed);
+                if !high && rss > limit {
+                    tracing::warn!(
+                        rss,
+                        limit,
+                        "memory past limits.max_memory: new requests get 503 until it falls"
+                    );
+                    proxy.memory_high.store(true, Relaxed);
+                } else if high && rss < limit / 20 * 19 {
+                    tracing::info!(
+                        rss,
+                        limit,
+                        "memory below limits.max_memory again: requests admitted"
+                    );
+                    proxy.memory_high.store(false, Relaxed);
+                }
+            }
+        })
     }
 
     /// Answers 414 to request targets longer than `max` bytes
@@ -310,19 +373,22 @@ impl Proxy {
         }
         // The overload guard: a fast answer, and a hint when to come back,
         // rather than one more request queued behind slow upstreams.
-        let Some(_in_flight) = self.admit() else {
-            self.metrics
-                .requests_refused
-                .with_label_values(&["overload"])
-                .inc();
-            self.unmatched.observe(503, start.elapsed());
-            let mut resp = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded, retry shortly\n",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
+        let _in_flight = match self.admit() {
+            Ok(guard) => guard,
+            Err(why) => {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&[why.reason()])
+                    .inc();
+                self.unmatched.observe(503, start.elapsed());
+                let mut resp = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded, retry shortly\n",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
         };
         if req.method() == Method::CONNECT {
             let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
