@@ -174,12 +174,12 @@ impl Metrics {
         let requests_refused = IntCounterVec::new(
             Opts::new(
                 "sluice_requests_refused_total",
-                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri), overload (503, limits.max_in_flight), memory (503, limits.max_memory).",
+                "Requests refused before routing, by reason: uri_too_long (414, limits.max_uri), overload (503, limits.max_in_flight), memory (503, limits.max_memory), headers_too_large (431, limits.max_header_size and max_headers).",
             ),
             &["reason"],
         )
         .expect("valid metric");
-        for reason in ["uri_too_long", "overload", "memory"] {
+        for reason in ["uri_too_long", "overload", "memory", "headers_too_large"] {
             requests_refused.with_label_values(&[reason]);
         }
         let http2_send_timeouts = prometheus::IntCounter::new(

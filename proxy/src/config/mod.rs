@@ -122,6 +122,11 @@ pub struct ListenerSettings {
     /// HTTP/2 streams a client may have open at once
     /// (`limits.http2_max_concurrent_streams`).
     pub http2_max_concurrent_streams: u32,
+    /// The largest request head (HTTP/1.1) or header list (HTTP/2), and
+    /// the most header fields, taken; past either, 431
+    /// (`limits.max_header_size`, `limits.max_headers`).
+    pub max_header_size: usize,
+    pub max_headers: usize,
     /// The HTTP/2 flow-control windows offered to clients, per stream and
     /// per connection (`limits.http2_stream_window`,
     /// `limits.http2_connection_window`): how much request body a client
@@ -200,7 +205,15 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
     http2_stream_window: DEFAULT_HTTP2_WINDOW,
     http2_connection_window: DEFAULT_HTTP2_WINDOW,
+    max_header_size: DEFAULT_MAX_HEADER_SIZE,
+    max_headers: DEFAULT_MAX_HEADERS,
 };
+/// The default of `limits.max_header_size`: 32 KiB, nginx's most
+/// (`large_client_header_buffers` 4 × 8k).
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 << 10;
+/// The default of `limits.max_headers`: 100 (hyper's, and HAProxy's
+/// `tune.http.maxhdr` 101).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// The default HTTP/2 windows, per stream and per connection: 1 MiB
 /// (hyper's), so that an upload is not held to one 64 KiB round trip at a
 /// time.
@@ -1029,6 +1042,29 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                     format!("{n} is out of range 1..=10000"),
                 );
                 DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS
+            }
+        },
+        max_header_size: match v.size(
+            "limits.max_header_size",
+            raw.limits.max_header_size.as_ref(),
+            Some(DEFAULT_MAX_HEADER_SIZE as u64),
+        ) {
+            // At least the fast path's whole head, which it takes itself.
+            Some(n) if (16 << 10..=1 << 20).contains(&n) => n as usize,
+            _ => {
+                v.error("limits.max_header_size", "must be between 16k and 1m");
+                DEFAULT_MAX_HEADER_SIZE
+            }
+        },
+        max_headers: match raw.limits.max_headers {
+            None => DEFAULT_MAX_HEADERS,
+            Some(n @ 64..=10_000) => n,
+            Some(n) => {
+                v.error(
+                    "limits.max_headers",
+                    format!("{n} is out of range 64..=10000"),
+                );
+                DEFAULT_MAX_HEADERS
             }
         },
         http2_stream_window: v.window(

@@ -130,6 +130,9 @@ pub struct RawLimits {
     pub max_memory: Option<String>,
     /// HTTP/2 streams a client may have open at once (128).
     pub http2_max_concurrent_streams: Option<u32>,
+    /// The largest request head, as a size (`32k`), and the most fields.
+    pub max_header_size: Option<String>,
+    pub max_headers: Option<usize>,
     /// HTTP/2 flow-control windows offered to clients, as sizes (`1m`).
     pub http2_stream_window: Option<String>,
     pub http2_connection_window: Option<String>,

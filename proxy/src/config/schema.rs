@@ -167,6 +167,8 @@ pub const CONFIG: Shape = Shape::Map(&[
             ("max_in_flight", Shape::Int),
             ("max_memory", Shape::Str),
             ("http2_max_concurrent_streams", Shape::Int),
+            ("max_header_size", Shape::Str),
+            ("max_headers", Shape::Int),
             ("http2_stream_window", Shape::Str),
             ("http2_connection_window", Shape::Str),
         ]),

@@ -66,7 +66,9 @@ pub fn prepare<R>(
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
+        // Past MAX_HEAD even when it came whole: hyper holds it to
+        // limits.max_header_size (which is never below MAX_HEAD).
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Prepared::Partial,
         // Too large, too many fields, or malformed: hyper decides.
         _ => return Prepared::Handover,

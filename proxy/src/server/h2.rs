@@ -48,15 +48,17 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// How long a connection may stay with no stream open.
     pub idle_timeout: Duration,
+    /// The largest header list (as HTTP/2 counts it: each field's name and
+    /// value plus 32) and the most fields a request may carry; past
+    /// either, 431 (`limits.max_header_size`, `limits.max_headers`).
+    pub max_header_size: usize,
+    pub max_headers: usize,
 }
 
 /// Client-reset streams not yet taken up before a GOAWAY (h2's own default).
 const MAX_PENDING_RESETS: usize = 20;
 /// Streams reset for the client's errors before a GOAWAY (hyper's default).
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
-/// The largest header block a client may send: 16 KiB, the fast path's
-/// whole request head.
-pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// Response bytes h2 buffers per stream beyond what the window allows
 /// (hyper's 400 KiB): what a stream costs at most while its client lags.
 const MAX_SEND_BUFFER: usize = 400 * 1024;
@@ -90,8 +92,10 @@ pub async fn serve<I>(
         // (RUSTSEC-2024-0003): past this, GOAWAY.
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
         // CONTINUATION flood (CVE-2024-27316 family): the header block is
-        // bounded however many CONTINUATION frames carry it.
-        .max_header_list_size(MAX_HEADER_LIST)
+        // bounded however many CONTINUATION frames carry it. Twice the
+        // limit here, a hard stop h2 answers alone; the limit itself is
+        // checked per request below, where a refusal is counted.
+        .max_header_list_size(u32::try_from(settings.max_header_size * 2).unwrap_or(u32::MAX))
         // A client that does not read: what waits for it is bounded.
         .max_send_buffer_size(MAX_SEND_BUFFER)
         // Request bodies: what a client may send ahead of the upstream.
@@ -149,9 +153,13 @@ pub async fn serve<I>(
                 let stream = Stream::begin(&activity);
                 let proxy = proxy.clone();
                 let conn_info = conn_info.clone();
-                let send_timeout = settings.send_timeout;
+                let limits = (
+                    settings.send_timeout,
+                    settings.max_header_size,
+                    settings.max_headers,
+                );
                 tokio::spawn(async move {
-                    serve_stream(req, respond, &proxy, conn_info, send_timeout).await;
+                    serve_stream(req, respond, &proxy, conn_info, limits).await;
                     drop(stream);
                 });
             }
@@ -206,8 +214,20 @@ async fn serve_stream(
     mut respond: SendResponse<Bytes>,
     proxy: &Proxy,
     conn_info: ClientConn,
-    send_timeout: Duration,
+    (send_timeout, max_header_size, max_headers): (Duration, usize, usize),
 ) {
+    if too_large(req.headers(), max_header_size, max_headers) {
+        proxy
+            .metrics()
+            .requests_refused
+            .with_label_values(&["headers_too_large"])
+            .inc();
+        let mut resp = Response::new(());
+        *resp.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        resp.headers_mut().insert(header::DATE, date());
+        let _ = respond.send_response(resp, true);
+        return;
+    }
     let (parts, recv) = req.into_parts();
     let length = parts
         .headers
@@ -342,6 +362,16 @@ async fn pipe(
             return Ok(());
         }
     }
+}
+
+/// Whether a request's fields pass `max_size` (counted as HTTP/2's
+/// SETTINGS_MAX_HEADER_LIST_SIZE counts them) or `max_count`.
+fn too_large(h: &HeaderMap, max_size: usize, max_count: usize) -> bool {
+    if h.len() > max_count {
+        return true;
+    }
+    let size: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+    size > max_size
 }
 
 /// Headers HTTP/2 forbids (RFC 9113 8.2.2): h2 refuses a response that

@@ -67,7 +67,14 @@ impl Listeners {
             // One flattened write per response instead of a writev of
             // headers and body: cheaper in the kernel for the small
             // responses that dominate (measured, docs/BENCHMARKS.md).
-            .writev(false);
+            .writev(false)
+            // A head past limits.max_header_size gets 431 from hyper.
+            .max_header_size(settings.max_header_size);
+        if settings.max_headers != crate::config::DEFAULT_MAX_HEADERS {
+            // hyper's own default is the same 100, kept on the stack; any
+            // other count costs a heap allocation per request.
+            h1.max_headers(settings.max_headers);
+        }
         let hyper = Arc::new(h1);
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, _) = watch::channel(false);
@@ -396,6 +403,8 @@ where
         send_timeout: settings.send_timeout,
         handshake_timeout: settings.request_header_timeout,
         idle_timeout: settings.http2_idle_timeout,
+        max_header_size: settings.max_header_size,
+        max_headers: settings.max_headers,
     };
     h2::serve(io, info, proxy, &h2, &mut stop).await;
 }
@@ -421,6 +430,7 @@ where
     } = conn;
     // Held until the connection ends, so that a drain waits for it.
     let _watcher = watcher;
+    let metrics = proxy.metrics().clone();
     let started = Arc::new(tokio::sync::Notify::new());
     let peer = conn_info.peer;
     let on_request = started.clone();
@@ -454,6 +464,13 @@ where
         }
     };
     if let Err(e) = result {
+        // hyper answered 431 (or 414 past its own 64 KiB) itself.
+        if e.is_parse_too_large() {
+            metrics
+                .requests_refused
+                .with_label_values(&["headers_too_large"])
+                .inc();
+        }
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }
