@@ -24,6 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub mod cluster;
 pub mod kube_api;
 pub mod report;
 pub mod tls;

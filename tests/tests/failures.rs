@@ -101,6 +101,61 @@ async fn connect_failures_are_retried_for_gets() {
     assert!(errors >= 2.0, "connect errors counted: {errors}");
 }
 
+/// An endpoint that takes the request and closes without a byte of an
+/// answer (a pod killed under it): a GET goes on to the next endpoint and
+/// is answered, as nginx's `proxy_next_upstream error` and HAProxy's
+/// `retry-on empty-response` do; a POST, which may have had its effect,
+/// gets 502. The endpoint is counted failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_whose_endpoint_closes_without_an_answer_goes_to_the_next() {
+    let live = Backend::start("live").await;
+    let dying = RawBackend::start(|_| RawAnswer {
+        parts: Vec::new(),
+        close: true,
+    })
+    .await;
+    let s = Sluice::serve(&[
+        "--strategy",
+        "round-robin",
+        "--backend",
+        &live.addr.to_string(),
+        "--backend",
+        &dying.addr.to_string(),
+    ])
+    .await;
+    for i in 0..10 {
+        // A fresh client each time: a fresh connection, both paths alike.
+        let (status, _, body) = request(&client(None), s.listen, "GET", "/", &[], empty())
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "live\n"), "request {i}");
+    }
+    assert!(
+        !dying.received().is_empty(),
+        "the closing endpoint was never tried"
+    );
+    // A POST that draws it is not sent again (on a fresh proxy: this one
+    // has ejected the endpoint by now).
+    let s = Sluice::serve(&[
+        "--strategy",
+        "round-robin",
+        "--backend",
+        &live.addr.to_string(),
+        "--backend",
+        &dying.addr.to_string(),
+    ])
+    .await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let (status, _, _) = request(&client(None), s.listen, "POST", "/", &[], body("x"))
+            .await
+            .unwrap();
+        codes.push(status);
+    }
+    assert!(codes.contains(&502), "{codes:?}");
+    assert!(codes.contains(&200), "{codes:?}");
+}
+
 /// A POST is not retried: over two dead endpoints it costs one connect
 /// attempt and gets 502, where a GET tries both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

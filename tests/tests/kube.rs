@@ -4,169 +4,14 @@
 //! the routes, pods come and go under load without a failed request, and
 //! the API server's absence costs nothing.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sluice_integration::cluster::*;
 use sluice_integration::kube_api::KubeApi;
 use sluice_integration::*;
-
-/// How long a test waits for a condition: generous, because a busy CI
-/// machine can be many times slower than a quiet one. Tests wait for what
-/// they are about, never for how much happens within a time.
-const WAIT: Duration = Duration::from_secs(30);
-
-fn ingress_class() -> Value {
-    json!({"kind": "IngressClass", "metadata": {"name": "sluice"},
-           "spec": {"controller": "sluice.dev/ingress-controller"}})
-}
-
-fn service(ns: &str, name: &str) -> Value {
-    json!({"kind": "Service", "metadata": {"name": name, "namespace": ns},
-           "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
-}
-
-fn ingress(ns: &str, name: &str, class: &str, host: &str, svc: &str) -> Value {
-    json!({"kind": "Ingress", "metadata": {"name": name, "namespace": ns},
-           "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [
-               {"path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]}})
-}
-
-/// One endpoint of a slice: a pod at `addr`.
-fn endpoint(addr: SocketAddr, pod: &str, ready: bool, terminating: bool) -> Value {
-    json!({"addresses": [addr.ip().to_string()],
-           "conditions": {"ready": ready, "serving": true, "terminating": terminating},
-           "targetRef": {"kind": "Pod", "name": pod, "namespace": "shop"}})
-}
-
-/// An EndpointSlice of `svc` whose endpoints all listen on `port`.
-fn slice(ns: &str, name: &str, svc: &str, port: u16, endpoints: Vec<Value>) -> Value {
-    json!({"kind": "EndpointSlice",
-           "metadata": {"name": name, "namespace": ns,
-                        "labels": {"kubernetes.io/service-name": svc}},
-           "addressType": "IPv4",
-           "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-           "endpoints": endpoints})
-}
-
-/// `n` backends on 127.0.0.1.. 127.0.0.n, all on one port, like pods of
-/// one Deployment.
-async fn pods(n: u8, prefix: &str) -> (Vec<Backend>, u16) {
-    let port = free_addr().port();
-    let mut out = Vec::new();
-    for i in 0..n {
-        let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 10 + i), port));
-        out.push(Backend::start_on(&format!("{prefix}{i}"), addr).await);
-    }
-    (out, port)
-}
-
-async fn proxy(api: &KubeApi, extra: &[&str]) -> Sluice {
-    let kc = api.kubeconfig().display().to_string();
-    let mut args = vec!["--kube", "--kubeconfig", &kc, "--kube-debounce", "20ms"];
-    args.extend_from_slice(extra);
-    Sluice::serve(&args).await
-}
-
-/// Ready endpoints for `set`, pods named `PREFIX-i`.
-fn ready_eps(set: &[Backend], prefix: &str) -> Vec<Value> {
-    set.iter()
-        .enumerate()
-        .map(|(i, b)| endpoint(b.addr, &format!("{prefix}-{i}"), true, false))
-        .collect()
-}
-
-/// The usual cluster: our IngressClass, Service shop/web with one slice
-/// of `eps` on `port`, and an Ingress sending shop.example.com to it.
-fn shop(api: &KubeApi, port: u16, eps: Vec<Value>) {
-    shop_backend(api, port, eps);
-    api.apply(ingress("shop", "shop", "sluice", "shop.example.com", "web"));
-}
-
-/// [`shop`] without its Ingress, for tests that write their own.
-fn shop_backend(api: &KubeApi, port: u16, eps: Vec<Value>) {
-    api.apply(ingress_class());
-    api.apply(service("shop", "web"));
-    api.apply(slice("shop", "web-abc", "web", port, eps));
-}
-
-/// Waits until shop.example.com routes through `s`.
-async fn routes(s: &Sluice) {
-    wait_until("the Ingress to route", WAIT, || async {
-        get_host(s, "shop.example.com").await.0 == 200
-    })
-    .await;
-}
-
-/// Keeps `workers` clients sending GETs to `host` until stopped; counts
-/// answers and failures (anything but 200).
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<tokio::sync::Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(s: &Sluice, host: &'static str, workers: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-        let tasks = (0..workers)
-            .map(|_| {
-                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-                let addr = s.listen;
-                tokio::spawn(async move {
-                    let c = client(None);
-                    // Bounded in time as well as by the stop flag.
-                    let deadline = Instant::now() + Duration::from_secs(120);
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        match request(&c, addr, "GET", "/", &[("host", host)], empty()).await {
-                            Ok((200, _, _)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok((status, _, body)) => {
-                                failed.lock().await.push(format!("{status} {body}"))
-                            }
-                            Err(e) => failed.lock().await.push(e),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            tasks,
-        }
-    }
-
-    async fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.lock().await.clone(),
-        )
-    }
-}
-
-/// Waits until every backend in `set` has answered at least once more.
-async fn all_serving(set: &[Backend], limit: Duration) {
-    let start: Vec<usize> = set.iter().map(Backend::hits).collect();
-    wait_until("every endpoint to get traffic", limit, || {
-        let now: Vec<usize> = set.iter().map(Backend::hits).collect();
-        let all = now.iter().zip(&start).all(|(n, s)| n > s);
-        async move { all }
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingress_routes_and_unroutes() {
@@ -288,22 +133,6 @@ async fn scaling_under_load_loses_no_request() {
     );
     // The load ran throughout (every pod set above saw its requests).
     assert!(ok > 0, "no request went through");
-}
-
-/// Waits until, between two polls, the backends in `live` answered and
-/// none in `idle` did: traffic has moved off `idle`.
-async fn settled_on(live: &[Backend], idle: &[Backend], what: &str) {
-    let last = std::sync::Mutex::new(None::<(usize, Vec<usize>)>);
-    wait_until(what, WAIT, || {
-        let now = (
-            live.iter().map(Backend::hits).sum::<usize>(),
-            idle.iter().map(Backend::hits).collect::<Vec<_>>(),
-        );
-        let prev = last.lock().unwrap().replace(now.clone());
-        let settled = prev.is_some_and(|(l, i)| now.0 > l && now.1 == i);
-        async move { settled }
-    })
-    .await;
 }
 
 /// A rolling update: new pods become ready, the old ones terminate (still

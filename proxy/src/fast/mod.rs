@@ -19,7 +19,7 @@
 //! answers (400, 404, 405, ...) are therefore the proxy's only answers to
 //! malformed input, whichever path the connection started on.
 
-mod chunked;
+pub(crate) mod chunked;
 pub mod head;
 pub mod io;
 pub mod response;
@@ -405,6 +405,8 @@ where
     let t = &route.timeouts;
     let mut tried = Tried::default();
     let mut last_connect_error: Option<ConnectError> = None;
+    // The last endpoint tried closed without an answer.
+    let mut last_closed = false;
     'endpoints: for _ in 0..route.retry.attempts {
         let Some(i) = upstream.select(hash, &tried) else {
             break;
@@ -431,6 +433,7 @@ where
                         let ejected = endpoint.record_failure(&upstream.health);
                         tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed");
                         last_connect_error = Some(e);
+                        last_closed = false;
                         if !plan.idempotent {
                             break 'endpoints;
                         }
@@ -447,6 +450,18 @@ where
                 Err(UpstreamError::Closed) if reused && plan.idempotent => {
                     fresh_only = true;
                     continue;
+                }
+                // A fresh connection closed with no byte of an answer: the
+                // endpoint died under the request (a pod killed, a crash).
+                // Nothing came back, so an idempotent request goes to the
+                // next endpoint, as nginx's `proxy_next_upstream error` and
+                // HAProxy's `retry-on empty-response` do.
+                Err(UpstreamError::Closed) if plan.idempotent => {
+                    let ejected = endpoint.record_failure(&upstream.health);
+                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, ejected_for = %crate::logfmt::OptDur(ejected), "upstream closed the connection without an answer; trying the next endpoint");
+                    last_connect_error = None;
+                    last_closed = true;
+                    continue 'endpoints;
                 }
                 Err(e) => {
                     let (status, msg) = match e {
@@ -480,6 +495,7 @@ where
         }
     }
     let (status, msg) = match last_connect_error {
+        None if last_closed => (502, "upstream failed\n"),
         None => {
             tracing::warn!(route = %route.name, upstream = %upstream.name, "no usable endpoint");
             (503, "no upstream endpoint available\n")

@@ -160,6 +160,8 @@ impl Body for ProxyBody {
 pub enum ClientBody {
     Http1(Incoming),
     Http2(H2Body),
+    /// None: a bodiless request kept aside to be sent again elsewhere.
+    Empty,
 }
 
 impl From<Incoming> for ClientBody {
@@ -219,6 +221,7 @@ impl Body for ClientBody {
                     Err(e) => Poll::Ready(Some(Err(e.into()))),
                 }
             }
+            ClientBody::Empty => Poll::Ready(None),
         }
     }
 
@@ -226,6 +229,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Http1(b) => b.is_end_stream(),
             ClientBody::Http2(b) => b.recv.is_end_stream(),
+            ClientBody::Empty => true,
         }
     }
 
@@ -237,6 +241,7 @@ impl Body for ClientBody {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
             },
+            ClientBody::Empty => SizeHint::with_exact(0),
         }
     }
 }

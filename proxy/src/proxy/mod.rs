@@ -691,6 +691,8 @@ async fn forward(
     let mut tried = Tried::default();
     let mut req = Some(req);
     let mut last_connect_error: Option<ConnectError> = None;
+    // The last endpoint tried closed without an answer.
+    let mut last_closed = false;
     for _ in 0..route.retry.attempts {
         let Some(i) = upstream.select(hash, &tried) else {
             break;
@@ -752,18 +754,21 @@ async fn forward(
                 let ejected = endpoint.record_failure(&upstream.health);
                 tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed");
                 last_connect_error = Some(e);
+                last_closed = false;
                 if !retry_ok {
                     break;
                 }
                 req = Some(*r);
             }
-            Err(SendError::Resent(e)) => {
-                // Sent once already: not tried on other endpoints.
-                route.metrics.connect_error();
+            Err(SendError::Closed(r)) => {
+                // The endpoint closed the connection with no answer (it
+                // died under the request): a bodiless, repeatable request
+                // goes to the next one.
                 let ejected = endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed for a request sent again");
-                last_connect_error = Some(e);
-                break;
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, ejected_for = %crate::logfmt::OptDur(ejected), "upstream closed the connection without an answer; trying the next endpoint");
+                last_connect_error = None;
+                last_closed = true;
+                req = Some(*r);
             }
             Err(SendError::Timeout(d)) => {
                 endpoint.record_failure(&upstream.health);
@@ -788,6 +793,7 @@ async fn forward(
         }
     }
     match last_connect_error {
+        None if last_closed => error(StatusCode::BAD_GATEWAY, "upstream failed\n"),
         None => {
             tracing::warn!(route = %route.name, upstream = %upstream.name, "no usable endpoint");
             error(

@@ -464,9 +464,10 @@ pub enum SendError {
     Timeout(Duration),
     /// The connection failed after the request was (maybe) sent.
     Upstream(hyper::Error),
-    /// A request sent once on a pooled connection that closed under it
-    /// could not be sent again: no fresh connection could be had.
-    Resent(ConnectError),
+    /// A fresh connection closed under a bodiless, repeatable request with
+    /// no byte of an answer: the endpoint died under it. A copy comes back
+    /// to be sent to another endpoint.
+    Closed(Box<Request<ClientBody>>),
 }
 
 /// Methods whose request may be sent twice (RFC 9110 9.2.2).
@@ -591,18 +592,9 @@ async fn connect_h1_upgrade(
 /// Hands a request that was not sent back in the client's body type.
 fn unsent(req: Request<RequestBody>, e: ConnectError) -> SendError {
     let (parts, body) = req.into_parts();
-    match body.inner {
-        Some(inner) => SendError::Connect(Box::new(Request::from_parts(parts, inner)), e),
-        None => SendError::Resent(e),
-    }
+    let inner = body.inner.unwrap_or(ClientBody::Empty);
+    SendError::Connect(Box::new(Request::from_parts(parts, inner)), e)
 }
-
-/// How long a pooled connection must have sat idle before a bodiless,
-/// repeatable request sent on it is kept aside to be sent again. Upstreams
-/// close idle keep-alive connections on timers of seconds (Node.js: 5 s),
-/// and one may close just as a request goes out; a connection in use
-/// moments ago is not worth the copy.
-const RESEND_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// A copy of a bodiless request's head, to send again.
 fn copy_head(req: &Request<RequestBody>) -> Request<RequestBody> {
@@ -653,21 +645,15 @@ async fn send_h1(
             endpoint.pool.take(limits.idle)
         };
         let reused = pooled.is_some();
-        // A repeatable request without a body, on a connection that sat
-        // idle a while: kept aside, in case the upstream closes the
-        // connection just as the request goes out (its keep-alive timer).
-        // It is then sent again on a fresh connection, as the fast path
-        // and nginx do.
-        let again = match &pooled {
-            Some((_, sat))
-                if *sat >= RESEND_AFTER_IDLE
-                    && repeatable(req.method())
-                    && req.body().is_end_stream() =>
-            {
-                Some(copy_head(&req))
-            }
-            _ => None,
-        };
+        // A repeatable request without a body: kept aside, in case the
+        // connection closes under it with no answer. On a pooled
+        // connection that is the upstream's keep-alive timer, and the copy
+        // goes out again on a fresh connection; on a fresh one the
+        // endpoint died, and the copy goes to the next endpoint. The fast
+        // path, nginx (`proxy_next_upstream error`) and HAProxy
+        // (`retry-on empty-response`) do the same.
+        let again =
+            (repeatable(req.method()) && req.body().is_end_stream()).then(|| copy_head(&req));
         let mut c = match pooled {
             Some((c, _)) => c,
             None => match connect_h1(endpoint, limits).await {
@@ -714,10 +700,17 @@ async fn send_h1(
                 Some(r) if reused => req = r,
                 Some(r) => return Err(unsent(r, ConnectError::Handshake(e.into_error()))),
                 None => match again {
-                    Some(copy) if closed_under(e.error()) => {
+                    Some(copy) if reused && closed_under(e.error()) => {
                         tracing::debug!(endpoint = %endpoint.addr, "a pooled connection closed under a request: sending it again on a fresh one");
                         req = copy;
                         fresh_only = true;
+                    }
+                    Some(copy) if closed_under(e.error()) => {
+                        let (parts, _) = copy.into_parts();
+                        return Err(SendError::Closed(Box::new(Request::from_parts(
+                            parts,
+                            ClientBody::Empty,
+                        ))));
                     }
                     _ => return Err(SendError::Upstream(e.into_error())),
                 },
