@@ -183,3 +183,89 @@ pub async fn settled_on(live: &[Backend], idle: &[Backend], what: &str) {
     })
     .await;
 }
+
+/// A counting client at a fixed rate: a GET to `host` every `1/per_sec`
+/// seconds, each on its tick whether or not earlier ones were answered
+/// (open loop, as real traffic is), on a shared keep-alive pool. Bounded:
+/// it stops by itself after five minutes.
+pub struct Rate {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    counts: Arc<RateCounts>,
+}
+
+#[derive(Default)]
+struct RateCounts {
+    sent: AtomicUsize,
+    ok: AtomicUsize,
+    failed: std::sync::Mutex<Vec<String>>,
+    latencies: std::sync::Mutex<Vec<Duration>>,
+}
+
+/// What a [`Rate`] saw.
+#[derive(Debug)]
+pub struct RateReport {
+    pub sent: usize,
+    pub ok: usize,
+    pub failed: Vec<String>,
+    pub p99: Duration,
+}
+
+impl Rate {
+    pub fn start(addr: SocketAddr, host: &'static str, per_sec: u32) -> Rate {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(RateCounts::default());
+        let (s, c) = (stop.clone(), counts.clone());
+        let task = tokio::spawn(async move {
+            let client = client(None);
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / per_sec);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let mut inflight = tokio::task::JoinSet::new();
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                tick.tick().await;
+                c.sent.fetch_add(1, Ordering::Relaxed);
+                let (client, c) = (client.clone(), c.clone());
+                inflight.spawn(async move {
+                    let t = Instant::now();
+                    match request(&client, addr, "GET", "/", &[("host", host)], empty()).await {
+                        Ok((200, _, _)) => {
+                            c.ok.fetch_add(1, Ordering::Relaxed);
+                            c.latencies.lock().unwrap().push(t.elapsed());
+                        }
+                        Ok((status, _, body)) => {
+                            c.failed.lock().unwrap().push(format!("{status} {body}"))
+                        }
+                        Err(e) => c.failed.lock().unwrap().push(e),
+                    }
+                });
+                while inflight.try_join_next().is_some() {}
+            }
+            while inflight.join_next().await.is_some() {}
+        });
+        Rate { stop, task, counts }
+    }
+
+    /// Requests answered 200 so far.
+    pub fn ok(&self) -> usize {
+        self.counts.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops sending, waits for the answers still due, and reports.
+    pub async fn finish(self) -> RateReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let mut lat = std::mem::take(&mut *self.counts.latencies.lock().unwrap());
+        lat.sort();
+        let p99 = lat
+            .get((lat.len() * 99 / 100).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default();
+        RateReport {
+            sent: self.counts.sent.load(Ordering::Relaxed),
+            ok: self.counts.ok.load(Ordering::Relaxed),
+            failed: std::mem::take(&mut *self.counts.failed.lock().unwrap()),
+            p99,
+        }
+    }
+}

@@ -545,6 +545,11 @@ impl Sluice {
     /// addresses (and `{TLS_PORT}` by the last one's port). Returns the
     /// process and the file's path, for reload tests.
     pub async fn with_config(yaml: &str) -> (Sluice, PathBuf) {
+        Self::with_config_args(yaml, &[]).await
+    }
+
+    /// [`Sluice::with_config`] with flags after `--config FILE`.
+    pub async fn with_config_args(yaml: &str, extra: &[&str]) -> (Sluice, PathBuf) {
         for _ in 0..3 {
             let [listen, admin, tls] = free_addrs();
             let dir = TempDir::new();
@@ -553,11 +558,12 @@ impl Sluice {
                 .replace("{LISTEN_TLS}", &tls.to_string())
                 .replace("{TLS_PORT}", &tls.port().to_string());
             std::fs::write(&path, text).unwrap();
-            let args = vec![
+            let mut args = vec![
                 "serve".to_string(),
                 "--config".into(),
                 path.display().to_string(),
             ];
+            args.extend(extra.iter().map(|a| a.to_string()));
             if let Some(s) = Self::spawn(args, [listen, admin, tls], dir).await {
                 return (s, path);
             }
@@ -695,6 +701,41 @@ impl Sluice {
             .replace("{LISTEN_TLS}", &self.tls.to_string())
             .replace("{TLS_PORT}", &self.tls.port().to_string())
     }
+}
+
+/// Replaces a file at once (write beside, then rename), as a config
+/// manager would.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The routing table's generation, from `/routes`.
+pub async fn generation(s: &Sluice) -> u64 {
+    let (_, json) = get(s.admin, "/routes").await.unwrap();
+    let line = json
+        .lines()
+        .find(|l| l.contains("\"generation\""))
+        .expect("generation in /routes");
+    line.trim()
+        .trim_start_matches("\"generation\":")
+        .trim_end_matches(',')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Rewrites the config file and waits until the new table serves.
+pub async fn reload_to(s: &Sluice, path: &std::path::Path, text: &str) {
+    let before = generation(s).await;
+    replace_file(path, &fill(text, s.listen, s.admin));
+    wait_until(
+        "the reload to take effect",
+        Duration::from_secs(10),
+        || async { generation(s).await > before },
+    )
+    .await;
 }
 
 /// Replaces `{LISTEN}` and `{ADMIN}` in a config template.

@@ -16,37 +16,6 @@ fn one_route(backends: &[&Backend], strategy: &str, extra: &str) -> String {
 }
 
 /// Replaces the file the way editors and ConfigMaps do: write aside, rename over.
-fn replace_file(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-async fn generation(s: &Sluice) -> u64 {
-    let (_, json) = get(s.admin, "/routes").await.unwrap();
-    let line = json
-        .lines()
-        .find(|l| l.contains("\"generation\""))
-        .expect("generation in /routes");
-    line.trim()
-        .trim_start_matches("\"generation\":")
-        .trim_end_matches(',')
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-async fn reload_to(s: &Sluice, path: &std::path::Path, text: &str) {
-    let before = generation(s).await;
-    replace_file(path, &fill(text, s.listen, s.admin));
-    wait_until(
-        "the reload to take effect",
-        Duration::from_secs(10),
-        || async { generation(s).await > before },
-    )
-    .await;
-}
-
 /// Twenty reloads while four clients send requests non-stop: not one fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_reloads_under_load_lose_no_request() {
