@@ -58,12 +58,18 @@ cargo build --quiet -p sluice-deploy --bin sluice-deploy
 
 # Every suite runs, whatever fails before it; failures are reported at the end.
 failed=()
+# The reliability cases the tests record (tests/src/report.rs), fresh.
+rm -rf target/reliability
 cargo test --workspace --no-fail-fast "$@" || failed+=("the test suite")
 # The behaviour suite again with the HTTP/1.1 fast path off: every request
 # then goes through hyper, and both paths must pass the same tests. Same
 # packages and features as above, so nothing is compiled again.
 SLUICE_TEST_HYPER_ONLY=1 cargo test --workspace --no-fail-fast --test '*' "$@" \
   || failed+=("the behaviour suite with the fast path off (SLUICE_TEST_HYPER_ONLY=1)")
+# The reliability report from what the tests recorded; docs/RELIABILITY.md
+# is a copy of it from a real run.
+cargo run --quiet -p sluice-integration --bin reliability-report \
+  || failed+=("the reliability report")
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

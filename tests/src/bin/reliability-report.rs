@@ -64,6 +64,30 @@ fn peers(id: &str) -> Option<(&'static str, &'static str)> {
             "`send_timeout` (60s between two writes)",
             "`timeout client`",
         ),
+        "headers-too-large" => (
+            "400 or 494 past `large_client_header_buffers` (4 × 8k; one header line at most 8k)",
+            "400 past `tune.bufsize` less `tune.maxrewrite` (about 15k), or past `tune.http.maxhdr` (101) fields",
+        ),
+        "rollout-kills" => (
+            "`proxy_next_upstream error timeout` (default): an idempotent request whose server failed before answering goes to the next one; `max_fails`/`fail_timeout` take it out",
+            "`retry-on conn-failure empty-response response-timeout` with `retries 3` and `option redispatch`; health checks take it out",
+        ),
+        "api-outage" => (
+            "ingress-nginx keeps its last nginx.conf; client-go's watches retry with a backoff",
+            "(no Kubernetes discovery of its own; the HAProxy Ingress controller keeps its last config)",
+        ),
+        "reloads-and-ingress-changes" => (
+            "`nginx -s reload` starts new workers; old ones finish their requests (long connections are cut at `worker_shutdown_timeout`); ingress-nginx reloads on most Ingress changes",
+            "hitless reload: the new process takes the listening sockets (`-x`/`expose-fd listeners`), the old one finishes its connections",
+        ),
+        "sigterm-websockets" => (
+            "SIGQUIT: graceful shutdown, open connections finished (WebSockets until `worker_shutdown_timeout`)",
+            "SIGUSR1 (soft stop): listeners closed, connections finished, `hard-stop-after` bounds it",
+        ),
+        "soak" => (
+            "(no published soak figures; memory is fixed pools per worker)",
+            "(no published soak figures; memory is bounded by `maxconn` × buffers)",
+        ),
         _ => return None,
     })
 }
