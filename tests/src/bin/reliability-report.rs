@@ -70,7 +70,7 @@ fn peers(id: &str) -> Option<(&'static str, &'static str)> {
         ),
         "rollout-kills" => (
             "`proxy_next_upstream error timeout` (default): an idempotent request whose server failed before answering goes to the next one; `max_fails`/`fail_timeout` take it out",
-            "`retry-on conn-failure empty-response response-timeout` with `retries 3` and `option redispatch`; health checks take it out",
+            "`retries 3` on connection failures by default, `option redispatch` to another server; `retry-on empty-response` (opt-in) for one that closes without answering; health checks take it out",
         ),
         "api-outage" => (
             "ingress-nginx keeps its last nginx.conf; client-go's watches retry with a backoff",
