@@ -215,11 +215,14 @@ async fn request_heads_past_the_header_limits_get_431() {
     // Too many: 120 small fields.
     assert!(h1(s.listen, 120, 4).await.starts_with("HTTP/1.1 431"));
     assert_eq!(h2(s.listen, 120, 4).await, 431);
-    assert_eq!(
+    // Counted as hyper's connection ends, which may be just after the
+    // client has read the 431.
+    wait_until("four refusals counted", Duration::from_secs(30), || async {
         s.metric("sluice_requests_refused_total{reason=\"headers_too_large\"}")
-            .await,
-        Some(4.0)
-    );
+            .await
+            == Some(4.0)
+    })
+    .await;
     assert_eq!(b.hits(), 2, "a refused request reached the backend");
 
     // Tighter in the file.
@@ -302,6 +305,10 @@ async fn past_max_memory_new_requests_get_a_fast_503() {
 /// the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_concurrent_streams_are_bounded_as_configured() {
+    if hyper_only() {
+        // HTTP/2 never takes the fast path: one pass covers it.
+        return;
+    }
     async fn advertised(addr: std::net::SocketAddr) -> usize {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.expect("h2c");
@@ -332,6 +339,10 @@ async fn http2_concurrent_streams_are_bounded_as_configured() {
 /// throughout without an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_is_cut_off_and_a_good_client_is_served() {
+    if hyper_only() {
+        // HTTP/2 never takes the fast path: one pass covers it.
+        return;
+    }
     let b = Backend::start("a").await;
     let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
     let addr = s.listen;
@@ -400,6 +411,10 @@ async fn rapid_reset_is_cut_off_and_a_good_client_is_served() {
 /// client on its own connection is served throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_that_never_opens_resets_the_stream_and_frees_the_upstream() {
+    if hyper_only() {
+        // HTTP/2 never takes the fast path: one pass covers it.
+        return;
+    }
     const STREAMS: usize = 50;
     // Downloads from one backend, the good client's requests to another
     // (whose pooled connections would muddle the count).
@@ -669,6 +684,10 @@ async fn flood_case(
     start: Vec<u8>,
     frame: impl FnMut() -> Vec<u8>,
 ) {
+    if hyper_only() {
+        // HTTP/2 never takes the fast path: one pass covers it.
+        return;
+    }
     let (_b, s) = flood_target().await;
     let (before, _) = s.memory_kib();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -771,6 +790,10 @@ async fn a_settings_flood_that_reads_nothing_is_cut_off() {
 /// is served throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_streams_are_bounded_and_ended() {
+    if hyper_only() {
+        // HTTP/2 never takes the fast path: one pass covers it.
+        return;
+    }
     const CONNS: usize = 80;
     const PER_CONN: usize = 125;
     let attack = Backend::start("idle").await;

@@ -69,7 +69,11 @@ impl Listeners {
             // responses that dominate (measured, docs/BENCHMARKS.md).
             .writev(false)
             // A head past limits.max_header_size gets 431 from hyper.
-            .max_header_size(settings.max_header_size);
+            .max_header_size(settings.max_header_size)
+            // What hyper buffers per connection, reading and writing: a
+            // client that reads slowly holds this much of its answer here
+            // (hyper's default is 400 KiB: 2,000 slow readers held 1.2 GB).
+            .max_buf_size(H1_BUFFER.max(settings.max_header_size + 8192));
         if settings.max_headers != crate::config::DEFAULT_MAX_HEADERS {
             // hyper's own default is the same 100, kept on the stack; any
             // other count costs a heap allocation per request.
@@ -121,6 +125,9 @@ impl Listeners {
         }
     }
 }
+
+/// hyper's buffer per HTTP/1 connection: 64 KiB, the fast path's most.
+const H1_BUFFER: usize = 64 * 1024;
 
 /// One client connection counted against `limits.max_connections`, for
 /// as long as its task lives.

@@ -557,10 +557,17 @@ pub(crate) async fn connect_tcp(
     Ok(stream)
 }
 
+/// hyper's read buffer per upstream HTTP/1.1 connection.
+const UPSTREAM_BUFFER: usize = 64 * 1024;
+
 async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, ConnectError> {
     let stream = connect_tcp(endpoint, limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
         .writev(false)
+        // What one read of a response may take: the chunk then waits for
+        // the client whole. hyper's 400 KiB default let 2,000 slow readers
+        // hold half a gigabyte; the fast path reads 64 KiB at a time too.
+        .max_buf_size(UPSTREAM_BUFFER)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;
