@@ -264,7 +264,7 @@ async fn sigterm_under_load_with_200_websockets_loses_nothing() {
     use tokio_tungstenite::tungstenite::Message;
     const SOCKETS: usize = 200;
     let b = Backend::start("a").await;
-    let mut s = Sluice::serve(&["--backend", &b.addr.to_string(), "--shutdown-delay", "2s"]).await;
+    let mut s = Sluice::serve(&["--backend", &b.addr.to_string(), "--shutdown-delay", "5s"]).await;
     let mut sockets = Vec::with_capacity(SOCKETS);
     for _ in 0..SOCKETS {
         let tcp = tokio::net::TcpStream::connect(s.listen).await.unwrap();
@@ -277,9 +277,16 @@ async fn sigterm_under_load_with_200_websockets_loses_nothing() {
     wait_until("the load to flow", WAIT, || async { rate.ok() > 50 }).await;
     let term = Instant::now();
     s.signal("TERM");
-    // As a LoadBalancer would: sending stops once /readyz says 503.
+    // As a LoadBalancer would: sending goes on until its health checks
+    // have seen /readyz say 503 (here: 200 more answers, a second at this
+    // rate, well within the shutdown delay), then stops.
     wait_until("/readyz to say 503", WAIT, || async {
         matches!(get(s.admin, "/readyz").await, Ok((503, _)))
+    })
+    .await;
+    let seen = rate.ok();
+    wait_until("200 answers while not ready", WAIT, || async {
+        rate.ok() >= seen + 200
     })
     .await;
     let r = rate.finish().await;
@@ -300,13 +307,14 @@ async fn sigterm_under_load_with_200_websockets_loses_nothing() {
     let took = term.elapsed();
     Case::new("sigterm-websockets", "faults", "SIGTERM under load with 200 WebSockets open")
         .tried(format!(
-            "200 GET/s and {SOCKETS} WebSockets open; SIGTERM with shutdown_delay 2s; requests stopped once /readyz said 503, as a LoadBalancer's health check would"
+            "200 GET/s and {SOCKETS} WebSockets open; SIGTERM with shutdown_delay 5s; requests went on for 200 answers after /readyz said 503, then stopped, as behind a LoadBalancer whose health checks take it out"
         ))
         .attacks(SOCKETS as u64)
         .requests(r.sent as u64, r.failed.len() as u64)
         .recovery(took)
         .outcome(format!(
-            "every request answered; {echoed} of {SOCKETS} WebSockets echoed during the drain; exit code {code:?} {:.1} s after SIGTERM, once the WebSockets were closed",
+            "every request answered; {echoed} of {SOCKETS} WebSockets echoed during the drain; exit code {} {:.1} s after SIGTERM, once the WebSockets were closed",
+            code.map_or("none".to_owned(), |c| c.to_string()),
             took.as_secs_f64()
         ))
         .record();
