@@ -211,6 +211,19 @@ pub struct RateReport {
     pub p99: Duration,
 }
 
+impl RateReport {
+    /// Fails the test if any request failed, naming the first few.
+    pub fn assert_none_failed(&self) {
+        assert!(
+            self.failed.is_empty(),
+            "{} of {} failed: {:?}",
+            self.failed.len(),
+            self.sent,
+            &self.failed[..self.failed.len().min(5)]
+        );
+    }
+}
+
 impl Rate {
     pub fn start(addr: SocketAddr, host: &'static str, per_sec: u32) -> Rate {
         let stop = Arc::new(AtomicBool::new(false));

@@ -114,15 +114,16 @@ async fn a_get_whose_endpoint_closes_without_an_answer_goes_to_the_next() {
         close: true,
     })
     .await;
-    let s = Sluice::serve(&[
-        "--strategy",
-        "round-robin",
-        "--backend",
-        &live.addr.to_string(),
-        "--backend",
-        &dying.addr.to_string(),
-    ])
-    .await;
+    let args = [
+        "--strategy".to_owned(),
+        "round-robin".into(),
+        "--backend".into(),
+        live.addr.to_string(),
+        "--backend".into(),
+        dying.addr.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Sluice::serve(&args).await;
     for i in 0..10 {
         // A fresh client each time: a fresh connection, both paths alike.
         let (status, _, body) = request(&client(None), s.listen, "GET", "/", &[], empty())
@@ -136,15 +137,7 @@ async fn a_get_whose_endpoint_closes_without_an_answer_goes_to_the_next() {
     );
     // A POST that draws it is not sent again (on a fresh proxy: this one
     // has ejected the endpoint by now).
-    let s = Sluice::serve(&[
-        "--strategy",
-        "round-robin",
-        "--backend",
-        &live.addr.to_string(),
-        "--backend",
-        &dying.addr.to_string(),
-    ])
-    .await;
+    let s = Sluice::serve(&args).await;
     let mut codes = Vec::new();
     for _ in 0..4 {
         let (status, _, _) = request(&client(None), s.listen, "POST", "/", &[], body("x"))

@@ -23,10 +23,6 @@ fn eps(set: &[(usize, SocketAddr)], prefix: &str) -> Vec<Value> {
         .collect()
 }
 
-fn failed_summary(failed: &[String]) -> String {
-    format!("{:?}", &failed[..failed.len().min(5)])
-}
-
 /// Every pod of a 10-pod Service replaced one by one under 200 requests a
 /// second, while 5 % of the backends (one of the twenty) is killed at
 /// random and left in the EndpointSlice, as a crashed pod is until its
@@ -104,13 +100,7 @@ async fn a_rollout_with_pods_killed_at_random_loses_no_request() {
             r.p99.as_secs_f64() * 1000.0
         ))
         .record();
-    assert!(
-        r.failed.is_empty(),
-        "{} of {} failed: {}",
-        r.failed.len(),
-        r.sent,
-        failed_summary(&r.failed)
-    );
+    r.assert_none_failed();
     assert!(r.ok > 0);
 }
 
@@ -163,13 +153,7 @@ async fn the_api_server_gone_for_30s_during_a_rollout_costs_nothing() {
             r.p99.as_secs_f64() * 1000.0
         ))
         .record();
-    assert!(
-        r.failed.is_empty(),
-        "{} of {} failed: {}",
-        r.failed.len(),
-        r.sent,
-        failed_summary(&r.failed)
-    );
+    r.assert_none_failed();
 }
 
 /// 50 config reloads and 50 Ingress changes, alternating, under 200
@@ -244,13 +228,8 @@ async fn fifty_reloads_and_fifty_ingress_changes_lose_no_request() {
             a.p99.as_secs_f64() * 1000.0
         ))
         .record();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {}",
-        failed.len(),
-        a.sent + b.sent,
-        failed_summary(&failed)
-    );
+    a.assert_none_failed();
+    b.assert_none_failed();
 }
 
 /// SIGTERM under 200 requests a second with 200 WebSockets open: the
@@ -318,13 +297,7 @@ async fn sigterm_under_load_with_200_websockets_loses_nothing() {
             took.as_secs_f64()
         ))
         .record();
-    assert!(
-        r.failed.is_empty(),
-        "{} of {} failed: {}",
-        r.failed.len(),
-        r.sent,
-        failed_summary(&r.failed)
-    );
+    r.assert_none_failed();
     assert_eq!(echoed, SOCKETS, "WebSockets cut during the drain");
     assert_eq!(code, Some(0));
 }
