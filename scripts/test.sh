@@ -80,6 +80,9 @@ SLUICE_TEST_HYPER_ONLY=1 cargo test --workspace --no-fail-fast "${proxy_suites[@
 # is a copy of it from a real run.
 cargo run --quiet -p sluice-integration --bin reliability-report \
   || failed+=("the reliability report")
+# Every fuzz target for SLUICE_FUZZ_SECONDS (20) on a copy of its seeds; it
+# installs cargo-fuzz when missing and builds in fuzz/target.
+./scripts/fuzz.sh || failed+=("the fuzz targets (scripts/fuzz.sh)")
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

@@ -15,6 +15,8 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod fast;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logfmt;
 pub mod memory;
 pub mod metrics;

@@ -116,7 +116,8 @@ pub async fn read<S: AsyncRead + Unpin>(
     }
 }
 
-enum Parsed {
+/// What a buffer holds (`pub(crate)` for the fuzz targets' entry points).
+pub(crate) enum Parsed {
     Incomplete,
     Invalid,
     /// The header's length; the client's address when it names one.
@@ -126,8 +127,13 @@ enum Parsed {
     },
 }
 
-fn parse(buf: &[u8]) -> Parsed {
+pub(crate) fn parse(buf: &[u8]) -> Parsed {
     let result = HeaderResult::parse(buf);
+    if let HeaderResult::V1(r) = &result {
+        if let Some(verdict) = v1_line(buf, r.is_incomplete()) {
+            return verdict;
+        }
+    }
     if result.is_incomplete() {
         return Parsed::Incomplete;
     }
@@ -166,9 +172,116 @@ fn parse(buf: &[u8]) -> Parsed {
     }
 }
 
+/// The longest v1 line before its CRLF (the spec's 107 bytes in all).
+const MAX_V1_LINE: usize = 105;
+
+/// A v1 header is one line of printable ASCII, judged once it has ended.
+///
+/// ppp (2.3) also judges a line still arriving, and its verdict then
+/// depends on where a read cut it: `PROXY TCP4 203.0.113.9 10.0.0.1 5555 `
+/// is refused as malformed (a header split there closed the connection),
+/// `PROXY PROXY` is awaited, and a UTF-8 character cut in two is refused
+/// where the whole one is awaited; an ended line with fields missing is
+/// awaited too (until the header timeout). So until the CRLF only the
+/// line's start, bytes and length are checked, and after it ppp's
+/// verdict is final. `None`: ppp's verdict stands. Found by the
+/// `proxy_protocol` fuzz target.
+fn v1_line(buf: &[u8], incomplete: bool) -> Option<Parsed> {
+    let cr = buf.iter().position(|&b| b == b'\r');
+    let line = &buf[..cr.unwrap_or(buf.len())];
+    let plausible = line.len() <= MAX_V1_LINE
+        && (line.starts_with(b"PROXY ") || b"PROXY ".starts_with(line))
+        && line.iter().all(|&b| b == b' ' || b.is_ascii_graphic());
+    let ended = cr.is_some_and(|cr| cr + 1 < buf.len());
+    match (plausible, ended) {
+        (false, _) => Some(Parsed::Invalid),
+        (true, false) => Some(Parsed::Incomplete),
+        (true, true) if incomplete => Some(Parsed::Invalid),
+        (true, true) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A v1 line is judged once it has ended, so the same however it was
+    /// split into reads (found by the `proxy_protocol` fuzz target): every
+    /// prefix of a header waits for more, a line that ends malformed is
+    /// refused then, and one that cannot become a header at once.
+    #[test]
+    fn a_v1_line_is_judged_whole() {
+        for header in [
+            &b"PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\n"[..],
+            b"PROXY TCP6 2001:db8::1 2001:db8::2 40000 443\r\n",
+            b"PROXY UNKNOWN\r\n",
+        ] {
+            for cut in 0..header.len() {
+                assert!(
+                    matches!(parse(&header[..cut]), Parsed::Incomplete),
+                    "{:?}",
+                    String::from_utf8_lossy(&header[..cut])
+                );
+            }
+            assert!(matches!(parse(header), Parsed::Header { len, .. } if len == header.len()));
+        }
+        // Refused as soon as the line ends, not waited on: a second space,
+        // a port that cannot be, fields missing, a line not PROXY's.
+        for bad in [
+            &b"PROXY TCP4 203.0.113.9 10.0.0.1 5555  80\r\n"[..],
+            b"PROXY TCP4 203.0.113.9 10.0.0.1 99999 80\r\n",
+            b"PROXY TCP4 203.0.113.9\r\nGET / HTTP/1.1\r\n",
+            b"PROXY PROXY\r\n",
+            b"PROXY TCP6 2001:db8::1 2001:db8::2 40000\r\n",
+            b"PROXY UNKNOWN \x01\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Parsed::Invalid),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Refused at once: not PROXY's start, a byte not printable ASCII
+        // (here the first half of a UTF-8 character), too long.
+        for bad in [
+            &b"GET / HTTP/1.1"[..],
+            b"PROXY\t",
+            b"PROXY TCP4 2\xd0",
+            &[b'P'; 106],
+            &[&b"PROXY UNKNOWN "[..], &[b'x'; 92]].concat(),
+        ] {
+            assert!(
+                matches!(parse(bad), Parsed::Invalid),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// A header read one byte at a time, as a slow sender delivers it.
+    #[tokio::test]
+    async fn a_header_in_one_byte_reads() {
+        struct Trickle<'a>(&'a [u8]);
+        impl AsyncRead for Trickle<'_> {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                if let Some((first, rest)) = self.0.split_first() {
+                    buf.put_slice(&[*first]);
+                    self.0 = rest;
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let mut io = Trickle(b"PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\nGET");
+        let (client, rest) = read(&mut io, "127.0.0.1:1".parse().unwrap(), &Trusted::default())
+            .await
+            .unwrap();
+        assert_eq!(client, "203.0.113.9:5555".parse().unwrap());
+        assert!(b"GET".starts_with(&rest));
+    }
 
     async fn run(
         bytes: &[u8],

@@ -260,7 +260,11 @@ impl Snapshot {
 
     #[inline]
     fn host_table(&self, host: &str) -> Option<&PathTable> {
-        if self.exact.is_empty() && self.wildcard.is_empty() {
+        // A name longer than a DNS name matches no host rule, in whatever
+        // case it is written: it is lower-cased into 253 bytes below, and a
+        // longer one matched a wildcard in lower case only (the `routing`
+        // fuzz target checks that case never matters).
+        if (self.exact.is_empty() && self.wildcard.is_empty()) || host.len() > 253 {
             return None;
         }
         let mut buf = [0u8; 253];
@@ -458,6 +462,22 @@ mod tests {
         assert_eq!(name(&s, Some("example.com"), "/any"), Some("any"));
         assert_eq!(name(&s, Some("other.org"), "/nothing"), Some("default"));
         assert_eq!(name(&s, None, "/any"), Some("any"));
+    }
+
+    #[test]
+    fn names_longer_than_dns_names_match_no_host_rule() {
+        let m = Metrics::new();
+        let specs = [
+            spec("wild", "*.example.com", "/", PathType::Prefix),
+            spec("any", "", "/", PathType::Prefix),
+        ];
+        let s = Snapshot::build(&specs, None, None, &m);
+        let at_most = format!("{}.example.com", "a".repeat(241));
+        let longer = format!("{}.example.com", "a".repeat(242));
+        assert_eq!(name(&s, Some(&at_most), "/"), Some("wild"));
+        assert_eq!(name(&s, Some(&at_most.to_uppercase()), "/"), Some("wild"));
+        assert_eq!(name(&s, Some(&longer), "/"), Some("any"));
+        assert_eq!(name(&s, Some(&longer.to_uppercase()), "/"), Some("any"));
     }
 
     #[test]
