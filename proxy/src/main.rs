@@ -120,6 +120,29 @@ struct ServeArgs {
     /// for 90 % of the container's limit, the default, or 0 for no guard).
     #[arg(long, value_name = "SIZE", value_parser = config::parse_max_memory)]
     max_memory: Option<sluice::memory::MaxMemory>,
+    /// The longest request target taken, past which 414 (overrides the
+    /// file's `limits.max_uri`; 0: no limit; default 8k).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_max_uri)]
+    max_uri: Option<usize>,
+    /// The largest request head or HTTP/2 header list, past which 431
+    /// (overrides the file's `limits.max_header_size`; default 32k).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_max_header_size)]
+    max_header_size: Option<usize>,
+    /// The most header fields in a request, past which 431 (overrides the
+    /// file's `limits.max_headers`; default 100).
+    #[arg(long, value_name = "N", value_parser = config::parse_max_headers)]
+    max_headers: Option<usize>,
+    /// HTTP/2 streams a client may have open at once (overrides the
+    /// file's `limits.http2_max_concurrent_streams`; default 128).
+    #[arg(long, value_name = "N", value_parser = config::parse_http2_streams)]
+    http2_max_concurrent_streams: Option<u32>,
+    /// The HTTP/2 flow-control windows offered to clients, per stream and
+    /// per connection (override `limits.http2_stream_window` and
+    /// `limits.http2_connection_window`; default 1m each).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_http2_window)]
+    http2_stream_window: Option<u32>,
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_http2_window)]
+    http2_connection_window: Option<u32>,
     /// Requests and latency per endpoint too, in
     /// sluice_endpoint_requests_total and sluice_endpoint_response_seconds
     /// (a series per pod; overrides the file's `endpoint_metrics`).
@@ -555,6 +578,17 @@ fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
     if let Some(n) = args.max_in_flight {
         cfg.listener.max_in_flight = n;
     }
+    let l = &mut cfg.listener;
+    l.max_uri = args.max_uri.unwrap_or(l.max_uri);
+    l.max_header_size = args.max_header_size.unwrap_or(l.max_header_size);
+    l.max_headers = args.max_headers.unwrap_or(l.max_headers);
+    l.http2_max_concurrent_streams = args
+        .http2_max_concurrent_streams
+        .unwrap_or(l.http2_max_concurrent_streams);
+    l.http2_stream_window = args.http2_stream_window.unwrap_or(l.http2_stream_window);
+    l.http2_connection_window = args
+        .http2_connection_window
+        .unwrap_or(l.http2_connection_window);
     if !args.trust_forwarded_for.is_empty() {
         cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(
             sluice::proxy_protocol::Trusted(args.trust_forwarded_for.clone()),

@@ -237,6 +237,19 @@ async fn request_heads_past_the_header_limits_get_431() {
     assert!(h1(s.listen, 70, 4).await.starts_with("HTTP/1.1 431"));
     assert_eq!(h2(s.listen, 70, 4).await, 431);
     assert!(h1(s.listen, 10, 1000).await.starts_with("HTTP/1.1 200"));
+    // And from the command line.
+    let s = Sluice::serve(&[
+        "--backend",
+        &b.addr.to_string(),
+        "--max-header-size",
+        "16k",
+        "--max-headers",
+        "64",
+    ])
+    .await;
+    assert!(h1(s.listen, 20, 1000).await.starts_with("HTTP/1.1 431"));
+    assert_eq!(h2(s.listen, 70, 4).await, 431);
+    assert!(h1(s.listen, 10, 1000).await.starts_with("HTTP/1.1 200"));
     sluice_integration::report::Case::new("headers-too-large", "limits", "Request heads past the header limits")
         .tried("heads of about 40 KiB and of 120 fields, over HTTP/1.1 and HTTP/2, at the defaults (32 KiB, 100 fields) and at 16k/64 from the file")
         .attacks(8)
@@ -331,6 +344,15 @@ async fn http2_concurrent_streams_are_bounded_as_configured() {
     ))
     .await;
     assert_eq!(advertised(s.listen).await, 16);
+    // And from the command line.
+    let s = Sluice::serve(&[
+        "--backend",
+        &b.addr.to_string(),
+        "--http2-max-concurrent-streams",
+        "8",
+    ])
+    .await;
+    assert_eq!(advertised(s.listen).await, 8);
 }
 
 /// Rapid reset (CVE-2023-44487): an attacker opens streams and resets them

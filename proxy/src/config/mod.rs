@@ -238,6 +238,48 @@ const MAX_WEIGHT: u32 = 10_000;
 
 /// A size as nginx writes it: bytes, or a number with `k`, `m` or `g`
 /// (powers of 1024). `0` means no limit.
+/// `limits.max_uri`: a size of 256 bytes or more, or 0 for no limit.
+pub fn parse_max_uri(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        None => Ok(usize::MAX),
+        Some(n) if n >= 256 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(_) => Err("must be 256 bytes or more".into()),
+    }
+}
+
+/// `limits.max_header_size`: 16k (the fast path's whole head, which it
+/// takes itself) to 1m.
+pub fn parse_max_header_size(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        Some(n) if (16 << 10..=1 << 20).contains(&n) => Ok(n as usize),
+        _ => Err("must be between 16k and 1m".into()),
+    }
+}
+
+/// `limits.max_headers`: 64 (what the fast path takes itself) to 10000.
+pub fn parse_max_headers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ 64..=10_000) => Ok(n),
+        _ => Err(format!("{s:?} is out of range 64..=10000")),
+    }
+}
+
+/// `limits.http2_max_concurrent_streams`: 1 to 10000.
+pub fn parse_http2_streams(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n @ 1..=10_000) => Ok(n),
+        _ => Err(format!("{s:?} is out of range 1..=10000")),
+    }
+}
+
+/// An HTTP/2 window: 64k (the protocol's own default) to 1g.
+pub fn parse_http2_window(s: &str) -> Result<u32, String> {
+    match parse_size(s)? {
+        Some(n) if (64 << 10..=1 << 30).contains(&n) => Ok(n as u32),
+        _ => Err("must be between 64k and 1g".into()),
+    }
+}
+
 /// `limits.max_memory`: `auto`, `0` (no guard) or a size of 16m or more.
 pub fn parse_max_memory(s: &str) -> Result<crate::memory::MaxMemory, String> {
     use crate::memory::MaxMemory;
@@ -643,16 +685,21 @@ impl Validator {
         }
     }
 
-    /// An HTTP/2 window: 64 KiB (the protocol's own default, less is
-    /// refused by clients' expectations of progress) to 1 GiB.
-    fn window(&mut self, field: &str, s: Option<&String>) -> u32 {
-        const MIN: u64 = 64 << 10;
-        const MAX: u64 = 1 << 30;
-        match self.size(field, s, Some(u64::from(DEFAULT_HTTP2_WINDOW))) {
-            Some(n) if (MIN..=MAX).contains(&n) => n as u32,
-            _ => {
-                self.error(field, "must be between 64k and 1g");
-                DEFAULT_HTTP2_WINDOW
+    /// A limit, read by the same function its command-line flag uses;
+    /// the default, and an error naming the field, when it is wrong.
+    fn limit<T>(
+        &mut self,
+        field: &str,
+        s: Option<&str>,
+        parse: fn(&str) -> Result<T, String>,
+        default: T,
+    ) -> T {
+        match s.map(parse) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.error(field, e);
+                default
             }
         }
     }
@@ -1033,64 +1080,45 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
                 crate::memory::MaxMemory::Auto
             }
         },
-        http2_max_concurrent_streams: match raw.limits.http2_max_concurrent_streams {
-            None => DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
-            Some(n @ 1..=10_000) => n,
-            Some(n) => {
-                v.error(
-                    "limits.http2_max_concurrent_streams",
-                    format!("{n} is out of range 1..=10000"),
-                );
-                DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS
-            }
-        },
-        max_header_size: match v.size(
+        http2_max_concurrent_streams: v.limit(
+            "limits.http2_max_concurrent_streams",
+            raw.limits
+                .http2_max_concurrent_streams
+                .map(|n| n.to_string())
+                .as_deref(),
+            parse_http2_streams,
+            DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        ),
+        max_header_size: v.limit(
             "limits.max_header_size",
-            raw.limits.max_header_size.as_ref(),
-            Some(DEFAULT_MAX_HEADER_SIZE as u64),
-        ) {
-            // At least the fast path's whole head, which it takes itself.
-            Some(n) if (16 << 10..=1 << 20).contains(&n) => n as usize,
-            _ => {
-                v.error("limits.max_header_size", "must be between 16k and 1m");
-                DEFAULT_MAX_HEADER_SIZE
-            }
-        },
-        max_headers: match raw.limits.max_headers {
-            None => DEFAULT_MAX_HEADERS,
-            Some(n @ 64..=10_000) => n,
-            Some(n) => {
-                v.error(
-                    "limits.max_headers",
-                    format!("{n} is out of range 64..=10000"),
-                );
-                DEFAULT_MAX_HEADERS
-            }
-        },
-        http2_stream_window: v.window(
+            raw.limits.max_header_size.as_deref(),
+            parse_max_header_size,
+            DEFAULT_MAX_HEADER_SIZE,
+        ),
+        max_headers: v.limit(
+            "limits.max_headers",
+            raw.limits.max_headers.map(|n| n.to_string()).as_deref(),
+            parse_max_headers,
+            DEFAULT_MAX_HEADERS,
+        ),
+        http2_stream_window: v.limit(
             "limits.http2_stream_window",
-            raw.limits.http2_stream_window.as_ref(),
+            raw.limits.http2_stream_window.as_deref(),
+            parse_http2_window,
+            DEFAULT_HTTP2_WINDOW,
         ),
-        http2_connection_window: v.window(
+        http2_connection_window: v.limit(
             "limits.http2_connection_window",
-            raw.limits.http2_connection_window.as_ref(),
+            raw.limits.http2_connection_window.as_deref(),
+            parse_http2_window,
+            DEFAULT_HTTP2_WINDOW,
         ),
-        max_uri: match raw.limits.max_uri.as_ref() {
-            None => DEFAULT_MAX_URI,
-            Some(s) => match parse_size(s) {
-                // 0: no limit.
-                Ok(None) => usize::MAX,
-                Ok(Some(n)) if n >= 256 => usize::try_from(n).unwrap_or(usize::MAX),
-                Ok(Some(_)) => {
-                    v.error("limits.max_uri", "must be 256 bytes or more");
-                    DEFAULT_MAX_URI
-                }
-                Err(e) => {
-                    v.error("limits.max_uri", e);
-                    DEFAULT_MAX_URI
-                }
-            },
-        },
+        max_uri: v.limit(
+            "limits.max_uri",
+            raw.limits.max_uri.as_deref(),
+            parse_max_uri,
+            DEFAULT_MAX_URI,
+        ),
     };
     let defaults = Defaults {
         timeouts: RouteTimeouts {
