@@ -15,8 +15,21 @@
 # so no nightly is needed. Rust is memory-safe; what is looked for is
 # panics, failed assertions, overflows (`--debug-assertions`), endless
 # loops and unbounded memory. README.md, "Fuzzing", has the rest.
+#
+#   --build-only    install cargo-fuzz if missing and build, no runs
+#   --run-only      run what a --build-only built
+# (scripts/test.sh builds while the test suites run, which mostly wait on
+# sockets, and runs the targets after them.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+mode=all
+case "${1:-}" in
+  --build-only) mode=build ;;
+  --run-only) mode=run ;;
+  "") ;;
+  *) echo "fuzz.sh: unknown argument $1 (--build-only, --run-only)" >&2; exit 2 ;;
+esac
 
 seconds="${SLUICE_FUZZ_SECONDS:-20}"
 jobs="${SLUICE_FUZZ_JOBS:-$(nproc)}"
@@ -24,7 +37,7 @@ flags=(--sanitizer none --debug-assertions)
 # The version this script was written against; one already installed is used as it is.
 cargo_fuzz_version="0.13.2"
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
+if [ "$mode" != run ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz $cargo_fuzz_version"
   start=$(date +%s)
   cargo install cargo-fuzz --version "$cargo_fuzz_version" --locked --quiet
@@ -46,10 +59,13 @@ fi
 
 # One build for every target; each binary is then run as it is (through
 # `cargo fuzz run` it would be checked, or rebuilt, inside its time).
-start=$(date +%s)
-cargo fuzz build "${flags[@]}"
-echo "fuzz targets built in $(($(date +%s) - start)) s"
 bin="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+if [ "$mode" != run ]; then
+  start=$(date +%s)
+  cargo fuzz build "${flags[@]}"
+  echo "fuzz targets built in $(($(date +%s) - start)) s"
+fi
+[ "$mode" = build ] && exit 0
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT

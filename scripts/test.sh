@@ -58,6 +58,11 @@ cargo build --quiet -p sluice-deploy --bin sluice-deploy
 
 # Every suite runs, whatever fails before it; failures are reported at the end.
 failed=()
+# The fuzz targets build in the background meanwhile: the suites mostly
+# wait on sockets, and the build would otherwise add minutes at the end.
+mkdir -p target
+./scripts/fuzz.sh --build-only >target/fuzz-build.log 2>&1 &
+fuzz_build=$!
 # The reliability cases the tests record (tests/src/report.rs), fresh.
 rm -rf target/reliability
 cargo test --workspace --no-fail-fast "$@" || failed+=("the test suite")
@@ -80,9 +85,15 @@ SLUICE_TEST_HYPER_ONLY=1 cargo test --workspace --no-fail-fast "${proxy_suites[@
 # is a copy of it from a real run.
 cargo run --quiet -p sluice-integration --bin reliability-report \
   || failed+=("the reliability report")
-# Every fuzz target for SLUICE_FUZZ_SECONDS (20) on a copy of its seeds; it
-# installs cargo-fuzz when missing and builds in fuzz/target.
-./scripts/fuzz.sh || failed+=("the fuzz targets (scripts/fuzz.sh)")
+# Every fuzz target for SLUICE_FUZZ_SECONDS (20) on a copy of its seeds,
+# once they are built (cargo-fuzz installed when missing, in fuzz/target).
+if wait "$fuzz_build"; then
+  tail -1 target/fuzz-build.log
+  ./scripts/fuzz.sh --run-only || failed+=("the fuzz targets (scripts/fuzz.sh)")
+else
+  cat target/fuzz-build.log >&2
+  failed+=("the fuzz targets' build (scripts/fuzz.sh --build-only)")
+fi
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1
