@@ -55,11 +55,16 @@ pub fn slice(ns: &str, name: &str, svc: &str, port: u16, endpoints: Vec<Value>) 
 /// `n` backends on 127.0.0.1.. 127.0.0.n, all on one port, like pods of
 /// one Deployment.
 pub async fn pods(n: u8, prefix: &str) -> (Vec<Backend>, u16) {
-    let port = free_addr().port();
+    // A port below the ephemeral range (see `stable_addr`: these pods are
+    // stopped and started again), free on every one of the n addresses.
+    let addr_of = |i: u8, port: u16| SocketAddr::from((Ipv4Addr::new(127, 0, 0, 10 + i), port));
+    let port = (0..100)
+        .map(|_| stable_addr().port())
+        .find(|&port| (0..n).all(|i| std::net::TcpListener::bind(addr_of(i, port)).is_ok()))
+        .expect("a port free on every pod address in 100 tries");
     let mut out = Vec::new();
     for i in 0..n {
-        let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 10 + i), port));
-        out.push(Backend::start_on(&format!("{prefix}{i}"), addr).await);
+        out.push(Backend::start_on(&format!("{prefix}{i}"), addr_of(i, port)).await);
     }
     (out, port)
 }
