@@ -140,7 +140,7 @@ pub async fn serve<I>(
                 }
                 None => Event::Done,
             },
-            () = stopped(stop), if !closing => Event::Stop,
+            () = super::stopped(stop), if !closing => Event::Stop,
             () = sleep_until(idle_check), if !closing => Event::Idle,
             () = sleep_until(next_ping), if ping.is_some() && pong_due.is_none() => Event::Ping,
             r = poll_fn(|cx| match &mut ping { Some(p) => p.poll_pong(cx), None => Poll::Pending }), if pong_due.is_some() => {
@@ -153,11 +153,11 @@ pub async fn serve<I>(
                 let stream = Stream::begin(&activity);
                 let proxy = proxy.clone();
                 let conn_info = conn_info.clone();
-                let limits = (
-                    settings.send_timeout,
-                    settings.max_header_size,
-                    settings.max_headers,
-                );
+                let limits = StreamLimits {
+                    send_timeout: settings.send_timeout,
+                    max_header_size: settings.max_header_size,
+                    max_headers: settings.max_headers,
+                };
                 tokio::spawn(async move {
                     serve_stream(req, respond, &proxy, conn_info, limits).await;
                     drop(stream);
@@ -202,10 +202,12 @@ pub async fn serve<I>(
     }
 }
 
-/// Resolves once the listeners are told to stop.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which is a stop too.
-    let _ = stop.wait_for(|stopping| *stopping).await;
+/// What each stream task takes of the connection's settings.
+#[derive(Debug, Clone, Copy)]
+struct StreamLimits {
+    send_timeout: Duration,
+    max_header_size: usize,
+    max_headers: usize,
 }
 
 /// One stream: the request handed to the proxy, its answer sent back.
@@ -214,9 +216,9 @@ async fn serve_stream(
     mut respond: SendResponse<Bytes>,
     proxy: &Proxy,
     conn_info: ClientConn,
-    (send_timeout, max_header_size, max_headers): (Duration, usize, usize),
+    limits: StreamLimits,
 ) {
-    if too_large(req.headers(), max_header_size, max_headers) {
+    if too_large(req.headers(), limits.max_header_size, limits.max_headers) {
         proxy
             .metrics()
             .requests_refused
@@ -246,11 +248,9 @@ async fn serve_stream(
             _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
         }
     };
+    // Connection-specific headers, which HTTP/2 forbids (RFC 9113 8.2.2),
+    // are gone already: the proxy strips them from every upstream answer.
     let (mut head, body) = resp.into_parts();
-    // HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2) and h2
-    // refuses a response that carries one: a safety net, since the proxy
-    // strips them from upstream answers already.
-    crate::proxy::headers::strip_hop_by_hop(&mut head.headers);
     if !head.headers.contains_key(header::DATE) {
         head.headers.insert(header::DATE, date());
     }
@@ -266,7 +266,7 @@ async fn serve_stream(
     let Ok(mut send) = respond.send_response(Response::from_parts(head, ()), false) else {
         return;
     };
-    if let Err(e) = pipe(body, &mut send, send_timeout).await {
+    if let Err(e) = pipe(body, &mut send, limits.send_timeout).await {
         if let PipeError::Stalled(_) = e {
             proxy.metrics().http2_send_timeouts.inc();
         }

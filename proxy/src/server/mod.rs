@@ -384,7 +384,7 @@ where
 }
 
 /// Resolves once the listeners are told to stop.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which is a stop too.
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
