@@ -2,8 +2,10 @@
 //!
 //! The crate is laid out by what each part does: [`config`] turns flags and
 //! files into typed settings, [`routing`] builds the immutable snapshot that
-//! [`proxy`] reads per request (with [`fast`] as its
-//! lean HTTP/1.1 path), [`balance`] picks endpoints, [`upstream`]
+//! both HTTP paths read per request ([`proxy`], on hyper, and [`fast`], the
+//! lean HTTP/1.1 path), [`forward`] is the core both call (which endpoint
+//! next, what each outcome means, the proxy's own answers, the proxying
+//! rules), [`balance`] picks endpoints, [`upstream`]
 //! owns endpoints and their connections, [`server`] and [`admin`] listen,
 //! and [`app`] ties them together with reload and shutdown.
 
@@ -15,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod fast;
+pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logfmt;

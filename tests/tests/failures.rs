@@ -878,3 +878,77 @@ async fn a_pooled_connection_closed_under_a_get_is_retried_fresh() {
     );
     assert_eq!(upstream.conns.load(Ordering::SeqCst), 2);
 }
+
+/// A gRPC client gets the proxy's own answers as gRPC statuses (HTTP 200,
+/// `grpc-status`, `grpc-message`, no body), since it reads nothing else;
+/// the metrics still count the HTTP status the answer stands for. An
+/// HTTP/1.1 request with the same content type gets the plain answer, as on
+/// the fast path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_clients_get_grpc_statuses() {
+    let down = dead();
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nroutes:\n  - name: down\n    host: down.example\n    path: /\n    backends: [{}]\n",
+        down.addr
+    );
+    let (s, _dir) = Sluice::with_config(&yaml).await;
+    let grpc = |host: &'static str, version: &'static str| {
+        let url = s.url("/pkg.Service/Method");
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                run(
+                    "/usr/bin/curl",
+                    &[
+                        version,
+                        "-s",
+                        "-D",
+                        "-",
+                        "-o",
+                        "/dev/null",
+                        "-H",
+                        &format!("Host: {host}"),
+                        "-H",
+                        "content-type: application/grpc",
+                        "-H",
+                        "te: trailers",
+                        "--data-binary",
+                        "not-a-real-grpc-frame",
+                        &url,
+                    ],
+                )
+            })
+            .await
+            .unwrap();
+            out.to_ascii_lowercase()
+        }
+    };
+    // No route: UNIMPLEMENTED (12), as gRPC maps a 404.
+    let head = grpc("nowhere.example", "--http2-prior-knowledge").await;
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/grpc\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("grpc-status: 12\r\n"), "{head}");
+    assert!(
+        head.contains("grpc-message: no route for this host and path\r\n"),
+        "{head}"
+    );
+    // The endpoint refuses connections: UNAVAILABLE (14), which gRPC
+    // clients retry.
+    let head = grpc("down.example", "--http2-prior-knowledge").await;
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("grpc-status: 14\r\n"), "{head}");
+    assert!(
+        head.contains("grpc-message: no upstream could be reached\r\n"),
+        "{head}"
+    );
+    let bad = s
+        .metric(r#"sluice_requests_total{code="502",route="down"}"#)
+        .await;
+    assert_eq!(bad, Some(1.0), "counted as the 502 it stands for");
+    // The same request over HTTP/1.1: the plain 502.
+    let head = grpc("down.example", "--http1.1").await;
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+    assert!(!head.contains("grpc-status"), "{head}");
+}

@@ -3,9 +3,10 @@
 //! Every strategy is built from the endpoint list of one upstream, sorted by
 //! endpoint key, and is immutable afterwards except for atomic counters. The
 //! pick step never locks and never allocates; it returns an index into the
-//! upstream's endpoint slice, and the caller decides what to do with an
-//! endpoint that is ejected or already tried (it asks again with the next
-//! `attempt`).
+//! upstream's endpoint slice. [`Balancer::candidates`] hands out the order in
+//! which one request tries endpoints: the pick first, then the ones after
+//! it, as pingora's `BackendSelection::iter` does. The caller only skips
+//! what it must (ejected or already tried endpoints).
 
 mod least_request;
 pub mod maglev;
@@ -113,6 +114,34 @@ impl Balancer {
         }
     }
 
+    /// The endpoints (indices below `len`) one request tries, in order.
+    ///
+    /// The balancer makes the first pick; the rest step on from there
+    /// without asking it again, so that retries do not advance the shared
+    /// round-robin rotation (which would line every following request up
+    /// on the same dead endpoint). ip-hash is the exception: it first
+    /// probes its table further, which spreads the clients of a dead
+    /// endpoint over the others instead of piling them onto its neighbour,
+    /// then steps on from its first pick. Every index below `len` comes at
+    /// least once; ip-hash may repeat some.
+    #[inline]
+    pub fn candidates(&self, hash: u64, len: usize, load: &impl Load) -> Candidates<'_> {
+        let first = if len == 0 {
+            None
+        } else {
+            self.pick(hash, 0, load).filter(|&i| i < len)
+        };
+        Candidates {
+            balancer: self,
+            hash,
+            len,
+            first,
+            started: false,
+            probes: 0,
+            step: 0,
+        }
+    }
+
     /// The strategy this balancer implements.
     pub fn strategy(&self) -> Strategy {
         match self {
@@ -121,6 +150,51 @@ impl Balancer {
             Balancer::IpHash(_) => Strategy::IpHash,
             Balancer::LeastRequest(_) => Strategy::LeastRequest,
         }
+    }
+}
+
+/// ip-hash probes its table this many times before stepping on.
+const IP_HASH_PROBES: u32 = 8;
+
+/// The endpoints one request tries, from [`Balancer::candidates`].
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    balancer: &'a Balancer,
+    hash: u64,
+    len: usize,
+    /// The balancer's first pick; `None` when there is nothing to pick.
+    first: Option<usize>,
+    /// The first pick has been handed out.
+    started: bool,
+    /// ip-hash's further probes handed out so far.
+    probes: u32,
+    /// Steps taken from the first pick.
+    step: usize,
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        let first = self.first?;
+        if !self.started {
+            self.started = true;
+            return Some(first);
+        }
+        if let Balancer::IpHash(m) = self.balancer {
+            while self.probes + 1 < IP_HASH_PROBES {
+                self.probes += 1;
+                if let Some(i) = m.pick(self.hash, self.probes).filter(|&i| i < self.len) {
+                    return Some(i);
+                }
+            }
+        }
+        if self.step + 1 >= self.len {
+            return None;
+        }
+        self.step += 1;
+        Some((first + self.step) % self.len)
     }
 }
 
@@ -163,6 +237,37 @@ mod tests {
         assert!("random".parse::<Strategy>().is_err());
     }
 
+    /// Every endpoint is a candidate, the pick first; round-robin steps on
+    /// from its pick without turning the shared rotation.
+    #[test]
+    fn candidates_cover_every_endpoint() {
+        for s in [
+            Strategy::RoundRobin,
+            Strategy::Weighted,
+            Strategy::IpHash,
+            Strategy::LeastRequest,
+        ] {
+            let keys = ["a", "b", "c", "d", "e"];
+            let b = Balancer::build(s, &keys, &[1, 2, 1, 3, 1]);
+            for hash in [0u64, 7, u64::MAX] {
+                let order: Vec<usize> = b.candidates(hash, 5, &NoLoad).collect();
+                let mut seen = order.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen, [0, 1, 2, 3, 4], "{s}: {order:?}");
+                assert!(order.len() <= 5 + 7, "{s}: bounded");
+            }
+        }
+        let rr = Balancer::build(Strategy::RoundRobin, &["a", "b", "c"], &[1, 1, 1]);
+        assert_eq!(rr.candidates(0, 3, &NoLoad).collect::<Vec<_>>(), [0, 1, 2]);
+        // The next request starts at 1, not where the last one's walk ended.
+        assert_eq!(rr.candidates(0, 3, &NoLoad).collect::<Vec<_>>(), [1, 2, 0]);
+        // ip-hash starts with its pick for that client.
+        let ip = Balancer::build(Strategy::IpHash, &["a", "b", "c"], &[1, 1, 1]);
+        let first = ip.pick(42, 0, &NoLoad);
+        assert_eq!(ip.candidates(42, 3, &NoLoad).next(), first);
+    }
+
     #[test]
     fn empty_sets_pick_nothing() {
         for s in [
@@ -173,6 +278,7 @@ mod tests {
         ] {
             let b = Balancer::build(s, &[], &[]);
             assert_eq!(b.pick(7, 0, &NoLoad), None, "{s}");
+            assert_eq!(b.candidates(7, 0, &NoLoad).next(), None, "{s}");
         }
     }
 }

@@ -7,6 +7,9 @@
 //! would have without the fast path (its 400s, its 405 for CONNECT, its
 //! 404 for an unmatched route, chunked uploads, upgrades, HTTP/2).
 
+use std::ops::Range;
+
+use crate::forward::policy;
 use crate::proxy::valid_host;
 use crate::routing::{resolve_dots, strip_port};
 
@@ -49,6 +52,19 @@ pub struct Plan<R> {
     pub client: Option<std::net::IpAddr>,
     /// The client used HTTPS (to us, or to a trusted forwarder).
     pub https: bool,
+    /// Where the access log's fields are in the head written upstream.
+    pub spans: Spans,
+}
+
+/// Where a request's method, target, host and request id are in the head
+/// written upstream: the access log reads them there, without parsing the
+/// head again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spans {
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    pub host: Range<usize>,
+    pub request_id: Range<usize>,
 }
 
 /// Parses the head at the start of `buf`, routes it with `lookup(host,
@@ -89,8 +105,6 @@ pub fn prepare<R>(
     let mut close = false;
     let mut has_id = false;
     let mut has_xff = false;
-    // X-Forwarded-Proto, when there is exactly one.
-    let mut xfp: Option<Option<&[u8]>> = None;
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
@@ -125,16 +139,17 @@ pub fn prepare<R>(
             has_id = true;
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             has_xff = true;
-        } else if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
-            xfp = Some(if xfp.is_none() { Some(f.value) } else { None });
         }
     }
     let trusted = forwarders.is_some_and(|(t, peer)| t.forwards(peer));
-    let proto = match xfp.flatten() {
-        Some(v) if trusted && v.eq_ignore_ascii_case(b"https") => "https",
-        Some(v) if trusted && v.eq_ignore_ascii_case(b"http") => "http",
-        _ => proto,
-    };
+    let proto = policy::forwarded_proto(
+        proto,
+        trusted,
+        req.headers
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-proto"))
+            .map(|f| f.value),
+    );
     let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
         return Prepared::Handover;
     };
@@ -143,17 +158,28 @@ pub fn prepare<R>(
     };
 
     out.clear();
+    let mut spans = Spans::default();
     out.extend_from_slice(method.as_bytes());
+    spans.method = 0..out.len();
     out.push(b' ');
+    let at = out.len();
     out.extend_from_slice(target.as_bytes());
+    spans.target = at..out.len();
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for f in req.headers.iter() {
-        if !forwarded(f.name.as_bytes()) {
+        let name = f.name.as_bytes();
+        if !forwarded(name) {
             continue;
         }
-        out.extend_from_slice(f.name.as_bytes());
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
+        let at = out.len();
         out.extend_from_slice(f.value);
+        if name.eq_ignore_ascii_case(b"host") {
+            spans.host = at..out.len();
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            spans.request_id = at..out.len();
+        }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"x-forwarded-for: ");
@@ -172,7 +198,11 @@ pub fn prepare<R>(
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !has_id {
-        request_id(out);
+        out.extend_from_slice(b"x-request-id: ");
+        let at = out.len();
+        out.extend_from_slice(&policy::request_id());
+        spans.request_id = at..out.len();
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 
@@ -195,10 +225,8 @@ pub fn prepare<R>(
         body_len: body_len.unwrap_or(0),
         close,
         head_request: method == "HEAD",
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
+        idempotent: policy::idempotent(method.as_bytes()),
+        spans,
     })
 }
 
@@ -228,32 +256,13 @@ fn query_byte(b: u8) -> bool {
 }
 
 /// False for the headers the fast path drops or sets itself: hop-by-hop
-/// fields (RFC 9110 7.6.1) and the forwarding headers. `TE` is hop-by-hop
-/// here because fast-path upstreams speak HTTP/1.1.
+/// fields ([`policy::hop_by_hop`]; `TE` among them, as fast-path upstreams
+/// speak HTTP/1.1) and the forwarding headers.
 fn forwarded(name: &[u8]) -> bool {
-    const DROPPED: [&[u8]; 9] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-    ];
-    !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(name))
-}
-
-/// Writes an `x-request-id` line: 32 random hex digits.
-fn request_id(out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let r = fastrand::u128(..);
-    out.extend_from_slice(b"x-request-id: ");
-    for i in 0..32 {
-        out.push(HEX[((r >> (i * 4)) & 0xf) as usize]);
-    }
-    out.extend_from_slice(b"\r\n");
+    !policy::hop_by_hop(name)
+        && !policy::FORWARDING
+            .iter()
+            .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -340,6 +349,22 @@ mod tests {
         assert_eq!(lines[5], "x-forwarded-host: app.example:8080");
         assert!(lines[6].starts_with("x-request-id: ") && lines[6].len() == 14 + 32);
         assert_eq!(&lines[7..], ["", ""]);
+    }
+
+    #[test]
+    fn spans_point_at_the_log_fields() {
+        let (plan, out) =
+            ready(b"PUT /a?b=1 HTTP/1.1\r\nX-Request-Id: abc\r\nhost: h.example\r\n\r\n");
+        let at = |r: &std::ops::Range<usize>| out[r.clone()].to_owned();
+        assert_eq!(at(&plan.spans.method), "PUT");
+        assert_eq!(at(&plan.spans.target), "/a?b=1");
+        assert_eq!(at(&plan.spans.host), "h.example");
+        assert_eq!(at(&plan.spans.request_id), "abc");
+        // A request id of our own is where it was written.
+        let (plan, out) = ready(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let id = &out[plan.spans.request_id.clone()];
+        assert_eq!(id.len(), 32);
+        assert!(out.contains(&format!("x-request-id: {id}\r\n")));
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! with the forwarding headers, bodies up to [`head::MAX_BODY`] are
 //! buffered and sent with the head, the response head is rewritten the same
 //! way, and its body is passed through by length, by chunk framing or to
-//! EOF. Routing, balancing, retries, passive health, pools and metrics are
-//! the ones the hyper path uses.
+//! EOF. Routing, balancing, pools and metrics are the ones the hyper path
+//! uses, and so is the core ([`crate::forward`]): which endpoint to try,
+//! when to retry, what a failure costs an endpoint and what the client is
+//! answered are decided there, for both paths.
 //!
 //! Anything else is handed to hyper with the bytes read so far, before a
 //! byte of it is consumed, and hyper serves the rest of that connection:
@@ -32,11 +34,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::balance::{hash_ip, Strategy};
+use crate::forward::policy::{self, AfterClose};
+use crate::forward::{Answer, Attempts, Failure, Pick, Verdict};
 use crate::proxy::Proxy;
 use crate::routing::Route;
-use crate::upstream::pool::{connect_tcp, ConnectError};
-use crate::upstream::{Endpoint, InFlight, Protocol, Tried, Upstream};
+use crate::upstream::pool::connect_tcp;
+use crate::upstream::{Endpoint, Upstream};
 use chunked::ChunkedScanner;
 use head::{Plan, Prepared};
 use response::Framing;
@@ -170,14 +173,8 @@ where
                     .table()
                     .load()
                     .lookup(Some(host), path)
-                    // h2c upstreams are hyper's, and so are canaries
-                    // chosen by a header (the fast path keeps no header map)
-                    // and redirects to HTTPS.
-                    .filter(|r| {
-                        r.upstreams().all(|u| u.protocol == Protocol::Http1)
-                            && r.canary.as_ref().is_none_or(|c| c.header.is_none())
-                            && (https || !r.https_redirect)
-                    })
+                    // Redirects to HTTPS are hyper's too.
+                    .filter(|r| r.fast_path && (https || !r.https_redirect))
                     .cloned()
             },
         );
@@ -229,14 +226,7 @@ where
             .is_some_and(|max| plan.body_len as u64 > max)
         {
             // Refused before a byte of the body is read.
-            let _ = respond_error(
-                &mut io,
-                &mut b.response,
-                413,
-                "request body too large\n",
-                true,
-            )
-            .await;
+            let _ = respond(&mut io, &mut b.response, &Answer::BodyTooLarge, true).await;
             route.metrics.observe(413, start.elapsed());
             linger(&mut io).await;
             return None;
@@ -251,14 +241,7 @@ where
                 Ok(Ok(_)) => {}
                 Err(_) => {
                     tracing::info!(route = %route.name, client = %peer, "client stalled its request body");
-                    let _ = respond_error(
-                        &mut io,
-                        &mut b.response,
-                        408,
-                        "request body timed out\n",
-                        true,
-                    )
-                    .await;
+                    let _ = respond(&mut io, &mut b.response, &Answer::BodyTimeout, true).await;
                     route.metrics.observe(408, start.elapsed());
                     // The rest of the body may still come: read and drop
                     // it a moment, so the close does not reset the 408.
@@ -281,19 +264,16 @@ where
         let mut outcome = Outcome::default();
         // Counted in flight (for the overload guard) while it is served.
         let _in_flight = proxy.admit();
-        let next = exchange(
-            &mut io,
-            &mut b,
-            route,
-            &plan,
-            client,
-            start,
-            closing,
-            &mut outcome,
-        )
-        .await;
+        let next = exchange(&mut io, &mut b, &plan, client, start, closing, &mut outcome).await;
         if let (Some(log), Some(time)) = (proxy.access_log(), time) {
-            log.log(entry(&b.request, client, time, start, &outcome));
+            log.log(entry(
+                &b.request,
+                &plan.spans,
+                client,
+                time,
+                start,
+                &outcome,
+            ));
         }
         if closing || matches!(next, Next::Close) {
             let _ = io.shutdown().await;
@@ -334,32 +314,29 @@ async fn last_call<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> bool {
     )
 }
 
-/// An access-log entry, read back from the head that went upstream (only
-/// when the log is on).
+/// An access-log entry (only when the log is on): the request's fields
+/// are read where [`head::prepare`] wrote them upstream.
 fn entry(
     request: &[u8],
+    spans: &head::Spans,
     client: IpAddr,
     time: std::time::SystemTime,
     start: Instant,
     o: &Outcome,
 ) -> crate::access_log::Entry {
-    let mut fields = [httparse::EMPTY_HEADER; 80];
-    let mut req = httparse::Request::new(&mut fields);
-    let _ = req.parse(request);
-    let field = |name: &str| {
-        req.headers
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| String::from_utf8_lossy(f.value).into_owned())
+    let field = |r: &std::ops::Range<usize>| {
+        request
+            .get(r.clone())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
     crate::access_log::Entry {
         time,
         client,
-        host: field("host"),
-        request_id: field("x-request-id"),
-        method: req.method.unwrap_or("").to_owned(),
-        path: req.path.unwrap_or("").to_owned(),
+        host: field(&spans.host),
+        request_id: field(&spans.request_id),
+        method: field(&spans.method),
+        path: field(&spans.target),
         status: o.status,
         bytes: Some(o.bytes),
         upstream: o.upstream,
@@ -380,13 +357,11 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io
     io.read_buf(&mut b.input).await
 }
 
-/// Sends one request upstream, retrying where that is safe, and streams
-/// the response back to the client.
-#[allow(clippy::too_many_arguments)]
+/// Sends one request upstream, to one endpoint after another as the core
+/// ([`Attempts`]) decides, and streams the response back to the client.
 async fn exchange<S>(
     io: &mut S,
     b: &mut Buffers,
-    route: &Arc<Route>,
     plan: &Plan<Arc<Route>>,
     client: IpAddr,
     start: Instant,
@@ -396,134 +371,89 @@ async fn exchange<S>(
 where
     S: AsyncWrite + Unpin,
 {
+    let route = &plan.route;
     let upstream = route.choose(None);
-    let hash = if upstream.strategy() == Strategy::IpHash {
-        hash_ip(client)
-    } else {
-        0
-    };
     let t = &route.timeouts;
-    let mut tried = Tried::default();
-    let mut last_connect_error: Option<ConnectError> = None;
-    // The last endpoint tried closed without an answer.
-    let mut last_closed = false;
-    'endpoints: for _ in 0..route.retry.attempts {
-        let Some(i) = upstream.select(hash, &tried) else {
-            break;
-        };
-        tried.push(i);
-        let endpoint = &upstream.endpoints[i];
-        let _in_flight = InFlight::new(endpoint.clone());
-        // A pooled socket, and if the upstream had closed it, one fresh
-        // connection: never more, so an upstream that closes on every
-        // request does not see it replayed.
-        let mut fresh_only = false;
-        loop {
-            let pooled = if fresh_only {
-                None
-            } else {
-                endpoint.pool.take_raw(t.upstream_idle)
-            };
-            let (mut up, reused) = match pooled {
-                Some(s) => (s, true),
-                None => match connect_tcp(endpoint, t.connect).await {
-                    Ok(s) => (s, false),
-                    Err(e) => {
-                        route.metrics.connect_error();
-                        let ejected = endpoint.record_failure(&upstream.health);
-                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed");
-                        last_connect_error = Some(e);
-                        last_closed = false;
-                        if !plan.idempotent {
-                            break 'endpoints;
+    let mut attempts = Attempts::new(route, upstream, client, plan.idempotent);
+    while let Some(Pick {
+        endpoint,
+        in_flight: _in_flight,
+    }) = attempts.next()
+    {
+        let failure = 'attempt: {
+            // A pooled socket, and if the upstream had closed it, one
+            // fresh connection ([`policy::after_close`]).
+            let mut fresh_only = false;
+            loop {
+                let pooled = if fresh_only {
+                    None
+                } else {
+                    endpoint.pool.take_raw(t.upstream_idle)
+                };
+                let (mut up, reused) = match pooled {
+                    Some(s) => (s, true),
+                    None => match connect_tcp(endpoint, t.connect).await {
+                        Ok(s) => (s, false),
+                        Err(e) => break 'attempt Failure::Connect(e),
+                    },
+                };
+                let head =
+                    match send_and_read_head(&mut up, b, plan, closing, t.response_header).await {
+                        Ok(h) => h,
+                        // The whole request is in `b.request`: replayable.
+                        Err(UpstreamError::Closed) => {
+                            match policy::after_close(reused, plan.idempotent, true) {
+                                AfterClose::SendFresh => {
+                                    fresh_only = true;
+                                    continue;
+                                }
+                                _ => {
+                                    break 'attempt Failure::Closed {
+                                        reused,
+                                        replayable: true,
+                                    }
+                                }
+                            }
                         }
-                        continue 'endpoints;
-                    }
-                },
-            };
-            let answer = send_and_read_head(&mut up, b, plan, closing, t.response_header).await;
-            let head = match answer {
-                Ok(h) => h,
-                // The upstream closed a pooled socket as the request went
-                // out: nothing was answered, and it is the keep-alive race,
-                // not the endpoint's health.
-                Err(UpstreamError::Closed) if reused && plan.idempotent => {
-                    fresh_only = true;
-                    continue;
-                }
-                // A fresh connection closed with no byte of an answer: the
-                // endpoint died under the request (a pod killed, a crash).
-                // Nothing came back, so an idempotent request goes to the
-                // next endpoint, as nginx's `proxy_next_upstream error` and
-                // HAProxy's `retry-on empty-response` do.
-                Err(UpstreamError::Closed) if plan.idempotent => {
-                    let ejected = endpoint.record_failure(&upstream.health);
-                    tracing::warn!(route = %route.name, endpoint = %endpoint.addr, ejected_for = %crate::logfmt::OptDur(ejected), "upstream closed the connection without an answer; trying the next endpoint");
-                    last_connect_error = None;
-                    last_closed = true;
-                    continue 'endpoints;
-                }
-                Err(e) => {
-                    let (status, msg) = match e {
-                        UpstreamError::Closed if reused => {
-                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, "a pooled upstream connection closed under a request that cannot be retried");
-                            (502, "upstream failed\n")
+                        Err(UpstreamError::Timeout) => {
+                            break 'attempt Failure::Timeout(t.response_header)
                         }
-                        UpstreamError::Timeout => {
-                            endpoint.record_failure(&upstream.health);
-                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = %crate::logfmt::Dur(t.response_header), "upstream response headers timed out");
-                            (504, "upstream timed out\n")
-                        }
-                        e => {
-                            endpoint.record_failure(&upstream.health);
-                            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = e.as_str(), "upstream request failed");
-                            (502, "upstream failed\n")
-                        }
+                        Err(e) => break 'attempt Failure::Broken(Box::new(e)),
                     };
-                    return answer_error(io, b, route, start, status, msg, closing, outcome).await;
-                }
-            };
-            let at = Target {
-                route,
-                upstream,
-                endpoint,
-                start,
-            };
-            outcome.status = head.status;
-            outcome.upstream = Some(endpoint.addr);
-            return relay_body(io, b, up, head, at, &mut outcome.bytes).await;
+                outcome.status = head.status;
+                outcome.upstream = Some(endpoint.addr);
+                let at = Target {
+                    route,
+                    upstream,
+                    endpoint,
+                    start,
+                };
+                return relay_body(io, b, up, head, at, &mut attempts, &mut outcome.bytes).await;
+            }
+        };
+        match attempts.failed(endpoint, failure) {
+            Verdict::Retry => continue,
+            Verdict::Answer(a) => {
+                return answer_error(io, b, route, start, &a, closing, outcome).await
+            }
         }
     }
-    let (status, msg) = match last_connect_error {
-        None if last_closed => (502, "upstream failed\n"),
-        None => {
-            tracing::warn!(route = %route.name, upstream = %upstream.name, "no usable endpoint");
-            (503, "no upstream endpoint available\n")
-        }
-        Some(ConnectError::Timeout(_)) => (504, "upstream connect timed out\n"),
-        Some(_) => (502, "no upstream could be reached\n"),
-    };
-    answer_error(io, b, route, start, status, msg, closing, outcome).await
+    let a = attempts.exhausted();
+    answer_error(io, b, route, start, &a, closing, outcome).await
 }
 
-#[derive(Debug)]
+/// How an upstream exchange on a raw socket failed.
+#[derive(Debug, thiserror::Error)]
 enum UpstreamError {
     /// The socket closed (or reset) before any byte of an answer.
+    #[error("connection closed before the response")]
     Closed,
+    #[error("timed out")]
     Timeout,
+    #[error("connection failed during the response")]
     Io,
+    #[error("{0}")]
     Invalid(&'static str),
-}
-
-impl UpstreamError {
-    fn as_str(&self) -> &'static str {
-        match self {
-            UpstreamError::Closed => "connection closed before the response",
-            UpstreamError::Timeout => "timed out",
-            UpstreamError::Io => "connection failed during the response",
-            UpstreamError::Invalid(why) => why,
-        }
-    }
 }
 
 /// Writes the request and reads the response head into `b.upstream`,
@@ -605,6 +535,7 @@ async fn relay_body<S>(
     mut up: TcpStream,
     head: response::Head,
     at: Target<'_>,
+    attempts: &mut Attempts<'_>,
     sent: &mut u64,
 ) -> Next
 where
@@ -638,25 +569,24 @@ where
             Ok(Some(end)) => (end, true),
             Ok(None) => (first.len(), false),
             Err(e) => {
-                // Nothing has gone to the client yet: it gets a 502.
-                endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream sent a malformed chunked body");
-                route.metrics.observe(502, start.elapsed());
-                let _ = respond_error(io, &mut b.response, 502, "upstream failed\n", true).await;
+                // Nothing has gone to the client yet: it gets the core's
+                // answer (a 502).
+                let failure = Failure::Broken(format!("malformed chunked body: {e}").into());
+                let answer = match attempts.failed(endpoint, failure) {
+                    Verdict::Answer(a) => a,
+                    Verdict::Retry => Answer::UpstreamFailed,
+                };
+                route
+                    .metrics
+                    .observe(answer.status().as_u16(), start.elapsed());
+                let _ = respond(io, &mut b.response, &answer, true).await;
                 return Next::Close;
             }
         },
         Framing::Eof => (first.len(), false),
     };
-    if head.status >= 500 {
-        if let Some(d) = endpoint.record_failure(&upstream.health) {
-            tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = head.status, ejected_for = %crate::logfmt::Dur(d), "endpoint ejected after consecutive failures");
-        }
-    } else {
-        endpoint.record_success();
-    }
+    attempts.answered(endpoint, head.status);
     route.metrics.observe(head.status, start.elapsed());
-    endpoint.observe(head.status, start.elapsed());
     if take < first.len() {
         // Bytes past the end of the response: the upstream is confused.
         reusable = false;
@@ -725,49 +655,64 @@ where
     client_next
 }
 
-/// Answers with one of the proxy's own errors and counts it.
-#[allow(clippy::too_many_arguments)]
+/// Answers with one of the proxy's own answers and counts it.
 async fn answer_error<S: AsyncWrite + Unpin>(
     io: &mut S,
     b: &mut Buffers,
     route: &Route,
     start: Instant,
-    status: u16,
-    msg: &'static str,
+    answer: &Answer,
     close: bool,
     outcome: &mut Outcome,
 ) -> Next {
+    let status = answer.status().as_u16();
     route.metrics.observe(status, start.elapsed());
     outcome.status = status;
-    outcome.bytes = msg.len() as u64;
-    match respond_error(io, &mut b.response, status, msg, close).await {
+    outcome.bytes = answer.message().len() as u64;
+    let close = close || answer.close();
+    match respond(io, &mut b.response, answer, close).await {
         Ok(()) if !close => Next::KeepAlive,
         _ => Next::Close,
     }
 }
 
-/// Writes a short plain-text answer, as the hyper path's errors look.
-async fn respond_error<S: AsyncWrite + Unpin>(
+/// Writes one of the proxy's own answers as HTTP/1.1, as the hyper path
+/// renders them (`proxy::render`): plain text, `date`, and the headers the
+/// answer needs.
+async fn respond<S: AsyncWrite + Unpin>(
     io: &mut S,
     out: &mut Vec<u8>,
-    status: u16,
-    msg: &str,
+    answer: &Answer,
     close: bool,
 ) -> std::io::Result<()> {
     use std::io::Write;
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
+    let status = answer.status();
+    let msg = answer.message();
     out.clear();
     // `date`, as hyper's answers (and every origin server's) carry it.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {reason}\r\ndate: {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{msg}",
+        "HTTP/1.1 {} {}\r\ndate: {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         httpdate::fmt_http_date(std::time::SystemTime::now()),
         msg.len(),
-        if close { "connection: close\r\n" } else { "" },
     );
+    if let Some(after) = answer.retry_after() {
+        out.extend_from_slice(b"retry-after: ");
+        out.extend_from_slice(after.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(location) = answer.location() {
+        out.extend_from_slice(b"location: ");
+        out.extend_from_slice(location.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close || answer.close() {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(msg.as_bytes());
     send(io, out).await
 }
 

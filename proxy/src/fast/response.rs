@@ -3,6 +3,7 @@
 //! upstream connection's hop-by-hop fields.
 
 use crate::config::ServerHeader;
+use crate::forward::policy;
 
 /// The largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -184,31 +185,18 @@ fn three_digits(s: u16) -> [u8; 3] {
     ]
 }
 
-/// Fields about the upstream connection, never passed on. The body
-/// framing fields are kept: the body is passed through as it came.
+/// Fields about the upstream connection, never passed on
+/// ([`policy::hop_by_hop`]). `Transfer-Encoding` is kept: the body is
+/// passed through as it came, framing and all.
 fn hop_by_hop(name: &[u8]) -> bool {
-    const FIELDS: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"upgrade",
-    ];
-    FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+    policy::hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding")
 }
 
-/// True when a Connection field names `name` as hop-by-hop. Framing and
-/// content fields cannot be removed that way.
+/// True when a Connection field names `name` as hop-by-hop. Framing,
+/// content and the other [`policy::PROTECTED`] fields cannot be removed
+/// that way.
 fn named_by_connection(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
-    const PROTECTED: [&[u8]; 4] = [
-        b"content-length",
-        b"content-type",
-        b"transfer-encoding",
-        b"date",
-    ];
-    if PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+    if policy::protected(name) {
         return false;
     }
     fields

@@ -3,48 +3,30 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::forward::policy;
+
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-/// `Trailer` is not one: it declares the trailer fields, which hyper only
-/// sends when declared.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TE,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ]
-}
-
-/// Headers a `Connection` token may never remove: routing and framing
-/// depend on them, and removing Host would leave the backend trusting a
-/// forged X-Forwarded-Host.
-fn protected(name: &HeaderName) -> bool {
-    name == header::HOST
-        || name == header::CONTENT_LENGTH
-        || name == header::CONTENT_TYPE
-        || name == X_FORWARDED_FOR
-        || name == X_FORWARDED_PROTO
-        || name == X_FORWARDED_HOST
-        || name == X_REQUEST_ID
-}
+/// [`policy::HOP_BY_HOP`] as header names, for cheap comparisons.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    HeaderName::from_static(policy::HOP_BY_HOP[0]),
+    HeaderName::from_static(policy::HOP_BY_HOP[1]),
+    HeaderName::from_static(policy::HOP_BY_HOP[2]),
+    HeaderName::from_static(policy::HOP_BY_HOP[3]),
+    HeaderName::from_static(policy::HOP_BY_HOP[4]),
+    HeaderName::from_static(policy::HOP_BY_HOP[5]),
+    HeaderName::from_static(policy::HOP_BY_HOP[6]),
+    HeaderName::from_static(policy::HOP_BY_HOP[7]),
+];
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 /// Most messages carry none, so one pass over the names decides whether
 /// any removal (a hash probe each) is needed at all.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let fixed = fixed_hop_by_hop();
-    if !headers.keys().any(|k| fixed.contains(&k)) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
@@ -56,13 +38,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !protected(n))
+            .filter(|n| !policy::protected(n.as_str().as_bytes()))
             .collect();
         for n in named {
             headers.remove(n);
         }
     }
-    for h in fixed {
+    for h in &HOP_BY_HOP {
         headers.remove(h);
     }
 }
@@ -148,26 +130,22 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds X-Request-Id when the client sent none: 32 random hex digits.
+/// Adds X-Request-Id when the client sent none ([`policy::request_id`]).
 pub fn ensure_request_id(headers: &mut HeaderMap) {
     if headers.contains_key(&X_REQUEST_ID) {
         return;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     thread_local! {
         /// Ids are cut from a shared chunk: one allocation per 128 ids.
         static CHUNK: std::cell::RefCell<bytes::BytesMut> =
             std::cell::RefCell::new(bytes::BytesMut::new());
     }
-    let r = fastrand::u128(..);
     let id = CHUNK.with(|c| {
         let mut c = c.borrow_mut();
         if c.capacity() < 32 {
             *c = bytes::BytesMut::with_capacity(32 * 128);
         }
-        for i in 0..32 {
-            c.extend_from_slice(&[HEX[((r >> (i * 4)) & 0xf) as usize]]);
-        }
+        c.extend_from_slice(&policy::request_id());
         c.split().freeze()
     });
     if let Ok(v) = HeaderValue::from_maybe_shared(id) {

@@ -1,9 +1,12 @@
-//! Request handling: route, pick, forward, retry, answer.
+//! The hyper path: every request the fast path does not take (HTTP/2,
+//! upgrades, streamed uploads, odd heads) is routed, rewritten and
+//! forwarded here.
 //!
-//! Per request: one snapshot load, one route lookup, one balancer pick,
-//! header rewriting in place, and the upstream response streamed back. The
-//! error answers are short plain-text bodies, and each error is logged with
-//! the route and endpoint it concerns.
+//! Per request: one snapshot load, one route lookup, header rewriting in
+//! place, and the upstream response streamed back. Which endpoint to try,
+//! when to retry and what to answer on failure are the core's
+//! ([`crate::forward`]); this module renders its answers as hyper
+//! responses ([`render`]).
 
 mod body;
 pub mod headers;
@@ -17,12 +20,13 @@ use hyper_util::rt::TokioIo;
 
 pub use body::{ClientBody, H2Body, ProxyBody};
 
+pub use crate::forward::Overload;
+
 use crate::access_log::{AccessLog, Entry};
-use crate::balance::{hash_ip, Strategy};
+use crate::forward::{is_grpc, policy, Answer, Attempts, Failure, HostError, Pick, Verdict};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
 use crate::routing::{resolve_dots, strip_port, Route, Table};
-use crate::upstream::pool::{self, ConnectError, SendError, SendLimits};
-use crate::upstream::{InFlight, Tried};
+use crate::upstream::pool::{self, SendError, SendLimits};
 
 /// What the proxy knows of the client connection a request came on.
 #[derive(Debug, Clone)]
@@ -57,20 +61,14 @@ impl ClientConn {
             .forwarders
             .as_deref()
             .is_some_and(|t| t.forwards(self.peer.ip()));
-        if !trusted {
-            return self.proto;
-        }
-        // One value, or none believed (the fast path reads it alike).
-        let mut values = headers.get_all(&headers::X_FORWARDED_PROTO).iter();
-        let first = values.next();
-        if values.next().is_some() {
-            return self.proto;
-        }
-        match first.map(HeaderValue::as_bytes) {
-            Some(v) if v.eq_ignore_ascii_case(b"https") => "https",
-            Some(v) if v.eq_ignore_ascii_case(b"http") => "http",
-            _ => self.proto,
-        }
+        policy::forwarded_proto(
+            self.proto,
+            trusted,
+            headers
+                .get_all(&headers::X_FORWARDED_PROTO)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
     }
 }
 
@@ -104,25 +102,6 @@ pub struct Proxy {
     /// Set while the process's memory is past `limits.max_memory` (by
     /// [`Proxy::watch_memory`]): new requests get the same fast 503.
     memory_high: std::sync::atomic::AtomicBool,
-}
-
-/// Why the overload guard refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overload {
-    /// `limits.max_in_flight` requests were in flight.
-    InFlight,
-    /// The process's memory was past `limits.max_memory`.
-    Memory,
-}
-
-impl Overload {
-    /// The reason label of `sluice_requests_refused_total`.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Overload::InFlight => "overload",
-            Overload::Memory => "memory",
-        }
-    }
 }
 
 /// One request counted in flight until it is dropped.
@@ -311,10 +290,11 @@ impl Proxy {
     /// Answers one request. Never fails: every error becomes a response.
     pub async fn handle(&self, req: Request<ClientBody>, conn: ClientConn) -> Response<ProxyBody> {
         let Some(log) = &self.access_log else {
-            return self.answer(req, conn).await;
+            return self.answer(req, conn, None).await;
         };
         let start = Instant::now();
         let time = std::time::SystemTime::now();
+        // What the log says of the request is read before it is rewritten.
         let host = req
             .uri()
             .authority()
@@ -332,35 +312,52 @@ impl Proxy {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let mut client = conn.peer.ip();
-        let mut resp = self.answer(req, conn).await;
-        let mut upstream = None;
-        if let Some(s) = resp.extensions_mut().remove::<Served>() {
-            client = s.client;
-            upstream = s.upstream;
-        }
-        let request_id = resp
-            .extensions_mut()
-            .remove::<RequestId>()
-            .map(|r| r.0)
-            .unwrap_or_default();
+        let mut served = Served {
+            client: conn.peer.ip(),
+            upstream: None,
+            request_id: None,
+        };
+        let resp = self.answer(req, conn, Some(&mut served)).await;
         log.log(Entry {
             time,
-            client,
+            client: served.client,
             host,
             method,
             path,
             status: resp.status().as_u16(),
             bytes: http_body::Body::size_hint(resp.body()).exact(),
-            upstream,
+            upstream: served.upstream,
             duration: start.elapsed(),
-            request_id,
+            request_id: served
+                .request_id
+                .and_then(|v| v.to_str().ok().map(str::to_owned))
+                .unwrap_or_default(),
         });
         resp
     }
 
-    async fn answer(&self, mut req: Request<ClientBody>, conn: ClientConn) -> Response<ProxyBody> {
+    /// Routes the request and forwards it, or answers it with one of the
+    /// proxy's own answers; the route's (or the unmatched) metrics count
+    /// the outcome.
+    async fn answer(
+        &self,
+        mut req: Request<ClientBody>,
+        conn: ClientConn,
+        served: Option<&mut Served>,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
+        // gRPC runs over HTTP/2 only; an HTTP/1.1 request gets the plain
+        // answer, as it would on the fast path.
+        let grpc = req.version() == Version::HTTP_2
+            && is_grpc(
+                req.headers()
+                    .get(header::CONTENT_TYPE)
+                    .map(HeaderValue::as_bytes),
+            );
+        let refuse = |answer: Answer, metrics: &RouteMetrics| {
+            metrics.observe(answer.status().as_u16(), start.elapsed());
+            render(&answer, grpc)
+        };
         // limits.max_uri: nginx answers 414 past its header buffers (8 KiB).
         let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if target > self.max_uri {
@@ -368,8 +365,7 @@ impl Proxy {
                 .requests_refused
                 .with_label_values(&["uri_too_long"])
                 .inc();
-            self.unmatched.observe(414, start.elapsed());
-            return error(StatusCode::URI_TOO_LONG, "request target too long\n");
+            return refuse(Answer::UriTooLong, &self.unmatched);
         }
         // The overload guard: a fast answer, and a hint when to come back,
         // rather than one more request queued behind slow upstreams.
@@ -380,38 +376,20 @@ impl Proxy {
                     .requests_refused
                     .with_label_values(&[why.reason()])
                     .inc();
-                self.unmatched.observe(503, start.elapsed());
-                let mut resp = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded, retry shortly\n",
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return resp;
+                return refuse(Answer::Overloaded(why), &self.unmatched);
             }
         };
         if req.method() == Method::CONNECT {
-            let resp = error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
-            self.unmatched
-                .observe(resp.status().as_u16(), start.elapsed());
-            return resp;
+            return refuse(Answer::ConnectNotSupported, &self.unmatched);
         }
         if let Some(resolved) = resolve_dots(req.uri().path()) {
             if resolve_uri(&mut req, &resolved).is_err() {
-                let resp = error(StatusCode::BAD_REQUEST, "the request path is not valid\n");
-                self.unmatched
-                    .observe(resp.status().as_u16(), start.elapsed());
-                return resp;
+                return refuse(Answer::BadPath, &self.unmatched);
             }
         }
         let host = match request_host(&req) {
             Ok(h) => h,
-            Err(msg) => {
-                let resp = error(StatusCode::BAD_REQUEST, msg);
-                self.unmatched
-                    .observe(resp.status().as_u16(), start.elapsed());
-                return resp;
-            }
+            Err(e) => return refuse(Answer::BadHost(e), &self.unmatched),
         };
         let (route, https_port) = {
             let snap = self.table.load();
@@ -421,17 +399,12 @@ impl Proxy {
             )
         };
         let Some(route) = route else {
-            let resp = error(StatusCode::NOT_FOUND, "no route for this host and path\n");
-            self.unmatched.observe(404, start.elapsed());
-            return resp;
+            return refuse(Answer::NoRoute, &self.unmatched);
         };
         if route.https_redirect && conn.scheme(req.headers()) == "http" {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             if let Some(location) = host.and_then(|h| https_redirect(h, https_port, target)) {
-                let mut resp = error(StatusCode::PERMANENT_REDIRECT, "");
-                resp.headers_mut().insert(header::LOCATION, location);
-                route.metrics.observe(308, start.elapsed());
-                return resp;
+                return refuse(Answer::HttpsRedirect(location), &route.metrics);
             }
         }
         if let Some(max) = route.max_request_body {
@@ -441,13 +414,17 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > max) {
-                let resp = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-                route.metrics.observe(413, start.elapsed());
-                return resp;
+                return refuse(Answer::BodyTooLarge, &route.metrics);
             }
         }
         let https = conn.scheme(req.headers()) == "https";
-        let mut resp = forward(&route, req, conn, &self.tunnels, self.access_log.is_some()).await;
+        let (mut resp, status) = match forward(&route, req, conn, &self.tunnels, served).await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (resp, status)
+            }
+            Err(answer) => (render(&answer, grpc), answer.status().as_u16()),
+        };
         if let (true, Some(hsts)) = (https, &route.hsts) {
             resp.headers_mut()
                 .entry(header::STRICT_TRANSPORT_SECURITY)
@@ -464,12 +441,53 @@ impl Proxy {
                 resp.headers_mut().remove(header::SERVER);
             }
         }
-        route
-            .metrics
-            .observe(resp.status().as_u16(), start.elapsed());
+        route.metrics.observe(status, start.elapsed());
         resp
     }
 }
+
+/// Renders one of the proxy's own answers: a short plain-text body, or,
+/// for a gRPC client, a trailers-only gRPC status (HTTP 200 with
+/// `grpc-status` and `grpc-message`), which is all a gRPC client reads.
+pub fn render(answer: &Answer, grpc: bool) -> Response<ProxyBody> {
+    if grpc {
+        let mut resp = Response::new(ProxyBody::empty());
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            GRPC_STATUS.clone(),
+            HeaderValue::from_static(answer.grpc_status().as_str()),
+        );
+        h.insert(
+            GRPC_MESSAGE.clone(),
+            HeaderValue::from_static(answer.grpc_message()),
+        );
+        return resp;
+    }
+    let mut resp = Response::new(ProxyBody::full(answer.message()));
+    *resp.status_mut() = answer.status();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(after) = answer.retry_after() {
+        h.insert(header::RETRY_AFTER, after);
+    }
+    if let Some(location) = answer.location() {
+        h.insert(header::LOCATION, location.clone());
+    }
+    if answer.close() {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
 
 /// Puts the dot-resolved path (and the query) into the request URI.
 fn resolve_uri(req: &mut Request<ClientBody>, path: &str) -> Result<(), http::Error> {
@@ -488,23 +506,23 @@ fn resolve_uri(req: &mut Request<ClientBody>, path: &str) -> Result<(), http::Er
 /// Host headers, an invalid one, or none in HTTP/1.1 make a bad request
 /// (RFC 9112 3.2): routing by one Host while the backend reads another is
 /// how host confusion starts.
-fn request_host(req: &Request<ClientBody>) -> Result<Option<&str>, &'static str> {
+fn request_host(req: &Request<ClientBody>) -> Result<Option<&str>, HostError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
-        return Err("more than one Host header\n");
+        return Err(HostError::Repeated);
     }
     if let Some(a) = req.uri().authority() {
         return if valid_host(a.as_str().as_bytes()) {
             Ok(Some(a.as_str()))
         } else {
-            Err("the request target's authority is not a valid host\n")
+            Err(HostError::BadAuthority)
         };
     }
     match host {
         Some(h) if valid_host(h.as_bytes()) => Ok(std::str::from_utf8(h.as_bytes()).ok()),
-        Some(_) => Err("the Host header is not valid\n"),
-        None if req.version() == Version::HTTP_11 => Err("HTTP/1.1 requests need a Host header\n"),
+        Some(_) => Err(HostError::BadHeader),
+        None if req.version() == Version::HTTP_11 => Err(HostError::Missing),
         None => Ok(None),
     }
 }
@@ -550,11 +568,6 @@ pub(crate) fn valid_host(h: &[u8]) -> bool {
     port_ok && host_ok
 }
 
-/// True when a send failed because the client's body stalled.
-fn stalled_upload(e: &hyper::Error) -> bool {
-    caused_by::<crate::upstream::pool::BodyStalled>(e)
-}
-
 /// True when `T` is somewhere in `e`'s chain of causes.
 fn caused_by<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -567,45 +580,27 @@ fn caused_by<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
     false
 }
 
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-/// A short plain-text answer of our own.
-pub fn error(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(msg));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// Prepares the request and sends it to the route's upstream, retrying
-/// connect failures on other endpoints.
-/// Who answered, for the access log (kept only when it is on).
-#[derive(Debug, Clone, Copy)]
+/// What the access log is told of a forwarded request (only when it is on).
+#[derive(Debug)]
 struct Served {
+    /// The real client (behind a trusted X-Forwarded-For).
     client: std::net::IpAddr,
+    /// The endpoint that answered.
     upstream: Option<std::net::SocketAddr>,
+    /// The request id sent upstream.
+    request_id: Option<HeaderValue>,
 }
 
-/// The request id sent upstream, for the access log.
-#[derive(Debug, Clone)]
-struct RequestId(String);
-
+/// Rewrites the request's headers for the upstream and sends it, to one
+/// endpoint after another as the core ([`Attempts`]) decides. An `Err` is
+/// the proxy's own answer.
 async fn forward(
     route: &Arc<Route>,
     mut req: Request<ClientBody>,
     conn: ClientConn,
     tunnels: &Arc<Tunnels>,
-    logging: bool,
-) -> Response<ProxyBody> {
-    let started = std::time::Instant::now();
+    served: Option<&mut Served>,
+) -> Result<Response<ProxyBody>, Answer> {
     let upstream = route.choose(Some(req.headers()));
     // Read before the forwarding headers are rewritten.
     let client = conn
@@ -663,22 +658,13 @@ async fn forward(
         headers::add_forwarded(h, &conn.peer_ip, scheme, host.as_ref());
         headers::ensure_request_id(h);
     }
-    let request_id = logging
-        .then(|| {
-            req.headers()
-                .get(&headers::X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .flatten();
+    let mut served = served;
+    if let Some(s) = served.as_deref_mut() {
+        s.client = client;
+        s.request_id = req.headers().get(&headers::X_REQUEST_ID).cloned();
+    }
     *req.version_mut() = Version::HTTP_11;
 
-    let retry_ok = is_idempotent(req.method());
-    let hash = if upstream.strategy() == Strategy::IpHash {
-        hash_ip(client)
-    } else {
-        0
-    };
     let limits = SendLimits {
         connect: route.timeouts.connect,
         response_header: route.timeouts.response_header,
@@ -688,28 +674,21 @@ async fn forward(
         request_body: route.timeouts.request_body,
         max_body: route.max_request_body,
     };
-    let mut tried = Tried::default();
+    let idempotent = policy::idempotent(req.method().as_str().as_bytes());
+    let mut attempts = Attempts::new(route, upstream, client, idempotent);
     let mut req = Some(req);
-    let mut last_connect_error: Option<ConnectError> = None;
-    // The last endpoint tried closed without an answer.
-    let mut last_closed = false;
-    for _ in 0..route.retry.attempts {
-        let Some(i) = upstream.select(hash, &tried) else {
-            break;
-        };
+    while let Some(Pick {
+        endpoint,
+        in_flight,
+    }) = attempts.next()
+    {
+        // Every failure that may be retried hands the request back.
         let Some(r) = req.take() else { break };
-        tried.push(i);
-        let endpoint = &upstream.endpoints[i];
-        let in_flight = InFlight::new(endpoint.clone());
-        match pool::send(endpoint, r, limits).await {
+        let failure = match pool::send(endpoint, r, limits).await {
             Ok((mut resp, checkin)) => {
-                endpoint.observe(resp.status().as_u16(), started.elapsed());
-                if resp.status().is_server_error() {
-                    if let Some(d) = endpoint.record_failure(&upstream.health) {
-                        tracing::warn!(route = %route.name, endpoint = %endpoint.addr, status = resp.status().as_u16(), ejected_for = %crate::logfmt::Dur(d), "endpoint ejected after consecutive failures");
-                    }
-                } else {
-                    endpoint.record_success();
+                attempts.answered(endpoint, resp.status().as_u16());
+                if let Some(s) = served.as_deref_mut() {
+                    s.upstream = Some(endpoint.addr);
                 }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_upgrade) = client_upgrade {
@@ -730,82 +709,42 @@ async fn forward(
                             }
                         });
                         let (parts, _) = resp.into_parts();
-                        return Response::from_parts(parts, ProxyBody::empty());
+                        return Ok(Response::from_parts(parts, ProxyBody::empty()));
                     }
                 }
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
-                if logging {
-                    parts.extensions.insert(Served {
-                        client,
-                        upstream: Some(endpoint.addr),
-                    });
-                    if let Some(id) = request_id.clone() {
-                        parts.extensions.insert(RequestId(id));
-                    }
-                }
-                return Response::from_parts(
+                return Ok(Response::from_parts(
                     parts,
                     ProxyBody::upstream(body, checkin, in_flight, route.timeouts.response_header),
-                );
+                ));
             }
             Err(SendError::Connect(r, e)) => {
-                route.metrics.connect_error();
-                let ejected = endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, ejected_for = %crate::logfmt::OptDur(ejected), "upstream connect failed");
-                last_connect_error = Some(e);
-                last_closed = false;
-                if !retry_ok {
-                    break;
-                }
                 req = Some(*r);
+                Failure::Connect(e)
             }
-            Err(SendError::Closed(r)) => {
-                // The endpoint closed the connection with no answer (it
-                // died under the request): a bodiless, repeatable request
-                // goes to the next one.
-                let ejected = endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, ejected_for = %crate::logfmt::OptDur(ejected), "upstream closed the connection without an answer; trying the next endpoint");
-                last_connect_error = None;
-                last_closed = true;
-                req = Some(*r);
+            Err(SendError::Closed { again, reused }) => {
+                let replayable = again.is_some();
+                req = again.map(|r| *r);
+                Failure::Closed { reused, replayable }
             }
-            Err(SendError::Timeout(d)) => {
-                endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = %crate::logfmt::Dur(d), "upstream response headers timed out");
-                return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
-            }
+            Err(SendError::Timeout(d)) => Failure::Timeout(d),
             Err(SendError::Upstream(e)) => {
-                // A stalled client upload is the client's fault, not the
-                // endpoint's: 408, and no health penalty.
-                if caused_by::<crate::upstream::pool::BodyTooLarge>(&e) {
-                    tracing::info!(route = %route.name, client = %conn.peer, "request body over the route's limit");
-                    return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                if caused_by::<pool::BodyTooLarge>(&e) {
+                    Failure::BodyTooLarge
+                } else if caused_by::<pool::BodyStalled>(&e) {
+                    Failure::BodyStalled
+                } else {
+                    Failure::Broken(Box::new(e))
                 }
-                if stalled_upload(&e) {
-                    tracing::info!(route = %route.name, endpoint = %endpoint.addr, client = %conn.peer, "client stalled its request body");
-                    return error(StatusCode::REQUEST_TIMEOUT, "request body timed out\n");
-                }
-                endpoint.record_failure(&upstream.health);
-                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream request failed");
-                return error(StatusCode::BAD_GATEWAY, "upstream failed\n");
             }
+        };
+        match attempts.failed(endpoint, failure) {
+            Verdict::Retry => continue,
+            Verdict::Answer(a) => return Err(a),
         }
     }
-    match last_connect_error {
-        None if last_closed => error(StatusCode::BAD_GATEWAY, "upstream failed\n"),
-        None => {
-            tracing::warn!(route = %route.name, upstream = %upstream.name, "no usable endpoint");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no upstream endpoint available\n",
-            )
-        }
-        Some(ConnectError::Timeout(_)) => {
-            error(StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out\n")
-        }
-        Some(_) => error(StatusCode::BAD_GATEWAY, "no upstream could be reached\n"),
-    }
+    Err(attempts.exhausted())
 }
 
 #[cfg(test)]

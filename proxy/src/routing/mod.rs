@@ -46,6 +46,11 @@ pub struct Route {
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
+    /// The HTTP/1.1 fast path may serve it: every upstream speaks HTTP/1.1
+    /// (h2c upstreams are hyper's) and no canary is chosen by a header
+    /// (the fast path keeps no header map). Decided when the snapshot is
+    /// built, so the fast path reads one flag per request.
+    pub fast_path: bool,
 }
 
 /// A canary upstream and how requests are sent to it.
@@ -174,18 +179,25 @@ impl Snapshot {
             }
         }
         let make = |spec: &RouteSpec| {
+            let upstream = Arc::new(Upstream::build(&spec.upstream, &reuse));
+            let canary = spec.canary.as_ref().map(|c| Canary {
+                upstream: Arc::new(Upstream::build(&c.upstream, &reuse)),
+                weight: c.weight,
+                total: c.total,
+                header: c.header.clone(),
+            });
+            let fast_path = upstream.protocol == crate::upstream::Protocol::Http1
+                && canary.as_ref().is_none_or(|c| {
+                    c.upstream.protocol == crate::upstream::Protocol::Http1 && c.header.is_none()
+                });
             Arc::new(Route {
                 name: spec.name.clone(),
                 host: spec.host.clone(),
                 path: spec.path.clone(),
                 path_type: spec.path_type,
-                upstream: Arc::new(Upstream::build(&spec.upstream, &reuse)),
-                canary: spec.canary.as_ref().map(|c| Canary {
-                    upstream: Arc::new(Upstream::build(&c.upstream, &reuse)),
-                    weight: c.weight,
-                    total: c.total,
-                    header: c.header.clone(),
-                }),
+                upstream,
+                canary,
+                fast_path,
                 max_request_body: spec.max_request_body,
                 https_redirect: edge.redirects(spec),
                 hsts: hsts.clone(),

@@ -218,29 +218,29 @@ async fn serve_stream(
     conn_info: ClientConn,
     limits: StreamLimits,
 ) {
-    if too_large(req.headers(), limits.max_header_size, limits.max_headers) {
+    let peer = conn_info.peer;
+    let resp = if too_large(req.headers(), limits.max_header_size, limits.max_headers) {
         proxy
             .metrics()
             .requests_refused
             .with_label_values(&["headers_too_large"])
             .inc();
-        let mut resp = Response::new(());
-        *resp.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-        resp.headers_mut().insert(header::DATE, date());
-        let _ = respond.send_response(resp, true);
-        return;
-    }
-    let (parts, recv) = req.into_parts();
-    let length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
-    let peer = conn_info.peer;
-    // The answer, unless the client resets the stream first (it then goes
-    // unanswered, and the upstream request is dropped).
-    let resp = {
+        let grpc = crate::forward::is_grpc(
+            req.headers()
+                .get(header::CONTENT_TYPE)
+                .map(HeaderValue::as_bytes),
+        );
+        crate::proxy::render(&crate::forward::Answer::HeadersTooLarge, grpc)
+    } else {
+        let (parts, recv) = req.into_parts();
+        let length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
+        // The answer, unless the client resets the stream first (it then
+        // goes unanswered, and the upstream request is dropped).
         let answer = proxy.handle(req, conn_info);
         tokio::pin!(answer);
         tokio::select! {

@@ -172,52 +172,23 @@ impl Upstream {
         reuse.upstreams.insert(self.name.clone(), self.clone());
     }
 
-    /// The endpoint to try next for a request, skipping those in `tried`
-    /// and, unless too few are healthy, those ejected.
-    ///
-    /// The balancer makes the first pick. A retry or a skipped endpoint
-    /// steps on from there without asking the balancer again, so retries do
-    /// not advance the shared round-robin rotation (which would line every
-    /// following request up on the same dead endpoint). ip-hash is the
-    /// exception: it probes its table again, which spreads the clients of
-    /// an ejected endpoint over the others instead of piling them onto its
-    /// neighbour.
+    /// The endpoints one request tries, in order: the balancer's
+    /// candidates ([`Balancer::candidates`]), without those already tried
+    /// and, unless too few are healthy, those ejected. `hash` is the
+    /// client's (ip-hash reads it). At most [`MAX_TRIES`].
     #[inline]
-    pub fn select(&self, hash: u64, tried: &Tried) -> Option<usize> {
+    pub fn candidates(&self, hash: u64) -> Picks<'_> {
         let n = self.endpoints.len();
-        if n == 0 || tried.len() >= n {
-            return None;
+        // Only least-request reads the load, and only for its first pick.
+        let candidates = self
+            .balancer
+            .candidates(hash, n, &EndpointLoad(&self.endpoints));
+        Picks {
+            upstream: self,
+            candidates,
+            tried: Tried::default(),
+            panic: None,
         }
-        let mut panic: Option<bool> = None;
-        let mut usable = |i: usize| {
-            !tried.contains(i)
-                && (!self.endpoints[i].is_ejected()
-                    || *panic.get_or_insert_with(|| self.in_panic()))
-        };
-        let start = match (&*self.balancer, tried.last()) {
-            (Balancer::IpHash(_), _) => {
-                for attempt in 0..8 {
-                    let i = self
-                        .balancer
-                        .pick(hash, tried.len() as u32 + attempt, &NoLoad)?;
-                    if usable(i) {
-                        return Some(i);
-                    }
-                }
-                self.balancer.pick(hash, 0, &NoLoad)?
-            }
-            (_, None) => {
-                let i = self
-                    .balancer
-                    .pick(hash, 0, &EndpointLoad(&self.endpoints))?;
-                if usable(i) {
-                    return Some(i);
-                }
-                i
-            }
-            (_, Some(last)) => last,
-        };
-        (1..=n).map(|k| (start + k) % n).find(|&i| usable(i))
     }
 
     /// True when too few endpoints are healthy for ejection to count.
@@ -230,15 +201,6 @@ impl Upstream {
 
 struct EndpointLoad<'a>(&'a [Arc<Endpoint>]);
 
-/// ip-hash does not look at load.
-struct NoLoad;
-
-impl Load for NoLoad {
-    fn in_flight(&self, _: usize) -> u32 {
-        0
-    }
-}
-
 impl Load for EndpointLoad<'_> {
     #[inline]
     fn in_flight(&self, i: usize) -> u32 {
@@ -246,27 +208,63 @@ impl Load for EndpointLoad<'_> {
     }
 }
 
+/// The endpoints one request tries, from [`Upstream::candidates`].
+#[derive(Debug)]
+pub struct Picks<'a> {
+    upstream: &'a Upstream,
+    candidates: crate::balance::Candidates<'a>,
+    tried: Tried,
+    /// Whether too few endpoints are healthy for ejections to count;
+    /// looked at only when an ejected endpoint comes up.
+    panic: Option<bool>,
+}
+
+impl Picks<'_> {
+    /// How many endpoints have been handed out.
+    pub fn tried(&self) -> usize {
+        self.tried.len()
+    }
+}
+
+impl Iterator for Picks<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.tried.len() >= MAX_TRIES.min(self.upstream.endpoints.len()) {
+            return None;
+        }
+        loop {
+            let i = self.candidates.next()?;
+            if self.tried.contains(i) {
+                continue;
+            }
+            if self.upstream.endpoints[i].is_ejected()
+                && !*self.panic.get_or_insert_with(|| self.upstream.in_panic())
+            {
+                continue;
+            }
+            self.tried.push(i);
+            return Some(i);
+        }
+    }
+}
+
 /// The endpoints one request has tried, without allocating.
 #[derive(Debug, Default)]
-pub struct Tried {
+struct Tried {
     indices: [u32; MAX_TRIES],
     len: usize,
 }
 
 impl Tried {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.len
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub fn contains(&self, i: usize) -> bool {
+    fn contains(&self, i: usize) -> bool {
         self.indices[..self.len].contains(&(i as u32))
     }
-    pub fn last(&self) -> Option<usize> {
-        self.len.checked_sub(1).map(|l| self.indices[l] as usize)
-    }
-    pub fn push(&mut self, i: usize) {
+    fn push(&mut self, i: usize) {
         if self.len < MAX_TRIES {
             self.indices[self.len] = i as u32;
             self.len += 1;
@@ -313,13 +311,9 @@ mod tests {
             Strategy::LeastRequest,
         ] {
             let u = upstream(s, 3, HealthPolicy::default());
-            let mut tried = Tried::default();
-            for _ in 0..3 {
-                let i = u.select(42, &tried).unwrap();
-                assert!(!tried.contains(i), "{s}");
-                tried.push(i);
-            }
-            assert_eq!(u.select(42, &tried), None, "{s}");
+            let mut picks: Vec<usize> = u.candidates(42).collect();
+            picks.sort_unstable();
+            assert_eq!(picks, [0, 1, 2], "{s}");
         }
     }
 
@@ -328,7 +322,7 @@ mod tests {
         let u = upstream(Strategy::RoundRobin, 4, HealthPolicy::default());
         eject(&u.endpoints[1]);
         for _ in 0..20 {
-            assert_ne!(u.select(0, &Tried::default()), Some(1));
+            assert!(!u.candidates(0).any(|i| i == 1));
         }
     }
 
@@ -336,14 +330,9 @@ mod tests {
     fn retries_do_not_advance_the_rotation() {
         let u = upstream(Strategy::RoundRobin, 3, HealthPolicy::default());
         // First request: picks 0, its retries step to 1 and 2.
-        let mut tried = Tried::default();
-        for want in [0, 1, 2] {
-            let i = u.select(0, &tried).unwrap();
-            assert_eq!(i, want);
-            tried.push(i);
-        }
+        assert_eq!(u.candidates(0).collect::<Vec<_>>(), [0, 1, 2]);
         // The next request starts at 1, not at 3 % 3 = 0 again.
-        assert_eq!(u.select(0, &Tried::default()), Some(1));
+        assert_eq!(u.candidates(0).next(), Some(1));
     }
 
     #[test]
@@ -356,7 +345,7 @@ mod tests {
         assert!(u.in_panic());
         let mut seen = [false; 4];
         for _ in 0..8 {
-            seen[u.select(0, &Tried::default()).unwrap()] = true;
+            seen[u.candidates(0).next().unwrap()] = true;
         }
         assert_eq!(seen, [true; 4]);
     }
@@ -365,7 +354,7 @@ mod tests {
     fn one_endpoint_ejected_is_still_tried() {
         let u = upstream(Strategy::IpHash, 1, HealthPolicy::default());
         eject(&u.endpoints[0]);
-        assert_eq!(u.select(7, &Tried::default()), Some(0));
+        assert_eq!(u.candidates(7).collect::<Vec<_>>(), [0]);
     }
 
     #[test]
@@ -410,8 +399,8 @@ mod tests {
         let y = mk(vec![b, a]);
         for h in 0..1000u64 {
             let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let ix = x.select(h, &Tried::default()).unwrap();
-            let iy = y.select(h, &Tried::default()).unwrap();
+            let ix = x.candidates(h).next().unwrap();
+            let iy = y.candidates(h).next().unwrap();
             assert_eq!(x.endpoints[ix].key, y.endpoints[iy].key);
         }
     }

@@ -21,6 +21,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
+use crate::forward::policy::{self, AfterClose};
 use crate::proxy::ClientBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -464,23 +465,15 @@ pub enum SendError {
     Timeout(Duration),
     /// The connection failed after the request was (maybe) sent.
     Upstream(hyper::Error),
-    /// A fresh connection closed under a bodiless, repeatable request with
-    /// no byte of an answer: the endpoint died under it. A copy comes back
-    /// to be sent to another endpoint.
-    Closed(Box<Request<ClientBody>>),
-}
-
-/// Methods whose request may be sent twice (RFC 9110 9.2.2).
-fn repeatable(m: &http::Method) -> bool {
-    matches!(
-        *m,
-        http::Method::GET
-            | http::Method::HEAD
-            | http::Method::OPTIONS
-            | http::Method::TRACE
-            | http::Method::PUT
-            | http::Method::DELETE
-    )
+    /// The connection closed (or was reset) under the request with no
+    /// byte of an answer, and the keep-alive race rule
+    /// ([`policy::after_close`]) did not send it again here. `again`: a
+    /// copy of a bodiless, repeatable request, to send to another
+    /// endpoint. `reused`: the connection came from the pool.
+    Closed {
+        again: Option<Box<Request<ClientBody>>>,
+        reused: bool,
+    },
 }
 
 /// Limits for one send.
@@ -659,8 +652,8 @@ async fn send_h1(
         // endpoint died, and the copy goes to the next endpoint. The fast
         // path, nginx (`proxy_next_upstream error`) and HAProxy
         // (`retry-on empty-response`) do the same.
-        let again =
-            (repeatable(req.method()) && req.body().is_end_stream()).then(|| copy_head(&req));
+        let idempotent = policy::idempotent(req.method().as_str().as_bytes());
+        let again = (idempotent && req.body().is_end_stream()).then(|| copy_head(&req));
         let mut c = match pooled {
             Some((c, _)) => c,
             None => match connect_h1(endpoint, limits).await {
@@ -706,21 +699,26 @@ async fn send_h1(
                 // not touched, so its end signal is still to come.
                 Some(r) if reused => req = r,
                 Some(r) => return Err(unsent(r, ConnectError::Handshake(e.into_error()))),
-                None => match again {
-                    Some(copy) if reused && closed_under(e.error()) => {
-                        tracing::debug!(endpoint = %endpoint.addr, "a pooled connection closed under a request: sending it again on a fresh one");
-                        req = copy;
-                        fresh_only = true;
+                None if closed_under(e.error()) => {
+                    match (
+                        policy::after_close(reused, idempotent, again.is_some()),
+                        again,
+                    ) {
+                        (AfterClose::SendFresh, Some(copy)) => {
+                            tracing::debug!(endpoint = %endpoint.addr, "a pooled connection closed under a request: sending it again on a fresh one");
+                            req = copy;
+                            fresh_only = true;
+                        }
+                        (_, again) => {
+                            let again = again.map(|copy| {
+                                let (parts, _) = copy.into_parts();
+                                Box::new(Request::from_parts(parts, ClientBody::Empty))
+                            });
+                            return Err(SendError::Closed { again, reused });
+                        }
                     }
-                    Some(copy) if closed_under(e.error()) => {
-                        let (parts, _) = copy.into_parts();
-                        return Err(SendError::Closed(Box::new(Request::from_parts(
-                            parts,
-                            ClientBody::Empty,
-                        ))));
-                    }
-                    _ => return Err(SendError::Upstream(e.into_error())),
-                },
+                }
+                None => return Err(SendError::Upstream(e.into_error())),
             },
         }
     }
