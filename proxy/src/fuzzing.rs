@@ -26,7 +26,9 @@ use crate::discovery::annotations;
 use crate::fast::chunked::{ChunkError, ChunkedScanner};
 use crate::fast::{head, response};
 use crate::proxy_protocol::{self, Parsed, Refused, Trusted};
-use crate::routing::{resolve_dots, strip_port, HostMatch, PathType, Snapshot};
+use crate::routing::{
+    normalize, resolve_dots, strip_port, HostMatch, Normalized, PathType, Snapshot,
+};
 use crate::tls::{Binding, CertTable, Certificate};
 
 /// A target's name (the file `fuzz/fuzz_targets/NAME.rs` and the seed
@@ -123,7 +125,7 @@ pub fn request_head(data: &[u8]) {
     let target = received.path.unwrap_or_default();
     assert_eq!(path, target.split_once('?').map_or(target, |(p, _)| p));
     assert!(
-        path.starts_with('/') && resolve_dots(&path).is_none(),
+        path.starts_with('/') && normalize(&path) == Normalized::Same,
         "{path:?}"
     );
     let sent_host = received
@@ -400,6 +402,20 @@ pub fn routing(data: &[u8]) {
     let host = lines.next().unwrap_or_default();
     let path = lines.next().unwrap_or_default();
 
+    // Normalizing is idempotent, and its result has no escaped unreserved
+    // character, no lower-case escape and no dot segment.
+    if let Normalized::Changed(n) = normalize(path) {
+        assert_eq!(normalize(&n), Normalized::Same, "{path:?} became {n:?}");
+        let b = n.as_bytes();
+        for (i, _) in n.match_indices('%') {
+            let esc = &b[i + 1..i + 3];
+            assert!(
+                esc.iter()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
+                "{n:?}"
+            );
+        }
+    }
     let resolved = resolve_dots(path);
     match &resolved {
         Some(r) => {

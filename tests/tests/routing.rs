@@ -149,3 +149,53 @@ async fn dot_segments_are_resolved_before_routing() {
     assert_eq!(status, 200);
     assert_eq!(public.hits(), 1);
 }
+
+/// Percent-encoded paths are routed in normal form (RFC 3986 6.2.2):
+/// `/%61dmin` and `/public/%2e%2e/admin` reach the `/admin` route, and the
+/// backend is sent the same normal path it routed on. Escapes of reserved
+/// characters stay (in upper case), and a broken escape is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percent_encoded_paths_cannot_slip_past_a_route() {
+    let public = Backend::start("public").await;
+    let admin = RawBackend::start(|_| {
+        RawAnswer::whole(
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-backend: admin\r\n\r\nadmin"[..],
+        )
+    })
+    .await;
+    let yaml = format!(
+        "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nroutes:\n  - {{path: /, backends: [{}]}}\n  - {{path: /admin, backends: [{}]}}\n",
+        public.addr, admin.addr
+    );
+    let (s, _) = Sluice::with_config(&yaml).await;
+    let send = |path: &str| {
+        let url = s.url(path);
+        run("curl", &["-s", "--path-as-is", "-D", "-", &url])
+    };
+    for (path, forwarded) in [
+        ("/%61dmin", "/admin"),
+        ("/%61%64%6D%69%6E/x?q=%61", "/admin/x?q=%61"),
+        ("/public/%2e%2e/admin/keys", "/admin/keys"),
+        ("/public/%2E%2e/%61dmin/a%2fb", "/admin/a%2Fb"),
+    ] {
+        let out = send(path);
+        assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
+        assert!(out.contains("x-backend: admin"), "{path}: {out}");
+        let seen = admin.received();
+        let last = seen.last().expect("the admin backend got it");
+        assert!(
+            last.starts_with(&format!("GET {forwarded} HTTP/1.1\r\n")),
+            "{path} was forwarded as {last:?}"
+        );
+    }
+    assert_eq!(public.hits(), 0, "nothing reached the other route");
+    // An escaped slash is not a slash: not the /admin route.
+    let out = send("/admin%2Fkeys");
+    assert!(out.contains("x-backend: public"), "{out}");
+    // Broken escapes are refused before routing.
+    for bad in ["/%zz", "/admin%2", "/%"] {
+        let out = send(bad);
+        assert!(out.starts_with("HTTP/1.1 400"), "{bad}: {out}");
+    }
+    assert_eq!(admin.received().len(), 4);
+}

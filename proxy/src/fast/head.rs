@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::forward::policy;
 use crate::proxy::valid_host;
-use crate::routing::{resolve_dots, strip_port};
+use crate::routing::{normalize, strip_port, Normalized};
 
 /// The largest request head the fast path reads before handing over.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -96,7 +96,9 @@ pub fn prepare<R>(
         return Prepared::Handover;
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if resolve_dots(path).is_some() {
+    // Not in normal form (escaped letters, dot segments, bad escapes):
+    // hyper's path normalizes it, or refuses it.
+    if normalize(path) != Normalized::Same {
         return Prepared::Handover;
     }
 
@@ -442,6 +444,9 @@ mod tests {
             // Other targets, versions and methods.
             b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /%61dmin HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a/%2e%2e/b HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /<x> HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /a`b HTTP/1.1\r\nHost: a\r\n\r\n",

@@ -25,7 +25,7 @@ pub use crate::forward::Overload;
 use crate::access_log::{AccessLog, Entry};
 use crate::forward::{is_grpc, policy, Answer, Attempts, Failure, HostError, Pick, Verdict};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
-use crate::routing::{resolve_dots, strip_port, Route, Table};
+use crate::routing::{normalize, strip_port, Normalized, Route, Table};
 use crate::upstream::pool::{self, SendError, SendLimits};
 
 /// What the proxy knows of the client connection a request came on.
@@ -382,10 +382,15 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return refuse(Answer::ConnectNotSupported, &self.unmatched);
         }
-        if let Some(resolved) = resolve_dots(req.uri().path()) {
-            if resolve_uri(&mut req, &resolved).is_err() {
-                return refuse(Answer::BadPath, &self.unmatched);
+        // Routed on, and forwarded, in normal form (`routing::normalize`).
+        match normalize(req.uri().path()) {
+            Normalized::Same => {}
+            Normalized::Changed(path) => {
+                if resolve_uri(&mut req, &path).is_err() {
+                    return refuse(Answer::BadPath, &self.unmatched);
+                }
             }
+            Normalized::Invalid => return refuse(Answer::BadPath, &self.unmatched),
         }
         let host = match request_host(&req) {
             Ok(h) => h,
@@ -489,7 +494,7 @@ pub fn render(answer: &Answer, grpc: bool) -> Response<ProxyBody> {
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
 
-/// Puts the dot-resolved path (and the query) into the request URI.
+/// Puts the normalized path (and the query) into the request URI.
 fn resolve_uri(req: &mut Request<ClientBody>, path: &str) -> Result<(), http::Error> {
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),

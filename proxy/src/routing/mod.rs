@@ -19,7 +19,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::tls::CertTable;
 use crate::upstream::{EndpointReuse, Upstream};
 pub use host::{strip_port, HostMatch};
-pub use path::{resolve_dots, PathTable, PathType};
+pub use path::{normalize, resolve_dots, Normalized, PathTable, PathType};
 
 /// The live table, shared by listeners, admin and reloaders.
 pub type Table = Arc<ArcSwap<Snapshot>>;

@@ -109,6 +109,86 @@ pub fn resolve_dots(path: &str) -> Option<String> {
     Some(resolved)
 }
 
+/// What [`normalize`] made of a request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Normalized {
+    /// Already normal (the common case, found without allocating).
+    Same,
+    /// The normal form, to route on and forward.
+    Changed(String),
+    /// A `%` not followed by two hex digits: a bad request (400), as nginx
+    /// answers it.
+    Invalid,
+}
+
+/// The path in its normal form (RFC 3986 6.2.2): percent-escapes of
+/// unreserved characters (letters, digits, `-._~`) decoded, the hex digits
+/// of the other escapes in upper case, then dot segments resolved, `%2e`
+/// ones included ([`resolve_dots`]).
+///
+/// Routing on the raw path would let `/%61dmin` or `/public/%2e%2e/admin`
+/// past a route for `/admin`, while the backend, which decodes, serves
+/// `/admin`. The proxy routes on, and forwards, the normal form, so the
+/// route and the backend see the same path. Escapes of reserved characters
+/// (`%2F` above all) stay escaped: they are not the same path (RFC 3986
+/// 2.2), and Envoy's default keeps them as well.
+pub fn normalize(path: &str) -> Normalized {
+    if !path.as_bytes().contains(&b'%') {
+        return match resolve_dots(path) {
+            Some(r) => Normalized::Changed(r),
+            None => Normalized::Same,
+        };
+    }
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            // Up to the next escape, copied as it is.
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b'%')
+                .map_or(b.len(), |n| i + n);
+            out.push_str(&path[i..end]);
+            i = end;
+            continue;
+        }
+        let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) else {
+            return Normalized::Invalid;
+        };
+        let (Some(hi), Some(lo)) = (hex(h), hex(l)) else {
+            return Normalized::Invalid;
+        };
+        let c = hi << 4 | lo;
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(h.to_ascii_uppercase() as char);
+            out.push(l.to_ascii_uppercase() as char);
+        }
+        i += 3;
+    }
+    let out = match resolve_dots(&out) {
+        Some(r) => r,
+        None => out,
+    };
+    if out == path {
+        Normalized::Same
+    } else {
+        Normalized::Changed(out)
+    }
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// The paths of one host, mapped to route indices.
 #[derive(Debug, Default)]
 pub struct PathTable {
@@ -259,6 +339,36 @@ mod tests {
         );
         assert_eq!(resolve_dots("/..").as_deref(), Some("/"));
         assert_eq!(resolve_dots("/a/../b/").as_deref(), Some("/b/"));
+    }
+
+    #[test]
+    fn paths_are_normalized_before_routing() {
+        let changed = |p: &str| match normalize(p) {
+            Normalized::Changed(n) => n,
+            other => panic!("{p:?}: {other:?}"),
+        };
+        assert_eq!(normalize("/a/b?"), Normalized::Same);
+        assert_eq!(normalize("/a%2Fb"), Normalized::Same);
+        assert_eq!(normalize("/caf%C3%A9"), Normalized::Same);
+        // Unreserved characters decoded: the same path (RFC 3986 6.2.2.2).
+        assert_eq!(changed("/%61dmin"), "/admin");
+        assert_eq!(changed("/%41%2d%5F%7e%30"), "/A-_~0");
+        // Other escapes kept, in upper case.
+        assert_eq!(changed("/a%2fb"), "/a%2Fb");
+        assert_eq!(changed("/caf%c3%a9"), "/caf%C3%A9");
+        // Encoded dots are dots: resolved after decoding.
+        assert_eq!(changed("/public/%2e%2e/admin"), "/admin");
+        assert_eq!(changed("/public/%2E./admin"), "/admin");
+        assert_eq!(changed("/a/%2e/b"), "/a/b");
+        assert_eq!(changed("/public/../admin"), "/admin");
+        // Broken escapes are refused.
+        for bad in ["/%", "/%4", "/%zz", "/a%2", "/%g1"] {
+            assert_eq!(normalize(bad), Normalized::Invalid, "{bad:?}");
+        }
+        // The normal form is normal.
+        for p in ["/%61dmin", "/a%2fb/%2e%2e/c", "/x/%7E/./y"] {
+            assert_eq!(normalize(&changed(p)), Normalized::Same, "{p:?}");
+        }
     }
 
     #[test]
