@@ -197,8 +197,9 @@ pub async fn run(
         if !tunnels.wait_closed(remaining).await {
             tracing::warn!(
                 tunnels = tunnels.open(),
-                "drain timeout passed with upgraded connections still open"
+                "drain timeout passed with upgraded connections still open: closing them"
             );
+            tunnels.cut().await;
         }
     }
     if left > 0 {

@@ -29,6 +29,7 @@ pub mod publish;
 pub mod resolve;
 pub mod routing;
 pub mod server;
+pub mod tasks;
 pub mod tls;
 pub mod upstream;
 

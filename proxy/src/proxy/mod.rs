@@ -113,50 +113,45 @@ impl Drop for InFlightRequest<'_> {
     }
 }
 
-/// Counts upgraded connections (WebSockets), which outlive the HTTP
-/// connection they came on, so that a drain can wait for them too.
+/// The upgraded connections (WebSockets), which outlive the HTTP
+/// connection they came on: each runs in a task owned here, so that a
+/// drain can wait for them and, past its deadline, end them.
 #[derive(Debug, Default)]
 pub struct Tunnels {
-    open: std::sync::atomic::AtomicUsize,
-    closed: tokio::sync::Notify,
+    tasks: tokio_util::task::TaskTracker,
+    cut: tokio_util::sync::CancellationToken,
 }
 
 impl Tunnels {
+    /// Tunnels open now.
     pub fn open(&self) -> usize {
-        self.open.load(std::sync::atomic::Ordering::SeqCst)
+        self.tasks.len()
     }
 
-    /// Waits until every tunnel has closed; false if `limit` passed first.
+    /// Takes no new tunnel and waits until every open one has closed;
+    /// false if `limit` passed first.
     pub async fn wait_closed(&self, limit: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.closed.notified();
-            if self.open() == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.open() == 0;
-            }
-        }
+        self.tasks.close();
+        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
     }
-}
 
-/// Held by a tunnel's task: counts it open until dropped.
-struct TunnelGuard(Arc<Tunnels>);
-
-impl TunnelGuard {
-    fn new(t: &Arc<Tunnels>) -> Self {
-        t.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        TunnelGuard(t.clone())
+    /// Ends the tunnels still open (both sides closed) and waits until
+    /// their tasks are gone.
+    pub async fn cut(&self) {
+        self.tasks.close();
+        self.cut.cancel();
+        self.tasks.wait().await;
     }
-}
 
-impl Drop for TunnelGuard {
-    fn drop(&mut self) {
-        self.0
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        self.0.closed.notify_waiters();
+    /// Runs one tunnel until it closes or the tunnels are cut.
+    fn spawn(&self, tunnel: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cut = self.cut.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = cut.cancelled() => {}
+                _ = tunnel => {}
+            }
+        });
     }
 }
 
@@ -699,10 +694,8 @@ async fn forward(
                     if let Some(client_upgrade) = client_upgrade {
                         let upstream_upgrade = hyper::upgrade::on(&mut resp);
                         let (name, addr) = (route.name.clone(), endpoint.addr);
-                        let tunnel = TunnelGuard::new(tunnels);
-                        tokio::spawn(async move {
+                        tunnels.spawn(async move {
                             let _in_flight = in_flight;
-                            let _tunnel = tunnel;
                             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                                 Ok((c, u)) => {
                                     let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
@@ -754,7 +747,35 @@ async fn forward(
 
 #[cfg(test)]
 mod tests {
-    use super::valid_host;
+    use super::{valid_host, Tunnels};
+
+    /// A drain waits for tunnels; past its deadline they are cut, and
+    /// their tasks are gone when `cut` returns.
+    #[tokio::test]
+    async fn tunnels_are_waited_for_then_cut() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let t = Tunnels::default();
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = Flag(ended.clone());
+        t.spawn(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        });
+        t.spawn(async {});
+        let short = std::time::Duration::from_millis(50);
+        assert!(!t.wait_closed(short).await, "one tunnel stays open");
+        assert_eq!(t.open(), 1);
+        t.cut().await;
+        assert_eq!(t.open(), 0);
+        assert!(ended.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn hosts_are_checked_strictly() {

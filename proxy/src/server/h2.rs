@@ -119,11 +119,16 @@ pub async fn serve<I>(
     let mut next_ping = Instant::now() + PING_INTERVAL;
     let mut pong_due: Option<Instant> = None;
     let mut closing = false;
+    // The connection's streams, each in its own task, owned here: when the
+    // connection ends (the client gone, a PING unanswered), the streams
+    // still running end with it, and their upstream requests are dropped.
+    let mut streams = tokio::task::JoinSet::new();
     loop {
         // Lives for one turn of the loop, on the stack: its size is moot.
         #[allow(clippy::large_enum_variant)]
         enum Event {
             Stream(Request<h2::RecvStream>, SendResponse<Bytes>),
+            Reaped,
             Done,
             Stop,
             Idle,
@@ -140,6 +145,7 @@ pub async fn serve<I>(
                 }
                 None => Event::Done,
             },
+            Some(_) = streams.join_next(), if !streams.is_empty() => Event::Reaped,
             () = super::stopped(stop), if !closing => Event::Stop,
             () = sleep_until(idle_check), if !closing => Event::Idle,
             () = sleep_until(next_ping), if ping.is_some() && pong_due.is_none() => Event::Ping,
@@ -158,11 +164,12 @@ pub async fn serve<I>(
                     max_header_size: settings.max_header_size,
                     max_headers: settings.max_headers,
                 };
-                tokio::spawn(async move {
+                streams.spawn(async move {
                     serve_stream(req, respond, &proxy, conn_info, limits).await;
                     drop(stream);
                 });
             }
+            Event::Reaped => {}
             Event::Done => break,
             Event::Stop => {
                 // A drain: GOAWAY, and the streams open are served out.

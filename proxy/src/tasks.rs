@@ -1,0 +1,97 @@
+//! The process's background tasks, owned in one place.
+//!
+//! Every long-lived task (the reloader, the DNS refresher, the pool reaper,
+//! the admin listener, discovery's watchers and its status writer, the
+//! memory watch) is spawned through [`Tasks`] rather than `tokio::spawn`,
+//! so that shutdown ends each of them at its next await and waits until
+//! they are gone, instead of leaving them to be torn down with the runtime
+//! halfway through a write. Connections are not here: the listeners own
+//! them and drain them ([`crate::server::Listeners`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Spawns and ends the process's background tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Tasks {
+    pub fn new() -> Self {
+        Tasks::default()
+    }
+
+    /// Runs `task` until it ends or the tasks are shut down, whichever
+    /// comes first. `name` says which task in the shutdown's log.
+    pub fn spawn<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => tracing::debug!(task = name, "task ended by shutdown"),
+                _ = task => {}
+            }
+        });
+    }
+
+    /// Tasks still running.
+    pub fn running(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Ends every task and waits up to `limit` for them to be gone; returns
+    /// how many were still running then.
+    pub async fn shutdown(&self, limit: Duration) -> usize {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tracker.len(),
+                "background tasks still running after shutdown"
+            );
+        }
+        self.tracker.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn shutdown_ends_every_task_and_waits_for_it() {
+        let tasks = Tasks::new();
+        let dropped = Arc::new(AtomicBool::new(false));
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Flag(dropped.clone());
+        tasks.spawn("forever", async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        });
+        tasks.spawn("short", async {});
+        assert_eq!(tasks.shutdown(Duration::from_secs(5)).await, 0);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the endless task was dropped"
+        );
+        assert_eq!(tasks.running(), 0);
+    }
+}
