@@ -83,8 +83,9 @@ pub async fn run(
         .map(|tcp| server::Listener { tcp, tls: None })
         .collect();
     if https {
-        let tls =
-            crate::tls::server_config(table.clone()).map_err(|e| Error::Tls(e.to_string()))?;
+        let live = table.clone();
+        let tls = crate::tls::server_config(move |sni| live.load().tls.resolve(sni))
+            .map_err(|e| Error::Tls(e.to_string()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         for tcp in server::bind_all(&config.listen_tls).await? {
             listeners.push(server::Listener {

@@ -26,6 +26,7 @@ pub mod publish;
 pub mod resolve;
 pub mod routing;
 pub mod server;
+pub mod spec;
 pub mod tls;
 pub mod upstream;
 

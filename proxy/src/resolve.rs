@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::RouteSpec;
-use crate::upstream::EndpointSpec;
+use crate::spec::{EndpointSpec, RouteSpec};
 
 /// A name to resolve: host and port.
 pub type Name = (Arc<str>, u16);

@@ -15,8 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::Strategy;
-use crate::routing::{HostMatch, PathType};
-use crate::upstream::{EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec};
+pub use crate::spec::{
+    CanarySpec, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+};
+use crate::spec::{
+    CertFiles, EndpointSpec, HealthPolicy, HostMatch, Hsts, NamedBackend, PathType, Policy,
+    Protocol, UpstreamSpec, DEFAULT_HEALTH, DEFAULT_MAX_IDLE,
+};
 pub use raw::RawConfig;
 use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
 
@@ -56,14 +62,14 @@ pub struct Config {
 /// The HTTPS settings of a config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsConfig {
-    pub certificates: Vec<crate::tls::CertFiles>,
-    pub default_certificate: Option<crate::tls::CertFiles>,
-    pub policy: crate::tls::Policy,
+    pub certificates: Vec<CertFiles>,
+    pub default_certificate: Option<CertFiles>,
+    pub policy: Policy,
 }
 
 impl TlsConfig {
     /// Every certificate file pair, the default last.
-    pub fn files(&self) -> impl Iterator<Item = &crate::tls::CertFiles> {
+    pub fn files(&self) -> impl Iterator<Item = &CertFiles> {
         self.certificates.iter().chain(&self.default_certificate)
     }
 }
@@ -135,62 +141,6 @@ pub struct ListenerSettings {
     pub http2_connection_window: u32,
 }
 
-/// One route: what it matches and where it sends.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub name: Arc<str>,
-    pub host: HostMatch,
-    pub path: String,
-    pub path_type: PathType,
-    pub upstream: UpstreamSpec,
-    pub timeouts: RouteTimeouts,
-    pub retry: RetryPolicy,
-    /// Part of the traffic to a second upstream (discovered canaries).
-    pub canary: Option<CanarySpec>,
-    /// The largest request body accepted (413 beyond); `None`: no limit.
-    pub max_request_body: Option<u64>,
-    /// Plain HTTP to HTTPS: `None` when the host has a certificate,
-    /// `Some(true)` always, `Some(false)` never.
-    pub ssl_redirect: Option<bool>,
-}
-
-/// A canary upstream for a route, and how much traffic it gets.
-#[derive(Debug, Clone)]
-pub struct CanarySpec {
-    pub upstream: UpstreamSpec,
-    /// `weight` requests in `total`.
-    pub weight: u32,
-    pub total: u32,
-    /// `always` / `never` in this header decide before the weight.
-    pub header: Option<http::HeaderName>,
-}
-
-/// Per-route upstream timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteTimeouts {
-    /// TCP connect to one endpoint.
-    pub connect: Duration,
-    /// From the request sent to the response headers received.
-    pub response_header: Duration,
-    /// How long an idle pooled upstream connection is kept.
-    pub upstream_idle: Duration,
-    /// The longest pause while a client sends a request body (then 408).
-    pub request_body: Duration,
-}
-
-/// Retries on connect failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total tries, the first included (1 means no retry).
-    pub attempts: u32,
-}
-
-pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
-    connect: Duration::from_secs(5),
-    response_header: Duration::from_secs(60),
-    upstream_idle: Duration::from_secs(60),
-    request_body: Duration::from_secs(60),
-};
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
     http2_idle_timeout: Duration::from_secs(75),
@@ -230,7 +180,6 @@ pub const DEFAULT_MAX_URI: usize = 8 * 1024;
 /// The default of `limits.max_connections`: at about 11 KB for an idle
 /// connection, 10,000 hold about 110 MB, and no more.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 10;
@@ -324,19 +273,6 @@ pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
         .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map(|n| n.trunc())
         .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or an address"))
-}
-
-/// What a proxied answer says in `Server`, as nginx (`server_tokens`) and
-/// Envoy (`server_header_transformation`) let it be chosen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ServerHeader {
-    /// `Server: sluice` when the upstream sent none; the upstream's kept.
-    #[default]
-    Add,
-    /// The upstream's as it is, or none.
-    Pass,
-    /// None at all: the upstream's is removed.
-    Off,
 }
 
 /// One wrong field (as `sluice check --output json` prints it too).
@@ -587,7 +523,7 @@ pub fn quick(
             protocol: Protocol::Http1,
             endpoints,
             health: HealthPolicy::default(),
-            max_idle_per_endpoint: crate::upstream::DEFAULT_MAX_IDLE,
+            max_idle_per_endpoint: DEFAULT_MAX_IDLE,
             names,
         },
         timeouts: DEFAULT_TIMEOUTS,
@@ -721,7 +657,7 @@ impl Validator {
                     v.error(format!("{field}.{part}"), "must name a file");
                 }
             }
-            crate::tls::CertFiles {
+            CertFiles {
                 cert: PathBuf::from(&f.cert),
                 key: PathBuf::from(&f.key),
             }
@@ -736,7 +672,7 @@ impl Validator {
             .default_certificate
             .as_ref()
             .map(|f| files(self, "tls.default_certificate", f));
-        let defaults = crate::tls::Policy::default();
+        let defaults = Policy::default();
         let redirect_port = match raw.redirect_port {
             Some(0) => {
                 self.error("tls.redirect_port", "must be a port, 1..=65535");
@@ -745,7 +681,7 @@ impl Validator {
             Some(p) => p,
             None => defaults.redirect_port,
         };
-        let hsts = raw.hsts.as_ref().map(|h| crate::tls::Hsts {
+        let hsts = raw.hsts.as_ref().map(|h| Hsts {
             // ingress-nginx's default: 180 days.
             max_age: match h.max_age.as_deref().map(str::trim) {
                 Some("0") | Some("0s") => Duration::ZERO,
@@ -762,7 +698,7 @@ impl Validator {
         TlsConfig {
             certificates,
             default_certificate,
-            policy: crate::tls::Policy {
+            policy: Policy {
                 redirect: raw.redirect.unwrap_or(defaults.redirect),
                 redirect_port,
                 hsts,
@@ -996,8 +932,8 @@ pub struct Defaults {
 pub const DEFAULTS: Defaults = Defaults {
     timeouts: DEFAULT_TIMEOUTS,
     retry: DEFAULT_RETRY,
-    health: crate::upstream::DEFAULT_HEALTH,
-    max_idle: crate::upstream::DEFAULT_MAX_IDLE,
+    health: DEFAULT_HEALTH,
+    max_idle: DEFAULT_MAX_IDLE,
     max_request_body: None,
 };
 
@@ -1148,7 +1084,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         max_idle: raw
             .upstream
             .max_idle_per_endpoint
-            .unwrap_or(crate::upstream::DEFAULT_MAX_IDLE),
+            .unwrap_or(DEFAULT_MAX_IDLE),
         max_request_body: v.size("max_request_body", raw.max_request_body.as_ref(), None),
     };
     let access_log = match raw.access_log.as_deref().map(str::parse) {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::balance::Strategy;
-use crate::config::RouteTimeouts;
+use crate::spec::RouteTimeouts;
 
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -325,7 +325,7 @@ mod tests {
             ("nginx.ingress.kubernetes.io/proxy-connect-timeout", "3"),
             ("nginx.ingress.kubernetes.io/proxy-read-timeout", "120"),
         ]);
-        let mut t = crate::config::DEFAULT_TIMEOUTS;
+        let mut t = crate::spec::DEFAULT_TIMEOUTS;
         a.apply_timeouts(&mut t);
         assert_eq!(t.connect, Duration::from_secs(3));
         assert_eq!(t.response_header, Duration::from_secs(120));

@@ -19,9 +19,8 @@ use kube::Resource;
 
 use super::annotations::{self, Annotated};
 use crate::balance::Strategy;
-use crate::config::{Defaults, RouteSpec};
-use crate::routing::{HostMatch, PathType};
-use crate::upstream::{EndpointSpec, Protocol, UpstreamSpec};
+use crate::config::Defaults;
+use crate::spec::{EndpointSpec, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec};
 
 /// The controller name an IngressClass must carry to be ours.
 pub const CONTROLLER: &str = "sluice.dev/ingress-controller";
@@ -469,7 +468,7 @@ impl Cluster<'_> {
                     settings,
                     &mut out.problems,
                 ) {
-                    main.canary = Some(crate::config::CanarySpec {
+                    main.canary = Some(crate::spec::CanarySpec {
                         upstream: r.upstream,
                         weight: notes.canary_weight,
                         total: notes.canary_total,
