@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod client_body;
 pub mod config;
 pub mod demo;
 pub mod discovery;

@@ -15,7 +15,8 @@ use std::time::Instant;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
-pub use body::{ClientBody, H2Body, ProxyBody};
+pub use crate::client_body::{ClientBody, H2Body};
+pub use body::ProxyBody;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::balance::{hash_ip, Strategy};

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{HostMatch, PathType, UpstreamSpec};
+use super::host::HostMatch;
+use super::path::PathType;
+use super::upstream::UpstreamSpec;
 
 /// One route: what it matches and where it sends.
 #[derive(Debug, Clone)]

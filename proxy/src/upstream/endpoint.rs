@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
-use super::pool::Pool;
+use super::conn::Pool;
 use crate::spec::{EndpointSpec, HealthPolicy, Protocol};
 
 /// A live endpoint.

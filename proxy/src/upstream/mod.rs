@@ -4,6 +4,7 @@
 //! part of the routing snapshot. Choosing an endpoint takes no lock: the
 //! balancer picks, and ejected or already-tried endpoints are skipped.
 
+mod conn;
 mod endpoint;
 pub mod pool;
 
