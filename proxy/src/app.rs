@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::admin::{self, AdminState};
-use crate::config::{self, Config};
+use crate::config::{self, Config, Overrides};
 use crate::discovery;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -24,10 +24,6 @@ fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
         source,
     })
 }
-
-/// What the command line sets over every config the file gives (flags
-/// such as `--listen` or `--tls-cert`): applied at start and at each reload.
-pub type Overrides = Arc<dyn Fn(&mut Config) + Send + Sync>;
 
 /// The config file, and the bytes `config` was parsed from.
 #[derive(Debug, Clone)]
@@ -55,6 +51,9 @@ pub async fn run(
 
     for w in &config.warnings {
         tracing::warn!("config: {w}");
+    }
+    if !overrides.is_empty() {
+        tracing::debug!(%overrides, "command-line settings over the config");
     }
     let metrics = Arc::new(Metrics::new());
     let kube_client = match &kube {
@@ -363,7 +362,7 @@ async fn reload_loop(
                         last = Some(bytes.clone());
                         match config::parse_file_text(&text, path) {
                             Ok(mut new) => {
-                                (w.overrides)(&mut new);
+                                w.overrides.apply(&mut new);
                                 // Its backend names resolved first: one that
                                 // does not refuses the edit.
                                 let names = crate::resolve::names(

@@ -477,12 +477,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             ));
         }
     }
-    let args = std::sync::Arc::new(args);
-    let overrides: sluice::app::Overrides = {
-        let args = args.clone();
-        std::sync::Arc::new(move |c: &mut config::Config| apply_overrides(&args, c))
-    };
-    overrides(&mut cfg);
+    let overrides = overrides(&args);
+    overrides.apply(&mut cfg);
     if let Some(admin) = cfg.admin {
         if let Some(traffic) = cfg
             .listen
@@ -542,68 +538,39 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// What the command line sets over the config file: applied at start and to
 /// every reload of the file, so that a reload neither drops them nor warns
 /// that they differ.
-fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
-    if !args.listen.is_empty() {
-        cfg.listen = args.listen.clone();
-    }
-    if !args.listen_tls.is_empty() {
-        cfg.listen_tls = args.listen_tls.clone();
-    }
-    cfg.tls
-        .certificates
-        .extend(args.tls_cert.iter().zip(&args.tls_key).map(|(cert, key)| {
-            sluice::tls::CertFiles {
+fn overrides(args: &ServeArgs) -> config::Overrides {
+    let nonempty = |v: &Vec<SocketAddr>| (!v.is_empty()).then(|| v.clone());
+    config::Overrides {
+        listen: nonempty(&args.listen),
+        listen_tls: nonempty(&args.listen_tls),
+        certificates: args
+            .tls_cert
+            .iter()
+            .zip(&args.tls_key)
+            .map(|(cert, key)| sluice::tls::CertFiles {
                 cert: cert.clone(),
                 key: key.clone(),
-            }
-        }));
-    if args.admin.is_some() {
-        cfg.admin = args.admin;
-    }
-    if args.no_fast_path {
-        cfg.listener.http1_fast_path = false;
-    }
-    if let Some(f) = args.access_log {
-        cfg.access_log = f;
-    }
-    if args.endpoint_metrics {
-        cfg.endpoint_metrics = true;
-    }
-    if let Some(n) = args.max_connections {
-        cfg.listener.max_connections = n;
-    }
-    if let Some(m) = args.max_memory {
-        cfg.listener.max_memory = m;
-    }
-    if let Some(n) = args.max_in_flight {
-        cfg.listener.max_in_flight = n;
-    }
-    let l = &mut cfg.listener;
-    l.max_uri = args.max_uri.unwrap_or(l.max_uri);
-    l.max_header_size = args.max_header_size.unwrap_or(l.max_header_size);
-    l.max_headers = args.max_headers.unwrap_or(l.max_headers);
-    l.http2_max_concurrent_streams = args
-        .http2_max_concurrent_streams
-        .unwrap_or(l.http2_max_concurrent_streams);
-    l.http2_stream_window = args.http2_stream_window.unwrap_or(l.http2_stream_window);
-    l.http2_connection_window = args
-        .http2_connection_window
-        .unwrap_or(l.http2_connection_window);
-    if !args.trust_forwarded_for.is_empty() {
-        cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(
-            sluice::proxy_protocol::Trusted(args.trust_forwarded_for.clone()),
-        ));
-    }
-    if args.proxy_protocol || !args.proxy_protocol_from.is_empty() {
-        cfg.listener.proxy_protocol = Some(std::sync::Arc::new(sluice::proxy_protocol::Trusted(
-            args.proxy_protocol_from.clone(),
-        )));
-    }
-    if let Some(d) = args.shutdown_delay {
-        cfg.shutdown_delay = d;
-    }
-    if cfg.listen.is_empty() {
-        cfg.listen.push(SocketAddr::from(([0, 0, 0, 0], 8080)));
+            })
+            .collect(),
+        admin: args.admin,
+        http1_fast_path: args.no_fast_path.then_some(false),
+        access_log: args.access_log,
+        endpoint_metrics: args.endpoint_metrics.then_some(true),
+        max_connections: args.max_connections,
+        max_in_flight: args.max_in_flight,
+        max_memory: args.max_memory,
+        max_uri: args.max_uri,
+        max_header_size: args.max_header_size,
+        max_headers: args.max_headers,
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        http2_stream_window: args.http2_stream_window,
+        http2_connection_window: args.http2_connection_window,
+        trust_forwarded_for: (!args.trust_forwarded_for.is_empty())
+            .then(|| args.trust_forwarded_for.clone()),
+        proxy_protocol: (args.proxy_protocol || !args.proxy_protocol_from.is_empty())
+            .then(|| args.proxy_protocol_from.clone()),
+        shutdown_delay: args.shutdown_delay,
+        default_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
     }
 }
 
@@ -628,7 +595,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> ExitCode {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         });
-        sluice::app::run(cfg, None, None, std::sync::Arc::new(|_| {})).await
+        sluice::app::run(cfg, None, None, config::Overrides::default()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 //! line (`--backend`, `--strategy`) and a YAML file (`--config`). Later the
 //! Kubernetes discovery produces the same [`RouteSpec`]s.
 
+mod overrides;
 mod raw;
 pub mod schema;
 
@@ -23,6 +24,7 @@ use crate::spec::{
     CertFiles, EndpointSpec, HealthPolicy, HostMatch, Hsts, NamedBackend, PathType, Policy,
     Protocol, UpstreamSpec, DEFAULT_HEALTH, DEFAULT_MAX_IDLE,
 };
+pub use overrides::Overrides;
 pub use raw::RawConfig;
 use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
 
