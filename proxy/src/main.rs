@@ -93,9 +93,10 @@ struct ServeArgs {
     /// Address of the admin listener; overrides the file's `admin`.
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// A backend as IP:PORT or IP:PORT=WEIGHT (repeatable): one catch-all route.
-    #[arg(long)]
-    backend: Vec<String>,
+    /// A backend as IP:PORT or HOST:PORT, with =WEIGHT optional
+    /// (repeatable): one catch-all route.
+    #[arg(long, value_name = "ADDR[=WEIGHT]")]
+    backend: Vec<config::Backend>,
     /// How the catch-all route balances.
     #[arg(long, value_enum)]
     strategy: Option<Strategy>,

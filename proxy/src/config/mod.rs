@@ -5,6 +5,7 @@
 //! line (`--backend`, `--strategy`) and a YAML file (`--config`). Later the
 //! Kubernetes discovery produces the same [`RouteSpec`]s.
 
+pub mod backend;
 mod overrides;
 mod raw;
 pub mod schema;
@@ -24,6 +25,8 @@ use crate::spec::{
     CertFiles, EndpointSpec, HealthPolicy, HostMatch, Hsts, NamedBackend, PathType, Policy,
     Protocol, UpstreamSpec, DEFAULT_HEALTH, DEFAULT_MAX_IDLE,
 };
+use backend::Target;
+pub use backend::{Backend, BackendError};
 pub use overrides::Overrides;
 pub use raw::RawConfig;
 use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
@@ -185,7 +188,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 10;
-const MAX_WEIGHT: u32 = 10_000;
 
 /// A size as nginx writes it: bytes, or a number with `k`, `m` or `g`
 /// (powers of 1024). `0` means no limit.
@@ -491,18 +493,19 @@ pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Con
     }
 }
 
-/// The quick form: one catch-all route over `backends`.
+/// The quick form: one catch-all route over `backends` (each parsed by
+/// clap already: only duplicates are left to refuse).
 pub fn quick(
     listen: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
-    backends: &[String],
+    backends: &[Backend],
     strategy: Strategy,
 ) -> Result<Config, ConfigError> {
     let mut v = Validator::default();
     let mut endpoints = Vec::new();
     let mut names = Vec::new();
     for (i, b) in backends.iter().enumerate() {
-        v.backend_into(&format!("--backend[{i}]"), b, &mut endpoints, &mut names);
+        v.add_backend(&format!("--backend[{i}]"), b, &mut endpoints, &mut names);
     }
     v.check_duplicate_endpoints("--backend", &endpoints);
     if endpoints.is_empty() && names.is_empty() {
@@ -546,31 +549,6 @@ pub fn quick(
 
 /// How often backends given by DNS name are resolved again (`dns_refresh`).
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
-
-/// A backend's address as written.
-enum Target {
-    Addr(SocketAddr),
-    Name(Arc<str>, u16),
-}
-
-/// A DNS name a backend may be given by: letters, digits and `-` in dot
-/// separated labels, not all of them numbers (`10.0.0.300` is a mistyped
-/// address, not a name).
-fn dns_name(host: &str) -> bool {
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(label)
-        && !host
-            .split('.')
-            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
-}
 
 /// Two listen addresses that would take the same connections: the same
 /// port, and the same address or either one a wildcard (`0.0.0.0`, `::`).
@@ -721,39 +699,10 @@ impl Validator {
     }
 
     fn weight(&mut self, field: &str, w: u32) -> u32 {
-        if w == 0 || w > MAX_WEIGHT {
-            self.error(
-                field,
-                format!("weight {w} is out of range 1..={MAX_WEIGHT}"),
-            );
+        backend::check_weight(w).unwrap_or_else(|e| {
+            self.error(field, e.to_string());
             1
-        } else {
-            w
-        }
-    }
-
-    /// `IP:PORT`, or `HOST:PORT` with a DNS name (resolved later).
-    fn target(&mut self, field: &str, s: &str) -> Option<Target> {
-        let s = s.trim();
-        if let Ok(a) = s.parse::<SocketAddr>() {
-            return Some(Target::Addr(a));
-        }
-        match s.rsplit_once(':') {
-            Some((host, port)) if dns_name(host) => match port.parse::<u16>() {
-                Ok(p) if p != 0 => Some(Target::Name(host.to_ascii_lowercase().into(), p)),
-                _ => {
-                    self.error(field, format!("{port:?} is not a port (1-65535)"));
-                    None
-                }
-            },
-            _ => {
-                self.error(
-                    field,
-                    format!("{s:?} is not an IP:PORT address or a HOST:PORT name"),
-                );
-                None
-            }
-        }
+        })
     }
 
     /// `IP:PORT[=WEIGHT]` or `HOST:PORT[=WEIGHT]`, into `endpoints` or
@@ -765,14 +714,13 @@ impl Validator {
         endpoints: &mut Vec<EndpointSpec>,
         names: &mut Vec<NamedBackend>,
     ) {
+        // The address and the weight are checked apart, so that both
+        // are reported when both are wrong.
         let (addr, weight) = match s.split_once('=') {
-            Some((a, w)) => match w.trim().parse::<u32>() {
-                Ok(w) => (a, self.weight(&format!("{field}.weight"), w)),
-                Err(_) => {
-                    self.error(
-                        format!("{field}.weight"),
-                        format!("{w:?} is not a whole number"),
-                    );
+            Some((a, w)) => match backend::parse_weight(w) {
+                Ok(w) => (a, w),
+                Err(e) => {
+                    self.error(format!("{field}.weight"), e.to_string());
                     (a, 1)
                 }
             },
@@ -789,16 +737,34 @@ impl Validator {
         endpoints: &mut Vec<EndpointSpec>,
         names: &mut Vec<NamedBackend>,
     ) {
-        match self.target(field, addr) {
-            Some(Target::Addr(a)) => endpoints.push(EndpointSpec::new(a, weight)),
-            Some(Target::Name(host, port)) => {
-                if names.iter().any(|n| n.host == host && n.port == port) {
+        match Target::parse(addr) {
+            Ok(target) => self.add_backend(field, &Backend { target, weight }, endpoints, names),
+            Err(e) => self.error(field, e.to_string()),
+        }
+    }
+
+    /// A parsed backend, into `endpoints` or `names`; a name listed twice
+    /// is an error.
+    fn add_backend(
+        &mut self,
+        field: &str,
+        b: &Backend,
+        endpoints: &mut Vec<EndpointSpec>,
+        names: &mut Vec<NamedBackend>,
+    ) {
+        match &b.target {
+            Target::Addr(a) => endpoints.push(EndpointSpec::new(*a, b.weight)),
+            Target::Name(host, port) => {
+                if names.iter().any(|n| n.host == *host && n.port == *port) {
                     self.error(field, format!("backend {host}:{port} is listed twice"));
                 } else {
-                    names.push(NamedBackend { host, port, weight });
+                    names.push(NamedBackend {
+                        host: host.clone(),
+                        port: *port,
+                        weight: b.weight,
+                    });
                 }
             }
-            None => {}
         }
     }
 
@@ -1526,7 +1492,10 @@ routes:
         let c = quick(
             vec!["127.0.0.1:8080".parse().unwrap()],
             None,
-            &["127.0.0.1:9001".into(), "127.0.0.1:9002=3".into()],
+            &[
+                "127.0.0.1:9001".parse().unwrap(),
+                "127.0.0.1:9002=3".parse().unwrap(),
+            ],
             Strategy::Weighted,
         )
         .unwrap();
@@ -1537,6 +1506,13 @@ routes:
             .map(|e| e.weight)
             .collect();
         assert_eq!(w, [1, 3]);
-        assert!(quick(vec![], None, &["x".into()], Strategy::Weighted).is_err());
+        let twice: Backend = "127.0.0.1:9001".parse().unwrap();
+        let err = quick(vec![], None, &[twice.clone(), twice], Strategy::Weighted).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--backend: backend 127.0.0.1:9001 is listed twice"),
+            "{err}"
+        );
+        assert!(quick(vec![], None, &[], Strategy::Weighted).is_err());
     }
 }
