@@ -56,14 +56,21 @@ pub enum Error {
     },
     /// The Kubernetes client could not be set up.
     #[error("kubernetes: {0}")]
-    Kube(String),
-    /// A certificate could not be loaded at start, or rustls refused the
-    /// settings.
+    Kube(#[from] discovery::ClientError),
+    /// A certificate the config names could not be read or loaded at
+    /// start.
     #[error("tls: {0}")]
-    Tls(String),
+    Certificate(#[from] tls::CertFileError),
+    /// rustls refused the HTTPS listeners' settings.
+    #[error("tls: the HTTPS settings were refused: {0}")]
+    Tls(#[source] rustls::Error),
     /// A backend's DNS name did not resolve at start.
-    #[error("backend {name} does not resolve: {reason} (names are resolved at start, on reload and every dns_refresh)")]
-    Dns { name: String, reason: String },
+    #[error("backend {name} does not resolve: {source} (names are resolved at start, on reload and every dns_refresh)")]
+    Dns {
+        name: String,
+        #[source]
+        source: resolve::ResolveError,
+    },
     /// Nothing to listen on.
     #[error("no listener address: give --listen or `listen:` in the config file")]
     NoListener,

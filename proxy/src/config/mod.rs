@@ -9,6 +9,7 @@ pub mod backend;
 mod overrides;
 mod raw;
 pub mod schema;
+mod value;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -30,6 +31,10 @@ pub use backend::{Backend, BackendError};
 pub use overrides::Overrides;
 pub use raw::RawConfig;
 use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
+pub use value::{
+    parse_cidr, parse_http2_streams, parse_http2_window, parse_max_header_size, parse_max_headers,
+    parse_max_memory, parse_max_uri, parse_size, ValueError,
+};
 
 /// Everything the proxy runs from.
 #[derive(Debug, Clone)]
@@ -188,96 +193,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 10;
-
-/// A size as nginx writes it: bytes, or a number with `k`, `m` or `g`
-/// (powers of 1024). `0` means no limit.
-/// `limits.max_uri`: a size of 256 bytes or more, or 0 for no limit.
-pub fn parse_max_uri(s: &str) -> Result<usize, String> {
-    match parse_size(s)? {
-        None => Ok(usize::MAX),
-        Some(n) if n >= 256 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-        Some(_) => Err("must be 256 bytes or more".into()),
-    }
-}
-
-/// `limits.max_header_size`: 16k (the fast path's whole head, which it
-/// takes itself) to 1m.
-pub fn parse_max_header_size(s: &str) -> Result<usize, String> {
-    match parse_size(s)? {
-        Some(n) if (16 << 10..=1 << 20).contains(&n) => Ok(n as usize),
-        _ => Err("must be between 16k and 1m".into()),
-    }
-}
-
-/// `limits.max_headers`: 64 (what the fast path takes itself) to 10000.
-pub fn parse_max_headers(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n @ 64..=10_000) => Ok(n),
-        _ => Err(format!("{s:?} is out of range 64..=10000")),
-    }
-}
-
-/// `limits.http2_max_concurrent_streams`: 1 to 10000.
-pub fn parse_http2_streams(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n @ 1..=10_000) => Ok(n),
-        _ => Err(format!("{s:?} is out of range 1..=10000")),
-    }
-}
-
-/// An HTTP/2 window: 64k (the protocol's own default) to 1g.
-pub fn parse_http2_window(s: &str) -> Result<u32, String> {
-    match parse_size(s)? {
-        Some(n) if (64 << 10..=1 << 30).contains(&n) => Ok(n as u32),
-        _ => Err("must be between 64k and 1g".into()),
-    }
-}
-
-/// `limits.max_memory`: `auto`, `0` (no guard) or a size of 16m or more.
-pub fn parse_max_memory(s: &str) -> Result<crate::memory::MaxMemory, String> {
-    use crate::memory::MaxMemory;
-    if s.trim().eq_ignore_ascii_case("auto") {
-        return Ok(MaxMemory::Auto);
-    }
-    match parse_size(s)? {
-        None => Ok(MaxMemory::Off),
-        Some(n) if n >= 16 << 20 => Ok(MaxMemory::Bytes(n)),
-        Some(_) => Err(format!(
-            "{s:?} is too small: the guard takes 16m or more (or 0 for none)"
-        )),
-    }
-}
-
-pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
-    let t = s.trim();
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => t.split_at(i),
-        None => (t, ""),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 512k, 10m or 1g"))?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "ki" => 1 << 10,
-        "m" | "mb" | "mi" => 1 << 20,
-        "g" | "gb" | "gi" => 1 << 30,
-        _ => return Err(format!("{s:?} is not a size like 512k, 10m or 1g")),
-    };
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))?;
-    Ok((bytes > 0).then_some(bytes))
-}
-
-/// A network as `10.0.0.0/8`, or one address (a /32 or /128).
-pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
-    let t = s.trim();
-    t.parse::<ipnet::IpNet>()
-        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or an address"))
-}
 
 /// One wrong field (as `sluice check --output json` prints it too).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -562,12 +477,14 @@ struct Validator {
 }
 
 impl Validator {
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    /// An error at `field`: a message, or an error type that says what
+    /// was wrong with the value.
+    fn error(&mut self, field: impl Into<String>, message: impl fmt::Display) {
         // Top-level settings are checked with an empty prefix.
         let field: String = field.into();
         self.errors.push(FieldError {
             field: field.trim_start_matches('.').to_owned(),
-            message: message.into(),
+            message: message.to_string(),
             line: None,
             column: None,
         });
@@ -607,7 +524,7 @@ impl Validator {
         &mut self,
         field: &str,
         s: Option<&str>,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, ValueError>,
         default: T,
     ) -> T {
         match s.map(parse) {

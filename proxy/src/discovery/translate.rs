@@ -20,7 +20,9 @@ use kube::Resource;
 use super::annotations::{self, Annotated};
 use crate::balance::Strategy;
 use crate::config::Defaults;
-use crate::spec::{EndpointSpec, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec};
+use crate::spec::{
+    EndpointSpec, HostError, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec,
+};
 
 /// The controller name an IngressClass must carry to be ours.
 pub const CONTROLLER: &str = "sluice.dev/ingress-controller";
@@ -377,7 +379,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
 }
 
 /// A rule's host: none (or empty) matches any host.
-fn rule_host(rule: &k8s_openapi::api::networking::v1::IngressRule) -> Result<HostMatch, String> {
+fn rule_host(rule: &k8s_openapi::api::networking::v1::IngressRule) -> Result<HostMatch, HostError> {
     match rule.host.as_deref() {
         None | Some("") => Ok(HostMatch::Any),
         Some(h) => HostMatch::parse(h),

@@ -17,31 +17,48 @@ pub enum HostMatch {
     Wildcard(String),
 }
 
+/// Why a host was refused: the host (trimmed, lower-case) and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{host:?}: {reason}")]
+pub struct HostError {
+    pub host: String,
+    pub reason: &'static str,
+}
+
 impl HostMatch {
     /// Parses a host as written in config or an Ingress rule.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, HostError> {
         let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
         if s.is_empty() || s == "*" {
             return Ok(HostMatch::Any);
         }
         if let Some(suffix) = s.strip_prefix("*.") {
             if suffix.contains('*') {
-                return Err(format!(
-                    "{s:?}: a wildcard may only be the whole first label"
-                ));
+                return Err(HostError {
+                    host: s,
+                    reason: WILDCARD,
+                });
             }
-            check_name(suffix).map_err(|e| format!("{s:?}: {e}"))?;
+            if let Err(reason) = check_name(suffix) {
+                return Err(HostError { host: s, reason });
+            }
             return Ok(HostMatch::Wildcard(suffix.to_owned()));
         }
         if s.contains('*') {
-            return Err(format!(
-                "{s:?}: a wildcard may only be the whole first label"
-            ));
+            return Err(HostError {
+                host: s,
+                reason: WILDCARD,
+            });
         }
-        check_name(&s).map_err(|e| format!("{s:?}: {e}"))?;
-        Ok(HostMatch::Exact(s))
+        match check_name(&s) {
+            Ok(()) => Ok(HostMatch::Exact(s)),
+            Err(reason) => Err(HostError { host: s, reason }),
+        }
     }
 }
+
+const WILDCARD: &str = "a wildcard may only be the whole first label";
 
 fn check_name(s: &str) -> Result<(), &'static str> {
     if s.contains(':') {
@@ -94,5 +111,9 @@ mod tests {
         assert!(HostMatch::parse("a*.example.com").is_err());
         assert!(HostMatch::parse("example.com:80").is_err());
         assert!(HostMatch::parse("exa mple.com").is_err());
+        assert_eq!(
+            HostMatch::parse("A*.example.com").unwrap_err().to_string(),
+            "\"a*.example.com\": a wildcard may only be the whole first label"
+        );
     }
 }

@@ -19,8 +19,8 @@ mod route;
 mod tls;
 mod upstream;
 
-pub use host::HostMatch;
-pub use path::PathType;
+pub use host::{HostError, HostMatch};
+pub use path::{PathType, PathTypeError};
 pub use route::{
     CanarySpec, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,

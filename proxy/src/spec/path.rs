@@ -40,18 +40,21 @@ impl PathType {
     }
 }
 
+/// A path type that is none of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not Exact, Prefix or ImplementationSpecific")]
+pub struct PathTypeError(pub String);
+
 impl FromStr for PathType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PathTypeError;
+    fn from_str(s: &str) -> Result<Self, PathTypeError> {
         match s {
             "Exact" | "exact" => Ok(PathType::Exact),
             "Prefix" | "prefix" => Ok(PathType::Prefix),
             "ImplementationSpecific" | "implementation-specific" => {
                 Ok(PathType::ImplementationSpecific)
             }
-            other => Err(format!(
-                "{other:?} is not Exact, Prefix or ImplementationSpecific"
-            )),
+            other => Err(PathTypeError(other.to_owned())),
         }
     }
 }

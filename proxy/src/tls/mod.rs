@@ -11,7 +11,7 @@
 mod cert;
 mod table;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -32,12 +32,58 @@ pub struct CertBytes {
     pub key: Vec<u8>,
 }
 
+/// Why a certificate's files could not be loaded; it names the file.
+///
+/// `Clone` and `PartialEq` because the reloader keeps the last refusal and
+/// compares the next one with it, so that a refusal is logged once, not at
+/// every tick.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CertFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("certificate {} with key {}: {source}", cert.display(), key.display())]
+    Parse {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: CertError,
+    },
+}
+
+/// The same refusal: the same file, and the same reason.
+impl PartialEq for CertFileError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (CertFileError::Read { path, source }, CertFileError::Read { path: p, source: s }) => {
+                path == p && source.kind() == s.kind() && source.to_string() == s.to_string()
+            }
+            (
+                CertFileError::Parse { cert, key, source },
+                CertFileError::Parse {
+                    cert: c,
+                    key: k,
+                    source: s,
+                },
+            ) => cert == c && key == k && source == s,
+            _ => false,
+        }
+    }
+}
+
 /// Loading lives here, beside rustls; [`crate::spec`] knows only the paths.
 impl CertFiles {
     /// Reads both files; the error names the file.
-    pub fn read(&self) -> Result<CertBytes, String> {
-        let read =
-            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    pub fn read(&self) -> Result<CertBytes, CertFileError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| CertFileError::Read {
+                path: p.to_owned(),
+                source: Arc::new(e),
+            })
+        };
         Ok(CertBytes {
             cert: read(&self.cert)?,
             key: read(&self.key)?,
@@ -45,13 +91,11 @@ impl CertFiles {
     }
 
     /// Parses bytes read from these files; the error names them.
-    pub fn parse(&self, bytes: &CertBytes) -> Result<Certificate, String> {
-        Certificate::from_pem(&bytes.cert, &bytes.key).map_err(|e| {
-            format!(
-                "certificate {} with key {}: {e}",
-                self.cert.display(),
-                self.key.display()
-            )
+    pub fn parse(&self, bytes: &CertBytes) -> Result<Certificate, CertFileError> {
+        Certificate::from_pem(&bytes.cert, &bytes.key).map_err(|source| CertFileError::Parse {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            source,
         })
     }
 }
