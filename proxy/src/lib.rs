@@ -15,6 +15,7 @@ pub mod client_body;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod exit;
 pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
