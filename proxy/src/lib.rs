@@ -6,6 +6,33 @@
 //! lean HTTP/1.1 path), [`balance`] picks endpoints, [`upstream`]
 //! owns endpoints and their connections, [`server`] and [`admin`] listen,
 //! and [`app`] ties them together with reload and shutdown.
+//!
+//! # Layers
+//!
+//! Modules import downward only, never back up, so that each can be read
+//! and changed knowing only what is below it. From the bottom:
+//!
+//! 1. Leaves that import nothing of the crate: [`balance`],
+//!    [`client_body`], [`access_log`], [`memory`], [`proxy_protocol`],
+//!    [`logfmt`], [`build`]; and [`metrics`] on `build`.
+//! 2. [`spec`]: the shared vocabulary as plain data (routes, upstreams,
+//!    endpoints, timeouts, certificate paths).
+//! 3. Beside each other, each blind to the others: [`config`] and
+//!    [`resolve`], which produce and complete specs; [`upstream`]
+//!    (endpoints and their connections) and [`tls`] (certificates,
+//!    rustls), which build live state from them. So config → spec ←
+//!    routing, tls, upstream, and never config ⇄ routing.
+//! 4. [`routing`]: the snapshot, routes over upstreams plus the
+//!    certificate table.
+//! 5. What reads or feeds the snapshot: [`proxy`] (with [`fast`] above
+//!    it), [`admin`], [`publish`] (one snapshot from every source), and
+//!    [`discovery`], which feeds `publish`.
+//! 6. [`Error`] and [`exit`], [`server`] (the listeners), and on top
+//!    [`app`] and [`demo`].
+//!
+//! Within a module's folder the files import one way too
+//! (`upstream::pool` → `upstream::endpoint` → `upstream::conn`). A test
+//! (`layering.rs`) reads the sources and fails on any cycle.
 
 pub mod access_log;
 pub mod admin;
@@ -19,6 +46,8 @@ pub mod exit;
 pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod layering;
 pub mod logfmt;
 pub mod memory;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! Sending requests upstream: a keep-alive pool per endpoint for HTTP/1.1,
 //! one shared multiplexed connection per endpoint for HTTP/2. The
-//! connections and the idle pool themselves are [`super::conn`]'s.
+//! connections and the idle pool themselves are `upstream/conn.rs`'s.
 //!
 //! We manage connections ourselves rather than through a generic client so
 //! that a request whose connection could not be made, or whose pooled
