@@ -21,14 +21,19 @@ pub enum Format {
     Json,
 }
 
+/// An access log format that is none of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not off, text or json")]
+pub struct FormatError(pub String);
+
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Self, FormatError> {
         match s {
             "off" => Ok(Format::Off),
             "text" => Ok(Format::Text),
             "json" => Ok(Format::Json),
-            other => Err(format!("{other:?} is not off, text or json")),
+            other => Err(FormatError(other.to_owned())),
         }
     }
 }

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::admin::{self, AdminState};
-use crate::config::{self, Config};
+use crate::config::{self, Config, Overrides};
 use crate::discovery;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::publish::{FileSource, Publisher};
 use crate::routing::Table;
 use crate::server::{self, Listeners};
-use crate::tls::{Binding, CertBytes, CertFiles};
+use crate::tls::{Binding, CertBytes, CertFileError, CertFiles};
 use crate::Error;
 
 fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
@@ -24,10 +24,6 @@ fn install(kind: SignalKind, name: &'static str) -> Result<Signal, Error> {
         source,
     })
 }
-
-/// What the command line sets over every config the file gives (flags
-/// such as `--listen` or `--tls-cert`): applied at start and at each reload.
-pub type Overrides = Arc<dyn Fn(&mut Config) + Send + Sync>;
 
 /// The config file, and the bytes `config` was parsed from.
 #[derive(Debug, Clone)]
@@ -56,22 +52,25 @@ pub async fn run(
     for w in &config.warnings {
         tracing::warn!("config: {w}");
     }
+    if !overrides.is_empty() {
+        tracing::debug!(%overrides, "command-line settings over the config");
+    }
     let metrics = Arc::new(Metrics::new());
     let kube_client = match &kube {
         Some(opts) => Some(discovery::client(opts).await?),
         None => None,
     };
-    let certs = read_certs(&config.tls).map_err(Error::Tls)?;
-    let file = file_source(&config, &certs).map_err(Error::Tls)?;
+    let certs = read_certs(&config.tls)?;
+    let file = file_source(&config, &certs)?;
     let https = !config.listen_tls.is_empty();
     // Backends given by DNS name: resolved before the first table, and a
     // name that does not resolve stops the start.
     let names = crate::resolve::names(config.routes.iter().chain(&config.default_backend));
     let (resolved, failed) = crate::resolve::resolve(&names).await;
-    if let Some(((host, port), reason)) = failed.into_iter().next() {
+    if let Some(((host, port), source)) = failed.into_iter().next() {
         return Err(Error::Dns {
             name: format!("{host}:{port}"),
-            reason,
+            source,
         });
     }
     let (publisher, table) = Publisher::new(file, https, metrics.clone());
@@ -83,8 +82,9 @@ pub async fn run(
         .map(|tcp| server::Listener { tcp, tls: None })
         .collect();
     if https {
-        let tls =
-            crate::tls::server_config(table.clone()).map_err(|e| Error::Tls(e.to_string()))?;
+        let live = table.clone();
+        let tls = crate::tls::server_config(move |sni| live.load().tls.resolve(sni))
+            .map_err(Error::Tls)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         for tcp in server::bind_all(&config.listen_tls).await? {
             listeners.push(server::Listener {
@@ -236,13 +236,13 @@ async fn reap_idle(table: Table) {
 
 /// Reads every certificate file the config names; the error names the
 /// file.
-fn read_certs(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, String> {
+fn read_certs(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, CertFileError> {
     tls.files().map(CertFiles::read).collect()
 }
 
 /// The config's routes and certificates, as the publisher takes them.
 /// `certs` are the bytes of `config.tls.files()`, in order.
-fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, String> {
+fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, CertFileError> {
     let mut loaded = Vec::with_capacity(certs.len());
     for (files, bytes) in config.tls.files().zip(certs) {
         loaded.push((files, Arc::new(files.parse(bytes)?)));
@@ -344,10 +344,10 @@ async fn reload_loop(
     // The newest config parsed from the file but not in force (its
     // certificates were refused), and the certificate bytes (or read
     // error) it was last tried with.
-    let mut pending: Option<(Config, Result<Vec<CertBytes>, String>)> = None;
+    let mut pending: Option<(Config, Result<Vec<CertBytes>, CertFileError>)> = None;
     // The running config's certificate bytes (or read error) last tried,
     // so that a refused certificate is reported once, not at every tick.
-    let mut last_certs: Result<Vec<CertBytes>, String> = Ok(w.certs.clone());
+    let mut last_certs: Result<Vec<CertBytes>, CertFileError> = Ok(w.certs.clone());
     loop {
         let forced = tokio::select! {
             _ = tokio::time::sleep(w.running.reload_interval) => false,
@@ -363,7 +363,7 @@ async fn reload_loop(
                         last = Some(bytes.clone());
                         match config::parse_file_text(&text, path) {
                             Ok(mut new) => {
-                                (w.overrides)(&mut new);
+                                w.overrides.apply(&mut new);
                                 // Its backend names resolved first: one that
                                 // does not refuses the edit.
                                 let names = crate::resolve::names(

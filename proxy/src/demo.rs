@@ -15,9 +15,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
 use crate::balance::Strategy;
-use crate::config::{self, Config, RouteSpec};
-use crate::routing::{HostMatch, PathType};
-use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+use crate::config::{self, Config};
+use crate::spec::{
+    EndpointSpec, HealthPolicy, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec,
+    DEFAULT_MAX_IDLE,
+};
 use crate::Error;
 
 /// The demo's backends: name, address, weight for the weighted route.
@@ -75,7 +77,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
                 protocol: Protocol::Http1,
                 endpoints,
                 health: HealthPolicy::default(),
-                max_idle_per_endpoint: crate::upstream::DEFAULT_MAX_IDLE,
+                max_idle_per_endpoint: DEFAULT_MAX_IDLE,
                 names: Vec::new(),
             },
             timeouts: config::DEFAULT_TIMEOUTS,

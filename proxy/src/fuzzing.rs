@@ -656,7 +656,7 @@ fn route_template() -> &'static config::RouteSpec {
         let c = config::quick(
             Vec::new(),
             None,
-            &["127.0.0.1:1".to_owned()],
+            &["127.0.0.1:1".parse().expect("a valid backend")],
             crate::balance::Strategy::RoundRobin,
         )
         .expect("a valid backend");

@@ -8,27 +8,62 @@
 //! rules), [`balance`] picks endpoints, [`upstream`]
 //! owns endpoints and their connections, [`server`] and [`admin`] listen,
 //! and [`app`] ties them together with reload and shutdown.
+//!
+//! # Layers
+//!
+//! Modules import downward only, never back up, so that each can be read
+//! and changed knowing only what is below it. From the bottom:
+//!
+//! 1. Leaves that import nothing of the crate: [`balance`],
+//!    [`client_body`], [`access_log`], [`memory`], [`proxy_protocol`],
+//!    [`policy`] (the proxying rules), [`tasks`], [`logfmt`], [`build`];
+//!    and [`metrics`] on `build`.
+//! 2. [`spec`]: the shared vocabulary as plain data (routes, upstreams,
+//!    endpoints, timeouts, certificate paths).
+//! 3. Beside each other, each blind to the others: [`config`] and
+//!    [`resolve`], which produce and complete specs; [`upstream`]
+//!    (endpoints and their connections) and [`tls`] (certificates,
+//!    rustls), which build live state from them. So config → spec ←
+//!    routing, tls, upstream, and never config ⇄ routing.
+//! 4. [`routing`]: the snapshot, routes over upstreams plus the
+//!    certificate table.
+//! 5. What reads or feeds the snapshot: [`forward`], the core both HTTP
+//!    paths call, then [`proxy`] (with [`fast`] above it), [`admin`],
+//!    [`publish`] (one snapshot from every source), and [`discovery`],
+//!    which feeds `publish`.
+//! 6. [`Error`] and [`exit`], [`server`] (the listeners), and on top
+//!    [`app`] and [`demo`].
+//!
+//! Within a module's folder the files import one way too
+//! (`upstream::pool` → `upstream::endpoint` → `upstream::conn`). A test
+//! (`layering.rs`) reads the sources and fails on any cycle.
 
 pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod client_body;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod exit;
 pub mod fast;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod layering;
 pub mod logfmt;
 pub mod memory;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod publish;
 pub mod resolve;
 pub mod routing;
 pub mod server;
+pub mod spec;
 pub mod tasks;
 pub mod tls;
 pub mod upstream;
@@ -58,14 +93,21 @@ pub enum Error {
     },
     /// The Kubernetes client could not be set up.
     #[error("kubernetes: {0}")]
-    Kube(String),
-    /// A certificate could not be loaded at start, or rustls refused the
-    /// settings.
+    Kube(#[from] discovery::ClientError),
+    /// A certificate the config names could not be read or loaded at
+    /// start.
     #[error("tls: {0}")]
-    Tls(String),
+    Certificate(#[from] tls::CertFileError),
+    /// rustls refused the HTTPS listeners' settings.
+    #[error("tls: the HTTPS settings were refused: {0}")]
+    Tls(#[source] rustls::Error),
     /// A backend's DNS name did not resolve at start.
-    #[error("backend {name} does not resolve: {reason} (names are resolved at start, on reload and every dns_refresh)")]
-    Dns { name: String, reason: String },
+    #[error("backend {name} does not resolve: {source} (names are resolved at start, on reload and every dns_refresh)")]
+    Dns {
+        name: String,
+        #[source]
+        source: resolve::ResolveError,
+    },
     /// Nothing to listen on.
     #[error("no listener address: give --listen or `listen:` in the config file")]
     NoListener,

@@ -7,10 +7,16 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::balance::Strategy;
 use sluice::config;
+use sluice::exit::Exit;
 
 /// A fast ingress proxy for Kubernetes.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version = sluice::build::LONG_VERSION, about)]
+#[command(
+    name = "sluice",
+    version = sluice::build::LONG_VERSION,
+    about,
+    after_help = sluice::exit::HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,8 +40,10 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the proxy, from a config file or from --backend flags.
+    #[command(after_help = sluice::exit::HELP)]
     Serve(Box<ServeArgs>),
-    /// Validate a config file and print every error with its field.
+    /// Validate a config file and print every error with its field (exit
+    /// code 3 on any).
     Check {
         /// The config file to check.
         #[arg(long)]
@@ -93,9 +101,10 @@ struct ServeArgs {
     /// Address of the admin listener; overrides the file's `admin`.
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// A backend as IP:PORT or IP:PORT=WEIGHT (repeatable): one catch-all route.
-    #[arg(long)]
-    backend: Vec<String>,
+    /// A backend as IP:PORT or HOST:PORT, with =WEIGHT optional
+    /// (repeatable): one catch-all route.
+    #[arg(long, value_name = "ADDR[=WEIGHT]")]
+    backend: Vec<config::Backend>,
     /// How the catch-all route balances.
     #[arg(long, value_enum)]
     strategy: Option<Strategy>,
@@ -195,7 +204,7 @@ struct KubeArgs {
     namespace: Option<String>,
     /// NAMESPACE/NAME of the Service whose LoadBalancer address Ingresses
     /// report in their status.
-    #[arg(long, requires = "kube")]
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
     publish_service: Option<String>,
     /// How long the status Lease is held without renewal before another
     /// replica may take it.
@@ -211,23 +220,124 @@ struct KubeArgs {
     kube_debounce: std::time::Duration,
 }
 
+/// A flag's value that clap's own parsers do not refuse.
+#[derive(Debug, thiserror::Error)]
+enum FlagError {
+    #[error("must be 1 or more (leave it out for one per core)")]
+    NoWorkers,
+    #[error("{0:?} is not a number of threads")]
+    NotThreads(String, #[source] std::num::ParseIntError),
+    #[error("{0:?} is not NAMESPACE/NAME")]
+    NotNamespacedName(String),
+}
+
 /// `--workers N`: at least one.
-fn workers(s: &str) -> Result<usize, String> {
+fn workers(s: &str) -> Result<usize, FlagError> {
     match s.parse::<usize>() {
-        Ok(0) => Err("must be 1 or more (leave it out for one per core)".into()),
+        Ok(0) => Err(FlagError::NoWorkers),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a number of threads")),
+        Err(e) => Err(FlagError::NotThreads(s.to_owned(), e)),
     }
 }
 
 /// `namespace/name`, both parts present.
-fn namespaced_name(s: &str) -> Result<String, String> {
+fn namespaced_name(s: &str) -> Result<String, FlagError> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok(s.to_owned())
         }
-        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+        _ => Err(FlagError::NotNamespacedName(s.to_owned())),
     }
+}
+
+/// Why `sluice serve` or `sluice demo` stopped, each with its exit code
+/// ([`Exit`]): the command line's own refusals, a config refused, or the
+/// proxy's [`sluice::Error`].
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(
+        "nothing to serve: give --backend IP:PORT (repeatable), --config FILE, or --kube \
+         (see `sluice serve --help`, or `sluice demo` to try it)"
+    )]
+    NothingToServe,
+    #[error("{certs} --tls-cert but {keys} --tls-key: give each certificate its key")]
+    CertWithoutKey { certs: usize, keys: usize },
+    #[error(
+        "--default-tls-secret {secret} is outside --namespace {namespace}, whose Secrets alone \
+         are watched"
+    )]
+    SecretOutsideNamespace { secret: String, namespace: String },
+    #[error(
+        "--publish-service {service} is outside --namespace {namespace}, whose Services alone \
+         are watched: its address could never be read"
+    )]
+    ServiceOutsideNamespace { service: String, namespace: String },
+    #[error(transparent)]
+    PublishService(#[from] sluice::discovery::status::NotNamespacedName),
+    #[error(
+        "--admin {admin} overlaps the traffic listener {traffic}: give the admin listener a port \
+         of its own, so that it is never reachable where traffic is"
+    )]
+    AdminOverlaps {
+        admin: SocketAddr,
+        traffic: SocketAddr,
+    },
+    #[error(
+        "--listen {http} and --listen-tls {https} overlap: one port cannot be both HTTP and HTTPS"
+    )]
+    ListenersOverlap { http: SocketAddr, https: SocketAddr },
+    /// The quick form was refused, or the config file could not be read.
+    #[error("{0}")]
+    Config(#[source] config::ConfigError),
+    /// The config file was refused: reported one line per problem, each
+    /// naming the file (see [`report`]).
+    #[error("{source}")]
+    ConfigFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot write the man page: {0}")]
+    Man(#[source] std::io::Error),
+    #[error(transparent)]
+    Run(#[from] sluice::Error),
+}
+
+impl CliError {
+    fn exit(&self) -> Exit {
+        match self {
+            CliError::NothingToServe
+            | CliError::CertWithoutKey { .. }
+            | CliError::SecretOutsideNamespace { .. }
+            | CliError::ServiceOutsideNamespace { .. }
+            | CliError::PublishService(_)
+            | CliError::AdminOverlaps { .. }
+            | CliError::ListenersOverlap { .. } => Exit::Usage,
+            CliError::Config(_) | CliError::ConfigFile { .. } => Exit::Config,
+            CliError::Runtime(_) | CliError::Man(_) => Exit::Failure,
+            CliError::Run(e) => Exit::of(e),
+        }
+    }
+}
+
+/// Prints why the command stopped and gives its exit code. A file's
+/// problems take a line each, every line naming the file.
+fn report(result: Result<(), CliError>) -> ExitCode {
+    let e = match result {
+        Ok(()) => return Exit::Ok.into(),
+        Err(e) => e,
+    };
+    match &e {
+        CliError::ConfigFile { path, source } => {
+            for line in source.lines() {
+                eprintln!("sluice: {}: {line}", path.display());
+            }
+        }
+        _ => eprintln!("sluice: {e}"),
+    }
+    e.exit().into()
 }
 
 fn init_logs(format: LogFormat) {
@@ -276,14 +386,15 @@ fn main() -> ExitCode {
         }
         Command::Man => {
             use clap::CommandFactory;
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            }
+            report(
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut std::io::stdout())
+                    .map_err(CliError::Man),
+            )
         }
         Command::Serve(args) => {
             init_logs(cli.log_format);
-            serve(*args)
+            report(serve(*args))
         }
         Command::Demo {
             listen,
@@ -291,7 +402,7 @@ fn main() -> ExitCode {
             backend_port,
         } => {
             init_logs(cli.log_format);
-            demo(listen, admin, backend_port)
+            report(demo(listen, admin, backend_port))
         }
     }
 }
@@ -394,131 +505,102 @@ fn check(path: &std::path::Path, output: Output) -> ExitCode {
         }
     }
     if report.ok {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     } else {
-        ExitCode::FAILURE
+        Exit::Config.into()
     }
 }
 
-fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("sluice: {e}");
-    ExitCode::FAILURE
-}
-
-fn serve(args: ServeArgs) -> ExitCode {
-    let (mut cfg, file) =
-        match &args.config {
-            Some(path) => {
-                // Parsed from these bytes, which the reloader then compares
-                // with: an edit made while the proxy starts is not missed.
-                let bytes = match std::fs::read(path) {
-                    Ok(b) => b,
-                    Err(source) => {
-                        return fail(config::ConfigError::Read {
-                            path: path.clone(),
-                            source,
-                        })
-                    }
-                };
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                match config::parse_file_text(&text, path) {
-                    Ok(c) => (
-                        c,
-                        Some(sluice::app::ConfigFile {
-                            path: path.clone(),
-                            bytes,
-                        }),
-                    ),
-                    Err(e) => {
-                        for line in e.lines() {
-                            eprintln!("sluice: {}: {line}", path.display());
-                        }
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            None if args.backend.is_empty() && args.kube.kube => (
-                config::discovery_only(args.listen.clone(), args.admin),
-                None,
-            ),
-            None if args.backend.is_empty() => return fail(
-                "nothing to serve: give --backend IP:PORT (repeatable), --config FILE, or --kube \
-                 (see `sluice serve --help`, or `sluice demo` to try it)",
-            ),
-            None => match config::quick(
+fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let (mut cfg, file) = match &args.config {
+        Some(path) => {
+            // Parsed from these bytes, which the reloader then compares
+            // with: an edit made while the proxy starts is not missed.
+            let bytes = std::fs::read(path).map_err(|source| {
+                CliError::Config(config::ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let c =
+                config::parse_file_text(&text, path).map_err(|source| CliError::ConfigFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            (
+                c,
+                Some(sluice::app::ConfigFile {
+                    path: path.clone(),
+                    bytes,
+                }),
+            )
+        }
+        None if args.backend.is_empty() && args.kube.kube => (
+            config::discovery_only(args.listen.clone(), args.admin),
+            None,
+        ),
+        None if args.backend.is_empty() => return Err(CliError::NothingToServe),
+        None => (
+            config::quick(
                 args.listen.clone(),
                 args.admin,
                 &args.backend,
                 args.strategy.unwrap_or_default(),
-            ) {
-                Ok(c) => (c, None),
-                Err(e) => return fail(e),
-            },
-        };
+            )
+            .map_err(CliError::Config)?,
+            None,
+        ),
+    };
     if args.tls_cert.len() != args.tls_key.len() {
-        return fail(format!(
-            "{} --tls-cert but {} --tls-key: give each certificate its key",
-            args.tls_cert.len(),
-            args.tls_key.len()
-        ));
+        return Err(CliError::CertWithoutKey {
+            certs: args.tls_cert.len(),
+            keys: args.tls_key.len(),
+        });
     }
     if let (Some(ns), Some(secret)) = (&args.kube.namespace, &args.kube.default_tls_secret) {
         if secret.split_once('/').map(|(n, _)| n) != Some(ns.as_str()) {
-            return fail(format!(
-                "--default-tls-secret {secret} is outside --namespace {ns}, whose Secrets alone are watched"
-            ));
+            return Err(CliError::SecretOutsideNamespace {
+                secret: secret.clone(),
+                namespace: ns.clone(),
+            });
         }
     }
     if let (Some(ns), Some(svc)) = (&args.kube.namespace, &args.kube.publish_service) {
         if svc.split_once('/').map(|(n, _)| n) != Some(ns.as_str()) {
-            return fail(format!(
-                "--publish-service {svc} is outside --namespace {ns}, whose Services alone are watched: \
-                 its address could never be read"
-            ));
+            return Err(CliError::ServiceOutsideNamespace {
+                service: svc.clone(),
+                namespace: ns.clone(),
+            });
         }
     }
-    let args = std::sync::Arc::new(args);
-    let overrides: sluice::app::Overrides = {
-        let args = args.clone();
-        std::sync::Arc::new(move |c: &mut config::Config| apply_overrides(&args, c))
-    };
-    overrides(&mut cfg);
+    let overrides = overrides(&args);
+    overrides.apply(&mut cfg);
     if let Some(admin) = cfg.admin {
-        if let Some(traffic) = cfg
+        if let Some(&traffic) = cfg
             .listen
             .iter()
             .chain(&cfg.listen_tls)
             .find(|l| config::overlap(admin, **l))
         {
-            return fail(format!(
-                "--admin {admin} overlaps the traffic listener {traffic}: give the admin listener \
-                 a port of its own, so that it is never reachable where traffic is"
-            ));
+            return Err(CliError::AdminOverlaps { admin, traffic });
         }
     }
-    if let Some((a, b)) = cfg.listen.iter().find_map(|l| {
+    if let Some((&http, &https)) = cfg.listen.iter().find_map(|l| {
         cfg.listen_tls
             .iter()
             .find(|t| config::overlap(*l, **t))
             .map(|t| (l, t))
     }) {
-        return fail(format!(
-            "--listen {a} and --listen-tls {b} overlap: one port cannot be both HTTP and HTTPS"
-        ));
+        return Err(CliError::ListenersOverlap { http, https });
     }
-    let rt = match runtime(args.workers) {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
+    let rt = runtime(args.workers).map_err(CliError::Runtime)?;
     let status = match &args.kube.publish_service {
-        Some(s) => match sluice::discovery::status::StatusOptions::parse(
+        Some(s) => Some(sluice::discovery::status::StatusOptions::parse(
             s,
             &args.kube.ingress_class,
             args.kube.status_lease_duration,
-        ) {
-            Ok(o) => Some(o),
-            Err(e) => return fail(e),
-        },
+        )?),
         None => None,
     };
     let kube = args.kube.kube.then(|| sluice::discovery::Options {
@@ -533,86 +615,52 @@ fn serve(args: ServeArgs) -> ExitCode {
         status,
         default_tls_secret: args.kube.default_tls_secret.clone(),
     });
-    match rt.block_on(sluice::app::run(cfg, file, kube, overrides)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
+    rt.block_on(sluice::app::run(cfg, file, kube, overrides))?;
+    Ok(())
 }
 
 /// What the command line sets over the config file: applied at start and to
 /// every reload of the file, so that a reload neither drops them nor warns
 /// that they differ.
-fn apply_overrides(args: &ServeArgs, cfg: &mut config::Config) {
-    if !args.listen.is_empty() {
-        cfg.listen = args.listen.clone();
-    }
-    if !args.listen_tls.is_empty() {
-        cfg.listen_tls = args.listen_tls.clone();
-    }
-    cfg.tls
-        .certificates
-        .extend(args.tls_cert.iter().zip(&args.tls_key).map(|(cert, key)| {
-            sluice::tls::CertFiles {
+fn overrides(args: &ServeArgs) -> config::Overrides {
+    let nonempty = |v: &Vec<SocketAddr>| (!v.is_empty()).then(|| v.clone());
+    config::Overrides {
+        listen: nonempty(&args.listen),
+        listen_tls: nonempty(&args.listen_tls),
+        certificates: args
+            .tls_cert
+            .iter()
+            .zip(&args.tls_key)
+            .map(|(cert, key)| sluice::tls::CertFiles {
                 cert: cert.clone(),
                 key: key.clone(),
-            }
-        }));
-    if args.admin.is_some() {
-        cfg.admin = args.admin;
-    }
-    if args.no_fast_path {
-        cfg.listener.http1_fast_path = false;
-    }
-    if let Some(f) = args.access_log {
-        cfg.access_log = f;
-    }
-    if args.endpoint_metrics {
-        cfg.endpoint_metrics = true;
-    }
-    if let Some(n) = args.max_connections {
-        cfg.listener.max_connections = n;
-    }
-    if let Some(m) = args.max_memory {
-        cfg.listener.max_memory = m;
-    }
-    if let Some(n) = args.max_in_flight {
-        cfg.listener.max_in_flight = n;
-    }
-    let l = &mut cfg.listener;
-    l.max_uri = args.max_uri.unwrap_or(l.max_uri);
-    l.max_header_size = args.max_header_size.unwrap_or(l.max_header_size);
-    l.max_headers = args.max_headers.unwrap_or(l.max_headers);
-    l.http2_max_concurrent_streams = args
-        .http2_max_concurrent_streams
-        .unwrap_or(l.http2_max_concurrent_streams);
-    l.http2_stream_window = args.http2_stream_window.unwrap_or(l.http2_stream_window);
-    l.http2_connection_window = args
-        .http2_connection_window
-        .unwrap_or(l.http2_connection_window);
-    if !args.trust_forwarded_for.is_empty() {
-        cfg.listener.trust_forwarded_for = Some(std::sync::Arc::new(
-            sluice::proxy_protocol::Trusted(args.trust_forwarded_for.clone()),
-        ));
-    }
-    if args.proxy_protocol || !args.proxy_protocol_from.is_empty() {
-        cfg.listener.proxy_protocol = Some(std::sync::Arc::new(sluice::proxy_protocol::Trusted(
-            args.proxy_protocol_from.clone(),
-        )));
-    }
-    if let Some(d) = args.shutdown_delay {
-        cfg.shutdown_delay = d;
-    }
-    if cfg.listen.is_empty() {
-        cfg.listen.push(SocketAddr::from(([0, 0, 0, 0], 8080)));
+            })
+            .collect(),
+        admin: args.admin,
+        http1_fast_path: args.no_fast_path.then_some(false),
+        access_log: args.access_log,
+        endpoint_metrics: args.endpoint_metrics.then_some(true),
+        max_connections: args.max_connections,
+        max_in_flight: args.max_in_flight,
+        max_memory: args.max_memory,
+        max_uri: args.max_uri,
+        max_header_size: args.max_header_size,
+        max_headers: args.max_headers,
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        http2_stream_window: args.http2_stream_window,
+        http2_connection_window: args.http2_connection_window,
+        trust_forwarded_for: (!args.trust_forwarded_for.is_empty())
+            .then(|| args.trust_forwarded_for.clone()),
+        proxy_protocol: (args.proxy_protocol || !args.proxy_protocol_from.is_empty())
+            .then(|| args.proxy_protocol_from.clone()),
+        shutdown_delay: args.shutdown_delay,
+        default_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
     }
 }
 
-fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> ExitCode {
-    let rt = match runtime(None) {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let result = rt.block_on(async {
+fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Result<(), CliError> {
+    let rt = runtime(None).map_err(CliError::Runtime)?;
+    rt.block_on(async {
         for (name, addr, _) in sluice::demo::backends(base_port) {
             sluice::demo::start_backend(name, addr).await?;
         }
@@ -628,10 +676,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> ExitCode {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         });
-        sluice::app::run(cfg, None, None, std::sync::Arc::new(|_| {})).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
+        sluice::app::run(cfg, None, None, config::Overrides::default()).await
+    })?;
+    Ok(())
 }

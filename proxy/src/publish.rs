@@ -14,10 +14,10 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::config::RouteSpec;
 use crate::metrics::Metrics;
 use crate::routing::{Edge, Snapshot, Table};
-use crate::tls::{Binding, CertTable, Certificate, Policy};
+use crate::spec::{Policy, RouteSpec, ServerHeader};
+use crate::tls::{Binding, CertTable, Certificate};
 
 /// What the config file (or the command line) gives.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,7 @@ pub struct FileSource {
     pub certs: Vec<Binding>,
     pub default_cert: Option<Arc<Certificate>>,
     pub policy: Policy,
-    pub server_header: crate::config::ServerHeader,
+    pub server_header: ServerHeader,
     pub endpoint_metrics: bool,
     /// How often its backends' DNS names are resolved again.
     pub dns_refresh: std::time::Duration,

@@ -12,14 +12,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::RouteSpec;
-use crate::upstream::EndpointSpec;
+use crate::spec::{EndpointSpec, RouteSpec};
 
 /// A name to resolve: host and port.
 pub type Name = (Arc<str>, u16);
 
 /// What the names resolved to, each address list sorted.
 pub type Resolved = BTreeMap<Name, Vec<IpAddr>>;
+
+/// Why a name did not resolve.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The resolver answered, with no address.
+    #[error("no addresses")]
+    NoAddresses,
+    /// The resolver failed (getaddrinfo's error).
+    #[error("{0}")]
+    Lookup(#[source] std::io::Error),
+}
 
 /// Every name the routes give backends by.
 pub fn names<'a>(routes: impl IntoIterator<Item = &'a RouteSpec>) -> BTreeSet<Name> {
@@ -36,7 +46,7 @@ pub fn names<'a>(routes: impl IntoIterator<Item = &'a RouteSpec>) -> BTreeSet<Na
 
 /// Resolves every name with the system resolver (getaddrinfo, on Tokio's
 /// blocking pool). The names that fail come back with their errors.
-pub async fn resolve(names: &BTreeSet<Name>) -> (Resolved, Vec<(Name, String)>) {
+pub async fn resolve(names: &BTreeSet<Name>) -> (Resolved, Vec<(Name, ResolveError)>) {
     let mut out = Resolved::new();
     let mut failed = Vec::new();
     for (host, port) in names {
@@ -46,12 +56,12 @@ pub async fn resolve(names: &BTreeSet<Name>) -> (Resolved, Vec<(Name, String)>) 
                 ips.sort();
                 ips.dedup();
                 if ips.is_empty() {
-                    failed.push(((host.clone(), *port), "no addresses".to_owned()));
+                    failed.push(((host.clone(), *port), ResolveError::NoAddresses));
                 } else {
                     out.insert((host.clone(), *port), ips);
                 }
             }
-            Err(e) => failed.push(((host.clone(), *port), e.to_string())),
+            Err(e) => failed.push(((host.clone(), *port), ResolveError::Lookup(e))),
         }
     }
     (out, failed)
@@ -87,7 +97,7 @@ pub fn apply(routes: &mut [RouteSpec], resolved: &Resolved) {
 /// A refresh's result merged with what was known: a name that failed this
 /// time keeps its last addresses (a resolver hiccup must not empty a
 /// route).
-pub fn merge(previous: &Resolved, fresh: Resolved, failed: &[(Name, String)]) -> Resolved {
+pub fn merge(previous: &Resolved, fresh: Resolved, failed: &[(Name, ResolveError)]) -> Resolved {
     let mut out = fresh;
     for (name, _) in failed {
         if let Some(ips) = previous.get(name) {
@@ -148,7 +158,7 @@ mod tests {
         let merged = merge(
             &previous,
             Resolved::new(),
-            &[(name.clone(), "timeout".into())],
+            &[(name.clone(), ResolveError::NoAddresses)],
         );
         assert_eq!(merged, previous);
     }

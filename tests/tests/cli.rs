@@ -1,9 +1,12 @@
 //! The `sluice` command as a new user meets it: what it says when given
-//! nothing, a bad flag or a bad file; `check --output json`, `version`,
-//! completions and the man page; logs written for people; and the proxy's
-//! own error answers dated like hyper's.
+//! nothing, a bad flag or a bad file, and the exit code of each kind of
+//! failure; `check --output json`, `version`, completions and the man page;
+//! logs written for people; and the proxy's own error answers dated like
+//! hyper's.
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use sluice_integration::*;
 
@@ -18,11 +21,42 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// Runs `sluice` until it exits by itself (a failure to start must not
+/// leave it serving), and gives its exit code and what it wrote to stderr.
+fn exit_of(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(sluice_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
+}
+
 #[test]
 fn bad_invocations_say_what_to_do() {
     let out = sluice(&["serve"]);
     let (_, err) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("nothing to serve: give --backend"), "{err}");
     assert!(err.contains("--config") && err.contains("--kube"), "{err}");
 
@@ -46,11 +80,116 @@ fn bad_invocations_say_what_to_do() {
         &admin,
     ]);
     let (_, err) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
             "--admin {admin} overlaps the traffic listener {listen}"
         )),
+        "{err}"
+    );
+}
+
+/// Each kind of failure has its exit code, as `--help` and the README
+/// list them: usage 2, config refused 3, cannot bind 4, Kubernetes setup 5.
+#[test]
+fn each_kind_of_failure_exits_with_its_code() {
+    let (out, _) = text(&sluice(&["--help"]));
+    assert!(
+        out.contains("Exit codes:") && out.contains("4  a listener's address cannot be bound"),
+        "{out}"
+    );
+    let (out, _) = text(&sluice(&["serve", "--help"]));
+    assert!(out.contains("3  config refused"), "{out}");
+
+    // Usage: a flag clap refuses, in clap's own words.
+    let (code, err) = exit_of(&["serve", "--backend", "127.0.0.1:1=zero"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("invalid value '127.0.0.1:1=zero' for '--backend")
+            && err.contains("\"zero\" is not a whole number"),
+        "{err}"
+    );
+    let (code, err) = exit_of(&["serve", "--no-such-flag"]);
+    assert_eq!(code, Some(2), "{err}");
+
+    // Config refused: a file that does not validate, one line per problem
+    // naming the file; a file that cannot be read; backends listed twice.
+    let dir = TempDir::new();
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listen: 127.0.0.1:80800
+routes:
+  - backends: [127.0.0.1:1=0]
+",
+    )
+    .unwrap();
+    let file = bad.display().to_string();
+    let (code, err) = exit_of(&["serve", "--config", &file]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains(&format!("sluice: {file}: listen[0]: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("sluice: {file}: routes[0].backends[0].weight: ")),
+        "{err}"
+    );
+    let (code, err) = exit_of(&["serve", "--config", "/nonexistent/sluice.yaml"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot read config file"), "{err}");
+    let (code, err) = exit_of(&[
+        "serve",
+        "--backend",
+        "127.0.0.1:1",
+        "--backend",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("backend 127.0.0.1:1 is listed twice"), "{err}");
+
+    // Config refused: a certificate it names cannot be read (before any
+    // port is bound).
+    let [listen, listen_tls] = free_addrs::<2>().map(|a| a.to_string());
+    let (code, err) = exit_of(&[
+        "serve",
+        "--backend",
+        "127.0.0.1:1",
+        "--listen",
+        &listen,
+        "--listen-tls",
+        &listen_tls,
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("tls: cannot read /nonexistent/cert.pem"),
+        "{err}"
+    );
+
+    // Cannot bind: the port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = exit_of(&["serve", "--backend", "127.0.0.1:1", "--listen", &addr]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    drop(taken);
+
+    // Kubernetes: the kubeconfig cannot be read.
+    let (code, err) = exit_of(&[
+        "serve",
+        "--kube",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--listen",
+        &listen,
+    ]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("kubernetes: kubeconfig /nonexistent/kubeconfig"),
         "{err}"
     );
 }
@@ -67,7 +206,7 @@ fn check_names_the_file_once_and_each_problem_at_its_line() {
     let file = path.display().to_string();
     let out = sluice(&["check", "--config", &file]);
     let (_, err) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     // The schema error comes first; it alone is reported, at its key.
     assert!(
         err.contains(&format!(
@@ -92,7 +231,7 @@ fn check_names_the_file_once_and_each_problem_at_its_line() {
     .unwrap();
     let out = sluice(&["check", "--config", &file, "--output", "json"]);
     let (stdout, _) = text(&out);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(report["ok"], false);
     let e = &report["errors"][0];

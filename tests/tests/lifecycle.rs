@@ -314,7 +314,7 @@ fn check_names_every_bad_field() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     for field in [
         "listen[0]",
@@ -331,7 +331,7 @@ fn check_names_every_bad_field() {
         .args(["check", "--config", "/nonexistent/sluice.yaml"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(3));
 }
 
 /// Three consecutive free ports for the demo's backends.

@@ -5,8 +5,12 @@
 //! line (`--backend`, `--strategy`) and a YAML file (`--config`). Later the
 //! Kubernetes discovery produces the same [`RouteSpec`]s.
 
+pub mod backend;
+mod error;
+mod overrides;
 mod raw;
 pub mod schema;
+mod value;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,10 +19,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::Strategy;
-use crate::routing::{HostMatch, PathType};
-use crate::upstream::{EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec};
+pub use crate::spec::{
+    CanarySpec, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+};
+use crate::spec::{
+    CertFiles, EndpointSpec, HealthPolicy, HostMatch, Hsts, NamedBackend, PathType, Policy,
+    Protocol, UpstreamSpec, DEFAULT_HEALTH, DEFAULT_MAX_IDLE,
+};
+use backend::Target;
+pub use backend::{Backend, BackendError};
+pub use error::{count, ConfigError, FieldError};
+pub use overrides::Overrides;
 pub use raw::RawConfig;
 use raw::{RawBackend, RawBackendSet, RawHealth, RawRetry, RawTimeouts};
+pub use value::{
+    parse_cidr, parse_http2_streams, parse_http2_window, parse_max_header_size, parse_max_headers,
+    parse_max_memory, parse_max_uri, parse_size, ValueError,
+};
 
 /// Everything the proxy runs from.
 #[derive(Debug, Clone)]
@@ -56,14 +74,14 @@ pub struct Config {
 /// The HTTPS settings of a config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsConfig {
-    pub certificates: Vec<crate::tls::CertFiles>,
-    pub default_certificate: Option<crate::tls::CertFiles>,
-    pub policy: crate::tls::Policy,
+    pub certificates: Vec<CertFiles>,
+    pub default_certificate: Option<CertFiles>,
+    pub policy: Policy,
 }
 
 impl TlsConfig {
     /// Every certificate file pair, the default last.
-    pub fn files(&self) -> impl Iterator<Item = &crate::tls::CertFiles> {
+    pub fn files(&self) -> impl Iterator<Item = &CertFiles> {
         self.certificates.iter().chain(&self.default_certificate)
     }
 }
@@ -135,62 +153,6 @@ pub struct ListenerSettings {
     pub http2_connection_window: u32,
 }
 
-/// One route: what it matches and where it sends.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub name: Arc<str>,
-    pub host: HostMatch,
-    pub path: String,
-    pub path_type: PathType,
-    pub upstream: UpstreamSpec,
-    pub timeouts: RouteTimeouts,
-    pub retry: RetryPolicy,
-    /// Part of the traffic to a second upstream (discovered canaries).
-    pub canary: Option<CanarySpec>,
-    /// The largest request body accepted (413 beyond); `None`: no limit.
-    pub max_request_body: Option<u64>,
-    /// Plain HTTP to HTTPS: `None` when the host has a certificate,
-    /// `Some(true)` always, `Some(false)` never.
-    pub ssl_redirect: Option<bool>,
-}
-
-/// A canary upstream for a route, and how much traffic it gets.
-#[derive(Debug, Clone)]
-pub struct CanarySpec {
-    pub upstream: UpstreamSpec,
-    /// `weight` requests in `total`.
-    pub weight: u32,
-    pub total: u32,
-    /// `always` / `never` in this header decide before the weight.
-    pub header: Option<http::HeaderName>,
-}
-
-/// Per-route upstream timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteTimeouts {
-    /// TCP connect to one endpoint.
-    pub connect: Duration,
-    /// From the request sent to the response headers received.
-    pub response_header: Duration,
-    /// How long an idle pooled upstream connection is kept.
-    pub upstream_idle: Duration,
-    /// The longest pause while a client sends a request body (then 408).
-    pub request_body: Duration,
-}
-
-/// Retries on connect failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total tries, the first included (1 means no retry).
-    pub attempts: u32,
-}
-
-pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
-    connect: Duration::from_secs(5),
-    response_header: Duration::from_secs(60),
-    upstream_idle: Duration::from_secs(60),
-    request_body: Duration::from_secs(60),
-};
 pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     request_header_timeout: Duration::from_secs(10),
     http2_idle_timeout: Duration::from_secs(75),
@@ -230,209 +192,9 @@ pub const DEFAULT_MAX_URI: usize = 8 * 1024;
 /// The default of `limits.max_connections`: at about 11 KB for an idle
 /// connection, 10,000 hold about 110 MB, and no more.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 10;
-const MAX_WEIGHT: u32 = 10_000;
-
-/// A size as nginx writes it: bytes, or a number with `k`, `m` or `g`
-/// (powers of 1024). `0` means no limit.
-/// `limits.max_uri`: a size of 256 bytes or more, or 0 for no limit.
-pub fn parse_max_uri(s: &str) -> Result<usize, String> {
-    match parse_size(s)? {
-        None => Ok(usize::MAX),
-        Some(n) if n >= 256 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-        Some(_) => Err("must be 256 bytes or more".into()),
-    }
-}
-
-/// `limits.max_header_size`: 16k (the fast path's whole head, which it
-/// takes itself) to 1m.
-pub fn parse_max_header_size(s: &str) -> Result<usize, String> {
-    match parse_size(s)? {
-        Some(n) if (16 << 10..=1 << 20).contains(&n) => Ok(n as usize),
-        _ => Err("must be between 16k and 1m".into()),
-    }
-}
-
-/// `limits.max_headers`: 64 (what the fast path takes itself) to 10000.
-pub fn parse_max_headers(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n @ 64..=10_000) => Ok(n),
-        _ => Err(format!("{s:?} is out of range 64..=10000")),
-    }
-}
-
-/// `limits.http2_max_concurrent_streams`: 1 to 10000.
-pub fn parse_http2_streams(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n @ 1..=10_000) => Ok(n),
-        _ => Err(format!("{s:?} is out of range 1..=10000")),
-    }
-}
-
-/// An HTTP/2 window: 64k (the protocol's own default) to 1g.
-pub fn parse_http2_window(s: &str) -> Result<u32, String> {
-    match parse_size(s)? {
-        Some(n) if (64 << 10..=1 << 30).contains(&n) => Ok(n as u32),
-        _ => Err("must be between 64k and 1g".into()),
-    }
-}
-
-/// `limits.max_memory`: `auto`, `0` (no guard) or a size of 16m or more.
-pub fn parse_max_memory(s: &str) -> Result<crate::memory::MaxMemory, String> {
-    use crate::memory::MaxMemory;
-    if s.trim().eq_ignore_ascii_case("auto") {
-        return Ok(MaxMemory::Auto);
-    }
-    match parse_size(s)? {
-        None => Ok(MaxMemory::Off),
-        Some(n) if n >= 16 << 20 => Ok(MaxMemory::Bytes(n)),
-        Some(_) => Err(format!(
-            "{s:?} is too small: the guard takes 16m or more (or 0 for none)"
-        )),
-    }
-}
-
-pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
-    let t = s.trim();
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => t.split_at(i),
-        None => (t, ""),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 512k, 10m or 1g"))?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "ki" => 1 << 10,
-        "m" | "mb" | "mi" => 1 << 20,
-        "g" | "gb" | "gi" => 1 << 30,
-        _ => return Err(format!("{s:?} is not a size like 512k, 10m or 1g")),
-    };
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))?;
-    Ok((bytes > 0).then_some(bytes))
-}
-
-/// A network as `10.0.0.0/8`, or one address (a /32 or /128).
-pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
-    let t = s.trim();
-    t.parse::<ipnet::IpNet>()
-        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or an address"))
-}
-
-/// What a proxied answer says in `Server`, as nginx (`server_tokens`) and
-/// Envoy (`server_header_transformation`) let it be chosen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ServerHeader {
-    /// `Server: sluice` when the upstream sent none; the upstream's kept.
-    #[default]
-    Add,
-    /// The upstream's as it is, or none.
-    Pass,
-    /// None at all: the upstream's is removed.
-    Off,
-}
-
-/// One wrong field (as `sluice check --output json` prints it too).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FieldError {
-    /// Where it is, as `routes[2].backends[0].weight`.
-    pub field: String,
-    pub message: String,
-    /// Where in the file (1-based), when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<usize>,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// Why a config could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid: {message}")]
-    Parse {
-        path: PathBuf,
-        message: String,
-        line: Option<usize>,
-        column: Option<usize>,
-    },
-    #[error("config {source_name} has {}: {}", count(.errors.len(), "error"), join(.errors))]
-    Invalid {
-        source_name: String,
-        errors: Vec<FieldError>,
-    },
-}
-
-/// `1 error`, `2 errors`.
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-fn join(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl ConfigError {
-    /// Every problem, as `sluice check` reports them.
-    pub fn problems(&self) -> Vec<FieldError> {
-        match self {
-            ConfigError::Invalid { errors, .. } => errors.clone(),
-            ConfigError::Parse {
-                message,
-                line,
-                column,
-                ..
-            } => vec![FieldError {
-                field: String::new(),
-                message: message.clone(),
-                line: *line,
-                column: *column,
-            }],
-            ConfigError::Read { source, .. } => vec![FieldError {
-                field: String::new(),
-                message: format!("cannot read it: {source}"),
-                line: None,
-                column: None,
-            }],
-        }
-    }
-
-    /// Every problem, one per line, for `sluice check`, which names the
-    /// file once in front of each (so the lines do not name it again).
-    pub fn lines(&self) -> Vec<String> {
-        match self {
-            ConfigError::Invalid { errors, .. } => errors.iter().map(ToString::to_string).collect(),
-            ConfigError::Parse { message, .. } => vec![message.clone()],
-            ConfigError::Read { source, .. } => vec![format!("cannot read it: {source}")],
-        }
-    }
-}
 
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -553,18 +315,19 @@ pub fn discovery_only(listen: Vec<SocketAddr>, admin: Option<SocketAddr>) -> Con
     }
 }
 
-/// The quick form: one catch-all route over `backends`.
+/// The quick form: one catch-all route over `backends` (each parsed by
+/// clap already: only duplicates are left to refuse).
 pub fn quick(
     listen: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
-    backends: &[String],
+    backends: &[Backend],
     strategy: Strategy,
 ) -> Result<Config, ConfigError> {
     let mut v = Validator::default();
     let mut endpoints = Vec::new();
     let mut names = Vec::new();
     for (i, b) in backends.iter().enumerate() {
-        v.backend_into(&format!("--backend[{i}]"), b, &mut endpoints, &mut names);
+        v.add_backend(&format!("--backend[{i}]"), b, &mut endpoints, &mut names);
     }
     v.check_duplicate_endpoints("--backend", &endpoints);
     if endpoints.is_empty() && names.is_empty() {
@@ -587,7 +350,7 @@ pub fn quick(
             protocol: Protocol::Http1,
             endpoints,
             health: HealthPolicy::default(),
-            max_idle_per_endpoint: crate::upstream::DEFAULT_MAX_IDLE,
+            max_idle_per_endpoint: DEFAULT_MAX_IDLE,
             names,
         },
         timeouts: DEFAULT_TIMEOUTS,
@@ -609,31 +372,6 @@ pub fn quick(
 /// How often backends given by DNS name are resolved again (`dns_refresh`).
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 
-/// A backend's address as written.
-enum Target {
-    Addr(SocketAddr),
-    Name(Arc<str>, u16),
-}
-
-/// A DNS name a backend may be given by: letters, digits and `-` in dot
-/// separated labels, not all of them numbers (`10.0.0.300` is a mistyped
-/// address, not a name).
-fn dns_name(host: &str) -> bool {
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(label)
-        && !host
-            .split('.')
-            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// Two listen addresses that would take the same connections: the same
 /// port, and the same address or either one a wildcard (`0.0.0.0`, `::`).
 pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
@@ -646,12 +384,14 @@ struct Validator {
 }
 
 impl Validator {
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    /// An error at `field`: a message, or an error type that says what
+    /// was wrong with the value.
+    fn error(&mut self, field: impl Into<String>, message: impl fmt::Display) {
         // Top-level settings are checked with an empty prefix.
         let field: String = field.into();
         self.errors.push(FieldError {
             field: field.trim_start_matches('.').to_owned(),
-            message: message.into(),
+            message: message.to_string(),
             line: None,
             column: None,
         });
@@ -691,7 +431,7 @@ impl Validator {
         &mut self,
         field: &str,
         s: Option<&str>,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, ValueError>,
         default: T,
     ) -> T {
         match s.map(parse) {
@@ -721,7 +461,7 @@ impl Validator {
                     v.error(format!("{field}.{part}"), "must name a file");
                 }
             }
-            crate::tls::CertFiles {
+            CertFiles {
                 cert: PathBuf::from(&f.cert),
                 key: PathBuf::from(&f.key),
             }
@@ -736,7 +476,7 @@ impl Validator {
             .default_certificate
             .as_ref()
             .map(|f| files(self, "tls.default_certificate", f));
-        let defaults = crate::tls::Policy::default();
+        let defaults = Policy::default();
         let redirect_port = match raw.redirect_port {
             Some(0) => {
                 self.error("tls.redirect_port", "must be a port, 1..=65535");
@@ -745,7 +485,7 @@ impl Validator {
             Some(p) => p,
             None => defaults.redirect_port,
         };
-        let hsts = raw.hsts.as_ref().map(|h| crate::tls::Hsts {
+        let hsts = raw.hsts.as_ref().map(|h| Hsts {
             // ingress-nginx's default: 180 days.
             max_age: match h.max_age.as_deref().map(str::trim) {
                 Some("0") | Some("0s") => Duration::ZERO,
@@ -762,7 +502,7 @@ impl Validator {
         TlsConfig {
             certificates,
             default_certificate,
-            policy: crate::tls::Policy {
+            policy: Policy {
                 redirect: raw.redirect.unwrap_or(defaults.redirect),
                 redirect_port,
                 hsts,
@@ -783,39 +523,10 @@ impl Validator {
     }
 
     fn weight(&mut self, field: &str, w: u32) -> u32 {
-        if w == 0 || w > MAX_WEIGHT {
-            self.error(
-                field,
-                format!("weight {w} is out of range 1..={MAX_WEIGHT}"),
-            );
+        backend::check_weight(w).unwrap_or_else(|e| {
+            self.error(field, e.to_string());
             1
-        } else {
-            w
-        }
-    }
-
-    /// `IP:PORT`, or `HOST:PORT` with a DNS name (resolved later).
-    fn target(&mut self, field: &str, s: &str) -> Option<Target> {
-        let s = s.trim();
-        if let Ok(a) = s.parse::<SocketAddr>() {
-            return Some(Target::Addr(a));
-        }
-        match s.rsplit_once(':') {
-            Some((host, port)) if dns_name(host) => match port.parse::<u16>() {
-                Ok(p) if p != 0 => Some(Target::Name(host.to_ascii_lowercase().into(), p)),
-                _ => {
-                    self.error(field, format!("{port:?} is not a port (1-65535)"));
-                    None
-                }
-            },
-            _ => {
-                self.error(
-                    field,
-                    format!("{s:?} is not an IP:PORT address or a HOST:PORT name"),
-                );
-                None
-            }
-        }
+        })
     }
 
     /// `IP:PORT[=WEIGHT]` or `HOST:PORT[=WEIGHT]`, into `endpoints` or
@@ -827,14 +538,13 @@ impl Validator {
         endpoints: &mut Vec<EndpointSpec>,
         names: &mut Vec<NamedBackend>,
     ) {
+        // The address and the weight are checked apart, so that both
+        // are reported when both are wrong.
         let (addr, weight) = match s.split_once('=') {
-            Some((a, w)) => match w.trim().parse::<u32>() {
-                Ok(w) => (a, self.weight(&format!("{field}.weight"), w)),
-                Err(_) => {
-                    self.error(
-                        format!("{field}.weight"),
-                        format!("{w:?} is not a whole number"),
-                    );
+            Some((a, w)) => match backend::parse_weight(w) {
+                Ok(w) => (a, w),
+                Err(e) => {
+                    self.error(format!("{field}.weight"), e.to_string());
                     (a, 1)
                 }
             },
@@ -851,16 +561,34 @@ impl Validator {
         endpoints: &mut Vec<EndpointSpec>,
         names: &mut Vec<NamedBackend>,
     ) {
-        match self.target(field, addr) {
-            Some(Target::Addr(a)) => endpoints.push(EndpointSpec::new(a, weight)),
-            Some(Target::Name(host, port)) => {
-                if names.iter().any(|n| n.host == host && n.port == port) {
+        match Target::parse(addr) {
+            Ok(target) => self.add_backend(field, &Backend { target, weight }, endpoints, names),
+            Err(e) => self.error(field, e.to_string()),
+        }
+    }
+
+    /// A parsed backend, into `endpoints` or `names`; a name listed twice
+    /// is an error.
+    fn add_backend(
+        &mut self,
+        field: &str,
+        b: &Backend,
+        endpoints: &mut Vec<EndpointSpec>,
+        names: &mut Vec<NamedBackend>,
+    ) {
+        match &b.target {
+            Target::Addr(a) => endpoints.push(EndpointSpec::new(*a, b.weight)),
+            Target::Name(host, port) => {
+                if names.iter().any(|n| n.host == *host && n.port == *port) {
                     self.error(field, format!("backend {host}:{port} is listed twice"));
                 } else {
-                    names.push(NamedBackend { host, port, weight });
+                    names.push(NamedBackend {
+                        host: host.clone(),
+                        port: *port,
+                        weight: b.weight,
+                    });
                 }
             }
-            None => {}
         }
     }
 
@@ -996,8 +724,8 @@ pub struct Defaults {
 pub const DEFAULTS: Defaults = Defaults {
     timeouts: DEFAULT_TIMEOUTS,
     retry: DEFAULT_RETRY,
-    health: crate::upstream::DEFAULT_HEALTH,
-    max_idle: crate::upstream::DEFAULT_MAX_IDLE,
+    health: DEFAULT_HEALTH,
+    max_idle: DEFAULT_MAX_IDLE,
     max_request_body: None,
 };
 
@@ -1148,7 +876,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         max_idle: raw
             .upstream
             .max_idle_per_endpoint
-            .unwrap_or(crate::upstream::DEFAULT_MAX_IDLE),
+            .unwrap_or(DEFAULT_MAX_IDLE),
         max_request_body: v.size("max_request_body", raw.max_request_body.as_ref(), None),
     };
     let access_log = match raw.access_log.as_deref().map(str::parse) {
@@ -1588,7 +1316,10 @@ routes:
         let c = quick(
             vec!["127.0.0.1:8080".parse().unwrap()],
             None,
-            &["127.0.0.1:9001".into(), "127.0.0.1:9002=3".into()],
+            &[
+                "127.0.0.1:9001".parse().unwrap(),
+                "127.0.0.1:9002=3".parse().unwrap(),
+            ],
             Strategy::Weighted,
         )
         .unwrap();
@@ -1599,6 +1330,13 @@ routes:
             .map(|e| e.weight)
             .collect();
         assert_eq!(w, [1, 3]);
-        assert!(quick(vec![], None, &["x".into()], Strategy::Weighted).is_err());
+        let twice: Backend = "127.0.0.1:9001".parse().unwrap();
+        let err = quick(vec![], None, &[twice.clone(), twice], Strategy::Weighted).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--backend: backend 127.0.0.1:9001 is listed twice"),
+            "{err}"
+        );
+        assert!(quick(vec![], None, &[], Strategy::Weighted).is_err());
     }
 }

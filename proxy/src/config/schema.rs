@@ -13,7 +13,7 @@
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::FieldError;
+use super::error::FieldError;
 
 /// A position in the file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::balance::Strategy;
-use crate::config::RouteTimeouts;
+use crate::spec::RouteTimeouts;
 
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -205,8 +205,15 @@ fn flag(out: &mut Annotated, key: &str, value: &str, set: impl FnOnce(&mut Annot
     }
 }
 
+/// A pod's `sluice.dev/weight` that is not a weight.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sluice.dev/weight: {0:?} is not a whole number from 1 to 10000")]
+pub struct PodWeightError(pub String);
+
 /// A pod's `sluice.dev/weight`: 1 to 10,000; `None` when unset.
-pub fn pod_weight(annotations: &Option<BTreeMap<String, String>>) -> Result<Option<u32>, String> {
+pub fn pod_weight(
+    annotations: &Option<BTreeMap<String, String>>,
+) -> Result<Option<u32>, PodWeightError> {
     let Some(v) = annotations
         .as_ref()
         .and_then(|a| a.get("sluice.dev/weight"))
@@ -215,9 +222,7 @@ pub fn pod_weight(annotations: &Option<BTreeMap<String, String>>) -> Result<Opti
     };
     match v.trim().parse::<u32>() {
         Ok(n) if (1..=10_000).contains(&n) => Ok(Some(n)),
-        _ => Err(format!(
-            "sluice.dev/weight: {v:?} is not a whole number from 1 to 10000"
-        )),
+        _ => Err(PodWeightError(v.clone())),
     }
 }
 
@@ -325,7 +330,7 @@ mod tests {
             ("nginx.ingress.kubernetes.io/proxy-connect-timeout", "3"),
             ("nginx.ingress.kubernetes.io/proxy-read-timeout", "120"),
         ]);
-        let mut t = crate::config::DEFAULT_TIMEOUTS;
+        let mut t = crate::spec::DEFAULT_TIMEOUTS;
         a.apply_timeouts(&mut t);
         assert_eq!(t.connect, Duration::from_secs(3));
         assert_eq!(t.response_header, Duration::from_secs(120));

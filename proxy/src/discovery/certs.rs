@@ -12,14 +12,26 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::translate::{Event, TlsBinding};
-use crate::tls::{Binding, Certificate};
+use crate::tls::{Binding, CertError, Certificate};
+
+/// Why a Secret gives no certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("not found (or not of type kubernetes.io/tls)")]
+    NotFound,
+    /// `tls.crt` or `tls.key` is missing or empty.
+    #[error("lacks {0}")]
+    Lacks(&'static str),
+    #[error("refused: {0}")]
+    Refused(#[source] CertError),
+}
 
 /// What is known of one Secret.
 struct Entry {
     /// The version last parsed.
     version: String,
     /// That version's certificate, or why it was refused.
-    parsed: Result<Arc<Certificate>, String>,
+    parsed: Result<Arc<Certificate>, SecretError>,
     /// The newest version that parsed.
     last_good: Option<Arc<Certificate>>,
 }
@@ -80,7 +92,7 @@ impl SecretCerts {
             let (current, previous) = match secret {
                 Some(secret) => self.parse(&w.secret, secret),
                 None => (
-                    Err("not found (or not of type kubernetes.io/tls)".to_owned()),
+                    Err(SecretError::NotFound),
                     self.by_secret
                         .get(&w.secret)
                         .and_then(|e| e.last_good.clone()),
@@ -139,7 +151,10 @@ impl SecretCerts {
         &mut self,
         id: &str,
         secrets: &[Arc<Secret>],
-    ) -> (Result<Arc<Certificate>, String>, Option<Arc<Certificate>>) {
+    ) -> (
+        Result<Arc<Certificate>, SecretError>,
+        Option<Arc<Certificate>>,
+    ) {
         let secret = secrets.iter().find(|s| {
             s.metadata
                 .namespace
@@ -150,7 +165,7 @@ impl SecretCerts {
         match secret {
             Some(secret) => self.parse(id, secret),
             None => (
-                Err("not found (or not of type kubernetes.io/tls)".to_owned()),
+                Err(SecretError::NotFound),
                 self.by_secret.get(id).and_then(|e| e.last_good.clone()),
             ),
         }
@@ -162,7 +177,10 @@ impl SecretCerts {
         &mut self,
         id: &str,
         secret: &Secret,
-    ) -> (Result<Arc<Certificate>, String>, Option<Arc<Certificate>>) {
+    ) -> (
+        Result<Arc<Certificate>, SecretError>,
+        Option<Arc<Certificate>>,
+    ) {
         let data = secret.data.as_ref();
         let part = |k: &str| data.and_then(|d| d.get(k)).map_or(&[][..], |v| &v.0[..]);
         let lacks = ["tls.crt", "tls.key"]
@@ -180,16 +198,17 @@ impl SecretCerts {
             .entry(id.to_owned())
             .or_insert_with(|| Entry {
                 version: String::new(),
-                parsed: Err(String::new()),
+                // Never read: an empty version is parsed at once below.
+                parsed: Err(SecretError::NotFound),
                 last_good: None,
             });
         if entry.version != version || entry.version.is_empty() {
             entry.version = version;
             entry.parsed = match lacks {
-                Some(k) => Err(format!("lacks {k}")),
+                Some(k) => Err(SecretError::Lacks(k)),
                 None => Certificate::from_pem(part("tls.crt"), part("tls.key"))
                     .map(Arc::new)
-                    .map_err(|e| format!("refused: {e}")),
+                    .map_err(SecretError::Refused),
             };
             if let Ok(c) = &entry.parsed {
                 entry.last_good = Some(c.clone());

@@ -29,7 +29,6 @@ use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-use crate::Error;
 pub use translate::{Settings, CONTROLLER};
 
 /// How to reach the API server and what to watch.
@@ -49,21 +48,40 @@ pub struct Options {
     pub default_tls_secret: Option<String>,
 }
 
+/// Why the Kubernetes client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `--kubeconfig` could not be read or used.
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// Neither in-cluster settings nor a kubeconfig were found.
+    #[error("{0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The settings were found, and the client refused them.
+    #[error("cannot make a client: {0}")]
+    Client(#[source] kube::Error),
+}
+
 /// Connects a client as `opts` says.
-pub async fn client(opts: &Options) -> Result<Client, Error> {
+pub async fn client(opts: &Options) -> Result<Client, ClientError> {
     let config = match &opts.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?;
+            let named = |source| ClientError::Kubeconfig {
+                path: path.clone(),
+                source,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(named)?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?
+                .map_err(named)?
         }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::Kube(e.to_string()))?,
+        None => kube::Config::infer().await.map_err(ClientError::Infer)?,
     };
-    Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+    Client::try_from(config).map_err(ClientError::Client)
 }
 
 /// Starts the watches and the rebuild loop. The receiver turns true after

@@ -37,19 +37,22 @@ pub struct StatusOptions {
     pub lease_duration: Duration,
 }
 
+/// `--publish-service` does not name a Service as `NAMESPACE/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--publish-service {0:?} is not NAMESPACE/NAME")]
+pub struct NotNamespacedName(pub String);
+
 impl StatusOptions {
     /// From `NAMESPACE/NAME`; the Lease is named after the class.
     pub fn parse(
         publish_service: &str,
         class: &str,
         lease_duration: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NotNamespacedName> {
         let (ns, name) = publish_service
             .split_once('/')
             .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
-            .ok_or_else(|| {
-                format!("--publish-service {publish_service:?} is not NAMESPACE/NAME")
-            })?;
+            .ok_or_else(|| NotNamespacedName(publish_service.to_owned()))?;
         let host = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "sluice".into());

@@ -19,9 +19,10 @@ use kube::Resource;
 
 use super::annotations::{self, Annotated};
 use crate::balance::Strategy;
-use crate::config::{Defaults, RouteSpec};
-use crate::routing::{HostMatch, PathType};
-use crate::upstream::{EndpointSpec, Protocol, UpstreamSpec};
+use crate::config::Defaults;
+use crate::spec::{
+    EndpointSpec, HostError, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec,
+};
 
 /// The controller name an IngressClass must carry to be ours.
 pub const CONTROLLER: &str = "sluice.dev/ingress-controller";
@@ -378,7 +379,7 @@ pub fn translate(state: &ClusterState, settings: &Settings) -> Translated {
 }
 
 /// A rule's host: none (or empty) matches any host.
-fn rule_host(rule: &k8s_openapi::api::networking::v1::IngressRule) -> Result<HostMatch, String> {
+fn rule_host(rule: &k8s_openapi::api::networking::v1::IngressRule) -> Result<HostMatch, HostError> {
     match rule.host.as_deref() {
         None | Some("") => Ok(HostMatch::Any),
         Some(h) => HostMatch::parse(h),
@@ -469,7 +470,7 @@ impl Cluster<'_> {
                     settings,
                     &mut out.problems,
                 ) {
-                    main.canary = Some(crate::config::CanarySpec {
+                    main.canary = Some(crate::spec::CanarySpec {
                         upstream: r.upstream,
                         weight: notes.canary_weight,
                         total: notes.canary_total,

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use crate::forward::policy;
+use crate::policy;
 use crate::proxy::valid_host;
 use crate::routing::{normalize, strip_port, Normalized};
 

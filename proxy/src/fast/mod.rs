@@ -34,8 +34,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::forward::policy::{self, AfterClose};
 use crate::forward::{Answer, Attempts, Failure, Pick, Verdict};
+use crate::policy::{self, AfterClose};
 use crate::proxy::Proxy;
 use crate::routing::Route;
 use crate::upstream::pool::connect_tcp;

@@ -3,7 +3,7 @@
 //! upstream connection's hop-by-hop fields.
 
 use crate::config::ServerHeader;
-use crate::forward::policy;
+use crate::policy;
 
 /// The largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;

@@ -31,8 +31,8 @@ use crate::routing::Route;
 use crate::upstream::pool::ConnectError;
 use crate::upstream::{Endpoint, InFlight, Picks, Upstream};
 
-use super::policy::{self, AfterClose};
 use super::Answer;
+use crate::policy::{self, AfterClose};
 
 /// How one attempt on one endpoint failed, as the path that made it saw it.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The request-handling core both HTTP paths call: which endpoint to try
 //! and what each outcome means ([`Attempts`]), the answers the proxy makes
-//! itself ([`Answer`]), and the proxying rules ([`policy`]).
+//! itself ([`Answer`]); the proxying rules it applies are [`crate::policy`].
 //!
 //! It knows nothing of either path. The hyper path (`proxy`) works on
 //! header maps and hyper's client, the fast path (`fast`) on bytes and raw
@@ -9,7 +9,6 @@
 
 mod answer;
 mod attempt;
-pub mod policy;
 
 pub use answer::{is_grpc, Answer, GrpcCode, HostError};
 pub use attempt::{Attempts, Failure, Pick, Verdict};

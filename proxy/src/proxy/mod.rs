@@ -18,13 +18,15 @@ use std::time::Instant;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
-pub use body::{ClientBody, H2Body, ProxyBody};
+pub use crate::client_body::{ClientBody, H2Body};
+pub use body::ProxyBody;
 
 pub use crate::forward::Overload;
 
 use crate::access_log::{AccessLog, Entry};
-use crate::forward::{is_grpc, policy, Answer, Attempts, Failure, HostError, Pick, Verdict};
+use crate::forward::{is_grpc, Answer, Attempts, Failure, HostError, Pick, Verdict};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
+use crate::policy;
 use crate::routing::{normalize, strip_port, Normalized, Route, Table};
 use crate::upstream::pool::{self, SendError, SendLimits};
 

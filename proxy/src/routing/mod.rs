@@ -14,12 +14,13 @@ use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::config::{RetryPolicy, RouteSpec, RouteTimeouts};
 use crate::metrics::{Metrics, RouteMetrics};
+pub use crate::spec::{HostMatch, PathType};
+use crate::spec::{RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader};
 use crate::tls::CertTable;
 use crate::upstream::{EndpointReuse, Upstream};
-pub use host::{strip_port, HostMatch};
-pub use path::{normalize, resolve_dots, Normalized, PathTable, PathType};
+pub use host::strip_port;
+pub use path::{normalize, resolve_dots, Normalized, PathTable};
 
 /// The live table, shared by listeners, admin and reloaders.
 pub type Table = Arc<ArcSwap<Snapshot>>;
@@ -42,7 +43,7 @@ pub struct Route {
     /// `Strict-Transport-Security` for its HTTPS responses.
     pub hsts: Option<http::HeaderValue>,
     /// What its answers say in `Server`.
-    pub server_header: crate::config::ServerHeader,
+    pub server_header: ServerHeader,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
@@ -117,9 +118,9 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Default)]
 pub struct Edge {
     pub certs: Arc<CertTable>,
-    pub policy: crate::tls::Policy,
+    pub policy: crate::spec::Policy,
     /// What proxied answers say in `Server`.
-    pub server_header: crate::config::ServerHeader,
+    pub server_header: ServerHeader,
     /// Endpoints get series of their own.
     pub endpoint_metrics: bool,
     /// An HTTPS listener is running: without one, only forced redirects.
@@ -169,7 +170,7 @@ impl Snapshot {
         edge: &Edge,
     ) -> Snapshot {
         // Added to HTTPS answers only: ours, or a trusted LoadBalancer's.
-        let hsts = edge.policy.hsts.as_ref().map(crate::tls::Hsts::value);
+        let hsts = edge.policy.hsts.as_ref().map(crate::spec::Hsts::value);
         let mut reuse = EndpointReuse::default();
         if let Some(prev) = previous {
             for r in prev.all_routes() {
@@ -378,8 +379,9 @@ pub struct EndpointView {
 mod tests {
     use super::*;
     use crate::balance::Strategy;
-    use crate::config::{DEFAULT_RETRY, DEFAULT_TIMEOUTS};
-    use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+    use crate::spec::{
+        EndpointSpec, HealthPolicy, Protocol, UpstreamSpec, DEFAULT_RETRY, DEFAULT_TIMEOUTS,
+    };
 
     fn spec(name: &str, host: &str, path: &str, ty: PathType) -> RouteSpec {
         RouteSpec {
@@ -416,7 +418,7 @@ mod tests {
         );
         let mut edge = Edge {
             certs: Arc::new(certs),
-            policy: crate::tls::Policy::default(),
+            policy: crate::spec::Policy::default(),
             server_header: Default::default(),
             endpoint_metrics: false,
             https: true,

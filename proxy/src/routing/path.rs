@@ -6,68 +6,9 @@
 //! A lookup is one hash probe per path element, never a scan of the rules,
 //! so ten thousand rules cost what ten do.
 
-use std::fmt;
-use std::str::FromStr;
-
 use rustc_hash::FxHashMap;
 
-/// How a route's path is compared with the request's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum PathType {
-    Exact,
-    #[default]
-    Prefix,
-    /// Kubernetes leaves this to the controller; we treat it as Prefix.
-    ImplementationSpecific,
-}
-
-impl PathType {
-    /// The form a rule's path is stored in: Prefix rules lose their
-    /// trailing slash (except `/` itself).
-    pub fn normalize(self, path: &str) -> String {
-        match self {
-            PathType::Exact => path.to_owned(),
-            PathType::Prefix | PathType::ImplementationSpecific => {
-                let p = path.trim_end_matches('/');
-                if p.is_empty() {
-                    "/".to_owned()
-                } else {
-                    p.to_owned()
-                }
-            }
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            PathType::Exact => "Exact",
-            PathType::Prefix => "Prefix",
-            PathType::ImplementationSpecific => "ImplementationSpecific",
-        }
-    }
-}
-
-impl FromStr for PathType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "Exact" | "exact" => Ok(PathType::Exact),
-            "Prefix" | "prefix" => Ok(PathType::Prefix),
-            "ImplementationSpecific" | "implementation-specific" => {
-                Ok(PathType::ImplementationSpecific)
-            }
-            other => Err(format!(
-                "{other:?} is not Exact, Prefix or ImplementationSpecific"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for PathType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::spec::PathType;
 
 /// The path with `.` and `..` segments resolved (RFC 3986 5.2.4), or `None`
 /// when it has none (the common case, found without allocating).

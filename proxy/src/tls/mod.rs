@@ -18,19 +18,11 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::routing::Table;
+pub use crate::spec::{CertFiles, Hsts, Policy};
 pub use cert::{provider, CertError, Certificate};
 #[cfg(test)]
 pub(crate) use cert::{test_cert, test_pem as cert_test_pem};
 pub use table::{Binding, CertTable, CertView};
-
-/// A certificate and key on disk, as the config file or `--tls-cert` /
-/// `--tls-key` name them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
 
 /// The bytes of a certificate's files, read once so that the reloader can
 /// compare them with the last ones it loaded.
@@ -40,11 +32,58 @@ pub struct CertBytes {
     pub key: Vec<u8>,
 }
 
+/// Why a certificate's files could not be loaded; it names the file.
+///
+/// `Clone` and `PartialEq` because the reloader keeps the last refusal and
+/// compares the next one with it, so that a refusal is logged once, not at
+/// every tick.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CertFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("certificate {} with key {}: {source}", cert.display(), key.display())]
+    Parse {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: CertError,
+    },
+}
+
+/// The same refusal: the same file, and the same reason.
+impl PartialEq for CertFileError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (CertFileError::Read { path, source }, CertFileError::Read { path: p, source: s }) => {
+                path == p && source.kind() == s.kind() && source.to_string() == s.to_string()
+            }
+            (
+                CertFileError::Parse { cert, key, source },
+                CertFileError::Parse {
+                    cert: c,
+                    key: k,
+                    source: s,
+                },
+            ) => cert == c && key == k && source == s,
+            _ => false,
+        }
+    }
+}
+
+/// Loading lives here, beside rustls; [`crate::spec`] knows only the paths.
 impl CertFiles {
     /// Reads both files; the error names the file.
-    pub fn read(&self) -> Result<CertBytes, String> {
-        let read =
-            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    pub fn read(&self) -> Result<CertBytes, CertFileError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| CertFileError::Read {
+                path: p.to_owned(),
+                source: Arc::new(e),
+            })
+        };
         Ok(CertBytes {
             cert: read(&self.cert)?,
             key: read(&self.key)?,
@@ -52,101 +91,48 @@ impl CertFiles {
     }
 
     /// Parses bytes read from these files; the error names them.
-    pub fn parse(&self, bytes: &CertBytes) -> Result<Certificate, String> {
-        Certificate::from_pem(&bytes.cert, &bytes.key).map_err(|e| {
-            format!(
-                "certificate {} with key {}: {e}",
-                self.cert.display(),
-                self.key.display()
-            )
+    pub fn parse(&self, bytes: &CertBytes) -> Result<Certificate, CertFileError> {
+        Certificate::from_pem(&bytes.cert, &bytes.key).map_err(|source| CertFileError::Parse {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            source,
         })
     }
+}
 
-    /// What the certificate table and the logs call it.
-    pub fn source(&self) -> Arc<str> {
-        format!("file:{}", self.cert.display()).into()
+/// Picks the certificate for each handshake with `lookup`, which reads the
+/// live certificate table by SNI. The table lives in the routing snapshot;
+/// the caller says how to reach it, so that TLS need not know routing.
+struct Resolver<F>(F);
+
+impl<F> std::fmt::Debug for Resolver<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
     }
 }
 
-/// Settings of the HTTPS side that are not certificates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// Plain HTTP to a host with a certificate gets a 308 to HTTPS
-    /// (routes may turn it off, or force it).
-    pub redirect: bool,
-    /// The port the redirect names: the LoadBalancer's, usually 443 (then
-    /// the URL carries none).
-    pub redirect_port: u16,
-    /// `Strict-Transport-Security`, added to HTTPS responses that lack one.
-    pub hsts: Option<Hsts>,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            redirect: true,
-            redirect_port: 443,
-            hsts: None,
-        }
-    }
-}
-
-/// HTTP Strict Transport Security (RFC 6797).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hsts {
-    pub max_age: std::time::Duration,
-    pub include_subdomains: bool,
-    pub preload: bool,
-}
-
-impl Hsts {
-    /// The header's value.
-    pub fn value(&self) -> http::HeaderValue {
-        let mut v = format!("max-age={}", self.max_age.as_secs());
-        if self.include_subdomains {
-            v.push_str("; includeSubDomains");
-        }
-        if self.preload {
-            v.push_str("; preload");
-        }
-        http::HeaderValue::try_from(v).expect("digits and ASCII words")
-    }
-}
-
-/// Picks the certificate for each handshake from the live snapshot.
-#[derive(Debug)]
-struct Resolver(Table);
-
-impl ResolvesServerCert for Resolver {
+impl<F> ResolvesServerCert for Resolver<F>
+where
+    F: Fn(Option<&str>) -> Option<Arc<CertifiedKey>> + Send + Sync,
+{
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.load().tls.resolve(hello.server_name())
+        (self.0)(hello.server_name())
     }
 }
 
-/// The rustls server settings for every HTTPS listener.
-pub fn server_config(table: Table) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// The rustls server settings for every HTTPS listener; `lookup` finds
+/// each handshake's certificate by SNI (see [`CertTable::resolve`]).
+pub fn server_config<F>(lookup: F) -> Result<Arc<ServerConfig>, rustls::Error>
+where
+    F: Fn(Option<&str>) -> Option<Arc<CertifiedKey>> + Send + Sync + 'static,
+{
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver(table)));
+        .with_cert_resolver(Arc::new(Resolver(lookup)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Resumption by ticket: a returning client skips the key exchange,
     // and no server state is kept per session.
     cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(cfg))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hsts_value() {
-        let h = Hsts {
-            max_age: std::time::Duration::from_secs(31_536_000),
-            include_subdomains: true,
-            preload: false,
-        };
-        assert_eq!(h.value(), "max-age=31536000; includeSubDomains");
-    }
 }

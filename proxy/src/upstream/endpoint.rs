@@ -10,28 +10,8 @@ use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
-use super::pool::Pool;
-use super::{HealthPolicy, Protocol};
-
-/// What an endpoint is made from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointSpec {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    /// Identity for consistent hashing and for keeping state across
-    /// rebuilds: the address for static backends, the pod for discovered ones.
-    pub key: Arc<str>,
-}
-
-impl EndpointSpec {
-    pub fn new(addr: SocketAddr, weight: u32) -> Self {
-        EndpointSpec {
-            addr,
-            weight,
-            key: addr.to_string().into(),
-        }
-    }
-}
+use super::conn::Pool;
+use crate::spec::{EndpointSpec, HealthPolicy, Protocol};
 
 /// A live endpoint.
 #[derive(Debug)]

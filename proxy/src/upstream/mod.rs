@@ -4,87 +4,23 @@
 //! part of the routing snapshot. Choosing an endpoint takes no lock: the
 //! balancer picks, and ejected or already-tried endpoints are skipped.
 
+mod conn;
 mod endpoint;
 pub mod pool;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
 use crate::balance::{Balancer, Load, Strategy};
-pub use endpoint::{now_ms, Endpoint, EndpointSpec, HealthState, InFlight};
+pub use crate::spec::{
+    EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, DEFAULT_HEALTH,
+    DEFAULT_MAX_IDLE,
+};
+pub use endpoint::{now_ms, Endpoint, HealthState, InFlight};
 
-pub const DEFAULT_MAX_IDLE: usize = 64;
 /// The most endpoints one request may try.
 pub const MAX_TRIES: usize = 10;
-
-/// The protocol spoken to an upstream's endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Http1,
-    /// HTTP/2 with prior knowledge (h2c).
-    Http2,
-}
-
-impl Protocol {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http1 => "http1",
-            Protocol::Http2 => "http2",
-        }
-    }
-}
-
-/// Passive health: when to eject an endpoint and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthPolicy {
-    /// Consecutive connect failures or 5xx answers that eject; 0 never ejects.
-    pub consecutive_failures: u32,
-    /// The first ejection's length; each further one doubles it.
-    pub base_ejection: Duration,
-    pub max_ejection: Duration,
-    /// Below this percentage of healthy endpoints, ejections are ignored so
-    /// that a route always has endpoints to try (Envoy's panic threshold).
-    pub panic_threshold_percent: u8,
-}
-
-/// The passive-health settings a route has unless told otherwise.
-pub const DEFAULT_HEALTH: HealthPolicy = HealthPolicy {
-    consecutive_failures: 5,
-    base_ejection: Duration::from_secs(10),
-    max_ejection: Duration::from_secs(300),
-    panic_threshold_percent: 50,
-};
-
-impl Default for HealthPolicy {
-    fn default() -> Self {
-        DEFAULT_HEALTH
-    }
-}
-
-/// What an upstream is built from.
-#[derive(Debug, Clone)]
-pub struct UpstreamSpec {
-    pub name: Arc<str>,
-    pub strategy: Strategy,
-    pub protocol: Protocol,
-    pub endpoints: Vec<EndpointSpec>,
-    /// Backends given by DNS name: their addresses join `endpoints` when
-    /// resolved ([`crate::resolve`]), at start, on reload and every
-    /// `dns_refresh`.
-    pub names: Vec<NamedBackend>,
-    pub health: HealthPolicy,
-    pub max_idle_per_endpoint: usize,
-}
-
-/// A backend written as `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedBackend {
-    pub host: Arc<str>,
-    pub port: u16,
-    pub weight: u32,
-}
 
 /// A live upstream, part of one snapshot.
 #[derive(Debug)]

@@ -3,8 +3,10 @@
 //! client's X-Forwarded-Proto is believed, how request ids look, and what
 //! happens when an upstream closes without answering.
 //!
-//! The hyper path applies them to header maps, the fast path to bytes; the
-//! rules themselves live here so that the two cannot drift apart.
+//! The hyper path applies them to header maps, the fast path to bytes, the
+//! upstream pool and the core ([`crate::forward`]) decide with them; the
+//! rules live here, below all of them, so that no two copies can drift
+//! apart.
 
 /// Methods whose request may be sent twice (RFC 9110 9.2.2): after a
 /// connection failed under them, they go to another endpoint.

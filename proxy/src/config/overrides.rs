@@ -1,0 +1,261 @@
+//! What the command line sets over the config: flags such as `--listen`,
+//! `--tls-cert` or `--max-uri`, typed and applied by one function.
+//!
+//! They are applied at start and again to every config the file gives on
+//! reload, so that a reload neither drops a flag nor warns that the flags
+//! differ from the file. A plain struct rather than a closure over the
+//! parsed arguments, so that what the command line changes can be tested
+//! and logged.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::Config;
+use crate::access_log::Format;
+use crate::memory::MaxMemory;
+use crate::proxy_protocol::Trusted;
+use crate::spec::CertFiles;
+
+/// Settings the command line gives over every config. `None` leaves the
+/// config's own setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`: replaces the file's `listen`.
+    pub listen: Option<Vec<SocketAddr>>,
+    /// `--listen-tls`: replaces the file's `listen_tls`.
+    pub listen_tls: Option<Vec<SocketAddr>>,
+    /// `--tls-cert` with its `--tls-key`: served besides the file's
+    /// certificates, not instead of them.
+    pub certificates: Vec<CertFiles>,
+    /// `--admin`.
+    pub admin: Option<SocketAddr>,
+    /// `--no-fast-path` (`Some(false)`).
+    pub http1_fast_path: Option<bool>,
+    /// `--access-log`.
+    pub access_log: Option<Format>,
+    /// `--endpoint-metrics` (`Some(true)`).
+    pub endpoint_metrics: Option<bool>,
+    /// `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// `--max-in-flight`.
+    pub max_in_flight: Option<usize>,
+    /// `--max-memory`.
+    pub max_memory: Option<MaxMemory>,
+    /// `--max-uri`.
+    pub max_uri: Option<usize>,
+    /// `--max-header-size`.
+    pub max_header_size: Option<usize>,
+    /// `--max-headers`.
+    pub max_headers: Option<usize>,
+    /// `--http2-max-concurrent-streams`.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// `--http2-stream-window`.
+    pub http2_stream_window: Option<u32>,
+    /// `--http2-connection-window`.
+    pub http2_connection_window: Option<u32>,
+    /// `--trust-forwarded-for`: the networks whose X-Forwarded-For names
+    /// the client.
+    pub trust_forwarded_for: Option<Vec<IpNet>>,
+    /// `--proxy-protocol` and `--proxy-protocol-from`: read a PROXY
+    /// header first, from these networks (empty: from any peer).
+    pub proxy_protocol: Option<Vec<IpNet>>,
+    /// `--shutdown-delay`.
+    pub shutdown_delay: Option<Duration>,
+    /// Where to listen when neither the file nor `--listen` names an
+    /// address (`sluice serve` gives `0.0.0.0:8080`).
+    pub default_listen: Option<SocketAddr>,
+}
+
+impl Overrides {
+    /// Sets what the command line gave over `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(l) = &self.listen {
+            config.listen = l.clone();
+        }
+        if let Some(l) = &self.listen_tls {
+            config.listen_tls = l.clone();
+        }
+        config
+            .tls
+            .certificates
+            .extend(self.certificates.iter().cloned());
+        if let Some(a) = self.admin {
+            config.admin = Some(a);
+        }
+        if let Some(f) = self.access_log {
+            config.access_log = f;
+        }
+        if let Some(on) = self.endpoint_metrics {
+            config.endpoint_metrics = on;
+        }
+        if let Some(d) = self.shutdown_delay {
+            config.shutdown_delay = d;
+        }
+        let l = &mut config.listener;
+        if let Some(on) = self.http1_fast_path {
+            l.http1_fast_path = on;
+        }
+        l.max_connections = self.max_connections.unwrap_or(l.max_connections);
+        l.max_in_flight = self.max_in_flight.unwrap_or(l.max_in_flight);
+        l.max_memory = self.max_memory.unwrap_or(l.max_memory);
+        l.max_uri = self.max_uri.unwrap_or(l.max_uri);
+        l.max_header_size = self.max_header_size.unwrap_or(l.max_header_size);
+        l.max_headers = self.max_headers.unwrap_or(l.max_headers);
+        l.http2_max_concurrent_streams = self
+            .http2_max_concurrent_streams
+            .unwrap_or(l.http2_max_concurrent_streams);
+        l.http2_stream_window = self.http2_stream_window.unwrap_or(l.http2_stream_window);
+        l.http2_connection_window = self
+            .http2_connection_window
+            .unwrap_or(l.http2_connection_window);
+        if let Some(nets) = &self.trust_forwarded_for {
+            l.trust_forwarded_for = Some(Arc::new(Trusted(nets.clone())));
+        }
+        if let Some(nets) = &self.proxy_protocol {
+            l.proxy_protocol = Some(Arc::new(Trusted(nets.clone())));
+        }
+        if config.listen.is_empty() {
+            config.listen.extend(self.default_listen);
+        }
+    }
+
+    /// True when the command line sets nothing over the config.
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
+}
+
+/// `listen=[127.0.0.1:8080] max_uri=16384`: what is set, nothing else
+/// (`none` when nothing is).
+impl fmt::Display for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        let mut field = |name: &str, value: Option<&dyn fmt::Debug>| -> fmt::Result {
+            if let Some(v) = value {
+                write!(f, "{sep}{name}={v:?}")?;
+                sep = " ";
+            }
+            Ok(())
+        };
+        fn some<T: fmt::Debug>(v: &Option<T>) -> Option<&dyn fmt::Debug> {
+            v.as_ref().map(|v| v as &dyn fmt::Debug)
+        }
+        field("listen", some(&self.listen))?;
+        field("listen_tls", some(&self.listen_tls))?;
+        let certs: Vec<_> = self
+            .certificates
+            .iter()
+            .map(|c| format!("{}+{}", c.cert.display(), c.key.display()))
+            .collect();
+        field(
+            "certificates",
+            (!certs.is_empty()).then_some(&certs as &dyn fmt::Debug),
+        )?;
+        field("admin", some(&self.admin))?;
+        field("http1_fast_path", some(&self.http1_fast_path))?;
+        field("access_log", some(&self.access_log))?;
+        field("endpoint_metrics", some(&self.endpoint_metrics))?;
+        field("max_connections", some(&self.max_connections))?;
+        field("max_in_flight", some(&self.max_in_flight))?;
+        field("max_memory", some(&self.max_memory))?;
+        field("max_uri", some(&self.max_uri))?;
+        field("max_header_size", some(&self.max_header_size))?;
+        field("max_headers", some(&self.max_headers))?;
+        field(
+            "http2_max_concurrent_streams",
+            some(&self.http2_max_concurrent_streams),
+        )?;
+        field("http2_stream_window", some(&self.http2_stream_window))?;
+        field(
+            "http2_connection_window",
+            some(&self.http2_connection_window),
+        )?;
+        field("trust_forwarded_for", some(&self.trust_forwarded_for))?;
+        field("proxy_protocol", some(&self.proxy_protocol))?;
+        field("shutdown_delay", some(&self.shutdown_delay))?;
+        field("default_listen", some(&self.default_listen))?;
+        if sep.is_empty() {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    const FILE: &str = "listen: 127.0.0.1:8080\nadmin: 127.0.0.1:9901\nlimits:\n  max_uri: 4k\ntls:\n  certificates:\n    - {cert: a.pem, key: a.key}\nroutes:\n  - backends: [127.0.0.1:9001]\n";
+
+    #[test]
+    fn none_leaves_the_config_as_it_is() {
+        let mut c = parse_str(FILE, "t").unwrap();
+        let before = (c.listen.clone(), c.admin, c.listener.clone(), c.tls.clone());
+        let o = Overrides::default();
+        assert!(o.is_empty());
+        o.apply(&mut c);
+        assert_eq!(
+            (c.listen.clone(), c.admin, c.listener.clone(), c.tls.clone()),
+            before
+        );
+        assert_eq!(o.to_string(), "none");
+    }
+
+    #[test]
+    fn flags_replace_the_files_settings_and_add_certificates() {
+        let mut c = parse_str(FILE, "t").unwrap();
+        let o = Overrides {
+            listen: Some(vec!["127.0.0.1:8081".parse().unwrap()]),
+            admin: Some("127.0.0.1:9902".parse().unwrap()),
+            max_uri: Some(16 << 10),
+            http1_fast_path: Some(false),
+            certificates: vec![CertFiles {
+                cert: "b.pem".into(),
+                key: "b.key".into(),
+            }],
+            proxy_protocol: Some(Vec::new()),
+            trust_forwarded_for: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+            default_listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Overrides::default()
+        };
+        o.apply(&mut c);
+        assert_eq!(c.listen, ["127.0.0.1:8081".parse().unwrap()]);
+        assert_eq!(c.admin, Some("127.0.0.1:9902".parse().unwrap()));
+        assert_eq!(c.listener.max_uri, 16 << 10);
+        assert!(!c.listener.http1_fast_path);
+        let certs: Vec<_> = c.tls.certificates.iter().map(|f| f.cert.clone()).collect();
+        assert_eq!(certs, ["a.pem", "b.pem"].map(std::path::PathBuf::from));
+        // An empty list: PROXY headers from any peer.
+        assert_eq!(c.listener.proxy_protocol.as_deref(), Some(&Trusted(vec![])));
+        assert_eq!(
+            c.listener.trust_forwarded_for.as_deref(),
+            Some(&Trusted(vec!["10.0.0.0/8".parse().unwrap()]))
+        );
+        assert_eq!(
+            o.to_string(),
+            "listen=[127.0.0.1:8081] certificates=[\"b.pem+b.key\"] admin=127.0.0.1:9902 \
+             http1_fast_path=false max_uri=16384 trust_forwarded_for=[10.0.0.0/8] \
+             proxy_protocol=[] default_listen=0.0.0.0:8080"
+        );
+    }
+
+    #[test]
+    fn the_default_listen_address_is_only_a_fallback() {
+        let fallback: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let o = Overrides {
+            default_listen: Some(fallback),
+            ..Overrides::default()
+        };
+        let mut c = parse_str(FILE, "t").unwrap();
+        o.apply(&mut c);
+        assert_eq!(c.listen, ["127.0.0.1:8080".parse().unwrap()]);
+        let mut c = parse_str("routes: []\n", "t").unwrap();
+        o.apply(&mut c);
+        assert_eq!(c.listen, [fallback]);
+    }
+}

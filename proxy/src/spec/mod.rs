@@ -1,0 +1,32 @@
+//! Specs: the shared vocabulary of what to serve, as plain data.
+//!
+//! A spec is what [`crate::config`] (a file, or the command line's quick
+//! form) and [`crate::discovery`] (Kubernetes) produce, and what
+//! [`crate::routing`], [`crate::upstream`] and [`crate::tls`] build live
+//! state from: routes, upstreams, endpoints, timeouts, certificate paths.
+//! They sit in a module of their own, below all of those, so that the
+//! dependencies run one way (config → spec ← routing, tls, upstream)
+//! instead of config and routing each reaching into the other.
+//!
+//! This module imports nothing of the crate but [`crate::balance`]'s
+//! `Strategy`. `config`, `routing`, `upstream` and `tls` re-export the types
+//! they used to define, so older paths (`sluice::config::RouteSpec`) still
+//! work.
+
+mod host;
+mod path;
+mod route;
+mod tls;
+mod upstream;
+
+pub use host::{HostError, HostMatch};
+pub use path::{PathType, PathTypeError};
+pub use route::{
+    CanarySpec, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+};
+pub use tls::{CertFiles, Hsts, Policy};
+pub use upstream::{
+    EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, DEFAULT_HEALTH,
+    DEFAULT_MAX_IDLE,
+};

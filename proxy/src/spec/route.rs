@@ -1,0 +1,83 @@
+//! A route as config files, the command line and Kubernetes discovery
+//! give it, before the routing snapshot makes it live: what it matches,
+//! where it sends, and with which timeouts and retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::host::HostMatch;
+use super::path::PathType;
+use super::upstream::UpstreamSpec;
+
+/// One route: what it matches and where it sends.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: Arc<str>,
+    pub host: HostMatch,
+    pub path: String,
+    pub path_type: PathType,
+    pub upstream: UpstreamSpec,
+    pub timeouts: RouteTimeouts,
+    pub retry: RetryPolicy,
+    /// Part of the traffic to a second upstream (discovered canaries).
+    pub canary: Option<CanarySpec>,
+    /// The largest request body accepted (413 beyond); `None`: no limit.
+    pub max_request_body: Option<u64>,
+    /// Plain HTTP to HTTPS: `None` when the host has a certificate,
+    /// `Some(true)` always, `Some(false)` never.
+    pub ssl_redirect: Option<bool>,
+}
+
+/// A canary upstream for a route, and how much traffic it gets.
+#[derive(Debug, Clone)]
+pub struct CanarySpec {
+    pub upstream: UpstreamSpec,
+    /// `weight` requests in `total`.
+    pub weight: u32,
+    pub total: u32,
+    /// `always` / `never` in this header decide before the weight.
+    pub header: Option<http::HeaderName>,
+}
+
+/// Per-route upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    /// TCP connect to one endpoint.
+    pub connect: Duration,
+    /// From the request sent to the response headers received.
+    pub response_header: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub upstream_idle: Duration,
+    /// The longest pause while a client sends a request body (then 408).
+    pub request_body: Duration,
+}
+
+/// Retries on connect failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries, the first included (1 means no retry).
+    pub attempts: u32,
+}
+
+/// The upstream timeouts a route has unless told otherwise.
+pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
+    connect: Duration::from_secs(5),
+    response_header: Duration::from_secs(60),
+    upstream_idle: Duration::from_secs(60),
+    request_body: Duration::from_secs(60),
+};
+/// The retries a route has unless told otherwise.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };
+
+/// What a proxied answer says in `Server`, as nginx (`server_tokens`) and
+/// Envoy (`server_header_transformation`) let it be chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// `Server: sluice` when the upstream sent none; the upstream's kept.
+    #[default]
+    Add,
+    /// The upstream's as it is, or none.
+    Pass,
+    /// None at all: the upstream's is removed.
+    Off,
+}
