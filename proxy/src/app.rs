@@ -124,7 +124,13 @@ pub async fn run(
         metrics: metrics.clone(),
         ready: false.into(),
     });
-    let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, state.clone())));
+    let admin_task = admin_listener.map(|l| {
+        tokio::spawn(admin::serve(
+            l,
+            state.clone(),
+            config.listener.request_header_timeout,
+        ))
+    });
     // The file, and the certificate files it (or the command line)
     // names, are watched.
     let reloader = (config_file.is_some() || config.tls.files().next().is_some()).then(|| {
