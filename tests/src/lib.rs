@@ -1,6 +1,8 @@
 //! Support for the behaviour tests: backends, the `sluice` binary, clients
-//! and deadlines. Every server binds 127.0.0.x with port 0 (or a port the
-//! OS just handed out), never a fixed port; every wait has a deadline.
+//! and deadlines. Every server binds 127.0.0.x with port 0 and reports the
+//! port it got (sluice prints its own), or, where a port must be named
+//! before a program starts, a port the OS just handed out; every wait has a
+//! deadline.
 //!
 //! One module per kind of thing; everything a test uses is re-exported
 //! here, so a test file starts with `use sluice_integration::*;`.
@@ -28,6 +30,6 @@ pub use programs::{deploy_bin, run, sluice_bin, workspace_root};
 pub use raw_backend::{RawAnswer, RawBackend, Shared};
 pub use raw_client::{read_until, until_closed, Received};
 pub use reload::{fill, generation, reload_to, replace_file};
-pub use sluice::{hyper_only, Sluice};
+pub use sluice::{hyper_only, Sluice, ANY_PORT};
 pub use temp_dir::TempDir;
 pub use wait::wait_until;

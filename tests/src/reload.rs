@@ -30,10 +30,11 @@ pub async fn generation(s: &Sluice) -> u64 {
         .unwrap()
 }
 
-/// Rewrites the config file and waits until the new table serves.
+/// Rewrites the config file (a template, filled as the one `s` started
+/// with) and waits until the new table serves.
 pub async fn reload_to(s: &Sluice, path: &std::path::Path, text: &str) {
     let before = generation(s).await;
-    replace_file(path, &fill(text, s.listen, s.admin));
+    replace_file(path, &s.fill(text));
     wait_until(
         "the reload to take effect",
         Duration::from_secs(10),
@@ -42,7 +43,8 @@ pub async fn reload_to(s: &Sluice, path: &std::path::Path, text: &str) {
     .await;
 }
 
-/// Replaces `{LISTEN}` and `{ADMIN}` in a config template.
+/// Replaces `{LISTEN}` and `{ADMIN}` in a config template, for a file
+/// written before the process it configures starts.
 pub fn fill(yaml: &str, listen: SocketAddr, admin: SocketAddr) -> String {
     yaml.replace("{LISTEN}", &listen.to_string())
         .replace("{ADMIN}", &admin.to_string())
