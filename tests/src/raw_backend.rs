@@ -1,5 +1,6 @@
 //! A backend that speaks raw HTTP/1.1 from a script, for answers a real
-//! server would not send, and that records the requests the proxy sent it.
+//! server would not send, and that records exactly what the proxy sent it,
+//! request by request and byte by byte, connection by connection.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,11 +19,31 @@ pub type Shared<T> = Arc<Mutex<T>>;
 /// whose `close` is set.
 pub struct RawBackend {
     pub addr: SocketAddr,
-    /// Every request received, raw, in order.
+    /// Every whole request received, raw, in order.
     pub requests: Shared<Vec<Vec<u8>>>,
     /// Connections accepted.
     pub conns: Arc<AtomicUsize>,
+    /// What each connection carried, in the order accepted.
+    connections: Shared<Vec<RawConn>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What one connection to a [`RawBackend`] carried: every byte, whole
+/// requests or not, so a test sees a request the proxy began and never
+/// finished.
+#[derive(Debug, Clone, Default)]
+pub struct RawConn {
+    /// Every byte received, in order.
+    pub bytes: Vec<u8>,
+    /// The connection is over: the proxy closed it (or it failed), or the
+    /// backend did after an answer with `close` set.
+    pub closed: bool,
+}
+
+impl RawConn {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
 }
 
 /// What a [`RawBackend`] writes back: parts written one at a time with a
@@ -43,49 +64,28 @@ impl RawAnswer {
 
 impl RawBackend {
     pub async fn start(answer: impl Fn(&[u8]) -> RawAnswer + Send + Sync + 'static) -> RawBackend {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests: Shared<Vec<Vec<u8>>> = Arc::default();
+        let connections: Shared<Vec<RawConn>> = Arc::default();
         let conns = Arc::new(AtomicUsize::new(0));
         let answer = Arc::new(answer);
-        let (reqs, count) = (requests.clone(), conns.clone());
+        let (reqs, log, count) = (requests.clone(), connections.clone(), conns.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut s, _)) = listener.accept().await else {
+                let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
                 count.fetch_add(1, Ordering::SeqCst);
-                let (reqs, answer) = (reqs.clone(), answer.clone());
+                let index = {
+                    let mut log = log.lock().unwrap();
+                    log.push(RawConn::default());
+                    log.len() - 1
+                };
+                let (reqs, log, answer) = (reqs.clone(), log.clone(), answer.clone());
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    loop {
-                        // One whole request: head, then a Content-Length body.
-                        let len = loop {
-                            if let Some(n) = raw_request_len(&buf) {
-                                break n;
-                            }
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        };
-                        let req: Vec<u8> = buf.drain(..len).collect();
-                        let a = answer(&req);
-                        reqs.lock().unwrap().push(req);
-                        for (i, part) in a.parts.iter().enumerate() {
-                            if i > 0 {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            if s.write_all(part).await.is_err() {
-                                return;
-                            }
-                        }
-                        if a.close {
-                            return;
-                        }
-                    }
+                    serve_raw(s, &reqs, &log, index, &*answer).await;
+                    log.lock().unwrap()[index].closed = true;
                 });
             }
         });
@@ -93,6 +93,7 @@ impl RawBackend {
             addr,
             requests,
             conns,
+            connections,
             task,
         }
     }
@@ -105,6 +106,57 @@ impl RawBackend {
             .iter()
             .map(|r| String::from_utf8_lossy(r).into_owned())
             .collect()
+    }
+
+    /// What each connection has carried so far, in the order accepted.
+    pub fn connections(&self) -> Vec<RawConn> {
+        self.connections.lock().unwrap().clone()
+    }
+}
+
+/// Serves one connection until either side closes it: reads whole
+/// requests, records them (and every byte in `log[index]`), and writes
+/// the scripted answers.
+async fn serve_raw(
+    mut s: tokio::net::TcpStream,
+    reqs: &Shared<Vec<Vec<u8>>>,
+    log: &Shared<Vec<RawConn>>,
+    index: usize,
+    answer: &(dyn Fn(&[u8]) -> RawAnswer + Send + Sync),
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        // One whole request: head, then a Content-Length body.
+        let len = loop {
+            if let Some(n) = raw_request_len(&buf) {
+                break n;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    log.lock().unwrap()[index]
+                        .bytes
+                        .extend_from_slice(&chunk[..n]);
+                }
+            }
+        };
+        let req: Vec<u8> = buf.drain(..len).collect();
+        let a = answer(&req);
+        reqs.lock().unwrap().push(req);
+        for (i, part) in a.parts.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if s.write_all(part).await.is_err() {
+                return;
+            }
+        }
+        if a.close {
+            return;
+        }
     }
 }
 
