@@ -656,9 +656,11 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
 
     let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
     // A small receive window, so that the proxy's writes find it full.
+    const WINDOW: usize = 16 << 10;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 << 10).unwrap();
+    socket.set_recv_buffer_size(WINDOW as u32).unwrap();
     let tcp = socket.connect(s.tls()).await.unwrap();
+    let (proxy_end, client_end) = (s.tls(), tcp.local_addr().unwrap());
     let name = rustls::pki_types::ServerName::try_from("big.example.test").unwrap();
     let conn = tls::handshake(tcp, name, cfg).await.unwrap();
     let mut conn = tokio::io::BufReader::new(conn);
@@ -667,8 +669,14 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
             .write_all(b"GET / HTTP/1.1\r\nHost: big.example.test\r\n\r\n")
             .await
             .unwrap();
-        // Let the socket fill before reading anything.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The socket fills before anything is read: the proxy's writes
+        // wait on the client's closed window.
+        wait_until(
+            "the client's window to close",
+            Duration::from_secs(10),
+            || async move { tcp_queues(proxy_end, client_end).is_some_and(|q| q.window_closed) },
+        )
+        .await;
         let read = async {
             let mut line = String::new();
             let mut length = 0;
@@ -682,15 +690,37 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
                     length = v.trim().parse::<usize>().unwrap();
                 }
             }
-            // Slowly, so that the proxy's writes keep finding the socket full.
+            // Slowly, so that the proxy's writes keep finding the socket
+            // full: each read waits until the proxy has filled the socket
+            // again (it holds a window's worth, or the proxy's end probes
+            // a closed window), or has nothing queued for it (the answer's
+            // end is all sent). The socket's own count is polled every
+            // millisecond; the proxy's end, costlier to read, every 50.
             let mut got = 0;
             let mut chunk = vec![0u8; 32 << 10];
             while got < length {
-                let want = chunk.len().min(length - got);
-                let n = conn.read(&mut chunk[..want]).await.unwrap();
-                assert!(n > 0, "closed after {got} of {length} bytes");
-                got += n;
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                for waited in 1.. {
+                    if unread(conn.get_ref().get_ref().0) >= WINDOW {
+                        break;
+                    }
+                    if waited % 50 == 0 {
+                        let q = tcp_queues(proxy_end, client_end);
+                        if q.is_none_or(|q| q.window_closed || q.unacked == 0) {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // All it holds, so that the window opens whole.
+                loop {
+                    let want = chunk.len().min(length - got);
+                    let n = conn.read(&mut chunk[..want]).await.unwrap();
+                    assert!(n > 0, "closed after {got} of {length} bytes");
+                    got += n;
+                    if got == length || unread(conn.get_ref().get_ref().0) == 0 {
+                        break;
+                    }
+                }
             }
             got
         };
