@@ -165,11 +165,12 @@ impl Sluice {
                 }
                 panic!("sluice exited with {status} before it was ready:\n{text}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "sluice printed no admin address in time:\n{}",
-                read(&log)
-            );
+            if Instant::now() > deadline {
+                // Not yet a Sluice, which would kill it on drop.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sluice printed no admin address in time:\n{}", read(&log));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let admin = printed.iter().find(|(_, k)| k == "admin").unwrap().0;
@@ -178,11 +179,11 @@ impl Sluice {
             .filter(|(_, k)| k != "admin")
             .map(|(a, k)| (*a, k == "https"))
             .collect();
-        let listen = traffic
-            .iter()
-            .find(|(_, https)| !https)
-            .map(|(a, _)| *a)
-            .expect("sluice printed no plain HTTP listener");
+        let Some(listen) = traffic.iter().find(|(_, https)| !https).map(|(a, _)| *a) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice printed no plain HTTP listener:\n{}", read(&stdout));
+        };
         let mut s = Sluice {
             child,
             listen,
