@@ -50,6 +50,10 @@ curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1
 # rustfmt comes with rustup's default profile, but not with every toolchain.
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo fmt --all -- --check
+# Clippy over every crate and target (tests, benches, examples); any
+# warning fails the run. Like rustfmt, not in every toolchain.
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --all-targets -- -D warnings
 # The binaries the behaviour tests start, built exactly as the tests build
 # them (one package each: building them together would unify features
 # differently and the tests would build them again).

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -12,7 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -28,21 +29,36 @@ pub struct AdminState {
 }
 
 /// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+///
+/// A request head must arrive within `header_timeout` (the traffic
+/// listeners' `timeouts.request_header`): the admin port is reachable from
+/// the whole cluster, and a client that opens connections and sends half a
+/// head would otherwise hold each one, and its task, for ever.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, header_timeout: Duration) {
+    let local = listener.local_addr().ok();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let http = Arc::new(http);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: said, then a short
+                // pause rather than a spin on an error that persists.
+                tracing::warn!(listener = %crate::logfmt::OptAddr(local), error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
         };
         let state = state.clone();
+        let http = http.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req)) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

@@ -1,6 +1,7 @@
 //! Running the proxy: bind, serve, reload on change or SIGHUP, drain on
 //! SIGTERM or SIGINT.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -97,6 +98,9 @@ pub async fn run(
         Some(a) => Some(server::bind_all(&[a]).await?.remove(0)),
         None => None,
     };
+    let bound = Bound::of(&listeners, admin_listener.as_ref());
+    // Before the access log's writer takes stdout for itself.
+    bound.print();
     let access_log =
         crate::access_log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
     let proxy = Arc::new(
@@ -120,7 +124,13 @@ pub async fn run(
         metrics: metrics.clone(),
         ready: false.into(),
     });
-    let admin_task = admin_listener.map(|l| tokio::spawn(admin::serve(l, state.clone())));
+    let admin_task = admin_listener.map(|l| {
+        tokio::spawn(admin::serve(
+            l,
+            state.clone(),
+            config.listener.request_header_timeout,
+        ))
+    });
     // The file, and the certificate files it (or the command line)
     // names, are watched.
     let reloader = (config_file.is_some() || config.tls.files().next().is_some()).then(|| {
@@ -159,9 +169,9 @@ pub async fn run(
     };
     let reaper = tokio::spawn(reap_idle(table.clone()));
     tracing::info!(
-        listen = %crate::logfmt::Addrs(&config.listen),
-        listen_tls = %crate::logfmt::Addrs(&config.listen_tls),
-        admin = %crate::logfmt::OptAddr(config.admin),
+        listen = %crate::logfmt::Addrs(&bound.http),
+        listen_tls = %crate::logfmt::Addrs(&bound.https),
+        admin = %crate::logfmt::OptAddr(bound.admin),
         routes = config.routes.len(),
         "sluice is serving"
     );
@@ -215,6 +225,48 @@ pub async fn run(
     refresher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The addresses the listeners were bound to: where the config asks for
+/// port 0, the ones the kernel picked.
+struct Bound {
+    http: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+}
+
+impl Bound {
+    fn of(listeners: &[server::Listener], admin: Option<&tokio::net::TcpListener>) -> Bound {
+        let addrs = |tls: bool| {
+            listeners
+                .iter()
+                .filter(|l| l.tls.is_some() == tls)
+                .filter_map(|l| l.tcp.local_addr().ok())
+                .collect()
+        };
+        Bound {
+            http: addrs(false),
+            https: addrs(true),
+            admin: admin.and_then(|a| a.local_addr().ok()),
+        }
+    }
+
+    /// One line per listener on stdout, `listening on ADDR (KIND)` with
+    /// KIND `http`, `https` or `admin`, in that order and before any
+    /// access-log line: how whoever started the process (a test, a
+    /// supervisor) learns the ports the kernel picked.
+    fn print(&self) {
+        use std::io::Write;
+        let http = self.http.iter().map(|a| (a, "http"));
+        let https = self.https.iter().map(|a| (a, "https"));
+        let admin = self.admin.iter().map(|a| (a, "admin"));
+        let mut out = std::io::stdout().lock();
+        for (addr, kind) in http.chain(https).chain(admin) {
+            // A closed stdout is no reason to stop serving.
+            let _ = writeln!(out, "listening on {addr} ({kind})");
+        }
+        let _ = out.flush();
+    }
 }
 
 /// Closes pooled upstream connections idle longer than their route's

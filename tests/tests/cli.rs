@@ -1,8 +1,8 @@
 //! The `sluice` command as a new user meets it: what it says when given
 //! nothing, a bad flag or a bad file, and the exit code of each kind of
 //! failure; `check --output json`, `version`, completions and the man page;
-//! logs written for people; and the proxy's own error answers dated like
-//! hyper's.
+//! logs written for people; the addresses port-0 listeners were given, on
+//! stdout; and the proxy's own error answers dated like hyper's.
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
@@ -283,6 +283,62 @@ fn version_completions_and_man_page() {
     assert!(man.contains("serve"), "{man}");
 }
 
+/// Listeners asked for port 0 get a port from the kernel, and the process
+/// says which: one line per listener on stdout, `listening on ADDR (KIND)`,
+/// traffic listeners then the admin one, before any access-log line; its
+/// log names the same addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_zero_listeners_print_the_addresses_they_bound() {
+    let b = Backend::start("a").await;
+    let s = Sluice::serve(&[
+        "--backend",
+        &b.addr.to_string(),
+        "--listen-tls",
+        "{LISTEN_TLS}",
+    ])
+    .await;
+    let (http, https, admin) = (s.listen, s.tls(), s.admin);
+    let ports = [http.port(), https.port(), admin.port()];
+    assert!(!ports.contains(&0), "{ports:?}");
+    assert!(
+        ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2],
+        "{ports:?}"
+    );
+    // Each address is the listener it says it is.
+    assert_eq!(get(http, "/").await.unwrap(), (200, "a\n".to_owned()));
+    assert_eq!(get(admin, "/healthz").await.unwrap().0, 200);
+    assert!(tokio::net::TcpStream::connect(https).await.is_ok());
+    wait_until("the access-log line", Duration::from_secs(10), || {
+        let n = s.stdout().lines().count();
+        async move { n > 3 }
+    })
+    .await;
+    let out = s.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            format!("listening on {http} (http)"),
+            format!("listening on {https} (https)"),
+            format!("listening on {admin} (admin)"),
+        ],
+        "{out}"
+    );
+    assert!(lines[3].contains(" GET \"/\" 200 "), "{out}");
+    let log = s.log();
+    let serving = log
+        .lines()
+        .find(|l| l.contains("sluice is serving"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for want in [
+        format!("listen={http}"),
+        format!("listen_tls={https}"),
+        format!("admin={admin}"),
+    ] {
+        assert!(serving.contains(&want), "{want} not in {serving}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_read_as_written_for_people_and_error_answers_are_dated() {
     let d = dead();
@@ -386,7 +442,6 @@ async fn metrics_a_dashboard_can_rely_on_exist_from_the_start() {
 /// the setting there are none (a series per pod is a cost to choose).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_metrics_are_opt_in_and_follow_the_endpoints() {
-    use std::time::Duration;
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let c = client(None);
     let off = Sluice::serve(&["--backend", &a.addr.to_string()]).await;

@@ -820,10 +820,16 @@ async fn a_client_that_takes_nothing_is_cut_off() {
     tcp.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    // Taking nothing for three times the limit, while another client is served.
+    // Taking nothing, while another client is served, until the proxy has
+    // let go of every client connection: this one's included.
     let (status, _) = get(s.listen, "/small").await.unwrap();
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        "the proxy to cut off the client that takes nothing",
+        Duration::from_secs(10),
+        || async { s.metric("sluice_client_connections").await == Some(0.0) },
+    )
+    .await;
     let got = read_until(&mut tcp, Duration::from_secs(10), until_closed).await;
     assert!(got.closed, "still open after the send timeout");
     assert!(

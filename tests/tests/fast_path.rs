@@ -285,7 +285,11 @@ async fn length_and_chunked_together_never_reach_the_upstream() {
 }
 
 /// A client that goes away in the middle of its upload costs the upstream
-/// nothing, and the proxy goes on serving.
+/// nothing, and the proxy goes on serving. The fast path buffers a small
+/// body whole before it sends anything, so not a byte of the upload
+/// reaches the upstream; hyper's path streams it, and the upstream
+/// connection that carried part of it is closed, neither left waiting for
+/// the rest nor reused. Either way no POST reaches the upstream whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_gone_mid_upload() {
     let b = RawBackend::start(|_| {
@@ -300,13 +304,51 @@ async fn client_gone_mid_upload() {
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The client leaves only once the proxy has read all it sent: the
+        // upload is under way.
+        let (client_end, proxy_end) = (tcp.local_addr().unwrap(), s.listen);
+        wait_until(
+            "the proxy to read the partial upload",
+            Duration::from_secs(10),
+            || async move {
+                let sent = tcp_queues(client_end, proxy_end).is_some_and(|q| q.unacked == 0);
+                let read = tcp_queues(proxy_end, client_end).is_some_and(|q| q.unread == 0);
+                sent && read
+            },
+        )
+        .await;
     }
     assert_eq!(fetch(&s, "/after").await, (200, Bytes::from_static(b"ok")));
+    let carried = || -> Vec<RawConn> {
+        b.connections()
+            .into_iter()
+            .filter(|c| c.text().contains("POST /upload"))
+            .collect()
+    };
+    wait_until(
+        "the upstream connections that carried part of the upload to close",
+        Duration::from_secs(10),
+        || {
+            let open = carried().iter().any(|c| !c.closed);
+            async move { !open }
+        },
+    )
+    .await;
+    let carried = carried();
+    if !hyper_only() {
+        assert!(
+            carried.is_empty(),
+            "the fast path sent part of an unfinished upload upstream: {carried:?}"
+        );
+    }
+    assert!(
+        carried.iter().all(|c| !c.text().contains("/after")),
+        "a connection with half an upload on it was used again: {carried:?}"
+    );
     let received = b.received();
     assert!(
         received.iter().all(|r| !r.starts_with("POST")),
-        "a partial upload was delivered: {received:?}"
+        "a partial upload was delivered whole: {received:?}"
     );
 }
 

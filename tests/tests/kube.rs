@@ -772,7 +772,7 @@ async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
     )
     .await;
     let serves = |want: Vec<u8>| {
-        let addr = s.tls;
+        let addr = s.tls();
         async move {
             tls::get(addr, "shop.example.com", "/", false)
                 .await
@@ -780,7 +780,7 @@ async fn ingress_tls_secrets_serve_rotate_and_refuse_broken_ones() {
         }
     };
     wait_until("the Secret's certificate", WAIT, || serves(v1.der.clone())).await;
-    let other = tls::get(s.tls, "unknown.example.net", "/", false)
+    let other = tls::get(s.tls(), "unknown.example.net", "/", false)
         .await
         .unwrap();
     assert!(
@@ -863,10 +863,11 @@ async fn static_routes_and_discovered_routes_serve_together() {
         "listen: [{{LISTEN}}]\nadmin: {{ADMIN}}\nroutes:\n  - host: static.example.com\n    backends: [{}]\n",
         file_backend.addr
     );
-    let [listen, admin] = free_addrs();
+    // The listeners the file names are replaced by the command line's.
+    let any: std::net::SocketAddr = ANY_PORT.parse().unwrap();
     let dir = TempDir::new();
     let path = dir.0.join("sluice.yaml");
-    std::fs::write(&path, fill(&yaml, listen, admin)).unwrap();
+    std::fs::write(&path, fill(&yaml, any, any)).unwrap();
     let kc = api.kubeconfig().display().to_string();
     let p = path.display().to_string();
     let s = Sluice::serve(&["--config", &p, "--kube", "--kubeconfig", &kc]).await;

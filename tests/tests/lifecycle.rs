@@ -105,7 +105,7 @@ async fn bad_config_is_refused_and_old_routes_serve() {
     let (s, path) = Sluice::with_config(&one_route(&[&a], "round-robin", extra)).await;
     let gen = generation(&s).await;
     let bad = one_route(&[&a], "fastest", extra).replace("backends: [", "backends: [nowhere, ");
-    replace_file(&path, &fill(&bad, s.listen, s.admin));
+    replace_file(&path, &s.fill(&bad));
     wait_until(
         "the refusal to be counted",
         Duration::from_secs(10),
@@ -141,10 +141,7 @@ async fn sighup_reloads() {
     let extra = "reload_interval: 1h\n";
     let (s, path) = Sluice::with_config(&one_route(&[&a], "round-robin", extra)).await;
     assert_eq!(get(s.listen, "/").await.unwrap().1.trim(), "a");
-    replace_file(
-        &path,
-        &fill(&one_route(&[&b], "round-robin", extra), s.listen, s.admin),
-    );
+    replace_file(&path, &s.fill(&one_route(&[&b], "round-robin", extra)));
     s.signal("HUP");
     wait_until("traffic to move to b", Duration::from_secs(10), || async {
         get(s.listen, "/")

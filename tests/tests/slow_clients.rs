@@ -140,6 +140,38 @@ async fn a_connection_flood_past_max_connections_is_refused_and_the_rest_served(
     );
 }
 
+/// The admin port has the traffic listeners' header timeout: a client that
+/// opens it and sends half a request head is closed once
+/// `timeouts.request_header` passes, and the admin endpoints answer others
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_closes_a_half_sent_head_at_the_header_timeout() {
+    let b = Backend::start("a").await;
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\ntimeouts:\n  request_header: 1s\nroutes:\n  - backends: [{}]\n",
+        b.addr
+    ))
+    .await;
+    let began = Instant::now();
+    let mut c = TcpStream::connect(s.admin).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: a")
+        .await
+        .unwrap();
+    assert_eq!(get(s.admin, "/healthz").await.unwrap().0, 200);
+    let got = read_until(&mut c, Duration::from_secs(10), until_closed).await;
+    let took = began.elapsed();
+    assert!(got.closed, "still open after 10 s: {got:?}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "closed after {took:?}, before the 1 s timeout: {}",
+        got.text()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "closed after {took:?}, long past the 1 s timeout"
+    );
+}
+
 /// Slowloris: 2,000 connections that send a request head a byte a second
 /// and never finish it. Each is closed by `timeouts.request_header`; good
 /// clients are served throughout.

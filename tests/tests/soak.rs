@@ -135,7 +135,7 @@ async fn soak_through_churn_leaks_nothing() {
     }
     // A full TLS handshake and a request, every 100 ms.
     {
-        let tls_addr = s.tls;
+        let tls_addr = s.tls();
         let config = ttls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13]);
         tasks.push(churn(
             &stop,

@@ -37,7 +37,7 @@ async fn serve_tls(backend: &Backend, flags: &[String]) -> Sluice {
 }
 
 fn curl_https(s: &Sluice, ca: &std::path::Path, host: &str, path: &str, extra: &[&str]) -> String {
-    let port = s.tls.port();
+    let port = s.tls().port();
     let resolve = format!("{host}:{port}:127.0.0.1");
     let url = format!("https://{host}:{port}{path}");
     let mut args = vec![
@@ -76,7 +76,7 @@ async fn sni_picks_each_hosts_certificate() {
         ("B.Example.Test", &b),
         ("x.wild.example.test", &w),
     ] {
-        let r = tls::get(s.tls, host, "/headers", false).await.unwrap();
+        let r = tls::get(s.tls(), host, "/headers", false).await.unwrap();
         assert_eq!(r.status, 200, "{host}");
         assert!(r.cert == want.der, "{host} got another certificate");
         assert!(
@@ -88,7 +88,7 @@ async fn sni_picks_each_hosts_certificate() {
     // Not covered: two labels under the wildcard, an unknown name, and no
     // SNI at all (an IP address). The default answers, and so does the app.
     for host in ["y.x.wild.example.test", "unknown.test", "127.0.0.1"] {
-        let r = tls::get(s.tls, host, "/", false).await.unwrap();
+        let r = tls::get(s.tls(), host, "/", false).await.unwrap();
         assert_eq!(r.status, 200, "{host}");
         assert!(
             r.cert != a.der && r.cert != b.der && r.cert != w.der && !r.cert.is_empty(),
@@ -117,7 +117,7 @@ async fn http2_over_tls_with_curl() {
     let dir = TempDir::new();
     let s = serve_tls(&backend, &cert_flags(&dir, &[("c", &c)])).await;
     let ca_file = ca.write(&dir.0);
-    let port = s.tls.port();
+    let port = s.tls().port();
     let resolve = format!("h2.example.test:{port}:127.0.0.1");
     let urls: Vec<String> = (0..3)
         .map(|i| format!("https://h2.example.test:{port}/n{i}"))
@@ -139,18 +139,18 @@ async fn http2_over_tls_with_curl() {
     // Three answers on one connection: the first connects, the others reuse it.
     assert_eq!(out, "app\n2 1\napp\n2 0\napp\n2 0\n");
 
-    let r = tls::get(s.tls, "h2.example.test", "/version", true)
+    let r = tls::get(s.tls(), "h2.example.test", "/version", true)
         .await
         .unwrap();
     assert_eq!(r.alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(r.status, 200);
-    let r = tls::get(s.tls, "h2.example.test", "/", false)
+    let r = tls::get(s.tls(), "h2.example.test", "/", false)
         .await
         .unwrap();
     assert_eq!(r.alpn.as_deref(), Some(&b"http/1.1"[..]));
     // TLS 1.2 is served; anything older is not even offered by rustls.
     let cfg = tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS12]);
-    let conn = tls::connect(s.tls, "h2.example.test", cfg).await.unwrap();
+    let conn = tls::connect(s.tls(), "h2.example.test", cfg).await.unwrap();
     assert_eq!(
         conn.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
@@ -172,7 +172,9 @@ async fn certificate_rotation_drops_nothing() {
 
     // A keep-alive HTTP/1.1 connection from before the rotation.
     let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
-    let held = tls::connect(s.tls, "rot.example.test", cfg).await.unwrap();
+    let held = tls::connect(s.tls(), "rot.example.test", cfg)
+        .await
+        .unwrap();
     assert!(tls::presented(&held) == old.der);
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(held))
@@ -191,7 +193,7 @@ async fn certificate_rotation_drops_nothing() {
     };
     assert_eq!(get_held(&mut send).await.unwrap().status(), 200);
 
-    let tls_addr = s.tls;
+    let tls_addr = s.tls();
     let (old_der, new_der) = (old.der.clone(), new.der.clone());
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let progress = sent.clone();
@@ -266,7 +268,7 @@ async fn broken_certificates_are_refused_and_the_old_one_serves() {
         s.log().contains("does not belong to the certificate")
     })
     .await;
-    let r = tls::get(s.tls, "safe.example.test", "/", false)
+    let r = tls::get(s.tls(), "safe.example.test", "/", false)
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -280,7 +282,7 @@ async fn broken_certificates_are_refused_and_the_old_one_serves() {
     })
     .await;
     assert!(s.log().contains(&cert_path.display().to_string()));
-    let r = tls::get(s.tls, "safe.example.test", "/", true)
+    let r = tls::get(s.tls(), "safe.example.test", "/", true)
         .await
         .unwrap();
     assert!(r.cert == good.der);
@@ -293,7 +295,7 @@ async fn broken_certificates_are_refused_and_the_old_one_serves() {
     // A good pair again is taken.
     let fixed = ca.issue(&["safe.example.test"]);
     fixed.write(&dir.0, "safe");
-    let addr = s.tls;
+    let addr = s.tls();
     wait_until(
         "the fixed certificate served",
         Duration::from_secs(10),
@@ -344,7 +346,7 @@ async fn hostile_client_hellos_are_closed_while_others_are_served() {
     ];
     let mut tasks = Vec::new();
     for (what, bytes) in cases {
-        let addr = s.tls;
+        let addr = s.tls();
         tasks.push(tokio::spawn(async move {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
             tcp.write_all(&bytes).await.unwrap();
@@ -367,7 +369,7 @@ async fn hostile_client_hellos_are_closed_while_others_are_served() {
     // A handshake that picks HTTP/2, then silence: hyper has no timer of
     // its own for the preface, so the header timeout closes it.
     let idle_h2 = {
-        let addr = s.tls;
+        let addr = s.tls();
         tokio::spawn(async move {
             let cfg = tls::client_config(&[b"h2"], rustls::DEFAULT_VERSIONS);
             let mut conn = tls::connect(addr, "ok.example.test", cfg).await.unwrap();
@@ -386,7 +388,7 @@ async fn hostile_client_hellos_are_closed_while_others_are_served() {
     };
     // Served while those are pending.
     for _ in 0..5 {
-        let r = tls::get(s.tls, "ok.example.test", "/", false)
+        let r = tls::get(s.tls(), "ok.example.test", "/", false)
             .await
             .unwrap();
         assert_eq!(r.status, 200);
@@ -397,7 +399,9 @@ async fn hostile_client_hellos_are_closed_while_others_are_served() {
     }
     let took = idle_h2.await.unwrap();
     assert!(took < Duration::from_secs(4), "idle h2 took {took:?}");
-    let r = tls::get(s.tls, "ok.example.test", "/", true).await.unwrap();
+    let r = tls::get(s.tls(), "ok.example.test", "/", true)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert!(
         s.metric("sluice_tls_handshake_errors_total{reason=\"error\"}")
@@ -435,7 +439,7 @@ async fn plain_http_is_redirected_for_hosts_with_certificates() {
         b = backend.addr
     );
     let (s, _) = Sluice::with_config(&yaml).await;
-    let tls_addr = s.tls;
+    let tls_addr = s.tls();
     let plain = client(None);
     let lb = client(Some(std::net::Ipv4Addr::new(127, 0, 0, 2)));
     let listen = s.listen;
@@ -530,9 +534,15 @@ async fn proxy_protocol_then_tls() {
     let s = serve_tls(&backend, &flags).await;
     for (h2, client) in [(false, "203.0.113.7"), (true, "198.51.100.9")] {
         let header = format!("PROXY TCP4 {client} 10.0.0.1 40000 443\r\n");
-        let r = tls::get_after(s.tls, header.as_bytes(), "pp.example.test", "/headers", h2)
-            .await
-            .unwrap();
+        let r = tls::get_after(
+            s.tls(),
+            header.as_bytes(),
+            "pp.example.test",
+            "/headers",
+            h2,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200);
         assert!(r.cert == c.der);
         assert!(
@@ -543,7 +553,7 @@ async fn proxy_protocol_then_tls() {
         assert!(r.body.contains("x-forwarded-proto: https"), "{}", r.body);
     }
     // Without the header, the connection is refused before any TLS.
-    assert!(tls::get(s.tls, "pp.example.test", "/", false)
+    assert!(tls::get(s.tls(), "pp.example.test", "/", false)
         .await
         .is_err());
 }
@@ -591,7 +601,7 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
     // Meanwhile the running config's own certificate is still renewed.
     let renewed = ca.issue(&["one.example.test"]);
     renewed.write(&dir.0, "one");
-    let addr = s.tls;
+    let addr = s.tls();
     wait_until("the renewed certificate", Duration::from_secs(10), || {
         let want = renewed.der.clone();
         async move {
@@ -608,11 +618,11 @@ async fn a_config_refused_for_its_certificate_applies_once_the_file_is_fixed() {
         get_host(&s, "two.example.test").await.0 == 200
     })
     .await;
-    let r = tls::get(s.tls, "two.example.test", "/", false)
+    let r = tls::get(s.tls(), "two.example.test", "/", false)
         .await
         .unwrap();
     assert!(r.cert == second.der);
-    let r = tls::get(s.tls, "one.example.test", "/", false)
+    let r = tls::get(s.tls(), "one.example.test", "/", false)
         .await
         .unwrap();
     assert!(r.cert == renewed.der && renewed.der != first.der);
@@ -646,9 +656,11 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
 
     let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
     // A small receive window, so that the proxy's writes find it full.
+    const WINDOW: usize = 16 << 10;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 << 10).unwrap();
-    let tcp = socket.connect(s.tls).await.unwrap();
+    socket.set_recv_buffer_size(WINDOW as u32).unwrap();
+    let tcp = socket.connect(s.tls()).await.unwrap();
+    let (proxy_end, client_end) = (s.tls(), tcp.local_addr().unwrap());
     let name = rustls::pki_types::ServerName::try_from("big.example.test").unwrap();
     let conn = tls::handshake(tcp, name, cfg).await.unwrap();
     let mut conn = tokio::io::BufReader::new(conn);
@@ -657,8 +669,14 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
             .write_all(b"GET / HTTP/1.1\r\nHost: big.example.test\r\n\r\n")
             .await
             .unwrap();
-        // Let the socket fill before reading anything.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The socket fills before anything is read: the proxy's writes
+        // wait on the client's closed window.
+        wait_until(
+            "the client's window to close",
+            Duration::from_secs(10),
+            || async move { tcp_queues(proxy_end, client_end).is_some_and(|q| q.window_closed) },
+        )
+        .await;
         let read = async {
             let mut line = String::new();
             let mut length = 0;
@@ -672,15 +690,37 @@ async fn a_slow_reader_gets_all_of_a_large_answer() {
                     length = v.trim().parse::<usize>().unwrap();
                 }
             }
-            // Slowly, so that the proxy's writes keep finding the socket full.
+            // Slowly, so that the proxy's writes keep finding the socket
+            // full: each read waits until the proxy has filled the socket
+            // again (it holds a window's worth, or the proxy's end probes
+            // a closed window), or has nothing queued for it (the answer's
+            // end is all sent). The socket's own count is polled every
+            // millisecond; the proxy's end, costlier to read, every 50.
             let mut got = 0;
             let mut chunk = vec![0u8; 32 << 10];
             while got < length {
-                let want = chunk.len().min(length - got);
-                let n = conn.read(&mut chunk[..want]).await.unwrap();
-                assert!(n > 0, "closed after {got} of {length} bytes");
-                got += n;
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                for waited in 1.. {
+                    if unread(conn.get_ref().get_ref().0) >= WINDOW {
+                        break;
+                    }
+                    if waited % 50 == 0 {
+                        let q = tcp_queues(proxy_end, client_end);
+                        if q.is_none_or(|q| q.window_closed || q.unacked == 0) {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // All it holds, so that the window opens whole.
+                loop {
+                    let want = chunk.len().min(length - got);
+                    let n = conn.read(&mut chunk[..want]).await.unwrap();
+                    assert!(n > 0, "closed after {got} of {length} bytes");
+                    got += n;
+                    if got == length || unread(conn.get_ref().get_ref().0) == 0 {
+                        break;
+                    }
+                }
             }
             got
         };
@@ -703,7 +743,7 @@ async fn websocket_over_tls() {
     let dir = TempDir::new();
     let s = serve_tls(&backend, &cert_flags(&dir, &[("ws", &c)])).await;
     let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
-    let stream = tls::connect(s.tls, "ws.example.test", cfg).await.unwrap();
+    let stream = tls::connect(s.tls(), "ws.example.test", cfg).await.unwrap();
     let (mut ws, resp) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::client_async("wss://ws.example.test/ws", stream),

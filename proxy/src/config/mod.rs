@@ -374,8 +374,12 @@ pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Two listen addresses that would take the same connections: the same
 /// port, and the same address or either one a wildcard (`0.0.0.0`, `::`).
+/// Port 0 overlaps nothing: the kernel gives each such listener a port of
+/// its own.
 pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[derive(Default)]
@@ -740,7 +744,7 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     let mut listen_tls = Vec::new();
     for (i, l) in raw.listen_tls.iter().enumerate() {
         if let Some(a) = v.addr(&format!("listen_tls[{i}]"), l) {
-            if listen.contains(&a) {
+            if a.port() != 0 && listen.contains(&a) {
                 v.error(
                     format!("listen_tls[{i}]"),
                     format!("{a} is also in listen: one port cannot be both HTTP and HTTPS"),

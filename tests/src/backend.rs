@@ -1,0 +1,278 @@
+//! The test backend: a real HTTP/1.1 and HTTP/2 server on 127.0.0.1 that
+//! answers by path (sleep, status, echo, headers, WebSocket, ...) and
+//! counts requests and connections, so a test can see what reached it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::client::{full, Body};
+use crate::wait_until;
+
+/// A test backend. Answers by path:
+/// - `/sleep/<ms>`: waits, then answers its name;
+/// - `/status/<code>`: answers that status;
+/// - `/echo`: streams the request body back;
+/// - `/headers`: the request headers, one `name: value` per line;
+/// - `/ws`: a WebSocket echo;
+/// - `/close`: its name, then it closes the connection;
+/// - `…/version`: the HTTP version it was asked in;
+/// - anything else: its name and a newline.
+///
+/// Every response carries `x-backend: <name>`.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Requests answered.
+    pub hits: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
+    /// Connections open right now.
+    pub open: Arc<AtomicUsize>,
+    /// Requests being answered right now.
+    pub active: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        Self::start_with(name, addr, Duration::ZERO).await
+    }
+
+    /// A backend that waits `delay` before every answer.
+    pub async fn start_slow(name: &str, delay: Duration) -> Backend {
+        Self::start_with(name, SocketAddr::from(([127, 0, 0, 1], 0)), delay).await
+    }
+
+    pub async fn start_with(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
+        let listener = bind_with_deadline(addr).await;
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let o = open.clone();
+        let active = Arc::new(AtomicUsize::new(0));
+        let st = BackendState {
+            name: Arc::from(name),
+            hits: hits.clone(),
+            active: active.clone(),
+            delay,
+        };
+        let c = conns.clone();
+        let task = tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
+                let st = st.clone();
+                // Counts down when the connection ends, or is aborted.
+                let open = OpenConn(o.clone());
+                set.spawn(async move {
+                    let _open = open;
+                    let svc = service_fn(move |req| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(st.answer(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+                while set.try_join_next().is_some() {}
+            }
+        });
+        Backend {
+            name: name.to_owned(),
+            addr,
+            hits,
+            conns,
+            open,
+            active,
+            task,
+        }
+    }
+
+    /// Stops the backend and waits until its listener and every connection
+    /// are closed: the address can be bound again, and a proxy holding
+    /// pooled connections to it finds them closed, as after a real restart.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        // Aborting the accept loop aborts the connections' tasks, which the
+        // runtime drops a moment later.
+        let open = self.open.clone();
+        wait_until(
+            "the backend's connections to close",
+            Duration::from_secs(5),
+            || {
+                let n = open.load(Ordering::SeqCst);
+                async move { n == 0 }
+            },
+        )
+        .await;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One open backend connection, counted in `Backend::open` while it lives.
+struct OpenConn(Arc<AtomicUsize>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Binds `addr`, retrying for a few seconds while the port is still held
+/// (a listener of the same test closing, or a socket of another test).
+async fn bind_with_deadline(addr: SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("backend binds {addr}: {e}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct BackendState {
+    name: Arc<str>,
+    hits: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+impl BackendState {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let mut resp = self.answer_inner(req).await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        resp.headers_mut()
+            .insert("x-backend", self.name.parse().unwrap());
+        resp
+    }
+
+    async fn answer_inner(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        if let Some(ms) = path.strip_prefix("/sleep/") {
+            let ms: u64 = ms.parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Response::new(full(format!("{}\n", self.name)));
+        }
+        if let Some(n) = path.strip_prefix("/bytes/") {
+            // N bytes of body, streamed 64 KiB at a time: a download that
+            // holds its connection until the proxy has taken all of it.
+            let n: usize = n.parse().unwrap_or(0);
+            let chunks = (0..n.div_ceil(65536)).map(move |i| {
+                Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(vec![
+                    b'x';
+                    65536.min(
+                        n - i * 65536
+                    )
+                ])))
+            });
+            let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+            return Response::new(body.map_err(|never| match never {}).boxed());
+        }
+        if let Some(code) = path.strip_prefix("/status/") {
+            let mut r = Response::new(full(format!("{} {code}\n", self.name)));
+            *r.status_mut() = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+            return r;
+        }
+        match path.as_str() {
+            "/echo" => Response::new(req.into_body().boxed()),
+            "/headers" => {
+                let mut out = String::new();
+                for (k, v) in req.headers() {
+                    out.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+                }
+                Response::new(full(out))
+            }
+            "/ws" => websocket_echo(&mut req),
+            "/close" => {
+                let mut r = Response::new(full(format!("{}\n", self.name)));
+                r.headers_mut()
+                    .insert("connection", "close".parse().unwrap());
+                r
+            }
+            p if p.ends_with("/version") => Response::new(full(format!("{:?}\n", req.version()))),
+            _ => Response::new(full(format!("{}\n", self.name))),
+        }
+    }
+}
+
+/// Accepts a WebSocket handshake and echoes every message back.
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let Some(key) = req.headers().get("sec-websocket-key") else {
+        let mut r = Response::new(full("not a websocket request\n"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_text() || msg.is_binary() {
+                if ws.send(msg).await.is_err() {
+                    break;
+                }
+            } else if msg.is_close() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(full(Bytes::new()))
+        .unwrap()
+}
