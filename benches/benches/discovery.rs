@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use sluice::discovery::translate::{translate, ClusterState, Settings};
+use sluice::discovery::translate::{translate, ClusterState, TranslateSettings};
 use sluice::metrics::Metrics;
 use sluice::routing::Snapshot;
 
@@ -61,7 +61,7 @@ fn cluster(services: usize, pods_per_service: usize) -> ClusterState {
 
 fn rebuild(c: &mut Criterion) {
     let state = cluster(1000, 10);
-    let settings = Settings {
+    let settings = TranslateSettings {
         class: "sluice".into(),
         watch_without_class: false,
         defaults: sluice::config::DEFAULTS,

@@ -606,7 +606,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     let kube = args.kube.kube.then(|| sluice::discovery::Options {
         kubeconfig: args.kube.kubeconfig.clone(),
         namespace: args.kube.namespace.clone(),
-        settings: sluice::discovery::Settings {
+        settings: sluice::discovery::TranslateSettings {
             class: args.kube.ingress_class.clone(),
             watch_without_class: args.kube.watch_ingress_without_class,
             defaults: cfg.defaults,

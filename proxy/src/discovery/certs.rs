@@ -230,24 +230,30 @@ impl Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::ByteString;
 
     use crate::tls::cert_test_pem as pem;
 
+    /// TLS Secret `shop/tls` at `version`, holding `cert` and `key`.
     fn secret(version: &str, cert: &str, key: &str) -> Arc<Secret> {
-        use k8s_openapi::ByteString;
-        let mut s: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "tls", "namespace": "shop", "resourceVersion": version},
-            "type": "kubernetes.io/tls"}))
-        .unwrap();
-        s.data = Some(
-            [
-                ("tls.crt".to_owned(), ByteString(cert.as_bytes().to_vec())),
-                ("tls.key".to_owned(), ByteString(key.as_bytes().to_vec())),
-            ]
-            .into(),
-        );
-        Arc::new(s)
+        Arc::new(Secret {
+            metadata: ObjectMeta {
+                name: Some("tls".into()),
+                namespace: Some("shop".into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(
+                [
+                    ("tls.crt".to_owned(), ByteString(cert.as_bytes().to_vec())),
+                    ("tls.key".to_owned(), ByteString(key.as_bytes().to_vec())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        })
     }
 
     fn wanted(hosts: &[&str]) -> TlsBinding {

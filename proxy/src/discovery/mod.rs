@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-pub use translate::{Settings, CONTROLLER};
+pub use translate::{TranslateSettings, CONTROLLER};
 
 /// How to reach the API server and what to watch.
 #[derive(Debug, Clone)]
@@ -38,7 +38,8 @@ pub struct Options {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// Watch one namespace only (IngressClasses are cluster-wide).
     pub namespace: Option<String>,
-    pub settings: Settings,
+    /// Which Ingresses are ours, and what their routes start from.
+    pub settings: TranslateSettings,
     /// How long to gather events before rebuilding.
     pub debounce: Duration,
     /// Write the published Service's address into Ingress status.

@@ -1,0 +1,196 @@
+//! From the cluster's objects to routes: which Ingresses are ours, what
+//! their rules mean, and which pods stand behind each backend Service.
+//!
+//! Pure: the watchers hand over what their stores hold, and this returns
+//! route specs for [`crate::routing::Snapshot::build`], plus the problems
+//! found on the way, each naming the object it concerns. Nothing here is
+//! fatal: a broken Ingress loses its own routes, never anyone else's.
+//!
+//! This file holds what callers see: the inputs ([`ClusterState`],
+//! [`TranslateSettings`]), the outputs ([`Translated`] and what it holds)
+//! and [`translate`], which walks the Ingresses in order. The work is done
+//! by one file per job, which import one way, `canaries` → `routes` →
+//! `endpoints`, with `ownership` and `tls_bindings` beside them:
+//!
+//! - `ownership`: which Ingresses are ours (IngressClass, default class,
+//!   the legacy annotation);
+//! - `tls_bindings`: which hosts an Ingress's `spec.tls` entries may serve;
+//! - `routes`: rules, paths and backends, the default backend, and the
+//!   settings an Ingress's and a Service's annotations give a route;
+//! - `canaries`: canary Ingresses joined to the main routes they share;
+//! - `endpoints`: EndpointSlices to the endpoints of one Service port.
+
+mod canaries;
+mod endpoints;
+#[cfg(test)]
+mod fixtures;
+mod ownership;
+mod routes;
+mod tls_bindings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
+use super::annotations::{self, Annotated};
+use crate::config::Defaults;
+use crate::spec::RouteSpec;
+
+pub use ownership::{owned, CONTROLLER};
+
+/// Which Ingresses are ours, and what discovered routes start from.
+///
+/// Named for translation: the crate has other `Settings` (the fast path's,
+/// HTTP/2's), and this one is only what [`translate`] reads.
+#[derive(Debug, Clone)]
+pub struct TranslateSettings {
+    /// The IngressClass name we serve (`--ingress-class`).
+    pub class: String,
+    /// Serve Ingresses that name no class at all.
+    pub watch_without_class: bool,
+    /// The config's defaults (timeouts, retries, health checks, body
+    /// limit), which annotations override per route.
+    pub defaults: Defaults,
+}
+
+/// What the stores hold, at one moment.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+    /// Pod weights, `(namespace, pod)` → weight, for the Services that
+    /// ask for them (read from a metadata-only Pod watch).
+    pub pod_weights: HashMap<(String, String), u32>,
+    /// TLS Secrets (`kubernetes.io/tls`).
+    pub secrets: Vec<Arc<Secret>>,
+}
+
+/// The routes found, and what was wrong on the way.
+#[derive(Debug, Default)]
+pub struct Translated {
+    /// Oldest Ingress first: a duplicate host and path is won by the
+    /// older one when the snapshot is built.
+    pub routes: Vec<RouteSpec>,
+    pub default_backend: Option<RouteSpec>,
+    /// One line each, naming the object.
+    pub problems: Vec<String>,
+    /// The Ingresses served, as `namespace/name`.
+    pub owned: Vec<String>,
+    /// Problems to record as Kubernetes Events on the object they concern
+    /// (refused or malformed annotations, missing TLS Secrets).
+    pub events: Vec<Event>,
+    /// The certificates Ingresses ask for, by host, whether or not their
+    /// Secrets are there (the last good certificate of a Secret gone
+    /// missing keeps serving; see `certs`).
+    pub tls: Vec<TlsBinding>,
+}
+
+impl Translated {
+    /// Counts `ing` as served, and reports what its annotations got wrong,
+    /// as problems and as Events on it.
+    fn serve(&mut self, ing: &Ingress, notes: &Annotated) {
+        let ing_id = id(&ing.metadata);
+        self.owned.push(ing_id.clone());
+        for p in &notes.problems {
+            self.problems.push(format!("ingress {ing_id}: {p}"));
+            self.events
+                .push(Event::new(ing.object_ref(&()), "BadAnnotation", p.clone()));
+        }
+    }
+}
+
+/// A Warning Event to record on an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub object: ObjectReference,
+    /// CamelCase, as Kubernetes reasons are: `BadAnnotation`, `BadTLSSecret`.
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Event {
+    pub fn new(object: ObjectReference, reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            object,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
+/// An Ingress's `spec.tls` entry, with the hosts of its rules it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsBinding {
+    /// `namespace/name` of the Ingress.
+    pub ingress: String,
+    /// The Ingress, for Events about its certificate.
+    pub ingress_ref: ObjectReference,
+    /// Its index in `spec.tls`, for messages.
+    pub entry: usize,
+    pub hosts: Vec<String>,
+    /// `namespace/name` of the Secret.
+    pub secret: String,
+}
+
+/// Builds the routes of every Ingress we own.
+pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translated {
+    let mut out = Translated::default();
+    let backends = routes::Backends::index(state);
+
+    // Oldest first; the name breaks ties, so the order is the same on
+    // every replica.
+    let mut ingresses: Vec<&Arc<Ingress>> = state
+        .ingresses
+        .iter()
+        .filter(|i| owned(i, &state.classes, settings))
+        .collect();
+    ingresses.sort_by(|a, b| {
+        let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        ta.cmp(&tb)
+            .then_with(|| id(&a.metadata).cmp(&id(&b.metadata)))
+    });
+
+    // Main Ingresses first, then canaries, which join the main route of
+    // the same host, path and path type.
+    let parsed: Vec<(&Arc<Ingress>, Annotated)> = ingresses
+        .into_iter()
+        .map(|i| (i, annotations::parse(&i.metadata.annotations)))
+        .collect();
+    let (canaries, mains): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(_, a)| a.canary);
+    // Default backends of Ingresses with rules: after every explicit rule.
+    let mut fallbacks = Vec::new();
+    for (ing, notes) in mains {
+        out.serve(ing, &notes);
+        let Some(spec) = &ing.spec else { continue };
+        tls_bindings::bind(ing, spec, &mut out);
+        backends.add_ingress(ing, spec, &notes, settings, &mut out, &mut fallbacks);
+    }
+    out.routes.extend(fallbacks);
+    for (ing, notes) in canaries {
+        out.serve(ing, &notes);
+        canaries::attach(&backends, ing, &notes, settings, &mut out);
+    }
+    out
+}
+
+/// The value at `key` in an object's annotations or labels.
+fn value_of<'a>(map: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
+    map.as_ref()?.get(key).map(String::as_str)
+}
+
+/// `namespace/name`, for messages and keys.
+fn id(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
