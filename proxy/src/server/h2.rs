@@ -31,11 +31,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use crate::proxy::{ClientBody, ClientConn, H2Body, Proxy, ProxyBody};
+use crate::client_body::{ClientBody, H2Body};
+use crate::http::{Client, Handler};
+use crate::upstream::ResponseBody;
 
 /// The HTTP/2 settings of a listener.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct H2Settings {
     /// Streams a client may have open at once.
     pub max_concurrent_streams: u32,
     /// The flow-control windows offered for request bodies.
@@ -71,9 +73,9 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// for `idle_timeout`, or the proxy drains (`stop`).
 pub async fn serve<I>(
     io: I,
-    conn_info: ClientConn,
-    proxy: Arc<Proxy>,
-    settings: &Settings,
+    conn_info: Client,
+    proxy: Arc<Handler>,
+    settings: &H2Settings,
     stop: &mut watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -156,7 +158,7 @@ pub async fn serve<I>(
         };
         match event {
             Event::Stream(req, respond) => {
-                let stream = Stream::begin(&activity);
+                let busy = Busy::begin(&activity);
                 let proxy = proxy.clone();
                 let conn_info = conn_info.clone();
                 let limits = StreamLimits {
@@ -166,7 +168,7 @@ pub async fn serve<I>(
                 };
                 streams.spawn(async move {
                     serve_stream(req, respond, &proxy, conn_info, limits).await;
-                    drop(stream);
+                    drop(busy);
                 });
             }
             Event::Reaped => {}
@@ -221,8 +223,8 @@ struct StreamLimits {
 async fn serve_stream(
     req: Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
-    proxy: &Proxy,
-    conn_info: ClientConn,
+    proxy: &Handler,
+    conn_info: Client,
     limits: StreamLimits,
 ) {
     let peer = conn_info.peer;
@@ -237,7 +239,7 @@ async fn serve_stream(
                 .get(header::CONTENT_TYPE)
                 .map(HeaderValue::as_bytes),
         );
-        crate::proxy::render(&crate::forward::Answer::HeadersTooLarge, grpc)
+        crate::http::hyper::render(&crate::forward::Answer::HeadersTooLarge, grpc)
     } else {
         let (parts, recv) = req.into_parts();
         let length = parts
@@ -297,7 +299,7 @@ enum PipeError {
 /// Sends the body, each part only as the client's window allows, with the
 /// send deadline on every wait for window.
 async fn pipe(
-    body: ProxyBody,
+    body: ResponseBody,
     send: &mut SendStream<Bytes>,
     timeout: Duration,
 ) -> Result<(), PipeError> {
@@ -432,17 +434,17 @@ impl Activity {
     }
 }
 
-/// One stream open, until its task ends.
-struct Stream(Arc<Activity>);
+/// The connection is busy: one stream open, until its task ends.
+struct Busy(Arc<Activity>);
 
-impl Stream {
-    fn begin(a: &Arc<Activity>) -> Stream {
+impl Busy {
+    fn begin(a: &Arc<Activity>) -> Busy {
         a.open.fetch_add(1, Ordering::AcqRel);
-        Stream(a.clone())
+        Busy(a.clone())
     }
 }
 
-impl Drop for Stream {
+impl Drop for Busy {
     fn drop(&mut self) {
         let ms = self.0.epoch.elapsed().as_millis() as u64;
         self.0.last_end_ms.store(ms, Ordering::Release);

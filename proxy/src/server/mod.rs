@@ -21,12 +21,13 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerSettings;
-use crate::fast;
-use crate::proxy::{ClientConn, Proxy};
+use crate::http::fast;
+use crate::http::{Client, Handler};
 use crate::proxy_protocol;
 use crate::Error;
 
 pub mod h2;
+pub mod io;
 
 /// Binds every address, or names the one that failed.
 pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
@@ -55,7 +56,11 @@ pub struct Listeners {
 
 impl Listeners {
     /// Starts an accept loop per listener.
-    pub fn start(listeners: Vec<Listener>, proxy: Arc<Proxy>, settings: ListenerSettings) -> Self {
+    pub fn start(
+        listeners: Vec<Listener>,
+        proxy: Arc<Handler>,
+        settings: ListenerSettings,
+    ) -> Self {
         // HTTP/1.1 for connections the fast path hands over (they are
         // HTTP/1 for sure, and a plain HTTP/1 connection serves the
         // request it was handed even when a drain has begun), or all of it
@@ -145,7 +150,7 @@ impl Drop for OpenConnection {
 
 async fn accept_loop(
     listener: Listener,
-    proxy: Arc<Proxy>,
+    proxy: Arc<Handler>,
     hyper: Arc<http1::Builder>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
@@ -154,7 +159,7 @@ async fn accept_loop(
 ) {
     let Listener { tcp: listener, tls } = listener;
     let local = listener.local_addr().ok();
-    let fast = fast::Settings {
+    let fast = fast::FastSettings {
         header_timeout: settings.request_header_timeout,
         proto: if tls.is_some() { "https" } else { "http" },
         forwarders: settings.trust_forwarded_for.clone(),
@@ -238,7 +243,13 @@ async fn accept_loop(
                 }
             };
             conn.client = client;
-            serve_stream(fast::io::Prefixed::new(rest, stream), tls, conn, &settings).await;
+            serve_stream(
+                crate::server::io::Prefixed::new(rest, stream),
+                tls,
+                conn,
+                &settings,
+            )
+            .await;
         });
     }
     tracing::debug!(listener = %crate::logfmt::OptAddr(local), "stopped accepting");
@@ -248,17 +259,17 @@ async fn accept_loop(
 struct Conn {
     /// The client's address: the peer's, or the one a PROXY header gave.
     client: SocketAddr,
-    proxy: Arc<Proxy>,
+    proxy: Arc<Handler>,
     hyper: Arc<http1::Builder>,
     watcher: hyper_util::server::graceful::Watcher,
     stop: watch::Receiver<bool>,
-    fast: fast::Settings,
+    fast: fast::FastSettings,
 }
 
 impl Conn {
     /// What the proxy knows of the connection.
-    fn info(&self) -> ClientConn {
-        let mut c = ClientConn::new(self.client, self.fast.proto);
+    fn info(&self) -> Client {
+        let mut c = Client::new(self.client, self.fast.proto);
         c.forwarders = self.fast.forwarders.clone();
         c
     }
@@ -271,7 +282,7 @@ where
 {
     // Beneath TLS, so that the handshake's writes and every record after
     // it are bounded too.
-    let io = fast::io::SendDeadline::new(io, settings.send_timeout);
+    let io = crate::server::io::SendDeadline::new(io, settings.send_timeout);
     match tls {
         Some(tls) => serve_tls(io, tls, conn, settings).await,
         None => serve_connection(io, conn, settings).await,
@@ -327,7 +338,7 @@ where
             return;
         };
         let h2 = h.prefix.starts_with(b"PRI ");
-        (fast::io::Prefixed::new(h.prefix, h.io), h2)
+        (crate::server::io::Prefixed::new(h.prefix, h.io), h2)
     } else {
         let Some(sniffed) = sniff(io, settings.request_header_timeout, conn.client).await else {
             return;
@@ -351,7 +362,7 @@ async fn sniff<I>(
     mut io: I,
     limit: Duration,
     client: SocketAddr,
-) -> Option<(fast::io::Prefixed<I>, bool)>
+) -> Option<(crate::server::io::Prefixed<I>, bool)>
 where
     I: tokio::io::AsyncRead + Unpin,
 {
@@ -375,7 +386,7 @@ where
     })
     .await;
     match read {
-        Ok(Ok(h2)) => Some((fast::io::Prefixed::new(got, io), h2)),
+        Ok(Ok(h2)) => Some((crate::server::io::Prefixed::new(got, io), h2)),
         Ok(Err(_)) | Err(_) => {
             tracing::debug!(client = %client, "closed a connection that sent no request");
             None
@@ -403,7 +414,7 @@ where
     } = conn;
     // Held until the connection ends, so that a drain waits for it.
     let _watcher = watcher;
-    let h2 = h2::Settings {
+    let h2 = h2::H2Settings {
         max_concurrent_streams: settings.http2_max_concurrent_streams,
         stream_window: settings.http2_stream_window,
         connection_window: settings.http2_connection_window,
@@ -448,7 +459,7 @@ where
         async move {
             Ok::<_, Infallible>(
                 proxy
-                    .handle(req.map(crate::proxy::ClientBody::Http1), conn_info)
+                    .handle(req.map(crate::client_body::ClientBody::Http1), conn_info)
                     .await,
             )
         }
