@@ -16,7 +16,6 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -34,6 +33,8 @@ use tokio::time::{sleep_until, Instant};
 use crate::client_body::{ClientBody, H2Body};
 use crate::http::{Client, Handler};
 use crate::upstream::ResponseBody;
+
+use super::idle::{Activity, Busy};
 
 /// The HTTP/2 settings of a listener.
 #[derive(Debug, Clone)]
@@ -68,6 +69,34 @@ const MAX_SEND_BUFFER: usize = 400 * 1024;
 /// PONG within 20 s closes it (a peer gone without a FIN).
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves an HTTP/2 connection the listener accepted, with its settings.
+pub(super) async fn serve_connection<I>(io: I, conn: super::Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let info = conn.info();
+    let super::Connection {
+        shared,
+        watcher,
+        mut stop,
+        ..
+    } = conn;
+    let settings = &shared.settings;
+    // Held until the connection ends, so that a drain waits for it.
+    let _watcher = watcher;
+    let h2 = H2Settings {
+        max_concurrent_streams: settings.http2_max_concurrent_streams,
+        stream_window: settings.http2_stream_window,
+        connection_window: settings.http2_connection_window,
+        send_timeout: settings.send_timeout,
+        handshake_timeout: settings.request_header_timeout,
+        idle_timeout: settings.http2_idle_timeout,
+        max_header_size: settings.max_header_size,
+        max_headers: settings.max_headers,
+    };
+    serve(io, info, shared.handler.clone(), &h2, &mut stop).await;
+}
 
 /// Serves one HTTP/2 connection until the client leaves, it has been idle
 /// for `idle_timeout`, or the proxy drains (`stop`).
@@ -405,51 +434,6 @@ fn date() -> HeaderValue {
         }
         c.1.clone()
     })
-}
-
-/// A connection's streams open, and since when it has had none.
-struct Activity {
-    open: AtomicUsize,
-    /// When the last stream ended, in milliseconds since `epoch`.
-    last_end_ms: AtomicU64,
-    epoch: std::time::Instant,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            open: 0.into(),
-            last_end_ms: 0.into(),
-            epoch: std::time::Instant::now(),
-        }
-    }
-
-    /// How long it has had no stream open; `None` while it has one.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.open.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
-        Some(self.epoch.elapsed().saturating_sub(since))
-    }
-}
-
-/// The connection is busy: one stream open, until its task ends.
-struct Busy(Arc<Activity>);
-
-impl Busy {
-    fn begin(a: &Arc<Activity>) -> Busy {
-        a.open.fetch_add(1, Ordering::AcqRel);
-        Busy(a.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let ms = self.0.epoch.elapsed().as_millis() as u64;
-        self.0.last_end_ms.store(ms, Ordering::Release);
-        self.0.open.fetch_sub(1, Ordering::Release);
-    }
 }
 
 #[cfg(test)]
