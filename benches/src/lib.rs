@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use sluice::balance::Strategy;
 use sluice::config::{self, RouteSpec};
+use sluice::http::Handler;
 use sluice::metrics::Metrics;
-use sluice::proxy::Proxy;
 use sluice::routing::{HostMatch, PathType, Snapshot};
 use sluice::server::Listeners;
 use sluice::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
@@ -178,7 +178,7 @@ pub async fn start_proxy_with(backends: &[SocketAddr], fast_path: bool) -> Socke
     )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let proxy = Arc::new(Proxy::new(table, metrics));
+    let proxy = Arc::new(Handler::new(table, metrics));
     // Leaked on purpose: the bench process ends with it.
     std::mem::forget(Listeners::start(
         vec![sluice::server::Listener {

@@ -11,8 +11,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config, Overrides};
 use crate::discovery;
+use crate::http::Handler;
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
 use crate::publish::{FileSource, Publisher};
 use crate::routing::Table;
 use crate::server::{self, Listeners};
@@ -104,7 +104,7 @@ pub async fn run(
     let access_log =
         crate::access_log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
     let proxy = Arc::new(
-        Proxy::new(table.clone(), metrics.clone())
+        Handler::new(table.clone(), metrics.clone())
             .with_access_log(access_log)
             .with_max_uri(config.listener.max_uri)
             .with_max_in_flight(config.listener.max_in_flight),

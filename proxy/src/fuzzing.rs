@@ -23,8 +23,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::config::{self, schema, ServerHeader};
 use crate::discovery::annotations;
-use crate::fast::chunked::{ChunkError, ChunkedScanner};
-use crate::fast::{head, response};
+use crate::http::fast::chunked::{ChunkError, ChunkedScanner};
+use crate::http::fast::{head, response};
 use crate::proxy_protocol::{self, Parsed, Refused, Trusted};
 use crate::routing::{
     normalize, resolve_dots, strip_port, HostMatch, Normalized, PathType, Snapshot,
@@ -447,7 +447,7 @@ pub fn routing(data: &[u8]) {
         let n = ty.normalize(p);
         assert_eq!(ty.normalize(&n), n);
     }
-    if host.is_empty() || !crate::proxy::valid_host(host.as_bytes()) {
+    if host.is_empty() || !crate::http::valid_host(host.as_bytes()) {
         return;
     }
     let template = route_template();

@@ -47,17 +47,16 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod exit;
-pub mod fast;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 #[cfg(test)]
 mod layering;
 pub mod logfmt;
 pub mod memory;
 pub mod metrics;
 pub mod policy;
-pub mod proxy;
 pub mod proxy_protocol;
 pub mod publish;
 pub mod resolve;

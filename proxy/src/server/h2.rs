@@ -16,7 +16,6 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -31,11 +30,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use crate::proxy::{ClientBody, ClientConn, H2Body, Proxy, ProxyBody};
+use crate::client_body::{ClientBody, H2Body};
+use crate::http::{Client, Handler};
+use crate::upstream::ResponseBody;
+
+use super::idle::{Activity, Busy};
 
 /// The HTTP/2 settings of a listener.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct H2Settings {
     /// Streams a client may have open at once.
     pub max_concurrent_streams: u32,
     /// The flow-control windows offered for request bodies.
@@ -67,13 +70,41 @@ const MAX_SEND_BUFFER: usize = 400 * 1024;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Serves an HTTP/2 connection the listener accepted, with its settings.
+pub(super) async fn serve_connection<I>(io: I, conn: super::Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let info = conn.info();
+    let super::Connection {
+        shared,
+        watcher,
+        mut stop,
+        ..
+    } = conn;
+    let settings = &shared.settings;
+    // Held until the connection ends, so that a drain waits for it.
+    let _watcher = watcher;
+    let h2 = H2Settings {
+        max_concurrent_streams: settings.http2_max_concurrent_streams,
+        stream_window: settings.http2_stream_window,
+        connection_window: settings.http2_connection_window,
+        send_timeout: settings.send_timeout,
+        handshake_timeout: settings.request_header_timeout,
+        idle_timeout: settings.http2_idle_timeout,
+        max_header_size: settings.max_header_size,
+        max_headers: settings.max_headers,
+    };
+    serve(io, info, shared.handler.clone(), &h2, &mut stop).await;
+}
+
 /// Serves one HTTP/2 connection until the client leaves, it has been idle
 /// for `idle_timeout`, or the proxy drains (`stop`).
 pub async fn serve<I>(
     io: I,
-    conn_info: ClientConn,
-    proxy: Arc<Proxy>,
-    settings: &Settings,
+    conn_info: Client,
+    proxy: Arc<Handler>,
+    settings: &H2Settings,
     stop: &mut watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -156,7 +187,7 @@ pub async fn serve<I>(
         };
         match event {
             Event::Stream(req, respond) => {
-                let stream = Stream::begin(&activity);
+                let busy = Busy::begin(&activity);
                 let proxy = proxy.clone();
                 let conn_info = conn_info.clone();
                 let limits = StreamLimits {
@@ -166,7 +197,7 @@ pub async fn serve<I>(
                 };
                 streams.spawn(async move {
                     serve_stream(req, respond, &proxy, conn_info, limits).await;
-                    drop(stream);
+                    drop(busy);
                 });
             }
             Event::Reaped => {}
@@ -221,8 +252,8 @@ struct StreamLimits {
 async fn serve_stream(
     req: Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
-    proxy: &Proxy,
-    conn_info: ClientConn,
+    proxy: &Handler,
+    conn_info: Client,
     limits: StreamLimits,
 ) {
     let peer = conn_info.peer;
@@ -237,7 +268,7 @@ async fn serve_stream(
                 .get(header::CONTENT_TYPE)
                 .map(HeaderValue::as_bytes),
         );
-        crate::proxy::render(&crate::forward::Answer::HeadersTooLarge, grpc)
+        crate::http::hyper::render(&crate::forward::Answer::HeadersTooLarge, grpc)
     } else {
         let (parts, recv) = req.into_parts();
         let length = parts
@@ -297,7 +328,7 @@ enum PipeError {
 /// Sends the body, each part only as the client's window allows, with the
 /// send deadline on every wait for window.
 async fn pipe(
-    body: ProxyBody,
+    body: ResponseBody,
     send: &mut SendStream<Bytes>,
     timeout: Duration,
 ) -> Result<(), PipeError> {
@@ -403,51 +434,6 @@ fn date() -> HeaderValue {
         }
         c.1.clone()
     })
-}
-
-/// A connection's streams open, and since when it has had none.
-struct Activity {
-    open: AtomicUsize,
-    /// When the last stream ended, in milliseconds since `epoch`.
-    last_end_ms: AtomicU64,
-    epoch: std::time::Instant,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            open: 0.into(),
-            last_end_ms: 0.into(),
-            epoch: std::time::Instant::now(),
-        }
-    }
-
-    /// How long it has had no stream open; `None` while it has one.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.open.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
-        Some(self.epoch.elapsed().saturating_sub(since))
-    }
-}
-
-/// One stream open, until its task ends.
-struct Stream(Arc<Activity>);
-
-impl Stream {
-    fn begin(a: &Arc<Activity>) -> Stream {
-        a.open.fetch_add(1, Ordering::AcqRel);
-        Stream(a.clone())
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let ms = self.0.epoch.elapsed().as_millis() as u64;
-        self.0.last_end_ms.store(ms, Ordering::Release);
-        self.0.open.fetch_sub(1, Ordering::Release);
-    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub struct BodyTooLarge(pub u64);
 /// route's `request_body` timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("the client sent no request body data for {0:?}")]
-pub struct BodyStalled(pub Duration);
+pub struct UploadStalled(pub Duration);
 
 impl RequestBody {
     /// Wraps a body; the receiver fires when it has been sent whole.
@@ -162,7 +162,7 @@ impl Body for RequestBody {
                     if timer.as_mut().poll(cx).is_ready() {
                         let idle = *idle;
                         self.stall = None;
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled(idle)))));
+                        return Poll::Ready(Some(Err(Box::new(UploadStalled(idle)))));
                     }
                 }
                 return Poll::Pending;

@@ -4,6 +4,7 @@
 //! part of the routing snapshot. Choosing an endpoint takes no lock: the
 //! balancer picks, and ejected or already-tried endpoints are skipped.
 
+mod body;
 mod conn;
 mod endpoint;
 pub mod pool;
@@ -17,6 +18,7 @@ pub use crate::spec::{
     EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, DEFAULT_HEALTH,
     DEFAULT_MAX_IDLE,
 };
+pub use body::{BodyError, ResponseBody, UpstreamBody};
 pub use endpoint::{now_ms, Endpoint, HealthState, InFlight};
 
 /// The most endpoints one request may try.

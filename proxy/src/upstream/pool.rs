@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::conn::{drive, Idle, RequestBody, H1};
-pub use super::conn::{BodyStalled, BodyTooLarge};
+pub use super::conn::{BodyTooLarge, UploadStalled};
 use super::endpoint::Endpoint;
 use crate::client_body::ClientBody;
 use crate::spec::Protocol;
@@ -53,7 +53,7 @@ async fn response_within<F: Future>(
 
 /// An HTTP/1.1 connection lent to one response: the body drives it and
 /// returns it to the pool when the body has ended.
-pub struct Checkin {
+pub struct Loan {
     endpoint: Arc<Endpoint>,
     /// Boxed: the connection state is large, and it moves from pool to
     /// response body and back on every request.
@@ -64,7 +64,7 @@ pub struct Checkin {
     upload: Option<oneshot::Receiver<()>>,
 }
 
-impl Checkin {
+impl Loan {
     /// Lets the connection read the next part of the response body.
     #[inline]
     pub fn drive(&mut self, cx: &mut Context<'_>) {
@@ -159,7 +159,7 @@ pub async fn send(
     endpoint: &Arc<Endpoint>,
     mut req: Request<ClientBody>,
     limits: SendLimits,
-) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+) -> Result<(Response<Incoming>, Option<Loan>), SendError> {
     set_uri(&mut req, endpoint);
     let (parts, body) = req.into_parts();
     let (body, upload) = RequestBody::new(body, limits.request_body, limits.max_body);
@@ -292,7 +292,7 @@ async fn send_h1(
     mut req: Request<RequestBody>,
     mut upload: Option<oneshot::Receiver<()>>,
     limits: SendLimits,
-) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+) -> Result<(Response<Incoming>, Option<Loan>), SendError> {
     if limits.upgrade {
         return send_h1_upgrade(endpoint, req, upload, limits).await;
     }
@@ -346,13 +346,13 @@ async fn send_h1(
         let result = response_within(answer, &mut upload, limits.response_header).await?;
         match result {
             Ok(resp) => {
-                let checkin = Checkin {
+                let loan = Loan {
                     endpoint: endpoint.clone(),
                     conn: c,
                     max_idle: limits.max_idle,
                     upload,
                 };
-                return Ok((resp, Some(checkin)));
+                return Ok((resp, Some(loan)));
             }
             Err(mut e) => match e.take_message() {
                 // Not sent: the connection was closed under us. The body was
@@ -389,7 +389,7 @@ async fn send_h1_upgrade(
     req: Request<RequestBody>,
     mut upload: Option<oneshot::Receiver<()>>,
     limits: SendLimits,
-) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+) -> Result<(Response<Incoming>, Option<Loan>), SendError> {
     let mut sender = match connect_h1_upgrade(endpoint, limits).await {
         Ok(s) => s,
         Err(e) => return Err(unsent(req, e)),

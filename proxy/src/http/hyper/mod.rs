@@ -8,284 +8,27 @@
 //! ([`crate::forward`]); this module renders its answers as hyper
 //! responses ([`render`]).
 
-mod body;
-pub mod headers;
-
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
-pub use crate::client_body::{ClientBody, H2Body};
-pub use body::ProxyBody;
+use crate::client_body::ClientBody;
+use crate::upstream::ResponseBody;
 
-pub use crate::forward::Overload;
+use super::{headers, https_redirect, valid_host, Client, Handler, Tunnels};
 
-use crate::access_log::{AccessLog, Entry};
+use crate::access_log::Entry;
 use crate::forward::{is_grpc, Answer, Attempts, Failure, HostError, Pick, Verdict};
-use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
+use crate::metrics::RouteMetrics;
 use crate::policy;
-use crate::routing::{normalize, strip_port, Normalized, Route, Table};
+use crate::routing::{normalize, strip_port, Normalized, Route};
 use crate::upstream::pool::{self, SendError, SendLimits};
 
-/// What the proxy knows of the client connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ClientConn {
-    pub peer: SocketAddr,
-    /// `http` or `https`, for X-Forwarded-Proto.
-    pub proto: &'static str,
-    /// The client's address as a header value, made once per connection
-    /// for X-Forwarded-For; each request clones it (a reference count).
-    pub peer_ip: HeaderValue,
-    /// Peers whose X-Forwarded-For names the client.
-    pub forwarders: Option<Arc<crate::proxy_protocol::Trusted>>,
-}
-
-impl ClientConn {
-    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientConn {
-            peer,
-            proto,
-            peer_ip,
-            forwarders: None,
-        }
-    }
-
-    /// The scheme the client used: the connection's, or the one a trusted
-    /// forwarder (a LoadBalancer that ended TLS) names in
-    /// X-Forwarded-Proto.
-    pub fn scheme(&self, headers: &http::HeaderMap) -> &'static str {
-        let trusted = self
-            .forwarders
-            .as_deref()
-            .is_some_and(|t| t.forwards(self.peer.ip()));
-        policy::forwarded_proto(
-            self.proto,
-            trusted,
-            headers
-                .get_all(&headers::X_FORWARDED_PROTO)
-                .iter()
-                .map(HeaderValue::as_bytes),
-        )
-    }
-}
-
-/// The 308 that sends a plain HTTP request to HTTPS, same host and target.
-/// `port` is where clients reach HTTPS: 443 (the LoadBalancer's) leaves it
-/// out of the URL.
-pub(crate) fn https_redirect(host: &str, port: u16, target: &str) -> Option<HeaderValue> {
-    let host = crate::routing::strip_port(host);
-    let location = if port == 443 {
-        format!("https://{host}{target}")
-    } else {
-        format!("https://{host}:{port}{target}")
-    };
-    HeaderValue::try_from(location).ok()
-}
-
-/// The request handler shared by every client connection.
-pub struct Proxy {
-    table: Table,
-    metrics: Arc<Metrics>,
-    unmatched: RouteMetrics,
-    tunnels: Arc<Tunnels>,
-    access_log: Option<AccessLog>,
-    /// The longest request target (path and query) taken: past it, 414.
-    max_uri: usize,
-    /// Requests waiting on an upstream now, on both paths.
-    in_flight: std::sync::atomic::AtomicUsize,
-    /// Past this many in flight, new requests get a fast 503 with
-    /// Retry-After instead of piling up (`limits.max_in_flight`; 0: off).
-    max_in_flight: usize,
-    /// Set while the process's memory is past `limits.max_memory` (by
-    /// [`Proxy::watch_memory`]): new requests get the same fast 503.
-    memory_high: std::sync::atomic::AtomicBool,
-}
-
-/// One request counted in flight until it is dropped.
-pub struct InFlightRequest<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for InFlightRequest<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// The upgraded connections (WebSockets), which outlive the HTTP
-/// connection they came on: each runs in a task owned here, so that a
-/// drain can wait for them and, past its deadline, end them.
-#[derive(Debug, Default)]
-pub struct Tunnels {
-    tasks: tokio_util::task::TaskTracker,
-    cut: tokio_util::sync::CancellationToken,
-}
-
-impl Tunnels {
-    /// Tunnels open now.
-    pub fn open(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Takes no new tunnel and waits until every open one has closed;
-    /// false if `limit` passed first.
-    pub async fn wait_closed(&self, limit: std::time::Duration) -> bool {
-        self.tasks.close();
-        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
-    }
-
-    /// Ends the tunnels still open (both sides closed) and waits until
-    /// their tasks are gone.
-    pub async fn cut(&self) {
-        self.tasks.close();
-        self.cut.cancel();
-        self.tasks.wait().await;
-    }
-
-    /// Runs one tunnel until it closes or the tunnels are cut.
-    fn spawn(&self, tunnel: impl std::future::Future<Output = ()> + Send + 'static) {
-        let cut = self.cut.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = cut.cancelled() => {}
-                _ = tunnel => {}
-            }
-        });
-    }
-}
-
-impl std::fmt::Debug for Proxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").finish_non_exhaustive()
-    }
-}
-
-impl Proxy {
-    pub fn new(table: Table, metrics: Arc<Metrics>) -> Self {
-        let unmatched = metrics.route(UNMATCHED);
-        Proxy {
-            table,
-            metrics,
-            unmatched,
-            tunnels: Arc::default(),
-            access_log: None,
-            max_uri: crate::config::DEFAULT_MAX_URI,
-            in_flight: Default::default(),
-            max_in_flight: 0,
-            memory_high: Default::default(),
-        }
-    }
-
-    /// Refuses new requests with 503 while `max` are in flight
-    /// (`limits.max_in_flight`; 0: never).
-    pub fn with_max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = max;
-        self
-    }
-
-    /// Counts a request in flight, or says why the guard refuses it: the
-    /// request is then answered 503 at once.
-    #[inline]
-    pub fn admit(&self) -> Result<InFlightRequest<'_>, Overload> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let n = self.in_flight.fetch_add(1, Relaxed);
-        let guard = InFlightRequest(&self.in_flight);
-        if self.max_in_flight > 0 && n >= self.max_in_flight {
-            return Err(Overload::InFlight);
-        }
-        if self.memory_high.load(Relaxed) {
-            return Err(Overload::Memory);
-        }
-        Ok(guard)
-    }
-
-    /// Whether a new request would be refused now.
-    #[inline]
-    pub fn overloaded(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.max_in_flight > 0 && self.in_flight.load(Relaxed) >= self.max_in_flight)
-            || self.memory_high.load(Relaxed)
-    }
-
-    /// Watches the process's resident memory (every 250 ms, off the hot
-    /// path) and turns the overload guard on past `limit` bytes, off again
-    /// below 95 % of it: the way Envoy's overload manager sheds load before
-    /// the kernel's OOM killer takes every connection at once. Linux only;
-    /// elsewhere nothing is watched.
-    pub fn watch_memory(self: &Arc<Self>, limit: u64) -> tokio::task::JoinHandle<()> {
-        let proxy = Arc::downgrade(self);
-        tokio::spawn(async move {
-            use std::sync::atomic::Ordering::Relaxed;
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(proxy) = proxy.upgrade() else { return };
-                let Some(rss) = crate::memory::resident_bytes() else {
-                    return;
-                };
-                let high = proxy.memory_high.load(Relaxed);
-                if !high && rss > limit {
-                    tracing::warn!(
-                        rss,
-                        limit,
-                        "memory past limits.max_memory: new requests get 503 until it falls"
-                    );
-                    proxy.memory_high.store(true, Relaxed);
-                } else if high && rss < limit / 20 * 19 {
-                    tracing::info!(
-                        rss,
-                        limit,
-                        "memory below limits.max_memory again: requests admitted"
-                    );
-                    proxy.memory_high.store(false, Relaxed);
-                }
-            }
-        })
-    }
-
-    /// Answers 414 to request targets longer than `max` bytes
-    /// (`limits.max_uri`).
-    pub fn with_max_uri(mut self, max: usize) -> Self {
-        self.max_uri = max;
-        self
-    }
-
-    /// The longest request target taken.
-    pub fn max_uri(&self) -> usize {
-        self.max_uri
-    }
-
-    /// Logs every request to `log`.
-    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
-        self.access_log = log;
-        self
-    }
-
-    /// The access log, when it is on.
-    pub fn access_log(&self) -> Option<&AccessLog> {
-        self.access_log.as_ref()
-    }
-
-    /// The routing table every request reads.
-    pub fn table(&self) -> &Table {
-        &self.table
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The upgraded connections this proxy has open.
-    pub fn tunnels(&self) -> &Arc<Tunnels> {
-        &self.tunnels
-    }
-
+impl Handler {
     /// Answers one request. Never fails: every error becomes a response.
-    pub async fn handle(&self, req: Request<ClientBody>, conn: ClientConn) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<ClientBody>, conn: Client) -> Response<ResponseBody> {
         let Some(log) = &self.access_log else {
             return self.answer(req, conn, None).await;
         };
@@ -339,9 +82,9 @@ impl Proxy {
     async fn answer(
         &self,
         mut req: Request<ClientBody>,
-        conn: ClientConn,
+        conn: Client,
         served: Option<&mut Served>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ResponseBody> {
         let start = Instant::now();
         // gRPC runs over HTTP/2 only; an HTTP/1.1 request gets the plain
         // answer, as it would on the fast path.
@@ -451,9 +194,9 @@ impl Proxy {
 /// Renders one of the proxy's own answers: a short plain-text body, or,
 /// for a gRPC client, a trailers-only gRPC status (HTTP 200 with
 /// `grpc-status` and `grpc-message`), which is all a gRPC client reads.
-pub fn render(answer: &Answer, grpc: bool) -> Response<ProxyBody> {
+pub fn render(answer: &Answer, grpc: bool) -> Response<ResponseBody> {
     if grpc {
-        let mut resp = Response::new(ProxyBody::empty());
+        let mut resp = Response::new(ResponseBody::empty());
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -469,7 +212,7 @@ pub fn render(answer: &Answer, grpc: bool) -> Response<ProxyBody> {
         );
         return resp;
     }
-    let mut resp = Response::new(ProxyBody::full(answer.message()));
+    let mut resp = Response::new(ResponseBody::full(answer.message()));
     *resp.status_mut() = answer.status();
     let h = resp.headers_mut();
     h.insert(
@@ -529,47 +272,6 @@ fn request_host(req: &Request<ClientBody>) -> Result<Option<&str>, HostError> {
     }
 }
 
-/// A Host value: a name or IPv4 literal, or a bracketed IPv6 literal, then
-/// an optional `:port` of digits. No userinfo (`user@`), nothing else: what
-/// is routed on must be exactly what the backend is told.
-pub(crate) fn valid_host(h: &[u8]) -> bool {
-    if h.is_empty() || h.len() > 262 {
-        return false;
-    }
-    let (host, port) = if h[0] == b'[' {
-        let Some(end) = h.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let inner = &h[1..end];
-        if inner.is_empty()
-            || !inner
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.' || b == b'%')
-        {
-            return false;
-        }
-        (&h[..=end], &h[end + 1..])
-    } else {
-        match h.iter().position(|&b| b == b':') {
-            Some(i) => (&h[..i], &h[i..]),
-            None => (h, &h[h.len()..]),
-        }
-    };
-    let port_ok = port.is_empty()
-        || (port.len() >= 2
-            && port.len() <= 6
-            && port[0] == b':'
-            && port[1..].iter().all(u8::is_ascii_digit));
-    let host_ok = match host.first() {
-        None => false,
-        Some(b'[') => true,
-        Some(_) => host
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
-    };
-    port_ok && host_ok
-}
-
 /// True when `T` is somewhere in `e`'s chain of causes.
 fn caused_by<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -599,10 +301,10 @@ struct Served {
 async fn forward(
     route: &Arc<Route>,
     mut req: Request<ClientBody>,
-    conn: ClientConn,
+    conn: Client,
     tunnels: &Arc<Tunnels>,
     served: Option<&mut Served>,
-) -> Result<Response<ProxyBody>, Answer> {
+) -> Result<Response<ResponseBody>, Answer> {
     let upstream = route.choose(Some(req.headers()));
     // Read before the forwarding headers are rewritten.
     let client = conn
@@ -709,14 +411,19 @@ async fn forward(
                             }
                         });
                         let (parts, _) = resp.into_parts();
-                        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+                        return Ok(Response::from_parts(parts, ResponseBody::empty()));
                     }
                 }
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
                 return Ok(Response::from_parts(
                     parts,
-                    ProxyBody::upstream(body, checkin, in_flight, route.timeouts.response_header),
+                    ResponseBody::upstream(
+                        body,
+                        checkin,
+                        in_flight,
+                        route.timeouts.response_header,
+                    ),
                 ));
             }
             Err(SendError::Connect(r, e)) => {
@@ -732,7 +439,7 @@ async fn forward(
             Err(SendError::Upstream(e)) => {
                 if caused_by::<pool::BodyTooLarge>(&e) {
                     Failure::BodyTooLarge
-                } else if caused_by::<pool::BodyStalled>(&e) {
+                } else if caused_by::<pool::UploadStalled>(&e) {
                     Failure::BodyStalled
                 } else {
                     Failure::Broken(Box::new(e))
@@ -745,65 +452,4 @@ async fn forward(
         }
     }
     Err(attempts.exhausted())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{valid_host, Tunnels};
-
-    /// A drain waits for tunnels; past its deadline they are cut, and
-    /// their tasks are gone when `cut` returns.
-    #[tokio::test]
-    async fn tunnels_are_waited_for_then_cut() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-        struct Flag(Arc<AtomicBool>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
-        let t = Tunnels::default();
-        let ended = Arc::new(AtomicBool::new(false));
-        let flag = Flag(ended.clone());
-        t.spawn(async move {
-            let _flag = flag;
-            std::future::pending::<()>().await;
-        });
-        t.spawn(async {});
-        let short = std::time::Duration::from_millis(50);
-        assert!(!t.wait_closed(short).await, "one tunnel stays open");
-        assert_eq!(t.open(), 1);
-        t.cut().await;
-        assert_eq!(t.open(), 0);
-        assert!(ended.load(Ordering::SeqCst));
-    }
-
-    #[test]
-    fn hosts_are_checked_strictly() {
-        for ok in [
-            "a.example.com",
-            "a.example.com:8080",
-            "127.0.0.1:80",
-            "[::1]:8080",
-            "x_y",
-        ] {
-            assert!(valid_host(ok.as_bytes()), "{ok}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "a.example.com:1@evil.com",
-            "a.example.com:evil.com",
-            "user@a.com",
-            "a.com:",
-            "a.com:1234567",
-            "[::1",
-            "[]:80",
-            "a.com/x",
-            ":80",
-        ] {
-            assert!(!valid_host(bad.as_bytes()), "{bad}");
-        }
-    }
 }

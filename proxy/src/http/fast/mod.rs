@@ -23,7 +23,6 @@
 
 pub(crate) mod chunked;
 pub mod head;
-pub mod io;
 pub mod response;
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,8 +34,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::forward::{Answer, Attempts, Failure, Pick, Verdict};
+use crate::http::Handler;
 use crate::policy::{self, AfterClose};
-use crate::proxy::Proxy;
 use crate::routing::Route;
 use crate::upstream::pool::connect_tcp;
 use crate::upstream::{Endpoint, Upstream};
@@ -63,7 +62,7 @@ pub struct Handover<S> {
 
 /// What the fast path needs from the listener.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct FastSettings {
     /// How long a request head may take, counted from when the connection
     /// starts waiting for it (so it is also the keep-alive idle limit).
     pub header_timeout: Duration,
@@ -126,8 +125,8 @@ enum Next {
 pub async fn serve<S>(
     mut io: S,
     peer: SocketAddr,
-    proxy: &Proxy,
-    settings: Settings,
+    proxy: &Handler,
+    settings: FastSettings,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Handover<S>>
 where

@@ -9,8 +9,8 @@
 
 use std::ops::Range;
 
+use crate::http::valid_host;
 use crate::policy;
-use crate::proxy::valid_host;
 use crate::routing::{normalize, strip_port, Normalized};
 
 /// The largest request head the fast path reads before handing over.

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::upstream::pool::Checkin;
+use crate::upstream::pool::Loan;
 use crate::upstream::InFlight;
 
 /// A response body.
 #[derive(Debug)]
-pub enum ProxyBody {
+pub enum ResponseBody {
     Upstream(UpstreamBody),
     Full(Option<Bytes>),
 }
@@ -26,7 +26,7 @@ pub enum ProxyBody {
 /// connection goes back to the pool) and counting the request in flight.
 pub struct UpstreamBody {
     inner: Incoming,
-    checkin: Option<Checkin>,
+    loan: Option<Loan>,
     in_flight: Option<InFlight>,
     /// The longest wait for the next part of the body (the route's
     /// `response_header` timeout, as nginx's proxy_read_timeout). The timer
@@ -39,7 +39,7 @@ pub struct UpstreamBody {
 /// The upstream sent nothing of the response body for too long.
 #[derive(Debug, thiserror::Error)]
 #[error("the upstream sent no response body data for {0:?}")]
-pub struct BodyStalled(pub Duration);
+pub struct UpstreamStalled(pub Duration);
 
 /// A body error: the upstream's, or our idle limit.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,22 +53,22 @@ impl std::fmt::Debug for UpstreamBody {
 impl UpstreamBody {
     fn finish(&mut self) {
         self.in_flight = None;
-        if let Some(c) = self.checkin.take() {
+        if let Some(c) = self.loan.take() {
             c.release();
         }
     }
 }
 
-impl ProxyBody {
+impl ResponseBody {
     pub fn upstream(
         inner: Incoming,
-        checkin: Option<Checkin>,
+        loan: Option<Loan>,
         in_flight: InFlight,
         idle: Duration,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
-            checkin,
+            loan,
             in_flight: Some(in_flight),
             idle,
             timer: None,
@@ -76,19 +76,19 @@ impl ProxyBody {
         if body.inner.is_end_stream() {
             body.finish();
         }
-        ProxyBody::Upstream(body)
+        ResponseBody::Upstream(body)
     }
 
     pub fn full(data: impl Into<Bytes>) -> Self {
-        ProxyBody::Full(Some(data.into()))
+        ResponseBody::Full(Some(data.into()))
     }
 
     pub fn empty() -> Self {
-        ProxyBody::Full(None)
+        ResponseBody::Full(None)
     }
 }
 
-impl Body for ProxyBody {
+impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -97,11 +97,11 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Upstream(u) => {
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Upstream(u) => {
                 // The upstream connection is ours to drive: let it read
                 // before asking the body for what it read.
-                if let Some(c) = &mut u.checkin {
+                if let Some(c) = &mut u.loan {
                     c.drive(cx);
                 }
                 let frame = match Pin::new(&mut u.inner).poll_frame(cx) {
@@ -113,10 +113,10 @@ impl Body for ProxyBody {
                             .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                         ready!(timer.as_mut().poll(cx));
                         // Stalled: the connection is not reused.
-                        u.checkin = None;
+                        u.loan = None;
                         u.in_flight = None;
                         u.timer = None;
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled(idle)))));
+                        return Poll::Ready(Some(Err(Box::new(UpstreamStalled(idle)))));
                     }
                 };
                 if let Some(t) = &mut u.timer {
@@ -129,7 +129,7 @@ impl Body for ProxyBody {
                     Some(Ok(_)) => {}
                     // A broken body: the connection is not reused.
                     Some(Err(_)) => {
-                        u.checkin = None;
+                        u.loan = None;
                         u.in_flight = None;
                     }
                 }
@@ -140,15 +140,15 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Full(d) => d.as_ref().is_none_or(|d| d.is_empty()),
-            ProxyBody::Upstream(u) => u.inner.is_end_stream(),
+            ResponseBody::Full(d) => d.as_ref().is_none_or(|d| d.is_empty()),
+            ResponseBody::Upstream(u) => u.inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            ProxyBody::Upstream(u) => u.inner.size_hint(),
+            ResponseBody::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Upstream(u) => u.inner.size_hint(),
         }
     }
 }

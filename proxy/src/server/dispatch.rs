@@ -1,0 +1,134 @@
+//! Dispatch: one accepted connection, from its first byte to the HTTP
+//! server that serves it: TLS when the listener has it, then the HTTP/1.1 fast path,
+//! hyper or `h2`, chosen by ALPN or by the connection's first bytes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::fast;
+
+use super::{h1, h2, Connection};
+
+/// Serves a connection, over TLS when the listener has it.
+pub(super) async fn serve_stream<I>(io: I, tls: Option<TlsAcceptor>, conn: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Beneath TLS, so that the handshake's writes and every record after
+    // it are bounded too.
+    let io = super::io::SendDeadline::new(io, conn.shared.settings.send_timeout);
+    match tls {
+        Some(tls) => serve_tls(io, tls, conn).await,
+        None => serve_connection(io, conn).await,
+    }
+}
+
+/// The TLS handshake, under the request header timeout (a client that
+/// sends half a ClientHello is cut off like one that sends half a request
+/// head), then HTTP: HTTP/2 when ALPN chose it, else HTTP/1.1.
+async fn serve_tls<I>(io: I, tls: TlsAcceptor, conn: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let errors = &conn.shared.handler.metrics().tls_handshake_errors;
+    let limit = conn.shared.settings.request_header_timeout;
+    let stream = match tokio::time::timeout(limit, tls.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            errors.with_label_values(&["error"]).inc();
+            tracing::debug!(client = %conn.client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            errors.with_label_values(&["timeout"]).inc();
+            tracing::debug!(client = %conn.client, "TLS handshake not done in time");
+            return;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        h2::serve_connection(stream, conn).await;
+    } else {
+        serve_connection(stream, conn).await;
+    }
+}
+
+/// Serves one client connection: on the fast path (which hands over what
+/// it does not serve), or with hyper (HTTP/1.1) or `h2` (HTTP/2) alone.
+async fn serve_connection<I>(io: I, mut conn: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = conn.shared.clone();
+    let settings = &shared.settings;
+    let io = if settings.http1_fast_path {
+        // The fast path reads the first request itself, under the header
+        // timeout, and hands over what it does not serve.
+        let Some(h) = fast::serve(
+            io,
+            conn.client,
+            &shared.handler,
+            conn.fast.clone(),
+            &mut conn.stop,
+        )
+        .await
+        else {
+            return;
+        };
+        let h2 = h.prefix.starts_with(b"PRI ");
+        (super::io::Prefixed::new(h.prefix, h.io), h2)
+    } else {
+        let Some(sniffed) = sniff(io, settings.request_header_timeout, conn.client).await else {
+            return;
+        };
+        sniffed
+    };
+    match io {
+        (io, true) => h2::serve_connection(io, conn).await,
+        (io, false) => h1::serve(io, conn).await,
+    }
+}
+
+/// The HTTP/2 connection preface; HTTP/1.1 never starts with it.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the connection's first bytes under the request header timeout,
+/// until they are the HTTP/2 preface (true) or cannot be (false), and
+/// gives them back ahead of the rest. A client that sends nothing, or half
+/// a preface, is cut off here.
+async fn sniff<I>(
+    mut io: I,
+    limit: Duration,
+    client: SocketAddr,
+) -> Option<(super::io::Prefixed<I>, bool)>
+where
+    I: tokio::io::AsyncRead + Unpin,
+{
+    let mut got = Vec::with_capacity(H2_PREFACE.len());
+    let read = tokio::time::timeout(limit, async {
+        loop {
+            let mut buf = [0u8; 24];
+            let want = H2_PREFACE.len() - got.len();
+            let n = tokio::io::AsyncReadExt::read(&mut io, &mut buf[..want]).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            got.extend_from_slice(&buf[..n]);
+            if !H2_PREFACE.starts_with(&got) {
+                return Ok(false);
+            }
+            if got.len() == H2_PREFACE.len() {
+                return Ok(true);
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Ok(h2)) => Some((super::io::Prefixed::new(got, io), h2)),
+        Ok(Err(_)) | Err(_) => {
+            tracing::debug!(client = %client, "closed a connection that sent no request");
+            None
+        }
+    }
+}
