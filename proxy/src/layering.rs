@@ -1,7 +1,7 @@
 //! A check that the crate's modules import one way (see the crate's
 //! documentation for the layers): no two top-level modules reach into each
 //! other, directly or through others, and neither do two files of one
-//! module folder (such as `upstream/endpoint.rs` and `upstream/pool.rs`).
+//! module folder (such as `upstream/endpoint.rs` and `upstream/idle.rs`).
 //!
 //! It reads the sources: every `crate::module` and `super::sibling` path
 //! outside comments and `#[cfg(test)]` modules is an edge. A folder's
@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// A module: `("upstream", None)` for `upstream/mod.rs` or `upstream.rs`,
-/// `("upstream", Some("pool"))` for `upstream/pool.rs`; `("", None)` is
-/// the crate root (`lib.rs`, with its inline `build` module).
+/// `("upstream", Some("pool"))` for `upstream/pool.rs` or any file of
+/// `upstream/pool/`; `("", None)` is the crate root (`lib.rs`, with its
+/// inline `build` module).
 type Module = (String, Option<String>);
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -35,8 +35,9 @@
 //!    [`app`] and [`demo`].
 //!
 //! Within a module's folder the files import one way too
-//! (`upstream::pool` → `upstream::endpoint` → `upstream::conn`). A test
-//! (`layering.rs`) reads the sources and fails on any cycle.
+//! (`upstream::pool` → `upstream::endpoint` → `upstream::idle` →
+//! `upstream::conn`). A test (`layering.rs`) reads the sources and fails
+//! on any cycle.
 
 pub mod access_log;
 pub mod admin;

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::upstream::endpoint::InFlight;
 use crate::upstream::pool::Loan;
-use crate::upstream::InFlight;
 
 /// A response body.
 #[derive(Debug)]

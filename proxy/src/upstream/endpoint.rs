@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
-use super::conn::Pool;
+use super::idle::Pool;
 use crate::spec::{EndpointSpec, HealthPolicy, Protocol};
 
 /// A live endpoint.

@@ -3,11 +3,26 @@
 //! An [`Upstream`] is built once per change from an [`UpstreamSpec`] and is
 //! part of the routing snapshot. Choosing an endpoint takes no lock: the
 //! balancer picks, and ejected or already-tried endpoints are skipped.
+//!
+//! The files import one way, each from those below it:
+//!
+//! - `body.rs`: the response body sent to clients, which holds the
+//!   upstream connection it was lent until it ends;
+//! - `pool/`: sending a request to an endpoint and waiting for the answer
+//!   (`mod.rs` the entry point and connecting, `h1.rs` and `h2.rs` the
+//!   sends, `loan.rs` the connection lent to a response);
+//! - `endpoint.rs`: one endpoint, its health, load and idle connections;
+//! - `idle.rs`: the idle connections an endpoint keeps;
+//! - `conn.rs`: an HTTP/1.1 connection, driven by whoever uses it;
+//! - `upload.rs`: the client's request body as sent upstream, with its
+//!   stall and size limits.
 
 mod body;
 mod conn;
 mod endpoint;
+mod idle;
 pub mod pool;
+mod upload;
 
 use std::sync::Arc;
 
