@@ -17,11 +17,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
-use crate::routing::Table;
+use crate::routing::Live;
 
 /// What the admin endpoints read.
 pub struct AdminState {
-    pub table: Table,
+    pub table: Live,
     pub metrics: Arc<Metrics>,
     /// Set once the first table is live and listeners are bound; cleared
     /// when draining, so the LoadBalancer stops sending new connections.

@@ -13,9 +13,9 @@ use crate::config::{self, Config, Overrides};
 use crate::discovery;
 use crate::http::Handler;
 use crate::metrics::Metrics;
-use crate::publish::{FileSource, Publisher};
-use crate::routing::Table;
+use crate::routing::Live;
 use crate::server::{self, Listeners};
+use crate::sources::{FileSource, Sources};
 use crate::tls::{Binding, CertBytes, CertFileError, CertFiles};
 use crate::Error;
 
@@ -74,9 +74,9 @@ pub async fn run(
             source,
         });
     }
-    let (publisher, table) = Publisher::new(file, https, metrics.clone());
-    publisher.set_resolved(resolved);
-    let refresher = tokio::spawn(refresh_names(publisher.clone()));
+    let (sources, table) = Sources::new(file, https, metrics.clone());
+    sources.set_resolved(resolved);
+    let refresher = tokio::spawn(refresh_names(sources.clone()));
     let mut listeners: Vec<server::Listener> = server::bind_all(&config.listen)
         .await?
         .into_iter()
@@ -141,7 +141,7 @@ pub async fn run(
                 certs,
                 overrides,
             },
-            publisher.clone(),
+            sources.clone(),
             metrics.clone(),
             hup,
         ))
@@ -149,7 +149,7 @@ pub async fn run(
     let ready_waiter = match (kube, kube_client) {
         (Some(mut opts), Some(client)) => {
             opts.settings.defaults = config.defaults;
-            let mut synced = discovery::start(client, opts, publisher.clone(), metrics.clone());
+            let mut synced = discovery::start(client, opts, sources.clone(), metrics.clone());
             let state = state.clone();
             Some(tokio::spawn(async move {
                 if synced.wait_for(|s| *s).await.is_ok() {
@@ -272,7 +272,7 @@ impl Bound {
 /// Closes pooled upstream connections idle longer than their route's
 /// `upstream_idle`, so that a quiet proxy does not hold sockets open on
 /// every endpoint it ever spoke to.
-async fn reap_idle(table: Table) {
+async fn reap_idle(table: Live) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -292,7 +292,7 @@ fn read_certs(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, CertFileError> 
     tls.files().map(CertFiles::read).collect()
 }
 
-/// The config's routes and certificates, as the publisher takes them.
+/// The config's routes and certificates, as the sources takes them.
 /// `certs` are the bytes of `config.tls.files()`, in order.
 fn file_source(config: &Config, certs: &[CertBytes]) -> Result<FileSource, CertFileError> {
     let mut loaded = Vec::with_capacity(certs.len());
@@ -341,11 +341,11 @@ fn now_unix() -> i64 {
 /// Resolves the file's backend names again every `dns_refresh`, and
 /// republishes when an address changed. A name that fails keeps its last
 /// addresses, with a warning.
-async fn refresh_names(publisher: Arc<Publisher>) {
+async fn refresh_names(sources: Arc<Sources>) {
     loop {
-        let (_, _, every) = publisher.names();
+        let (_, _, every) = sources.names();
         tokio::time::sleep(every).await;
-        let (names, now, _) = publisher.names();
+        let (names, now, _) = sources.names();
         if names.is_empty() {
             continue;
         }
@@ -354,7 +354,7 @@ async fn refresh_names(publisher: Arc<Publisher>) {
             tracing::warn!(backend = %format!("{host}:{port}"), error = %reason, "backend name does not resolve; its last addresses keep serving");
         }
         let merged = crate::resolve::merge(&now, fresh, &failed);
-        if publisher.set_resolved(merged) {
+        if sources.set_resolved(merged) {
             tracing::info!("backend names resolved to new addresses");
         }
     }
@@ -386,7 +386,7 @@ struct Watched {
 /// running config's own certificates are still renewed meanwhile.
 async fn reload_loop(
     mut w: Watched,
-    publisher: Arc<Publisher>,
+    sources: Arc<Sources>,
     metrics: Arc<Metrics>,
     mut hup: Signal,
 ) {
@@ -423,7 +423,7 @@ async fn reload_loop(
                                 );
                                 let (resolved, failed) = crate::resolve::resolve(&names).await;
                                 if failed.is_empty() {
-                                    publisher.add_resolved(resolved);
+                                    sources.add_resolved(resolved);
                                     parsed = Some(new);
                                 } else {
                                     pending = None;
@@ -469,7 +469,7 @@ async fn reload_loop(
                     .and_then(|c| file_source(&new, &c).map(|s| (s, c)))
                 {
                     Ok((source, c)) => {
-                        let generation = publisher.set_file(source);
+                        let generation = sources.set_file(source);
                         metrics.config_reloads.with_label_values(&["success"]).inc();
                         announce(&new, &w, generation);
                         w.certs = c.clone();
@@ -495,7 +495,7 @@ async fn reload_loop(
         last_certs = certs.clone();
         match certs.and_then(|c| file_source(&w.running, &c).map(|s| (s, c))) {
             Ok((source, c)) => {
-                let generation = publisher.set_file(source);
+                let generation = sources.set_file(source);
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 w.certs = c;
                 tracing::info!(generation, "certificates reloaded");

@@ -28,7 +28,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::publish::Publisher;
+use crate::sources::Sources;
 pub use translate::{TranslateSettings, CONTROLLER};
 
 /// How to reach the API server and what to watch.
@@ -91,7 +91,7 @@ pub async fn client(opts: &Options) -> Result<Client, ClientError> {
 pub fn start(
     client: Client,
     opts: Options,
-    publisher: Arc<Publisher>,
+    sources: Arc<Sources>,
     metrics: Arc<Metrics>,
 ) -> watch::Receiver<bool> {
     let changed = Arc::new(Notify::new());
@@ -158,7 +158,7 @@ pub fn start(
             secrets,
         },
         opts,
-        publisher,
+        sources,
         changed,
         ready: ready.clone(),
         owned: owned_tx,
@@ -195,7 +195,7 @@ struct Stores {
 struct Rebuild {
     stores: Stores,
     opts: Options,
-    publisher: Arc<Publisher>,
+    sources: Arc<Sources>,
     changed: Arc<Notify>,
     ready: Arc<watch::Sender<bool>>,
     /// The Ingresses served, for the status writer.
@@ -211,7 +211,7 @@ async fn rebuild_loop(r: Rebuild) {
     let Rebuild {
         stores,
         opts,
-        publisher,
+        sources,
         changed,
         ready,
         owned,
@@ -264,14 +264,15 @@ async fn rebuild_loop(r: Rebuild) {
                 &metrics,
             ));
         }
-        let (stores2, settings2, publisher2) =
-            (stores.clone(), settings.clone(), publisher.clone());
-        let pods2 = pods.clone();
+        // What the build off the runtime threads reads: its own handles.
+        let (for_build, build_settings, build_sources) =
+            (stores.clone(), settings.clone(), sources.clone());
+        let pod_store = pods.clone();
         let secret_certs = secret_certs.clone();
         let default_secret = opts.default_tls_secret.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut weight_problems = Vec::new();
-            let pod_weights = pods2
+            let pod_weights = pod_store
                 .map(|p| {
                     p.state()
                         .iter()
@@ -290,14 +291,14 @@ async fn rebuild_loop(r: Rebuild) {
                 })
                 .unwrap_or_default();
             let state = translate::ClusterState {
-                ingresses: stores2.ingresses.state(),
-                classes: stores2.classes.state(),
-                services: stores2.services.state(),
-                slices: stores2.slices.state(),
+                ingresses: for_build.ingresses.state(),
+                classes: for_build.classes.state(),
+                services: for_build.services.state(),
+                slices: for_build.slices.state(),
                 pod_weights,
-                secrets: stores2.secrets.state(),
+                secrets: for_build.secrets.state(),
             };
-            let t = translate::translate(&state, &settings2);
+            let t = translate::translate(&state, &build_settings);
             let shape = (t.routes.len(), t.owned.len());
             let certs = secret_certs
                 .lock()
@@ -308,7 +309,7 @@ async fn rebuild_loop(r: Rebuild) {
             problems.extend(certs.problems);
             let mut events = t.events;
             events.extend(certs.events);
-            let generation = publisher2.set_discovered(crate::publish::Discovered {
+            let generation = build_sources.set_discovered(crate::sources::Discovered {
                 routes: t.routes,
                 default: t.default_backend,
                 certs: certs.bindings,

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use crate::access_log::AccessLog;
 use crate::forward::Overload;
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
-use crate::routing::Table;
+use crate::routing::Live;
 
 use super::Tunnels;
 
 /// The request handler shared by every client connection.
 pub struct Handler {
-    pub(super) table: Table,
+    pub(super) table: Live,
     pub(super) metrics: Arc<Metrics>,
     pub(super) unmatched: RouteMetrics,
     pub(super) tunnels: Arc<Tunnels>,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    pub fn new(table: Table, metrics: Arc<Metrics>) -> Self {
+    pub fn new(table: Live, metrics: Arc<Metrics>) -> Self {
         let unmatched = metrics.route(UNMATCHED);
         Handler {
             table,
@@ -153,8 +153,8 @@ impl Handler {
         self.access_log.as_ref()
     }
 
-    /// The routing table every request reads.
-    pub fn table(&self) -> &Table {
+    /// The live routing snapshot every request reads.
+    pub fn snapshot(&self) -> &Live {
         &self.table
     }
 
