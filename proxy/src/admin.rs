@@ -17,18 +17,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
-use crate::routing::Table;
+use crate::routing::Live;
 
 /// What the admin endpoints read.
 pub struct AdminState {
-    pub table: Table,
+    pub table: Live,
     pub metrics: Arc<Metrics>,
     /// Set once the first table is live and listeners are bound; cleared
     /// when draining, so the LoadBalancer stops sending new connections.
     pub ready: AtomicBool,
 }
 
-/// Serves the admin endpoints until the task is dropped.
+/// Serves the admin endpoints until the task is dropped; its connections,
+/// each in a task it owns, end with it.
 ///
 /// A request head must arrive within `header_timeout` (the traffic
 /// listeners' `timeouts.request_header`): the admin port is reachable from
@@ -40,8 +41,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, header_timeout
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let http = Arc::new(http);
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            // Finished connections are reaped as they end.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: said, then a short
@@ -53,7 +60,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, header_timeout
         };
         let state = state.clone();
         let http = http.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req)) }

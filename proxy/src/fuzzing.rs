@@ -23,9 +23,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::config::{self, schema, ServerHeader};
 use crate::discovery::annotations;
+use crate::forwarded::Trusted;
 use crate::http::fast::chunked::{ChunkError, ChunkedScanner};
 use crate::http::fast::{head, response};
-use crate::proxy_protocol::{self, Parsed, Refused, Trusted};
+use crate::proxy_protocol::{self, Parsed, Refused};
 use crate::routing::{
     normalize, resolve_dots, strip_port, HostMatch, Normalized, PathType, Snapshot,
 };

@@ -15,7 +15,7 @@
 //! and changed knowing only what is below it. From the bottom:
 //!
 //! 1. Leaves that import nothing of the crate: [`balance`],
-//!    [`client_body`], [`access_log`], [`memory`], [`proxy_protocol`],
+//!    [`client_body`], [`access_log`], [`memory`], [`proxy_protocol`], [`forwarded`],
 //!    [`policy`] (the proxying rules), [`tasks`], [`logfmt`], [`build`];
 //!    and [`metrics`] on `build`.
 //! 2. [`spec`]: the shared vocabulary as plain data (routes, upstreams,
@@ -29,8 +29,8 @@
 //!    certificate table.
 //! 5. What reads or feeds the snapshot: [`forward`], the core both HTTP
 //!    paths call, then [`proxy`] (with [`fast`] above it), [`admin`],
-//!    [`publish`] (one snapshot from every source), and [`discovery`],
-//!    which feeds `publish`.
+//!    [`sources`] (one snapshot from every source), and [`discovery`],
+//!    which feeds `sources`.
 //! 6. [`Error`] and [`exit`], [`server`] (the listeners), and on top
 //!    [`app`] and [`demo`].
 //!
@@ -49,6 +49,7 @@ pub mod demo;
 pub mod discovery;
 pub mod exit;
 pub mod forward;
+pub mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -59,10 +60,10 @@ pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod proxy_protocol;
-pub mod publish;
 pub mod resolve;
 pub mod routing;
 pub mod server;
+pub mod sources;
 pub mod spec;
 pub mod tasks;
 pub mod tls;

@@ -26,20 +26,23 @@ impl Tasks {
         Tasks::default()
     }
 
-    /// Runs `task` until it ends or the tasks are shut down, whichever
-    /// comes first. `name` says which task in the shutdown's log.
-    pub fn spawn<F>(&self, name: &'static str, task: F)
+    /// Runs `task` until it ends, is stopped by the returned handle, or
+    /// the tasks are shut down, whichever comes first. `name` says which
+    /// task in the log.
+    pub fn spawn<F>(&self, name: &'static str, task: F) -> TaskHandle
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let stop = self.stop.clone();
+        let stop = self.stop.child_token();
+        let handle = TaskHandle(stop.clone());
         self.tracker.spawn(async move {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => tracing::debug!(task = name, "task ended by shutdown"),
+                _ = stop.cancelled() => tracing::debug!(task = name, "task stopped"),
                 _ = task => {}
             }
         });
+        handle
     }
 
     /// Tasks still running.
@@ -65,6 +68,17 @@ impl Tasks {
     }
 }
 
+/// Stops one task early (it also stops at shutdown).
+#[derive(Debug, Clone)]
+pub struct TaskHandle(CancellationToken);
+
+impl TaskHandle {
+    /// Ends the task at its next await.
+    pub fn stop(&self) {
+        self.0.cancel();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +101,15 @@ mod tests {
             std::future::pending::<()>().await;
         });
         tasks.spawn("short", async {});
+        let one = tasks.spawn("stopped early", std::future::pending());
+        one.stop();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.running() > 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the stopped task and the short one end; the endless one runs");
         assert_eq!(tasks.shutdown(Duration::from_secs(5)).await, 0);
         assert!(
             dropped.load(Ordering::SeqCst),

@@ -119,10 +119,10 @@ pub struct ListenerSettings {
     pub http1_fast_path: bool,
     /// Read a PROXY protocol header (v1 or v2) first on every connection,
     /// from these networks only (empty: from any peer).
-    pub proxy_protocol: Option<std::sync::Arc<crate::proxy_protocol::Trusted>>,
+    pub proxy_protocol: Option<std::sync::Arc<crate::forwarded::Trusted>>,
     /// Take the client's address from X-Forwarded-For when the peer is in
     /// these networks (a LoadBalancer that sets it).
-    pub trust_forwarded_for: Option<std::sync::Arc<crate::proxy_protocol::Trusted>>,
+    pub trust_forwarded_for: Option<std::sync::Arc<crate::forwarded::Trusted>>,
     /// Client connections open at once on all traffic listeners together
     /// (`limits.max_connections`; 0: no limit). Past it a new connection is
     /// closed at once; those open keep being served, and the admin
@@ -793,11 +793,11 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
         proxy_protocol: {
             let nets = v.networks("proxy_protocol_from", &raw.proxy_protocol_from);
             (raw.proxy_protocol.unwrap_or(false) || !nets.is_empty())
-                .then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
+                .then(|| std::sync::Arc::new(crate::forwarded::Trusted(nets)))
         },
         trust_forwarded_for: {
             let nets = v.networks("trust_forwarded_for", &raw.trust_forwarded_for);
-            (!nets.is_empty()).then(|| std::sync::Arc::new(crate::proxy_protocol::Trusted(nets)))
+            (!nets.is_empty()).then(|| std::sync::Arc::new(crate::forwarded::Trusted(nets)))
         },
         max_connections: raw
             .limits

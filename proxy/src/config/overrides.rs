@@ -16,8 +16,8 @@ use ipnet::IpNet;
 
 use super::Config;
 use crate::access_log::Format;
+use crate::forwarded::Trusted;
 use crate::memory::MaxMemory;
-use crate::proxy_protocol::Trusted;
 use crate::spec::CertFiles;
 
 /// Settings the command line gives over every config. `None` leaves the

@@ -28,7 +28,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::publish::Publisher;
+use crate::sources::Sources;
+use crate::tasks::Tasks;
 pub use translate::{TranslateSettings, CONTROLLER};
 
 /// How to reach the API server and what to watch.
@@ -91,8 +92,9 @@ pub async fn client(opts: &Options) -> Result<Client, ClientError> {
 pub fn start(
     client: Client,
     opts: Options,
-    publisher: Arc<Publisher>,
+    sources: Arc<Sources>,
     metrics: Arc<Metrics>,
+    tasks: &Tasks,
 ) -> watch::Receiver<bool> {
     let changed = Arc::new(Notify::new());
     let ns = opts.namespace.as_deref();
@@ -102,6 +104,7 @@ pub fn start(
         "ingress",
         &changed,
         &metrics,
+        tasks,
     );
     let classes = watch_kind::<IngressClass>(
         Api::all(client.clone()),
@@ -109,6 +112,7 @@ pub fn start(
         "ingressclass",
         &changed,
         &metrics,
+        tasks,
     );
     let services = watch_kind::<Service>(
         namespaced(&client, ns),
@@ -116,6 +120,7 @@ pub fn start(
         "service",
         &changed,
         &metrics,
+        tasks,
     );
     let slices = watch_kind::<EndpointSlice>(
         namespaced(&client, ns),
@@ -123,6 +128,7 @@ pub fn start(
         "endpointslice",
         &changed,
         &metrics,
+        tasks,
     );
     // TLS Secrets only (a field selector): the rest of a cluster's Secrets
     // are none of the proxy's business.
@@ -132,24 +138,28 @@ pub fn start(
         "secret",
         &changed,
         &metrics,
+        tasks,
     );
     let (ready_tx, ready_rx) = watch::channel(false);
     let ready = Arc::new(ready_tx);
     let (owned_tx, owned_rx) = watch::channel(Arc::new(Vec::new()));
     if let Some(s) = opts.status.clone() {
-        tokio::spawn(status::run(
-            client.clone(),
-            s,
-            services.clone(),
-            ingresses.clone(),
-            owned_rx,
-        ));
+        tasks.spawn(
+            "ingress status",
+            status::run(
+                client.clone(),
+                s,
+                services.clone(),
+                ingresses.clone(),
+                owned_rx,
+            ),
+        );
     }
     let reporter = kube::runtime::events::Reporter {
         controller: "sluice".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let rebuild = tokio::spawn(rebuild_loop(Rebuild {
+    let rebuild = rebuild_loop(Rebuild {
         stores: Stores {
             ingresses,
             classes,
@@ -158,24 +168,28 @@ pub fn start(
             secrets,
         },
         opts,
-        publisher,
+        sources,
         changed,
         ready: ready.clone(),
         owned: owned_tx,
         reporter,
         client: client.clone(),
         metrics: metrics.clone(),
-    }));
+        tasks: tasks.clone(),
+    });
     // A rebuild loop that dies (it should not) must not leave a frozen
     // table looking ready.
-    tokio::spawn(async move {
-        if let Err(e) = rebuild.await {
-            if e.is_panic() {
-                tracing::error!(
-                    "the kubernetes rebuild loop panicked; routes are frozen and /readyz turns 503"
-                );
-                let _ = ready.send(false);
-            }
+    tasks.spawn("kubernetes rebuild", async move {
+        use futures_util::FutureExt;
+        if std::panic::AssertUnwindSafe(rebuild)
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the kubernetes rebuild loop panicked; routes are frozen and /readyz turns 503"
+            );
+            let _ = ready.send(false);
         }
     });
     ready_rx
@@ -195,7 +209,7 @@ struct Stores {
 struct Rebuild {
     stores: Stores,
     opts: Options,
-    publisher: Arc<Publisher>,
+    sources: Arc<Sources>,
     changed: Arc<Notify>,
     ready: Arc<watch::Sender<bool>>,
     /// The Ingresses served, for the status writer.
@@ -205,19 +219,22 @@ struct Rebuild {
     /// For watches started later (pod metadata).
     client: Client,
     metrics: Arc<Metrics>,
+    /// Owns the watches started later and the Events being recorded.
+    tasks: Tasks,
 }
 
 async fn rebuild_loop(r: Rebuild) {
     let Rebuild {
         stores,
         opts,
-        publisher,
+        sources,
         changed,
         ready,
         owned,
         reporter,
         client,
         metrics,
+        tasks,
     } = r;
     let mut pods: Option<Store<PodMeta>> = None;
     let mut last_events: std::collections::HashSet<(String, String)> = Default::default();
@@ -262,16 +279,18 @@ async fn rebuild_loop(r: Rebuild) {
                 opts.namespace.as_deref(),
                 &changed,
                 &metrics,
+                &tasks,
             ));
         }
-        let (stores2, settings2, publisher2) =
-            (stores.clone(), settings.clone(), publisher.clone());
-        let pods2 = pods.clone();
+        // What the build off the runtime threads reads: its own handles.
+        let (for_build, build_settings, build_sources) =
+            (stores.clone(), settings.clone(), sources.clone());
+        let pod_store = pods.clone();
         let secret_certs = secret_certs.clone();
         let default_secret = opts.default_tls_secret.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut weight_problems = Vec::new();
-            let pod_weights = pods2
+            let pod_weights = pod_store
                 .map(|p| {
                     p.state()
                         .iter()
@@ -290,14 +309,14 @@ async fn rebuild_loop(r: Rebuild) {
                 })
                 .unwrap_or_default();
             let state = translate::ClusterState {
-                ingresses: stores2.ingresses.state(),
-                classes: stores2.classes.state(),
-                services: stores2.services.state(),
-                slices: stores2.slices.state(),
+                ingresses: for_build.ingresses.state(),
+                classes: for_build.classes.state(),
+                services: for_build.services.state(),
+                slices: for_build.slices.state(),
                 pod_weights,
-                secrets: stores2.secrets.state(),
+                secrets: for_build.secrets.state(),
             };
-            let t = translate::translate(&state, &settings2);
+            let t = translate::translate(&state, &build_settings);
             let shape = (t.routes.len(), t.owned.len());
             let certs = secret_certs
                 .lock()
@@ -308,7 +327,7 @@ async fn rebuild_loop(r: Rebuild) {
             problems.extend(certs.problems);
             let mut events = t.events;
             events.extend(certs.events);
-            let generation = publisher2.set_discovered(crate::publish::Discovered {
+            let generation = build_sources.set_discovered(crate::sources::Discovered {
                 routes: t.routes,
                 default: t.default_backend,
                 certs: certs.bindings,
@@ -319,7 +338,7 @@ async fn rebuild_loop(r: Rebuild) {
         .await;
         match built {
             Ok((generation, shape, problems, served, events)) => {
-                record_events(&client, &reporter, events, &mut last_events);
+                record_events(&client, &reporter, events, &mut last_events, &tasks);
                 // Every rebuild, even with the same list: the status writer
                 // rechecks addresses (the published Service may have moved).
                 owned.send_replace(Arc::new(served));
@@ -365,6 +384,7 @@ fn record_events(
     reporter: &kube::runtime::events::Reporter,
     events: Vec<translate::Event>,
     last: &mut std::collections::HashSet<(String, String)>,
+    tasks: &Tasks,
 ) {
     let mut now = std::collections::HashSet::new();
     for translate::Event {
@@ -383,7 +403,7 @@ fn record_events(
         );
         if !last.contains(&key) {
             let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter.clone());
-            tokio::spawn(async move {
+            tasks.spawn("kubernetes event", async move {
                 let ev = kube::runtime::events::Event {
                     type_: kube::runtime::events::EventType::Warning,
                     reason: reason.into(),
@@ -419,6 +439,7 @@ fn watch_kind<K>(
     kind: &'static str,
     changed: &Arc<Notify>,
     metrics: &Arc<Metrics>,
+    tasks: &Tasks,
 ) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -429,7 +450,7 @@ where
         .backoff(WatchBackoff::default())
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer);
-    drive(stream, kind, changed, metrics);
+    drive(stream, kind, changed, metrics, tasks);
     reader
 }
 
@@ -483,6 +504,7 @@ fn watch_pod_metadata(
     ns: Option<&str>,
     changed: &Arc<Notify>,
     metrics: &Arc<Metrics>,
+    tasks: &Tasks,
 ) -> Store<PodMeta> {
     // An Api of PartialObjectMeta makes metadata-only requests.
     let api: Api<PodMeta> = match ns {
@@ -494,20 +516,25 @@ fn watch_pod_metadata(
         .backoff(WatchBackoff::default())
         .modify(|o: &mut PodMeta| o.managed_fields_mut().clear())
         .reflect(writer);
-    drive(stream, "pod", changed, metrics);
+    drive(stream, "pod", changed, metrics, tasks);
     reader
 }
 
 /// Consumes a watch stream: every change wakes the rebuild loop; errors
 /// are counted and logged sparingly.
-fn drive<S, K>(stream: S, kind: &'static str, changed: &Arc<Notify>, metrics: &Arc<Metrics>)
-where
+fn drive<S, K>(
+    stream: S,
+    kind: &'static str,
+    changed: &Arc<Notify>,
+    metrics: &Arc<Metrics>,
+    tasks: &Tasks,
+) where
     S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     K: Send + 'static,
 {
     let changed = changed.clone();
     let errors = metrics.kube_watch_errors.with_label_values(&[kind]);
-    tokio::spawn(async move {
+    tasks.spawn("kubernetes watch", async move {
         let mut stream = std::pin::pin!(stream);
         // Errors repeat at each back-off step while the API server is away
         // (or RBAC refuses): the first is logged, then one a minute with a

@@ -18,7 +18,7 @@ pub struct Client {
     /// for X-Forwarded-For; each request clones it (a reference count).
     pub peer_ip: HeaderValue,
     /// Peers whose X-Forwarded-For names the client.
-    pub forwarders: Option<Arc<crate::proxy_protocol::Trusted>>,
+    pub forwarders: Option<Arc<crate::forwarded::Trusted>>,
 }
 
 impl Client {

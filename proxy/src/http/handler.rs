@@ -8,13 +8,13 @@ use std::sync::Arc;
 use crate::access_log::AccessLog;
 use crate::forward::Overload;
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED};
-use crate::routing::Table;
+use crate::routing::Live;
 
 use super::Tunnels;
 
 /// The request handler shared by every client connection.
 pub struct Handler {
-    pub(super) table: Table,
+    pub(super) table: Live,
     pub(super) metrics: Arc<Metrics>,
     pub(super) unmatched: RouteMetrics,
     pub(super) tunnels: Arc<Tunnels>,
@@ -27,7 +27,7 @@ pub struct Handler {
     /// Retry-After instead of piling up (`limits.max_in_flight`; 0: off).
     max_in_flight: usize,
     /// Set while the process's memory is past `limits.max_memory` (by
-    /// [`Proxy::watch_memory`]): new requests get the same fast 503.
+    /// [`Handler::watch_memory`]): new requests get the same fast 503.
     memory_high: std::sync::atomic::AtomicBool,
 }
 
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    pub fn new(table: Table, metrics: Arc<Metrics>) -> Self {
+    pub fn new(table: Live, metrics: Arc<Metrics>) -> Self {
         let unmatched = metrics.route(UNMATCHED);
         Handler {
             table,
@@ -98,9 +98,12 @@ impl Handler {
     /// below 95 % of it: the way Envoy's overload manager sheds load before
     /// the kernel's OOM killer takes every connection at once. Linux only;
     /// elsewhere nothing is watched.
-    pub fn watch_memory(self: &Arc<Self>, limit: u64) -> tokio::task::JoinHandle<()> {
+    pub fn watch_memory(
+        self: &Arc<Self>,
+        limit: u64,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let proxy = Arc::downgrade(self);
-        tokio::spawn(async move {
+        async move {
             use std::sync::atomic::Ordering::Relaxed;
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,7 +130,7 @@ impl Handler {
                     proxy.memory_high.store(false, Relaxed);
                 }
             }
-        })
+        }
     }
 
     /// Answers 414 to request targets longer than `max` bytes
@@ -153,8 +156,8 @@ impl Handler {
         self.access_log.as_ref()
     }
 
-    /// The routing table every request reads.
-    pub fn table(&self) -> &Table {
+    /// The live routing snapshot every request reads.
+    pub fn snapshot(&self) -> &Live {
         &self.table
     }
 

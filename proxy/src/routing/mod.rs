@@ -22,8 +22,9 @@ use crate::upstream::{EndpointReuse, Upstream};
 pub use host::strip_port;
 pub use path::{normalize, resolve_dots, Normalized, PathTable};
 
-/// The live table, shared by listeners, admin and reloaders.
-pub type Table = Arc<ArcSwap<Snapshot>>;
+/// The live snapshot, shared by the listeners, the admin listener and the
+/// sources that rebuild it: swapped whole, read once per request.
+pub type Live = Arc<ArcSwap<Snapshot>>;
 
 /// One route, ready to serve.
 #[derive(Debug)]

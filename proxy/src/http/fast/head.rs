@@ -75,7 +75,7 @@ pub fn prepare<R>(
     buf: &[u8],
     client_ip: &[u8],
     proto: &'static str,
-    forwarders: Option<(&crate::proxy_protocol::Trusted, std::net::IpAddr)>,
+    forwarders: Option<(&crate::forwarded::Trusted, std::net::IpAddr)>,
     out: &mut Vec<u8>,
     lookup: impl FnOnce(&str, &str, bool) -> Option<R>,
 ) -> Prepared<R> {
@@ -209,7 +209,7 @@ pub fn prepare<R>(
     out.extend_from_slice(b"\r\n");
 
     let client = match forwarders {
-        Some((trusted, peer)) if has_xff => crate::proxy_protocol::client_from_forwarded(
+        Some((trusted, peer)) if has_xff => crate::forwarded::client_from_forwarded(
             peer,
             req.headers
                 .iter()
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn forwarded_proto_only_from_trusted_forwarders() {
         let req: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\r\n";
-        let trusted = crate::proxy_protocol::Trusted(vec!["10.0.0.0/8".parse().unwrap()]);
+        let trusted = crate::forwarded::Trusted(vec!["10.0.0.0/8".parse().unwrap()]);
         let run = |peer: [u8; 4]| {
             let mut out = Vec::new();
             let mut seen = None;

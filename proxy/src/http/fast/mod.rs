@@ -69,7 +69,7 @@ pub struct FastSettings {
     /// `http` or `https`, for X-Forwarded-Proto.
     pub proto: &'static str,
     /// Peers whose X-Forwarded-For names the client.
-    pub forwarders: Option<Arc<crate::proxy_protocol::Trusted>>,
+    pub forwarders: Option<Arc<crate::forwarded::Trusted>>,
 }
 
 /// Per-connection buffers, reused by every request on it.
@@ -169,7 +169,7 @@ where
             &mut b.request,
             |host, path, https| {
                 proxy
-                    .table()
+                    .snapshot()
                     .load()
                     .lookup(Some(host), path)
                     // Redirects to HTTPS are hyper's too.

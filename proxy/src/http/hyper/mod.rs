@@ -311,7 +311,7 @@ async fn forward(
         .forwarders
         .as_deref()
         .and_then(|t| {
-            crate::proxy_protocol::client_from_forwarded(
+            crate::forwarded::client_from_forwarded(
                 conn.peer.ip(),
                 req.headers()
                     .get_all(&headers::X_FORWARDED_FOR)

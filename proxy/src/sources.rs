@@ -1,7 +1,7 @@
 //! One routing table from several sources: the config file's routes and
 //! the routes discovered in Kubernetes.
 //!
-//! Each source hands over its whole current set; the publisher builds one
+//! Each source hands over its whole current set; [`Sources`] builds one
 //! snapshot from all of them, off the request path, and swaps it in whole.
 //! The file's routes come first, so they win a duplicate host and path;
 //! discovered routes come oldest Ingress first. The file's default backend
@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
-use crate::routing::{Edge, Snapshot, Table};
+use crate::routing::{Edge, Live, Snapshot};
 use crate::spec::{Policy, RouteSpec, ServerHeader};
 use crate::tls::{Binding, CertTable, Certificate};
 
@@ -46,7 +46,7 @@ pub struct Discovered {
 }
 
 #[derive(Default)]
-struct Sources {
+struct Inputs {
     file: FileSource,
     discovered: Discovered,
     /// For names no certificate holds, when the file gives none: made
@@ -60,36 +60,37 @@ struct Sources {
     resolved: crate::resolve::Resolved,
 }
 
-/// Builds and swaps in the routing table when a source changes.
-pub struct Publisher {
-    table: Table,
+/// The routing snapshot's sources: builds and swaps in a new snapshot
+/// when one changes.
+pub struct Sources {
+    table: Live,
     metrics: Arc<Metrics>,
-    sources: Mutex<Sources>,
+    inputs: Mutex<Inputs>,
 }
 
-impl std::fmt::Debug for Publisher {
+impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").finish_non_exhaustive()
+        f.debug_struct("Sources").finish_non_exhaustive()
     }
 }
 
-impl Publisher {
+impl Sources {
     /// Starts from the file's routes, and builds the first table. With
     /// `https` (an HTTPS listener runs), a self-signed certificate is made
     /// for names no certificate holds.
-    pub fn new(file: FileSource, https: bool, metrics: Arc<Metrics>) -> (Arc<Self>, Table) {
-        let table: Table = Arc::default();
-        let p = Arc::new(Publisher {
+    pub fn new(file: FileSource, https: bool, metrics: Arc<Metrics>) -> (Arc<Self>, Live) {
+        let table: Live = Arc::default();
+        let p = Arc::new(Sources {
             table: table.clone(),
             metrics,
-            sources: Mutex::new(Sources {
+            inputs: Mutex::new(Inputs {
                 file,
                 https,
                 self_signed: https.then(|| Arc::new(Certificate::self_signed())),
-                ..Sources::default()
+                ..Inputs::default()
             }),
         });
-        p.publish(true);
+        p.rebuild(true);
         (p, table)
     }
 
@@ -97,7 +98,7 @@ impl Publisher {
     /// the new table's generation.
     pub fn set_file(&self, file: FileSource) -> u64 {
         self.lock().file = file;
-        self.publish(false)
+        self.rebuild(false)
     }
 
     /// Backend names resolved anew (the refresh). Publishes only when an
@@ -110,7 +111,7 @@ impl Publisher {
             }
             s.resolved = resolved;
         }
-        self.publish(false);
+        self.rebuild(false);
         true
     }
 
@@ -144,16 +145,16 @@ impl Publisher {
     /// table's generation.
     pub fn set_discovered(&self, discovered: Discovered) -> u64 {
         self.lock().discovered = discovered;
-        self.publish(false)
+        self.rebuild(false)
     }
 
     /// The sources. A panic while they were held (it should not happen)
     /// leaves them whole, so the lock is taken back rather than given up.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
-        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inputs> {
+        self.inputs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, first: bool) -> u64 {
+    fn rebuild(&self, first: bool) -> u64 {
         // The lock is held through the build, so that two sources changing
         // at once cannot swap in their tables out of order.
         let mut s = self.lock();
