@@ -54,6 +54,8 @@ cargo fmt --all -- --check
 # warning fails the run. Like rustfmt, not in every toolchain.
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo clippy --workspace --all-targets -- -D warnings
+# The crate docs build without a broken or private link.
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p sluice --no-deps
 # The binaries the behaviour tests start, built exactly as the tests build
 # them (one package each: building them together would unify features
 # differently and the tests would build them again).

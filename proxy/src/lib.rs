@@ -1,13 +1,15 @@
 //! Sluice: a fast ingress proxy for Kubernetes.
 //!
 //! The crate is laid out by what each part does: [`config`] turns flags and
-//! files into typed settings, [`routing`] builds the immutable snapshot that
-//! both HTTP paths read per request ([`proxy`], on hyper, and [`fast`], the
-//! lean HTTP/1.1 path), [`forward`] is the core both call (which endpoint
-//! next, what each outcome means, the proxy's own answers, the proxying
-//! rules), [`balance`] picks endpoints, [`upstream`]
-//! owns endpoints and their connections, [`server`] and [`admin`] listen,
-//! and [`app`] ties them together with reload and shutdown.
+//! files into typed settings, [`sources`] and [`routing`] build the
+//! immutable snapshot that both HTTP paths read per request ([`http`]: the
+//! hyper path and the lean HTTP/1.1 fast path), [`forward`] is the core
+//! both call (which endpoint next, what each outcome means, the proxy's
+//! own answers) under the rules in [`policy`], [`balance`] picks
+//! endpoints, [`upstream`] owns endpoints and their connections,
+//! [`discovery`] reads the cluster, [`server`] and [`admin`] listen, and
+//! [`app`] ties them together with reload and shutdown.
+//! `docs/ARCHITECTURE.md` draws the flow.
 //!
 //! # Layers
 //!
@@ -15,9 +17,9 @@
 //! and changed knowing only what is below it. From the bottom:
 //!
 //! 1. Leaves that import nothing of the crate: [`balance`],
-//!    [`client_body`], [`access_log`], [`memory`], [`proxy_protocol`], [`forwarded`],
+//!    [`client_body`], [`access_log`], [`memory`], [`forwarded`],
 //!    [`policy`] (the proxying rules), [`tasks`], [`logfmt`], [`build`];
-//!    and [`metrics`] on `build`.
+//!    [`proxy_protocol`] on `forwarded`, and [`metrics`] on `build`.
 //! 2. [`spec`]: the shared vocabulary as plain data (routes, upstreams,
 //!    endpoints, timeouts, certificate paths).
 //! 3. Beside each other, each blind to the others: [`config`] and
@@ -28,7 +30,7 @@
 //! 4. [`routing`]: the snapshot, routes over upstreams plus the
 //!    certificate table.
 //! 5. What reads or feeds the snapshot: [`forward`], the core both HTTP
-//!    paths call, then [`proxy`] (with [`fast`] above it), [`admin`],
+//!    paths call, then [`http`] (the two paths), [`admin`],
 //!    [`sources`] (one snapshot from every source), and [`discovery`],
 //!    which feeds `sources`.
 //! 6. [`Error`] and [`exit`], [`server`] (the listeners), and on top

@@ -1,5 +1,5 @@
 //! Running the proxy: bind, serve, drain on SIGTERM or SIGINT; the
-//! reloads while it serves are [`reload`]'s. Every background task is
+//! reloads while it serves are the `reload` module's. Every background task is
 //! owned by one [`Tasks`] and ended at shutdown.
 
 use std::net::SocketAddr;

@@ -2,11 +2,11 @@
 //! prior knowledge) on the same port, or HTTPS with HTTP/2 and HTTP/1.1
 //! by ALPN, and drain gracefully on shutdown.
 //!
-//! A connection goes: accepted and counted ([`accept`]), its PROXY header
+//! A connection goes: accepted and counted (`accept`), its PROXY header
 //! read when the listener expects one, TLS (on an HTTPS listener), then
-//! dispatched ([`connection`]) to the HTTP/1.1 fast path, hyper ([`h1`])
-//! or `h2` ([`h2`]). [`io`] holds the adapters every path reads through,
-//! and [`idle`] what tells an HTTP/2 connection it is idle.
+//! dispatched (`dispatch`) to the HTTP/1.1 fast path, hyper (`h1`) or `h2`
+//! ([`h2`]). [`io`] holds the adapters every path reads through, and
+//! `idle` what tells an HTTP/2 connection it is idle.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
