@@ -227,8 +227,10 @@ pub async fn run(
             "drain timeout passed with connections still open"
         );
     }
-    // The admin listener, discovery, the reaper and the rest.
+    // The admin listener, discovery, the reaper and the rest; then the
+    // upstream connections that outlived their requests.
     tasks.shutdown(std::time::Duration::from_secs(2)).await;
+    crate::upstream::drivers::close_all(std::time::Duration::from_secs(1)).await;
     tracing::info!("stopped");
     Ok(())
 }

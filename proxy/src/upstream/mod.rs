@@ -15,10 +15,13 @@
 //! - `idle.rs`: the idle connections an endpoint keeps;
 //! - `conn.rs`: an HTTP/1.1 connection, driven by whoever uses it;
 //! - `upload.rs`: the client's request body as sent upstream, with its
-//!   stall and size limits.
+//!   stall and size limits;
+//! - `drivers.rs`: the tasks that drive connections on their own (HTTP/2,
+//!   upgrades), owned by the process and closed at shutdown.
 
 mod body;
 mod conn;
+pub mod drivers;
 mod endpoint;
 mod idle;
 pub mod pool;

@@ -53,7 +53,7 @@ async fn connect_h1_upgrade(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;
-    tokio::spawn(async move {
+    crate::upstream::drivers::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream upgrade connection ended");
         }

@@ -36,7 +36,7 @@ pub(super) async fn send(
                 Ok(x) => x,
                 Err(e) => return Err(unsent(req, ConnectError::Handshake(e))),
             };
-            tokio::spawn(async move {
+            crate::upstream::drivers::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "upstream h2 connection ended");
                 }
