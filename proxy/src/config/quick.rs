@@ -1,7 +1,6 @@
 //! Configs without a file: the quick form (`--backend`, `--strategy`),
 //! one catch-all route, and discovery only (`--kube` alone), no route of
-//! its own. Both start from the built-in defaults, as a file that sets
-//! nothing but its routes would.
+//! its own. Both take the built-in defaults for everything else.
 
 use std::net::SocketAddr;
 use std::time::Duration;
