@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::Config;
+use super::model::Config;
 use crate::access_log::Format;
 use crate::forwarded::Trusted;
 use crate::memory::MaxMemory;

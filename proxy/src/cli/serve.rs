@@ -1,0 +1,159 @@
+//! `sluice serve`: the proxy, from a config file, the quick form's
+//! `--backend` flags, or Kubernetes discovery alone; with what the command
+//! line sets over the file.
+
+use std::net::SocketAddr;
+
+use sluice::config;
+
+use super::error::CliError;
+use super::runtime::runtime;
+use super::serve_args::ServeArgs;
+
+/// Runs the proxy until it is told to stop.
+pub fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let (mut cfg, file) = match &args.config {
+        Some(path) => {
+            // Parsed from these bytes, which the reloader then compares
+            // with: an edit made while the proxy starts is not missed.
+            let bytes = std::fs::read(path).map_err(|source| {
+                CliError::Config(config::ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let c =
+                config::parse_file_text(&text, path).map_err(|source| CliError::ConfigFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            (
+                c,
+                Some(sluice::app::ConfigFile {
+                    path: path.clone(),
+                    bytes,
+                }),
+            )
+        }
+        None if args.backend.is_empty() && args.kube.kube => (
+            config::discovery_only(args.listen.clone(), args.admin),
+            None,
+        ),
+        None if args.backend.is_empty() => return Err(CliError::NothingToServe),
+        None => (
+            config::quick(
+                args.listen.clone(),
+                args.admin,
+                &args.backend,
+                args.strategy.unwrap_or_default(),
+            )
+            .map_err(CliError::Config)?,
+            None,
+        ),
+    };
+    if args.tls_cert.len() != args.tls_key.len() {
+        return Err(CliError::CertWithoutKey {
+            certs: args.tls_cert.len(),
+            keys: args.tls_key.len(),
+        });
+    }
+    if let (Some(ns), Some(secret)) = (&args.kube.namespace, &args.kube.default_tls_secret) {
+        if secret.split_once('/').map(|(n, _)| n) != Some(ns.as_str()) {
+            return Err(CliError::SecretOutsideNamespace {
+                secret: secret.clone(),
+                namespace: ns.clone(),
+            });
+        }
+    }
+    if let (Some(ns), Some(svc)) = (&args.kube.namespace, &args.kube.publish_service) {
+        if svc.split_once('/').map(|(n, _)| n) != Some(ns.as_str()) {
+            return Err(CliError::ServiceOutsideNamespace {
+                service: svc.clone(),
+                namespace: ns.clone(),
+            });
+        }
+    }
+    let overrides = overrides(&args);
+    overrides.apply(&mut cfg);
+    if let Some(admin) = cfg.admin {
+        if let Some(&traffic) = cfg
+            .listen
+            .iter()
+            .chain(&cfg.listen_tls)
+            .find(|l| config::overlap(admin, **l))
+        {
+            return Err(CliError::AdminOverlaps { admin, traffic });
+        }
+    }
+    if let Some((&http, &https)) = cfg.listen.iter().find_map(|l| {
+        cfg.listen_tls
+            .iter()
+            .find(|t| config::overlap(*l, **t))
+            .map(|t| (l, t))
+    }) {
+        return Err(CliError::ListenersOverlap { http, https });
+    }
+    let rt = runtime(args.workers).map_err(CliError::Runtime)?;
+    let status = match &args.kube.publish_service {
+        Some(s) => Some(sluice::discovery::status::StatusOptions::parse(
+            s,
+            &args.kube.ingress_class,
+            args.kube.status_lease_duration,
+        )?),
+        None => None,
+    };
+    let kube = args.kube.kube.then(|| sluice::discovery::Options {
+        kubeconfig: args.kube.kubeconfig.clone(),
+        namespace: args.kube.namespace.clone(),
+        settings: sluice::discovery::TranslateSettings {
+            class: args.kube.ingress_class.clone(),
+            watch_without_class: args.kube.watch_ingress_without_class,
+            defaults: cfg.defaults,
+        },
+        debounce: args.kube.kube_debounce,
+        status,
+        default_tls_secret: args.kube.default_tls_secret.clone(),
+    });
+    rt.block_on(sluice::app::run(cfg, file, kube, overrides))?;
+    Ok(())
+}
+
+/// What the command line sets over the config file: applied at start and to
+/// every reload of the file, so that a reload neither drops them nor warns
+/// that they differ.
+fn overrides(args: &ServeArgs) -> config::Overrides {
+    let nonempty = |v: &Vec<SocketAddr>| (!v.is_empty()).then(|| v.clone());
+    config::Overrides {
+        listen: nonempty(&args.listen),
+        listen_tls: nonempty(&args.listen_tls),
+        certificates: args
+            .tls_cert
+            .iter()
+            .zip(&args.tls_key)
+            .map(|(cert, key)| sluice::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect(),
+        admin: args.admin,
+        http1_fast_path: args.no_fast_path.then_some(false),
+        access_log: args.access_log,
+        endpoint_metrics: args.endpoint_metrics.then_some(true),
+        max_connections: args.max_connections,
+        max_in_flight: args.max_in_flight,
+        max_memory: args.max_memory,
+        max_uri: args.max_uri,
+        max_header_size: args.max_header_size,
+        max_headers: args.max_headers,
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        http2_stream_window: args.http2_stream_window,
+        http2_connection_window: args.http2_connection_window,
+        trust_forwarded_for: (!args.trust_forwarded_for.is_empty())
+            .then(|| args.trust_forwarded_for.clone()),
+        proxy_protocol: (args.proxy_protocol || !args.proxy_protocol_from.is_empty())
+            .then(|| args.proxy_protocol_from.clone()),
+        shutdown_delay: args.shutdown_delay,
+        default_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+    }
+}
