@@ -77,8 +77,7 @@ impl Validator {
             },
             trust_forwarded_for: {
                 let nets = self.networks("trust_forwarded_for", &raw.trust_forwarded_for);
-                (!nets.is_empty())
-                    .then(|| std::sync::Arc::new(crate::forwarded::Trusted(nets)))
+                (!nets.is_empty()).then(|| std::sync::Arc::new(crate::forwarded::Trusted(nets)))
             },
             ..base
         }
