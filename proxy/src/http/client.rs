@@ -41,6 +41,10 @@ impl Client {
             .forwarders
             .as_deref()
             .is_some_and(|t| t.forwards(self.peer.ip()));
+        if !trusted {
+            // Not even a header lookup: most clients come straight.
+            return self.proto;
+        }
         policy::forwarded_proto(
             self.proto,
             trusted,

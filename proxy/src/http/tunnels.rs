@@ -1,45 +1,84 @@
 //! Upgraded connections (WebSockets) outlive the HTTP connection they came
 //! on: they are owned here, so that a drain can wait for them and end them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
 /// The upgraded connections (WebSockets), which outlive the HTTP
 /// connection they came on: each runs in a task owned here, so that a
-/// drain can wait for them and, past its deadline, end them.
+/// drain can wait for them and, past its deadline, end them. A tunnel's
+/// bytes never touch anything shared: the set is locked only when a tunnel
+/// opens, and the count changes only when one opens or closes.
 #[derive(Debug, Default)]
 pub struct Tunnels {
-    tasks: tokio_util::task::TaskTracker,
-    cut: tokio_util::sync::CancellationToken,
+    tasks: Mutex<JoinSet<()>>,
+    count: Arc<Count>,
+}
+
+#[derive(Debug, Default)]
+struct Count {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+/// Held by a tunnel's task: counts it open until dropped (it ends, or is
+/// aborted).
+struct Open(Arc<Count>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
 }
 
 impl Tunnels {
     /// Tunnels open now.
     pub fn open(&self) -> usize {
-        self.tasks.len()
+        self.count.open.load(Ordering::SeqCst)
     }
 
-    /// Takes no new tunnel and waits until every open one has closed;
-    /// false if `limit` passed first.
-    pub async fn wait_closed(&self, limit: std::time::Duration) -> bool {
-        self.tasks.close();
-        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
+    /// Waits until every open tunnel has closed; false if `limit` passed
+    /// first.
+    pub async fn wait_closed(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let closed = self.count.closed.notified();
+            if self.open() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return self.open() == 0;
+            }
+        }
     }
 
     /// Ends the tunnels still open (both sides closed) and waits until
     /// their tasks are gone.
     pub async fn cut(&self) {
-        self.tasks.close();
-        self.cut.cancel();
-        self.tasks.wait().await;
+        let mut tasks = std::mem::take(&mut *self.lock());
+        tasks.shutdown().await;
     }
 
     /// Runs one tunnel until it closes or the tunnels are cut.
     pub(crate) fn spawn(&self, tunnel: impl std::future::Future<Output = ()> + Send + 'static) {
-        let cut = self.cut.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = cut.cancelled() => {}
-                _ = tunnel => {}
-            }
+        self.count.open.fetch_add(1, Ordering::SeqCst);
+        let open = Open(self.count.clone());
+        let mut tasks = self.lock();
+        // The tunnels that ended since the last one opened are reaped here.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let _open = open;
+            tunnel.await;
         });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+
 use crate::http::fast;
 use crate::proxy_protocol;
 
@@ -27,14 +29,17 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Accepts connections on one listener until the listeners stop.
-pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>, drain: Drain) {
-    let Drain {
-        graceful,
-        conns,
-        cut,
-        mut stop,
-    } = drain;
+/// Accepts connections on one listener until the listeners stop, and
+/// hands back the tasks of the connections still open, for the drain to
+/// wait on and, past its deadline, to end. A task is reaped as its
+/// connection ends: nothing is added to a request's path.
+pub(super) async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    drain: Drain,
+) -> JoinSet<()> {
+    let Drain { graceful, mut stop } = drain;
+    let mut conns = JoinSet::new();
     let Listener { tcp: listener, tls } = listener;
     let local = listener.local_addr().ok();
     let settings = &shared.settings;
@@ -46,6 +51,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>, drain: 
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -89,7 +95,6 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>, drain: 
         let stop = stop.clone();
         let fast = fast.clone();
         let tls = tls.clone();
-        let cut = cut.clone();
         let serve = async move {
             let _held = held;
             let mut conn = Connection {
@@ -124,12 +129,8 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>, drain: 
             conn.client = client;
             serve_stream(super::io::Prefixed::new(rest, stream), tls, conn).await;
         };
-        conns.spawn(async move {
-            tokio::select! {
-                _ = cut.cancelled() => {}
-                _ = serve => {}
-            }
-        });
+        conns.spawn(serve);
     }
     tracing::debug!(listener = %crate::logfmt::OptAddr(local), "stopped accepting");
+    conns
 }

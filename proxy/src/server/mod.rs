@@ -16,10 +16,8 @@ use hyper::server::conn::http1;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerSettings;
 use crate::http::{fast, Client, Handler};
@@ -84,25 +82,20 @@ impl Connection {
     }
 }
 
-/// How the listeners' connections are drained and, past the drain, ended.
+/// How the listeners' connections are told to drain.
 #[derive(Clone)]
 struct Drain {
     /// Tells hyper's connections to finish; a drain waits for its watchers.
     graceful: Arc<GracefulShutdown>,
-    /// Every connection's task, owned here.
-    conns: TaskTracker,
-    /// Ends the connections still open when the drain has run out.
-    cut: CancellationToken,
     stop: watch::Receiver<bool>,
 }
 
 /// The running client listeners.
 pub struct Listeners {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The accept loops; each hands back its open connections' tasks.
+    tasks: Vec<JoinHandle<JoinSet<()>>>,
     graceful: Arc<GracefulShutdown>,
-    conns: TaskTracker,
-    cut: CancellationToken,
 }
 
 impl Listeners {
@@ -120,15 +113,11 @@ impl Listeners {
         });
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, _) = watch::channel(false);
-        let conns = TaskTracker::new();
-        let cut = CancellationToken::new();
         let tasks = listeners
             .into_iter()
             .map(|l| {
                 let drain = Drain {
                     graceful: graceful.clone(),
-                    conns: conns.clone(),
-                    cut: cut.clone(),
                     stop: stop.subscribe(),
                 };
                 tokio::spawn(accept::accept_loop(l, shared.clone(), drain))
@@ -138,8 +127,6 @@ impl Listeners {
             stop,
             tasks,
             graceful,
-            conns,
-            cut,
         }
     }
 
@@ -149,10 +136,12 @@ impl Listeners {
     /// when time ran out.
     pub async fn shutdown(self, drain: Duration) -> usize {
         let _ = self.stop.send(true);
+        let mut conns = Vec::with_capacity(self.tasks.len());
         for t in self.tasks {
-            let _ = t.await;
+            if let Ok(set) = t.await {
+                conns.push(set);
+            }
         }
-        self.conns.close();
         let graceful = match Arc::try_unwrap(self.graceful) {
             Ok(g) => g,
             Err(_) => return 0,
@@ -163,10 +152,10 @@ impl Listeners {
             Ok(()) => 0,
             Err(_) => open.max(1),
         };
-        // Past the drain: what is left is closed, and its tasks waited for
-        // (briefly: a task ends at its next await).
-        self.cut.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.conns.wait()).await;
+        // Past the drain: what is left is closed, and its tasks waited for.
+        for mut set in conns {
+            set.shutdown().await;
+        }
         left
     }
 }

@@ -2,46 +2,40 @@
 //! connection shared by an endpoint's requests, an upgraded connection's
 //! handshake). A connection lives as long as its endpoint uses it, past any
 //! one request, so no request owns its task: the process does, here, and
-//! the shutdown ends them ([`close_all`]) once the drain is over.
+//! the shutdown ends them ([`close_all`]) once the drain is over. The set
+//! is locked only when a connection opens; its traffic touches nothing
+//! shared.
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::task::JoinSet;
 
-struct Drivers {
-    tasks: TaskTracker,
-    stop: CancellationToken,
+static DRIVERS: LazyLock<Mutex<JoinSet<()>>> = LazyLock::new(Mutex::default);
+
+fn drivers() -> MutexGuard<'static, JoinSet<()>> {
+    DRIVERS.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-static DRIVERS: LazyLock<Drivers> = LazyLock::new(|| Drivers {
-    tasks: TaskTracker::new(),
-    stop: CancellationToken::new(),
-});
 
 /// Drives `conn` until it ends or the process closes its connections.
 pub(crate) fn spawn(conn: impl Future<Output = ()> + Send + 'static) {
-    let stop = DRIVERS.stop.clone();
-    DRIVERS.tasks.spawn(async move {
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = conn => {}
-        }
-    });
+    let mut set = drivers();
+    // The connections that ended since the last one opened are reaped here.
+    while set.try_join_next().is_some() {}
+    set.spawn(conn);
 }
 
-/// Connections driven now.
+/// Connections driven now (or ended and not reaped yet).
 pub fn running() -> usize {
-    DRIVERS.tasks.len()
+    drivers().len()
 }
 
 /// Closes every upstream connection still driven and waits up to `limit`
 /// for their tasks to end. Returns how many were still running then.
 pub async fn close_all(limit: Duration) -> usize {
-    DRIVERS.stop.cancel();
-    DRIVERS.tasks.close();
-    let _ = tokio::time::timeout(limit, DRIVERS.tasks.wait()).await;
-    DRIVERS.tasks.len()
+    let mut set = std::mem::take(&mut *drivers());
+    set.abort_all();
+    let _ = tokio::time::timeout(limit, async { while set.join_next().await.is_some() {} }).await;
+    set.len()
 }
