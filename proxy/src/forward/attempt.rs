@@ -240,11 +240,6 @@ impl<'a> Attempts<'a> {
     pub fn answered_by(&self) -> Option<SocketAddr> {
         self.answered_by
     }
-
-    /// When the attempts started.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
 }
 
 #[cfg(test)]

@@ -65,17 +65,17 @@ struct Shared {
 /// One accepted connection: everything that serves it, in one value.
 struct Connection {
     /// The client's address: the peer's, or the one a PROXY header gave.
-    pub(super) client: SocketAddr,
-    pub(super) shared: Arc<Shared>,
+    client: SocketAddr,
+    shared: Arc<Shared>,
     /// Held until the connection ends, so that a drain waits for it.
-    pub(super) watcher: hyper_util::server::graceful::Watcher,
-    pub(super) stop: watch::Receiver<bool>,
-    pub(super) fast: fast::FastSettings,
+    watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
+    fast: fast::FastSettings,
 }
 
 impl Connection {
     /// What the proxy knows of the client.
-    pub(super) fn info(&self) -> Client {
+    fn info(&self) -> Client {
         let mut c = Client::new(self.client, self.fast.proto);
         c.forwarders = self.fast.forwarders.clone();
         c

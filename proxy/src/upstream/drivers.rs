@@ -26,11 +26,6 @@ pub(crate) fn spawn(conn: impl Future<Output = ()> + Send + 'static) {
     set.spawn(conn);
 }
 
-/// Connections driven now (or ended and not reaped yet).
-pub fn running() -> usize {
-    drivers().len()
-}
-
 /// Closes every upstream connection still driven and waits up to `limit`
 /// for their tasks to end. Returns how many were still running then.
 pub async fn close_all(limit: Duration) -> usize {
