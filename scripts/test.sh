@@ -47,20 +47,32 @@ helm version --short
 # curl must speak HTTP/2 for the h2c tests.
 curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1; }
 
+# Each step's time, so a slow run says where its minutes went.
+began=$SECONDS
+step_began=$SECONDS
+step() {
+  echo "== $1 took $((SECONDS - step_began)) s (total $((SECONDS - began)) s)"
+  step_began=$SECONDS
+}
+
 # rustfmt comes with rustup's default profile, but not with every toolchain.
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo fmt --all -- --check
+step "rustfmt"
 # Clippy over every crate and target (tests, benches, examples); any
 # warning fails the run. Like rustfmt, not in every toolchain.
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo clippy --workspace --all-targets -- -D warnings
+step "clippy"
 # The crate docs build without a broken or private link.
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p sluice --no-deps
+step "cargo doc"
 # The binaries the behaviour tests start, built exactly as the tests build
 # them (one package each: building them together would unify features
 # differently and the tests would build them again).
 cargo build --quiet -p sluice --bin sluice
 cargo build --quiet -p sluice-deploy --bin sluice-deploy
+step "the binaries"
 
 # Every suite runs, whatever fails before it; failures are reported at the end.
 failed=()
@@ -72,6 +84,7 @@ fuzz_build=$!
 # The reliability cases the tests record (tests/src/report.rs), fresh.
 rm -rf target/reliability
 cargo test --workspace --no-fail-fast "$@" || failed+=("the test suite")
+step "the test suite"
 # The behaviour suite again with the HTTP/1.1 fast path off: every request
 # then goes through hyper, and both paths must pass the same tests. Same
 # packages and features as above, so nothing is compiled again.
@@ -87,10 +100,12 @@ for f in tests/tests/*.rs; do
 done
 SLUICE_TEST_HYPER_ONLY=1 cargo test --workspace --no-fail-fast "${proxy_suites[@]}" "$@" \
   || failed+=("the behaviour suite with the fast path off (SLUICE_TEST_HYPER_ONLY=1)")
+step "the behaviour suite, fast path off"
 # The reliability report from what the tests recorded; docs/RELIABILITY.md
 # is a copy of it from a real run.
 cargo run --quiet -p sluice-integration --bin reliability-report \
   || failed+=("the reliability report")
+step "the reliability report"
 # Every fuzz target for SLUICE_FUZZ_SECONDS (20) on a copy of its seeds,
 # once they are built (cargo-fuzz installed when missing, in fuzz/target).
 if wait "$fuzz_build"; then
@@ -100,6 +115,7 @@ else
   cat target/fuzz-build.log >&2
   failed+=("the fuzz targets' build (scripts/fuzz.sh --build-only)")
 fi
+step "the fuzz targets (their build ran alongside the suites)"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

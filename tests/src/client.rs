@@ -92,6 +92,52 @@ pub async fn h2c(
         .expect("an HTTP/2 handshake")
 }
 
+/// One HTTP/1.1 keep-alive connection to `addr`, every request on it and
+/// never another: unlike the pooled [`client`], which opens a second
+/// connection whenever the first is not back in its pool yet, it shows
+/// exactly what one open connection gets.
+pub struct Connection {
+    send: hyper::client::conn::http1::SendRequest<Body>,
+}
+
+impl Connection {
+    /// Connects and spawns the connection's task.
+    pub async fn open(addr: SocketAddr) -> Connection {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("an HTTP/1.1 connection");
+        tokio::spawn(conn);
+        Connection { send }
+    }
+
+    /// A GET of `path` with a 30 s limit: status and body.
+    pub async fn get(&mut self, path: &str) -> Result<(u16, String), String> {
+        let req = Request::get(path)
+            .header("host", "a")
+            .body(empty())
+            .map_err(|e| e.to_string())?;
+        let fut = async {
+            self.send.ready().await.map_err(|e| format!("{e:?}"))?;
+            let resp = self
+                .send
+                .send_request(req)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let (parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok((
+                parts.status.as_u16(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ))
+        };
+        tokio::time::timeout(Duration::from_secs(30), fut)
+            .await
+            .map_err(|_| "request timed out".to_string())?
+    }
+}
+
 /// One request with a 30 s limit: status, headers, body.
 pub async fn request(
     client: &Client<HttpConnector, Body>,

@@ -25,7 +25,7 @@ pub mod report;
 pub mod tls;
 
 pub use backend::Backend;
-pub use client::{body, client, empty, get, get_as, get_host, h2c, request, Body};
+pub use client::{body, client, empty, get, get_as, get_host, h2c, request, Body, Connection};
 pub use ports::{blackhole, dead, free_addr, free_addrs, stable_addr, Blackhole, Dead};
 pub use programs::{deploy_bin, run, sluice_bin, workspace_root};
 pub use raw_backend::{RawAnswer, RawBackend, RawConn, Shared};

@@ -19,13 +19,13 @@ use tokio::net::TcpStream;
 /// `n` requests on one keep-alive connection, one after another: their
 /// latencies, and the failures.
 async fn good_requests(addr: SocketAddr, n: usize) -> (Vec<Duration>, Vec<String>) {
-    let c = client(None);
+    let mut c = Connection::open(addr).await;
     let mut took = Vec::with_capacity(n);
     let mut failures = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        match request(&c, addr, "GET", "/", &[], empty()).await {
-            Ok((200, _, body)) if body == "a\n" => took.push(t.elapsed()),
+        match c.get("/").await {
+            Ok((200, body)) if body == "a\n" => took.push(t.elapsed()),
             other => failures.push(format!("{other:?}")),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -64,14 +64,8 @@ async fn a_connection_flood_past_max_connections_is_refused_and_the_rest_served(
     .await;
     let (before, _) = s.memory_kib();
     // The good client's connection is open before the flood.
-    let good = client(None);
-    assert_eq!(
-        request(&good, s.listen, "GET", "/", &[], empty())
-            .await
-            .unwrap()
-            .0,
-        200
-    );
+    let mut good = Connection::open(s.listen).await;
+    assert_eq!(good.get("/").await.unwrap().0, 200);
 
     let began = Instant::now();
     let mut held = Vec::with_capacity(FLOOD);
@@ -102,8 +96,8 @@ async fn a_connection_flood_past_max_connections_is_refused_and_the_rest_served(
         let r = get(s.admin, "/healthz").await;
         assert_eq!(r.map(|r| r.0), Ok(200), "the admin listener failed");
         admin.push(t.elapsed());
-        match request(&good, s.listen, "GET", "/", &[], empty()).await {
-            Ok((200, _, _)) => {}
+        match good.get("/").await {
+            Ok((200, _)) => {}
             other => good_failures.push(format!("{other:?}")),
         }
     }
