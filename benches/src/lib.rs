@@ -81,12 +81,14 @@ pub fn route(
             endpoints,
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 64,
+            tls: None,
             names: Vec::new(),
         },
         timeouts: config::DEFAULT_TIMEOUTS,
         retry: config::DEFAULT_RETRY,
         canary: None,
         max_request_body: None,
+        headers: sluice::spec::HeaderEdits::default(),
         ssl_redirect: None,
     }
 }

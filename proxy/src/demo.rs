@@ -78,12 +78,14 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
                 endpoints,
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: DEFAULT_MAX_IDLE,
+                tls: None,
                 names: Vec::new(),
             },
             timeouts: config::DEFAULT_TIMEOUTS,
             retry: config::DEFAULT_RETRY,
             canary: None,
             max_request_body: None,
+            headers: crate::spec::HeaderEdits::default(),
             ssl_redirect: None,
         }
     };

@@ -44,6 +44,9 @@ pub struct Backend {
     pub open: Arc<AtomicUsize>,
     /// Requests being answered right now.
     pub active: Arc<AtomicUsize>,
+    /// A TLS backend's handshakes: the SNI each sent ("" for none) and the
+    /// protocol agreed by ALPN ("" for none).
+    pub handshakes: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,6 +71,40 @@ impl Backend {
     }
 
     pub async fn start_with(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
+        Self::start_inner(name, addr, delay, None).await
+    }
+
+    /// A backend that terminates TLS itself with `cert` (PEM chain and
+    /// key), offering `alpn` (HTTP/1.1 and h2 are both served either way).
+    pub async fn start_tls(name: &str, cert: &str, key: &str, alpn: &[&[u8]]) -> Backend {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Self::start_inner(
+            name,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Duration::ZERO,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_inner(
+        name: &str,
+        addr: SocketAddr,
+        delay: Duration,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Backend {
         let listener = bind_with_deadline(addr).await;
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -82,6 +119,8 @@ impl Backend {
             delay,
         };
         let c = conns.clone();
+        let handshakes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = handshakes.clone();
         let task = tokio::spawn(async move {
             let mut set = JoinSet::new();
             loop {
@@ -93,15 +132,37 @@ impl Backend {
                 let st = st.clone();
                 // Counts down when the connection ends, or is aborted.
                 let open = OpenConn(o.clone());
+                let (tls, seen) = (tls.clone(), seen.clone());
                 set.spawn(async move {
                     let _open = open;
                     let svc = service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(st.answer(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let (_, session) = stream.get_ref();
+                            seen.lock().unwrap().push((
+                                session.server_name().unwrap_or("").to_owned(),
+                                session
+                                    .alpn_protocol()
+                                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                                    .unwrap_or_default(),
+                            ));
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
                 });
                 while set.try_join_next().is_some() {}
             }
@@ -113,6 +174,7 @@ impl Backend {
             conns,
             open,
             active,
+            handshakes,
             task,
         }
     }

@@ -77,12 +77,14 @@ pub fn quick(
             endpoints,
             health: HealthPolicy::default(),
             max_idle_per_endpoint: DEFAULT_MAX_IDLE,
+            tls: None,
             names,
         },
         timeouts: DEFAULT_TIMEOUTS,
         retry: DEFAULT_RETRY,
         canary: None,
         max_request_body: None,
+        headers: crate::spec::HeaderEdits::default(),
         ssl_redirect: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)

@@ -41,11 +41,77 @@ pub struct Annotated {
     /// `force-ssl-redirect: "true"`: plain HTTP is redirected even
     /// without a certificate (TLS ends at a LoadBalancer in front).
     pub force_ssl_redirect: bool,
+    /// `backend-protocol`: what the pods speak.
+    pub backend_protocol: Option<BackendProtocol>,
+    /// `proxy-ssl-verify: "on"`: the pods' certificates are verified
+    /// against the CA in `proxy_ssl_secret` (off by default, as in
+    /// ingress-nginx).
+    pub proxy_ssl_verify: bool,
+    /// `proxy-ssl-secret`: `namespace/name` of a Secret with `ca.crt`
+    /// (and optionally `tls.crt` + `tls.key`, a client certificate).
+    pub proxy_ssl_secret: Option<(String, String)>,
+    /// `proxy-ssl-name`: the name verified (and sent in SNI when
+    /// `proxy-ssl-server-name` is on).
+    pub proxy_ssl_name: Option<String>,
+    /// `proxy-ssl-server-name: "on"`: SNI is sent.
+    pub proxy_ssl_server_name: bool,
+    /// `upstream-vhost`: the Host sent to the pods.
+    pub upstream_vhost: Option<http::HeaderValue>,
+    /// `x-forwarded-prefix`: sent as X-Forwarded-Prefix.
+    pub forwarded_prefix: Option<http::HeaderValue>,
+    /// `service-upstream: "true"`: the Service's ClusterIP and port are the
+    /// one endpoint, instead of its pods.
+    pub service_upstream: bool,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
 }
 
+/// What the pods behind an Ingress speak (`backend-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 (also `AUTO_HTTP`, which ingress-nginx serves the same way).
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// gRPC: HTTP/2 with prior knowledge (h2c).
+    Grpc,
+    /// gRPC over TLS (HTTP/2 by ALPN).
+    Grpcs,
+}
+
+impl BackendProtocol {
+    /// ingress-nginx's spelling, any case (it upper-cases the value).
+    fn parse(v: &str) -> Result<Self, &'static str> {
+        match v.trim().to_ascii_uppercase().as_str() {
+            "HTTP" | "AUTO_HTTP" => Ok(BackendProtocol::Http),
+            "HTTPS" => Ok(BackendProtocol::Https),
+            "GRPC" => Ok(BackendProtocol::Grpc),
+            "GRPCS" => Ok(BackendProtocol::Grpcs),
+            "FCGI" | "AJP" => Err("is not supported by sluice (HTTP, HTTPS, GRPC and GRPCS are)"),
+            _ => Err("is not HTTP, HTTPS, AUTO_HTTP, GRPC or GRPCS"),
+        }
+    }
+
+    /// Over TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, BackendProtocol::Https | BackendProtocol::Grpcs)
+    }
+
+    /// Over HTTP/2.
+    pub fn http2(self) -> bool {
+        matches!(self, BackendProtocol::Grpc | BackendProtocol::Grpcs)
+    }
+}
+
 impl Annotated {
+    /// The header edits the annotations ask for.
+    pub fn header_edits(&self) -> crate::spec::HeaderEdits {
+        crate::spec::HeaderEdits {
+            host: self.upstream_vhost.clone(),
+            forwarded_prefix: self.forwarded_prefix.clone(),
+        }
+    }
+
     /// The route's redirect setting: `None` follows the certificate.
     pub fn redirect(&self) -> Option<bool> {
         if self.force_ssl_redirect {
@@ -182,6 +248,42 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 .problems
                 .push(format!("{key}: {value:?} is not a number of seconds")),
         },
+        "backend-protocol" => match BackendProtocol::parse(value) {
+            Ok(p) => out.backend_protocol = Some(p),
+            Err(why) => out.problems.push(format!("{key}: {value:?} {why}")),
+        },
+        "proxy-ssl-verify" => on_off(out, key, value, |o, b| o.proxy_ssl_verify = b),
+        "proxy-ssl-server-name" => on_off(out, key, value, |o, b| o.proxy_ssl_server_name = b),
+        "proxy-ssl-secret" => match value.trim().split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                out.proxy_ssl_secret = Some((ns.to_owned(), name.to_owned()))
+            }
+            _ => out
+                .problems
+                .push(format!("{key}: {value:?} is not namespace/name")),
+        },
+        "proxy-ssl-name" => match rustls::pki_types::ServerName::try_from(value.trim()) {
+            Ok(_) => out.proxy_ssl_name = Some(value.trim().to_owned()),
+            Err(_) => out.problems.push(format!(
+                "{key}: {value:?} is not a DNS name or an IP address"
+            )),
+        },
+        // The TLS versions and ciphers are rustls's safe defaults (TLS 1.2
+        // and 1.3, AEAD ciphers only); the chain depth is webpki's.
+        "proxy-ssl-protocols" | "proxy-ssl-ciphers" | "proxy-ssl-verify-depth" => {}
+        "upstream-vhost" => match host_value(value) {
+            Some(v) => out.upstream_vhost = Some(v),
+            None => out
+                .problems
+                .push(format!("{key}: {value:?} is not a host name")),
+        },
+        "x-forwarded-prefix" => match http::HeaderValue::from_str(value.trim()) {
+            Ok(v) if !value.trim().is_empty() => out.forwarded_prefix = Some(v),
+            _ => out
+                .problems
+                .push(format!("{key}: {value:?} is not a header value")),
+        },
+        "service-upstream" => flag(out, key, value, |o, b| o.service_upstream = b),
         "proxy-read-timeout" => match seconds(value) {
             Some(d) => out.read_timeout = Some(d),
             None => out
@@ -203,6 +305,29 @@ fn flag(out: &mut Annotated, key: &str, value: &str, set: impl FnOnce(&mut Annot
             .problems
             .push(format!("{key}: {other:?} is not true or false")),
     }
+}
+
+/// An `"on"` / `"off"` annotation (ingress-nginx's proxy-ssl-* spell
+/// their switches as nginx does; `true` / `false` are taken too).
+fn on_off(out: &mut Annotated, key: &str, value: &str, set: impl FnOnce(&mut Annotated, bool)) {
+    match value.trim() {
+        "on" | "true" => set(out, true),
+        "off" | "false" => set(out, false),
+        other => out
+            .problems
+            .push(format!("{key}: {other:?} is not on or off")),
+    }
+}
+
+/// A host (with an optional port) fit for a Host header.
+fn host_value(v: &str) -> Option<http::HeaderValue> {
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 261
+        && v.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        });
+    ok.then(|| http::HeaderValue::from_str(v).ok()).flatten()
 }
 
 /// A pod's `sluice.dev/weight` that is not a weight.

@@ -274,12 +274,14 @@ mod tests {
                     ..HealthPolicy::default()
                 },
                 max_idle_per_endpoint: 1,
+                tls: None,
                 names: Vec::new(),
             },
             timeouts: DEFAULT_TIMEOUTS,
             retry: RetryPolicy { attempts },
             canary: None,
             max_request_body: None,
+            headers: crate::spec::HeaderEdits::default(),
             ssl_redirect: None,
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());

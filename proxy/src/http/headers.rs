@@ -4,10 +4,12 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::policy;
+use crate::spec::HeaderEdits;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// [`policy::HOP_BY_HOP`] as header names, for cheap comparisons.
@@ -108,6 +110,20 @@ pub fn add_forwarded(
         None => {
             headers.remove(&X_FORWARDED_HOST);
         }
+    }
+}
+
+/// The route's own edits ([`HeaderEdits`]), after the forwarding
+/// headers: a Host of its choosing, X-Forwarded-Prefix.
+pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
+    if edits.is_empty() {
+        return;
+    }
+    if let Some(host) = &edits.host {
+        headers.insert(header::HOST, host.clone());
+    }
+    if let Some(prefix) = &edits.forwarded_prefix {
+        headers.insert(X_FORWARDED_PREFIX.clone(), prefix.clone());
     }
 }
 

@@ -48,10 +48,13 @@ pub struct Route {
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
     pub metrics: RouteMetrics,
-    /// The HTTP/1.1 fast path may serve it: every upstream speaks HTTP/1.1
-    /// (h2c upstreams are hyper's) and no canary is chosen by a header
-    /// (the fast path keeps no header map). Decided when the snapshot is
-    /// built, so the fast path reads one flag per request.
+    /// What changes in the request headers sent upstream.
+    pub headers: crate::spec::HeaderEdits,
+    /// The HTTP/1.1 fast path may serve it: every upstream speaks plain
+    /// HTTP/1.1 (h2c and TLS upstreams are hyper's), no canary is chosen by
+    /// a header and no header is edited (the fast path keeps no header
+    /// map). Decided when the snapshot is built, so the fast path reads one
+    /// flag per request.
     pub fast_path: bool,
 }
 
@@ -188,10 +191,13 @@ impl Snapshot {
                 total: c.total,
                 header: c.header.clone(),
             });
-            let fast_path = upstream.protocol == crate::upstream::Protocol::Http1
-                && canary.as_ref().is_none_or(|c| {
-                    c.upstream.protocol == crate::upstream::Protocol::Http1 && c.header.is_none()
-                });
+            let plain_h1 =
+                |u: &Upstream| u.protocol == crate::upstream::Protocol::Http1 && u.tls.is_none();
+            let fast_path = plain_h1(&upstream)
+                && spec.headers.is_empty()
+                && canary
+                    .as_ref()
+                    .is_none_or(|c| plain_h1(&c.upstream) && c.header.is_none());
             Arc::new(Route {
                 name: spec.name.clone(),
                 host: spec.host.clone(),
@@ -206,6 +212,7 @@ impl Snapshot {
                 server_header: edge.server_header,
                 timeouts: spec.timeouts,
                 retry: spec.retry,
+                headers: spec.headers.clone(),
                 metrics: metrics.route(&spec.name),
             })
         };
@@ -397,12 +404,14 @@ mod tests {
                 endpoints: vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: 1,
+                tls: None,
                 names: Vec::new(),
             },
             timeouts: DEFAULT_TIMEOUTS,
             retry: DEFAULT_RETRY,
             canary: None,
             max_request_body: None,
+            headers: crate::spec::HeaderEdits::default(),
             ssl_redirect: None,
         }
     }

@@ -22,11 +22,11 @@ mod upstream;
 pub use host::{HostError, HostMatch};
 pub use path::{PathType, PathTypeError};
 pub use route::{
-    CanarySpec, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
+    CanarySpec, HeaderEdits, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
 };
 pub use tls::{CertFiles, Hsts, Policy};
 pub use upstream::{
-    EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, DEFAULT_HEALTH,
+    EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, UpstreamTls, DEFAULT_HEALTH,
     DEFAULT_MAX_IDLE,
 };

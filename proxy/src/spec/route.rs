@@ -23,9 +23,31 @@ pub struct RouteSpec {
     pub canary: Option<CanarySpec>,
     /// The largest request body accepted (413 beyond); `None`: no limit.
     pub max_request_body: Option<u64>,
+    /// What changes in the headers sent upstream.
+    pub headers: HeaderEdits,
     /// Plain HTTP to HTTPS: `None` when the host has a certificate,
     /// `Some(true)` always, `Some(false)` never.
     pub ssl_redirect: Option<bool>,
+}
+
+/// What a route changes in the request headers it sends upstream, beyond
+/// the forwarding headers every route adds. Values are checked when the
+/// route is made, and copied as they are per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// The Host sent instead of the client's (ingress-nginx's
+    /// `upstream-vhost`); X-Forwarded-Host keeps the client's.
+    pub host: Option<http::HeaderValue>,
+    /// `X-Forwarded-Prefix` (ingress-nginx's `x-forwarded-prefix`): the
+    /// path prefix the client saw, for applications that build links.
+    pub forwarded_prefix: Option<http::HeaderValue>,
+}
+
+impl HeaderEdits {
+    /// True when there is nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.forwarded_prefix.is_none()
+    }
 }
 
 /// A canary upstream for a route, and how much traffic it gets.

@@ -69,6 +69,31 @@ pub struct UpstreamSpec {
     pub names: Vec<NamedBackend>,
     pub health: HealthPolicy,
     pub max_idle_per_endpoint: usize,
+    /// TLS to the endpoints (ingress-nginx's `backend-protocol: HTTPS` or
+    /// `GRPCS`); `None`: plain TCP.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// TLS to an upstream's endpoints: the client configuration every
+/// connection to them shakes hands with, built once per setting (its
+/// session cache then resumes sessions across connections).
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// Roots (or no verification), client certificate, ALPN.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name sent in SNI and verified; `None` sends no SNI (and, with
+    /// verification on, verifies the endpoint's IP address).
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// What the setting is, in words: endpoints are kept across rebuilds
+    /// only while it stays the same (their pooled connections were made
+    /// with it), and the admin page shows it.
+    pub id: Arc<str>,
+}
+
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
 }
 
 /// A backend written as `host:port`.

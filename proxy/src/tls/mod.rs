@@ -9,6 +9,7 @@
 //! handshakes see the new one, so a rotation drops nothing.
 
 mod cert;
+pub mod client;
 mod table;
 
 use std::path::{Path, PathBuf};

@@ -11,13 +11,13 @@ use std::task::{Context, Poll};
 
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
+use crate::upstream::transport::Transport;
 use crate::upstream::upload::RequestBody;
 
 /// Polls a connection; drops it once it has ended. True while it lives.
 pub(super) fn drive(
-    conn: &mut Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
+    conn: &mut Option<http1::Connection<TokioIo<Transport>, RequestBody>>,
     cx: &mut Context<'_>,
 ) -> bool {
     let Some(c) = conn else { return false };
@@ -48,7 +48,7 @@ pub struct H1 {
     /// `None` once the connection has ended. It is dropped at once: a
     /// request still queued in it is then handed back unsent (hyper cancels
     /// queued requests when the connection is dropped, not when it ends).
-    pub(super) conn: Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
+    pub(super) conn: Option<http1::Connection<TokioIo<Transport>, RequestBody>>,
 }
 
 impl H1 {

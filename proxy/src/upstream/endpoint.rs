@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::uri::Authority;
 
 use super::idle::Pool;
-use crate::spec::{EndpointSpec, HealthPolicy, Protocol};
+use crate::spec::{EndpointSpec, HealthPolicy, Protocol, UpstreamTls};
 
 /// A live endpoint.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub struct Endpoint {
     pub key: Arc<str>,
     pub addr: SocketAddr,
     pub protocol: Protocol,
+    /// TLS to it; `None`: plain TCP.
+    pub tls: Option<Arc<UpstreamTls>>,
     /// `ip:port`, ready for upstream URIs.
     pub(crate) authority: Authority,
     in_flight: AtomicU32,
@@ -55,13 +57,14 @@ impl HealthState {
 }
 
 impl Endpoint {
-    pub fn new(spec: &EndpointSpec, protocol: Protocol) -> Self {
+    pub fn new(spec: &EndpointSpec, protocol: Protocol, tls: Option<Arc<UpstreamTls>>) -> Self {
         let authority = Authority::try_from(spec.addr.to_string().as_str())
             .expect("a socket address is a valid authority");
         Endpoint {
             key: spec.key.clone(),
             addr: spec.addr,
             protocol,
+            tls,
             authority,
             in_flight: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -169,6 +172,7 @@ mod tests {
         Endpoint::new(
             &EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1),
             Protocol::Http1,
+            None,
         )
     }
 

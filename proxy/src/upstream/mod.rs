@@ -25,6 +25,7 @@ pub mod drivers;
 mod endpoint;
 mod idle;
 pub mod pool;
+pub mod transport;
 mod upload;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use rustc_hash::FxHashMap;
 
 use crate::balance::{Balancer, Load, Strategy};
 pub use crate::spec::{
-    EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, DEFAULT_HEALTH,
+    EndpointSpec, HealthPolicy, NamedBackend, Protocol, UpstreamSpec, UpstreamTls, DEFAULT_HEALTH,
     DEFAULT_MAX_IDLE,
 };
 pub use body::{BodyError, ResponseBody, UpstreamBody};
@@ -58,6 +59,8 @@ pub struct Upstream {
     pub balancer: Arc<Balancer>,
     pub health: HealthPolicy,
     pub max_idle_per_endpoint: usize,
+    /// TLS to the endpoints; `None`: plain TCP.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// What a rebuild may take over from the previous snapshot: endpoints (by
@@ -81,9 +84,9 @@ impl Upstream {
                 reuse
                     .endpoints
                     .get(&(spec.name.clone(), e.key.clone(), spec.protocol))
-                    .filter(|old| old.addr == e.addr)
+                    .filter(|old| old.addr == e.addr && old.tls == spec.tls)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(e, spec.protocol)))
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(e, spec.protocol, spec.tls.clone())))
             })
             .collect();
         let weights: Box<[u32]> = specs.iter().map(|e| e.weight.max(1)).collect();
@@ -111,6 +114,7 @@ impl Upstream {
             protocol: spec.protocol,
             health: spec.health,
             max_idle_per_endpoint: spec.max_idle_per_endpoint,
+            tls: spec.tls.clone(),
         }
     }
 
@@ -244,6 +248,7 @@ mod tests {
                 endpoints,
                 health,
                 max_idle_per_endpoint: 1,
+                tls: None,
                 names: Vec::new(),
             },
             &EndpointReuse::default(),
@@ -326,6 +331,7 @@ mod tests {
             endpoints: vec![EndpointSpec::new("127.0.0.1:9000".parse().unwrap(), 2)],
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 1,
+            tls: None,
             names: Vec::new(),
         };
         let v = Upstream::build(&spec, &reuse);
@@ -346,6 +352,7 @@ mod tests {
                     endpoints: eps,
                     health: HealthPolicy::default(),
                     max_idle_per_endpoint: 1,
+                    tls: None,
                     names: Vec::new(),
                 },
                 &EndpointReuse::default(),

@@ -85,6 +85,7 @@ impl Validator {
                 retry,
                 canary: None,
                 max_request_body,
+                headers: crate::spec::HeaderEdits::default(),
                 ssl_redirect: r.ssl_redirect,
             });
         }
@@ -110,6 +111,7 @@ impl Validator {
                 retry,
                 canary: None,
                 max_request_body,
+                headers: crate::spec::HeaderEdits::default(),
                 ssl_redirect: None,
             }
         })
@@ -170,6 +172,7 @@ impl Validator {
             endpoints,
             health: self.health(field, set.health.as_ref(), defaults.health),
             max_idle_per_endpoint: defaults.max_idle,
+            tls: None,
             names,
         };
         let timeouts = self.timeouts(field, set.timeouts.as_ref(), defaults.timeouts);

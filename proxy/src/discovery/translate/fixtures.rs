@@ -72,9 +72,19 @@ pub trait IngressFixture {
     fn default_backend(self, backend: IngressBackend) -> Self;
     /// A `spec.tls` entry; no hosts leaves its host list out.
     fn tls(self, hosts: &[&str], secret: Option<&str>) -> Self;
+    /// An `nginx.ingress.kubernetes.io/` annotation.
+    fn nginx(self, name: &str, value: &str) -> Self;
 }
 
 impl IngressFixture for Ingress {
+    fn nginx(mut self, name: &str, value: &str) -> Self {
+        self.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(format!("nginx.ingress.kubernetes.io/{name}"), value.into());
+        self
+    }
+
     fn created(mut self, at: &str) -> Self {
         self.metadata.creation_timestamp = Some(Time(at.parse().expect("an RFC 3339 time")));
         self

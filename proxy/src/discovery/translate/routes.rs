@@ -5,15 +5,21 @@
 //! only itself; a Service that is missing gives a route that answers 503.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressRule, IngressSpec};
 
 use super::endpoints::SlicesByService;
 use super::{id, ClusterState, TranslateSettings, Translated};
 use crate::balance::Strategy;
-use crate::discovery::annotations::{self, Annotated};
-use crate::spec::{HostError, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec};
+use crate::discovery::annotations::{self, Annotated, BackendProtocol};
+use crate::routing::strip_port;
+use crate::spec::{
+    EndpointSpec, HostError, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec, UpstreamTls,
+};
+use crate::tls::client::{client_config, Verify};
+use rustls::pki_types::ServerName;
 
 /// What an Ingress backend is looked up in: the Services, their
 /// EndpointSlices and their pods' weights, indexed once per rebuild.
@@ -21,6 +27,8 @@ pub(super) struct Backends<'a> {
     pod_weights: &'a HashMap<(String, String), u32>,
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: SlicesByService<'a>,
+    /// TLS Secrets by `(namespace, name)`, for `proxy-ssl-secret`.
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
 }
 
 impl<'a> Backends<'a> {
@@ -38,10 +46,24 @@ impl<'a> Backends<'a> {
                 ))
             })
             .collect();
+        let secrets = state
+            .secrets
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    (
+                        s.metadata.namespace.as_deref()?,
+                        s.metadata.name.as_deref()?,
+                    ),
+                    &**s,
+                ))
+            })
+            .collect();
         Backends {
             pod_weights: &state.pod_weights,
             services,
             slices: SlicesByService::index(&state.slices),
+            secrets,
         }
     }
 }
@@ -219,6 +241,9 @@ impl Backends<'_> {
                 ));
                 Vec::new()
             }
+            Some(svc) if ing_notes.service_upstream => {
+                service_upstream(ns, svc, port, name, problems)
+            }
             Some(svc) => {
                 let weights = svc_notes
                     .as_ref()
@@ -244,7 +269,27 @@ impl Backends<'_> {
         // this name; the strategy is part of it so that two Ingresses asking
         // different strategies of one Service do not rebuild each other's
         // balancer on every change.
-        let upstream_name = format!("{ns}/{}:{port_label}#{strategy}", svc_ref.name);
+        let backend_protocol = ing_notes.backend_protocol.unwrap_or(BackendProtocol::Http);
+        let suffix = match backend_protocol {
+            BackendProtocol::Http => "",
+            BackendProtocol::Https => "+https",
+            BackendProtocol::Grpc => "+grpc",
+            BackendProtocol::Grpcs => "+grpcs",
+        };
+        let upstream_name = format!("{ns}/{}:{port_label}#{strategy}{suffix}", svc_ref.name);
+        let (tls, endpoints) = if backend_protocol.tls() {
+            match self.upstream_tls(ns, &svc_ref.name, ing_notes, backend_protocol) {
+                Ok(tls) => (Some(Arc::new(tls)), endpoints),
+                Err(why) => {
+                    // Verification was asked for and cannot be had: no
+                    // traffic rather than unverified traffic.
+                    problems.push(format!("{name}: {why}; the route answers 503"));
+                    (None, Vec::new())
+                }
+            }
+        } else {
+            (None, endpoints)
+        };
         let mut timeouts = settings.defaults.timeouts;
         ing_notes.apply_timeouts(&mut timeouts);
         Some(RouteSpec {
@@ -255,10 +300,15 @@ impl Backends<'_> {
             upstream: UpstreamSpec {
                 name: upstream_name.into(),
                 strategy,
-                protocol: Protocol::Http1,
+                protocol: if backend_protocol.http2() {
+                    Protocol::Http2
+                } else {
+                    Protocol::Http1
+                },
                 endpoints,
                 health: settings.defaults.health,
                 max_idle_per_endpoint: settings.defaults.max_idle,
+                tls,
                 names: Vec::new(),
             },
             timeouts,
@@ -267,9 +317,170 @@ impl Backends<'_> {
             max_request_body: ing_notes
                 .max_request_body
                 .unwrap_or(settings.defaults.max_request_body),
+            headers: ing_notes.header_edits(),
             ssl_redirect: ing_notes.redirect(),
         })
     }
+}
+
+impl Backends<'_> {
+    /// The TLS setting for an HTTPS or gRPCS backend, as ingress-nginx's
+    /// `proxy-ssl-*` annotations ask: unverified and without SNI unless
+    /// told otherwise. The name verified (and sent, with
+    /// `proxy-ssl-server-name: on`) is `proxy-ssl-name`, else the
+    /// `upstream-vhost`, else the Service's cluster name.
+    fn upstream_tls(
+        &self,
+        ns: &str,
+        svc: &str,
+        notes: &Annotated,
+        protocol: BackendProtocol,
+    ) -> Result<UpstreamTls, String> {
+        let name = notes
+            .proxy_ssl_name
+            .clone()
+            .or_else(|| {
+                notes
+                    .upstream_vhost
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| strip_port(h).to_owned())
+            })
+            .unwrap_or_else(|| format!("{svc}.{ns}.svc"));
+        let secret = match &notes.proxy_ssl_secret {
+            Some((sns, sname)) => {
+                let found = self.secrets.get(&(sns.as_str(), sname.as_str())).copied();
+                let data = |key: &str| {
+                    found
+                        .and_then(|s| s.data.as_ref())
+                        .and_then(|d| d.get(key))
+                        .map(|b| b.0.clone())
+                        .filter(|b| !b.is_empty())
+                };
+                Some(SslSecret {
+                    id: format!("{sns}/{sname}"),
+                    found: found.is_some(),
+                    version: found.and_then(|s| s.metadata.resource_version.clone()),
+                    ca: data("ca.crt"),
+                    client: data("tls.crt").zip(data("tls.key")),
+                })
+            }
+            None => None,
+        };
+        let verify = if notes.proxy_ssl_verify {
+            match &secret {
+                None => return Err("proxy-ssl-verify is on without a proxy-ssl-secret".into()),
+                Some(s) if !s.found => {
+                    return Err(format!(
+                        "proxy-ssl-secret {}: not found (or not of type kubernetes.io/tls)",
+                        s.id
+                    ))
+                }
+                Some(SslSecret { ca: Some(ca), .. }) => Verify::Ca(ca.clone()),
+                Some(s) => return Err(format!("proxy-ssl-secret {}: lacks ca.crt", s.id)),
+            }
+        } else {
+            Verify::Off
+        };
+        let client_cert = secret.as_ref().and_then(|s| s.client.as_ref());
+        let alpn: &[&[u8]] = if protocol.http2() { &[b"h2"] } else { &[] };
+        let mut config = client_config(
+            &verify,
+            client_cert.map(|(c, k)| (c.as_slice(), k.as_slice())),
+            alpn,
+        )
+        .map_err(|e| match &secret {
+            Some(s) => format!("proxy-ssl-secret {}: {e}", s.id),
+            None => e.to_string(),
+        })?;
+        config.enable_sni = notes.proxy_ssl_server_name;
+        let named = notes.proxy_ssl_server_name || notes.proxy_ssl_verify;
+        let server_name = if named {
+            Some(
+                ServerName::try_from(name.clone())
+                    .map_err(|_| format!("{name:?} is not a name to verify"))?,
+            )
+        } else {
+            None
+        };
+        let id = format!(
+            "{} verify={} sni={} secret={}",
+            if protocol.http2() { "h2" } else { "http/1.1" },
+            if notes.proxy_ssl_verify { "on" } else { "off" },
+            if notes.proxy_ssl_server_name {
+                name.as_str()
+            } else {
+                "-"
+            },
+            secret
+                .as_ref()
+                .map(|s| format!("{}@{}", s.id, s.version.as_deref().unwrap_or("")))
+                .unwrap_or_else(|| "-".into()),
+        );
+        Ok(UpstreamTls {
+            config: Arc::new(config),
+            server_name,
+            id: id.into(),
+        })
+    }
+}
+
+/// What `proxy-ssl-secret` names, as found.
+struct SslSecret {
+    /// `namespace/name`.
+    id: String,
+    found: bool,
+    /// Its `resourceVersion`: a new version makes new connections.
+    version: Option<String>,
+    ca: Option<Vec<u8>>,
+    /// `tls.crt` and `tls.key`: a client certificate.
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// ingress-nginx's `service-upstream`: the Service's ClusterIP and port as
+/// the one endpoint, leaving the balancing to kube-proxy. A headless
+/// Service has no ClusterIP to send to: its route answers 503.
+fn service_upstream(
+    ns: &str,
+    svc: &Service,
+    port: Option<&k8s_openapi::api::networking::v1::ServiceBackendPort>,
+    route: &str,
+    problems: &mut Vec<String>,
+) -> Vec<EndpointSpec> {
+    let svc_name = svc.metadata.name.as_deref().unwrap_or("");
+    let spec = svc.spec.as_ref();
+    let ip = spec
+        .and_then(|s| s.cluster_ip.as_deref())
+        .filter(|ip| *ip != "None")
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+    let Some(ip) = ip else {
+        problems.push(format!(
+            "{route}: service-upstream: service {ns}/{svc_name} has no ClusterIP; the route answers 503"
+        ));
+        return Vec::new();
+    };
+    let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
+    let found = match port {
+        Some(p) => ports.iter().find(|sp| match (&p.name, p.number) {
+            (Some(n), _) if !n.is_empty() => sp.name.as_deref() == Some(n.as_str()),
+            (_, Some(n)) => sp.port == n,
+            _ => false,
+        }),
+        None if ports.len() == 1 => ports.first(),
+        None => None,
+    };
+    let Some(p) = found.and_then(|p| u16::try_from(p.port).ok()) else {
+        problems.push(format!(
+            "{route}: service {ns}/{svc_name} has no such port; the route answers 503"
+        ));
+        return Vec::new();
+    };
+    let addr = std::net::SocketAddr::new(ip, p);
+    vec![EndpointSpec {
+        addr,
+        weight: 1,
+        key: format!("service {ns}/{svc_name} {addr}").into(),
+    }]
 }
 
 /// A rule's host: none (or empty) matches any host.
@@ -292,6 +503,106 @@ fn host_label(host: &HostMatch) -> String {
 mod tests {
     use crate::discovery::translate::fixtures::*;
     use crate::discovery::translate::{translate, ClusterState};
+
+    fn one_route(
+        ing: k8s_openapi::api::networking::v1::Ingress,
+    ) -> crate::discovery::translate::Translated {
+        let mut svc = web_service();
+        svc.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.7".into());
+        let state = ClusterState {
+            ingresses: vec![ing.into()],
+            services: vec![svc.into()],
+            slices: vec![web_slice("web-1", [shop_pod("10.0.0.1", "web-1", ready())]).into()],
+            classes: vec![our_class().into()],
+            ..ClusterState::default()
+        };
+        translate(&state, &settings())
+    }
+
+    #[test]
+    fn backend_protocols_and_their_tls() {
+        use crate::spec::Protocol;
+        let plain = one_route(shop_ingress("a", "2026-01-01T00:00:00Z", port(80)));
+        let u = &plain.routes[0].upstream;
+        assert_eq!((u.protocol, u.tls.is_none()), (Protocol::Http1, true));
+        for (value, protocol, tls, alpn) in [
+            ("HTTPS", Protocol::Http1, true, vec![]),
+            ("grpc", Protocol::Http2, false, vec![]),
+            ("GRPCS", Protocol::Http2, true, vec![b"h2".to_vec()]),
+            ("AUTO_HTTP", Protocol::Http1, false, vec![]),
+        ] {
+            let t = one_route(
+                shop_ingress("a", "2026-01-01T00:00:00Z", port(80))
+                    .nginx("backend-protocol", value),
+            );
+            assert!(t.problems.is_empty(), "{value}: {:?}", t.problems);
+            let u = &t.routes[0].upstream;
+            assert_eq!((u.protocol, u.tls.is_some()), (protocol, tls), "{value}");
+            assert_eq!(u.endpoints.len(), 1);
+            if let Some(tls) = &u.tls {
+                assert_eq!(tls.config.alpn_protocols, alpn, "{value}");
+                // ingress-nginx's defaults: no verification, no SNI.
+                assert!(tls.server_name.is_none() && !tls.config.enable_sni);
+            }
+        }
+        let t = one_route(
+            shop_ingress("a", "2026-01-01T00:00:00Z", port(80))
+                .nginx("backend-protocol", "HTTPS")
+                .nginx("proxy-ssl-server-name", "on")
+                .nginx("upstream-vhost", "internal.shop:8443"),
+        );
+        let tls = t.routes[0].upstream.tls.as_ref().unwrap();
+        assert!(tls.config.enable_sni);
+        assert_eq!(
+            tls.server_name
+                .as_ref()
+                .map(|n| n.to_str().into_owned())
+                .as_deref(),
+            Some("internal.shop")
+        );
+        assert_eq!(
+            t.routes[0].headers.host.as_ref().unwrap(),
+            "internal.shop:8443"
+        );
+        // FCGI is refused by name, and the pods are spoken to in HTTP.
+        let t = one_route(
+            shop_ingress("a", "2026-01-01T00:00:00Z", port(80)).nginx("backend-protocol", "FCGI"),
+        );
+        assert!(t.problems[0].contains("not supported"), "{:?}", t.problems);
+        assert!(t.routes[0].upstream.tls.is_none());
+    }
+
+    #[test]
+    fn verification_asked_for_and_impossible_answers_503() {
+        let t = one_route(
+            shop_ingress("a", "2026-01-01T00:00:00Z", port(80))
+                .nginx("backend-protocol", "HTTPS")
+                .nginx("proxy-ssl-verify", "on")
+                .nginx("proxy-ssl-secret", "shop/ca"),
+        );
+        assert!(t.routes[0].upstream.endpoints.is_empty());
+        assert!(
+            t.problems.iter().any(|p| p.contains("shop/ca: not found")),
+            "{:?}",
+            t.problems
+        );
+    }
+
+    #[test]
+    fn service_upstream_sends_to_the_cluster_ip() {
+        let t = one_route(
+            shop_ingress("a", "2026-01-01T00:00:00Z", port(80))
+                .nginx("service-upstream", "true")
+                .nginx("x-forwarded-prefix", "/shop"),
+        );
+        let eps = &t.routes[0].upstream.endpoints;
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].addr, "10.96.0.7:80".parse().unwrap());
+        assert_eq!(
+            t.routes[0].headers.forwarded_prefix.as_ref().unwrap(),
+            "/shop"
+        );
+    }
 
     #[test]
     fn missing_service_or_port_answers_503_and_is_reported() {

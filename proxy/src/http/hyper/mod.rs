@@ -361,6 +361,7 @@ async fn forward(
         let scheme = conn.scheme(h);
         headers::add_forwarded(h, &conn.peer_ip, scheme, host.as_ref());
         headers::ensure_request_id(h);
+        headers::apply_edits(h, &route.headers);
     }
     let mut served = served;
     if let Some(s) = served.as_deref_mut() {

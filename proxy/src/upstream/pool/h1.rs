@@ -15,18 +15,19 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use super::{connect_tcp, response_within, unsent, ConnectError, Loan, SendError, SendLimits};
+use super::{response_within, unsent, ConnectError, Loan, SendError, SendLimits};
 use crate::client_body::ClientBody;
 use crate::policy::{self, AfterClose};
 use crate::upstream::conn::{drive, H1};
 use crate::upstream::endpoint::Endpoint;
+use crate::upstream::transport;
 use crate::upstream::upload::RequestBody;
 
 /// hyper's read buffer per upstream HTTP/1.1 connection.
 const UPSTREAM_BUFFER: usize = 64 * 1024;
 
 async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, ConnectError> {
-    let stream = connect_tcp(endpoint, limits.connect).await?;
+    let stream = transport::connect(endpoint, limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
         .writev(false)
         // What one read of a response may take: the chunk then waits for
@@ -48,7 +49,7 @@ async fn connect_h1_upgrade(
     endpoint: &Endpoint,
     limits: SendLimits,
 ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
-    let stream = connect_tcp(endpoint, limits.connect).await?;
+    let stream = transport::connect(endpoint, limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

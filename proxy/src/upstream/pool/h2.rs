@@ -9,8 +9,9 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::oneshot;
 
-use super::{connect_tcp, response_within, unsent, ConnectError, SendError, SendLimits};
+use super::{response_within, unsent, ConnectError, SendError, SendLimits};
 use crate::upstream::endpoint::Endpoint;
+use crate::upstream::transport;
 use crate::upstream::upload::RequestBody;
 
 /// Sends over the endpoint's shared connection, made first when there is
@@ -24,7 +25,7 @@ pub(super) async fn send(
     let mut sender = match endpoint.pool.shared_h2() {
         Some(s) => s,
         None => {
-            let stream = match connect_tcp(endpoint, limits.connect).await {
+            let stream = match transport::connect(endpoint, limits.connect).await {
                 Ok(s) => s,
                 Err(e) => return Err(unsent(req, e)),
             };

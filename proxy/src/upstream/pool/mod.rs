@@ -42,6 +42,8 @@ pub enum ConnectError {
     Io(#[from] io::Error),
     #[error("handshake failed: {0}")]
     Handshake(#[source] hyper::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
 }
 
 impl ConnectError {
@@ -128,7 +130,11 @@ fn set_uri(req: &mut Request<ClientBody>, endpoint: &Endpoint) {
                 .and_then(|h| h.parse().ok())
                 .unwrap_or_else(|| endpoint.authority.clone());
             let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(Scheme::HTTP);
+            parts.scheme = Some(if endpoint.tls.is_some() {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            });
             parts.authority = Some(authority);
             parts.path_and_query = Some(pq);
             Uri::from_parts(parts).unwrap_or_default()
@@ -137,6 +143,8 @@ fn set_uri(req: &mut Request<ClientBody>, endpoint: &Endpoint) {
     *req.uri_mut() = uri;
 }
 
+/// A plain TCP connection for the fast path, which serves only routes
+/// whose upstreams speak plain HTTP/1.1.
 pub(crate) async fn connect_tcp(
     endpoint: &Endpoint,
     timeout: Duration,
