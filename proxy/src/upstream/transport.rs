@@ -5,6 +5,7 @@
 //! connect failure: nothing was sent, and the request may go elsewhere.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,8 +15,30 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::endpoint::Endpoint;
-use super::pool::ConnectError;
+use crate::spec::UpstreamTls;
+
+/// Why connecting to an endpoint failed. Nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
+}
+
+impl ConnectError {
+    /// The connection was gone before the request could be written.
+    pub(crate) fn closed() -> Self {
+        ConnectError::Io(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "connection closed before the request was sent",
+        ))
+    }
+}
 
 /// A connection to an endpoint.
 pub enum Transport {
@@ -33,20 +56,24 @@ impl Transport {
     }
 }
 
-/// Connects to `endpoint`, shaking hands when it speaks TLS, all within
+/// Connects to `addr`, shaking hands when `tls` says so, all within
 /// `timeout`.
-pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Transport, ConnectError> {
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    timeout: Duration,
+) -> Result<Transport, ConnectError> {
     let work = async {
-        let tcp = TcpStream::connect(endpoint.addr).await?;
+        let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
-        let Some(tls) = &endpoint.tls else {
+        let Some(tls) = tls else {
             return Ok(Transport::Plain(tcp));
         };
         // Without a name, the endpoint's address: rustls then sends no SNI.
         let name = tls
             .server_name
             .clone()
-            .unwrap_or(ServerName::IpAddress(endpoint.addr.ip().into()));
+            .unwrap_or(ServerName::IpAddress(addr.ip().into()));
         let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
             .connect(name, tcp)
             .await

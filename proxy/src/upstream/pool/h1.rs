@@ -27,7 +27,7 @@ use crate::upstream::upload::RequestBody;
 const UPSTREAM_BUFFER: usize = 64 * 1024;
 
 async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, ConnectError> {
-    let stream = transport::connect(endpoint, limits.connect).await?;
+    let stream = transport::connect(endpoint.addr, endpoint.tls.as_deref(), limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
         .writev(false)
         // What one read of a response may take: the chunk then waits for
@@ -49,7 +49,7 @@ async fn connect_h1_upgrade(
     endpoint: &Endpoint,
     limits: SendLimits,
 ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
-    let stream = transport::connect(endpoint, limits.connect).await?;
+    let stream = transport::connect(endpoint.addr, endpoint.tls.as_deref(), limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

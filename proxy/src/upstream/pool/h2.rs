@@ -25,10 +25,13 @@ pub(super) async fn send(
     let mut sender = match endpoint.pool.shared_h2() {
         Some(s) => s,
         None => {
-            let stream = match transport::connect(endpoint, limits.connect).await {
-                Ok(s) => s,
-                Err(e) => return Err(unsent(req, e)),
-            };
+            let stream =
+                match transport::connect(endpoint.addr, endpoint.tls.as_deref(), limits.connect)
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => return Err(unsent(req, e)),
+                };
             let (sender, conn) = match http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(TokioIo::new(stream))

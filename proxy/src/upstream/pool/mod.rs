@@ -16,7 +16,6 @@ mod h2;
 mod loan;
 
 use std::future::Future;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,32 +28,10 @@ use tokio::sync::oneshot;
 use crate::client_body::ClientBody;
 use crate::spec::Protocol;
 use crate::upstream::endpoint::Endpoint;
+pub use crate::upstream::transport::ConnectError;
 use crate::upstream::upload::RequestBody;
 pub use crate::upstream::upload::{BodyTooLarge, UploadStalled};
 pub use loan::Loan;
-
-/// Why connecting to an endpoint failed. Nothing was sent.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("connect timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("connect failed: {0}")]
-    Io(#[from] io::Error),
-    #[error("handshake failed: {0}")]
-    Handshake(#[source] hyper::Error),
-    #[error("TLS handshake failed: {0}")]
-    Tls(#[source] io::Error),
-}
-
-impl ConnectError {
-    /// The connection was gone before the request could be written.
-    fn closed() -> Self {
-        ConnectError::Io(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "connection closed before the request was sent",
-        ))
-    }
-}
 
 /// Why a request to an endpoint failed.
 #[derive(Debug)]
