@@ -88,6 +88,7 @@ pub fn route(
         canary: None,
         max_request_body: None,
         ssl_redirect: None,
+        path_rules: Default::default(),
     }
 }
 

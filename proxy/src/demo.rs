@@ -85,6 +85,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             canary: None,
             max_request_body: None,
             ssl_redirect: None,
+            path_rules: Default::default(),
         }
     };
     Config {

@@ -84,6 +84,7 @@ pub fn quick(
         canary: None,
         max_request_body: None,
         ssl_redirect: None,
+        path_rules: Default::default(),
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()

@@ -281,6 +281,7 @@ mod tests {
             canary: None,
             max_request_body: None,
             ssl_redirect: None,
+            path_rules: Default::default(),
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         snap.lookup(None, "/").unwrap().clone()

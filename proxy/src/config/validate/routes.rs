@@ -86,6 +86,7 @@ impl Validator {
                 canary: None,
                 max_request_body,
                 ssl_redirect: r.ssl_redirect,
+                path_rules: Default::default(),
             });
         }
         routes
@@ -111,6 +112,7 @@ impl Validator {
                 canary: None,
                 max_request_body,
                 ssl_redirect: None,
+                path_rules: Default::default(),
             }
         })
     }
