@@ -32,6 +32,9 @@ use crate::wait_until;
 /// - `…/version`: the HTTP version it was asked in;
 /// - anything else: its name and a newline.
 ///
+/// A reporting backend ([`Backend::start_reporting`]) answers every request
+/// with what reached it instead: `<name> <path and query> host=<Host>`.
+///
 /// Every response carries `x-backend: <name>`.
 pub struct Backend {
     pub name: String,
@@ -67,7 +70,24 @@ impl Backend {
         Self::start_with(name, SocketAddr::from(([127, 0, 0, 1], 0)), delay).await
     }
 
+    /// A backend that answers every request with its name, the request
+    /// target (path and query) and Host it received, so that a test can
+    /// assert exactly what the proxy sent (rewrites).
+    pub async fn start_reporting(name: &str) -> Backend {
+        Self::start_inner(
+            name,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Duration::ZERO,
+            true,
+        )
+        .await
+    }
+
     pub async fn start_with(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
+        Self::start_inner(name, addr, delay, false).await
+    }
+
+    async fn start_inner(name: &str, addr: SocketAddr, delay: Duration, report: bool) -> Backend {
         let listener = bind_with_deadline(addr).await;
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -80,6 +100,7 @@ impl Backend {
             hits: hits.clone(),
             active: active.clone(),
             delay,
+            report,
         };
         let c = conns.clone();
         let task = tokio::spawn(async move {
@@ -172,6 +193,8 @@ struct BackendState {
     hits: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
     delay: Duration,
+    /// Answer with what reached it (see [`Backend::start_reporting`]).
+    report: bool,
 }
 
 impl BackendState {
@@ -189,6 +212,14 @@ impl BackendState {
     }
 
     async fn answer_inner(&self, mut req: Request<Incoming>) -> Response<Body> {
+        if self.report {
+            let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+            let host = req
+                .headers()
+                .get("host")
+                .map_or("", |h| h.to_str().unwrap_or("?"));
+            return Response::new(full(format!("{} {target} host={host}\n", self.name)));
+        }
         let path = req.uri().path().to_owned();
         if let Some(ms) = path.strip_prefix("/sleep/") {
             let ms: u64 = ms.parse().unwrap_or(0);
