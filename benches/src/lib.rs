@@ -90,6 +90,7 @@ pub fn route(
         max_request_body: None,
         headers: sluice::spec::HeaderEdits::default(),
         ssl_redirect: None,
+        path_rules: Default::default(),
     }
 }
 

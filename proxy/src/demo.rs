@@ -87,6 +87,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             max_request_body: None,
             headers: crate::spec::HeaderEdits::default(),
             ssl_redirect: None,
+            path_rules: Default::default(),
         }
     };
     Config {

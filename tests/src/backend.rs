@@ -32,6 +32,9 @@ use crate::wait_until;
 /// - `…/version`: the HTTP version it was asked in;
 /// - anything else: its name and a newline.
 ///
+/// A reporting backend ([`Backend::start_reporting`]) answers every request
+/// with what reached it instead: `<name> <path and query> host=<Host>`.
+///
 /// Every response carries `x-backend: <name>`.
 pub struct Backend {
     pub name: String,
@@ -70,8 +73,22 @@ impl Backend {
         Self::start_with(name, SocketAddr::from(([127, 0, 0, 1], 0)), delay).await
     }
 
+    /// A backend that answers every request with its name, the request
+    /// target (path and query) and Host it received, so that a test can
+    /// assert exactly what the proxy sent (rewrites).
+    pub async fn start_reporting(name: &str) -> Backend {
+        Self::start_inner(
+            name,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Duration::ZERO,
+            true,
+            None,
+        )
+        .await
+    }
+
     pub async fn start_with(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
-        Self::start_inner(name, addr, delay, None).await
+        Self::start_inner(name, addr, delay, false, None).await
     }
 
     /// A backend that terminates TLS itself with `cert` (PEM chain and
@@ -94,6 +111,7 @@ impl Backend {
             name,
             SocketAddr::from(([127, 0, 0, 1], 0)),
             Duration::ZERO,
+            false,
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
         )
         .await
@@ -103,6 +121,7 @@ impl Backend {
         name: &str,
         addr: SocketAddr,
         delay: Duration,
+        report: bool,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Backend {
         let listener = bind_with_deadline(addr).await;
@@ -117,6 +136,7 @@ impl Backend {
             hits: hits.clone(),
             active: active.clone(),
             delay,
+            report,
         };
         let c = conns.clone();
         let handshakes = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -234,6 +254,8 @@ struct BackendState {
     hits: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
     delay: Duration,
+    /// Answer with what reached it (see [`Backend::start_reporting`]).
+    report: bool,
 }
 
 impl BackendState {
@@ -251,6 +273,14 @@ impl BackendState {
     }
 
     async fn answer_inner(&self, mut req: Request<Incoming>) -> Response<Body> {
+        if self.report {
+            let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+            let host = req
+                .headers()
+                .get("host")
+                .map_or("", |h| h.to_str().unwrap_or("?"));
+            return Response::new(full(format!("{} {target} host={host}\n", self.name)));
+        }
         let path = req.uri().path().to_owned();
         if let Some(ms) = path.strip_prefix("/sleep/") {
             let ms: u64 = ms.parse().unwrap_or(0);

@@ -20,6 +20,7 @@ mod temp_dir;
 mod wait;
 
 pub mod cluster;
+pub mod corpus;
 pub mod kube_api;
 pub mod report;
 pub mod tls;

@@ -86,6 +86,7 @@ pub fn quick(
         max_request_body: None,
         headers: crate::spec::HeaderEdits::default(),
         ssl_redirect: None,
+        path_rules: Default::default(),
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()

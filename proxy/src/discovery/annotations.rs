@@ -13,6 +13,9 @@ use std::time::Duration;
 use crate::balance::Strategy;
 use crate::spec::RouteTimeouts;
 
+mod paths;
+pub use paths::PathNotes;
+
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 
@@ -62,6 +65,8 @@ pub struct Annotated {
     /// `service-upstream: "true"`: the Service's ClusterIP and port are the
     /// one endpoint, instead of its pods.
     pub service_upstream: bool,
+    /// The path annotations: regex paths, rewrite, redirects.
+    pub paths: PathNotes,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
 }
@@ -190,6 +195,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         out.problems.push(format!(
             "{key}: snippet annotations inject raw configuration and are refused"
         ));
+        return;
+    }
+    if paths::parse(&mut out.paths, key, name, value, &mut out.problems) {
         return;
     }
     match name {

@@ -48,6 +48,10 @@ pub enum Answer {
     UpstreamFailed,
     /// The upstream has no endpoint to try (none ready, or all tried).
     NoEndpoint,
+    /// A route's own redirect (ingress-nginx's `permanent-redirect`,
+    /// `temporal-redirect`, `app-root`, `from-to-www-redirect`): its status
+    /// (a 3xx) and `Location`.
+    Redirect(StatusCode, HeaderValue),
 }
 
 /// What is wrong with a request's host.
@@ -104,6 +108,7 @@ impl Answer {
             Answer::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Answer::ConnectTimeout | Answer::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Answer::Unreachable | Answer::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Answer::Redirect(status, _) => *status,
         }
     }
 
@@ -130,6 +135,7 @@ impl Answer {
             Answer::UpstreamTimeout => "upstream timed out\n",
             Answer::UpstreamFailed => "upstream failed\n",
             Answer::NoEndpoint => "no upstream endpoint available\n",
+            Answer::Redirect(..) => "",
         }
     }
 
@@ -152,7 +158,7 @@ impl Answer {
     /// `Location`, for redirects.
     pub fn location(&self) -> Option<&HeaderValue> {
         match self {
-            Answer::HttpsRedirect(l) => Some(l),
+            Answer::HttpsRedirect(l) | Answer::Redirect(_, l) => Some(l),
             _ => None,
         }
     }
@@ -171,7 +177,7 @@ impl Answer {
             | Answer::UpstreamFailed => GrpcCode::Unavailable,
             Answer::ConnectNotSupported | Answer::NoRoute => GrpcCode::Unimplemented,
             Answer::BadPath | Answer::BadHost(_) | Answer::BodyTimeout => GrpcCode::Internal,
-            Answer::HttpsRedirect(_) => GrpcCode::PermissionDenied,
+            Answer::HttpsRedirect(_) | Answer::Redirect(..) => GrpcCode::PermissionDenied,
             Answer::ConnectTimeout | Answer::UpstreamTimeout => GrpcCode::DeadlineExceeded,
         }
     }
@@ -181,10 +187,10 @@ impl Answer {
     /// percent-encoding is needed).
     pub fn grpc_message(&self) -> &'static str {
         let m = self.message().trim_end_matches('\n');
-        if m.is_empty() {
-            "redirected to HTTPS"
-        } else {
-            m
+        match self {
+            Answer::HttpsRedirect(_) => "redirected to HTTPS",
+            Answer::Redirect(..) => "redirected",
+            _ => m,
         }
     }
 }
@@ -225,6 +231,10 @@ mod tests {
             Answer::UpstreamTimeout,
             Answer::UpstreamFailed,
             Answer::NoEndpoint,
+            Answer::Redirect(
+                StatusCode::MOVED_PERMANENTLY,
+                HeaderValue::from_static("https://b/"),
+            ),
         ]
     }
 

@@ -283,6 +283,7 @@ mod tests {
             max_request_body: None,
             headers: crate::spec::HeaderEdits::default(),
             ssl_redirect: None,
+            path_rules: Default::default(),
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         snap.lookup(None, "/").unwrap().clone()

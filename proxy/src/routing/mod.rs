@@ -7,6 +7,7 @@
 
 mod host;
 mod path;
+mod regex;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ pub struct Route {
     /// map). Decided when the snapshot is built, so the fast path reads one
     /// flag per request.
     pub fast_path: bool,
+    /// ingress-nginx's rewrite and redirects (`spec::PathRules`).
+    pub path_rules: crate::spec::PathRules,
 }
 
 /// A canary upstream and how requests are sent to it.
@@ -198,6 +201,8 @@ impl Snapshot {
                 && canary
                     .as_ref()
                     .is_none_or(|c| plain_h1(&c.upstream) && c.header.is_none());
+            // Rewrites and redirects are the hyper path's.
+            let fast_path = fast_path && spec.path_rules.fast_path();
             Arc::new(Route {
                 name: spec.name.clone(),
                 host: spec.host.clone(),
@@ -214,6 +219,7 @@ impl Snapshot {
                 retry: spec.retry,
                 headers: spec.headers.clone(),
                 metrics: metrics.route(&spec.name),
+                path_rules: spec.path_rules.clone(),
             })
         };
         let mut snap = Snapshot {
@@ -229,7 +235,11 @@ impl Snapshot {
                 HostMatch::Exact(h) => snap.exact.entry(h.as_str().into()).or_default(),
                 HostMatch::Wildcard(s) => snap.wildcard.entry(s.as_str().into()).or_default(),
             };
-            if table.insert(&spec.path, spec.path_type, index) {
+            let inserted = match &spec.path_rules.regex {
+                Some(rx) => table.insert_regex(rx.clone(), spec.path_type, index),
+                None => table.insert(&spec.path, spec.path_type, index),
+            };
+            if inserted {
                 snap.routes.push(make(spec));
             } else {
                 snap.conflicts.push(format!(
@@ -413,6 +423,7 @@ mod tests {
             max_request_body: None,
             headers: crate::spec::HeaderEdits::default(),
             ssl_redirect: None,
+            path_rules: Default::default(),
         }
     }
 

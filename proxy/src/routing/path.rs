@@ -5,10 +5,15 @@
 //! the rule is ignored. The longest match wins, Exact before Prefix.
 //! A lookup is one hash probe per path element, never a scan of the rules,
 //! so ten thousand rules cost what ten do.
+//!
+//! A host with ingress-nginx regex paths also keeps them in a list
+//! ([`RegexPaths`]), tried between the exact rules and the prefix rules,
+//! where nginx tries regex locations; other hosts never look at it.
 
 use rustc_hash::FxHashMap;
 
-use crate::spec::PathType;
+use super::regex::RegexPaths;
+use crate::spec::{PathType, RegexPath};
 
 /// The path with `.` and `..` segments resolved (RFC 3986 5.2.4), or `None`
 /// when it has none (the common case, found without allocating).
@@ -139,6 +144,8 @@ pub struct PathTable {
     root: Option<u32>,
     /// Longest prefix rule in bytes: longer path elements are skipped.
     longest_prefix: usize,
+    /// Regex paths (ingress-nginx's `use-regex`), in nginx's order.
+    regex: RegexPaths,
 }
 
 impl PathTable {
@@ -171,8 +178,17 @@ impl PathTable {
         true
     }
 
+    /// Adds a regex path; `false` when the same path and type is already
+    /// there (the first one stays).
+    pub fn insert_regex(&mut self, path: RegexPath, path_type: PathType, route: u32) -> bool {
+        self.regex.insert(path, path_type, route)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefix.is_empty() && self.root.is_none()
+        self.exact.is_empty()
+            && self.prefix.is_empty()
+            && self.root.is_none()
+            && self.regex.is_empty()
     }
 
     /// The route for a request path (without query).
@@ -180,6 +196,13 @@ impl PathTable {
     pub fn lookup(&self, path: &str) -> Option<u32> {
         if !self.exact.is_empty() {
             if let Some(&r) = self.exact.get(path) {
+                return Some(r);
+            }
+        }
+        // As nginx: exact locations, then regex ones in order, then the
+        // longest prefix.
+        if !self.regex.is_empty() {
+            if let Some(r) = self.regex.lookup(path) {
                 return Some(r);
             }
         }
@@ -310,6 +333,18 @@ mod tests {
         for p in ["/%61dmin", "/a%2fb/%2e%2e/c", "/x/%7E/./y"] {
             assert_eq!(normalize(&changed(p)), Normalized::Same, "{p:?}");
         }
+    }
+
+    #[test]
+    fn regex_paths_come_between_exact_and_prefix() {
+        let mut t = table(&[("/", PathType::Prefix), ("/x", PathType::Exact)]);
+        let rx = RegexPath::new("/a.c").unwrap();
+        assert!(t.insert_regex(rx.clone(), PathType::Prefix, 2));
+        assert!(!t.insert_regex(rx, PathType::ImplementationSpecific, 3));
+        assert_eq!(t.lookup("/x"), Some(1));
+        assert_eq!(t.lookup("/ABC/d"), Some(2));
+        assert_eq!(t.lookup("/abcdef"), Some(2));
+        assert_eq!(t.lookup("/z"), Some(0));
     }
 
     #[test]

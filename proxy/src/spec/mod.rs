@@ -15,12 +15,17 @@
 
 mod host;
 mod path;
+mod path_rules;
 mod route;
 mod tls;
 mod upstream;
 
 pub use host::{HostError, HostMatch};
 pub use path::{PathType, PathTypeError};
+pub use path_rules::{
+    app_root, PathRegexError, PathRules, PathValueError, Redirect, RegexPath, Rewrite,
+    RewriteTarget, WWW_REDIRECT_STATUS,
+};
 pub use route::{
     CanarySpec, HeaderEdits, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,

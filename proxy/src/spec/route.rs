@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::host::HostMatch;
 use super::path::PathType;
+use super::path_rules::PathRules;
 use super::upstream::UpstreamSpec;
 
 /// One route: what it matches and where it sends.
@@ -28,6 +29,9 @@ pub struct RouteSpec {
     /// Plain HTTP to HTTPS: `None` when the host has a certificate,
     /// `Some(true)` always, `Some(false)` never.
     pub ssl_redirect: Option<bool>,
+    /// ingress-nginx's regex paths, rewrites and redirects (none for
+    /// routes that do not ask for them).
+    pub path_rules: PathRules,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond

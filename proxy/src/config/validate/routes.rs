@@ -87,6 +87,7 @@ impl Validator {
                 max_request_body,
                 headers: crate::spec::HeaderEdits::default(),
                 ssl_redirect: r.ssl_redirect,
+                path_rules: Default::default(),
             });
         }
         routes
@@ -113,6 +114,7 @@ impl Validator {
                 max_request_body,
                 headers: crate::spec::HeaderEdits::default(),
                 ssl_redirect: None,
+                path_rules: Default::default(),
             }
         })
     }

@@ -38,14 +38,16 @@ pub(super) fn attach(
                 ));
                 continue;
             };
-            let normalized = path_type.normalize(path.path.as_deref().unwrap_or("/"));
+            let raw = path.path.as_deref().unwrap_or("/");
+            let normalized = path_type.normalize(raw);
             // Only within the canary's own namespace: another namespace's
             // Ingress must never take a share of this one's traffic.
             let own = format!("{ns}/");
             let Some(main) = out.routes.iter_mut().find(|r| {
                 r.name.starts_with(&own)
                     && r.host == host
-                    && r.path == normalized
+                    // Paths of regex hosts stay as written.
+                    && (r.path == normalized || r.path == raw)
                     && r.path_type == path_type
             }) else {
                 out.problems.push(format!(

@@ -18,13 +18,15 @@
 //! - `routes`: rules, paths and backends, the default backend, and the
 //!   settings an Ingress's and a Service's annotations give a route;
 //! - `canaries`: canary Ingresses joined to the main routes they share;
-//! - `endpoints`: EndpointSlices to the endpoints of one Service port.
+//! - `endpoints`: EndpointSlices to the endpoints of one Service port;
+//! - `path_rules`: ingress-nginx's regex hosts, rewrites and redirects.
 
 mod canaries;
 mod endpoints;
 #[cfg(test)]
 mod fixtures;
 mod ownership;
+mod path_rules;
 mod routes;
 mod tls_bindings;
 
@@ -142,7 +144,7 @@ pub struct TlsBinding {
 /// Builds the routes of every Ingress we own.
 pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translated {
     let mut out = Translated::default();
-    let backends = routes::Backends::index(state);
+    let mut backends = routes::Backends::index(state);
 
     // Oldest first; the name breaks ties, so the order is the same on
     // every replica.
@@ -165,15 +167,20 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
         .map(|i| (i, annotations::parse(&i.metadata.annotations)))
         .collect();
     let (canaries, mains): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(_, a)| a.canary);
+    backends.regex_hosts = path_rules::regex_hosts(&mains);
+    let mut host_redirects = path_rules::HostRedirects::default();
     // Default backends of Ingresses with rules: after every explicit rule.
     let mut fallbacks = Vec::new();
     for (ing, notes) in mains {
         out.serve(ing, &notes);
         let Some(spec) = &ing.spec else { continue };
         tls_bindings::bind(ing, spec, &mut out);
+        let first = out.routes.len();
         backends.add_ingress(ing, spec, &notes, settings, &mut out, &mut fallbacks);
+        host_redirects.note(ing, &notes, first, &mut out);
     }
     out.routes.extend(fallbacks);
+    host_redirects.finish(&mut out);
     for (ing, notes) in canaries {
         out.serve(ing, &notes);
         canaries::attach(&backends, ing, &notes, settings, &mut out);

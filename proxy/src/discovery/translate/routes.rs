@@ -4,14 +4,16 @@
 //! timeouts, body limit, HTTPS redirect). A rule that cannot be read loses
 //! only itself; a Service that is missing gives a route that answers 503.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressRule, IngressSpec};
+use kube::Resource;
 
 use super::endpoints::SlicesByService;
-use super::{id, ClusterState, TranslateSettings, Translated};
+use super::path_rules;
+use super::{id, ClusterState, Event, TranslateSettings, Translated};
 use crate::balance::Strategy;
 use crate::discovery::annotations::{self, Annotated, BackendProtocol};
 use crate::routing::strip_port;
@@ -29,6 +31,9 @@ pub(super) struct Backends<'a> {
     slices: SlicesByService<'a>,
     /// TLS Secrets by `(namespace, name)`, for `proxy-ssl-secret`.
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    /// Hosts whose paths are regexes (ingress-nginx's `use-regex`,
+    /// `rewrite-target`), found before any route is made.
+    pub(super) regex_hosts: HashSet<HostMatch>,
 }
 
 impl<'a> Backends<'a> {
@@ -64,6 +69,7 @@ impl<'a> Backends<'a> {
             services,
             slices: SlicesByService::index(&state.slices),
             secrets,
+            regex_hosts: HashSet::new(),
         }
     }
 }
@@ -100,7 +106,8 @@ impl Backends<'_> {
             for host in hosts {
                 let host_name = host_label(&host);
                 let name = format!("{ing_id}/{host_name}/default-backend");
-                if let Some(r) = self.route(
+                let regex_host = self.regex_hosts.contains(&host);
+                if let Some(mut r) = self.route(
                     &name,
                     host,
                     "/",
@@ -111,7 +118,10 @@ impl Backends<'_> {
                     settings,
                     &mut out.problems,
                 ) {
-                    fallbacks.push(r);
+                    match path_rules::apply(&mut r, "/", ing_notes, regex_host) {
+                        Ok(()) => fallbacks.push(r),
+                        Err(e) => out.problems.push(format!("ingress {ing_id}: {e}")),
+                    }
                 }
             }
         } else if let Some(backend) = &spec.default_backend {
@@ -167,7 +177,8 @@ impl Backends<'_> {
                 let host_name = host_label(&host);
                 let name = format!("{ing_id}/{host_name}{p}");
                 let normalized = path_type.normalize(p);
-                if let Some(r) = self.route(
+                let regex_host = self.regex_hosts.contains(&host);
+                if let Some(mut r) = self.route(
                     &name,
                     host.clone(),
                     &normalized,
@@ -178,7 +189,16 @@ impl Backends<'_> {
                     settings,
                     &mut out.problems,
                 ) {
-                    out.routes.push(r);
+                    // A path that does not compile loses only itself.
+                    match path_rules::apply(&mut r, p, ing_notes, regex_host) {
+                        Ok(()) => out.routes.push(r),
+                        Err(e) => {
+                            let note = format!("{field}.path: {e}; the path is skipped");
+                            out.problems.push(format!("ingress {ing_id}: {note}"));
+                            out.events
+                                .push(Event::new(ing.object_ref(&()), "BadPath", note));
+                        }
+                    }
                 }
             }
         }
@@ -319,6 +339,7 @@ impl Backends<'_> {
                 .unwrap_or(settings.defaults.max_request_body),
             headers: ing_notes.header_edits(),
             ssl_redirect: ing_notes.redirect(),
+            path_rules: Default::default(),
         })
     }
 }

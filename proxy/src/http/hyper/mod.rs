@@ -8,6 +8,8 @@
 //! ([`crate::forward`]); this module renders its answers as hyper
 //! responses ([`render`]).
 
+mod path_rules;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -146,6 +148,10 @@ impl Handler {
         let Some(route) = route else {
             return refuse(Answer::NoRoute, &self.unmatched);
         };
+        let scheme = conn.scheme(req.headers());
+        if let Some(answer) = path_rules::redirect(&route, &req, host, scheme) {
+            return refuse(answer, &route.metrics);
+        }
         if route.https_redirect && conn.scheme(req.headers()) == "http" {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             if let Some(location) = host.and_then(|h| https_redirect(h, https_port, target)) {
@@ -161,6 +167,9 @@ impl Handler {
             if declared.is_some_and(|n| n > max) {
                 return refuse(Answer::BodyTooLarge, &route.metrics);
             }
+        }
+        if path_rules::rewrite(&route, &mut req).is_err() {
+            return refuse(Answer::BadPath, &route.metrics);
         }
         let https = conn.scheme(req.headers()) == "https";
         let (mut resp, status) = match forward(&route, req, conn, &self.tunnels, served).await {
