@@ -44,6 +44,25 @@ if ! command -v helm >/dev/null 2>&1; then
 fi
 helm version --short
 
+# grpcio, the real gRPC client and server of the gRPC tests
+# (tests/grpc/peer.py): from PyPI into a directory of its own, which the
+# tests find in SLUICE_TEST_PYTHONPATH.
+grpc_dir="${SLUICE_TEST_PYTHONPATH:-$HOME/.cache/sluice-tests/python-grpc}"
+if ! PYTHONPATH="$grpc_dir" python3 -c "import grpc" >/dev/null 2>&1; then
+  echo "installing grpcio"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip
+  fi
+  # A directory of its own (--target): nothing of the system's Python is
+  # touched, which is what PEP 668's marker guards.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+    --target "$grpc_dir" "grpcio==1.76.0"
+fi
+export SLUICE_TEST_PYTHONPATH="$grpc_dir"
+
 # curl must speak HTTP/2 for the h2c tests.
 curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1; }
 
@@ -103,7 +122,9 @@ SLUICE_TEST_HYPER_ONLY=1 cargo test --workspace --no-fail-fast "${proxy_suites[@
 step "the behaviour suite, fast path off"
 # The reliability report from what the tests recorded; docs/RELIABILITY.md
 # is a copy of it from a real run.
-cargo run --quiet -p sluice-integration --bin reliability-report \
+# The binary `cargo test` built beside the integration tests: `cargo run -p`
+# would resolve features for one package and build its dependencies again.
+target/debug/reliability-report \
   || failed+=("the reliability report")
 step "the reliability report"
 # Every fuzz target for SLUICE_FUZZ_SECONDS (20) on a copy of its seeds,

@@ -21,6 +21,7 @@ mod wait;
 
 pub mod cluster;
 pub mod corpus;
+pub mod grpc;
 pub mod kube_api;
 pub mod report;
 pub mod tls;
