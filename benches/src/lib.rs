@@ -89,6 +89,7 @@ pub fn route(
         canary: None,
         max_request_body: None,
         headers: sluice::spec::HeaderEdits::default(),
+        access: Default::default(),
         ssl_redirect: None,
         path_rules: Default::default(),
     }

@@ -86,6 +86,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             canary: None,
             max_request_body: None,
             headers: crate::spec::HeaderEdits::default(),
+            access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
         }

@@ -571,13 +571,17 @@ fn forbidden(
     ))
 }
 
-/// The one field selector served: `type=VALUE` (how Secrets are asked
-/// for by type).
+/// The field selectors served: `type=VALUE` (how TLS Secrets are asked
+/// for) and `metadata.name=VALUE` (how a Secret an annotation names is).
 fn field_match(obj: &Value, selector: Option<&String>) -> bool {
-    match selector.and_then(|s| s.strip_prefix("type=")) {
-        Some(t) => obj["type"].as_str() == Some(t),
-        None => true,
+    let Some(s) = selector else { return true };
+    if let Some(t) = s.strip_prefix("type=") {
+        return obj["type"].as_str() == Some(t);
     }
+    if let Some(n) = s.strip_prefix("metadata.name=") {
+        return obj["metadata"]["name"].as_str() == Some(n);
+    }
+    true
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {

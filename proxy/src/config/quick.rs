@@ -85,6 +85,7 @@ pub fn quick(
         canary: None,
         max_request_body: None,
         headers: crate::spec::HeaderEdits::default(),
+        access: Default::default(),
         ssl_redirect: None,
         path_rules: Default::default(),
     };

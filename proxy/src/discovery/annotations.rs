@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::balance::Strategy;
 use crate::spec::RouteTimeouts;
 
+mod access;
 mod paths;
+pub use access::{AccessNotes, SecretRef};
 pub use paths::PathNotes;
 
 const SLUICE: &str = "sluice.dev/";
@@ -67,6 +69,8 @@ pub struct Annotated {
     pub service_upstream: bool,
     /// The path annotations: regex paths, rewrite, redirects.
     pub paths: PathNotes,
+    /// The access annotations: address ranges, basic authentication.
+    pub access: AccessNotes,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
 }
@@ -198,6 +202,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if paths::parse(&mut out.paths, key, name, value, &mut out.problems) {
+        return;
+    }
+    if access::parse(&mut out.access, key, name, value, &mut out.problems) {
         return;
     }
     match name {

@@ -12,6 +12,7 @@
 
 pub mod annotations;
 pub mod certs;
+mod named_secrets;
 pub mod status;
 pub mod translate;
 
@@ -237,6 +238,7 @@ async fn rebuild_loop(r: Rebuild) {
         tasks,
     } = r;
     let mut pods: Option<Store<PodMeta>> = None;
+    let mut named = named_secrets::NamedSecrets::default();
     let mut last_events: std::collections::HashSet<(String, String)> = Default::default();
     // The first table waits for every kind's first complete list.
     for (kind, ok) in [
@@ -286,6 +288,7 @@ async fn rebuild_loop(r: Rebuild) {
         let (for_build, build_settings, build_sources) =
             (stores.clone(), settings.clone(), sources.clone());
         let pod_store = pods.clone();
+        let named_stores = named.stores();
         let secret_certs = secret_certs.clone();
         let default_secret = opts.default_tls_secret.clone();
         let built = tokio::task::spawn_blocking(move || {
@@ -315,6 +318,7 @@ async fn rebuild_loop(r: Rebuild) {
                 slices: for_build.slices.state(),
                 pod_weights,
                 secrets: for_build.secrets.state(),
+                named_secrets: named_stores.iter().flat_map(|s| s.state()).collect(),
             };
             let t = translate::translate(&state, &build_settings);
             let shape = (t.routes.len(), t.owned.len());
@@ -333,11 +337,21 @@ async fn rebuild_loop(r: Rebuild) {
                 certs: certs.bindings,
                 default_cert: certs.default_cert,
             });
-            (generation, shape, problems, t.owned, events)
+            (
+                generation,
+                shape,
+                problems,
+                t.owned,
+                events,
+                t.named_secrets,
+            )
         })
         .await;
         match built {
-            Ok((generation, shape, problems, served, events)) => {
+            Ok((generation, shape, problems, served, events, wanted)) => {
+                // A Secret named for the first time: its watch wakes this
+                // loop again once it has it.
+                named.want(&wanted, &client, &changed, &metrics, &tasks);
                 record_events(&client, &reporter, events, &mut last_events, &tasks);
                 // Every rebuild, even with the same list: the status writer
                 // rechecks addresses (the published Service may have moved).
@@ -528,7 +542,8 @@ fn drive<S, K>(
     changed: &Arc<Notify>,
     metrics: &Arc<Metrics>,
     tasks: &Tasks,
-) where
+) -> crate::tasks::TaskHandle
+where
     S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     K: Send + 'static,
 {
@@ -561,7 +576,7 @@ fn drive<S, K>(
                 }
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -52,6 +52,12 @@ pub enum Answer {
     /// `temporal-redirect`, `app-root`, `from-to-www-redirect`): its status
     /// (a 3xx) and `Location`.
     Redirect(StatusCode, HeaderValue),
+    /// The client's address is not admitted by the route's allow- or
+    /// deny-list.
+    Forbidden,
+    /// The route wants credentials that the request lacks or got wrong:
+    /// the challenge for `WWW-Authenticate`.
+    Unauthorized(HeaderValue),
 }
 
 /// What is wrong with a request's host.
@@ -73,6 +79,7 @@ pub enum HostError {
 pub enum GrpcCode {
     DeadlineExceeded = 4,
     PermissionDenied = 7,
+    Unauthenticated = 16,
     ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
@@ -85,6 +92,7 @@ impl GrpcCode {
         match self {
             GrpcCode::DeadlineExceeded => "4",
             GrpcCode::PermissionDenied => "7",
+            GrpcCode::Unauthenticated => "16",
             GrpcCode::ResourceExhausted => "8",
             GrpcCode::Unimplemented => "12",
             GrpcCode::Internal => "13",
@@ -109,6 +117,8 @@ impl Answer {
             Answer::ConnectTimeout | Answer::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Answer::Unreachable | Answer::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Answer::Redirect(status, _) => *status,
+            Answer::Forbidden => StatusCode::FORBIDDEN,
+            Answer::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -136,6 +146,8 @@ impl Answer {
             Answer::UpstreamFailed => "upstream failed\n",
             Answer::NoEndpoint => "no upstream endpoint available\n",
             Answer::Redirect(..) => "",
+            Answer::Forbidden => "access denied\n",
+            Answer::Unauthorized(_) => "authorization required\n",
         }
     }
 
@@ -163,6 +175,14 @@ impl Answer {
         }
     }
 
+    /// `WWW-Authenticate`, for a 401.
+    pub fn www_authenticate(&self) -> Option<&HeaderValue> {
+        match self {
+            Answer::Unauthorized(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The gRPC status a gRPC client gets instead, following gRPC's
     /// HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md) where it has
     /// one, and the closer code where the proxy knows more.
@@ -177,7 +197,10 @@ impl Answer {
             | Answer::UpstreamFailed => GrpcCode::Unavailable,
             Answer::ConnectNotSupported | Answer::NoRoute => GrpcCode::Unimplemented,
             Answer::BadPath | Answer::BadHost(_) | Answer::BodyTimeout => GrpcCode::Internal,
-            Answer::HttpsRedirect(_) | Answer::Redirect(..) => GrpcCode::PermissionDenied,
+            Answer::HttpsRedirect(_) | Answer::Redirect(..) | Answer::Forbidden => {
+                GrpcCode::PermissionDenied
+            }
+            Answer::Unauthorized(_) => GrpcCode::Unauthenticated,
             Answer::ConnectTimeout | Answer::UpstreamTimeout => GrpcCode::DeadlineExceeded,
         }
     }
@@ -235,6 +258,8 @@ mod tests {
                 StatusCode::MOVED_PERMANENTLY,
                 HeaderValue::from_static("https://b/"),
             ),
+            Answer::Forbidden,
+            Answer::Unauthorized(HeaderValue::from_static("Basic realm=\"x\"")),
         ]
     }
 
@@ -249,6 +274,11 @@ mod tests {
             if !s.is_redirection() {
                 assert!(a.message().ends_with('\n'), "{a:?}");
             }
+            // A 401 has a challenge; nothing else does.
+            assert_eq!(
+                a.www_authenticate().is_some(),
+                s == StatusCode::UNAUTHORIZED
+            );
             // grpc-message needs no percent-encoding.
             assert!(a
                 .grpc_message()

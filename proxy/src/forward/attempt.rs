@@ -282,6 +282,7 @@ mod tests {
             canary: None,
             max_request_body: None,
             headers: crate::spec::HeaderEdits::default(),
+            access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
         };

@@ -7,6 +7,7 @@
 //! sockets; both ask this module what to do and render its answers their
 //! own way, so a rule written here holds on both.
 
+pub mod access;
 mod answer;
 mod attempt;
 

@@ -33,6 +33,24 @@ impl Client {
         }
     }
 
+    /// The real client's address: the peer's, or behind a trusted
+    /// forwarder the one its X-Forwarded-For names.
+    pub fn address(&self, headers: &http::HeaderMap) -> std::net::IpAddr {
+        self.forwarders
+            .as_deref()
+            .and_then(|t| {
+                crate::forwarded::client_from_forwarded(
+                    self.peer.ip(),
+                    headers
+                        .get_all(&super::headers::X_FORWARDED_FOR)
+                        .iter()
+                        .map(HeaderValue::as_bytes),
+                    t,
+                )
+            })
+            .unwrap_or(self.peer.ip())
+    }
+
     /// The scheme the client used: the connection's, or the one a trusted
     /// forwarder (a LoadBalancer that ended TLS) names in
     /// X-Forwarded-Proto.

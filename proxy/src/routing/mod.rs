@@ -51,6 +51,8 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// What changes in the request headers sent upstream.
     pub headers: crate::spec::HeaderEdits,
+    /// Who may use it: address ranges, basic authentication.
+    pub access: crate::spec::Access,
     /// The HTTP/1.1 fast path may serve it: every upstream speaks plain
     /// HTTP/1.1 (h2c and TLS upstreams are hyper's), no canary is chosen by
     /// a header and no header is edited (the fast path keeps no header
@@ -198,6 +200,7 @@ impl Snapshot {
                 |u: &Upstream| u.protocol == crate::upstream::Protocol::Http1 && u.tls.is_none();
             let fast_path = plain_h1(&upstream)
                 && spec.headers.is_empty()
+                && spec.access.is_open()
                 && canary
                     .as_ref()
                     .is_none_or(|c| plain_h1(&c.upstream) && c.header.is_none());
@@ -218,6 +221,7 @@ impl Snapshot {
                 timeouts: spec.timeouts,
                 retry: spec.retry,
                 headers: spec.headers.clone(),
+                access: spec.access.clone(),
                 metrics: metrics.route(&spec.name),
                 path_rules: spec.path_rules.clone(),
             })
@@ -422,6 +426,7 @@ mod tests {
             canary: None,
             max_request_body: None,
             headers: crate::spec::HeaderEdits::default(),
+            access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
         }

@@ -26,6 +26,8 @@ pub struct RouteSpec {
     pub max_request_body: Option<u64>,
     /// What changes in the headers sent upstream.
     pub headers: HeaderEdits,
+    /// Who may use it.
+    pub access: super::access::Access,
     /// Plain HTTP to HTTPS: `None` when the host has a certificate,
     /// `Some(true)` always, `Some(false)` never.
     pub ssl_redirect: Option<bool>,

@@ -86,6 +86,7 @@ impl Validator {
                 canary: None,
                 max_request_body,
                 headers: crate::spec::HeaderEdits::default(),
+                access: Default::default(),
                 ssl_redirect: r.ssl_redirect,
                 path_rules: Default::default(),
             });
@@ -113,6 +114,7 @@ impl Validator {
                 canary: None,
                 max_request_body,
                 headers: crate::spec::HeaderEdits::default(),
+                access: Default::default(),
                 ssl_redirect: None,
                 path_rules: Default::default(),
             }

@@ -105,6 +105,7 @@ mod tests {
             classes: vec![our_class().into()],
             pod_weights: Default::default(),
             secrets: Vec::new(),
+            named_secrets: Vec::new(),
         };
         let t = translate(&state, &settings());
         assert!(t.routes[0].canary.is_none());

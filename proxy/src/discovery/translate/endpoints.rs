@@ -186,6 +186,7 @@ mod tests {
             classes: vec![our_class().into()],
             pod_weights: Default::default(),
             secrets: Vec::new(),
+            named_secrets: Vec::new(),
         };
         let t = translate(&state, &settings());
         assert_eq!(t.routes.len(), 2, "{:?}", t.problems);
@@ -220,6 +221,7 @@ mod tests {
                 classes: vec![our_class().into()],
                 pod_weights: Default::default(),
                 secrets: Vec::new(),
+                named_secrets: Vec::new(),
             };
             let t = translate(&state, &settings());
             assert_eq!(first_route_addrs(&t), [want]);
@@ -241,6 +243,7 @@ mod tests {
             classes: vec![our_class().into()],
             pod_weights: Default::default(),
             secrets: Vec::new(),
+            named_secrets: Vec::new(),
         };
         let t = translate(&state, &settings());
         assert_eq!(first_route_addrs(&t), ["10.0.0.1:8080"]);

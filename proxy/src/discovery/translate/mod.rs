@@ -20,7 +20,10 @@
 //! - `canaries`: canary Ingresses joined to the main routes they share;
 //! - `endpoints`: EndpointSlices to the endpoints of one Service port;
 //! - `path_rules`: ingress-nginx's regex hosts, rewrites and redirects.
+//! - `access`: address ranges and basic authentication from the access
+//!   annotations and the Secrets they name.
 
+mod access;
 mod canaries;
 mod endpoints;
 #[cfg(test)]
@@ -72,6 +75,9 @@ pub struct ClusterState {
     pub pod_weights: HashMap<(String, String), u32>,
     /// TLS Secrets (`kubernetes.io/tls`).
     pub secrets: Vec<Arc<Secret>>,
+    /// The Secrets annotations name (`auth-secret`, `proxy-ssl-secret`),
+    /// whatever their type, each watched on its own.
+    pub named_secrets: Vec<Arc<Secret>>,
 }
 
 /// The routes found, and what was wrong on the way.
@@ -92,6 +98,9 @@ pub struct Translated {
     /// Secrets are there (the last good certificate of a Secret gone
     /// missing keeps serving; see `certs`).
     pub tls: Vec<TlsBinding>,
+    /// The Secrets annotations name, as `(namespace, name)`, found or not:
+    /// the discovery loop watches each.
+    pub named_secrets: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Translated {
@@ -185,6 +194,7 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
         out.serve(ing, &notes);
         canaries::attach(&backends, ing, &notes, settings, &mut out);
     }
+    out.named_secrets = backends.wanted.take();
     out
 }
 

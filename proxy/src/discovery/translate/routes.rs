@@ -29,8 +29,12 @@ pub(super) struct Backends<'a> {
     pod_weights: &'a HashMap<(String, String), u32>,
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: SlicesByService<'a>,
-    /// TLS Secrets by `(namespace, name)`, for `proxy-ssl-secret`.
+    /// Secrets by `(namespace, name)`: the TLS ones, and those
+    /// annotations name (`proxy-ssl-secret`, `auth-secret`).
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    /// The Secrets annotations named, found or not: each is watched on its
+    /// own (`discovery/named_secrets.rs`).
+    pub(super) wanted: std::cell::RefCell<std::collections::BTreeSet<(String, String)>>,
     /// Hosts whose paths are regexes (ingress-nginx's `use-regex`,
     /// `rewrite-target`), found before any route is made.
     pub(super) regex_hosts: HashSet<HostMatch>,
@@ -54,6 +58,7 @@ impl<'a> Backends<'a> {
         let secrets = state
             .secrets
             .iter()
+            .chain(&state.named_secrets)
             .filter_map(|s| {
                 Some((
                     (
@@ -69,6 +74,7 @@ impl<'a> Backends<'a> {
             services,
             slices: SlicesByService::index(&state.slices),
             secrets,
+            wanted: Default::default(),
             regex_hosts: HashSet::new(),
         }
     }
@@ -310,6 +316,13 @@ impl Backends<'_> {
         } else {
             (None, endpoints)
         };
+        let (access, endpoints) = match self.access(ns, &ing_notes.access) {
+            Ok(a) => (a, endpoints),
+            Err(why) => {
+                problems.push(format!("{name}: {why}; the route answers 503"));
+                (Default::default(), Vec::new())
+            }
+        };
         let mut timeouts = settings.defaults.timeouts;
         ing_notes.apply_timeouts(&mut timeouts);
         Some(RouteSpec {
@@ -338,6 +351,7 @@ impl Backends<'_> {
                 .max_request_body
                 .unwrap_or(settings.defaults.max_request_body),
             headers: ing_notes.header_edits(),
+            access,
             ssl_redirect: ing_notes.redirect(),
             path_rules: Default::default(),
         })
@@ -345,6 +359,15 @@ impl Backends<'_> {
 }
 
 impl Backends<'_> {
+    /// The Secret `namespace/name`, noted as wanted whether or not it is
+    /// there.
+    pub(super) fn secret(&self, ns: &str, name: &str) -> Option<&Secret> {
+        self.wanted
+            .borrow_mut()
+            .insert((ns.to_owned(), name.to_owned()));
+        self.secrets.get(&(ns, name)).copied()
+    }
+
     /// The TLS setting for an HTTPS or gRPCS backend, as ingress-nginx's
     /// `proxy-ssl-*` annotations ask: unverified and without SNI unless
     /// told otherwise. The name verified (and sent, with
@@ -370,7 +393,7 @@ impl Backends<'_> {
             .unwrap_or_else(|| format!("{svc}.{ns}.svc"));
         let secret = match &notes.proxy_ssl_secret {
             Some((sns, sname)) => {
-                let found = self.secrets.get(&(sns.as_str(), sname.as_str())).copied();
+                let found = self.secret(sns, sname);
                 let data = |key: &str| {
                     found
                         .and_then(|s| s.data.as_ref())
@@ -391,12 +414,7 @@ impl Backends<'_> {
         let verify = if notes.proxy_ssl_verify {
             match &secret {
                 None => return Err("proxy-ssl-verify is on without a proxy-ssl-secret".into()),
-                Some(s) if !s.found => {
-                    return Err(format!(
-                        "proxy-ssl-secret {}: not found (or not of type kubernetes.io/tls)",
-                        s.id
-                    ))
-                }
+                Some(s) if !s.found => return Err(format!("proxy-ssl-secret {}: not found", s.id)),
                 Some(SslSecret { ca: Some(ca), .. }) => Verify::Ca(ca.clone()),
                 Some(s) => return Err(format!("proxy-ssl-secret {}: lacks ca.crt", s.id)),
             }

@@ -63,6 +63,11 @@ pub(super) async fn respond<S: AsyncWrite + Unpin>(
         out.extend_from_slice(location.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(challenge) = answer.www_authenticate() {
+        out.extend_from_slice(b"www-authenticate: ");
+        out.extend_from_slice(challenge.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if close || answer.close() {
         out.extend_from_slice(b"connection: close\r\n");
     }

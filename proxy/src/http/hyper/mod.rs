@@ -22,7 +22,7 @@ use crate::upstream::ResponseBody;
 use super::{headers, https_redirect, valid_host, Client, Handler, Tunnels};
 
 use crate::access_log::Entry;
-use crate::forward::{is_grpc, Answer, Attempts, Failure, HostError, Pick, Verdict};
+use crate::forward::{access, is_grpc, Answer, Attempts, Failure, HostError, Pick, Verdict};
 use crate::metrics::RouteMetrics;
 use crate::policy;
 use crate::routing::{normalize, strip_port, Normalized, Route};
@@ -158,6 +158,14 @@ impl Handler {
                 return refuse(Answer::HttpsRedirect(location), &route.metrics);
             }
         }
+        // nginx's access phase: after the redirects, before the body.
+        if !route.access.is_open() {
+            let client = conn.address(req.headers());
+            let authorization = req.headers().get(header::AUTHORIZATION);
+            if let Err(answer) = access::check(&route.access, client, authorization).await {
+                return refuse(answer, &route.metrics);
+            }
+        }
         if let Some(max) = route.max_request_body {
             let declared = req
                 .headers()
@@ -233,6 +241,9 @@ pub fn render(answer: &Answer, grpc: bool) -> Response<ResponseBody> {
     }
     if let Some(location) = answer.location() {
         h.insert(header::LOCATION, location.clone());
+    }
+    if let Some(challenge) = answer.www_authenticate() {
+        h.insert(header::WWW_AUTHENTICATE, challenge.clone());
     }
     if answer.close() {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -316,20 +327,7 @@ async fn forward(
 ) -> Result<Response<ResponseBody>, Answer> {
     let upstream = route.choose(Some(req.headers()));
     // Read before the forwarding headers are rewritten.
-    let client = conn
-        .forwarders
-        .as_deref()
-        .and_then(|t| {
-            crate::forwarded::client_from_forwarded(
-                conn.peer.ip(),
-                req.headers()
-                    .get_all(&headers::X_FORWARDED_FOR)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                t,
-            )
-        })
-        .unwrap_or(conn.peer.ip());
+    let client = conn.address(req.headers());
     let upgrade = if req.version() == Version::HTTP_11 {
         headers::upgrade_of(req.headers())
     } else {
