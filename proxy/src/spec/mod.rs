@@ -13,6 +13,7 @@
 //! they used to define, so older paths (`sluice::config::RouteSpec`) still
 //! work.
 
+mod canary;
 mod host;
 mod path;
 mod path_rules;
@@ -20,6 +21,7 @@ mod route;
 mod tls;
 mod upstream;
 
+pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
 pub use host::{HostError, HostMatch};
 pub use path::{PathType, PathTypeError};
 pub use path_rules::{
