@@ -14,8 +14,10 @@ use crate::balance::Strategy;
 use crate::spec::RouteTimeouts;
 
 mod access;
+mod canary;
 mod paths;
 pub use access::{AccessNotes, SecretRef};
+pub use canary::CanaryNotes;
 pub use paths::PathNotes;
 
 const SLUICE: &str = "sluice.dev/";
@@ -73,6 +75,8 @@ pub struct Annotated {
     pub access: AccessNotes,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
+    /// `canary-by-header-value`, `-pattern` and `canary-by-cookie`.
+    pub canary_rules: CanaryNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -166,6 +170,8 @@ pub fn parse(annotations: &Option<BTreeMap<String, String>>) -> Annotated {
         ));
         out.canary_weight = out.canary_total;
     }
+    out.canary_rules
+        .finish(out.canary_header.is_some(), NGINX, &mut out.problems);
     out
 }
 
@@ -207,6 +213,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
     if access::parse(&mut out.access, key, name, value, &mut out.problems) {
         return;
     }
+    if canary::parse(&mut out.canary_rules, key, name, value, &mut out.problems) {
+        return;
+    }
     match name {
         "upstream-hash-by" => {
             if value.trim() == "$remote_addr" {
@@ -237,8 +246,13 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 .problems
                 .push(format!("{key}: {value:?} is not a whole number")),
         },
+        // ingress-nginx's balancer draws in 1..=100 unless the total is
+        // larger: a smaller total is ignored, which surprises, so it is said.
         "canary-weight-total" => match value.trim().parse::<u32>() {
-            Ok(n) if n > 0 => out.canary_total = n,
+            Ok(n) if n >= 100 => out.canary_total = n,
+            Ok(n) if n > 0 => out.problems.push(format!(
+                "{key}: {n} is below 100, which ingress-nginx ignores (weights stay out of 100); so does sluice"
+            )),
             _ => out
                 .problems
                 .push(format!("{key}: {value:?} is not a positive whole number")),
@@ -462,6 +476,48 @@ mod tests {
         assert!(!a.canary);
         assert_eq!(a.canary_weight, 100);
         assert_eq!(a.problems.len(), 3, "{:?}", a.problems);
+    }
+
+    #[test]
+    fn canary_weight_total_below_100_is_ignored_as_ingress_nginx_does() {
+        let a = of(&[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "25"),
+            ("nginx.ingress.kubernetes.io/canary-weight-total", "50"),
+        ]);
+        assert_eq!((a.canary_weight, a.canary_total), (25, 100));
+        assert!(a.problems[0].contains("below 100"), "{:?}", a.problems);
+        let a = of(&[
+            ("nginx.ingress.kubernetes.io/canary-weight", "30"),
+            ("nginx.ingress.kubernetes.io/canary-weight-total", "200"),
+        ]);
+        assert_eq!((a.canary_weight, a.canary_total), (30, 200));
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        let a = of(&[("nginx.ingress.kubernetes.io/canary-weight-total", "100")]);
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+    }
+
+    #[test]
+    fn canary_rules_are_read() {
+        let a = of(&[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary"),
+            ("nginx.ingress.kubernetes.io/canary-by-header-value", "blue"),
+            (
+                "nginx.ingress.kubernetes.io/canary-by-cookie",
+                "canary_user",
+            ),
+        ]);
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        let r = a.canary_rules.rules();
+        assert_eq!(r.header, crate::spec::HeaderRule::Value((*b"blue").into()));
+        assert_eq!(r.cookie.as_deref(), Some("canary_user"));
+        let a = of(&[("nginx.ingress.kubernetes.io/canary-by-header-pattern", "^a")]);
+        assert!(
+            a.problems[0].contains("has no effect without"),
+            "{:?}",
+            a.problems
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! probe per path element). Static config and Kubernetes discovery both feed
 //! the same [`Snapshot::build`] with [`RouteSpec`]s.
 
+mod canary;
 mod host;
 mod path;
 mod regex;
@@ -55,7 +56,7 @@ pub struct Route {
     pub access: crate::spec::Access,
     /// The HTTP/1.1 fast path may serve it: every upstream speaks plain
     /// HTTP/1.1 (h2c and TLS upstreams are hyper's), no canary is chosen by
-    /// a header and no header is edited (the fast path keeps no header
+    /// a header or a cookie and no header is edited (the fast path keeps no header
     /// map). Decided when the snapshot is built, so the fast path reads one
     /// flag per request.
     pub fast_path: bool,
@@ -73,27 +74,20 @@ pub struct Canary {
     /// A header whose value `always` sends a request to the canary and
     /// `never` keeps it off; it is checked before the weight.
     pub header: Option<http::HeaderName>,
+    /// What the header's value must be instead, and the cookie checked
+    /// after it (`canary.rs` applies them).
+    pub rules: crate::spec::CanaryRules,
 }
 
 impl Route {
-    /// The upstream for one request: the canary's when its header says so
-    /// or, failing that, when the weight's draw falls on it.
+    /// The upstream for one request: the canary's when its header or its
+    /// cookie says so or, failing those, when the weight's draw falls on
+    /// it (ingress-nginx's order, `canary.rs`).
     #[inline]
     pub fn choose(&self, headers: Option<&http::HeaderMap>) -> &Arc<Upstream> {
-        let Some(c) = &self.canary else {
-            return &self.upstream;
-        };
-        if let (Some(name), Some(h)) = (&c.header, headers) {
-            match h.get(name).map(http::HeaderValue::as_bytes) {
-                Some(b"always") => return &c.upstream,
-                Some(b"never") => return &self.upstream,
-                _ => {}
-            }
-        }
-        if c.weight > 0 && fastrand::u32(0..c.total.max(1)) < c.weight {
-            &c.upstream
-        } else {
-            &self.upstream
+        match &self.canary {
+            Some(c) if c.takes(headers) => &c.upstream,
+            _ => &self.upstream,
         }
     }
 
@@ -195,15 +189,16 @@ impl Snapshot {
                 weight: c.weight,
                 total: c.total,
                 header: c.header.clone(),
+                rules: c.rules.clone(),
             });
             let plain_h1 =
                 |u: &Upstream| u.protocol == crate::upstream::Protocol::Http1 && u.tls.is_none();
             let fast_path = plain_h1(&upstream)
                 && spec.headers.is_empty()
                 && spec.access.is_open()
-                && canary
-                    .as_ref()
-                    .is_none_or(|c| plain_h1(&c.upstream) && c.header.is_none());
+                && canary.as_ref().is_none_or(|c| {
+                    plain_h1(&c.upstream) && c.header.is_none() && !c.rules.needs_headers()
+                });
             // Rewrites and redirects are the hyper path's.
             let fast_path = fast_path && spec.path_rules.fast_path();
             Arc::new(Route {
@@ -570,5 +565,27 @@ mod tests {
             &a.routes[0].upstream.endpoints[0],
             &b.routes[0].upstream.endpoints[0]
         ));
+    }
+
+    #[test]
+    fn canaries_that_read_headers_or_cookies_leave_the_fast_path() {
+        let m = Metrics::new();
+        let with = |header: Option<&str>, cookie: Option<&str>| {
+            let mut r = spec("a", "a.com", "/", PathType::Prefix);
+            r.canary = Some(crate::spec::CanarySpec {
+                upstream: spec("c", "a.com", "/", PathType::Prefix).upstream,
+                weight: 10,
+                total: 100,
+                header: header.map(|h| http::HeaderName::from_bytes(h.as_bytes()).unwrap()),
+                rules: crate::spec::CanaryRules {
+                    header: crate::spec::HeaderRule::AlwaysNever,
+                    cookie: cookie.map(Into::into),
+                },
+            });
+            Snapshot::build(&[r], None, None, &m).routes[0].fast_path
+        };
+        assert!(with(None, None));
+        assert!(!with(Some("x-canary"), None));
+        assert!(!with(None, Some("canary")));
     }
 }

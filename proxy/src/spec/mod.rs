@@ -14,6 +14,7 @@
 //! work.
 
 mod access;
+mod canary;
 mod host;
 mod path;
 mod path_rules;
@@ -24,6 +25,7 @@ mod upstream;
 pub use access::{
     Access, BasicAuth, Htpasswd, HtpasswdError, PasswordHash, Remembered, SourceRanges,
 };
+pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
 pub use host::{HostError, HostMatch};
 pub use path::{PathType, PathTypeError};
 pub use path_rules::{

@@ -65,6 +65,10 @@ pub struct CanarySpec {
     pub total: u32,
     /// `always` / `never` in this header decide before the weight.
     pub header: Option<http::HeaderName>,
+    /// What the header's value must be, and the cookie that decides
+    /// after it (ingress-nginx's `canary-by-header-value`, `-pattern`,
+    /// `-by-cookie`).
+    pub rules: super::CanaryRules,
 }
 
 /// Per-route upstream timeouts.

@@ -79,6 +79,7 @@ pub(super) fn attach(
                     weight: notes.canary_weight,
                     total: notes.canary_total,
                     header: notes.canary_header.clone(),
+                    rules: notes.canary_rules.rules(),
                 });
             }
         }
