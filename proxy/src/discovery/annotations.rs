@@ -69,6 +69,10 @@ pub struct Annotated {
     pub paths: PathNotes,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
+    /// `ssl-passthrough: "true"`: the host's TLS connections are spliced
+    /// to the backend of its `/`, which terminates TLS itself (with
+    /// `--enable-ssl-passthrough` only, as in ingress-nginx).
+    pub ssl_passthrough: bool,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -292,6 +296,7 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 .push(format!("{key}: {value:?} is not a header value")),
         },
         "service-upstream" => flag(out, key, value, |o, b| o.service_upstream = b),
+        "ssl-passthrough" => flag(out, key, value, |o, b| o.ssl_passthrough = b),
         "proxy-read-timeout" => match seconds(value) {
             Some(d) => out.read_timeout = Some(d),
             None => out

@@ -332,6 +332,7 @@ async fn rebuild_loop(r: Rebuild) {
                 default: t.default_backend,
                 certs: certs.bindings,
                 default_cert: certs.default_cert,
+                passthrough: t.passthrough,
             });
             (generation, shape, problems, t.owned, events)
         })
