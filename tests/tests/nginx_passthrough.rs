@@ -6,8 +6,9 @@
 //! itself (the client sees the backend's certificate, and the backend the
 //! client's SNI), whatever path or other annotation its Ingresses carry;
 //! every other name, or none, is terminated by sluice on the same listener;
-//! a dead endpoint is skipped for a live one; and without the flag the
-//! annotation changes nothing.
+//! a dead endpoint is skipped for a live one; a PROXY header is read and not
+//! passed on; a drain waits for a spliced connection; and without the flag
+//! the annotation changes nothing.
 
 use sluice_integration::cluster::{proxy, WAIT};
 use sluice_integration::corpus::manifests;
@@ -252,4 +253,58 @@ async fn without_the_flag_the_annotation_is_ignored() {
     assert!(a.cert != c.secure_cert.der, "spliced without the flag");
     assert_eq!(a.headers["x-backend"], "secure");
     assert!(c.s.log().contains("--enable-ssl-passthrough"));
+}
+
+/// A spliced connection open at SIGTERM keeps working through the drain,
+/// as a WebSocket does, and the process exits as soon as it closes (not at
+/// the drain timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spliced_connection_is_drained_then_lets_the_process_go() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = Cluster::start(&["--enable-ssl-passthrough"]).await;
+    c.spliced("pass.example.com").await;
+    let cfg = tls::client_config(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut stream = tls::connect(c.s.tls(), "pass.example.com", cfg)
+        .await
+        .unwrap();
+    assert!(tls::presented(&stream) == c.secure_cert.der);
+    // One request, by hand, and the head of its answer.
+    let ask = async |stream: &mut tokio_rustls::client::TlsStream<_>| {
+        let req = b"GET / HTTP/1.1\r\nhost: pass.example.com\r\n\r\n";
+        stream.write_all(req).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).to_lowercase()
+    };
+    assert!(ask(&mut stream).await.contains("x-backend: secure"));
+    c.s.signal("TERM");
+    let tls_port = c.s.tls();
+    wait_until("the listener to close", WAIT, || async {
+        tokio::net::TcpStream::connect(tls_port).await.is_err()
+    })
+    .await;
+    // Still spliced while draining, and holding the process up.
+    assert!(ask(&mut stream).await.contains("x-backend: secure"));
+    assert!(
+        c.s.child.try_wait().unwrap().is_none(),
+        "exited with a spliced connection open"
+    );
+    let closed_at = Instant::now();
+    stream.shutdown().await.unwrap();
+    drop(stream);
+    assert_eq!(c.s.wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        closed_at.elapsed()
+    );
 }
