@@ -65,6 +65,7 @@ fn rebuild(c: &mut Criterion) {
         class: "sluice".into(),
         watch_without_class: false,
         defaults: sluice::config::DEFAULTS,
+        ssl_passthrough: false,
     };
     let metrics = Metrics::new();
     let t = translate(&state, &settings);

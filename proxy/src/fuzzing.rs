@@ -46,6 +46,7 @@ pub const TARGETS: &[Target] = &[
     ("annotations", annotations),
     ("routing", routing),
     ("sni", sni),
+    ("client_hello", client_hello),
 ];
 
 /// A PROXY protocol header (v1 or v2), as a LoadBalancer sends it, with
@@ -517,6 +518,28 @@ pub fn sni(data: &[u8]) {
         None => assert!(Arc::ptr_eq(&got, &t.default.key), "{name:?}"),
     }
     assert_eq!(t.table.has_host(&lower), want.is_some());
+}
+
+/// The TLS passthrough peek: the server name read from a connection's
+/// first bytes, as the HTTPS listener reads them (the first record whole,
+/// by its header). The name lies inside the record, and bytes after the
+/// record never change it.
+pub fn client_hello(data: &[u8]) {
+    use crate::tls::client_hello::{record_len, sni, Sni, RECORD_HEADER};
+    let got = sni(data);
+    if let Sni::Name(name) = got {
+        let start = name.as_ptr() as usize - data.as_ptr() as usize;
+        assert!(start + name.len() <= data.len());
+        assert!(!name.is_empty());
+    }
+    let Some(header) = data.get(..RECORD_HEADER) else {
+        assert_eq!(got, Sni::Unreadable);
+        return;
+    };
+    match record_len(header.try_into().expect("5 bytes")) {
+        Some(len) if len <= data.len() => assert_eq!(sni(&data[..len]), got),
+        _ => assert_eq!(got, Sni::Unreadable),
+    }
 }
 
 /// A Content-Length value's number (leading zeros and all).

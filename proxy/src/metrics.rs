@@ -41,6 +41,10 @@ pub struct Metrics {
     /// The (upstream, endpoint) label pairs handed out, so that those of
     /// endpoints gone can be dropped. Touched at snapshot builds only.
     endpoint_labels: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// TLS passthrough connections, by outcome (`spliced`, `no_endpoint`).
+    pub passthrough_connections: IntCounterVec,
+    /// TLS passthrough connections spliced to a backend right now.
+    pub passthrough_open: prometheus::IntGauge,
 }
 
 /// The kinds the Kubernetes watches name in `sluice_kube_watch_errors_total`.
@@ -187,8 +191,26 @@ impl Metrics {
             "HTTP/2 streams reset (and their upstream released) because the client's flow-control window let nothing be sent for timeouts.send.",
         )
         .expect("valid metric");
+        let passthrough_connections = IntCounterVec::new(
+            Opts::new(
+                "sluice_passthrough_connections_total",
+                "TLS connections spliced unread to a backend (ssl-passthrough), by outcome: spliced, or no_endpoint (every endpoint tried refused, or none; the client is closed).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for outcome in ["spliced", "no_endpoint"] {
+            passthrough_connections.with_label_values(&[outcome]);
+        }
+        let passthrough_open = prometheus::IntGauge::new(
+            "sluice_passthrough_connections_open",
+            "TLS passthrough connections spliced to a backend right now.",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(passthrough_connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(passthrough_open.clone()),
+            Box::new(client_connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(requests_refused.clone()),
             Box::new(http2_send_timeouts.clone()),
@@ -256,6 +278,8 @@ impl Metrics {
             endpoint_requests,
             endpoint_duration,
             endpoint_labels: Default::default(),
+            passthrough_connections,
+            passthrough_open,
         }
     }
 

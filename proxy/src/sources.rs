@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
-use crate::routing::{Edge, Live, Snapshot};
+use crate::routing::{Edge, Live, Passthrough, Snapshot};
 use crate::spec::{Policy, RouteSpec, ServerHeader};
 use crate::tls::{Binding, CertTable, Certificate};
 
@@ -43,6 +43,9 @@ pub struct Discovered {
     pub certs: Vec<Binding>,
     /// From `--default-tls-secret`; the file's default wins over it.
     pub default_cert: Option<Arc<Certificate>>,
+    /// Hosts whose TLS is spliced to the backend of their `/`
+    /// (`ssl-passthrough`).
+    pub passthrough: Vec<String>,
 }
 
 #[derive(Default)]
@@ -200,6 +203,11 @@ impl Sources {
         let mut snap =
             Snapshot::build_with_edge(&specs, default, previous.as_deref(), &self.metrics, &edge);
         snap.conflicts.extend(cert_problems);
+        // Looked up in the table just built: a host's `/` is whichever
+        // source's route won it.
+        let (passthrough, problems) = Passthrough::build(&s.discovered.passthrough, &snap);
+        snap.passthrough = passthrough;
+        snap.conflicts.extend(problems);
         let now: HashSet<String> = snap.conflicts.iter().cloned().collect();
         for c in now.difference(&s.conflicts) {
             tracing::warn!("{c}");

@@ -110,6 +110,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
             class: args.kube.ingress_class.clone(),
             watch_without_class: args.kube.watch_ingress_without_class,
             defaults: cfg.defaults,
+            ssl_passthrough: args.kube.enable_ssl_passthrough,
         },
         debounce: args.kube.kube_debounce,
         status,

@@ -156,6 +156,12 @@ pub struct KubeArgs {
     /// How long to gather cluster events before rebuilding the routes.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, requires = "kube")]
     pub kube_debounce: std::time::Duration,
+    /// Honour ingress-nginx's ssl-passthrough annotation: TLS connections
+    /// whose SNI names such a host are spliced, unread, to its backend
+    /// (ingress-nginx's flag of the same name; off, the annotation is
+    /// ignored and reported).
+    #[arg(long, requires = "kube")]
+    pub enable_ssl_passthrough: bool,
 }
 
 /// A flag's value that clap's own parsers do not refuse.

@@ -77,6 +77,10 @@ pub struct Annotated {
     pub problems: Vec<String>,
     /// `canary-by-header-value`, `-pattern` and `canary-by-cookie`.
     pub canary_rules: CanaryNotes,
+    /// `ssl-passthrough: "true"`: the host's TLS connections are spliced
+    /// to the backend of its `/`, which terminates TLS itself (with
+    /// `--enable-ssl-passthrough` only, as in ingress-nginx).
+    pub ssl_passthrough: bool,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -313,6 +317,7 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 .push(format!("{key}: {value:?} is not a header value")),
         },
         "service-upstream" => flag(out, key, value, |o, b| o.service_upstream = b),
+        "ssl-passthrough" => flag(out, key, value, |o, b| o.ssl_passthrough = b),
         "proxy-read-timeout" => match seconds(value) {
             Some(d) => out.read_timeout = Some(d),
             None => out

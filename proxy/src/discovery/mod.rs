@@ -336,6 +336,7 @@ async fn rebuild_loop(r: Rebuild) {
                 default: t.default_backend,
                 certs: certs.bindings,
                 default_cert: certs.default_cert,
+                passthrough: t.passthrough,
             });
             (
                 generation,

@@ -7,6 +7,7 @@
 
 mod canary;
 mod host;
+mod passthrough;
 mod path;
 mod regex;
 
@@ -22,6 +23,7 @@ use crate::spec::{RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader};
 use crate::tls::CertTable;
 use crate::upstream::{EndpointReuse, Upstream};
 pub use host::strip_port;
+pub use passthrough::Passthrough;
 pub use path::{normalize, resolve_dots, Normalized, PathTable};
 
 /// The live snapshot, shared by the listeners, the admin listener and the
@@ -114,6 +116,9 @@ pub struct Snapshot {
     pub tls: Arc<CertTable>,
     /// The port HTTPS redirects name (443: none).
     pub https_port: u16,
+    /// The hosts whose TLS is spliced to a backend, not terminated
+    /// (ingress-nginx's `ssl-passthrough`); set by the sources.
+    pub passthrough: Passthrough,
 }
 
 /// The HTTPS side of a snapshot: certificates, and what they imply for
@@ -356,6 +361,7 @@ impl Snapshot {
                 .collect(),
             conflicts: self.conflicts.clone(),
             certificates: self.tls.entries.clone(),
+            passthrough: self.passthrough.describe(),
         }
     }
 }
@@ -368,6 +374,8 @@ pub struct SnapshotView {
     pub conflicts: Vec<String>,
     /// The certificates served by SNI, and for which hosts.
     pub certificates: Vec<crate::tls::CertView>,
+    /// TLS passthrough: each host spliced, and the route it goes to.
+    pub passthrough: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize)]

@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::fast;
+use crate::tls::client_hello::{self, Sni};
 
-use super::{h1, h2, Connection};
+use super::{h1, h2, passthrough, Connection};
 
 /// Serves a connection, over TLS when the listener has it.
 pub(super) async fn serve_stream<I>(io: I, tls: Option<TlsAcceptor>, conn: Connection)
@@ -28,13 +29,56 @@ where
 /// The TLS handshake, under the request header timeout (a client that
 /// sends half a ClientHello is cut off like one that sends half a request
 /// head), then HTTP: HTTP/2 when ALPN chose it, else HTTP/1.1.
-async fn serve_tls<I>(io: I, tls: TlsAcceptor, conn: Connection)
+///
+/// When some host asks for TLS passthrough, the ClientHello's first record
+/// is read first, within the same deadline, and a connection whose SNI
+/// names such a host is spliced to its backend instead
+/// ([`super::passthrough`]); the others are handed to rustls with the
+/// record put back in front. Without such hosts nothing is read ahead.
+async fn serve_tls<I>(mut io: I, tls: TlsAcceptor, conn: Connection)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let errors = &conn.shared.handler.metrics().tls_handshake_errors;
-    let limit = conn.shared.settings.request_header_timeout;
-    let stream = match tokio::time::timeout(limit, tls.accept(io)).await {
+    let deadline = tokio::time::Instant::now() + conn.shared.settings.request_header_timeout;
+    let mut first = Vec::new();
+    if !conn.shared.handler.snapshot().load().passthrough.is_empty() {
+        let read = passthrough::read_first_record(&mut io);
+        first = match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => {
+                errors.with_label_values(&["error"]).inc();
+                tracing::debug!(client = %conn.client, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                errors.with_label_values(&["timeout"]).inc();
+                tracing::debug!(client = %conn.client, "TLS handshake not done in time");
+                return;
+            }
+        };
+        // The table read now, after the wait: a host added meanwhile counts.
+        let route = match client_hello::sni(&first) {
+            Sni::Name(name) => conn
+                .shared
+                .handler
+                .snapshot()
+                .load()
+                .passthrough
+                .lookup(name)
+                .cloned(),
+            Sni::Absent | Sni::Unreadable => None,
+        };
+        if let Some(route) = route {
+            let metrics = conn.shared.handler.metrics().clone();
+            let client = super::io::Prefixed::new(first, io);
+            // `conn` lives on: its watcher holds a drain for the splice.
+            passthrough::splice(client, route, conn.client, &metrics).await;
+            return;
+        }
+    }
+    let io = super::io::Prefixed::new(first, io);
+    let stream = match tokio::time::timeout_at(deadline, tls.accept(io)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             errors.with_label_values(&["error"]).inc();

@@ -6,7 +6,9 @@
 //! read when the listener expects one, TLS (on an HTTPS listener), then
 //! dispatched (`dispatch`) to the HTTP/1.1 fast path, hyper (`h1`) or `h2`
 //! ([`h2`]). [`io`] holds the adapters every path reads through, and
-//! `idle` what tells an HTTP/2 connection it is idle.
+//! `idle` what tells an HTTP/2 connection it is idle. On an HTTPS
+//! listener, `passthrough` splices the connections whose SNI names a host
+//! that asks for TLS passthrough, before any handshake.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ mod h1;
 pub mod h2;
 mod idle;
 pub mod io;
+mod passthrough;
 
 /// Binds every address, or names the one that failed.
 pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {

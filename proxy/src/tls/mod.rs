@@ -10,6 +10,7 @@
 
 mod cert;
 pub mod client;
+pub mod client_hello;
 mod table;
 
 use std::path::{Path, PathBuf};

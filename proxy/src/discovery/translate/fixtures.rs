@@ -311,6 +311,7 @@ pub fn settings() -> TranslateSettings {
         class: "sluice".into(),
         watch_without_class: false,
         defaults: crate::config::DEFAULTS,
+        ssl_passthrough: false,
     }
 }
 

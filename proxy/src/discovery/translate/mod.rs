@@ -19,7 +19,8 @@
 //!   settings an Ingress's and a Service's annotations give a route;
 //! - `canaries`: canary Ingresses joined to the main routes they share;
 //! - `endpoints`: EndpointSlices to the endpoints of one Service port;
-//! - `path_rules`: ingress-nginx's regex hosts, rewrites and redirects.
+//! - `path_rules`: ingress-nginx's regex hosts, rewrites and redirects;
+//! - `passthrough`: the hosts whose TLS is spliced (`ssl-passthrough`);
 //! - `access`: address ranges and basic authentication from the access
 //!   annotations and the Secrets they name.
 
@@ -29,6 +30,7 @@ mod endpoints;
 #[cfg(test)]
 mod fixtures;
 mod ownership;
+mod passthrough;
 mod path_rules;
 mod routes;
 mod tls_bindings;
@@ -61,6 +63,9 @@ pub struct TranslateSettings {
     /// The config's defaults (timeouts, retries, health checks, body
     /// limit), which annotations override per route.
     pub defaults: Defaults,
+    /// `--enable-ssl-passthrough`: honour `ssl-passthrough` (ingress-nginx
+    /// ignores the annotation without its flag of the same name).
+    pub ssl_passthrough: bool,
 }
 
 /// What the stores hold, at one moment.
@@ -101,6 +106,9 @@ pub struct Translated {
     /// The Secrets annotations name, as `(namespace, name)`, found or not:
     /// the discovery loop watches each.
     pub named_secrets: std::collections::BTreeSet<(String, String)>,
+    /// The hosts whose TLS connections are spliced to the backend of
+    /// their `/` (lower case, each once).
+    pub passthrough: Vec<String>,
 }
 
 impl Translated {
@@ -177,6 +185,7 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
         .collect();
     let (canaries, mains): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(_, a)| a.canary);
     backends.regex_hosts = path_rules::regex_hosts(&mains);
+    passthrough::collect(&mains, settings, &mut out);
     let mut host_redirects = path_rules::HostRedirects::default();
     // Default backends of Ingresses with rules: after every explicit rule.
     let mut fallbacks = Vec::new();
