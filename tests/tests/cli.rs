@@ -325,6 +325,10 @@ async fn port_zero_listeners_print_the_addresses_they_bound() {
         "{out}"
     );
     assert!(lines[3].contains(" GET \"/\" 200 "), "{out}");
+    wait_until("the startup line", Duration::from_secs(30), || async {
+        s.log().contains("sluice is serving")
+    })
+    .await;
     let log = s.log();
     let serving = log
         .lines()
@@ -355,9 +359,14 @@ async fn logs_read_as_written_for_people_and_error_answers_are_dated() {
         httpdate_like(date.to_str().unwrap()),
         "{date:?} is not an HTTP date"
     );
+    // The listeners take requests as soon as they are announced, so the
+    // startup line may come after this request's.
+    wait_until("the startup line", Duration::from_secs(30), || async {
+        s.log().contains("sluice is serving")
+    })
+    .await;
     let log = s.log();
     assert!(log.contains("upstream connect failed"), "{log}");
-    assert!(log.contains("sluice is serving"), "{log}");
     for banned in ["Some(", "None", "[127.0.0.1"] {
         assert!(!log.contains(banned), "{banned:?} in the log:\n{log}");
     }
