@@ -113,7 +113,7 @@ proxy_suites=()
 for f in tests/tests/*.rs; do
   name="$(basename "$f" .rs)"
   case "$name" in
-    chart|deploy|image|cli|soak) ;;
+    chart|deploy|image|cli|soak|nginx_migrate) ;;
     *) proxy_suites+=(--test "$name") ;;
   esac
 done

@@ -63,7 +63,7 @@ impl Exit {
             Exit::Ok => "done (serve stopped after draining; check found no problem)",
             Exit::Failure => "any other failure at run time",
             Exit::Usage => "usage: a bad flag or value, or flags that contradict each other",
-            Exit::Config => "config refused: unreadable, invalid, or a certificate it names cannot be loaded (check: any problem)",
+            Exit::Config => "config refused: unreadable, invalid, or a certificate it names cannot be loaded (check: any problem; migrate: anything that would serve differently)",
             Exit::Bind => "a listener's address cannot be bound",
             Exit::Kube => "the Kubernetes client cannot be set up (--kube)",
             Exit::Dns => "a backend's DNS name does not resolve at start",
@@ -94,7 +94,7 @@ Exit codes:
   0  done (serve stopped after draining; check found no problem)
   1  any other failure at run time
   2  usage: a bad flag or value, or flags that contradict each other
-  3  config refused: unreadable, invalid, or a certificate it names cannot be loaded (check: any problem)
+  3  config refused: unreadable, invalid, or a certificate it names cannot be loaded (check: any problem; migrate: anything that would serve differently)
   4  a listener's address cannot be bound
   5  the Kubernetes client cannot be set up (--kube)
   6  a backend's DNS name does not resolve at start";

@@ -60,6 +60,7 @@ mod layering;
 pub mod logfmt;
 pub mod memory;
 pub mod metrics;
+pub mod migrate;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod resolve;

@@ -34,6 +34,17 @@ fn main() -> ExitCode {
         Command::Version => cli::version::version(),
         Command::Completions { shell } => cli::completions::completions(shell),
         Command::Man => report(cli::man::man()),
+        Command::Migrate {
+            files,
+            kubeconfig,
+            namespace,
+            output,
+            table,
+        } => cli::migrate::migrate(
+            cli::migrate::Source::new(files, kubeconfig, namespace),
+            output,
+            table,
+        ),
         Command::Serve(serve) => {
             init_logs(args.log_format);
             report(cli::serve::serve(*serve))

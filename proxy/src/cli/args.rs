@@ -63,6 +63,30 @@ pub enum Command {
     },
     /// The man page (roff) on stdout: `sluice man | man -l -`.
     Man,
+    /// How the Ingresses written for ingress-nginx would be served: each
+    /// annotation supported, mapped, ignored as tuning, refused or not
+    /// supported, with a reason (exit code 3 when anything would serve
+    /// differently).
+    Migrate {
+        /// Ingress manifests (YAML; several documents, or a List as
+        /// `kubectl get ingress -A -o yaml` writes). Without any, the
+        /// cluster's Ingresses are read.
+        #[arg(long = "file", short = 'f')]
+        files: Vec<PathBuf>,
+        /// A kubeconfig; otherwise in-cluster settings or KUBECONFIG.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Only this namespace's Ingresses (when reading the cluster).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// `text` (a block per Ingress) or `json` (for CI).
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Print the support table of every ingress-nginx annotation (the
+        /// README's), and nothing else.
+        #[arg(long)]
+        table: bool,
+    },
     /// Three built-in backends and the proxy in front of them.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]

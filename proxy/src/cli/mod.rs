@@ -5,8 +5,8 @@
 //!
 //! - `args`: the command, its global flags and its subcommands;
 //!   `serve_args`: the flags of `serve`;
-//! - `serve`, `check`, `demo`, `version`, `completions`, `man`: the
-//!   commands;
+//! - `serve`, `check`, `migrate`, `demo`, `version`, `completions`,
+//!   `man`: the commands;
 //! - `error`: why a command stopped, and its exit code;
 //! - `runtime`: the async runtime `serve` and `demo` run on.
 
@@ -16,6 +16,7 @@ pub mod completions;
 pub mod demo;
 pub mod error;
 pub mod man;
+pub mod migrate;
 mod runtime;
 pub mod serve;
 mod serve_args;

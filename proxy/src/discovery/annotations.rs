@@ -16,9 +16,11 @@ use crate::spec::RouteTimeouts;
 mod access;
 mod canary;
 mod paths;
+pub mod registry;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
 pub use paths::PathNotes;
+use registry::Support;
 
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -75,6 +77,9 @@ pub struct Annotated {
     pub access: AccessNotes,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
+    /// ingress-nginx tuning knobs taken without effect (buffers, logging),
+    /// by name: `sluice migrate` lists them.
+    pub tuning: Vec<String>,
     /// `canary-by-header-value`, `-pattern` and `canary-by-cookie`.
     pub canary_rules: CanaryNotes,
     /// `ssl-passthrough: "true"`: the host's TLS connections are spliced
@@ -301,9 +306,6 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 "{key}: {value:?} is not a DNS name or an IP address"
             )),
         },
-        // The TLS versions and ciphers are rustls's safe defaults (TLS 1.2
-        // and 1.3, AEAD ciphers only); the chain depth is webpki's.
-        "proxy-ssl-protocols" | "proxy-ssl-ciphers" | "proxy-ssl-verify-depth" => {}
         "upstream-vhost" => match host_value(value) {
             Some(v) => out.upstream_vhost = Some(v),
             None => out
@@ -324,9 +326,20 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
                 .problems
                 .push(format!("{key}: {value:?} is not a number of seconds")),
         },
-        _ => out
-            .problems
-            .push(format!("{key}: not supported by sluice, ignored")),
+        // The rest as the registry says: tuning knobs are taken silently,
+        // and everything else is reported.
+        _ => match registry::lookup(name) {
+            Some(a) if a.support == Support::Tuning => out.tuning.push(name.to_owned()),
+            Some(a) if a.support == Support::Refused => out
+                .problems
+                .push(format!("{key}: refused ({}), ignored", a.note)),
+            Some(a) => out
+                .problems
+                .push(format!("{key}: not supported by sluice yet ({}), ignored", a.note)),
+            None => out
+                .problems
+                .push(format!("{key}: not supported by sluice, ignored")),
+        },
     }
 }
 

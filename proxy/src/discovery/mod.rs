@@ -71,10 +71,16 @@ pub enum ClientError {
 
 /// Connects a client as `opts` says.
 pub async fn client(opts: &Options) -> Result<Client, ClientError> {
-    let config = match &opts.kubeconfig {
+    connect(opts.kubeconfig.as_deref()).await
+}
+
+/// Connects a client with `kubeconfig`, else in-cluster settings or
+/// `KUBECONFIG`.
+pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<Client, ClientError> {
+    let config = match kubeconfig {
         Some(path) => {
             let named = |source| ClientError::Kubeconfig {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             };
             let kc = kube::config::Kubeconfig::read_from(path).map_err(named)?;

@@ -1,0 +1,317 @@
+//! `sluice migrate`'s assessment: for each Ingress written for
+//! ingress-nginx, what sluice does with each of its annotations —
+//! supported, mapped, ignored as tuning, refused, or not supported — with
+//! a one-line reason, and whether anything would serve differently.
+//!
+//! It is the parser's own verdict (the same [`annotations::parse`] that
+//! discovery runs, so a value it would refuse is reported here), completed
+//! by the registry's line for each annotation
+//! ([`annotations::registry`]).
+
+use k8s_openapi::api::networking::v1::Ingress;
+use serde::Serialize;
+
+use crate::discovery::annotations::{self, registry};
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+const SLUICE: &str = "sluice.dev/";
+
+/// What becomes of one annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Supported,
+    Mapped,
+    Tuning,
+    /// Refused on purpose (snippets, a WAF).
+    Refused,
+    /// Not built.
+    Unsupported,
+    /// A supported annotation whose value is refused.
+    Invalid,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Supported => "supported",
+            Verdict::Mapped => "mapped",
+            Verdict::Tuning => "tuning",
+            Verdict::Refused => "refused",
+            Verdict::Unsupported => "unsupported",
+            Verdict::Invalid => "invalid",
+        }
+    }
+
+    /// Whether an Ingress carrying it serves differently under sluice.
+    pub fn changes_behaviour(self) -> bool {
+        matches!(
+            self,
+            Verdict::Refused | Verdict::Unsupported | Verdict::Invalid
+        )
+    }
+}
+
+/// One annotation's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Without the `nginx.ingress.kubernetes.io/` prefix.
+    pub annotation: String,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// One Ingress's verdicts.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngressReport {
+    /// `namespace/name`.
+    pub ingress: String,
+    /// Its class (`spec.ingressClassName`, or the old annotation).
+    pub class: Option<String>,
+    pub findings: Vec<Finding>,
+    pub changes_behaviour: bool,
+}
+
+/// Every Ingress's verdicts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ingresses: Vec<IngressReport>,
+    /// Some Ingress would serve differently under sluice.
+    pub changes_behaviour: bool,
+}
+
+impl Report {
+    pub fn new(ingresses: &[Ingress]) -> Report {
+        let ingresses: Vec<IngressReport> = ingresses.iter().map(assess).collect();
+        Report {
+            changes_behaviour: ingresses.iter().any(|i| i.changes_behaviour),
+            ingresses,
+        }
+    }
+
+    /// For people: one block per Ingress, one line per annotation.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for i in &self.ingresses {
+            out.push_str(&i.ingress);
+            if let Some(c) = &i.class {
+                out.push_str(&format!(" (class {c})"));
+            }
+            out.push('\n');
+            if i.findings.is_empty() {
+                out.push_str("  no ingress-nginx annotation: served as it is\n");
+            }
+            for f in &i.findings {
+                out.push_str(&format!(
+                    "  {:<11} {}: {}\n",
+                    f.verdict.as_str(),
+                    f.annotation,
+                    f.reason
+                ));
+            }
+        }
+        let changing = self
+            .ingresses
+            .iter()
+            .filter(|i| i.changes_behaviour)
+            .count();
+        out.push_str(&format!(
+            "{} Ingress(es), {changing} would serve differently under sluice\n",
+            self.ingresses.len()
+        ));
+        out
+    }
+}
+
+/// One Ingress's verdicts.
+pub fn assess(ing: &Ingress) -> IngressReport {
+    let meta = &ing.metadata;
+    let id = format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("")
+    );
+    let class = ing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get("kubernetes.io/ingress.class").cloned())
+        });
+    let parsed = annotations::parse(&meta.annotations);
+    let mut findings = Vec::new();
+    for key in meta.annotations.iter().flat_map(|a| a.keys()) {
+        let (name, ours) = match (key.strip_prefix(NGINX), key.strip_prefix(SLUICE)) {
+            (Some(n), _) => (n, false),
+            (_, Some(_)) => (key.as_str(), true),
+            _ => continue,
+        };
+        // The parser's own words about this annotation, if it had any.
+        let problem = parsed
+            .problems
+            .iter()
+            .find(|p| p.starts_with(key.as_str()) && p[key.len()..].starts_with(':'))
+            .map(|p| p[key.len() + 1..].trim().to_owned());
+        let entry = (!ours).then(|| registry::lookup(name)).flatten();
+        let (verdict, reason) = match (problem, entry) {
+            (Some(_), Some(e)) if e.support == registry::Support::Refused => {
+                (Verdict::Refused, e.note.to_owned())
+            }
+            (Some(_), Some(e)) if e.support == registry::Support::NotYet => {
+                (Verdict::Unsupported, e.note.to_owned())
+            }
+            (Some(p), None) if !ours && p.contains("refused") => (Verdict::Refused, p),
+            (Some(p), None) if !ours => (Verdict::Unsupported, p),
+            (Some(p), _) => (Verdict::Invalid, p),
+            (None, Some(e)) => (
+                match e.support {
+                    registry::Support::Supported => Verdict::Supported,
+                    registry::Support::Mapped => Verdict::Mapped,
+                    registry::Support::Tuning => Verdict::Tuning,
+                    registry::Support::Refused => Verdict::Refused,
+                    registry::Support::NotYet => Verdict::Unsupported,
+                },
+                e.note.to_owned(),
+            ),
+            (None, None) if ours => (Verdict::Supported, "sluice's own".to_owned()),
+            (None, None) => (
+                Verdict::Unsupported,
+                "not an annotation sluice knows".to_owned(),
+            ),
+        };
+        findings.push(Finding {
+            annotation: name.to_owned(),
+            verdict,
+            reason,
+        });
+    }
+    IngressReport {
+        ingress: id,
+        class,
+        changes_behaviour: findings.iter().any(|f| f.verdict.changes_behaviour()),
+        findings,
+    }
+}
+
+/// Why manifests could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("document {index}: {source}")]
+    Yaml {
+        index: usize,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("document {index}: an Ingress that does not read: {source}")]
+    Ingress {
+        index: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The Ingresses of a YAML stream (several documents, and `kind: List`
+/// documents, as `kubectl get -o yaml` writes them); other kinds are
+/// skipped.
+pub fn ingresses_from_yaml(text: &str) -> Result<Vec<Ingress>, ManifestError> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_json::Value::deserialize(doc)
+            .map_err(|source| ManifestError::Yaml { index, source })?;
+        let items = match value["kind"].as_str() {
+            Some("List") | Some("IngressList") => {
+                value["items"].as_array().cloned().unwrap_or_default()
+            }
+            _ => vec![value],
+        };
+        for item in items {
+            if item["kind"].as_str() != Some("Ingress") {
+                continue;
+            }
+            let ing: Ingress = serde_json::from_value(item)
+                .map_err(|source| ManifestError::Ingress { index, source })?;
+            out.push(ing);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFESTS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/proxy-buffering: "off"
+    nginx.ingress.kubernetes.io/load-balance: ewma
+spec:
+  ingressClassName: nginx
+---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    metadata:
+      name: legacy
+      namespace: shop
+      annotations:
+        kubernetes.io/ingress.class: nginx
+        nginx.ingress.kubernetes.io/configuration-snippet: "more_set_headers \"X: y\";"
+        nginx.ingress.kubernetes.io/proxy-read-timeout: "soon"
+        nginx.ingress.kubernetes.io/mirror-target: "http://mirror"
+        nginx.ingress.kubernetes.io/made-up: "1"
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: web}
+"#;
+
+    #[test]
+    fn each_annotation_gets_its_verdict() {
+        let ings = ingresses_from_yaml(MANIFESTS).unwrap();
+        assert_eq!(ings.len(), 2);
+        let r = Report::new(&ings);
+        let web = &r.ingresses[0];
+        assert_eq!(web.class.as_deref(), Some("nginx"));
+        assert!(!web.changes_behaviour, "{web:#?}");
+        let verdict = |i: &IngressReport, name: &str| {
+            i.findings
+                .iter()
+                .find(|f| f.annotation == name)
+                .unwrap_or_else(|| panic!("{name}"))
+                .verdict
+        };
+        assert_eq!(verdict(web, "rewrite-target"), Verdict::Supported);
+        assert_eq!(verdict(web, "proxy-buffering"), Verdict::Tuning);
+        assert_eq!(verdict(web, "load-balance"), Verdict::Mapped);
+        let legacy = &r.ingresses[1];
+        assert_eq!(legacy.class.as_deref(), Some("nginx"));
+        assert!(legacy.changes_behaviour);
+        assert_eq!(verdict(legacy, "configuration-snippet"), Verdict::Refused);
+        assert_eq!(verdict(legacy, "proxy-read-timeout"), Verdict::Invalid);
+        assert_eq!(verdict(legacy, "mirror-target"), Verdict::Unsupported);
+        assert_eq!(verdict(legacy, "made-up"), Verdict::Unsupported);
+        assert!(r.changes_behaviour);
+        let text = r.text();
+        assert!(text.contains("shop/legacy (class nginx)"), "{text}");
+        assert!(text.contains("1 would serve differently"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["ingresses"][1]["findings"][0]["verdict"], "refused");
+    }
+
+    #[test]
+    fn bad_yaml_names_its_document() {
+        let e = ingresses_from_yaml("kind: Ingress\n---\n: : :\n").unwrap_err();
+        assert!(e.to_string().starts_with("document"), "{e}");
+    }
+}
