@@ -162,6 +162,7 @@ pub fn assess(ing: &Ingress) -> IngressReport {
             (Some(_), Some(e)) if e.support == registry::Support::NotYet => {
                 (Verdict::Unsupported, e.note.to_owned())
             }
+            (Some(p), _) if !ours && p.starts_with("refused") => (Verdict::Refused, p),
             (Some(p), None) if !ours && p.contains("refused") => (Verdict::Refused, p),
             (Some(p), None) if !ours => (Verdict::Unsupported, p),
             (Some(p), _) => (Verdict::Invalid, p),
@@ -267,7 +268,7 @@ items:
       namespace: shop
       annotations:
         kubernetes.io/ingress.class: nginx
-        nginx.ingress.kubernetes.io/configuration-snippet: "more_set_headers \"X: y\";"
+        nginx.ingress.kubernetes.io/configuration-snippet: "more_set_headers \"X: y\"; rewrite ^ /x;"
         nginx.ingress.kubernetes.io/proxy-read-timeout: "soon"
         nginx.ingress.kubernetes.io/mirror-target: "http://mirror"
         nginx.ingress.kubernetes.io/made-up: "1"

@@ -230,3 +230,59 @@ async fn service_upstream_sends_to_the_cluster_ip() {
     }
     assert_eq!(pod.hits(), 0, "a pod was sent to directly");
 }
+
+/// A `configuration-snippet`'s header directives apply (nginx's rules for
+/// `add_header`: 2xx/3xx only, unless `always`), and its other directives
+/// are refused by name, in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snippet_header_directives_apply_and_the_rest_is_refused() {
+    let api = KubeApi::start().await;
+    let pod = Backend::start("pod").await;
+    shop_backend(
+        &api,
+        pod.addr.port(),
+        vec![endpoint(pod.addr, "web-0", true, false)],
+    );
+    api.apply(annotated(&[(
+        "configuration-snippet",
+        "more_set_headers \"X-Frame-Options: DENY\";\nadd_header X-Only-Ok yes;\nadd_header X-Always yes always;\nproxy_set_header X-From-Snippet on;\nrewrite ^/old /new break;\n",
+    )]));
+    let s = proxy(&api, &[]).await;
+    let seen = until_status(&s, "/headers", 200, "the route").await;
+    assert!(seen.lines().any(|l| l == "x-from-snippet: on"), "{seen}");
+    let c = client(None);
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let addr = s.listen;
+        async move {
+            request(
+                &c,
+                addr,
+                "GET",
+                path,
+                &[("host", "shop.example.com")],
+                empty(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (status, h, _) = get("/").await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-only-ok"], "yes");
+    assert_eq!(h["x-always"], "yes");
+    let (status, h, _) = get("/status/404").await;
+    assert_eq!(status, 404);
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(
+        h.get("x-only-ok").is_none(),
+        "add_header without always on a 404"
+    );
+    assert_eq!(h["x-always"], "yes");
+    assert!(
+        s.log().contains("refused `rewrite ^/old /new break`"),
+        "{}",
+        s.log()
+    );
+}

@@ -17,10 +17,12 @@ mod access;
 mod canary;
 mod paths;
 pub mod registry;
+mod snippet;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
 pub use paths::PathNotes;
 use registry::Support;
+pub use snippet::SnippetEdits;
 
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -75,6 +77,9 @@ pub struct Annotated {
     pub paths: PathNotes,
     /// The access annotations: address ranges, basic authentication.
     pub access: AccessNotes,
+    /// The header directives of `configuration-snippet` and
+    /// `server-snippet`.
+    pub snippet: SnippetEdits,
     /// One line per annotation that was refused or not understood.
     pub problems: Vec<String>,
     /// ingress-nginx tuning knobs taken without effect (buffers, logging),
@@ -131,6 +136,9 @@ impl Annotated {
         crate::spec::HeaderEdits {
             host: self.upstream_vhost.clone(),
             forwarded_prefix: self.forwarded_prefix.clone(),
+            request: self.snippet.request.clone(),
+            response: self.snippet.response.clone(),
+            added: self.snippet.added.clone(),
         }
     }
 
@@ -210,7 +218,19 @@ fn sluice(out: &mut Annotated, key: &str, name: &str, value: &str) {
 }
 
 fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
-    if name.ends_with("-snippet") || name == "configuration-snippet" {
+    if name == "configuration-snippet" || name == "server-snippet" {
+        let (edits, refused) = snippet::parse(value);
+        for r in refused {
+            out.problems.push(format!(
+                "{key}: refused {r}; the rest of the snippet applies"
+            ));
+        }
+        out.snippet.request.extend(edits.request);
+        out.snippet.response.extend(edits.response);
+        out.snippet.added.extend(edits.added);
+        return;
+    }
+    if name.ends_with("-snippet") {
         out.problems.push(format!(
             "{key}: snippet annotations inject raw configuration and are refused"
         ));
@@ -565,11 +585,15 @@ mod tests {
             ("sluice.dev/colour", "blue"),
             (
                 "nginx.ingress.kubernetes.io/configuration-snippet",
-                "more_set_headers \"x: y\";",
+                "more_set_headers \"x: y\"; rewrite ^ /x;",
             ),
             (
                 "nginx.ingress.kubernetes.io/server-snippet",
                 "location / {}",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/modsecurity-snippet",
+                "SecRuleEngine On",
             ),
             ("nginx.ingress.kubernetes.io/proxy-read-timeout", "soon"),
             (
@@ -580,10 +604,12 @@ mod tests {
         ]);
         assert_eq!(a.strategy, None);
         assert_eq!(a.read_timeout, None);
-        assert_eq!(a.problems.len(), 6, "{:#?}", a.problems);
+        assert_eq!(a.problems.len(), 7, "{:#?}", a.problems);
         assert_eq!(
             a.problems.iter().filter(|p| p.contains("refused")).count(),
-            2
+            3
         );
+        // The snippet's header directive applies; its rewrite does not.
+        assert_eq!(a.header_edits().response.len(), 1);
     }
 }

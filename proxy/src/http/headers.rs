@@ -125,6 +125,9 @@ pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
     if let Some(prefix) = &edits.forwarded_prefix {
         headers.insert(X_FORWARDED_PREFIX.clone(), prefix.clone());
     }
+    for (n, v) in &edits.request {
+        headers.insert(n.clone(), v.clone());
+    }
 }
 
 /// HTTP/2 clients may split Cookie into several fields; an HTTP/1.1

@@ -47,12 +47,41 @@ pub struct HeaderEdits {
     /// `X-Forwarded-Prefix` (ingress-nginx's `x-forwarded-prefix`): the
     /// path prefix the client saw, for applications that build links.
     pub forwarded_prefix: Option<http::HeaderValue>,
+    /// Set on the request sent upstream (a snippet's `proxy_set_header`).
+    pub request: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Set on every answer (a snippet's `more_set_headers`).
+    pub response: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Added to answers (a snippet's `add_header`): 2xx and 3xx ones only,
+    /// as nginx does, unless the flag (`always`) is set.
+    pub added: Vec<(http::HeaderName, http::HeaderValue, bool)>,
 }
 
 impl HeaderEdits {
     /// True when there is nothing to change.
     pub fn is_empty(&self) -> bool {
-        self.host.is_none() && self.forwarded_prefix.is_none()
+        self.host.is_none()
+            && self.forwarded_prefix.is_none()
+            && self.request.is_empty()
+            && self.response.is_empty()
+            && self.added.is_empty()
+    }
+
+    /// Applies the answer's edits to a response with `status`.
+    pub fn apply_to_response(&self, status: http::StatusCode, headers: &mut http::HeaderMap) {
+        for (n, v) in &self.response {
+            headers.insert(n.clone(), v.clone());
+        }
+        // nginx's add_header: 200, 201, 204, 206, 301, 302, 303, 304, 307
+        // and 308, unless `always`.
+        let listed = matches!(
+            status.as_u16(),
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        );
+        for (n, v, always) in &self.added {
+            if *always || listed {
+                headers.append(n.clone(), v.clone());
+            }
+        }
     }
 }
 

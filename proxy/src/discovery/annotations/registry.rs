@@ -108,7 +108,7 @@ pub static NGINX: &[Annotation] = &[
     a("canary-weight", Supported, "requests in canary-weight-total sent to the canary", "20"),
     a("canary-weight-total", Supported, "the weight's total; below 100 ignored, as ingress-nginx does", "1000"),
     a("client-body-buffer-size", Tuning, "bodies are streamed, never buffered to disk", "1m"),
-    a("configuration-snippet", Refused, "raw nginx configuration", ""),
+    a("configuration-snippet", Mapped, "never run; its `more_set_headers`, `add_header` and `proxy_set_header` with literal values are applied, every other directive is refused by name", "more_set_headers \"X-Frame-Options: DENY\";"),
     a("connection-proxy-header", Tuning, "connections to pods are pooled keep-alive", "keep-alive"),
     a("cors-allow-credentials", NotYet, "CORS", ""),
     a("cors-allow-headers", NotYet, "CORS", ""),
@@ -175,7 +175,7 @@ pub static NGINX: &[Annotation] = &[
     a("rewrite-target", Supported, "the path sent upstream, with `$1`-style groups of a regex path", "/$2"),
     a("satisfy", NotYet, "`any` of the access checks", ""),
     a("server-alias", NotYet, "more host names for the Ingress's rules", ""),
-    a("server-snippet", Refused, "raw nginx configuration", ""),
+    a("server-snippet", Mapped, "as configuration-snippet, for the Ingress's own paths", "add_header Cache-Control no-store always;"),
     a("service-upstream", Supported, "the Service's ClusterIP instead of its pods", "true"),
     a("session-cookie-change-on-failure", NotYet, "cookie affinity", ""),
     a("session-cookie-conditional-samesite-none", NotYet, "cookie affinity", ""),
@@ -295,9 +295,13 @@ mod tests {
             .expect("the README's annotation table markers")
             + start.len();
         let to = readme[at..].find(end).expect("the end marker") + at;
+        let (readme, code) = (&readme[at..to], markdown_table());
+        if let Some((r, c)) = readme.lines().zip(code.lines()).find(|(r, c)| r != c) {
+            panic!("README.md's annotation table is stale (`sluice migrate --table` prints it):\nREADME: {r}\ncode:   {c}");
+        }
         assert_eq!(
-            &readme[at..to],
-            markdown_table(),
+            readme.lines().count(),
+            code.lines().count(),
             "README.md's annotation table is stale: `sluice migrate --table` prints it"
         );
     }

@@ -187,6 +187,10 @@ impl Handler {
             }
             Err(answer) => (render(&answer, grpc), answer.status().as_u16()),
         };
+        if !route.headers.is_empty() {
+            let status = resp.status();
+            route.headers.apply_to_response(status, resp.headers_mut());
+        }
         if let (true, Some(hsts)) = (https, &route.hsts) {
             resp.headers_mut()
                 .entry(header::STRICT_TRANSPORT_SECURITY)
