@@ -66,6 +66,8 @@ fn rebuild(c: &mut Criterion) {
         watch_without_class: false,
         defaults: sluice::config::DEFAULTS,
         ssl_passthrough: false,
+        controller: sluice::discovery::CONTROLLER.into(),
+        default_backend_service: None,
     };
     let metrics = Metrics::new();
     let t = translate(&state, &settings);

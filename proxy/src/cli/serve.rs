@@ -98,7 +98,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let status = match &args.kube.publish_service {
         Some(s) => Some(sluice::discovery::status::StatusOptions::parse(
             s,
-            &args.kube.ingress_class,
+            args.kube.class(),
             args.kube.status_lease_duration,
         )?),
         None => None,
@@ -107,10 +107,15 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
         kubeconfig: args.kube.kubeconfig.clone(),
         namespace: args.kube.namespace.clone(),
         settings: sluice::discovery::TranslateSettings {
-            class: args.kube.ingress_class.clone(),
+            class: args.kube.class().to_owned(),
             watch_without_class: args.kube.watch_ingress_without_class,
             defaults: cfg.defaults,
             ssl_passthrough: args.kube.enable_ssl_passthrough,
+            controller: args.kube.controller().to_owned(),
+            default_backend_service: args.kube.default_backend_service.as_deref().and_then(|s| {
+                s.split_once('/')
+                    .map(|(ns, n)| (ns.to_owned(), n.to_owned()))
+            }),
         },
         debounce: args.kube.kube_debounce,
         status,

@@ -162,6 +162,42 @@ pub struct KubeArgs {
     /// ignored and reported).
     #[arg(long, requires = "kube")]
     pub enable_ssl_passthrough: bool,
+    /// The controller an IngressClass must name for its Ingresses to be
+    /// served.
+    #[arg(long, default_value = sluice::discovery::CONTROLLER, requires = "kube")]
+    pub controller_name: String,
+    /// Take over ingress-nginx's Ingresses as they are: serve IngressClass
+    /// `nginx` with controller `k8s.io/ingress-nginx` (shorthand for
+    /// --ingress-class nginx --controller-name k8s.io/ingress-nginx). Stop
+    /// ingress-nginx first: both would serve, and write, the same
+    /// Ingresses.
+    #[arg(long, requires = "kube", conflicts_with_all = ["ingress_class", "controller_name"])]
+    pub adopt_ingress_nginx: bool,
+    /// NAMESPACE/NAME of the Service that answers requests no rule matches
+    /// (ingress-nginx's flag of the same name; 404 without). An Ingress's
+    /// own catch-all defaultBackend wins.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
+    pub default_backend_service: Option<String>,
+}
+
+impl KubeArgs {
+    /// The IngressClass served.
+    pub fn class(&self) -> &str {
+        if self.adopt_ingress_nginx {
+            "nginx"
+        } else {
+            &self.ingress_class
+        }
+    }
+
+    /// The controller an IngressClass must name.
+    pub fn controller(&self) -> &str {
+        if self.adopt_ingress_nginx {
+            "k8s.io/ingress-nginx"
+        } else {
+            &self.controller_name
+        }
+    }
 }
 
 /// A flag's value that clap's own parsers do not refuse.

@@ -312,6 +312,8 @@ pub fn settings() -> TranslateSettings {
         watch_without_class: false,
         defaults: crate::config::DEFAULTS,
         ssl_passthrough: false,
+        controller: CONTROLLER.into(),
+        default_backend_service: None,
     }
 }
 

@@ -66,6 +66,14 @@ pub struct TranslateSettings {
     /// `--enable-ssl-passthrough`: honour `ssl-passthrough` (ingress-nginx
     /// ignores the annotation without its flag of the same name).
     pub ssl_passthrough: bool,
+    /// The controller an IngressClass must name to be ours
+    /// (`--controller-name`; ingress-nginx's `k8s.io/ingress-nginx` with
+    /// `--adopt-ingress-nginx`).
+    pub controller: String,
+    /// `--default-backend-service`: `(namespace, name)` of the Service that
+    /// answers what no rule matches (ingress-nginx's flag of the same
+    /// name); an Ingress's own catch-all `defaultBackend` wins.
+    pub default_backend_service: Option<(String, String)>,
 }
 
 /// What the stores hold, at one moment.
@@ -202,6 +210,10 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
     for (ing, notes) in canaries {
         out.serve(ing, &notes);
         canaries::attach(&backends, ing, &notes, settings, &mut out);
+    }
+    if let (None, Some((ns, name))) = (&out.default_backend, &settings.default_backend_service) {
+        out.default_backend =
+            backends.default_backend_service(ns, name, settings, &mut out.problems);
     }
     out.named_secrets = backends.wanted.take();
     out

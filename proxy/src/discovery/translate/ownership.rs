@@ -9,7 +9,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use super::{value_of, TranslateSettings};
 
-/// The controller name an IngressClass must carry to be ours.
+/// The controller name an IngressClass must carry to be ours, unless
+/// `--controller-name` says otherwise.
 pub const CONTROLLER: &str = "sluice.dev/ingress-controller";
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -33,15 +34,15 @@ pub fn owned(ing: &Ingress, classes: &[Arc<IngressClass>], settings: &TranslateS
     match named {
         Some(name) => {
             name == settings.class
-                && classes
-                    .iter()
-                    .any(|c| c.metadata.name.as_deref() == Some(name) && is_ours(c))
+                && classes.iter().any(|c| {
+                    c.metadata.name.as_deref() == Some(name) && is_ours(c, &settings.controller)
+                })
         }
         None => {
             settings.watch_without_class
                 || classes.iter().any(|c| {
                     c.metadata.name.as_deref() == Some(settings.class.as_str())
-                        && is_ours(c)
+                        && is_ours(c, &settings.controller)
                         && value_of(&c.metadata.annotations, DEFAULT_CLASS_ANNOTATION)
                             == Some("true")
                 })
@@ -50,8 +51,8 @@ pub fn owned(ing: &Ingress, classes: &[Arc<IngressClass>], settings: &TranslateS
 }
 
 /// True when the IngressClass names our controller.
-fn is_ours(c: &IngressClass) -> bool {
-    c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER)
+fn is_ours(c: &IngressClass, controller: &str) -> bool {
+    c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(controller)
 }
 
 #[cfg(test)]

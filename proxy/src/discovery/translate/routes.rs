@@ -464,6 +464,47 @@ impl Backends<'_> {
     }
 }
 
+impl Backends<'_> {
+    /// `--default-backend-service`'s catch-all: the Service's only port
+    /// (or the one named `http`), answering what no rule matches.
+    pub(super) fn default_backend_service(
+        &self,
+        ns: &str,
+        name: &str,
+        settings: &TranslateSettings,
+        problems: &mut Vec<String>,
+    ) -> Option<RouteSpec> {
+        let port = self
+            .services
+            .get(&(ns, name))
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.ports.as_deref())
+            .filter(|p| p.len() > 1)
+            .map(|_| k8s_openapi::api::networking::v1::ServiceBackendPort {
+                name: Some("http".into()),
+                number: None,
+            });
+        let backend = IngressBackend {
+            service: Some(k8s_openapi::api::networking::v1::IngressServiceBackend {
+                name: name.to_owned(),
+                port,
+            }),
+            resource: None,
+        };
+        self.route(
+            "default-backend-service",
+            HostMatch::Any,
+            "/",
+            PathType::Prefix,
+            ns,
+            &backend,
+            &Annotated::default(),
+            settings,
+            problems,
+        )
+    }
+}
+
 /// What `proxy-ssl-secret` names, as found.
 struct SslSecret {
     /// `namespace/name`.
