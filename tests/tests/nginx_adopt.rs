@@ -76,3 +76,98 @@ async fn without_the_flag_ingress_nginx_classes_are_left_alone() {
     assert_eq!(get_host(&s, "shop.example.com").await.0, 404);
     assert_eq!(get_host(&s, "legacy.example.com").await.0, 404);
 }
+
+/// ingress-nginx's controller ConfigMap (`--configmap`) sets the global
+/// body limit and who may name the client in X-Forwarded-For; without
+/// one, `--adopt-ingress-nginx` keeps ingress-nginx's 1 MiB default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_configmap_applies() {
+    let api = KubeApi::start().await;
+    let web = Backend::start("web").await;
+    let vars = [
+        ("PORT", web.addr.port().to_string()),
+        ("FALLBACK_PORT", "1".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for m in manifests("ingress-nginx/adopt.yaml", &vars) {
+        api.apply(m);
+    }
+    let post = |s: &Sluice, size: usize| {
+        let addr = s.listen;
+        async move {
+            request(
+                &client(None),
+                addr,
+                "POST",
+                "/echo",
+                &[("host", "shop.example.com")],
+                body(vec![b'x'; size]),
+            )
+            .await
+            .map(|r| r.0)
+            .unwrap_or(0)
+        }
+    };
+    // ingress-nginx's default limit: 1 MiB.
+    let s = proxy(&api, &["--adopt-ingress-nginx"]).await;
+    wait_until("the route", WAIT, || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    assert_eq!(post(&s, 512 * 1024).await, 200);
+    assert_eq!(post(&s, 2 << 20).await, 413);
+    drop(s);
+
+    api.apply(serde_json::json!({"kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {"proxy-body-size": "1k", "use-forwarded-headers": "true",
+                 "proxy-real-ip-cidr": "127.0.0.0/8", "worker-processes": "4"}}));
+    let s = proxy(
+        &api,
+        &[
+            "--adopt-ingress-nginx",
+            "--configmap",
+            "ingress-nginx/ingress-nginx-controller",
+            "--access-log",
+            "json",
+        ],
+    )
+    .await;
+    wait_until("the route", WAIT, || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    assert_eq!(post(&s, 512).await, 200);
+    assert_eq!(post(&s, 2048).await, 413);
+    assert!(
+        s.log()
+            .contains("ingress-nginx's controller ConfigMap read"),
+        "{}",
+        s.log()
+    );
+    // Behind a trusted peer, X-Forwarded-For names the client (the access
+    // log's).
+    let (status, _, _) = request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/headers?from=xff",
+        &[
+            ("host", "shop.example.com"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    wait_until("the access-log line", WAIT, || {
+        let has = s.stdout().lines().any(|l| l.contains("from=xff"));
+        async move { has }
+    })
+    .await;
+    let out = s.stdout();
+    let line = out.lines().find(|l| l.contains("from=xff")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["client"], "203.0.113.9", "{line}");
+}

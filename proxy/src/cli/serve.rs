@@ -74,7 +74,14 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
             });
         }
     }
-    let overrides = overrides(&args);
+    let rt = runtime(args.workers).map_err(CliError::Runtime)?;
+    let mut overrides = overrides(&args);
+    if args.kube.adopt_ingress_nginx {
+        overrides.controller = sluice::discovery::configmap::ingress_nginx_defaults();
+    }
+    if let Some(cm) = &args.kube.configmap {
+        rt.block_on(controller_configmap(&args, cm, &mut overrides));
+    }
     overrides.apply(&mut cfg);
     if let Some(admin) = cfg.admin {
         if let Some(&traffic) = cfg
@@ -94,7 +101,6 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     }) {
         return Err(CliError::ListenersOverlap { http, https });
     }
-    let rt = runtime(args.workers).map_err(CliError::Runtime)?;
     let status = match &args.kube.publish_service {
         Some(s) => Some(sluice::discovery::status::StatusOptions::parse(
             s,
@@ -123,6 +129,41 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     });
     rt.block_on(sluice::app::run(cfg, file, kube, overrides))?;
     Ok(())
+}
+
+/// Reads ingress-nginx's controller ConfigMap into `overrides`. One that
+/// cannot be read is reported, and sluice starts without it: routes do not
+/// depend on it, and a retry needs nothing but a restart.
+async fn controller_configmap(args: &ServeArgs, cm: &str, overrides: &mut config::Overrides) {
+    let Some((ns, name)) = cm.split_once('/') else {
+        return;
+    };
+    let got = async {
+        let client = sluice::discovery::connect(args.kube.kubeconfig.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client, ns);
+        api.get(name).await.map_err(|e| e.to_string())
+    }
+    .await;
+    match got {
+        Ok(map) => {
+            let read = sluice::discovery::configmap::read(&map.data.unwrap_or_default(), overrides);
+            for p in &read.problems {
+                tracing::warn!(configmap = %cm, "{p}");
+            }
+            tracing::info!(
+                configmap = %cm,
+                applied = %overrides,
+                not_read = read.ignored.len(),
+                "ingress-nginx's controller ConfigMap read"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(configmap = %cm, error = %e, "cannot read the controller ConfigMap; starting without it")
+        }
+    }
 }
 
 /// What the command line sets over the config file: applied at start and to
@@ -161,5 +202,6 @@ fn overrides(args: &ServeArgs) -> config::Overrides {
             .then(|| args.proxy_protocol_from.clone()),
         shutdown_delay: args.shutdown_delay,
         default_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+        controller: Default::default(),
     }
 }

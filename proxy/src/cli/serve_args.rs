@@ -178,6 +178,12 @@ pub struct KubeArgs {
     /// own catch-all defaultBackend wins.
     #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
     pub default_backend_service: Option<String>,
+    /// NAMESPACE/NAME of ingress-nginx's controller ConfigMap, read at
+    /// start: its keys that change how traffic is served (PROXY protocol,
+    /// forwarded headers, body size, timeouts, HTTPS redirect, HSTS) apply
+    /// (ingress-nginx's flag of the same name).
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
+    pub configmap: Option<String>,
 }
 
 impl KubeArgs {

@@ -42,7 +42,7 @@ pub use model::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_URI, DEFAULT_RELOAD_INTERVAL,
 };
-pub use overrides::Overrides;
+pub use overrides::{ControllerDefaults, Overrides};
 pub use quick::{discovery_only, quick};
 pub use raw::RawConfig;
 pub use validate::overlap;

@@ -68,6 +68,26 @@ pub struct Overrides {
     /// Where to listen when neither the file nor `--listen` names an
     /// address (`sluice serve` gives `0.0.0.0:8080`).
     pub default_listen: Option<SocketAddr>,
+    /// Route defaults and the HTTPS policy an ingress-nginx controller
+    /// ConfigMap sets (`--configmap`), or ingress-nginx's own defaults
+    /// (`--adopt-ingress-nginx`).
+    pub controller: ControllerDefaults,
+}
+
+/// What ingress-nginx's controller ConfigMap sets for every route and
+/// the HTTPS policy; `None` leaves the config's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControllerDefaults {
+    /// `proxy-body-size`: `Some(None)` lifts the limit.
+    pub max_request_body: Option<Option<u64>>,
+    /// `proxy-connect-timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `proxy-read-timeout`.
+    pub read_timeout: Option<Duration>,
+    /// `ssl-redirect`.
+    pub ssl_redirect: Option<bool>,
+    /// `hsts` and its `hsts-*` keys: `Some(None)` turns it off.
+    pub hsts: Option<Option<crate::spec::Hsts>>,
 }
 
 impl Overrides {
@@ -120,6 +140,22 @@ impl Overrides {
         }
         if config.listen.is_empty() {
             config.listen.extend(self.default_listen);
+        }
+        let c = &self.controller;
+        if let Some(limit) = c.max_request_body {
+            config.defaults.max_request_body = limit;
+        }
+        if let Some(d) = c.connect_timeout {
+            config.defaults.timeouts.connect = d;
+        }
+        if let Some(d) = c.read_timeout {
+            config.defaults.timeouts.response_header = d;
+        }
+        if let Some(on) = c.ssl_redirect {
+            config.tls.policy.redirect = on;
+        }
+        if let Some(h) = &c.hsts {
+            config.tls.policy.hsts = h.clone();
         }
     }
 
@@ -178,6 +214,12 @@ impl fmt::Display for Overrides {
         field("proxy_protocol", some(&self.proxy_protocol))?;
         field("shutdown_delay", some(&self.shutdown_delay))?;
         field("default_listen", some(&self.default_listen))?;
+        let c = &self.controller;
+        field("max_request_body", some(&c.max_request_body))?;
+        field("connect_timeout", some(&c.connect_timeout))?;
+        field("read_timeout", some(&c.read_timeout))?;
+        field("ssl_redirect", some(&c.ssl_redirect))?;
+        field("hsts", some(&c.hsts))?;
         if sep.is_empty() {
             f.write_str("none")?;
         }

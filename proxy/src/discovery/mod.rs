@@ -12,6 +12,7 @@
 
 pub mod annotations;
 pub mod certs;
+pub mod configmap;
 mod named_secrets;
 pub mod status;
 pub mod translate;
