@@ -15,9 +15,11 @@ use crate::spec::RouteTimeouts;
 
 mod access;
 mod canary;
+mod limits;
 mod paths;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
+pub use limits::LimitNotes;
 pub use paths::PathNotes;
 
 const SLUICE: &str = "sluice.dev/";
@@ -81,6 +83,8 @@ pub struct Annotated {
     /// to the backend of its `/`, which terminates TLS itself (with
     /// `--enable-ssl-passthrough` only, as in ingress-nginx).
     pub ssl_passthrough: bool,
+    /// The limit annotations: request rates, connections, exemptions.
+    pub limits: LimitNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -218,6 +222,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if canary::parse(&mut out.canary_rules, key, name, value, &mut out.problems) {
+        return;
+    }
+    if limits::parse(&mut out.limits, key, name, value, &mut out.problems) {
         return;
     }
     match name {
