@@ -17,10 +17,12 @@ mod access;
 mod canary;
 mod limits;
 mod paths;
+mod proxy;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
 pub use limits::LimitNotes;
 pub use paths::PathNotes;
+pub use proxy::ProxyNotes;
 
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -85,6 +87,9 @@ pub struct Annotated {
     pub ssl_passthrough: bool,
     /// The limit annotations: request rates, connections, exemptions.
     pub limits: LimitNotes,
+    /// `proxy-send-timeout`, `proxy-next-upstream*`, and the tuning
+    /// knobs accepted as such.
+    pub proxy: ProxyNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -225,6 +230,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if limits::parse(&mut out.limits, key, name, value, &mut out.problems) {
+        return;
+    }
+    if proxy::parse(&mut out.proxy, key, name, value, &mut out.problems) {
         return;
     }
     match name {

@@ -63,9 +63,6 @@ pub enum Answer {
     /// `limit-req-status-code` / `limit-conn-status-code` name (503 by
     /// default).
     Limited(StatusCode),
-    /// The upstream's response head is past the route's
-    /// `proxy-buffer-size` (nginx: "upstream sent too big header").
-    ResponseHeadTooLarge,
 }
 
 /// What is wrong with a request's host.
@@ -128,7 +125,6 @@ impl Answer {
             Answer::Forbidden => StatusCode::FORBIDDEN,
             Answer::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Answer::Limited(status) => *status,
-            Answer::ResponseHeadTooLarge => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -159,7 +155,6 @@ impl Answer {
             Answer::Forbidden => "access denied\n",
             Answer::Unauthorized(_) => "authorization required\n",
             Answer::Limited(_) => "too many requests from this client, retry later\n",
-            Answer::ResponseHeadTooLarge => "upstream sent too big a response header\n",
         }
     }
 
@@ -207,8 +202,7 @@ impl Answer {
             | Answer::NoEndpoint
             | Answer::Unreachable
             | Answer::UpstreamFailed
-            | Answer::Limited(_)
-            | Answer::ResponseHeadTooLarge => GrpcCode::Unavailable,
+            | Answer::Limited(_) => GrpcCode::Unavailable,
             Answer::ConnectNotSupported | Answer::NoRoute => GrpcCode::Unimplemented,
             Answer::BadPath | Answer::BadHost(_) | Answer::BodyTimeout => GrpcCode::Internal,
             Answer::HttpsRedirect(_) | Answer::Redirect(..) | Answer::Forbidden => {
@@ -276,7 +270,6 @@ mod tests {
             Answer::Unauthorized(HeaderValue::from_static("Basic realm=\"x\"")),
             Answer::Limited(StatusCode::SERVICE_UNAVAILABLE),
             Answer::Limited(StatusCode::TOO_MANY_REQUESTS),
-            Answer::ResponseHeadTooLarge,
         ]
     }
 

@@ -332,6 +332,8 @@ impl Backends<'_> {
         };
         let mut timeouts = settings.defaults.timeouts;
         ing_notes.apply_timeouts(&mut timeouts);
+        let mut retry = settings.defaults.retry;
+        ing_notes.proxy.apply(&mut timeouts, &mut retry);
         Some(RouteSpec {
             name: name.into(),
             host,
@@ -352,7 +354,7 @@ impl Backends<'_> {
                 names: Vec::new(),
             },
             timeouts,
-            retry: settings.defaults.retry,
+            retry,
             canary: None,
             max_request_body: ing_notes
                 .max_request_body
