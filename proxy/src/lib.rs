@@ -24,8 +24,9 @@
 //!    endpoints, timeouts, certificate paths).
 //! 3. Beside each other, each blind to the others: [`config`] and
 //!    [`resolve`], which produce and complete specs; [`upstream`]
-//!    (endpoints and their connections) and [`tls`] (certificates,
-//!    rustls), which build live state from them. So config → spec ←
+//!    (endpoints and their connections), [`tls`] (certificates,
+//!    rustls) and [`limit`] (per-client rate and connection limits),
+//!    which build live state from them. So config → spec ←
 //!    routing, tls, upstream, and never config ⇄ routing.
 //! 4. [`routing`]: the snapshot, routes over upstreams plus the
 //!    certificate table.
@@ -57,6 +58,7 @@ pub mod fuzzing;
 pub mod http;
 #[cfg(test)]
 mod layering;
+pub mod limit;
 pub mod logfmt;
 pub mod memory;
 pub mod metrics;

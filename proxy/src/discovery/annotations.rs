@@ -15,12 +15,16 @@ use crate::spec::RouteTimeouts;
 
 mod access;
 mod canary;
+mod limits;
 mod paths;
+mod proxy;
 pub mod registry;
 mod snippet;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
+pub use limits::LimitNotes;
 pub use paths::PathNotes;
+pub use proxy::ProxyNotes;
 use registry::Support;
 pub use snippet::SnippetEdits;
 
@@ -91,6 +95,11 @@ pub struct Annotated {
     /// to the backend of its `/`, which terminates TLS itself (with
     /// `--enable-ssl-passthrough` only, as in ingress-nginx).
     pub ssl_passthrough: bool,
+    /// The limit annotations: request rates, connections, exemptions.
+    pub limits: LimitNotes,
+    /// `proxy-send-timeout`, `proxy-next-upstream*`, and the tuning
+    /// knobs accepted as such.
+    pub proxy: ProxyNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -243,6 +252,12 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if canary::parse(&mut out.canary_rules, key, name, value, &mut out.problems) {
+        return;
+    }
+    if limits::parse(&mut out.limits, key, name, value, &mut out.problems) {
+        return;
+    }
+    if proxy::parse(&mut out.proxy, key, name, value, &mut out.problems) {
         return;
     }
     match name {

@@ -58,6 +58,11 @@ pub enum Answer {
     /// The route wants credentials that the request lacks or got wrong:
     /// the challenge for `WWW-Authenticate`.
     Unauthorized(HeaderValue),
+    /// The client is past the route's `limit-rps` / `limit-rpm` or
+    /// `limit-connections`: the status ingress-nginx's
+    /// `limit-req-status-code` / `limit-conn-status-code` name (503 by
+    /// default).
+    Limited(StatusCode),
 }
 
 /// What is wrong with a request's host.
@@ -119,6 +124,7 @@ impl Answer {
             Answer::Redirect(status, _) => *status,
             Answer::Forbidden => StatusCode::FORBIDDEN,
             Answer::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Answer::Limited(status) => *status,
         }
     }
 
@@ -148,6 +154,7 @@ impl Answer {
             Answer::Redirect(..) => "",
             Answer::Forbidden => "access denied\n",
             Answer::Unauthorized(_) => "authorization required\n",
+            Answer::Limited(_) => "too many requests from this client, retry later\n",
         }
     }
 
@@ -194,7 +201,8 @@ impl Answer {
             Answer::Overloaded(_)
             | Answer::NoEndpoint
             | Answer::Unreachable
-            | Answer::UpstreamFailed => GrpcCode::Unavailable,
+            | Answer::UpstreamFailed
+            | Answer::Limited(_) => GrpcCode::Unavailable,
             Answer::ConnectNotSupported | Answer::NoRoute => GrpcCode::Unimplemented,
             Answer::BadPath | Answer::BadHost(_) | Answer::BodyTimeout => GrpcCode::Internal,
             Answer::HttpsRedirect(_) | Answer::Redirect(..) | Answer::Forbidden => {
@@ -260,6 +268,8 @@ mod tests {
             ),
             Answer::Forbidden,
             Answer::Unauthorized(HeaderValue::from_static("Basic realm=\"x\"")),
+            Answer::Limited(StatusCode::SERVICE_UNAVAILABLE),
+            Answer::Limited(StatusCode::TOO_MANY_REQUESTS),
         ]
     }
 

@@ -285,6 +285,7 @@ mod tests {
             access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
+            limits: None,
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         snap.lookup(None, "/").unwrap().clone()

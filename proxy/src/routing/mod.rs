@@ -64,6 +64,9 @@ pub struct Route {
     pub fast_path: bool,
     /// ingress-nginx's rewrite and redirects (`spec::PathRules`).
     pub path_rules: crate::spec::PathRules,
+    /// Per-client rate and connection limits, shared by the routes of one
+    /// Ingress and kept across rebuilds (`crate::limit`).
+    pub limiter: Option<Arc<crate::limit::Limiter>>,
 }
 
 /// A canary upstream and how requests are sent to it.
@@ -187,6 +190,14 @@ impl Snapshot {
                 }
             }
         }
+        // Limiters live on while their zone's settings stay the same.
+        let mut limiters = crate::limit::Reuse::default();
+        if let Some(prev) = previous {
+            for l in prev.all_routes().filter_map(|r| r.limiter.as_ref()) {
+                limiters.offer(l);
+            }
+        }
+        let limiters = std::cell::RefCell::new(limiters);
         let make = |spec: &RouteSpec| {
             let upstream = Arc::new(Upstream::build(&spec.upstream, &reuse));
             let canary = spec.canary.as_ref().map(|c| Canary {
@@ -206,6 +217,12 @@ impl Snapshot {
                 });
             // Rewrites and redirects are the hyper path's.
             let fast_path = fast_path && spec.path_rules.fast_path();
+            // Limits are the hyper path's.
+            let limiter = spec
+                .limits
+                .as_ref()
+                .map(|l| limiters.borrow_mut().limiter(l));
+            let fast_path = fast_path && limiter.is_none();
             Arc::new(Route {
                 name: spec.name.clone(),
                 host: spec.host.clone(),
@@ -224,6 +241,7 @@ impl Snapshot {
                 access: spec.access.clone(),
                 metrics: metrics.route(&spec.name),
                 path_rules: spec.path_rules.clone(),
+                limiter,
             })
         };
         let mut snap = Snapshot {
@@ -432,6 +450,7 @@ mod tests {
             access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
+            limits: None,
         }
     }
 

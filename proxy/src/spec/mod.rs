@@ -16,6 +16,7 @@
 mod access;
 mod canary;
 mod host;
+mod limits;
 mod path;
 mod path_rules;
 mod route;
@@ -27,6 +28,7 @@ pub use access::{
 };
 pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
 pub use host::{HostError, HostMatch};
+pub use limits::{Rate, RateLimits, BURST_MULTIPLIER, LIMIT_STATUS};
 pub use path::{PathType, PathTypeError};
 pub use path_rules::{
     app_root, PathRegexError, PathRules, PathValueError, Redirect, RegexPath, Rewrite,

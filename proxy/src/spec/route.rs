@@ -34,6 +34,9 @@ pub struct RouteSpec {
     /// ingress-nginx's regex paths, rewrites and redirects (none for
     /// routes that do not ask for them).
     pub path_rules: PathRules,
+    /// ingress-nginx's per-client limits (`limit-rps`, `limit-rpm`,
+    /// `limit-connections`); `None` for routes without.
+    pub limits: Option<Arc<super::RateLimits>>,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond

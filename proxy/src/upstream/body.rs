@@ -34,6 +34,9 @@ pub struct UpstreamBody {
     /// never do, and cost no allocation for it.
     idle: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Kept until the body is dropped (the response sent): a request's
+    /// count against its client's `limit-connections`.
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The upstream sent nothing of the response body for too long.
@@ -72,11 +75,21 @@ impl ResponseBody {
             in_flight: Some(in_flight),
             idle,
             timer: None,
+            held: None,
         };
         if body.inner.is_end_stream() {
             body.finish();
         }
         ResponseBody::Upstream(body)
+    }
+
+    /// Keeps `guard` alive until the body is dropped, which is when the
+    /// response has been sent (or abandoned). A body of our own is sent at
+    /// once: the guard goes now.
+    pub fn hold(&mut self, guard: Box<dyn std::any::Any + Send + Sync>) {
+        if let ResponseBody::Upstream(u) = self {
+            u.held = Some(guard);
+        }
     }
 
     pub fn full(data: impl Into<Bytes>) -> Self {

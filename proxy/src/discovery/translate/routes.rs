@@ -96,6 +96,10 @@ impl Backends<'_> {
         let ing_id = id(&ing.metadata);
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let has_rules = spec.rules.as_ref().is_some_and(|r| !r.is_empty());
+        // One zone per Ingress, as ingress-nginx names them: a client's
+        // requests to any of its paths count together.
+        let zone = format!("{ing_id}/{}", ing.metadata.uid.as_deref().unwrap_or(""));
+        let limits = ing_notes.limits.limits(&zone);
         if let (Some(backend), true) = (&spec.default_backend, has_rules) {
             // With rules, an Ingress's default backend serves the paths its
             // own hosts leave unmatched, never other Ingresses' hosts: a
@@ -124,6 +128,7 @@ impl Backends<'_> {
                     settings,
                     &mut out.problems,
                 ) {
+                    r.limits = limits.clone();
                     match path_rules::apply(&mut r, "/", ing_notes, regex_host) {
                         Ok(()) => fallbacks.push(r),
                         Err(e) => out.problems.push(format!("ingress {ing_id}: {e}")),
@@ -134,7 +139,7 @@ impl Backends<'_> {
             // Without rules, it is the catch-all for everything unmatched.
             if out.default_backend.is_none() {
                 let name = format!("{ing_id}/default-backend");
-                if let Some(r) = self.route(
+                if let Some(mut r) = self.route(
                     &name,
                     HostMatch::Any,
                     "/",
@@ -145,6 +150,7 @@ impl Backends<'_> {
                     settings,
                     &mut out.problems,
                 ) {
+                    r.limits = limits.clone();
                     out.default_backend = Some(r);
                 }
             } else {
@@ -195,6 +201,7 @@ impl Backends<'_> {
                     settings,
                     &mut out.problems,
                 ) {
+                    r.limits = limits.clone();
                     // A path that does not compile loses only itself.
                     match path_rules::apply(&mut r, p, ing_notes, regex_host) {
                         Ok(()) => out.routes.push(r),
@@ -325,6 +332,8 @@ impl Backends<'_> {
         };
         let mut timeouts = settings.defaults.timeouts;
         ing_notes.apply_timeouts(&mut timeouts);
+        let mut retry = settings.defaults.retry;
+        ing_notes.proxy.apply(&mut timeouts, &mut retry);
         Some(RouteSpec {
             name: name.into(),
             host,
@@ -345,7 +354,7 @@ impl Backends<'_> {
                 names: Vec::new(),
             },
             timeouts,
-            retry: settings.defaults.retry,
+            retry,
             canary: None,
             max_request_body: ing_notes
                 .max_request_body
@@ -354,6 +363,7 @@ impl Backends<'_> {
             access,
             ssl_redirect: ing_notes.redirect(),
             path_rules: Default::default(),
+            limits: None,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! ([`crate::forward`]); this module renders its answers as hyper
 //! responses ([`render`]).
 
+mod limits;
 mod path_rules;
 
 use std::sync::Arc;
@@ -158,7 +159,12 @@ impl Handler {
                 return refuse(Answer::HttpsRedirect(location), &route.metrics);
             }
         }
-        // nginx's access phase: after the redirects, before the body.
+        // nginx's preaccess phase (limit_req, limit_conn), then its access
+        // phase: after the redirects, before the body.
+        let held = match limits::admit(&route, &conn, req.headers()) {
+            Ok(held) => held,
+            Err(answer) => return refuse(answer, &route.metrics),
+        };
         if !route.access.is_open() {
             let client = conn.address(req.headers());
             let authorization = req.headers().get(header::AUTHORIZATION);
@@ -190,6 +196,9 @@ impl Handler {
         if !route.headers.is_empty() {
             let status = resp.status();
             route.headers.apply_to_response(status, resp.headers_mut());
+        }
+        if let Some(held) = held {
+            resp.body_mut().hold(Box::new(held));
         }
         if let (true, Some(hsts)) = (https, &route.hsts) {
             resp.headers_mut()
