@@ -15,9 +15,13 @@ use crate::spec::RouteTimeouts;
 
 mod access;
 mod canary;
+mod cors;
+mod external_auth;
 mod paths;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
+pub use cors::CorsNotes;
+pub use external_auth::ExternalAuthNotes;
 pub use paths::PathNotes;
 
 const SLUICE: &str = "sluice.dev/";
@@ -218,6 +222,16 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if canary::parse(&mut out.canary_rules, key, name, value, &mut out.problems) {
+        return;
+    }
+    if external_auth::parse(
+        &mut out.access.external,
+        key,
+        name,
+        value,
+        &mut out.problems,
+    ) || cors::parse(&mut out.access.cors, key, name, value, &mut out.problems)
+    {
         return;
     }
     match name {
