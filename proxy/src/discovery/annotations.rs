@@ -15,6 +15,8 @@ use crate::spec::RouteTimeouts;
 
 mod access;
 mod canary;
+mod cors;
+mod external_auth;
 mod limits;
 mod paths;
 mod proxy;
@@ -22,6 +24,8 @@ pub mod registry;
 mod snippet;
 pub use access::{AccessNotes, SecretRef};
 pub use canary::CanaryNotes;
+pub use cors::CorsNotes;
+pub use external_auth::ExternalAuthNotes;
 pub use limits::LimitNotes;
 pub use paths::PathNotes;
 pub use proxy::ProxyNotes;
@@ -258,6 +262,16 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if proxy::parse(&mut out.proxy, key, name, value, &mut out.problems) {
+        return;
+    }
+    if external_auth::parse(
+        &mut out.access.external,
+        key,
+        name,
+        value,
+        &mut out.problems,
+    ) || cors::parse(&mut out.access.cors, key, name, value, &mut out.problems)
+    {
         return;
     }
     match name {

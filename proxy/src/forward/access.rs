@@ -194,6 +194,7 @@ mod tests {
                 users: Htpasswd::parse(file).unwrap(),
                 remembered: Default::default(),
             })),
+            ..Default::default()
         }
     }
 

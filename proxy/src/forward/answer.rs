@@ -63,6 +63,17 @@ pub enum Answer {
     /// `limit-req-status-code` / `limit-conn-status-code` name (503 by
     /// default).
     Limited(StatusCode),
+    /// The route's authentication service (`auth-url`) answered 401: its
+    /// `WWW-Authenticate`, if it sent one, is passed on (nginx's
+    /// `auth_request` does the same).
+    AuthRequired(Option<HeaderValue>),
+    /// The authentication service could not be asked, or answered
+    /// neither 2xx nor 401 / 403 (nginx's `auth_request` answers 500).
+    AuthFailed,
+    /// A CORS preflight the route answers itself (ingress-nginx's
+    /// `enable-cors`): 204, the Access-Control-* headers added by
+    /// [`crate::forward::cors`].
+    Preflight,
 }
 
 /// What is wrong with a request's host.
@@ -123,8 +134,10 @@ impl Answer {
             Answer::Unreachable | Answer::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Answer::Redirect(status, _) => *status,
             Answer::Forbidden => StatusCode::FORBIDDEN,
-            Answer::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Answer::Unauthorized(_) | Answer::AuthRequired(_) => StatusCode::UNAUTHORIZED,
             Answer::Limited(status) => *status,
+            Answer::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::Preflight => StatusCode::NO_CONTENT,
         }
     }
 
@@ -153,8 +166,10 @@ impl Answer {
             Answer::NoEndpoint => "no upstream endpoint available\n",
             Answer::Redirect(..) => "",
             Answer::Forbidden => "access denied\n",
-            Answer::Unauthorized(_) => "authorization required\n",
+            Answer::Unauthorized(_) | Answer::AuthRequired(_) => "authorization required\n",
             Answer::Limited(_) => "too many requests from this client, retry later\n",
+            Answer::AuthFailed => "the authentication service failed\n",
+            Answer::Preflight => "",
         }
     }
 
@@ -185,7 +200,7 @@ impl Answer {
     /// `WWW-Authenticate`, for a 401.
     pub fn www_authenticate(&self) -> Option<&HeaderValue> {
         match self {
-            Answer::Unauthorized(c) => Some(c),
+            Answer::Unauthorized(c) | Answer::AuthRequired(Some(c)) => Some(c),
             _ => None,
         }
     }
@@ -208,7 +223,9 @@ impl Answer {
             Answer::HttpsRedirect(_) | Answer::Redirect(..) | Answer::Forbidden => {
                 GrpcCode::PermissionDenied
             }
-            Answer::Unauthorized(_) => GrpcCode::Unauthenticated,
+            Answer::Unauthorized(_) | Answer::AuthRequired(_) => GrpcCode::Unauthenticated,
+            Answer::AuthFailed => GrpcCode::Internal,
+            Answer::Preflight => GrpcCode::Unimplemented,
             Answer::ConnectTimeout | Answer::UpstreamTimeout => GrpcCode::DeadlineExceeded,
         }
     }
@@ -270,6 +287,9 @@ mod tests {
             Answer::Unauthorized(HeaderValue::from_static("Basic realm=\"x\"")),
             Answer::Limited(StatusCode::SERVICE_UNAVAILABLE),
             Answer::Limited(StatusCode::TOO_MANY_REQUESTS),
+            Answer::AuthRequired(Some(HeaderValue::from_static("Bearer"))),
+            Answer::AuthFailed,
+            Answer::Preflight,
         ]
     }
 
@@ -277,11 +297,17 @@ mod tests {
     fn every_answer_is_consistent() {
         for a in all() {
             let s = a.status();
-            assert!(s.is_client_error() || s.is_server_error() || s.is_redirection());
-            // A redirect has a Location and no text; everything else a line.
+            let no_content = s == StatusCode::NO_CONTENT;
+            assert!(s.is_client_error() || s.is_server_error() || s.is_redirection() || no_content);
+            // A redirect has a Location and no text; everything else a line
+            // (but a 204, which has no body).
             assert_eq!(a.location().is_some(), s.is_redirection(), "{a:?}");
-            assert_eq!(a.message().is_empty(), s.is_redirection(), "{a:?}");
-            if !s.is_redirection() {
+            assert_eq!(
+                a.message().is_empty(),
+                s.is_redirection() || no_content,
+                "{a:?}"
+            );
+            if !s.is_redirection() && !no_content {
                 assert!(a.message().ends_with('\n'), "{a:?}");
             }
             // A 401 has a challenge; nothing else does.

@@ -10,6 +10,8 @@
 pub mod access;
 mod answer;
 mod attempt;
+pub mod cors;
+pub mod external_auth;
 
 pub use answer::{is_grpc, Answer, GrpcCode, HostError};
 pub use attempt::{Attempts, Failure, Pick, Verdict};

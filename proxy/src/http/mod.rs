@@ -8,6 +8,7 @@
 //! ([`crate::forward`]) to pick endpoints, retry and answer.
 
 mod client;
+pub mod external_auth;
 pub mod fast;
 mod handler;
 pub mod headers;

@@ -16,12 +16,20 @@ pub struct Access {
     pub source: SourceRanges,
     /// `auth-type: basic`: `None` without.
     pub basic: Option<Arc<BasicAuth>>,
+    /// `auth-url`: a subrequest to an authentication service decides.
+    pub external: Option<Arc<super::ExternalAuth>>,
+    /// `enable-cors`: which browser origins may read the answers (and
+    /// preflights answered by the proxy).
+    pub cors: Option<Arc<super::Cors>>,
 }
 
 impl Access {
     /// True when every client may use the route as it is.
     pub fn is_open(&self) -> bool {
-        self.source.is_empty() && self.basic.is_none()
+        self.source.is_empty()
+            && self.basic.is_none()
+            && self.external.is_none()
+            && self.cors.is_none()
     }
 }
 

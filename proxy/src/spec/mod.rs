@@ -15,8 +15,11 @@
 
 mod access;
 mod canary;
+mod cors;
+mod external_auth;
 mod host;
 mod limits;
+mod nginx_vars;
 mod path;
 mod path_rules;
 mod route;
@@ -27,8 +30,11 @@ pub use access::{
     Access, BasicAuth, Htpasswd, HtpasswdError, PasswordHash, Remembered, SourceRanges,
 };
 pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
+pub use cors::{Cors, OriginPattern, Origins, CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS};
+pub use external_auth::{signin_template, AuthUrl, AuthUrlError, ExternalAuth};
 pub use host::{HostError, HostMatch};
 pub use limits::{Rate, RateLimits, BURST_MULTIPLIER, LIMIT_STATUS};
+pub use nginx_vars::{escape_uri, Template, TemplateError, Vars};
 pub use path::{PathType, PathTypeError};
 pub use path_rules::{
     app_root, PathRegexError, PathRules, PathValueError, Redirect, RegexPath, Rewrite,

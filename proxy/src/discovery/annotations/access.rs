@@ -26,6 +26,10 @@ pub struct AccessNotes {
     /// rather than serve without the check it asked for (ingress-nginx's
     /// "location denied").
     pub denied: Option<String>,
+    /// `auth-url` and its family.
+    pub external: super::external_auth::ExternalAuthNotes,
+    /// `enable-cors` and `cors-*`.
+    pub cors: super::cors::CorsNotes,
 }
 
 /// A Secret an annotation names.

@@ -2,7 +2,8 @@
 //! address ranges as parsed, and its basic authentication with the users
 //! of the Secret it names. A Secret that is missing, or holds no usable
 //! user, denies the route (503) rather than open it: ingress-nginx does
-//! the same.
+//! the same. External authentication (`auth-url`) and CORS are made
+//! from their notes; an `auth-url` that cannot be honoured denies too.
 
 use std::sync::Arc;
 
@@ -60,6 +61,8 @@ impl Backends<'_> {
         Ok(Access {
             source: notes.source.clone(),
             basic,
+            external: notes.external.spec()?,
+            cors: notes.cors.spec(),
         })
     }
 }

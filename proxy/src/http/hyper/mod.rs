@@ -8,6 +8,8 @@
 //! ([`crate::forward`]); this module renders its answers as hyper
 //! responses ([`render`]).
 
+mod auth;
+mod cors;
 mod limits;
 mod path_rules;
 
@@ -126,9 +128,12 @@ impl Handler {
             return refuse(Answer::ConnectNotSupported, &self.unmatched);
         }
         // Routed on, and forwarded, in normal form (`routing::normalize`).
+        // The target as sent stays known for `$request_uri` (auth-url).
+        let mut original = None;
         match normalize(req.uri().path()) {
             Normalized::Same => {}
             Normalized::Changed(path) => {
+                original = req.uri().path_and_query().cloned();
                 if resolve_uri(&mut req, &path).is_err() {
                     return refuse(Answer::BadPath, &self.unmatched);
                 }
@@ -149,6 +154,14 @@ impl Handler {
         let Some(route) = route else {
             return refuse(Answer::NoRoute, &self.unmatched);
         };
+        // ingress-nginx's CORS answers a preflight in nginx's rewrite
+        // phase: before the redirects and any access check.
+        let allow_origin = cors::allow_origin(&route, req.headers());
+        if let (Some(allow), &Method::OPTIONS) = (&allow_origin, req.method()) {
+            let mut resp = refuse(Answer::Preflight, &route.metrics);
+            cors::preflight(&route, allow.clone(), &mut resp);
+            return resp;
+        }
         let scheme = conn.scheme(req.headers());
         if let Some(answer) = path_rules::redirect(&route, &req, host, scheme) {
             return refuse(answer, &route.metrics);
@@ -169,7 +182,25 @@ impl Handler {
             let client = conn.address(req.headers());
             let authorization = req.headers().get(header::AUTHORIZATION);
             if let Err(answer) = access::check(&route.access, client, authorization).await {
-                return refuse(answer, &route.metrics);
+                let mut resp = refuse(answer, &route.metrics);
+                cors::decorate(&route, &allow_origin, &mut resp);
+                return resp;
+            }
+        }
+        // Then nginx's auth_request (ingress-nginx's auth-url).
+        let mut auth_cookies = None;
+        if let Some(ext) = &route.access.external {
+            let host = host.map(str::to_owned);
+            let host = host.as_deref();
+            match auth::check(ext, &route, &mut req, &conn, host, original.as_ref()).await {
+                Ok(cookies) => auth_cookies = Some(cookies),
+                Err(denied) => {
+                    let status = denied.answer.status();
+                    let mut resp = refuse(denied.answer, &route.metrics);
+                    denied.cookies.add_to(status, resp.headers_mut());
+                    cors::decorate(&route, &allow_origin, &mut resp);
+                    return resp;
+                }
             }
         }
         if let Some(max) = route.max_request_body {
@@ -200,6 +231,10 @@ impl Handler {
         if let Some(held) = held {
             resp.body_mut().hold(Box::new(held));
         }
+        if let Some(cookies) = auth_cookies {
+            cookies.add_to(resp.status(), resp.headers_mut());
+        }
+        cors::decorate(&route, &allow_origin, &mut resp);
         if let (true, Some(hsts)) = (https, &route.hsts) {
             resp.headers_mut()
                 .entry(header::STRICT_TRANSPORT_SECURITY)
