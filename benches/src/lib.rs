@@ -92,6 +92,7 @@ pub fn route(
         access: Default::default(),
         ssl_redirect: None,
         path_rules: Default::default(),
+        affinity: None,
     }
 }
 

@@ -89,6 +89,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
+            affinity: None,
         }
     };
     Config {

@@ -88,6 +88,7 @@ pub fn quick(
         access: Default::default(),
         ssl_redirect: None,
         path_rules: Default::default(),
+        affinity: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()

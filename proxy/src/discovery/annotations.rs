@@ -14,9 +14,11 @@ use crate::balance::Strategy;
 use crate::spec::RouteTimeouts;
 
 mod access;
+mod affinity;
 mod canary;
 mod paths;
 pub use access::{AccessNotes, SecretRef};
+pub use affinity::AffinityNotes;
 pub use canary::CanaryNotes;
 pub use paths::PathNotes;
 
@@ -81,6 +83,8 @@ pub struct Annotated {
     /// to the backend of its `/`, which terminates TLS itself (with
     /// `--enable-ssl-passthrough` only, as in ingress-nginx).
     pub ssl_passthrough: bool,
+    /// `affinity: cookie` and the `session-cookie-*` annotations.
+    pub affinity: AffinityNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -218,6 +222,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if canary::parse(&mut out.canary_rules, key, name, value, &mut out.problems) {
+        return;
+    }
+    if affinity::parse(&mut out.affinity, key, name, value, &mut out.problems) {
         return;
     }
     match name {

@@ -5,6 +5,7 @@
 //! probe per path element). Static config and Kubernetes discovery both feed
 //! the same [`Snapshot::build`] with [`RouteSpec`]s.
 
+mod affinity;
 mod canary;
 mod host;
 mod passthrough;
@@ -22,6 +23,7 @@ pub use crate::spec::{HostMatch, PathType};
 use crate::spec::{RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader};
 use crate::tls::CertTable;
 use crate::upstream::{EndpointReuse, Upstream};
+pub use affinity::{key_hash, key_text, Affinity, Cookie, Pins};
 pub use host::strip_port;
 pub use passthrough::Passthrough;
 pub use path::{normalize, resolve_dots, Normalized, PathTable};
@@ -64,6 +66,9 @@ pub struct Route {
     pub fast_path: bool,
     /// ingress-nginx's rewrite and redirects (`spec::PathRules`).
     pub path_rules: crate::spec::PathRules,
+    /// ingress-nginx's cookie affinity (`affinity.rs`); such routes are
+    /// the hyper path's.
+    pub affinity: Option<Affinity>,
 }
 
 /// A canary upstream and how requests are sent to it.
@@ -206,6 +211,12 @@ impl Snapshot {
                 });
             // Rewrites and redirects are the hyper path's.
             let fast_path = fast_path && spec.path_rules.fast_path();
+            // Affinity reads the Cookie header and writes Set-Cookie.
+            let fast_path = fast_path && spec.affinity.is_none();
+            let affinity = spec.affinity.as_ref().map(|a| {
+                let canary = canary.as_ref().filter(|c| !c.rules.legacy_affinity);
+                Affinity::build(a.clone(), &upstream, canary.map(|c| &*c.upstream))
+            });
             Arc::new(Route {
                 name: spec.name.clone(),
                 host: spec.host.clone(),
@@ -224,6 +235,7 @@ impl Snapshot {
                 access: spec.access.clone(),
                 metrics: metrics.route(&spec.name),
                 path_rules: spec.path_rules.clone(),
+                affinity,
             })
         };
         let mut snap = Snapshot {
@@ -432,6 +444,7 @@ mod tests {
             access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
+            affinity: None,
         }
     }
 
@@ -588,6 +601,7 @@ mod tests {
                 rules: crate::spec::CanaryRules {
                     header: crate::spec::HeaderRule::AlwaysNever,
                     cookie: cookie.map(Into::into),
+                    ..Default::default()
                 },
             });
             Snapshot::build(&[r], None, None, &m).routes[0].fast_path

@@ -123,6 +123,7 @@ mod tests {
             access: Default::default(),
             ssl_redirect: None,
             path_rules: Default::default(),
+            affinity: None,
         }
     }
 

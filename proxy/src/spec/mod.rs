@@ -14,6 +14,7 @@
 //! work.
 
 mod access;
+mod affinity;
 mod canary;
 mod host;
 mod path;
@@ -25,6 +26,7 @@ mod upstream;
 pub use access::{
     Access, BasicAuth, Htpasswd, HtpasswdError, PasswordHash, Remembered, SourceRanges,
 };
+pub use affinity::{AffinityMode, AffinitySpec, SameSite, DEFAULT_COOKIE_NAME};
 pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
 pub use host::{HostError, HostMatch};
 pub use path::{PathType, PathTypeError};

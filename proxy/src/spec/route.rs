@@ -34,6 +34,9 @@ pub struct RouteSpec {
     /// ingress-nginx's regex paths, rewrites and redirects (none for
     /// routes that do not ask for them).
     pub path_rules: PathRules,
+    /// ingress-nginx's cookie affinity (`affinity: cookie`); `None`: the
+    /// upstream's balancer alone decides.
+    pub affinity: Option<Arc<super::AffinitySpec>>,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond

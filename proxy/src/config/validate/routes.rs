@@ -89,6 +89,7 @@ impl Validator {
                 access: Default::default(),
                 ssl_redirect: r.ssl_redirect,
                 path_rules: Default::default(),
+                affinity: None,
             });
         }
         routes
@@ -117,6 +118,7 @@ impl Validator {
                 access: Default::default(),
                 ssl_redirect: None,
                 path_rules: Default::default(),
+                affinity: None,
             }
         })
     }
