@@ -93,6 +93,7 @@ pub fn route(
         ssl_redirect: None,
         path_rules: Default::default(),
         limits: None,
+        affinity: None,
     }
 }
 

@@ -90,6 +90,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             ssl_redirect: None,
             path_rules: Default::default(),
             limits: None,
+            affinity: None,
         }
     };
     Config {

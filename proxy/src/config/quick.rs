@@ -89,6 +89,7 @@ pub fn quick(
         ssl_redirect: None,
         path_rules: Default::default(),
         limits: None,
+        affinity: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()

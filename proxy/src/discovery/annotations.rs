@@ -14,6 +14,7 @@ use crate::balance::Strategy;
 use crate::spec::RouteTimeouts;
 
 mod access;
+mod affinity;
 mod canary;
 mod cors;
 mod external_auth;
@@ -23,6 +24,7 @@ mod proxy;
 pub mod registry;
 mod snippet;
 pub use access::{AccessNotes, SecretRef};
+pub use affinity::AffinityNotes;
 pub use canary::CanaryNotes;
 pub use cors::CorsNotes;
 pub use external_auth::ExternalAuthNotes;
@@ -104,6 +106,8 @@ pub struct Annotated {
     /// `proxy-send-timeout`, `proxy-next-upstream*`, and the tuning
     /// knobs accepted as such.
     pub proxy: ProxyNotes,
+    /// `affinity: cookie` and the `session-cookie-*` annotations.
+    pub affinity: AffinityNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -272,6 +276,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         &mut out.problems,
     ) || cors::parse(&mut out.access.cors, key, name, value, &mut out.problems)
     {
+        return;
+    }
+    if affinity::parse(&mut out.affinity, key, name, value, &mut out.problems) {
         return;
     }
     match name {

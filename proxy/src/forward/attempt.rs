@@ -31,6 +31,7 @@ use crate::routing::Route;
 use crate::upstream::pool::ConnectError;
 use crate::upstream::{Endpoint, InFlight, Picks, Upstream};
 
+use super::sticky::Sticky;
 use super::Answer;
 use crate::policy::{self, AfterClose};
 
@@ -84,12 +85,21 @@ enum Last {
     Closed,
 }
 
+/// Where the endpoints to try come from.
+#[derive(Debug)]
+enum Order<'a> {
+    /// The upstream's balancer.
+    Balancer(Picks<'a>),
+    /// Cookie affinity (`sticky.rs`).
+    Sticky(Sticky<'a>),
+}
+
 /// One request's attempts on its upstream's endpoints.
 #[derive(Debug)]
 pub struct Attempts<'a> {
     route: &'a Route,
     upstream: &'a Upstream,
-    picks: Picks<'a>,
+    order: Order<'a>,
     /// Endpoints that may still be tried (`retry.attempts`).
     left: u32,
     idempotent: bool,
@@ -108,15 +118,34 @@ impl<'a> Attempts<'a> {
     /// method may be sent twice ([`policy::idempotent`]).
     #[inline]
     pub fn new(route: &'a Route, upstream: &'a Upstream, client: IpAddr, idempotent: bool) -> Self {
-        let hash = if upstream.strategy() == Strategy::IpHash {
-            hash_ip(client)
-        } else {
-            0
+        Self::start(route, upstream, client, idempotent, None)
+    }
+
+    /// The same, in the order `sticky` gives when the route has cookie
+    /// affinity ([`super::sticky::choose`]).
+    #[inline]
+    pub fn start(
+        route: &'a Route,
+        upstream: &'a Upstream,
+        client: IpAddr,
+        idempotent: bool,
+        sticky: Option<Sticky<'a>>,
+    ) -> Self {
+        let order = match sticky {
+            Some(s) => Order::Sticky(s),
+            None => {
+                let hash = if upstream.strategy() == Strategy::IpHash {
+                    hash_ip(client)
+                } else {
+                    0
+                };
+                Order::Balancer(upstream.candidates(hash))
+            }
         };
         Attempts {
             route,
             upstream,
-            picks: upstream.candidates(hash),
+            order,
             left: route.retry.attempts,
             idempotent,
             client,
@@ -134,7 +163,10 @@ impl<'a> Attempts<'a> {
         if self.left == 0 {
             return None;
         }
-        let i = self.picks.next()?;
+        let i = match &mut self.order {
+            Order::Balancer(picks) => picks.next()?,
+            Order::Sticky(sticky) => sticky.pick()?,
+        };
         self.left -= 1;
         let upstream: &'a Upstream = self.upstream;
         let endpoint = &upstream.endpoints[i];
@@ -236,6 +268,15 @@ impl<'a> Attempts<'a> {
         }
     }
 
+    /// The affinity cookie the response sets: on a route with cookie
+    /// affinity, when the endpoint that answered was a new pick.
+    pub fn set_cookie(&self) -> Option<http::HeaderValue> {
+        match &self.order {
+            Order::Sticky(s) => s.set_cookie(),
+            Order::Balancer(_) => None,
+        }
+    }
+
     /// The endpoint that answered, once one has.
     pub fn answered_by(&self) -> Option<SocketAddr> {
         self.answered_by
@@ -286,6 +327,7 @@ mod tests {
             ssl_redirect: None,
             path_rules: Default::default(),
             limits: None,
+            affinity: None,
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         snap.lookup(None, "/").unwrap().clone()

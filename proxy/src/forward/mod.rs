@@ -5,13 +5,15 @@
 //! It knows nothing of either path. The hyper path (`proxy`) works on
 //! header maps and hyper's client, the fast path (`fast`) on bytes and raw
 //! sockets; both ask this module what to do and render its answers their
-//! own way, so a rule written here holds on both.
+//! own way, so a rule written here holds on both. `sticky` is cookie
+//! affinity's endpoint order, which `Attempts` follows on such routes.
 
 pub mod access;
 mod answer;
 mod attempt;
 pub mod cors;
 pub mod external_auth;
+pub mod sticky;
 
 pub use answer::{is_grpc, Answer, GrpcCode, HostError};
 pub use attempt::{Attempts, Failure, Pick, Verdict};

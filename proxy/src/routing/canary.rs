@@ -84,7 +84,7 @@ fn value_verdict(rule: &HeaderRule, value: &[u8]) -> Verdict {
 
 /// The value of the first cookie called `name` in the request's Cookie
 /// headers, in their order, as nginx's `$cookie_NAME` finds it.
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &[u8]) -> Option<&'h [u8]> {
+pub(super) fn cookie_value<'h>(headers: &'h HeaderMap, name: &[u8]) -> Option<&'h [u8]> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -185,6 +185,7 @@ mod tests {
         CanaryRules {
             header,
             cookie: cookie.map(Into::into),
+            ..Default::default()
         }
     }
 

@@ -5,6 +5,7 @@
 //! probe per path element). Static config and Kubernetes discovery both feed
 //! the same [`Snapshot::build`] with [`RouteSpec`]s.
 
+mod affinity;
 mod canary;
 mod host;
 mod passthrough;
@@ -22,6 +23,7 @@ pub use crate::spec::{HostMatch, PathType};
 use crate::spec::{RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader};
 use crate::tls::CertTable;
 use crate::upstream::{EndpointReuse, Upstream};
+pub use affinity::{key_hash, key_text, Affinity, Cookie, Pins};
 pub use host::strip_port;
 pub use passthrough::Passthrough;
 pub use path::{normalize, resolve_dots, Normalized, PathTable};
@@ -67,6 +69,9 @@ pub struct Route {
     /// Per-client rate and connection limits, shared by the routes of one
     /// Ingress and kept across rebuilds (`crate::limit`).
     pub limiter: Option<Arc<crate::limit::Limiter>>,
+    /// ingress-nginx's cookie affinity (`affinity.rs`); such routes are
+    /// the hyper path's.
+    pub affinity: Option<Affinity>,
 }
 
 /// A canary upstream and how requests are sent to it.
@@ -223,6 +228,12 @@ impl Snapshot {
                 .as_ref()
                 .map(|l| limiters.borrow_mut().limiter(l));
             let fast_path = fast_path && limiter.is_none();
+            // Affinity reads the Cookie header and writes Set-Cookie.
+            let fast_path = fast_path && spec.affinity.is_none();
+            let affinity = spec.affinity.as_ref().map(|a| {
+                let canary = canary.as_ref().filter(|c| !c.rules.legacy_affinity);
+                Affinity::build(a.clone(), &upstream, canary.map(|c| &*c.upstream))
+            });
             Arc::new(Route {
                 name: spec.name.clone(),
                 host: spec.host.clone(),
@@ -242,6 +253,7 @@ impl Snapshot {
                 metrics: metrics.route(&spec.name),
                 path_rules: spec.path_rules.clone(),
                 limiter,
+                affinity,
             })
         };
         let mut snap = Snapshot {
@@ -451,6 +463,7 @@ mod tests {
             ssl_redirect: None,
             path_rules: Default::default(),
             limits: None,
+            affinity: None,
         }
     }
 
@@ -607,6 +620,7 @@ mod tests {
                 rules: crate::spec::CanaryRules {
                     header: crate::spec::HeaderRule::AlwaysNever,
                     cookie: cookie.map(Into::into),
+                    ..Default::default()
                 },
             });
             Snapshot::build(&[r], None, None, &m).routes[0].fast_path

@@ -124,6 +124,7 @@ mod tests {
             ssl_redirect: None,
             path_rules: Default::default(),
             limits: None,
+            affinity: None,
         }
     }
 

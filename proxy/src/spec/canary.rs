@@ -25,6 +25,11 @@ pub struct CanaryRules {
     /// `$cookie_` finds it) whose value is `always` or `never` decides
     /// after the header and before the weight.
     pub cookie: Option<Box<str>>,
+    /// `affinity-canary-behavior: legacy` on the canary Ingress: the
+    /// canary ignores the main route's cookie affinity (no request is kept
+    /// on it by a cookie, and it sets none). The default, `sticky`, keeps a
+    /// session the canary served on the canary.
+    pub legacy_affinity: bool,
 }
 
 impl CanaryRules {

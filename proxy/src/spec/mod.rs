@@ -14,6 +14,7 @@
 //! work.
 
 mod access;
+mod affinity;
 mod canary;
 mod cors;
 mod external_auth;
@@ -29,6 +30,7 @@ mod upstream;
 pub use access::{
     Access, BasicAuth, Htpasswd, HtpasswdError, PasswordHash, Remembered, SourceRanges,
 };
+pub use affinity::{AffinityMode, AffinitySpec, SameSite, DEFAULT_COOKIE_NAME};
 pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
 pub use cors::{Cors, OriginPattern, Origins, CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS};
 pub use external_auth::{signin_template, AuthUrl, AuthUrlError, ExternalAuth};

@@ -37,6 +37,9 @@ pub struct RouteSpec {
     /// ingress-nginx's per-client limits (`limit-rps`, `limit-rpm`,
     /// `limit-connections`); `None` for routes without.
     pub limits: Option<Arc<super::RateLimits>>,
+    /// ingress-nginx's cookie affinity (`affinity: cookie`); `None`: the
+    /// upstream's balancer alone decides.
+    pub affinity: Option<Arc<super::AffinitySpec>>,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond

@@ -90,6 +90,7 @@ impl Validator {
                 ssl_redirect: r.ssl_redirect,
                 path_rules: Default::default(),
                 limits: None,
+                affinity: None,
             });
         }
         routes
@@ -119,6 +120,7 @@ impl Validator {
                 ssl_redirect: None,
                 path_rules: Default::default(),
                 limits: None,
+                affinity: None,
             }
         })
     }

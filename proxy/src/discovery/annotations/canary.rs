@@ -36,6 +36,7 @@ impl CanaryNotes {
         CanaryRules {
             header,
             cookie: self.cookie.clone(),
+            legacy_affinity: false,
         }
     }
 

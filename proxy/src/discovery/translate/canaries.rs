@@ -79,7 +79,10 @@ pub(super) fn attach(
                     weight: notes.canary_weight,
                     total: notes.canary_total,
                     header: notes.canary_header.clone(),
-                    rules: notes.canary_rules.rules(),
+                    rules: crate::spec::CanaryRules {
+                        legacy_affinity: notes.affinity.legacy_canary(),
+                        ..notes.canary_rules.rules()
+                    },
                 });
             }
         }

@@ -204,7 +204,14 @@ impl Backends<'_> {
                     r.limits = limits.clone();
                     // A path that does not compile loses only itself.
                     match path_rules::apply(&mut r, p, ing_notes, regex_host) {
-                        Ok(()) => out.routes.push(r),
+                        Ok(()) => {
+                            let mut notes = Vec::new();
+                            let affinity = ing_notes.affinity.spec(p, regex_host, &mut notes);
+                            r.affinity = affinity.map(Arc::new);
+                            let notes = notes.into_iter().map(|n| format!("ingress {ing_id}: {n}"));
+                            out.problems.extend(notes);
+                            out.routes.push(r)
+                        }
                         Err(e) => {
                             let note = format!("{field}.path: {e}; the path is skipped");
                             out.problems.push(format!("ingress {ing_id}: {note}"));
@@ -364,6 +371,7 @@ impl Backends<'_> {
             ssl_redirect: ing_notes.redirect(),
             path_rules: Default::default(),
             limits: None,
+            affinity: None,
         })
     }
 }

@@ -373,7 +373,9 @@ async fn forward(
     tunnels: &Arc<Tunnels>,
     served: Option<&mut Served>,
 ) -> Result<Response<ResponseBody>, Answer> {
-    let upstream = route.choose(Some(req.headers()));
+    // Cookie affinity reads its cookie; other routes go by the canary's rules.
+    let (upstream, sticky) =
+        crate::forward::sticky::choose(route, req.headers(), conn.proto == "https");
     // Read before the forwarding headers are rewritten.
     let client = conn.address(req.headers());
     let upgrade = if req.version() == Version::HTTP_11 {
@@ -435,7 +437,7 @@ async fn forward(
         max_body: route.max_request_body,
     };
     let idempotent = policy::idempotent(req.method().as_str().as_bytes());
-    let mut attempts = Attempts::new(route, upstream, client, idempotent);
+    let mut attempts = Attempts::start(route, upstream, client, idempotent, sticky);
     let mut req = Some(req);
     while let Some(Pick {
         endpoint,
@@ -447,6 +449,10 @@ async fn forward(
         let failure = match pool::send(endpoint, r, limits).await {
             Ok((mut resp, checkin)) => {
                 attempts.answered(endpoint, resp.status().as_u16());
+                // Beside the upstream's own cookies.
+                if let Some(cookie) = attempts.set_cookie() {
+                    resp.headers_mut().append(header::SET_COOKIE, cookie);
+                }
                 if let Some(s) = served.as_deref_mut() {
                     s.upstream = Some(endpoint.addr);
                 }
