@@ -29,60 +29,6 @@ pub struct ProxyNotes {
 /// The largest upstream response head read (`upstream/pool/h1.rs`).
 const RESPONSE_HEAD_LIMIT: u64 = 64 * 1024;
 
-/// nginx's buffering and protocol knobs: sluice streams both ways, keeps
-/// no temporary files, and speaks HTTP/1.1 or h2c to pods as
-/// `backend-protocol` says.
-const TUNING: &[(&str, &str)] = &[
-    ("proxy-buffering", "responses are streamed as they come"),
-    (
-        "proxy-request-buffering",
-        "request bodies are streamed as they come",
-    ),
-    (
-        "proxy-buffers-number",
-        "responses are streamed, not buffered",
-    ),
-    (
-        "proxy-busy-buffers-size",
-        "responses are streamed, not buffered",
-    ),
-    ("proxy-max-temp-file-size", "nothing is buffered to disk"),
-    (
-        "client-body-buffer-size",
-        "request bodies are streamed, not buffered",
-    ),
-    (
-        "proxy-http-version",
-        "HTTP/1.1 to pods (h2c with backend-protocol GRPC)",
-    ),
-    (
-        "connection-proxy-header",
-        "the Connection header is managed per hop",
-    ),
-    (
-        "enable-access-log",
-        "the access log is set for the whole process",
-    ),
-    (
-        "enable-opentelemetry",
-        "tracing is not configured per Ingress",
-    ),
-    (
-        "opentelemetry-trust-incoming-span",
-        "tracing is not configured per Ingress",
-    ),
-    (
-        "enable-rewrite-log",
-        "nginx's rewrite log has no equivalent",
-    ),
-    ("proxy-cookie-domain", "cookies are passed unchanged"),
-    ("proxy-cookie-path", "cookies are passed unchanged"),
-    (
-        "client-body-timeout",
-        "the body stall limit is proxy-send-timeout's",
-    ),
-];
-
 /// Reads one `nginx.ingress.kubernetes.io/NAME` annotation if it is one of
 /// these; `false` when it is not one.
 pub(super) fn parse(
@@ -144,10 +90,8 @@ pub(super) fn parse(
             )),
             Err(_) => problems.push(format!("{key}: {v:?} is not a number of seconds")),
         },
-        _ => match TUNING.iter().find(|(n, _)| *n == name) {
-            Some((_, why)) => notes.tuning.push(format!("{key}: {why}")),
-            None => return false,
-        },
+        // The tuning knobs are the registry's (`registry.rs`).
+        _ => return false,
     }
     true
 }
@@ -214,18 +158,22 @@ mod tests {
         let (n, p) = read(&[
             ("proxy-next-upstream", "error http_502 non_idempotent"),
             ("proxy-next-upstream-timeout", "10"),
-            ("proxy-buffering", "on"),
-            ("proxy-request-buffering", "off"),
-            ("proxy-http-version", "1.1"),
             ("proxy-buffer-size", "16k"),
             ("proxy-buffer-size", "1m"),
         ]);
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[2].contains("larger heads answer 502"), "{p:?}");
         assert!(p[0].contains("http_502 non_idempotent"), "{p:?}");
-        assert_eq!(n.tuning.len(), 4, "{:?}", n.tuning);
-        assert!(n.tuning[0].contains("proxy-buffering: responses are streamed"));
+        assert_eq!(n.tuning.len(), 1, "{:?}", n.tuning);
+        // The other tuning knobs are the registry's.
         let mut notes = ProxyNotes::default();
+        assert!(!parse(
+            &mut notes,
+            "k",
+            "proxy-buffering",
+            "on",
+            &mut Vec::new()
+        ));
         assert!(!parse(&mut notes, "k", "proxy-other", "1", &mut Vec::new()));
     }
 }
