@@ -410,6 +410,27 @@ fn flag(out: &mut Annotated, key: &str, value: &str, set: impl FnOnce(&mut Annot
     }
 }
 
+/// How each family of annotations (`access.rs`, `paths.rs`, ...) reads one
+/// `nginx.ingress.kubernetes.io/NAME`: `false` when NAME is not its own.
+#[cfg(test)]
+type Family<N> = fn(&mut N, &str, &str, &str, &mut Vec<String>) -> bool;
+
+/// For the families' tests: `pairs` (names without the prefix) read by one
+/// family's parser, which must claim each; its notes and problems.
+#[cfg(test)]
+fn read_family<N: Default>(parse: Family<N>, pairs: &[(&str, &str)]) -> (N, Vec<String>) {
+    let mut notes = N::default();
+    let mut problems = Vec::new();
+    for (name, value) in pairs {
+        let key = format!("{NGINX}{name}");
+        assert!(
+            parse(&mut notes, &key, name, value, &mut problems),
+            "{name}"
+        );
+    }
+    (notes, problems)
+}
+
 /// An `"on"` / `"off"` annotation (ingress-nginx's proxy-ssl-* spell
 /// their switches as nginx does; `true` / `false` are taken too).
 fn on_off(out: &mut Annotated, key: &str, value: &str, set: impl FnOnce(&mut Annotated, bool)) {

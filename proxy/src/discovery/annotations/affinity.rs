@@ -216,13 +216,7 @@ mod tests {
     use super::*;
 
     fn notes(pairs: &[(&str, &str)]) -> (AffinityNotes, Vec<String>) {
-        let mut n = AffinityNotes::default();
-        let mut problems = Vec::new();
-        for (name, value) in pairs {
-            let key = format!("nginx.ingress.kubernetes.io/{name}");
-            assert!(parse(&mut n, &key, name, value, &mut problems), "{name}");
-        }
-        (n, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]

@@ -126,13 +126,7 @@ mod tests {
     const NGINX: &str = "nginx.ingress.kubernetes.io/";
 
     fn read(pairs: &[(&str, &str)]) -> (CanaryNotes, Vec<String>) {
-        let mut notes = CanaryNotes::default();
-        let mut problems = Vec::new();
-        for (name, value) in pairs {
-            let key = format!("{NGINX}{name}");
-            assert!(parse(&mut notes, &key, name, value, &mut problems));
-        }
-        (notes, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]

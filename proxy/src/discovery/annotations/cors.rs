@@ -150,12 +150,7 @@ mod tests {
     use super::*;
 
     fn notes(pairs: &[(&str, &str)]) -> (CorsNotes, Vec<String>) {
-        let mut n = CorsNotes::default();
-        let mut problems = Vec::new();
-        for (k, v) in pairs {
-            assert!(parse(&mut n, k, k, v, &mut problems), "{k}");
-        }
-        (n, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]

@@ -186,12 +186,7 @@ mod tests {
     use super::*;
 
     fn notes(pairs: &[(&str, &str)]) -> (ExternalAuthNotes, Vec<String>) {
-        let mut n = ExternalAuthNotes::default();
-        let mut problems = Vec::new();
-        for (k, v) in pairs {
-            assert!(parse(&mut n, k, k, v, &mut problems), "{k}");
-        }
-        (n, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]

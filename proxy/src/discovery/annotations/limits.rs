@@ -125,16 +125,7 @@ mod tests {
     use std::time::Duration;
 
     fn read(pairs: &[(&str, &str)]) -> (LimitNotes, Vec<String>) {
-        let mut notes = LimitNotes::default();
-        let mut problems = Vec::new();
-        for (name, value) in pairs {
-            let key = format!("nginx.ingress.kubernetes.io/{name}");
-            assert!(
-                parse(&mut notes, &key, name, value, &mut problems),
-                "{name}"
-            );
-        }
-        (notes, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]

@@ -159,13 +159,7 @@ mod tests {
     use super::*;
 
     fn of(pairs: &[(&str, &str)]) -> (PathNotes, Vec<String>) {
-        let mut notes = PathNotes::default();
-        let mut problems = Vec::new();
-        for (name, value) in pairs {
-            let key = format!("nginx.ingress.kubernetes.io/{name}");
-            assert!(parse(&mut notes, &key, name, value, &mut problems));
-        }
-        (notes, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]

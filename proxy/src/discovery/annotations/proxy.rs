@@ -120,16 +120,7 @@ mod tests {
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> (ProxyNotes, Vec<String>) {
-        let mut notes = ProxyNotes::default();
-        let mut problems = Vec::new();
-        for (name, value) in pairs {
-            let key = format!("nginx.ingress.kubernetes.io/{name}");
-            assert!(
-                parse(&mut notes, &key, name, value, &mut problems),
-                "{name}"
-            );
-        }
-        (notes, problems)
+        super::super::read_family(parse, pairs)
     }
 
     #[test]
