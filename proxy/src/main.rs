@@ -38,10 +38,12 @@ fn main() -> ExitCode {
             files,
             kubeconfig,
             namespace,
+            configmap,
             output,
             table,
         } => cli::migrate::migrate(
             cli::migrate::Source::new(files, kubeconfig, namespace),
+            configmap,
             output,
             table,
         ),

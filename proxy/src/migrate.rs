@@ -72,11 +72,24 @@ pub struct IngressReport {
     pub changes_behaviour: bool,
 }
 
-/// Every Ingress's verdicts.
+/// The controller ConfigMap's verdicts, key by key.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigMapReport {
+    /// `namespace/name`.
+    pub configmap: String,
+    /// Each key's verdict; `annotation` holds the key.
+    pub findings: Vec<Finding>,
+    pub changes_behaviour: bool,
+}
+
+/// Every Ingress's verdicts, and the controller ConfigMap's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub ingresses: Vec<IngressReport>,
-    /// Some Ingress would serve differently under sluice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configmap: Option<ConfigMapReport>,
+    /// Some Ingress (or the ConfigMap) would serve differently under
+    /// sluice.
     pub changes_behaviour: bool,
 }
 
@@ -86,7 +99,20 @@ impl Report {
         Report {
             changes_behaviour: ingresses.iter().any(|i| i.changes_behaviour),
             ingresses,
+            configmap: None,
         }
+    }
+
+    /// Adds the controller ConfigMap `id`'s verdicts.
+    pub fn with_configmap(
+        mut self,
+        id: &str,
+        data: &std::collections::BTreeMap<String, String>,
+    ) -> Report {
+        let c = assess_configmap(id, data);
+        self.changes_behaviour |= c.changes_behaviour;
+        self.configmap = Some(c);
+        self
     }
 
     /// For people: one block per Ingress, one line per annotation.
@@ -102,6 +128,17 @@ impl Report {
                 out.push_str("  no ingress-nginx annotation: served as it is\n");
             }
             for f in &i.findings {
+                out.push_str(&format!(
+                    "  {:<11} {}: {}\n",
+                    f.verdict.as_str(),
+                    f.annotation,
+                    f.reason
+                ));
+            }
+        }
+        if let Some(c) = &self.configmap {
+            out.push_str(&format!("configmap {}\n", c.configmap));
+            for f in &c.findings {
                 out.push_str(&format!(
                     "  {:<11} {}: {}\n",
                     f.verdict.as_str(),
@@ -196,6 +233,64 @@ pub fn assess(ing: &Ingress) -> IngressReport {
     }
 }
 
+/// The controller ConfigMap's keys: applied, tuning, refused or not read
+/// ([`crate::discovery::configmap::read`] is what `--configmap` runs).
+pub fn assess_configmap(
+    id: &str,
+    data: &std::collections::BTreeMap<String, String>,
+) -> ConfigMapReport {
+    use crate::discovery::configmap;
+    let mut scratch = crate::config::Overrides::default();
+    let read = configmap::read(data, &mut scratch);
+    let mut findings = Vec::new();
+    for key in data.keys() {
+        let (verdict, reason) = if let Some(p) = read.problem(key) {
+            let verdict = if p.contains("not read") {
+                Verdict::Unsupported
+            } else {
+                Verdict::Invalid
+            };
+            (verdict, p.to_owned())
+        } else if read.applied.contains(key) {
+            (Verdict::Supported, "applied with `--configmap`".to_owned())
+        } else if read.tuning.contains(key) {
+            (
+                Verdict::Tuning,
+                "nginx tuning, nothing to change".to_owned(),
+            )
+        } else {
+            (Verdict::Unsupported, "not read by sluice".to_owned())
+        };
+        findings.push(Finding {
+            annotation: key.clone(),
+            verdict,
+            reason,
+        });
+    }
+    ConfigMapReport {
+        configmap: id.to_owned(),
+        changes_behaviour: findings.iter().any(|f| f.verdict.changes_behaviour()),
+        findings,
+    }
+}
+
+/// The `data` of the first ConfigMap in a YAML stream.
+pub fn configmap_from_yaml(
+    text: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, ManifestError> {
+    use serde::Deserialize;
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_json::Value::deserialize(doc)
+            .map_err(|source| ManifestError::Yaml { index, source })?;
+        if value["kind"].as_str() == Some("ConfigMap") {
+            let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(value)
+                .map_err(|source| ManifestError::Ingress { index, source })?;
+            return Ok(Some(cm.data.unwrap_or_default()));
+        }
+    }
+    Ok(None)
+}
+
 /// Why manifests could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -205,7 +300,7 @@ pub enum ManifestError {
         #[source]
         source: serde_yaml::Error,
     },
-    #[error("document {index}: an Ingress that does not read: {source}")]
+    #[error("document {index}: an object that does not read: {source}")]
     Ingress {
         index: usize,
         #[source]
@@ -308,6 +403,35 @@ items:
         assert!(text.contains("1 would serve differently"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["ingresses"][1]["findings"][0]["verdict"], "refused");
+    }
+
+    #[test]
+    fn configmap_keys_get_their_verdicts() {
+        let data = configmap_from_yaml(
+            "kind: ConfigMap\nmetadata: {name: c}\ndata:\n  proxy-body-size: 8m\n  worker-processes: \"4\"\n  use-gzip: \"true\"\n  load-balance: ewma\n  proxy-read-timeout: soon\n",
+        )
+        .unwrap()
+        .unwrap();
+        let r = Report::new(&[]).with_configmap("ingress-nginx/c", &data);
+        let c = r.configmap.as_ref().unwrap();
+        let v = |k: &str| {
+            c.findings
+                .iter()
+                .find(|f| f.annotation == k)
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(v("proxy-body-size"), Verdict::Supported);
+        assert_eq!(v("worker-processes"), Verdict::Tuning);
+        assert_eq!(v("use-gzip"), Verdict::Unsupported);
+        assert_eq!(v("load-balance"), Verdict::Unsupported);
+        assert_eq!(v("proxy-read-timeout"), Verdict::Invalid);
+        assert!(r.changes_behaviour);
+        assert!(
+            r.text().contains("configmap ingress-nginx/c"),
+            "{}",
+            r.text()
+        );
     }
 
     #[test]

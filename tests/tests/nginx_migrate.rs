@@ -93,9 +93,19 @@ async fn the_clusters_ingresses_are_read_when_no_file_is_given() {
     for m in manifests("ingress-nginx/access.yaml", &[("PORT", "1")]) {
         api.apply(m);
     }
+    api.apply(serde_json::json!({"kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {"proxy-body-size": "8m", "worker-processes": "4", "use-gzip": "true"}}));
     let kubeconfig = api.kubeconfig().display().to_string();
     let out = tokio::task::spawn_blocking(move || {
-        migrate(&["--kubeconfig", &kubeconfig, "--namespace", "shop"])
+        migrate(&[
+            "--kubeconfig",
+            &kubeconfig,
+            "--namespace",
+            "shop",
+            "--configmap",
+            "ingress-nginx/ingress-nginx-controller",
+        ])
     })
     .await
     .unwrap();
@@ -107,6 +117,20 @@ async fn the_clusters_ingresses_are_read_when_no_file_is_given() {
     );
     assert!(
         text.contains("6 Ingress(es), 1 would serve differently"),
+        "{text}"
+    );
+    // The controller ConfigMap, key by key.
+    assert!(
+        text.contains("configmap ingress-nginx/ingress-nginx-controller"),
+        "{text}"
+    );
+    assert!(
+        text.contains("supported   proxy-body-size: applied with `--configmap`"),
+        "{text}"
+    );
+    assert!(text.contains("tuning      worker-processes"), "{text}");
+    assert!(
+        text.contains("unsupported use-gzip: not read by sluice"),
         "{text}"
     );
     assert_eq!(out.status.code(), Some(3));

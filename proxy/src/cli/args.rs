@@ -79,6 +79,11 @@ pub enum Command {
         /// Only this namespace's Ingresses (when reading the cluster).
         #[arg(long)]
         namespace: Option<String>,
+        /// NAMESPACE/NAME of ingress-nginx's controller ConfigMap: its keys
+        /// are assessed too (read from the cluster, or from the first
+        /// ConfigMap in the -f files when files are given).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        configmap: Option<String>,
         /// `text` (a block per Ingress) or `json` (for CI).
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,

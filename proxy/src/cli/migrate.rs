@@ -3,13 +3,14 @@
 //! ingress-nginx ([`sluice::migrate`]). Exits 3 when anything would serve
 //! differently, so a CI job can gate a switch of IngressClass on it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice::discovery::annotations::registry;
 use sluice::exit::Exit;
-use sluice::migrate::{ingresses_from_yaml, Report};
+use sluice::migrate::{configmap_from_yaml, ingresses_from_yaml, Report};
 
 use super::args::Output;
 
@@ -39,19 +40,22 @@ impl Source {
     }
 }
 
-pub fn migrate(source: Source, output: Output, table: bool) -> ExitCode {
+pub fn migrate(source: Source, configmap: Option<String>, output: Output, table: bool) -> ExitCode {
     if table {
         print!("{}", registry::markdown_table());
         return ExitCode::from(Exit::Ok.code());
     }
-    let ingresses = match read(source) {
+    let (ingresses, cm) = match read(source, configmap.as_deref()) {
         Ok(i) => i,
         Err((exit, message)) => {
             eprintln!("sluice migrate: {message}");
             return ExitCode::from(exit.code());
         }
     };
-    let report = Report::new(&ingresses);
+    let mut report = Report::new(&ingresses);
+    if let (Some(id), Some(data)) = (&configmap, cm) {
+        report = report.with_configmap(id, &data);
+    }
     match output {
         Output::Text => print!("{}", report.text()),
         Output::Json => match serde_json::to_string_pretty(&report) {
@@ -70,18 +74,32 @@ pub fn migrate(source: Source, output: Output, table: bool) -> ExitCode {
     ExitCode::from(exit.code())
 }
 
-fn read(source: Source) -> Result<Vec<Ingress>, (Exit, String)> {
+/// The Ingresses, and the controller ConfigMap's data when one is named.
+type Read = (Vec<Ingress>, Option<BTreeMap<String, String>>);
+
+fn read(source: Source, configmap: Option<&str>) -> Result<Read, (Exit, String)> {
     match source {
         Source::Files(files) => {
             let mut out = Vec::new();
+            let mut cm = None;
             for f in files {
                 let text = std::fs::read_to_string(&f)
                     .map_err(|e| (Exit::Config, format!("{}: {e}", f.display())))?;
                 let found = ingresses_from_yaml(&text)
                     .map_err(|e| (Exit::Config, format!("{}: {e}", f.display())))?;
                 out.extend(found);
+                if configmap.is_some() && cm.is_none() {
+                    cm = configmap_from_yaml(&text)
+                        .map_err(|e| (Exit::Config, format!("{}: {e}", f.display())))?;
+                }
             }
-            Ok(out)
+            if let (Some(id), None) = (configmap, &cm) {
+                return Err((
+                    Exit::Config,
+                    format!("no ConfigMap in the files for --configmap {id}"),
+                ));
+            }
+            Ok((out, cm))
         }
         Source::Cluster {
             kubeconfig,
@@ -98,14 +116,25 @@ fn read(source: Source) -> Result<Vec<Ingress>, (Exit, String)> {
                     .await
                     .map_err(|e| (Exit::Kube, e.to_string()))?;
                 let api: kube::Api<Ingress> = match &namespace {
-                    Some(ns) => kube::Api::namespaced(client, ns),
-                    None => kube::Api::all(client),
+                    Some(ns) => kube::Api::namespaced(client.clone(), ns),
+                    None => kube::Api::all(client.clone()),
                 };
                 let list = api
                     .list(&Default::default())
                     .await
                     .map_err(|e| (Exit::Kube, format!("listing Ingresses: {e}")))?;
-                Ok(list.items)
+                let cm = match configmap.and_then(|c| c.split_once('/')) {
+                    Some((ns, name)) => {
+                        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                            kube::Api::namespaced(client, ns);
+                        let got = api.get(name).await.map_err(|e| {
+                            (Exit::Kube, format!("reading ConfigMap {ns}/{name}: {e}"))
+                        })?;
+                        Some(got.data.unwrap_or_default())
+                    }
+                    None => None,
+                };
+                Ok((list.items, cm))
             })
         }
     }

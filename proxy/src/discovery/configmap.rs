@@ -32,13 +32,82 @@ pub fn ingress_nginx_defaults() -> ControllerDefaults {
 }
 
 /// What a ConfigMap's keys did: the problems (a value refused, a key that
-/// changes behaviour and is not supported), and the keys taken without
-/// effect.
+/// changes behaviour and is not supported), the keys applied, the nginx
+/// tuning keys taken without effect, and the rest, not read.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Read {
+    /// `KEY: why`, one per key at most.
     pub problems: Vec<String>,
+    pub applied: Vec<String>,
+    pub tuning: Vec<String>,
     pub ignored: Vec<String>,
 }
+
+impl Read {
+    /// The problem reported for `key`, without the key.
+    pub fn problem(&self, key: &str) -> Option<&str> {
+        self.problems
+            .iter()
+            .find_map(|p| p.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+    }
+}
+
+/// Controller ConfigMap keys that tune nginx itself (workers, buffers,
+/// hashes, logs, session caches): sluice has nothing they would change.
+pub const TUNING_KEYS: &[&str] = &[
+    "access-log-params",
+    "access-log-path",
+    "allow-snippet-annotations",
+    "annotations-risk-level",
+    "client-body-buffer-size",
+    "client-header-buffer-size",
+    "compute-full-forwarded-for",
+    "disable-access-log",
+    "enable-access-log-for-default-backend",
+    "enable-opentelemetry",
+    "error-log-level",
+    "error-log-path",
+    "http-access-log-path",
+    "http2-max-concurrent-streams",
+    "http2-max-field-size",
+    "http2-max-header-size",
+    "http2-max-requests",
+    "keep-alive-requests",
+    "large-client-header-buffers",
+    "log-format-escape-json",
+    "log-format-escape-none",
+    "log-format-stream",
+    "log-format-upstream",
+    "map-hash-bucket-size",
+    "max-worker-connections",
+    "max-worker-open-files",
+    "proxy-buffer-size",
+    "proxy-buffering",
+    "proxy-buffers-number",
+    "proxy-http-version",
+    "reuse-port",
+    "server-name-hash-bucket-size",
+    "server-name-hash-max-size",
+    "ssl-buffer-size",
+    "ssl-ciphers",
+    "ssl-ecdh-curve",
+    "ssl-prefer-server-ciphers",
+    "ssl-protocols",
+    "ssl-session-cache",
+    "ssl-session-cache-size",
+    "ssl-session-tickets",
+    "ssl-session-timeout",
+    "stream-access-log-path",
+    "upstream-keepalive-connections",
+    "upstream-keepalive-requests",
+    "upstream-keepalive-time",
+    "upstream-keepalive-timeout",
+    "variables-hash-bucket-size",
+    "variables-hash-max-size",
+    "worker-cpu-affinity",
+    "worker-processes",
+    "worker-shutdown-timeout",
+];
 
 /// Reads the ConfigMap's `data` into `o`, over what is there.
 pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
@@ -104,7 +173,7 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
             }
             // sluice always appends the peer to X-Forwarded-For, as
             // compute-full-forwarded-for: "true" does.
-            "compute-full-forwarded-for" => out.ignored.push(k.clone()),
+            "compute-full-forwarded-for" => out.tuning.push(k.clone()),
             "proxy-body-size" => match crate::config::parse_size(v) {
                 Ok(limit) => o.controller.max_request_body = Some(limit),
                 Err(e) => out.problems.push(format!("{k}: {e}")),
@@ -143,13 +212,22 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
             }
             // Snippets' header directives are mapped whatever this says;
             // every other directive is refused either way.
-            "allow-snippet-annotations" | "annotations-risk-level" => out.ignored.push(k.clone()),
+            "allow-snippet-annotations" | "annotations-risk-level" => out.tuning.push(k.clone()),
             "proxy-send-timeout" | "load-balance" | "custom-http-errors" | "force-ssl-redirect" => {
                 out.problems.push(format!(
                     "{k}: not read from the ConfigMap yet; set it per Ingress (the annotation of the same name)"
                 ))
             }
+            k if TUNING_KEYS.contains(&k) => out.tuning.push(k.to_owned()),
             _ => out.ignored.push(k.clone()),
+        }
+    }
+    // Every other key this function knows, and did not refuse, applied.
+    for k in data.keys() {
+        let known = !out.tuning.contains(k) && !out.ignored.contains(k);
+        let refused = out.problem(k).is_some();
+        if known && !refused {
+            out.applied.push(k.clone());
         }
     }
     if forwarded {
@@ -213,7 +291,11 @@ mod tests {
             o.controller.hsts.clone().unwrap().unwrap().max_age,
             Duration::from_secs(600)
         );
-        assert_eq!(r.ignored, vec!["worker-processes".to_string()]);
+        assert_eq!(r.tuning, vec!["worker-processes".to_string()]);
+        assert!(r.ignored.is_empty());
+        assert!(r.applied.contains(&"proxy-body-size".to_string()));
+        assert!(!r.applied.contains(&"load-balance".to_string()));
+        assert!(r.problem("load-balance").is_some());
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
         let mut o = Overrides::default();
         read(
