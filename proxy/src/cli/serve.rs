@@ -118,6 +118,11 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
             defaults: cfg.defaults,
             ssl_passthrough: args.kube.enable_ssl_passthrough,
             controller: args.kube.controller().to_owned(),
+            controller_config: sluice::discovery::ControllerConfig {
+                strategy: overrides.controller.strategy,
+                force_ssl_redirect: overrides.controller.force_ssl_redirect.unwrap_or(false),
+                allow_snippets: overrides.controller.allow_snippets.unwrap_or(true),
+            },
             default_backend_service: args.kube.default_backend_service.as_deref().and_then(|s| {
                 s.split_once('/')
                     .map(|(ns, n)| (ns.to_owned(), n.to_owned()))

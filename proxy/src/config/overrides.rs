@@ -88,6 +88,14 @@ pub struct ControllerDefaults {
     pub ssl_redirect: Option<bool>,
     /// `hsts` and its `hsts-*` keys: `Some(None)` turns it off.
     pub hsts: Option<Option<crate::spec::Hsts>>,
+    /// `proxy-send-timeout`: the longest pause of a request body going up.
+    pub send_timeout: Option<Duration>,
+    /// `load-balance`: for Ingresses only (discovery's setting).
+    pub strategy: Option<crate::balance::Strategy>,
+    /// `force-ssl-redirect`: for Ingresses only.
+    pub force_ssl_redirect: Option<bool>,
+    /// `allow-snippet-annotations`: for Ingresses only.
+    pub allow_snippets: Option<bool>,
 }
 
 impl Overrides {
@@ -150,6 +158,9 @@ impl Overrides {
         }
         if let Some(d) = c.read_timeout {
             config.defaults.timeouts.response_header = d;
+        }
+        if let Some(d) = c.send_timeout {
+            config.defaults.timeouts.request_body = d;
         }
         if let Some(on) = c.ssl_redirect {
             config.tls.policy.redirect = on;

@@ -5,8 +5,9 @@
 //! restart (ingress-nginx reloads nginx for it too).
 //!
 //! With `--adopt-ingress-nginx`, ingress-nginx's own defaults apply first
-//! where they differ from sluice's: a 1 MiB body limit (413 beyond) and
-//! HSTS on HTTPS answers (a year, with subdomains).
+//! where they differ from sluice's: a 1 MiB body limit (413 beyond), HSTS
+//! on HTTPS answers (a year, with subdomains), and snippet annotations
+//! refused unless `allow-snippet-annotations` is `"true"`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +24,10 @@ pub fn ingress_nginx_defaults() -> ControllerDefaults {
         connect_timeout: Some(Duration::from_secs(5)),
         read_timeout: Some(Duration::from_secs(60)),
         ssl_redirect: Some(true),
+        send_timeout: Some(Duration::from_secs(60)),
+        strategy: None,
+        force_ssl_redirect: Some(false),
+        allow_snippets: Some(false),
         hsts: Some(Some(Hsts {
             max_age: Duration::from_secs(31_536_000),
             include_subdomains: true,
@@ -210,12 +215,32 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
                     hsts.preload = b;
                 }
             }
-            // Snippets' header directives are mapped whatever this says;
-            // every other directive is refused either way.
-            "allow-snippet-annotations" | "annotations-risk-level" => out.tuning.push(k.clone()),
-            "proxy-send-timeout" | "load-balance" | "custom-http-errors" | "force-ssl-redirect" => {
+            "allow-snippet-annotations" => {
+                if let Some(b) = flag(k, v, &mut out) {
+                    o.controller.allow_snippets = Some(b);
+                }
+            }
+            "annotations-risk-level" => out.tuning.push(k.clone()),
+            "proxy-send-timeout" => {
+                if let Some(d) = secs(k, v, &mut out) {
+                    o.controller.send_timeout = Some(d);
+                }
+            }
+            "load-balance" => match v.trim() {
+                "round_robin" => o.controller.strategy = Some(crate::balance::Strategy::RoundRobin),
+                "ewma" => o.controller.strategy = Some(crate::balance::Strategy::LeastRequest),
+                other => out
+                    .problems
+                    .push(format!("{k}: {other:?} is not round_robin or ewma")),
+            },
+            "force-ssl-redirect" => {
+                if let Some(b) = flag(k, v, &mut out) {
+                    o.controller.force_ssl_redirect = Some(b);
+                }
+            }
+            "custom-http-errors" | "limit-req-status-code" | "limit-conn-status-code" => {
                 out.problems.push(format!(
-                    "{k}: not read from the ConfigMap yet; set it per Ingress (the annotation of the same name)"
+                    "{k}: not read from the ConfigMap yet; set it per Ingress where an annotation exists"
                 ))
             }
             k if TUNING_KEYS.contains(&k) => out.tuning.push(k.to_owned()),
@@ -277,6 +302,7 @@ mod tests {
                 ("hsts-max-age", "600"),
                 ("worker-processes", "4"),
                 ("load-balance", "ewma"),
+                ("custom-http-errors", "404"),
                 ("proxy-connect-timeout", "soon"),
             ]),
             &mut o,
@@ -294,8 +320,12 @@ mod tests {
         assert_eq!(r.tuning, vec!["worker-processes".to_string()]);
         assert!(r.ignored.is_empty());
         assert!(r.applied.contains(&"proxy-body-size".to_string()));
-        assert!(!r.applied.contains(&"load-balance".to_string()));
-        assert!(r.problem("load-balance").is_some());
+        assert_eq!(
+            o.controller.strategy,
+            Some(crate::balance::Strategy::LeastRequest)
+        );
+        assert!(r.applied.contains(&"load-balance".to_string()));
+        assert!(r.problem("custom-http-errors").is_some());
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
         let mut o = Overrides::default();
         read(

@@ -32,7 +32,7 @@ use tokio::sync::{watch, Notify};
 use crate::metrics::Metrics;
 use crate::sources::Sources;
 use crate::tasks::Tasks;
-pub use translate::{TranslateSettings, CONTROLLER};
+pub use translate::{ControllerConfig, TranslateSettings, CONTROLLER};
 
 /// How to reach the API server and what to watch.
 #[derive(Debug, Clone)]

@@ -74,6 +74,34 @@ pub struct TranslateSettings {
     /// answers what no rule matches (ingress-nginx's flag of the same
     /// name); an Ingress's own catch-all `defaultBackend` wins.
     pub default_backend_service: Option<(String, String)>,
+    /// What ingress-nginx's controller ConfigMap (or its defaults, with
+    /// `--adopt-ingress-nginx`) sets for every Ingress.
+    pub controller_config: ControllerConfig,
+}
+
+/// What ingress-nginx's controller ConfigMap sets for Ingresses, beyond
+/// the route defaults ([`crate::config::Defaults`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// `load-balance`: the strategy of routes that ask for none.
+    pub strategy: Option<crate::balance::Strategy>,
+    /// `force-ssl-redirect`: every route redirects plain HTTP, unless its
+    /// Ingress says `ssl-redirect: "false"`.
+    pub force_ssl_redirect: bool,
+    /// `allow-snippet-annotations`: off, snippet annotations are refused
+    /// whole (ingress-nginx's default since 1.9; sluice alone maps their
+    /// header directives).
+    pub allow_snippets: bool,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            strategy: None,
+            force_ssl_redirect: false,
+            allow_snippets: true,
+        }
+    }
 }
 
 /// What the stores hold, at one moment.
@@ -189,7 +217,13 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
     // the same host, path and path type.
     let parsed: Vec<(&Arc<Ingress>, Annotated)> = ingresses
         .into_iter()
-        .map(|i| (i, annotations::parse(&i.metadata.annotations)))
+        .map(|i| {
+            let mut notes = annotations::parse(&i.metadata.annotations);
+            if !settings.controller_config.allow_snippets {
+                refuse_snippets(i, &mut notes);
+            }
+            (i, notes)
+        })
         .collect();
     let (canaries, mains): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(_, a)| a.canary);
     backends.regex_hosts = path_rules::regex_hosts(&mains);
@@ -217,6 +251,19 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
     }
     out.named_secrets = backends.wanted.take();
     out
+}
+
+/// With `allow-snippet-annotations: "false"`, snippets are refused whole.
+fn refuse_snippets(ing: &Ingress, notes: &mut Annotated) {
+    for name in ["configuration-snippet", "server-snippet"] {
+        let key = format!("nginx.ingress.kubernetes.io/{name}");
+        if value_of(&ing.metadata.annotations, &key).is_some() {
+            notes.problems.push(format!(
+                "{key}: refused: allow-snippet-annotations is false in the controller ConfigMap"
+            ));
+        }
+    }
+    notes.snippet = Default::default();
 }
 
 /// The value at `key` in an object's annotations or labels.

@@ -303,7 +303,10 @@ impl Backends<'_> {
             .unwrap_or(if weighted {
                 Strategy::Weighted
             } else {
-                Strategy::RoundRobin
+                settings
+                    .controller_config
+                    .strategy
+                    .unwrap_or(Strategy::RoundRobin)
             });
         // Routes to one Service port share endpoints (health, pools) by
         // this name; the strategy is part of it so that two Ingresses asking
@@ -368,7 +371,12 @@ impl Backends<'_> {
                 .unwrap_or(settings.defaults.max_request_body),
             headers: ing_notes.header_edits(),
             access,
-            ssl_redirect: ing_notes.redirect(),
+            ssl_redirect: match ing_notes.redirect() {
+                // The ConfigMap's force-ssl-redirect, unless the Ingress says
+                // otherwise.
+                None if settings.controller_config.force_ssl_redirect => Some(true),
+                r => r,
+            },
             path_rules: Default::default(),
             limits: None,
             affinity: None,
@@ -615,6 +623,44 @@ mod tests {
             ..ClusterState::default()
         };
         translate(&state, &settings())
+    }
+
+    #[test]
+    fn the_controller_configmap_sets_every_ingress() {
+        use crate::discovery::translate::ControllerConfig;
+        let ing = shop_ingress("a", "2026-01-01T00:00:00Z", port(80))
+            .nginx("configuration-snippet", "more_set_headers \"X-A: b\";");
+        let state = ClusterState {
+            ingresses: vec![ing.into()],
+            services: vec![web_service().into()],
+            classes: vec![our_class().into()],
+            ..ClusterState::default()
+        };
+        let plain = translate(&state, &settings());
+        assert_eq!(plain.routes[0].ssl_redirect, None);
+        assert_eq!(plain.routes[0].headers.response.len(), 1);
+        let mut s = settings();
+        s.controller_config = ControllerConfig {
+            strategy: Some(crate::balance::Strategy::LeastRequest),
+            force_ssl_redirect: true,
+            allow_snippets: false,
+        };
+        let t = translate(&state, &s);
+        let r = &t.routes[0];
+        assert_eq!(r.upstream.strategy, crate::balance::Strategy::LeastRequest);
+        assert_eq!(r.ssl_redirect, Some(true));
+        assert!(
+            r.headers.response.is_empty(),
+            "a snippet applied: {:?}",
+            r.headers
+        );
+        assert!(
+            t.problems
+                .iter()
+                .any(|p| p.contains("allow-snippet-annotations is false")),
+            "{:?}",
+            t.problems
+        );
     }
 
     #[test]
