@@ -82,6 +82,7 @@ pub fn route(
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 64,
             tls: None,
+            response_head: None,
             names: Vec::new(),
         },
         timeouts: config::DEFAULT_TIMEOUTS,

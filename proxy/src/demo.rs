@@ -79,6 +79,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: DEFAULT_MAX_IDLE,
                 tls: None,
+                response_head: None,
                 names: Vec::new(),
             },
             timeouts: config::DEFAULT_TIMEOUTS,

@@ -25,6 +25,7 @@ use crate::wait_until;
 /// A test backend. Answers by path:
 /// - `/sleep/<ms>`: waits, then answers its name;
 /// - `/status/<code>`: answers that status;
+/// - `/bighead/<n>`: a response head of about n bytes;
 /// - `/echo`: streams the request body back;
 /// - `/headers`: the request headers, one `name: value` per line;
 /// - `/ws`: a WebSocket echo;
@@ -301,6 +302,14 @@ impl BackendState {
             });
             let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
             return Response::new(body.map_err(|never| match never {}).boxed());
+        }
+        if let Some(n) = path.strip_prefix("/bighead/") {
+            // A response head of about N bytes: one header that long.
+            let n: usize = n.parse().unwrap_or(0);
+            let mut r = Response::new(full(format!("{}\n", self.name)));
+            r.headers_mut()
+                .insert("x-big", "a".repeat(n).parse().unwrap());
+            return r;
         }
         if let Some(code) = path.strip_prefix("/status/") {
             let mut r = Response::new(full(format!("{} {code}\n", self.name)));

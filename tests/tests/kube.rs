@@ -590,7 +590,7 @@ async fn bad_annotations_become_events_not_failures() {
     let mut ing = ingress("shop", "shop", "sluice", "shop.example.com", "web");
     ing["metadata"]["annotations"] = json!({
         "sluice.dev/load-balance": "fastest",
-        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"x: y\";",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"x: y\"; rewrite ^ /x;",
     });
     api.apply(ing);
     let s = proxy(&api, &[]).await;
@@ -627,9 +627,7 @@ async fn bad_annotations_become_events_not_failures() {
     })
     .await;
     assert_eq!(notes().len(), 2, "{:?}", notes());
-    assert!(s
-        .log()
-        .contains("snippet annotations inject raw configuration and are refused"));
+    assert!(s.log().contains("refused `rewrite ^ /x`"), "{}", s.log());
 }
 
 /// `sluice.dev/weight` on pods, for a Service with

@@ -286,3 +286,26 @@ async fn snippet_header_directives_apply_and_the_rest_is_refused() {
         s.log()
     );
 }
+
+/// Response heads past 64 KiB answer 502, as nginx's "upstream sent too
+/// big header" does past its buffer; `proxy-buffer-size` raises the limit
+/// for an Ingress whose pods send large cookies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_buffer_size_raises_the_response_head_limit() {
+    let api = KubeApi::start().await;
+    let pod = Backend::start("pod").await;
+    shop_backend(
+        &api,
+        pod.addr.port(),
+        vec![endpoint(pod.addr, "web-0", true, false)],
+    );
+    api.apply(annotated(&[]));
+    let s = proxy(&api, &[]).await;
+    until_status(&s, "/", 200, "the route").await;
+    assert_eq!(shop_get(&s, "/bighead/1000").await.0, 200);
+    assert_eq!(shop_get(&s, "/bighead/100000").await.0, 502);
+    api.apply(annotated(&[("proxy-buffer-size", "128k")]));
+    let body = until_status(&s, "/bighead/100000", 200, "a 128k head limit").await;
+    assert_eq!(body, "pod\n");
+    assert_eq!(shop_get(&s, "/bighead/200000").await.0, 502);
+}

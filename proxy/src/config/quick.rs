@@ -78,6 +78,7 @@ pub fn quick(
             health: HealthPolicy::default(),
             max_idle_per_endpoint: DEFAULT_MAX_IDLE,
             tls: None,
+            response_head: None,
             names,
         },
         timeouts: DEFAULT_TIMEOUTS,

@@ -316,6 +316,7 @@ mod tests {
                 },
                 max_idle_per_endpoint: 1,
                 tls: None,
+                response_head: None,
                 names: Vec::new(),
             },
             timeouts: DEFAULT_TIMEOUTS,

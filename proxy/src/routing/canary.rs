@@ -154,6 +154,7 @@ mod tests {
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 1,
             tls: None,
+            response_head: None,
             names: Vec::new(),
         };
         Canary {

@@ -212,8 +212,12 @@ impl Snapshot {
                 header: c.header.clone(),
                 rules: c.rules.clone(),
             });
-            let plain_h1 =
-                |u: &Upstream| u.protocol == crate::upstream::Protocol::Http1 && u.tls.is_none();
+            // The fast path reads response heads of 64 KiB at most.
+            let plain_h1 = |u: &Upstream| {
+                u.protocol == crate::upstream::Protocol::Http1
+                    && u.tls.is_none()
+                    && u.response_head.is_none()
+            };
             let fast_path = plain_h1(&upstream)
                 && spec.headers.is_empty()
                 && spec.access.is_open()
@@ -452,6 +456,7 @@ mod tests {
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: 1,
                 tls: None,
+                response_head: None,
                 names: Vec::new(),
             },
             timeouts: DEFAULT_TIMEOUTS,

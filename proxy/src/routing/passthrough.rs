@@ -113,6 +113,7 @@ mod tests {
                 health: HealthPolicy::default(),
                 max_idle_per_endpoint: 8,
                 tls: None,
+                response_head: None,
                 names: Vec::new(),
             },
             timeouts: DEFAULT_TIMEOUTS,

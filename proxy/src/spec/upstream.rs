@@ -72,6 +72,10 @@ pub struct UpstreamSpec {
     /// TLS to the endpoints (ingress-nginx's `backend-protocol: HTTPS` or
     /// `GRPCS`); `None`: plain TCP.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// The largest response head read from an endpoint, when more than the
+    /// 64 KiB every upstream gets (ingress-nginx's `proxy-buffer-size`
+    /// raised for large cookies or auth headers); larger heads answer 502.
+    pub response_head: Option<usize>,
 }
 
 /// TLS to an upstream's endpoints: the client configuration every

@@ -21,6 +21,8 @@ pub struct Endpoint {
     pub protocol: Protocol,
     /// TLS to it; `None`: plain TCP.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// The largest response head read from it, beyond the default.
+    pub response_head: Option<usize>,
     /// `ip:port`, ready for upstream URIs.
     pub(crate) authority: Authority,
     in_flight: AtomicU32,
@@ -57,7 +59,12 @@ impl HealthState {
 }
 
 impl Endpoint {
-    pub fn new(spec: &EndpointSpec, protocol: Protocol, tls: Option<Arc<UpstreamTls>>) -> Self {
+    pub fn new(
+        spec: &EndpointSpec,
+        protocol: Protocol,
+        tls: Option<Arc<UpstreamTls>>,
+        response_head: Option<usize>,
+    ) -> Self {
         let authority = Authority::try_from(spec.addr.to_string().as_str())
             .expect("a socket address is a valid authority");
         Endpoint {
@@ -65,6 +72,7 @@ impl Endpoint {
             addr: spec.addr,
             protocol,
             tls,
+            response_head,
             authority,
             in_flight: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -172,6 +180,7 @@ mod tests {
         Endpoint::new(
             &EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1),
             Protocol::Http1,
+            None,
             None,
         )
     }

@@ -61,6 +61,8 @@ pub struct Upstream {
     pub max_idle_per_endpoint: usize,
     /// TLS to the endpoints; `None`: plain TCP.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// The largest response head, beyond the default (`None`).
+    pub response_head: Option<usize>,
 }
 
 /// What a rebuild may take over from the previous snapshot: endpoints (by
@@ -84,9 +86,20 @@ impl Upstream {
                 reuse
                     .endpoints
                     .get(&(spec.name.clone(), e.key.clone(), spec.protocol))
-                    .filter(|old| old.addr == e.addr && old.tls == spec.tls)
+                    .filter(|old| {
+                        old.addr == e.addr
+                            && old.tls == spec.tls
+                            && old.response_head == spec.response_head
+                    })
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(e, spec.protocol, spec.tls.clone())))
+                    .unwrap_or_else(|| {
+                        Arc::new(Endpoint::new(
+                            e,
+                            spec.protocol,
+                            spec.tls.clone(),
+                            spec.response_head,
+                        ))
+                    })
             })
             .collect();
         let weights: Box<[u32]> = specs.iter().map(|e| e.weight.max(1)).collect();
@@ -115,6 +128,7 @@ impl Upstream {
             health: spec.health,
             max_idle_per_endpoint: spec.max_idle_per_endpoint,
             tls: spec.tls.clone(),
+            response_head: spec.response_head,
         }
     }
 
@@ -249,6 +263,7 @@ mod tests {
                 health,
                 max_idle_per_endpoint: 1,
                 tls: None,
+                response_head: None,
                 names: Vec::new(),
             },
             &EndpointReuse::default(),
@@ -332,6 +347,7 @@ mod tests {
             health: HealthPolicy::default(),
             max_idle_per_endpoint: 1,
             tls: None,
+            response_head: None,
             names: Vec::new(),
         };
         let v = Upstream::build(&spec, &reuse);
@@ -353,6 +369,7 @@ mod tests {
                     health: HealthPolicy::default(),
                     max_idle_per_endpoint: 1,
                     tls: None,
+                    response_head: None,
                     names: Vec::new(),
                 },
                 &EndpointReuse::default(),

@@ -181,6 +181,7 @@ impl Validator {
             health: self.health(field, set.health.as_ref(), defaults.health),
             max_idle_per_endpoint: defaults.max_idle,
             tls: None,
+            response_head: None,
             names,
         };
         let timeouts = self.timeouts(field, set.timeouts.as_ref(), defaults.timeouts);

@@ -24,7 +24,13 @@ pub struct ProxyNotes {
     /// Annotations read and accepted as tuning that changes nothing here:
     /// `name: reason`.
     pub tuning: Vec<String>,
+    /// `proxy-buffer-size` above the 64 KiB every route reads: the largest
+    /// response head read from its pods (at most [`MAX_RESPONSE_HEAD`]).
+    pub response_head: Option<usize>,
 }
+
+/// The most `proxy-buffer-size` raises the response head limit to.
+pub const MAX_RESPONSE_HEAD: u64 = 1 << 20;
 
 /// The largest upstream response head read (`upstream/pool/h1.rs`).
 const RESPONSE_HEAD_LIMIT: u64 = 64 * 1024;
@@ -78,9 +84,13 @@ pub(super) fn parse(
                 "{key}: response heads of up to 64 KiB are read on every route"
             )),
             Ok(None) => problems.push(format!("{key}: {v:?} is not a buffer size")),
-            Ok(Some(_)) => problems.push(format!(
-                "{key}: {v:?} is more than the 64 KiB of response head sluice reads; larger heads answer 502"
-            )),
+            Ok(Some(n)) if n <= MAX_RESPONSE_HEAD => notes.response_head = Some(n as usize),
+            Ok(Some(_)) => {
+                problems.push(format!(
+                    "{key}: {v:?} is more than 1 MiB; response heads of up to 1 MiB are read, larger ones answer 502"
+                ));
+                notes.response_head = Some(MAX_RESPONSE_HEAD as usize);
+            }
             Err(e) => problems.push(format!("{key}: {e}")),
         },
         "proxy-next-upstream-timeout" => match v.parse::<u64>() {
@@ -150,12 +160,16 @@ mod tests {
             ("proxy-next-upstream", "error http_502 non_idempotent"),
             ("proxy-next-upstream-timeout", "10"),
             ("proxy-buffer-size", "16k"),
-            ("proxy-buffer-size", "1m"),
+            ("proxy-buffer-size", "2m"),
         ]);
         assert_eq!(p.len(), 3, "{p:?}");
-        assert!(p[2].contains("larger heads answer 502"), "{p:?}");
+        assert!(p[2].contains("larger ones answer 502"), "{p:?}");
+        assert_eq!(n.response_head, Some(1 << 20));
         assert!(p[0].contains("http_502 non_idempotent"), "{p:?}");
         assert_eq!(n.tuning.len(), 1, "{:?}", n.tuning);
+        let (n, p) = read(&[("proxy-buffer-size", "128k")]);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(n.response_head, Some(128 << 10));
         // The other tuning knobs are the registry's.
         let mut notes = ProxyNotes::default();
         assert!(!parse(

@@ -148,7 +148,7 @@ pub static NGINX: &[Annotation] = &[
     a("permanent-redirect-code", Supported, "its status (default 301; 301, 302, 303, 307, 308)", "308"),
     a("preserve-trailing-slash", NotYet, "the HTTPS redirect keeps a trailing slash", ""),
     a("proxy-body-size", Supported, "the largest request body (413 beyond); 0 lifts the limit", "8m"),
-    a("proxy-buffer-size", Tuning, "response heads up to 64 KiB are read on every route; more is reported", "8k"),
+    a("proxy-buffer-size", Supported, "the largest response head from the pods (64 KiB unless raised, up to 1 MiB); larger answer 502, as nginx's \"upstream sent too big header\"", "128k"),
     a("proxy-buffering", Tuning, "responses are streamed, never buffered to disk", "off"),
     a("proxy-buffers-number", Tuning, "responses are streamed", "4"),
     a("proxy-busy-buffers-size", Tuning, "responses are streamed", "16k"),

@@ -319,7 +319,15 @@ impl Backends<'_> {
             BackendProtocol::Grpc => "+grpc",
             BackendProtocol::Grpcs => "+grpcs",
         };
-        let upstream_name = format!("{ns}/{}:{port_label}#{strategy}{suffix}", svc_ref.name);
+        let head = ing_notes
+            .proxy
+            .response_head
+            .map(|n| format!("+head{n}"))
+            .unwrap_or_default();
+        let upstream_name = format!(
+            "{ns}/{}:{port_label}#{strategy}{suffix}{head}",
+            svc_ref.name
+        );
         let (tls, endpoints) = if backend_protocol.tls() {
             match self.upstream_tls(ns, &svc_ref.name, ing_notes, backend_protocol) {
                 Ok(tls) => (Some(Arc::new(tls)), endpoints),
@@ -361,6 +369,7 @@ impl Backends<'_> {
                 health: settings.defaults.health,
                 max_idle_per_endpoint: settings.defaults.max_idle,
                 tls,
+                response_head: ing_notes.proxy.response_head,
                 names: Vec::new(),
             },
             timeouts,

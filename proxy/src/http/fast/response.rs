@@ -61,7 +61,10 @@ pub fn prepare(
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
+        // However the bytes came in: one read may bring a whole head
+        // larger than the limit.
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => return Parsed::Invalid("response head too large"),
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
         Ok(httparse::Status::Partial) => return Parsed::Invalid("response head too large"),
         Err(_) => return Parsed::Invalid("malformed response head"),

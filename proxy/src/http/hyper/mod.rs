@@ -340,6 +340,25 @@ fn request_host(req: &Request<ClientBody>) -> Result<Option<&str>, HostError> {
     }
 }
 
+/// The upstream's response head is past the endpoint's limit (64 KiB,
+/// or `proxy-buffer-size`), counted as it came on the wire: what nginx
+/// answers 502 as "upstream sent too big header".
+fn head_too_large<B>(resp: &Response<B>, endpoint: &crate::upstream::Endpoint) -> bool {
+    let limit = endpoint
+        .response_head
+        .unwrap_or(pool::RESPONSE_HEAD)
+        .max(pool::RESPONSE_HEAD);
+    // The status line; then `name: value\r\n` per field.
+    let mut len = 16;
+    for (name, value) in resp.headers() {
+        len += name.as_str().len() + value.len() + 4;
+        if len > limit {
+            return true;
+        }
+    }
+    false
+}
+
 /// True when `T` is somewhere in `e`'s chain of causes.
 fn caused_by<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -447,6 +466,11 @@ async fn forward(
         // Every failure that may be retried hands the request back.
         let Some(r) = req.take() else { break };
         let failure = match pool::send(endpoint, r, limits).await {
+            // hyper's read buffer bounds a head only roughly (one read can
+            // bring more): the limit is checked on what was read.
+            Ok((resp, _)) if head_too_large(&resp, endpoint) => {
+                Failure::Broken("response head too large".into())
+            }
             Ok((mut resp, checkin)) => {
                 attempts.answered(endpoint, resp.status().as_u16());
                 // Beside the upstream's own cookies.

@@ -26,6 +26,10 @@ use crate::upstream::upload::RequestBody;
 /// hyper's read buffer per upstream HTTP/1.1 connection.
 const UPSTREAM_BUFFER: usize = 64 * 1024;
 
+/// The largest response head taken from an upstream unless its route
+/// raises it (`proxy-buffer-size`): the fast path's too.
+pub const RESPONSE_HEAD: usize = UPSTREAM_BUFFER;
+
 async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, ConnectError> {
     let stream = transport::connect(endpoint.addr, endpoint.tls.as_deref(), limits.connect).await?;
     let (sender, conn) = http1::Builder::new()
@@ -33,7 +37,12 @@ async fn connect_h1(endpoint: &Endpoint, limits: SendLimits) -> Result<Box<H1>, 
         // What one read of a response may take: the chunk then waits for
         // the client whole. hyper's 400 KiB default let 2,000 slow readers
         // hold half a gigabyte; the fast path reads 64 KiB at a time too.
-        .max_buf_size(UPSTREAM_BUFFER)
+        .max_buf_size(
+            endpoint
+                .response_head
+                .unwrap_or(UPSTREAM_BUFFER)
+                .max(UPSTREAM_BUFFER),
+        )
         .handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;

@@ -31,6 +31,7 @@ use crate::upstream::endpoint::Endpoint;
 pub use crate::upstream::transport::ConnectError;
 use crate::upstream::upload::RequestBody;
 pub use crate::upstream::upload::{BodyTooLarge, UploadStalled};
+pub use h1::RESPONSE_HEAD;
 pub use loan::Loan;
 
 /// Why a request to an endpoint failed.
