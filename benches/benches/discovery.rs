@@ -68,6 +68,7 @@ fn rebuild(c: &mut Criterion) {
         ssl_passthrough: false,
         controller: sluice::discovery::CONTROLLER.into(),
         default_backend_service: None,
+        custom_http_errors: Default::default(),
     };
     let metrics = Metrics::new();
     let t = translate(&state, &settings);

@@ -88,6 +88,9 @@ pub struct ControllerDefaults {
     pub ssl_redirect: Option<bool>,
     /// `hsts` and its `hsts-*` keys: `Some(None)` turns it off.
     pub hsts: Option<Option<crate::spec::Hsts>>,
+    /// `custom-http-errors`: the codes replaced by the default backend's
+    /// answer on Ingresses without the annotation (read by discovery).
+    pub custom_http_errors: crate::spec::StatusSet,
 }
 
 impl Overrides {

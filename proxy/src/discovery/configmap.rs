@@ -28,6 +28,7 @@ pub fn ingress_nginx_defaults() -> ControllerDefaults {
             include_subdomains: true,
             preload: false,
         })),
+        ..ControllerDefaults::default()
     }
 }
 
@@ -144,7 +145,20 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
             // Snippets' header directives are mapped whatever this says;
             // every other directive is refused either way.
             "allow-snippet-annotations" | "annotations-risk-level" => out.ignored.push(k.clone()),
-            "proxy-send-timeout" | "load-balance" | "custom-http-errors" | "force-ssl-redirect" => {
+            // Item by item, as ingress-nginx: a code it cannot take is
+            // reported and the others kept.
+            "custom-http-errors" => {
+                let mut codes = crate::spec::StatusSet::default();
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    match crate::spec::StatusSet::parse_list(item).map(|one| one.iter().next()) {
+                        Ok(Some(code)) => codes.insert(code).unwrap_or_default(),
+                        Ok(None) => {}
+                        Err(e) => out.problems.push(format!("{k}: {e}; left out")),
+                    }
+                }
+                o.controller.custom_http_errors = codes;
+            }
+            "proxy-send-timeout" | "load-balance" | "force-ssl-redirect" => {
                 out.problems.push(format!(
                     "{k}: not read from the ConfigMap yet; set it per Ingress (the annotation of the same name)"
                 ))
@@ -222,5 +236,14 @@ mod tests {
         );
         assert_eq!(o.controller.hsts, Some(None));
         assert_eq!(o.trust_forwarded_for.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn custom_http_errors_keeps_the_codes_it_can_take() {
+        let mut o = Overrides::default();
+        let r = read(&data(&[("custom-http-errors", "404, 503,abc,200")]), &mut o);
+        let codes: Vec<u16> = o.controller.custom_http_errors.iter().collect();
+        assert_eq!(codes, [404, 503]);
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
     }
 }

@@ -314,6 +314,7 @@ pub fn settings() -> TranslateSettings {
         ssl_passthrough: false,
         controller: CONTROLLER.into(),
         default_backend_service: None,
+        custom_http_errors: Default::default(),
     }
 }
 
