@@ -69,6 +69,7 @@ fn rebuild(c: &mut Criterion) {
         controller: sluice::discovery::CONTROLLER.into(),
         default_backend_service: None,
         controller_config: Default::default(),
+        custom_http_errors: Default::default(),
     };
     let metrics = Metrics::new();
     let t = translate(&state, &settings);

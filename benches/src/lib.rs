@@ -95,6 +95,7 @@ pub fn route(
         path_rules: Default::default(),
         limits: None,
         affinity: None,
+        error_pages: None,
     }
 }
 

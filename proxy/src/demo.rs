@@ -92,6 +92,7 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
             path_rules: Default::default(),
             limits: None,
             affinity: None,
+            error_pages: None,
         }
     };
     Config {

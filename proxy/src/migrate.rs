@@ -408,7 +408,7 @@ items:
     #[test]
     fn configmap_keys_get_their_verdicts() {
         let data = configmap_from_yaml(
-            "kind: ConfigMap\nmetadata: {name: c}\ndata:\n  proxy-body-size: 8m\n  worker-processes: \"4\"\n  use-gzip: \"true\"\n  custom-http-errors: \"404\"\n  proxy-read-timeout: soon\n",
+            "kind: ConfigMap\nmetadata: {name: c}\ndata:\n  proxy-body-size: 8m\n  worker-processes: \"4\"\n  use-gzip: \"true\"\n  limit-req-status-code: \"429\"\n  proxy-read-timeout: soon\n",
         )
         .unwrap()
         .unwrap();
@@ -424,7 +424,7 @@ items:
         assert_eq!(v("proxy-body-size"), Verdict::Supported);
         assert_eq!(v("worker-processes"), Verdict::Tuning);
         assert_eq!(v("use-gzip"), Verdict::Unsupported);
-        assert_eq!(v("custom-http-errors"), Verdict::Unsupported);
+        assert_eq!(v("limit-req-status-code"), Verdict::Unsupported);
         assert_eq!(v("proxy-read-timeout"), Verdict::Invalid);
         assert!(r.changes_behaviour);
         assert!(

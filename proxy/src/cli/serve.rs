@@ -127,6 +127,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
                 s.split_once('/')
                     .map(|(ns, n)| (ns.to_owned(), n.to_owned()))
             }),
+            custom_http_errors: overrides.controller.custom_http_errors,
         },
         debounce: args.kube.kube_debounce,
         status,

@@ -96,6 +96,9 @@ pub struct ControllerDefaults {
     pub force_ssl_redirect: Option<bool>,
     /// `allow-snippet-annotations`: for Ingresses only.
     pub allow_snippets: Option<bool>,
+    /// `custom-http-errors`: the codes replaced by the default backend's
+    /// answer on Ingresses without the annotation (read by discovery).
+    pub custom_http_errors: crate::spec::StatusSet,
 }
 
 impl Overrides {

@@ -91,6 +91,7 @@ pub fn quick(
         path_rules: Default::default(),
         limits: None,
         affinity: None,
+        error_pages: None,
     };
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()

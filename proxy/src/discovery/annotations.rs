@@ -17,6 +17,7 @@ mod access;
 mod affinity;
 mod canary;
 mod cors;
+mod errors;
 mod external_auth;
 mod limits;
 mod paths;
@@ -27,6 +28,7 @@ pub use access::{AccessNotes, SecretRef};
 pub use affinity::AffinityNotes;
 pub use canary::CanaryNotes;
 pub use cors::CorsNotes;
+pub use errors::ErrorNotes;
 pub use external_auth::ExternalAuthNotes;
 pub use limits::LimitNotes;
 pub use paths::PathNotes;
@@ -108,6 +110,8 @@ pub struct Annotated {
     pub proxy: ProxyNotes,
     /// `affinity: cookie` and the `session-cookie-*` annotations.
     pub affinity: AffinityNotes,
+    /// `custom-http-errors` and `default-backend`.
+    pub errors: ErrorNotes,
 }
 
 /// What the pods behind an Ingress speak (`backend-protocol`).
@@ -279,6 +283,9 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         return;
     }
     if affinity::parse(&mut out.affinity, key, name, value, &mut out.problems) {
+        return;
+    }
+    if errors::parse(&mut out.errors, key, name, value, &mut out.problems) {
         return;
     }
     match name {

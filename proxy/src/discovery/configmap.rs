@@ -33,6 +33,7 @@ pub fn ingress_nginx_defaults() -> ControllerDefaults {
             include_subdomains: true,
             preload: false,
         })),
+        ..ControllerDefaults::default()
     }
 }
 
@@ -238,7 +239,20 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
                     o.controller.force_ssl_redirect = Some(b);
                 }
             }
-            "custom-http-errors" | "limit-req-status-code" | "limit-conn-status-code" => {
+            // Item by item, as ingress-nginx: a code it cannot take is
+            // reported and the others kept.
+            "custom-http-errors" => {
+                let mut codes = crate::spec::StatusSet::default();
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    match crate::spec::StatusSet::parse_list(item).map(|one| one.iter().next()) {
+                        Ok(Some(code)) => codes.insert(code).unwrap_or_default(),
+                        Ok(None) => {}
+                        Err(e) => out.problems.push(format!("{k}: {e}; left out")),
+                    }
+                }
+                o.controller.custom_http_errors = codes;
+            }
+            "limit-req-status-code" | "limit-conn-status-code" => {
                 out.problems.push(format!(
                     "{k}: not read from the ConfigMap yet; set it per Ingress where an annotation exists"
                 ))
@@ -302,7 +316,7 @@ mod tests {
                 ("hsts-max-age", "600"),
                 ("worker-processes", "4"),
                 ("load-balance", "ewma"),
-                ("custom-http-errors", "404"),
+                ("limit-req-status-code", "429"),
                 ("proxy-connect-timeout", "soon"),
             ]),
             &mut o,
@@ -325,7 +339,7 @@ mod tests {
             Some(crate::balance::Strategy::LeastRequest)
         );
         assert!(r.applied.contains(&"load-balance".to_string()));
-        assert!(r.problem("custom-http-errors").is_some());
+        assert!(r.problem("limit-req-status-code").is_some());
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
         let mut o = Overrides::default();
         read(
@@ -334,5 +348,14 @@ mod tests {
         );
         assert_eq!(o.controller.hsts, Some(None));
         assert_eq!(o.trust_forwarded_for.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn custom_http_errors_keeps_the_codes_it_can_take() {
+        let mut o = Overrides::default();
+        let r = read(&data(&[("custom-http-errors", "404, 503,abc,200")]), &mut o);
+        let codes: Vec<u16> = o.controller.custom_http_errors.iter().collect();
+        assert_eq!(codes, [404, 503]);
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
     }
 }

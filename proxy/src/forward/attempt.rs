@@ -329,6 +329,7 @@ mod tests {
             path_rules: Default::default(),
             limits: None,
             affinity: None,
+            error_pages: None,
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         snap.lookup(None, "/").unwrap().clone()

@@ -259,6 +259,7 @@ mod tests {
             path_rules: Default::default(),
             affinity: Some(Arc::new(spec)),
             limits: None,
+            error_pages: None,
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         let r = snap.lookup(None, "/").unwrap().clone();

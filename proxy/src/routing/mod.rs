@@ -72,6 +72,22 @@ pub struct Route {
     /// ingress-nginx's cookie affinity (`affinity.rs`); such routes are
     /// the hyper path's.
     pub affinity: Option<Affinity>,
+    /// ingress-nginx's custom error pages; such routes are the hyper
+    /// path's.
+    pub error_pages: Option<ErrorPages>,
+}
+
+/// A route's error pages, live: the codes replaced and the default
+/// backend answering them (`spec::ErrorPagesSpec`).
+#[derive(Debug)]
+pub struct ErrorPages {
+    pub codes: crate::spec::StatusSet,
+    /// `None`: no default backend anywhere; the proxy answers 404.
+    pub backend: Option<Arc<Upstream>>,
+    pub about: crate::spec::ErrorContext,
+    /// The route's upstream is the default backend itself (its own
+    /// Service has no endpoints): every request is told `X-Code: 503`.
+    pub replaces_upstream: bool,
 }
 
 /// A canary upstream and how requests are sent to it.
@@ -102,8 +118,12 @@ impl Route {
     }
 
     /// The route's upstreams: the main one, and the canary's if any.
+    /// The error pages' default backend is one too: its endpoints keep
+    /// their health and connections across rebuilds like the others.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
-        std::iter::once(&self.upstream).chain(self.canary.as_ref().map(|c| &c.upstream))
+        std::iter::once(&self.upstream)
+            .chain(self.canary.as_ref().map(|c| &c.upstream))
+            .chain(self.error_pages.as_ref().and_then(|e| e.backend.as_ref()))
     }
 }
 
@@ -234,6 +254,17 @@ impl Snapshot {
             let fast_path = fast_path && limiter.is_none();
             // Affinity reads the Cookie header and writes Set-Cookie.
             let fast_path = fast_path && spec.affinity.is_none();
+            // Error pages read the answer's status and send again.
+            let fast_path = fast_path && spec.error_pages.is_none();
+            let error_pages = spec.error_pages.as_ref().map(|e| ErrorPages {
+                codes: e.codes,
+                backend: e
+                    .backend
+                    .as_ref()
+                    .map(|b| Arc::new(Upstream::build(b, &reuse))),
+                about: e.about.clone(),
+                replaces_upstream: e.replaces_upstream,
+            });
             let affinity = spec.affinity.as_ref().map(|a| {
                 let canary = canary.as_ref().filter(|c| !c.rules.legacy_affinity);
                 Affinity::build(a.clone(), &upstream, canary.map(|c| &*c.upstream))
@@ -258,6 +289,7 @@ impl Snapshot {
                 path_rules: spec.path_rules.clone(),
                 limiter,
                 affinity,
+                error_pages,
             })
         };
         let mut snap = Snapshot {
@@ -469,6 +501,7 @@ mod tests {
             path_rules: Default::default(),
             limits: None,
             affinity: None,
+            error_pages: None,
         }
     }
 
@@ -633,5 +666,22 @@ mod tests {
         assert!(with(None, None));
         assert!(!with(Some("x-canary"), None));
         assert!(!with(None, Some("canary")));
+    }
+
+    #[test]
+    fn error_pages_leave_the_fast_path_and_their_backend_is_an_upstream() {
+        let m = Metrics::new();
+        let mut r = spec("a", "a.com", "/", PathType::Prefix);
+        r.error_pages = Some(Arc::new(crate::spec::ErrorPagesSpec {
+            codes: crate::spec::StatusSet::parse_list("404,503").unwrap(),
+            backend: Some(spec("errors", "a.com", "/", PathType::Prefix).upstream),
+            about: Default::default(),
+            replaces_upstream: false,
+        }));
+        let snap = Snapshot::build(&[r], None, None, &m);
+        let route = &snap.routes[0];
+        assert!(!route.fast_path);
+        assert_eq!(route.upstreams().count(), 2);
+        assert!(route.error_pages.as_ref().unwrap().codes.contains(503));
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             path_rules: Default::default(),
             limits: None,
             affinity: None,
+            error_pages: None,
         }
     }
 

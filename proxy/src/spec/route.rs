@@ -40,6 +40,9 @@ pub struct RouteSpec {
     /// ingress-nginx's cookie affinity (`affinity: cookie`); `None`: the
     /// upstream's balancer alone decides.
     pub affinity: Option<Arc<super::AffinitySpec>>,
+    /// ingress-nginx's custom error pages (`custom-http-errors`); `None`:
+    /// every answer reaches the client as it is.
+    pub error_pages: Option<Arc<super::ErrorPagesSpec>>,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond

@@ -91,6 +91,7 @@ impl Validator {
                 path_rules: Default::default(),
                 limits: None,
                 affinity: None,
+                error_pages: None,
             });
         }
         routes
@@ -121,6 +122,7 @@ impl Validator {
                 path_rules: Default::default(),
                 limits: None,
                 affinity: None,
+                error_pages: None,
             }
         })
     }

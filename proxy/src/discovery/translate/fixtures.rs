@@ -315,6 +315,7 @@ pub fn settings() -> TranslateSettings {
         controller: CONTROLLER.into(),
         default_backend_service: None,
         controller_config: Default::default(),
+        custom_http_errors: Default::default(),
     }
 }
 

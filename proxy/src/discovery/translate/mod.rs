@@ -27,6 +27,7 @@
 mod access;
 mod canaries;
 mod endpoints;
+mod error_pages;
 #[cfg(test)]
 mod fixtures;
 mod ownership;
@@ -74,6 +75,10 @@ pub struct TranslateSettings {
     /// answers what no rule matches (ingress-nginx's flag of the same
     /// name); an Ingress's own catch-all `defaultBackend` wins.
     pub default_backend_service: Option<(String, String)>,
+    /// The ConfigMap's `custom-http-errors`: the codes every Ingress
+    /// without the annotation of the same name has replaced by the
+    /// default backend's answer.
+    pub custom_http_errors: crate::spec::StatusSet,
     /// What ingress-nginx's controller ConfigMap (or its defaults, with
     /// `--adopt-ingress-nginx`) sets for every Ingress.
     pub controller_config: ControllerConfig,

@@ -80,6 +80,13 @@ impl<'a> Backends<'a> {
     }
 }
 
+impl<'a> Backends<'a> {
+    /// The Service `namespace/name`, if it is there.
+    pub(super) fn service(&self, ns: &str, name: &str) -> Option<&'a Service> {
+        self.services.get(&(ns, name)).copied()
+    }
+}
+
 impl Backends<'_> {
     /// Adds the routes of a main (not canary) Ingress: one per path of its
     /// rules to `out`, and the `/` fallbacks its default backend gives its
@@ -95,6 +102,7 @@ impl Backends<'_> {
     ) {
         let ing_id = id(&ing.metadata);
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
+        let ing_name = ing.metadata.name.as_deref().unwrap_or("");
         let has_rules = spec.rules.as_ref().is_some_and(|r| !r.is_empty());
         // One zone per Ingress, as ingress-nginx names them: a client's
         // requests to any of its paths count together.
@@ -129,6 +137,8 @@ impl Backends<'_> {
                     &mut out.problems,
                 ) {
                     r.limits = limits.clone();
+                    let problems = &mut out.problems;
+                    self.error_pages(&mut r, ns, ing_name, backend, ing_notes, settings, problems);
                     match path_rules::apply(&mut r, "/", ing_notes, regex_host) {
                         Ok(()) => fallbacks.push(r),
                         Err(e) => out.problems.push(format!("ingress {ing_id}: {e}")),
@@ -151,6 +161,8 @@ impl Backends<'_> {
                     &mut out.problems,
                 ) {
                     r.limits = limits.clone();
+                    let problems = &mut out.problems;
+                    self.error_pages(&mut r, ns, ing_name, backend, ing_notes, settings, problems);
                     out.default_backend = Some(r);
                 }
             } else {
@@ -202,6 +214,9 @@ impl Backends<'_> {
                     &mut out.problems,
                 ) {
                     r.limits = limits.clone();
+                    let problems = &mut out.problems;
+                    let b = &path.backend;
+                    self.error_pages(&mut r, ns, ing_name, b, ing_notes, settings, problems);
                     // A path that does not compile loses only itself.
                     match path_rules::apply(&mut r, p, ing_notes, regex_host) {
                         Ok(()) => {
@@ -389,6 +404,7 @@ impl Backends<'_> {
             path_rules: Default::default(),
             limits: None,
             affinity: None,
+            error_pages: None,
         })
     }
 }

@@ -10,6 +10,7 @@
 
 mod auth;
 mod cors;
+mod error_pages;
 mod limits;
 mod path_rules;
 
@@ -217,12 +218,45 @@ impl Handler {
             return refuse(Answer::BadPath, &route.metrics);
         }
         let https = conn.scheme(req.headers()) == "https";
-        let (mut resp, status) = match forward(&route, req, conn, &self.tunnels, served).await {
+        // gRPC answers are trailers, never replaced.
+        let kept = if grpc {
+            None
+        } else {
+            error_pages::keep(&route, &mut req, original.as_ref())
+        };
+        let mut served = served;
+        let again = kept.as_ref().map(|_| conn.clone());
+        let tunnels = &self.tunnels;
+        let first = forward(&route, req, conn, tunnels, served.as_deref_mut(), None).await;
+        let (resp, status) = match first {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 (resp, status)
             }
             Err(answer) => (render(&answer, grpc), answer.status().as_u16()),
+        };
+        // ingress-nginx's custom-http-errors: the default backend answers
+        // instead, for the upstream's codes and the proxy's own alike.
+        let (mut resp, status) = match (kept, again) {
+            (Some(kept), Some(conn)) if error_pages::listed(&route, status) => {
+                error_pages::discard(resp.into_body()).await;
+                let req = error_pages::request(&route, kept, status);
+                let got = match (req, error_pages::backend(&route)) {
+                    (Some(req), Some(to)) => {
+                        forward(&route, req, conn, tunnels, served, Some(to)).await
+                    }
+                    // No default backend: ingress-nginx's own answers 404.
+                    _ => Err(Answer::NoRoute),
+                };
+                match got {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        (resp, status)
+                    }
+                    Err(answer) => (render(&answer, grpc), answer.status().as_u16()),
+                }
+            }
+            _ => (resp, status),
         };
         if !route.headers.is_empty() {
             let status = resp.status();
@@ -391,10 +425,14 @@ async fn forward(
     conn: Client,
     tunnels: &Arc<Tunnels>,
     served: Option<&mut Served>,
+    to: Option<&Arc<crate::upstream::Upstream>>,
 ) -> Result<Response<ResponseBody>, Answer> {
-    // Cookie affinity reads its cookie; other routes go by the canary's rules.
-    let (upstream, sticky) =
-        crate::forward::sticky::choose(route, req.headers(), conn.proto == "https");
+    // Cookie affinity reads its cookie; other routes go by the canary's
+    // rules; an error page goes to the default backend (`to`).
+    let (upstream, sticky) = match to {
+        Some(u) => (u, None),
+        None => crate::forward::sticky::choose(route, req.headers(), conn.proto == "https"),
+    };
     // Read before the forwarding headers are rewritten.
     let client = conn.address(req.headers());
     let upgrade = if req.version() == Version::HTTP_11 {
@@ -437,7 +475,11 @@ async fn forward(
         let scheme = conn.scheme(h);
         headers::add_forwarded(h, &conn.peer_ip, scheme, host.as_ref());
         headers::ensure_request_id(h);
-        headers::apply_edits(h, &route.headers);
+        // The `@custom_` location is the server's: the route's own
+        // proxy_set_header (upstream-vhost, snippets) are not its.
+        if to.is_none() {
+            headers::apply_edits(h, &route.headers);
+        }
     }
     let mut served = served;
     if let Some(s) = served.as_deref_mut() {
