@@ -203,14 +203,19 @@ fn words(statement: &str) -> Result<Vec<String>, &'static str> {
     Ok(out)
 }
 
-/// A statement as messages quote it: its first line, at most 60 chars.
+/// A statement as messages quote it: its first line, at most 60 chars,
+/// control characters shown as `?` (the message reaches logs and Events).
 fn shorten(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
+    let mut out: String = line
+        .chars()
+        .take(60)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if line.chars().count() > 60 {
-        format!("{}…", line.chars().take(60).collect::<String>())
-    } else {
-        line.to_owned()
+        out.push('…');
     }
+    out
 }
 
 #[cfg(test)]
