@@ -25,7 +25,7 @@ pub struct ProxyNotes {
     /// `name: reason`.
     pub tuning: Vec<String>,
     /// `proxy-buffer-size` above the 64 KiB every route reads: the largest
-    /// response head read from its pods (at most [`MAX_RESPONSE_HEAD`]).
+    /// response head read from its pods (at most `MAX_RESPONSE_HEAD`, 1 MiB).
     pub response_head: Option<usize>,
 }
 
