@@ -12,18 +12,34 @@ use crate::http::{headers, Client};
 use crate::routing::{strip_port, Route};
 use crate::spec::{ExternalAuth, Vars};
 
+/// What the hyper path already knows of the request being asked about.
+pub(super) struct Asked<'a> {
+    pub conn: &'a Client,
+    /// The real client (behind a trusted forwarder).
+    pub client: std::net::IpAddr,
+    /// The scheme the client used (`$pass_access_scheme`).
+    pub scheme: &'static str,
+    pub host: Option<&'a str>,
+    /// The request target as the client sent it, when normalizing changed
+    /// it (`$request_uri` is the client's).
+    pub original: Option<&'a http::uri::PathAndQuery>,
+}
+
 /// Asks `auth` about `req`. `Ok` carries the service's cookies for the
 /// client's answer; the request already has the service's headers.
-/// `original` is the request target as the client sent it, when
-/// normalizing changed it (`$request_uri` is the client's).
 pub(super) async fn check(
     auth: &ExternalAuth,
     route: &Route,
     req: &mut Request<ClientBody>,
-    conn: &Client,
-    host: Option<&str>,
-    original: Option<&http::uri::PathAndQuery>,
+    asked: Asked<'_>,
 ) -> Result<Cookies, Denied> {
+    let Asked {
+        conn,
+        client,
+        scheme,
+        host,
+        original,
+    } = asked;
     // The service and the upstream see one request id.
     headers::ensure_request_id(req.headers_mut());
     let timeout = route.timeouts.connect + route.timeouts.response_header;
@@ -36,12 +52,12 @@ pub(super) async fn check(
             host: strip_port(http_host),
             http_host,
             scheme: conn.proto,
-            pass_access_scheme: conn.scheme(req.headers()),
+            pass_access_scheme: scheme,
             request_uri,
             uri: req.uri().path(),
             args: req.uri().query(),
             method: req.method().as_str(),
-            remote_addr: conn.address(req.headers()),
+            remote_addr: client,
             headers: req.headers(),
         };
         ask(auth, req.method(), req.headers(), &vars, timeout).await?

@@ -4,7 +4,8 @@
 //! done for the request.
 
 use crate::forward::Answer;
-use crate::http::Client;
+use std::net::IpAddr;
+
 use crate::limit::{ConnGuard, Refused};
 use crate::routing::Route;
 
@@ -12,15 +13,10 @@ use crate::routing::Route;
 /// guard counts it against `limit-connections` until the response is
 /// sent.
 #[inline]
-pub(super) fn admit(
-    route: &Route,
-    conn: &Client,
-    headers: &http::HeaderMap,
-) -> Result<Option<ConnGuard>, Answer> {
+pub(super) fn admit(route: &Route, client: IpAddr) -> Result<Option<ConnGuard>, Answer> {
     let Some(limiter) = &route.limiter else {
         return Ok(None);
     };
-    let client = conn.address(headers);
     limiter.admit(client).map_err(|Refused(status)| {
         tracing::debug!(route = %route.name, %client, status = status.as_u16(), "limiting requests");
         Answer::Limited(status)

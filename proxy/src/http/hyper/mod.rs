@@ -163,11 +163,14 @@ impl Handler {
             cors::preflight(&route, allow.clone(), &mut resp);
             return resp;
         }
+        // Who the client is, and how it came, read once, before any
+        // header is rewritten.
         let scheme = conn.scheme(req.headers());
+        let client = conn.address(req.headers());
         if let Some(answer) = path_rules::redirect(&route, &req, host, scheme) {
             return refuse(answer, &route.metrics);
         }
-        if route.https_redirect && conn.scheme(req.headers()) == "http" {
+        if route.https_redirect && scheme == "http" {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             if let Some(location) = host.and_then(|h| https_redirect(h, https_port, target)) {
                 return refuse(Answer::HttpsRedirect(location), &route.metrics);
@@ -175,12 +178,11 @@ impl Handler {
         }
         // nginx's preaccess phase (limit_req, limit_conn), then its access
         // phase: after the redirects, before the body.
-        let held = match limits::admit(&route, &conn, req.headers()) {
+        let held = match limits::admit(&route, client) {
             Ok(held) => held,
             Err(answer) => return refuse(answer, &route.metrics),
         };
         if !route.access.is_open() {
-            let client = conn.address(req.headers());
             let authorization = req.headers().get(header::AUTHORIZATION);
             if let Err(answer) = access::check(&route.access, client, authorization).await {
                 let mut resp = refuse(answer, &route.metrics);
@@ -193,7 +195,14 @@ impl Handler {
         if let Some(ext) = &route.access.external {
             let host = host.map(str::to_owned);
             let host = host.as_deref();
-            match auth::check(ext, &route, &mut req, &conn, host, original.as_ref()).await {
+            let asked = auth::Asked {
+                conn: &conn,
+                client,
+                scheme,
+                host,
+                original: original.as_ref(),
+            };
+            match auth::check(ext, &route, &mut req, asked).await {
                 Ok(cookies) => auth_cookies = Some(cookies),
                 Err(denied) => {
                     let status = denied.answer.status();
@@ -217,7 +226,7 @@ impl Handler {
         if path_rules::rewrite(&route, &mut req).is_err() {
             return refuse(Answer::BadPath, &route.metrics);
         }
-        let https = conn.scheme(req.headers()) == "https";
+        let https = scheme == "https";
         // gRPC answers are trailers, never replaced.
         let kept = if grpc {
             None
@@ -227,7 +236,16 @@ impl Handler {
         let mut served = served;
         let again = kept.as_ref().map(|_| conn.clone());
         let tunnels = &self.tunnels;
-        let first = forward(&route, req, conn, tunnels, served.as_deref_mut(), None).await;
+        let first = forward(
+            &route,
+            req,
+            conn,
+            client,
+            tunnels,
+            served.as_deref_mut(),
+            None,
+        )
+        .await;
         let (resp, status) = match first {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -243,7 +261,7 @@ impl Handler {
                 let req = error_pages::request(&route, kept, status);
                 let got = match (req, error_pages::backend(&route)) {
                     (Some(req), Some(to)) => {
-                        forward(&route, req, conn, tunnels, served, Some(to)).await
+                        forward(&route, req, conn, client, tunnels, served, Some(to)).await
                     }
                     // No default backend: ingress-nginx's own answers 404.
                     _ => Err(Answer::NoRoute),
@@ -423,6 +441,7 @@ async fn forward(
     route: &Arc<Route>,
     mut req: Request<ClientBody>,
     conn: Client,
+    client: std::net::IpAddr,
     tunnels: &Arc<Tunnels>,
     served: Option<&mut Served>,
     to: Option<&Arc<crate::upstream::Upstream>>,
@@ -433,8 +452,6 @@ async fn forward(
         Some(u) => (u, None),
         None => crate::forward::sticky::choose(route, req.headers(), conn.proto == "https"),
     };
-    // Read before the forwarding headers are rewritten.
-    let client = conn.address(req.headers());
     let upgrade = if req.version() == Version::HTTP_11 {
         headers::upgrade_of(req.headers())
     } else {
