@@ -21,7 +21,7 @@ use sluice::http::Handler;
 use sluice::metrics::Metrics;
 use sluice::routing::{HostMatch, PathType, Snapshot};
 use sluice::server::Listeners;
-use sluice::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+use sluice::upstream::{EndpointSpec, UpstreamSpec};
 
 /// A global allocator that counts allocations; a bench declares it with
 /// `#[global_allocator]` and reads [`allocations`] around what it measures.
@@ -69,34 +69,13 @@ pub fn route(
     strategy: Strategy,
     endpoints: Vec<EndpointSpec>,
 ) -> RouteSpec {
-    RouteSpec {
-        name: name.into(),
+    RouteSpec::new(
+        name,
         host,
-        path: path.into(),
-        path_type: PathType::Prefix,
-        upstream: UpstreamSpec {
-            name: name.into(),
-            strategy,
-            protocol: Protocol::Http1,
-            endpoints,
-            health: HealthPolicy::default(),
-            max_idle_per_endpoint: 64,
-            tls: None,
-            response_head: None,
-            names: Vec::new(),
-        },
-        timeouts: config::DEFAULT_TIMEOUTS,
-        retry: config::DEFAULT_RETRY,
-        canary: None,
-        max_request_body: None,
-        headers: sluice::spec::HeaderEdits::default(),
-        access: Default::default(),
-        ssl_redirect: None,
-        path_rules: Default::default(),
-        limits: None,
-        affinity: None,
-        error_pages: None,
-    }
+        path,
+        PathType::Prefix,
+        UpstreamSpec::new(name, strategy, endpoints),
+    )
 }
 
 /// `services` routes, one host each with a path, sharing `endpoints`

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -16,10 +15,7 @@ use hyper_util::server::conn::auto;
 
 use crate::balance::Strategy;
 use crate::config::{self, Config};
-use crate::spec::{
-    EndpointSpec, HealthPolicy, HostMatch, PathType, Protocol, RouteSpec, UpstreamSpec,
-    DEFAULT_MAX_IDLE,
-};
+use crate::spec::{EndpointSpec, HostMatch, PathType, RouteSpec, UpstreamSpec};
 use crate::Error;
 
 /// The demo's backends: name, address, weight for the weighted route.
@@ -66,34 +62,13 @@ pub fn config(listen: SocketAddr, admin: SocketAddr, base_port: u16) -> Config {
                 EndpointSpec::new(addr, if strategy == Strategy::Weighted { w } else { 1 })
             })
             .collect();
-        RouteSpec {
-            name: Arc::from(name),
-            host: HostMatch::Any,
-            path: path.into(),
-            path_type: PathType::Prefix,
-            upstream: UpstreamSpec {
-                name: Arc::from(name),
-                strategy,
-                protocol: Protocol::Http1,
-                endpoints,
-                health: HealthPolicy::default(),
-                max_idle_per_endpoint: DEFAULT_MAX_IDLE,
-                tls: None,
-                response_head: None,
-                names: Vec::new(),
-            },
-            timeouts: config::DEFAULT_TIMEOUTS,
-            retry: config::DEFAULT_RETRY,
-            canary: None,
-            max_request_body: None,
-            headers: crate::spec::HeaderEdits::default(),
-            access: Default::default(),
-            ssl_redirect: None,
-            path_rules: Default::default(),
-            limits: None,
-            affinity: None,
-            error_pages: None,
-        }
+        RouteSpec::new(
+            name,
+            HostMatch::Any,
+            path,
+            PathType::Prefix,
+            UpstreamSpec::new(name, strategy, endpoints),
+        )
     };
     Config {
         listen_tls: Vec::new(),

@@ -13,10 +13,7 @@ use super::model::{
 };
 use super::validate::{unused_weights, Validator};
 use crate::balance::Strategy;
-use crate::spec::{
-    HealthPolicy, HostMatch, PathType, Protocol, RouteSpec, ServerHeader, UpstreamSpec,
-    DEFAULT_MAX_IDLE, DEFAULT_RETRY, DEFAULT_TIMEOUTS,
-};
+use crate::spec::{HostMatch, PathType, RouteSpec, ServerHeader, UpstreamSpec};
 
 /// No routes of its own: everything comes from Kubernetes (`--kube`
 /// without `--config` or `--backend`).
@@ -65,34 +62,11 @@ pub fn quick(
             errors: v.errors,
         });
     }
-    let route = RouteSpec {
-        name: "default".into(),
-        host: HostMatch::Any,
-        path: "/".into(),
-        path_type: PathType::Prefix,
-        upstream: UpstreamSpec {
-            name: "default".into(),
-            strategy,
-            protocol: Protocol::Http1,
-            endpoints,
-            health: HealthPolicy::default(),
-            max_idle_per_endpoint: DEFAULT_MAX_IDLE,
-            tls: None,
-            response_head: None,
-            names,
-        },
-        timeouts: DEFAULT_TIMEOUTS,
-        retry: DEFAULT_RETRY,
-        canary: None,
-        max_request_body: None,
-        headers: crate::spec::HeaderEdits::default(),
-        access: Default::default(),
-        ssl_redirect: None,
-        path_rules: Default::default(),
-        limits: None,
-        affinity: None,
-        error_pages: None,
+    let upstream = UpstreamSpec {
+        names,
+        ..UpstreamSpec::new("default", strategy, endpoints)
     };
+    let route = RouteSpec::new("default", HostMatch::Any, "/", PathType::Prefix, upstream);
     let warnings = unused_weights("--backend", &route.upstream)
         .into_iter()
         .collect();

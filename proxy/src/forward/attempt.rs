@@ -287,49 +287,33 @@ impl<'a> Attempts<'a> {
 mod tests {
     use super::*;
     use crate::balance::Strategy;
-    use crate::config::{RetryPolicy, RouteSpec, DEFAULT_TIMEOUTS};
+    use crate::config::{RetryPolicy, RouteSpec};
     use crate::metrics::Metrics;
     use crate::routing::{HostMatch, PathType, Snapshot};
-    use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+    use crate::upstream::{EndpointSpec, HealthPolicy, UpstreamSpec};
 
     /// A route over `n` endpoints that eject after one failure.
     fn route(n: u16, attempts: u32) -> Arc<Route> {
-        let spec = RouteSpec {
-            name: "r".into(),
-            host: HostMatch::Any,
-            path: "/".into(),
-            path_type: PathType::Prefix,
-            upstream: UpstreamSpec {
-                name: "u".into(),
-                strategy: Strategy::RoundRobin,
-                protocol: Protocol::Http1,
-                endpoints: (0..n)
+        let upstream = UpstreamSpec {
+            health: HealthPolicy {
+                consecutive_failures: 1,
+                // No panic mode: ejected endpoints are never picked.
+                panic_threshold_percent: 0,
+                ..HealthPolicy::default()
+            },
+            ..UpstreamSpec::new(
+                "u",
+                Strategy::RoundRobin,
+                (0..n)
                     .map(|i| {
                         EndpointSpec::new(format!("127.0.0.1:{}", 9000 + i).parse().unwrap(), 1)
                     })
                     .collect(),
-                health: HealthPolicy {
-                    consecutive_failures: 1,
-                    // No panic mode: ejected endpoints are never picked.
-                    panic_threshold_percent: 0,
-                    ..HealthPolicy::default()
-                },
-                max_idle_per_endpoint: 1,
-                tls: None,
-                response_head: None,
-                names: Vec::new(),
-            },
-            timeouts: DEFAULT_TIMEOUTS,
+            )
+        };
+        let spec = RouteSpec {
             retry: RetryPolicy { attempts },
-            canary: None,
-            max_request_body: None,
-            headers: crate::spec::HeaderEdits::default(),
-            access: Default::default(),
-            ssl_redirect: None,
-            path_rules: Default::default(),
-            limits: None,
-            affinity: None,
-            error_pages: None,
+            ..RouteSpec::new("r", HostMatch::Any, "/", PathType::Prefix, upstream)
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         snap.lookup(None, "/").unwrap().clone()

@@ -203,44 +203,35 @@ impl Sticky<'_> {
 mod tests {
     use super::*;
     use crate::balance::Strategy;
-    use crate::config::{RetryPolicy, RouteSpec, DEFAULT_TIMEOUTS};
+    use crate::config::{RetryPolicy, RouteSpec};
     use crate::metrics::Metrics;
     use crate::routing::{HostMatch, PathType, Snapshot};
     use crate::spec::{AffinitySpec, CanarySpec};
-    use crate::upstream::{EndpointSpec, HealthPolicy, Protocol, UpstreamSpec};
+    use crate::upstream::{EndpointSpec, HealthPolicy, UpstreamSpec};
 
     fn upstream(name: &str, n: u8) -> UpstreamSpec {
         UpstreamSpec {
-            name: name.into(),
-            strategy: Strategy::RoundRobin,
-            protocol: Protocol::Http1,
-            endpoints: (0..n)
-                .map(|i| EndpointSpec {
-                    addr: format!("127.0.0.{}:80", i + 1).parse().unwrap(),
-                    weight: 1,
-                    key: format!("{name}-{i}").into(),
-                })
-                .collect(),
             health: HealthPolicy {
                 consecutive_failures: 1,
                 panic_threshold_percent: 0,
                 ..HealthPolicy::default()
             },
-            max_idle_per_endpoint: 1,
-            tls: None,
-            response_head: None,
-            names: Vec::new(),
+            ..UpstreamSpec::new(
+                name,
+                Strategy::RoundRobin,
+                (0..n)
+                    .map(|i| EndpointSpec {
+                        addr: format!("127.0.0.{}:80", i + 1).parse().unwrap(),
+                        weight: 1,
+                        key: format!("{name}-{i}").into(),
+                    })
+                    .collect(),
+            )
         }
     }
 
     fn route(spec: AffinitySpec, n: u8, canary: Option<(u32, bool)>) -> Arc<Route> {
         let spec = RouteSpec {
-            name: "r".into(),
-            host: HostMatch::Any,
-            path: "/".into(),
-            path_type: PathType::Prefix,
-            upstream: upstream("main", n),
-            timeouts: DEFAULT_TIMEOUTS,
             retry: RetryPolicy { attempts: 3 },
             canary: canary.map(|(weight, legacy)| CanarySpec {
                 upstream: upstream("canary", n),
@@ -252,14 +243,14 @@ mod tests {
                     ..Default::default()
                 },
             }),
-            max_request_body: None,
-            headers: crate::spec::HeaderEdits::default(),
-            access: Default::default(),
-            ssl_redirect: None,
-            path_rules: Default::default(),
             affinity: Some(Arc::new(spec)),
-            limits: None,
-            error_pages: None,
+            ..RouteSpec::new(
+                "r",
+                HostMatch::Any,
+                "/",
+                PathType::Prefix,
+                upstream("main", n),
+            )
         };
         let snap = Snapshot::build(&[spec], None, None, &Metrics::new());
         let r = snap.lookup(None, "/").unwrap().clone();

@@ -470,39 +470,20 @@ pub struct EndpointView {
 mod tests {
     use super::*;
     use crate::balance::Strategy;
-    use crate::spec::{
-        EndpointSpec, HealthPolicy, Protocol, UpstreamSpec, DEFAULT_RETRY, DEFAULT_TIMEOUTS,
-    };
+    use crate::spec::{EndpointSpec, UpstreamSpec};
 
     fn spec(name: &str, host: &str, path: &str, ty: PathType) -> RouteSpec {
-        RouteSpec {
-            name: name.into(),
-            host: HostMatch::parse(host).unwrap(),
-            path: path.into(),
-            path_type: ty,
-            upstream: UpstreamSpec {
-                name: name.into(),
-                strategy: Strategy::RoundRobin,
-                protocol: Protocol::Http1,
-                endpoints: vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
-                health: HealthPolicy::default(),
-                max_idle_per_endpoint: 1,
-                tls: None,
-                response_head: None,
-                names: Vec::new(),
-            },
-            timeouts: DEFAULT_TIMEOUTS,
-            retry: DEFAULT_RETRY,
-            canary: None,
-            max_request_body: None,
-            headers: crate::spec::HeaderEdits::default(),
-            access: Default::default(),
-            ssl_redirect: None,
-            path_rules: Default::default(),
-            limits: None,
-            affinity: None,
-            error_pages: None,
-        }
+        RouteSpec::new(
+            name,
+            HostMatch::parse(host).unwrap(),
+            path,
+            ty,
+            UpstreamSpec::new(
+                name,
+                Strategy::RoundRobin,
+                vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
+            ),
+        )
     }
 
     #[test]

@@ -94,40 +94,20 @@ impl Passthrough {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::spec::{
-        EndpointSpec, HealthPolicy, PathType, Protocol, RouteSpec, UpstreamSpec, DEFAULT_RETRY,
-        DEFAULT_TIMEOUTS,
-    };
+    use crate::spec::{EndpointSpec, PathType, RouteSpec, UpstreamSpec};
 
     fn spec(name: &str, host: &str, path: &str) -> RouteSpec {
-        RouteSpec {
-            name: name.into(),
-            host: HostMatch::parse(host).unwrap(),
-            path: path.into(),
-            path_type: PathType::Prefix,
-            upstream: UpstreamSpec {
-                name: name.into(),
-                endpoints: vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
-                strategy: crate::balance::Strategy::RoundRobin,
-                protocol: Protocol::Http1,
-                health: HealthPolicy::default(),
-                max_idle_per_endpoint: 8,
-                tls: None,
-                response_head: None,
-                names: Vec::new(),
-            },
-            timeouts: DEFAULT_TIMEOUTS,
-            retry: DEFAULT_RETRY,
-            canary: None,
-            max_request_body: None,
-            headers: Default::default(),
-            access: Default::default(),
-            ssl_redirect: None,
-            path_rules: Default::default(),
-            limits: None,
-            affinity: None,
-            error_pages: None,
-        }
+        RouteSpec::new(
+            name,
+            HostMatch::parse(host).unwrap(),
+            path,
+            PathType::Prefix,
+            UpstreamSpec::new(
+                name,
+                crate::balance::Strategy::RoundRobin,
+                vec![EndpointSpec::new("127.0.0.1:1".parse().unwrap(), 1)],
+            ),
+        )
     }
 
     #[test]

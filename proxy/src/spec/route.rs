@@ -94,6 +94,40 @@ impl HeaderEdits {
     }
 }
 
+impl RouteSpec {
+    /// A route with the built-in timeouts and retries and none of the
+    /// extras (canary, body limit, header edits, access rules, redirects,
+    /// ingress-nginx's path rules, limits, affinity, error pages): what the
+    /// quick form, the demo and tests start from, setting what they need
+    /// on top.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        host: HostMatch,
+        path: impl Into<String>,
+        path_type: PathType,
+        upstream: UpstreamSpec,
+    ) -> RouteSpec {
+        RouteSpec {
+            name: name.into(),
+            host,
+            path: path.into(),
+            path_type,
+            upstream,
+            timeouts: DEFAULT_TIMEOUTS,
+            retry: DEFAULT_RETRY,
+            canary: None,
+            max_request_body: None,
+            headers: HeaderEdits::default(),
+            access: Default::default(),
+            ssl_redirect: None,
+            path_rules: Default::default(),
+            limits: None,
+            affinity: None,
+            error_pages: None,
+        }
+    }
+}
+
 /// A canary upstream for a route, and how much traffic it gets.
 #[derive(Debug, Clone)]
 pub struct CanarySpec {

@@ -78,6 +78,28 @@ pub struct UpstreamSpec {
     pub response_head: Option<usize>,
 }
 
+impl UpstreamSpec {
+    /// Plain HTTP/1.1 to `endpoints`, with the built-in passive health and
+    /// idle pool, no TLS and no DNS names.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        strategy: Strategy,
+        endpoints: Vec<EndpointSpec>,
+    ) -> UpstreamSpec {
+        UpstreamSpec {
+            name: name.into(),
+            strategy,
+            protocol: Protocol::Http1,
+            endpoints,
+            names: Vec::new(),
+            health: DEFAULT_HEALTH,
+            max_idle_per_endpoint: DEFAULT_MAX_IDLE,
+            tls: None,
+            response_head: None,
+        }
+    }
+}
+
 /// TLS to an upstream's endpoints: the client configuration every
 /// connection to them shakes hands with, built once per setting (its
 /// session cache then resumes sessions across connections).

@@ -107,22 +107,16 @@ impl Validator {
             let (upstream, timeouts, retry, max_request_body) =
                 self.backend_set("default_backend", set, defaults, "default-backend".into());
             RouteSpec {
-                name: "default-backend".into(),
-                host: HostMatch::Any,
-                path: "/".into(),
-                path_type: PathType::Prefix,
-                upstream,
                 timeouts,
                 retry,
-                canary: None,
                 max_request_body,
-                headers: crate::spec::HeaderEdits::default(),
-                access: Default::default(),
-                ssl_redirect: None,
-                path_rules: Default::default(),
-                limits: None,
-                affinity: None,
-                error_pages: None,
+                ..RouteSpec::new(
+                    "default-backend",
+                    HostMatch::Any,
+                    "/",
+                    PathType::Prefix,
+                    upstream,
+                )
             }
         })
     }
