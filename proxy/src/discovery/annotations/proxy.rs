@@ -33,7 +33,7 @@ pub struct ProxyNotes {
 pub const MAX_RESPONSE_HEAD: u64 = 1 << 20;
 
 /// The largest upstream response head read (`upstream/pool/h1.rs`).
-const RESPONSE_HEAD_LIMIT: u64 = 64 * 1024;
+const RESPONSE_HEAD_LIMIT: u64 = crate::upstream::pool::RESPONSE_HEAD as u64;
 
 /// Reads one `nginx.ingress.kubernetes.io/NAME` annotation if it is one of
 /// these; `false` when it is not one.

@@ -5,8 +5,9 @@
 use crate::config::ServerHeader;
 use crate::policy;
 
-/// The largest response head accepted from an upstream.
-pub const MAX_HEAD: usize = 64 * 1024;
+/// The largest response head accepted from an upstream: the hyper path's
+/// too (routes that raise it are not the fast path's).
+pub const MAX_HEAD: usize = crate::upstream::pool::RESPONSE_HEAD;
 /// Response header fields accepted, as hyper's client accepts.
 const MAX_HEADERS: usize = 100;
 
