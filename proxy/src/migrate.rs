@@ -29,6 +29,8 @@ pub enum Verdict {
     Unsupported,
     /// A supported annotation whose value is refused.
     Invalid,
+    /// Left out, as ingress-nginx leaves it out (a deprecated key).
+    Ignored,
 }
 
 impl Verdict {
@@ -40,6 +42,7 @@ impl Verdict {
             Verdict::Refused => "refused",
             Verdict::Unsupported => "unsupported",
             Verdict::Invalid => "invalid",
+            Verdict::Ignored => "ignored",
         }
     }
 
@@ -192,6 +195,12 @@ pub fn assess(ing: &Ingress) -> IngressReport {
             .find(|p| p.starts_with(key.as_str()) && p[key.len()..].starts_with(':'))
             .map(|p| p[key.len() + 1..].trim().to_owned());
         let entry = (!ours).then(|| registry::lookup(name)).flatten();
+        // A problem that ends as ingress-nginx's does changes nothing: the
+        // annotation keeps its verdict, and the problem is the reason.
+        let (problem, notice) = match problem {
+            Some(p) if annotations::as_ingress_nginx(&p) => (None, Some(p)),
+            p => (p, None),
+        };
         let (verdict, reason) = match (problem, entry) {
             (Some(_), Some(e)) if e.support == registry::Support::Refused => {
                 (Verdict::Refused, e.note.to_owned())
@@ -214,6 +223,7 @@ pub fn assess(ing: &Ingress) -> IngressReport {
                 e.note.to_owned(),
             ),
             (None, None) if ours => (Verdict::Supported, "sluice's own".to_owned()),
+            (None, None) if notice.is_some() => (Verdict::Ignored, String::new()),
             (None, None) => (
                 Verdict::Unsupported,
                 "not an annotation sluice knows".to_owned(),
@@ -222,7 +232,7 @@ pub fn assess(ing: &Ingress) -> IngressReport {
         findings.push(Finding {
             annotation: name.to_owned(),
             verdict,
-            reason,
+            reason: notice.unwrap_or(reason),
         });
     }
     IngressReport {
@@ -403,6 +413,39 @@ items:
         assert!(text.contains("1 would serve differently"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["ingresses"][1]["findings"][0]["verdict"], "refused");
+    }
+
+    /// Values ingress-nginx ignores too are said, but change nothing: the
+    /// annotation keeps its verdict and the exit status stays 0.
+    #[test]
+    fn what_ingress_nginx_also_ignores_is_no_change() {
+        let ings = ingresses_from_yaml(
+            r#"
+kind: Ingress
+metadata:
+  name: old
+  annotations:
+    nginx.ingress.kubernetes.io/affinity: cookie
+    nginx.ingress.kubernetes.io/session-cookie-hash: sha1
+    nginx.ingress.kubernetes.io/enable-cors: "true"
+    nginx.ingress.kubernetes.io/cors-allow-methods: "GET; rm -rf"
+    nginx.ingress.kubernetes.io/canary-by-header-value: "always"
+"#,
+        )
+        .unwrap();
+        let r = Report::new(&ings);
+        let old = &r.ingresses[0];
+        assert!(!old.changes_behaviour, "{old:#?}");
+        assert!(!r.changes_behaviour);
+        for name in [
+            "session-cookie-hash",
+            "cors-allow-methods",
+            "canary-by-header-value",
+        ] {
+            let f = old.findings.iter().find(|f| f.annotation == name).unwrap();
+            assert!(!f.verdict.changes_behaviour(), "{f:?}");
+            assert!(f.reason.ends_with(annotations::AS_INGRESS_NGINX), "{f:?}");
+        }
     }
 
     #[test]

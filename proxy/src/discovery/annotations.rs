@@ -39,6 +39,18 @@ pub use snippet::SnippetEdits;
 const SLUICE: &str = "sluice.dev/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 
+/// How a problem ends when its outcome is what ingress-nginx does with the
+/// same annotation (a value its validator refuses too, a deprecated key):
+/// worth a log line, but an Ingress moved over is served as before, so
+/// `sluice migrate` does not count it as a change.
+pub const AS_INGRESS_NGINX: &str = ", as ingress-nginx does";
+
+/// Whether `problem` (as [`Parsed::problems`] holds it) leaves the
+/// Ingress served as ingress-nginx serves it.
+pub fn as_ingress_nginx(problem: &str) -> bool {
+    problem.ends_with(AS_INGRESS_NGINX)
+}
+
 /// What an object's annotations say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Annotated {
@@ -203,7 +215,7 @@ pub fn parse(annotations: &Option<BTreeMap<String, String>>) -> Annotated {
     }
     if out.canary_weight > out.canary_total {
         out.problems.push(format!(
-            "{NGINX}canary-weight: {} is more than canary-weight-total {}; using all of it",
+            "{NGINX}canary-weight: {} is more than canary-weight-total {}; using all of it{AS_INGRESS_NGINX}",
             out.canary_weight, out.canary_total
         ));
         out.canary_weight = out.canary_total;
@@ -323,7 +335,7 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
         "canary-weight-total" => match value.trim().parse::<u32>() {
             Ok(n) if n >= 100 => out.canary_total = n,
             Ok(n) if n > 0 => out.problems.push(format!(
-                "{key}: {n} is below 100, which ingress-nginx ignores (weights stay out of 100); so does sluice"
+                "{key}: {n} is below 100: ignored, weights stay out of 100{AS_INGRESS_NGINX}"
             )),
             _ => out
                 .problems
@@ -396,9 +408,10 @@ fn nginx(out: &mut Annotated, key: &str, name: &str, value: &str) {
             Some(a) if a.support == Support::Refused => out
                 .problems
                 .push(format!("{key}: refused ({}), ignored", a.note)),
-            Some(a) => out
-                .problems
-                .push(format!("{key}: not supported by sluice yet ({}), ignored", a.note)),
+            Some(a) => out.problems.push(format!(
+                "{key}: not supported by sluice yet ({}), ignored",
+                a.note
+            )),
             None => out
                 .problems
                 .push(format!("{key}: not supported by sluice, ignored")),

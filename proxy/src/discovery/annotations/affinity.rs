@@ -14,6 +14,7 @@
 //! max-age or expires that is not a whole number is refused rather than
 //! half-matched by its unanchored regex.
 
+use super::AS_INGRESS_NGINX;
 use crate::spec::{AffinityMode, AffinitySpec, SameSite};
 
 /// What an Ingress's affinity annotations say.
@@ -52,8 +53,9 @@ impl AffinityNotes {
         }
         if regex && self.path.is_none() {
             problems.push(format!(
-                "{}session-cookie-path should be set when use-regex is true: the cookie's Path is the regex {path:?} as written, which browsers match literally",
-                super::NGINX
+                "{}session-cookie-path should be set when use-regex is true: the cookie's Path is the regex {path:?} as written, which browsers match literally{}",
+                super::NGINX,
+                super::AS_INGRESS_NGINX
             ));
         }
         let mut spec = AffinitySpec::new(self.path.as_deref().unwrap_or(path));
@@ -92,21 +94,21 @@ pub(super) fn parse(
         "affinity" => match v {
             "cookie" => notes.cookie = true,
             _ => problems.push(format!(
-                "{key}: {v:?} is not \"cookie\", the only affinity ingress-nginx has; no affinity"
+                "{key}: {v:?} is not \"cookie\", the only affinity ingress-nginx has; no affinity{AS_INGRESS_NGINX}"
             )),
         },
         "affinity-mode" => match v {
             "balanced" => notes.mode = AffinityMode::Balanced,
             "persistent" => notes.mode = AffinityMode::Persistent,
             _ => problems.push(format!(
-                "{key}: {v:?} is not balanced or persistent; balanced is used"
+                "{key}: {v:?} is not balanced or persistent; balanced is used{AS_INGRESS_NGINX}"
             )),
         },
         "affinity-canary-behavior" => match v {
             "sticky" => notes.legacy_canary = false,
             "legacy" => notes.legacy_canary = true,
             _ => problems.push(format!(
-                "{key}: {v:?} is not sticky or legacy; sticky is used"
+                "{key}: {v:?} is not sticky or legacy; sticky is used{AS_INGRESS_NGINX}"
             )),
         },
         "session-cookie-name" => {
@@ -157,7 +159,7 @@ pub(super) fn parse(
         // Removed from ingress-nginx (0.24): the cookie's value is a key,
         // not a digest of the endpoint, whatever the hash asked for.
         "session-cookie-hash" => problems.push(format!(
-            "{key}: deprecated and ignored, as in ingress-nginx: the cookie holds a key, not a digest of the endpoint"
+            "{key}: deprecated: the cookie holds a key, not a digest of the endpoint; ignored{AS_INGRESS_NGINX}"
         )),
         _ => return false,
     }
@@ -168,7 +170,7 @@ pub(super) fn parse(
 /// `BasicCharsRegex`, or `URLIsValidRegex` with `,?&=`); empty is unset.
 fn chars(key: &str, v: &str, extra: &str, problems: &mut Vec<String>) -> Option<Box<str>> {
     if v.is_empty() {
-        problems.push(format!("{key}: is empty; ignored"));
+        problems.push(format!("{key}: is empty; ignored{AS_INGRESS_NGINX}"));
         return None;
     }
     match v
@@ -177,7 +179,7 @@ fn chars(key: &str, v: &str, extra: &str, problems: &mut Vec<String>) -> Option<
     {
         Some(c) => {
             problems.push(format!(
-                "{key}: {v:?} has {c:?}, which ingress-nginx's validator refuses; ignored"
+                "{key}: {v:?} has {c:?}, which ingress-nginx's validator refuses; ignored{AS_INGRESS_NGINX}"
             ));
             None
         }
@@ -192,7 +194,7 @@ fn seconds(key: &str, v: &str, problems: &mut Vec<String>) -> Option<i64> {
         Ok(n) => Some(n),
         Err(_) => {
             problems.push(format!(
-                "{key}: {v:?} is not a whole number of seconds; ignored"
+                "{key}: {v:?} is not a whole number of seconds; ignored{AS_INGRESS_NGINX}"
             ));
             None
         }
@@ -205,7 +207,9 @@ fn go_bool(key: &str, v: &str, problems: &mut Vec<String>) -> Option<bool> {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
         _ => {
-            problems.push(format!("{key}: {v:?} is not true or false; ignored"));
+            problems.push(format!(
+                "{key}: {v:?} is not true or false; ignored{AS_INGRESS_NGINX}"
+            ));
             None
         }
     }

@@ -11,6 +11,7 @@
 //! reads a refused value as unset. The pattern is compiled here, once per
 //! translation; one the regex crate cannot compile is refused the same way.
 
+use super::AS_INGRESS_NGINX;
 use crate::spec::{CanaryRules, HeaderPattern, HeaderRule};
 
 /// What an Ingress's finer canary annotations say.
@@ -48,11 +49,11 @@ impl CanaryNotes {
         if !has_header && (has_value || self.header_pattern.is_some()) {
             let which = if has_value { "value" } else { "pattern" };
             problems.push(format!(
-                "{nginx}canary-by-header-{which}: has no effect without {nginx}canary-by-header"
+                "{nginx}canary-by-header-{which}: has no effect without {nginx}canary-by-header{AS_INGRESS_NGINX}"
             ));
         } else if has_value && self.header_pattern.is_some() {
             problems.push(format!(
-                "{nginx}canary-by-header-pattern: ignored, since {nginx}canary-by-header-value is set (as ingress-nginx does)"
+                "{nginx}canary-by-header-pattern: ignored, since {nginx}canary-by-header-value is set{AS_INGRESS_NGINX}"
             ));
         }
     }
@@ -80,10 +81,10 @@ pub(super) fn parse(
         },
         "canary-by-header-pattern" => {
             if v.is_empty() {
-                problems.push(format!("{key}: is empty; ignored"));
+                problems.push(format!("{key}: is empty; ignored{AS_INGRESS_NGINX}"));
             } else if let Some(c) = v.chars().find(|&c| !pattern_char(c)) {
                 problems.push(format!(
-                    "{key}: {v:?} has {c:?}, which ingress-nginx's validator refuses; ignored"
+                    "{key}: {v:?} has {c:?}, which ingress-nginx's validator refuses; ignored{AS_INGRESS_NGINX}"
                 ));
             } else {
                 match HeaderPattern::new(v) {
@@ -104,7 +105,7 @@ fn basic(key: &str, v: &str) -> Result<(), String> {
     }
     match v.chars().find(|&c| c != ' ' && !basic_char(c)) {
         Some(c) => Err(format!(
-            "{key}: {v:?} has {c:?}, which ingress-nginx's validator refuses; ignored"
+            "{key}: {v:?} has {c:?}, which ingress-nginx's validator refuses; ignored{AS_INGRESS_NGINX}"
         )),
         None => Ok(()),
     }

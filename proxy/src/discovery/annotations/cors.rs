@@ -9,6 +9,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderValue;
 
 use super::external_auth::go_bool;
+use super::AS_INGRESS_NGINX;
 use crate::spec::{Cors, OriginPattern, Origins, CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS};
 
 /// What an Ingress's CORS annotations say.
@@ -58,14 +59,14 @@ pub(super) fn parse(
     match name {
         "enable-cors" => match go_bool(v) {
             Some(b) => notes.enabled = b,
-            None => problems.push(format!("{key}: {v:?} is not true or false; CORS is off")),
+            None => problems.push(format!("{key}: {v:?} is not true or false; CORS is off{AS_INGRESS_NGINX}")),
         },
         "cors-allow-origin" => notes.origins = Some(origins(key, v, problems)),
         "cors-allow-methods" => {
             notes.methods = header(&METHODS);
             if notes.methods.is_none() {
                 problems.push(format!(
-                    "{key}: {v:?} is not a list of methods; the default is used"
+                    "{key}: {v:?} is not a list of methods; the default is used{AS_INGRESS_NGINX}"
                 ));
             }
         }
@@ -73,7 +74,7 @@ pub(super) fn parse(
             notes.headers = header(&HEADERS);
             if notes.headers.is_none() {
                 problems.push(format!(
-                    "{key}: {v:?} is not a list of headers; the default is used"
+                    "{key}: {v:?} is not a list of headers; the default is used{AS_INGRESS_NGINX}"
                 ));
             }
         }
@@ -81,18 +82,18 @@ pub(super) fn parse(
             notes.expose = header(&EXPOSE);
             if notes.expose.is_none() {
                 problems.push(format!(
-                    "{key}: {v:?} is not a list of headers; none are exposed"
+                    "{key}: {v:?} is not a list of headers; none are exposed{AS_INGRESS_NGINX}"
                 ));
             }
         }
         "cors-allow-credentials" => match go_bool(v) {
             Some(b) => notes.credentials = Some(b),
-            None => problems.push(format!("{key}: {v:?} is not true or false; true is used")),
+            None => problems.push(format!("{key}: {v:?} is not true or false; true is used{AS_INGRESS_NGINX}")),
         },
         "cors-max-age" => match v.parse::<i64>() {
             Ok(n) => notes.max_age = Some(n),
             Err(_) => problems.push(format!(
-                "{key}: {v:?} is not a whole number of seconds; {CORS_MAX_AGE} is used"
+                "{key}: {v:?} is not a whole number of seconds; {CORS_MAX_AGE} is used{AS_INGRESS_NGINX}"
             )),
         },
         _ => return false,
@@ -105,7 +106,9 @@ pub(super) fn parse(
 /// are reported), `*` ending the list.
 fn origins(key: &str, v: &str, problems: &mut Vec<String>) -> Origins {
     if !ORIGIN_LIST.is_match(&v.replace(' ', "")) {
-        problems.push(format!("{key}: {v:?} is not a list of origins; * is used"));
+        problems.push(format!(
+            "{key}: {v:?} is not a list of origins; * is used{AS_INGRESS_NGINX}"
+        ));
         return Origins::Any;
     }
     let mut list = Vec::new();
@@ -115,7 +118,9 @@ fn origins(key: &str, v: &str, problems: &mut Vec<String>) -> Origins {
         }
         match OriginPattern::parse(o) {
             Some(p) => list.push(p),
-            None => problems.push(format!("{key}: {o:?} is not an origin; skipped")),
+            None => problems.push(format!(
+                "{key}: {o:?} is not an origin; skipped{AS_INGRESS_NGINX}"
+            )),
         }
     }
     Origins::List(list)
