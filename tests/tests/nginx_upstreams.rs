@@ -309,3 +309,74 @@ async fn proxy_buffer_size_raises_the_response_head_limit() {
     assert_eq!(body, "pod\n");
     assert_eq!(shop_get(&s, "/bighead/200000").await.0, 502);
 }
+
+/// The first `n` answers once the route is there (the first one not a 404
+/// of a host not yet routed).
+async fn first_answers(s: &Sluice, n: usize) -> Vec<u16> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let first = loop {
+        let status = shop_get(s, "/").await.0;
+        if status != 404 {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no route after {WAIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mut out = vec![first];
+    for _ in 1..n {
+        out.push(shop_get(s, "/").await.0);
+    }
+    out
+}
+
+/// `proxy-next-upstream-tries` bounds the endpoints a GET is tried on, and
+/// `proxy-next-upstream: off` tries one: three of four pods refuse
+/// connections (nothing listens on 127.0.0.2–4), round-robin sends each
+/// of the first four requests to another pod, and only retries reach the
+/// live one. Each phase starts a new proxy, so that no pod is ejected yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_upstream_tries_bound_the_endpoints_tried() {
+    let api = KubeApi::start().await;
+    let pod = Backend::start("pod").await;
+    let port = pod.addr.port();
+    let dead = |i: u8| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, i], port));
+        endpoint(addr, &format!("web-{i}"), true, false)
+    };
+    shop_backend(
+        &api,
+        port,
+        vec![
+            dead(2),
+            dead(3),
+            dead(4),
+            endpoint(pod.addr, "web-0", true, false),
+        ],
+    );
+
+    // Four tries: whichever pod a request starts on, it reaches the live one.
+    api.apply(annotated(&[("proxy-next-upstream-tries", "4")]));
+    let s = proxy(&api, &[]).await;
+    assert_eq!(first_answers(&s, 4).await, [200; 4]);
+    drop(s);
+
+    // One try: a request sent to a dead pod answers 502. Round-robin
+    // sends one of the first four there (a pod is ejected only after it
+    // failed one).
+    for notes in [
+        &[("proxy-next-upstream-tries", "1")][..],
+        &[("proxy-next-upstream", "off")][..],
+    ] {
+        api.apply(annotated(notes));
+        let s = proxy(&api, &[]).await;
+        let answers = first_answers(&s, 4).await;
+        assert!(answers.contains(&502), "{notes:?}: {answers:?}");
+        assert!(
+            answers.iter().all(|&a| a == 200 || a == 502),
+            "{notes:?}: {answers:?}"
+        );
+    }
+}
