@@ -93,6 +93,15 @@ pub fn proxy_protocol(data: &[u8]) {
 pub fn request_head(data: &[u8]) {
     let trusted = Trusted(vec!["10.0.0.0/8".parse().expect("a network")]);
     let peer = IpAddr::from([10, 0, 0, 1]);
+    // Odd lengths take ingress-nginx's way of naming the client.
+    let forwarding = if data.len() % 2 == 1 {
+        crate::policy::Forwarding {
+            forwarded_for: crate::policy::ForwardedFor::Replace,
+            real_ip: true,
+        }
+    } else {
+        crate::policy::Forwarding::default()
+    };
     let run = |buf: &[u8], out: &mut Vec<u8>| {
         let mut looked_up = None;
         let p = head::prepare(
@@ -100,6 +109,7 @@ pub fn request_head(data: &[u8]) {
             b"192.0.2.1",
             "http",
             Some((&trusted, peer)),
+            forwarding,
             out,
             |host, path, https| {
                 looked_up = Some((host.to_owned(), path.to_owned(), https));
@@ -174,6 +184,21 @@ pub fn request_head(data: &[u8]) {
     assert_eq!(count("x-forwarded-for"), 1);
     assert_eq!(count("x-forwarded-proto"), 1);
     assert_eq!(count("x-forwarded-host"), 1);
+    if forwarding.real_ip {
+        assert_eq!(count("x-real-ip"), 1);
+    }
+    for f in sent.headers.iter() {
+        let named = |n: &str| f.name.eq_ignore_ascii_case(n);
+        if named("x-real-ip") && forwarding.real_ip
+            || named("x-forwarded-for")
+                && forwarding.forwarded_for == crate::policy::ForwardedFor::Replace
+        {
+            let ip = std::str::from_utf8(f.value)
+                .ok()
+                .and_then(|v| v.parse::<IpAddr>().ok());
+            assert!(ip.is_some(), "{:?}: one address", f.value);
+        }
+    }
     assert_eq!(
         count("transfer-encoding") + count("connection") + count("te"),
         0

@@ -67,6 +67,49 @@ pub fn protected(name: &[u8]) -> bool {
 /// routing).
 pub const FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
 
+/// How the client's address is told upstream. Sluice's default is the
+/// chain (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `option
+/// forwardfor`, Envoy); ingress-nginx's is the client alone, with
+/// X-Real-IP, which `--adopt-ingress-nginx` takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Forwarding {
+    pub forwarded_for: ForwardedFor,
+    /// Set X-Real-IP to the real client (what the client sent there is
+    /// dropped). Off: X-Real-IP passes through untouched.
+    pub real_ip: bool,
+}
+
+impl Forwarding {
+    /// Whether the real client's address is written (not only the peer's).
+    #[inline]
+    pub fn needs_real(self) -> bool {
+        self.real_ip || self.forwarded_for == ForwardedFor::Replace
+    }
+}
+
+/// What X-Forwarded-For holds upstream (`forwarded_for` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedFor {
+    /// What the client sent, then its peer (or the address a PROXY header
+    /// named). ingress-nginx's `compute-full-forwarded-for: "true"`.
+    #[default]
+    Append,
+    /// The real client alone, whatever the client sent: the peer, or the
+    /// one a trusted forwarder's X-Forwarded-For names. ingress-nginx's
+    /// default (`$remote_addr`).
+    Replace,
+}
+
+impl ForwardedFor {
+    pub fn parse(s: &str) -> Option<ForwardedFor> {
+        match s {
+            "append" => Some(ForwardedFor::Append),
+            "replace" => Some(ForwardedFor::Replace),
+            _ => None,
+        }
+    }
+}
+
 /// The scheme the client used: the connection's own (`conn`), or the one a
 /// trusted forwarder (a LoadBalancer that ended TLS) names in
 /// X-Forwarded-Proto. Exactly one value is believed: two or more, or an

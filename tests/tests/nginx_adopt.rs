@@ -116,6 +116,12 @@ async fn the_controller_configmap_applies() {
     .await;
     assert_eq!(post(&s, 512 * 1024).await, 200);
     assert_eq!(post(&s, 2 << 20).await, 413);
+    // ingress-nginx names the client alone, in X-Forwarded-For and
+    // X-Real-IP, whatever the client wrote there.
+    assert_eq!(
+        client_headers(&s).await,
+        ["x-forwarded-for: 127.0.0.1", "x-real-ip: 127.0.0.1"]
+    );
     drop(s);
 
     api.apply(serde_json::json!({"kind": "ConfigMap",
@@ -147,7 +153,7 @@ async fn the_controller_configmap_applies() {
     );
     // Behind a trusted peer, X-Forwarded-For names the client (the access
     // log's).
-    let (status, _, _) = request(
+    let (status, _, seen) = request(
         &client(None),
         s.listen,
         "GET",
@@ -161,6 +167,9 @@ async fn the_controller_configmap_applies() {
     .await
     .unwrap();
     assert_eq!(status, 200);
+    // Upstream, the client the trusted peer named, alone.
+    assert!(seen.contains("x-forwarded-for: 203.0.113.9\n"), "{seen}");
+    assert!(seen.contains("x-real-ip: 203.0.113.9\n"), "{seen}");
     wait_until("the access-log line", WAIT, || {
         let has = s.stdout().lines().any(|l| l.contains("from=xff"));
         async move { has }
@@ -170,4 +179,90 @@ async fn the_controller_configmap_applies() {
     let line = out.lines().find(|l| l.contains("from=xff")).unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["client"], "203.0.113.9", "{line}");
+}
+
+/// The client's address headers the upstream saw for a request that forged
+/// both, from 127.0.0.1: each `name: value` line, sorted.
+async fn client_headers(s: &Sluice) -> Vec<String> {
+    let (status, _, seen) = request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/headers",
+        &[
+            ("host", "shop.example.com"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{seen}");
+    let mut lines: Vec<String> = seen
+        .lines()
+        .filter(|l| l.starts_with("x-forwarded-for:") || l.starts_with("x-real-ip:"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// `compute-full-forwarded-for` (with `use-forwarded-headers`) appends to
+/// X-Forwarded-For as ingress-nginx does; X-Real-IP stays the client's.
+/// Without `--adopt-ingress-nginx`, sluice's own way: appended, and
+/// X-Real-IP left as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compute_full_forwarded_for_appends() {
+    let api = KubeApi::start().await;
+    let web = Backend::start("web").await;
+    let vars = [
+        ("PORT", web.addr.port().to_string()),
+        ("FALLBACK_PORT", "1".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for m in manifests("ingress-nginx/adopt.yaml", &vars) {
+        api.apply(m);
+    }
+    api.apply(serde_json::json!({"kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {"use-forwarded-headers": "true", "compute-full-forwarded-for": "true",
+                 "proxy-real-ip-cidr": "127.0.0.0/8"}}));
+    let s = proxy(
+        &api,
+        &[
+            "--adopt-ingress-nginx",
+            "--configmap",
+            "ingress-nginx/ingress-nginx-controller",
+        ],
+    )
+    .await;
+    wait_until("the route", WAIT, || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        client_headers(&s).await,
+        ["x-forwarded-for: 6.6.6.6, 127.0.0.1", "x-real-ip: 6.6.6.6"]
+    );
+    drop(s);
+
+    let s = proxy(
+        &api,
+        &[
+            "--ingress-class",
+            "nginx",
+            "--controller-name",
+            "k8s.io/ingress-nginx",
+        ],
+    )
+    .await;
+    wait_until("the route", WAIT, || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        client_headers(&s).await,
+        ["x-forwarded-for: 6.6.6.6, 127.0.0.1", "x-real-ip: 6.6.6.6"]
+    );
 }

@@ -78,6 +78,10 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let mut overrides = overrides(&args);
     if args.kube.adopt_ingress_nginx {
         overrides.controller = sluice::discovery::configmap::ingress_nginx_defaults();
+        // --forwarded-for and --x-real-ip, when given, stand.
+        overrides
+            .forwarding
+            .get_or_insert_with(sluice::discovery::configmap::ingress_nginx_forwarding);
     }
     if let Some(cm) = &args.kube.configmap {
         rt.block_on(controller_configmap(&args, cm, &mut overrides));
@@ -206,6 +210,12 @@ fn overrides(args: &ServeArgs) -> config::Overrides {
             .then(|| args.trust_forwarded_for.clone()),
         proxy_protocol: (args.proxy_protocol || !args.proxy_protocol_from.is_empty())
             .then(|| args.proxy_protocol_from.clone()),
+        forwarding: (args.forwarded_for.is_some() || args.x_real_ip).then(|| {
+            sluice::policy::Forwarding {
+                forwarded_for: args.forwarded_for.unwrap_or_default(),
+                real_ip: args.x_real_ip,
+            }
+        }),
         shutdown_delay: args.shutdown_delay,
         default_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
         controller: Default::default(),

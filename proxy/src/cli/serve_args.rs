@@ -115,6 +115,13 @@ pub struct ServeArgs {
     /// comes from this network (repeatable): a LoadBalancer that sets it.
     #[arg(long, value_name = "CIDR", value_parser = sluice::config::parse_cidr)]
     pub trust_forwarded_for: Vec<ipnet::IpNet>,
+    /// What X-Forwarded-For holds upstream: `append` (what came, then the
+    /// peer) or `replace` (the real client alone, as ingress-nginx).
+    #[arg(long, value_name = "MODE", value_parser = parse_forwarded_for)]
+    pub forwarded_for: Option<sluice::policy::ForwardedFor>,
+    /// Set X-Real-IP to the real client's address.
+    #[arg(long)]
+    pub x_real_ip: bool,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -234,4 +241,8 @@ fn namespaced_name(s: &str) -> Result<String, FlagError> {
         }
         _ => Err(FlagError::NotNamespacedName(s.to_owned())),
     }
+}
+
+fn parse_forwarded_for(s: &str) -> Result<sluice::policy::ForwardedFor, String> {
+    sluice::policy::ForwardedFor::parse(s).ok_or_else(|| format!("{s:?} is not append or replace"))
 }

@@ -87,6 +87,10 @@ pub struct ListenerSettings {
     /// Take the client's address from X-Forwarded-For when the peer is in
     /// these networks (a LoadBalancer that sets it).
     pub trust_forwarded_for: Option<std::sync::Arc<crate::forwarded::Trusted>>,
+    /// How the client's address is written upstream: X-Forwarded-For
+    /// appended to or replaced (`forwarded_for`), X-Real-IP set or not
+    /// (`x_real_ip`).
+    pub forwarding: crate::policy::Forwarding,
     /// Client connections open at once on all traffic listeners together
     /// (`limits.max_connections`; 0: no limit). Past it a new connection is
     /// closed at once; those open keep being served, and the admin
@@ -124,6 +128,10 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     http1_fast_path: true,
     proxy_protocol: None,
     trust_forwarded_for: None,
+    forwarding: crate::policy::Forwarding {
+        forwarded_for: crate::policy::ForwardedFor::Append,
+        real_ip: false,
+    },
     max_connections: DEFAULT_MAX_CONNECTIONS,
     max_uri: DEFAULT_MAX_URI,
     max_in_flight: DEFAULT_MAX_IN_FLIGHT,

@@ -60,6 +60,9 @@ pub struct Overrides {
     /// `--trust-forwarded-for`: the networks whose X-Forwarded-For names
     /// the client.
     pub trust_forwarded_for: Option<Vec<IpNet>>,
+    /// How the client's address is written upstream (ingress-nginx's way
+    /// with `--adopt-ingress-nginx`, `compute-full-forwarded-for`).
+    pub forwarding: Option<crate::policy::Forwarding>,
     /// `--proxy-protocol` and `--proxy-protocol-from`: read a PROXY
     /// header first, from these networks (empty: from any peer).
     pub proxy_protocol: Option<Vec<IpNet>>,
@@ -149,6 +152,9 @@ impl Overrides {
         if let Some(nets) = &self.proxy_protocol {
             l.proxy_protocol = Some(Arc::new(Trusted(nets.clone())));
         }
+        if let Some(f) = self.forwarding {
+            l.forwarding = f;
+        }
         if config.listen.is_empty() {
             config.listen.extend(self.default_listen);
         }
@@ -226,6 +232,7 @@ impl fmt::Display for Overrides {
         )?;
         field("trust_forwarded_for", some(&self.trust_forwarded_for))?;
         field("proxy_protocol", some(&self.proxy_protocol))?;
+        field("forwarding", some(&self.forwarding))?;
         field("shutdown_delay", some(&self.shutdown_delay))?;
         field("default_listen", some(&self.default_listen))?;
         let c = &self.controller;

@@ -41,6 +41,10 @@ pub struct RawConfig {
     /// Networks whose X-Forwarded-For names the client.
     #[serde(default)]
     pub trust_forwarded_for: Vec<String>,
+    /// `append` (the default) or `replace`: what X-Forwarded-For holds.
+    pub forwarded_for: Option<String>,
+    /// Set X-Real-IP to the client's address (default false).
+    pub x_real_ip: Option<bool>,
     /// `add` (the default), `pass` or `off`: the `Server` header of answers.
     pub server_header: Option<String>,
     /// Requests and latency per endpoint (off by default).

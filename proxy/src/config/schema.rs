@@ -155,6 +155,8 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("proxy_protocol", Shape::Bool),
     ("proxy_protocol_from", Shape::List(&Shape::Str)),
     ("trust_forwarded_for", Shape::List(&Shape::Str)),
+    ("forwarded_for", Shape::Str),
+    ("x_real_ip", Shape::Bool),
     ("http1_fast_path", Shape::Bool),
     ("server_header", Shape::Str),
     ("endpoint_metrics", Shape::Bool),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::config::{ControllerDefaults, Overrides};
+use crate::policy::{ForwardedFor, Forwarding};
 use crate::spec::Hsts;
 
 /// ingress-nginx's defaults where they differ from sluice's.
@@ -34,6 +35,17 @@ pub fn ingress_nginx_defaults() -> ControllerDefaults {
             preload: false,
         })),
         ..ControllerDefaults::default()
+    }
+}
+
+/// How ingress-nginx tells the upstream who the client is: X-Forwarded-For
+/// and X-Real-IP name the real client alone (`$remote_addr`), whatever
+/// the client sent; `compute-full-forwarded-for` with
+/// `use-forwarded-headers` appends instead.
+pub fn ingress_nginx_forwarding() -> Forwarding {
+    Forwarding {
+        forwarded_for: ForwardedFor::Replace,
+        real_ip: true,
     }
 }
 
@@ -67,7 +79,6 @@ pub const TUNING_KEYS: &[&str] = &[
     "annotations-risk-level",
     "client-body-buffer-size",
     "client-header-buffer-size",
-    "compute-full-forwarded-for",
     "disable-access-log",
     "enable-access-log-for-default-backend",
     "enable-opentelemetry",
@@ -137,6 +148,7 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
             }
         };
     let mut forwarded = false;
+    let mut compute_full: Option<bool> = None;
     let mut real_ip_cidr: Option<Vec<IpNet>> = None;
     let mut hsts = Hsts {
         max_age: Duration::from_secs(31_536_000),
@@ -177,9 +189,7 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
                         .push(format!("{k}: {v:?} is not a list of CIDR ranges")),
                 }
             }
-            // sluice always appends the peer to X-Forwarded-For, as
-            // compute-full-forwarded-for: "true" does.
-            "compute-full-forwarded-for" => out.tuning.push(k.clone()),
+            "compute-full-forwarded-for" => compute_full = flag(k, v, &mut out),
             "proxy-body-size" => match crate::config::parse_size(v) {
                 Ok(limit) => o.controller.max_request_body = Some(limit),
                 Err(e) => out.problems.push(format!("{k}: {e}")),
@@ -276,6 +286,18 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
                 .unwrap_or_else(|| vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]),
         );
     }
+    // ingress-nginx appends to X-Forwarded-For only when it also believes
+    // the one that came (use-forwarded-headers); otherwise the client's
+    // address replaces it.
+    if let Some(full) = compute_full {
+        o.forwarding
+            .get_or_insert_with(ingress_nginx_forwarding)
+            .forwarded_for = if full && forwarded {
+            ForwardedFor::Append
+        } else {
+            ForwardedFor::Replace
+        };
+    }
     match hsts_on {
         Some(false) => o.controller.hsts = Some(None),
         Some(true) => o.controller.hsts = Some(Some(hsts)),
@@ -348,6 +370,41 @@ mod tests {
         );
         assert_eq!(o.controller.hsts, Some(None));
         assert_eq!(o.trust_forwarded_for.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn compute_full_forwarded_for_appends_only_with_forwarded_headers() {
+        let run = |pairs: &[(&str, &str)]| {
+            let mut o = Overrides::default();
+            read(&data(pairs), &mut o);
+            o.forwarding
+        };
+        let with = |f| {
+            Some(Forwarding {
+                forwarded_for: f,
+                real_ip: true,
+            })
+        };
+        assert_eq!(run(&[]), None);
+        assert_eq!(
+            run(&[
+                ("compute-full-forwarded-for", "true"),
+                ("use-forwarded-headers", "true")
+            ]),
+            with(ForwardedFor::Append)
+        );
+        // Without use-forwarded-headers ingress-nginx ignores it.
+        assert_eq!(
+            run(&[("compute-full-forwarded-for", "true")]),
+            with(ForwardedFor::Replace)
+        );
+        assert_eq!(
+            run(&[
+                ("compute-full-forwarded-for", "false"),
+                ("use-forwarded-headers", "true")
+            ]),
+            with(ForwardedFor::Replace)
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Client {
     pub peer_ip: HeaderValue,
     /// Peers whose X-Forwarded-For names the client.
     pub forwarders: Option<Arc<crate::forwarded::Trusted>>,
+    /// How the client's address is written upstream.
+    pub forwarding: policy::Forwarding,
 }
 
 impl Client {
@@ -30,6 +32,7 @@ impl Client {
             proto,
             peer_ip,
             forwarders: None,
+            forwarding: policy::Forwarding::default(),
         }
     }
 
@@ -49,6 +52,16 @@ impl Client {
                 )
             })
             .unwrap_or(self.peer.ip())
+    }
+
+    /// The real client's address as a header value, for X-Forwarded-For
+    /// and X-Real-IP when [`policy::Forwarding`] writes it: the peer's,
+    /// made once per connection, unless a forwarder named another.
+    pub fn address_value(&self, real: std::net::IpAddr) -> HeaderValue {
+        if !self.forwarding.needs_real() || real == self.peer.ip() {
+            return self.peer_ip.clone();
+        }
+        HeaderValue::from_str(&real.to_string()).unwrap_or_else(|_| self.peer_ip.clone())
     }
 
     /// The scheme the client used: the connection's, or the one a trusted

@@ -7,6 +7,7 @@ use crate::policy;
 use crate::spec::HeaderEdits;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
@@ -74,14 +75,24 @@ pub fn restore_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
     headers.insert(header::UPGRADE, upgrade);
 }
 
-/// Adds X-Forwarded-For (appended), -Proto and -Host (set).
+/// Adds X-Forwarded-For (appended to, or replaced by the real client's
+/// address, as `forwarding` says), -Proto and -Host (set), and X-Real-IP
+/// when asked. `client_ip` is the peer's address (or a PROXY header's),
+/// `real` the client's behind trusted forwarders.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
+    real: &HeaderValue,
+    forwarding: crate::policy::Forwarding,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let xff = {
+    if forwarding.real_ip {
+        headers.insert(X_REAL_IP.clone(), real.clone());
+    }
+    let xff = if forwarding.forwarded_for == crate::policy::ForwardedFor::Replace {
+        Some(real.clone())
+    } else {
         let mut prior = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
         if prior.peek().is_none() {
             Some(client_ip.clone())
@@ -175,6 +186,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{ForwardedFor, Forwarding};
 
     #[test]
     fn strips_named_and_fixed_hop_by_hop() {
@@ -197,18 +209,39 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
         h.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
+        let peer = HeaderValue::from_static("127.0.0.9");
+        let chain = h.clone();
+        let a_com = HeaderValue::from_static("a.com");
         add_forwarded(
             &mut h,
-            &HeaderValue::from_static("127.0.0.9"),
+            &peer,
+            &peer,
+            Forwarding::default(),
             "http",
-            Some(&HeaderValue::from_static("a.com")),
+            Some(&a_com),
         );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");
+        assert!(!h.contains_key("x-real-ip"));
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, &HeaderValue::from_static("::1"), "https", None);
+        let v6 = HeaderValue::from_static("::1");
+        add_forwarded(&mut h, &v6, &v6, Forwarding::default(), "https", None);
         assert_eq!(h["x-forwarded-for"], "::1");
+
+        // ingress-nginx's: the real client alone, in both headers.
+        let nginx = Forwarding {
+            forwarded_for: ForwardedFor::Replace,
+            real_ip: true,
+        };
+        let mut h = chain;
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        let real = HeaderValue::from_static("2.2.2.2");
+        add_forwarded(&mut h, &peer, &real, nginx, "http", None);
+        assert_eq!(h["x-forwarded-for"], "2.2.2.2");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-real-ip"], "2.2.2.2");
+        assert_eq!(h.get_all("x-real-ip").iter().count(), 1);
     }
 
     #[test]
@@ -259,7 +292,8 @@ mod tests {
     fn forged_forwarded_host_is_dropped() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-host", HeaderValue::from_static("evil.com"));
-        add_forwarded(&mut h, &HeaderValue::from_static("127.0.0.1"), "http", None);
+        let peer = HeaderValue::from_static("127.0.0.1");
+        add_forwarded(&mut h, &peer, &peer, Forwarding::default(), "http", None);
         assert!(!h.contains_key("x-forwarded-host"));
     }
 

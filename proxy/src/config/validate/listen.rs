@@ -79,7 +79,55 @@ impl Validator {
                 let nets = self.networks("trust_forwarded_for", &raw.trust_forwarded_for);
                 (!nets.is_empty()).then(|| std::sync::Arc::new(crate::forwarded::Trusted(nets)))
             },
+            forwarding: crate::policy::Forwarding {
+                forwarded_for: match raw.forwarded_for.as_deref() {
+                    None => base.forwarding.forwarded_for,
+                    Some(s) => crate::policy::ForwardedFor::parse(s).unwrap_or_else(|| {
+                        self.error(
+                            "forwarded_for",
+                            format_args!("{s:?} is not append or replace"),
+                        );
+                        base.forwarding.forwarded_for
+                    }),
+                },
+                real_ip: raw.x_real_ip.unwrap_or(base.forwarding.real_ip),
+            },
             ..base
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, ConfigError};
+    use crate::policy::{ForwardedFor, Forwarding};
+
+    #[test]
+    fn forwarding_is_read_and_a_bad_mode_named() {
+        let base = "listen: 127.0.0.1:8080\ndefault_backend: {backends: [127.0.0.1:1]}\n";
+        let c = parse_str(base, "t").unwrap();
+        assert_eq!(c.listener.forwarding, Forwarding::default());
+        let c = parse_str(
+            &format!("{base}forwarded_for: replace\nx_real_ip: true\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.listener.forwarding,
+            Forwarding {
+                forwarded_for: ForwardedFor::Replace,
+                real_ip: true
+            }
+        );
+        let Err(ConfigError::Invalid { errors, .. }) =
+            parse_str(&format!("{base}forwarded_for: prepend\n"), "t")
+        else {
+            panic!("prepend accepted");
+        };
+        assert_eq!(errors[0].field, "forwarded_for", "{errors:?}");
+        assert!(
+            errors[0].message.contains("append or replace"),
+            "{errors:?}"
+        );
     }
 }

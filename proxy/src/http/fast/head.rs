@@ -76,6 +76,7 @@ pub fn prepare<R>(
     client_ip: &[u8],
     proto: &'static str,
     forwarders: Option<(&crate::forwarded::Trusted, std::net::IpAddr)>,
+    forwarding: policy::Forwarding,
     out: &mut Vec<u8>,
     lookup: impl FnOnce(&str, &str, bool) -> Option<R>,
 ) -> Prepared<R> {
@@ -159,6 +160,32 @@ pub fn prepare<R>(
         return Prepared::Handover;
     };
 
+    let client = match forwarders {
+        Some((trusted, peer)) if has_xff => crate::forwarded::client_from_forwarded(
+            peer,
+            req.headers
+                .iter()
+                .filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|f| f.value),
+            trusted,
+        ),
+        _ => None,
+    };
+    // The real client as text: the peer's, made once per connection, or
+    // the forwarded one written into a buffer on the stack.
+    let mut real_buf = [0u8; 48];
+    let real: &[u8] = match client {
+        Some(ip) if forwarding.needs_real() => {
+            use std::io::Write;
+            let mut w = std::io::Cursor::new(&mut real_buf[..]);
+            // An address is at most 45 bytes: the write cannot fail.
+            let _ = write!(w, "{ip}");
+            let n = w.position() as usize;
+            &real_buf[..n]
+        }
+        _ => client_ip,
+    };
+
     out.clear();
     let mut spans = Spans::default();
     out.extend_from_slice(method.as_bytes());
@@ -170,7 +197,7 @@ pub fn prepare<R>(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
-        if !forwarded(name) {
+        if !forwarded(name) || (forwarding.real_ip && name.eq_ignore_ascii_case(b"x-real-ip")) {
             continue;
         }
         out.extend_from_slice(name);
@@ -185,15 +212,24 @@ pub fn prepare<R>(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"x-forwarded-for: ");
-    if has_xff {
-        for f in req.headers.iter() {
-            if f.name.eq_ignore_ascii_case("x-forwarded-for") {
-                out.extend_from_slice(f.value);
-                out.extend_from_slice(b", ");
+    match forwarding.forwarded_for {
+        policy::ForwardedFor::Append => {
+            if has_xff {
+                for f in req.headers.iter() {
+                    if f.name.eq_ignore_ascii_case("x-forwarded-for") {
+                        out.extend_from_slice(f.value);
+                        out.extend_from_slice(b", ");
+                    }
+                }
             }
+            out.extend_from_slice(client_ip);
         }
+        policy::ForwardedFor::Replace => out.extend_from_slice(real),
     }
-    out.extend_from_slice(client_ip);
+    if forwarding.real_ip {
+        out.extend_from_slice(b"\r\nx-real-ip: ");
+        out.extend_from_slice(real);
+    }
     out.extend_from_slice(b"\r\nx-forwarded-proto: ");
     out.extend_from_slice(proto.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-host: ");
@@ -208,17 +244,6 @@ pub fn prepare<R>(
     }
     out.extend_from_slice(b"\r\n");
 
-    let client = match forwarders {
-        Some((trusted, peer)) if has_xff => crate::forwarded::client_from_forwarded(
-            peer,
-            req.headers
-                .iter()
-                .filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for"))
-                .map(|f| f.value),
-            trusted,
-        ),
-        _ => None,
-    };
     Prepared::Ready(Plan {
         client,
         https: proto == "https",
@@ -273,9 +298,15 @@ mod tests {
 
     fn run(req: &[u8]) -> (Prepared<String>, String) {
         let mut out = Vec::new();
-        let p = prepare(req, b"10.1.2.3", "http", None, &mut out, |h, p, _| {
-            (h != "unrouted.example").then(|| format!("{h} {p}"))
-        });
+        let p = prepare(
+            req,
+            b"10.1.2.3",
+            "http",
+            None,
+            Default::default(),
+            &mut out,
+            |h, p, _| (h != "unrouted.example").then(|| format!("{h} {p}")),
+        );
         (p, String::from_utf8(out).unwrap())
     }
 
@@ -302,6 +333,7 @@ mod tests {
                 b"1.2.3.4",
                 "http",
                 Some((&trusted, std::net::IpAddr::from(peer))),
+                Default::default(),
                 &mut out,
                 |_, _, https| {
                     seen = Some(https);
@@ -325,10 +357,60 @@ mod tests {
             b"1.2.3.4",
             "http",
             Some((&trusted, std::net::IpAddr::from([10, 0, 0, 1]))),
+            Default::default(),
             &mut out,
             |_, _, _| Some(()),
         );
         assert!(matches!(p, Prepared::Ready(ref plan) if !plan.https));
+    }
+
+    /// ingress-nginx's way: X-Forwarded-For and X-Real-IP name the real
+    /// client alone, whatever the client wrote there.
+    #[test]
+    fn replace_names_the_real_client_alone() {
+        let trusted = crate::forwarded::Trusted(vec!["10.0.0.0/8".parse().unwrap()]);
+        let nginx = policy::Forwarding {
+            forwarded_for: policy::ForwardedFor::Replace,
+            real_ip: true,
+        };
+        let run = |req: &[u8], peer: [u8; 4]| {
+            let mut out = Vec::new();
+            let peer = std::net::IpAddr::from(peer);
+            let text = peer.to_string();
+            let p = prepare(
+                req,
+                text.as_bytes(),
+                "http",
+                Some((&trusted, peer)),
+                nginx,
+                &mut out,
+                |_, _, _| Some(()),
+            );
+            assert!(matches!(p, Prepared::Ready(_)));
+            String::from_utf8(out).unwrap()
+        };
+        let forged: &[u8] =
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
+        // Straight from a client: its claims are dropped.
+        let out = run(forged, [192, 168, 0, 1]);
+        assert!(
+            out.contains("\r\nx-forwarded-for: 192.168.0.1\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("\r\nx-real-ip: 192.168.0.1\r\n"), "{out}");
+        assert!(!out.contains("6.6.6.6"), "{out}");
+        // Behind a trusted forwarder: the client it names.
+        let out = run(forged, [10, 0, 0, 1]);
+        assert!(out.contains("\r\nx-forwarded-for: 6.6.6.6\r\n"), "{out}");
+        assert!(out.contains("\r\nx-real-ip: 6.6.6.6\r\n"), "{out}");
+        assert_eq!(out.matches("6.6.6.6").count(), 2, "{out}");
+        let v6: &[u8] =
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 2001:db8::ffff:ffff:ffff:ffff\r\n\r\n";
+        let out = run(v6, [10, 0, 0, 1]);
+        assert!(
+            out.contains("\r\nx-real-ip: 2001:db8::ffff:ffff:ffff:ffff\r\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct FastSettings {
     pub proto: &'static str,
     /// Peers whose X-Forwarded-For names the client.
     pub forwarders: Option<Arc<crate::forwarded::Trusted>>,
+    /// How the client's address is written upstream.
+    pub forwarding: crate::policy::Forwarding,
 }
 
 /// Per-connection buffers, reused by every request on it.
@@ -163,6 +165,7 @@ where
             client_ip.as_bytes(),
             settings.proto,
             settings.forwarders.as_deref().map(|t| (t, peer.ip())),
+            settings.forwarding,
             &mut b.request,
             |host, path, https| {
                 proxy

@@ -490,7 +490,15 @@ async fn forward(
         }
         let host = h.get(header::HOST).cloned();
         let scheme = conn.scheme(h);
-        headers::add_forwarded(h, &conn.peer_ip, scheme, host.as_ref());
+        let real = conn.address_value(client);
+        headers::add_forwarded(
+            h,
+            &conn.peer_ip,
+            &real,
+            conn.forwarding,
+            scheme,
+            host.as_ref(),
+        );
         headers::ensure_request_id(h);
         // The `@custom_` location is the server's: the route's own
         // proxy_set_header (upstream-vhost, snippets) are not its.
