@@ -108,7 +108,7 @@ pub fn request_head(data: &[u8]) {
             buf,
             b"192.0.2.1",
             "http",
-            Some((&trusted, peer)),
+            Some((&trusted, peer, "x-forwarded-for")),
             forwarding,
             out,
             |host, path, https| {

@@ -210,6 +210,7 @@ async fn client_headers(s: &Sluice) -> Vec<String> {
 
 /// `compute-full-forwarded-for` (with `use-forwarded-headers`) appends to
 /// X-Forwarded-For as ingress-nginx does; X-Real-IP stays the client's.
+/// `forwarded-for-header` names another header to read the client from.
 /// Without `--adopt-ingress-nginx`, sluice's own way: appended, and
 /// X-Real-IP left as it came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +246,43 @@ async fn compute_full_forwarded_for_appends() {
         client_headers(&s).await,
         ["x-forwarded-for: 6.6.6.6, 127.0.0.1", "x-real-ip: 6.6.6.6"]
     );
+    drop(s);
+
+    // forwarded-for-header: a CDN's header names the client instead.
+    api.apply(serde_json::json!({"kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {"use-forwarded-headers": "true", "forwarded-for-header": "CF-Connecting-IP",
+                 "proxy-real-ip-cidr": "127.0.0.0/8"}}));
+    let s = proxy(
+        &api,
+        &[
+            "--adopt-ingress-nginx",
+            "--configmap",
+            "ingress-nginx/ingress-nginx-controller",
+        ],
+    )
+    .await;
+    wait_until("the route", WAIT, || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    let (status, _, seen) = request(
+        &client(None),
+        s.listen,
+        "GET",
+        "/headers",
+        &[
+            ("host", "shop.example.com"),
+            ("cf-connecting-ip", "198.51.100.7"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{seen}");
+    assert!(seen.contains("x-forwarded-for: 198.51.100.7\n"), "{seen}");
+    assert!(seen.contains("x-real-ip: 198.51.100.7\n"), "{seen}");
     drop(s);
 
     let s = proxy(

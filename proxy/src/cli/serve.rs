@@ -216,6 +216,7 @@ fn overrides(args: &ServeArgs) -> config::Overrides {
                 real_ip: args.x_real_ip,
             }
         }),
+        forwarded_for_header: args.forwarded_for_header.clone(),
         shutdown_delay: args.shutdown_delay,
         default_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
         controller: Default::default(),

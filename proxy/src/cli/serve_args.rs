@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// comes from this network (repeatable): a LoadBalancer that sets it.
     #[arg(long, value_name = "CIDR", value_parser = sluice::config::parse_cidr)]
     pub trust_forwarded_for: Vec<ipnet::IpNet>,
+    /// The header --trust-forwarded-for networks name the client in
+    /// (default X-Forwarded-For; a CDN's, such as CF-Connecting-IP).
+    #[arg(long, value_name = "NAME", value_parser = parse_header_name)]
+    pub forwarded_for_header: Option<http::HeaderName>,
     /// What X-Forwarded-For holds upstream: `append` (what came, then the
     /// peer) or `replace` (the real client alone, as ingress-nginx).
     #[arg(long, value_name = "MODE", value_parser = parse_forwarded_for)]
@@ -245,4 +249,8 @@ fn namespaced_name(s: &str) -> Result<String, FlagError> {
 
 fn parse_forwarded_for(s: &str) -> Result<sluice::policy::ForwardedFor, String> {
     sluice::policy::ForwardedFor::parse(s).ok_or_else(|| format!("{s:?} is not append or replace"))
+}
+
+fn parse_header_name(s: &str) -> Result<http::HeaderName, String> {
+    http::HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("{s:?} is not a header name"))
 }

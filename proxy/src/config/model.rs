@@ -87,6 +87,10 @@ pub struct ListenerSettings {
     /// Take the client's address from X-Forwarded-For when the peer is in
     /// these networks (a LoadBalancer that sets it).
     pub trust_forwarded_for: Option<std::sync::Arc<crate::forwarded::Trusted>>,
+    /// The header a trusted forwarder names the client in
+    /// (`forwarded_for_header`; X-Forwarded-For by default, as
+    /// ingress-nginx's `forwarded-for-header`, e.g. CF-Connecting-IP).
+    pub forwarded_for_header: http::HeaderName,
     /// How the client's address is written upstream: X-Forwarded-For
     /// appended to or replaced (`forwarded_for`), X-Real-IP set or not
     /// (`x_real_ip`).
@@ -128,6 +132,7 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     http1_fast_path: true,
     proxy_protocol: None,
     trust_forwarded_for: None,
+    forwarded_for_header: http::HeaderName::from_static("x-forwarded-for"),
     forwarding: crate::policy::Forwarding {
         forwarded_for: crate::policy::ForwardedFor::Append,
         real_ip: false,

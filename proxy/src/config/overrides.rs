@@ -63,6 +63,9 @@ pub struct Overrides {
     /// How the client's address is written upstream (ingress-nginx's way
     /// with `--adopt-ingress-nginx`, `compute-full-forwarded-for`).
     pub forwarding: Option<crate::policy::Forwarding>,
+    /// The header trusted forwarders name the client in (ingress-nginx's
+    /// `forwarded-for-header`).
+    pub forwarded_for_header: Option<http::HeaderName>,
     /// `--proxy-protocol` and `--proxy-protocol-from`: read a PROXY
     /// header first, from these networks (empty: from any peer).
     pub proxy_protocol: Option<Vec<IpNet>>,
@@ -155,6 +158,9 @@ impl Overrides {
         if let Some(f) = self.forwarding {
             l.forwarding = f;
         }
+        if let Some(h) = &self.forwarded_for_header {
+            l.forwarded_for_header = h.clone();
+        }
         if config.listen.is_empty() {
             config.listen.extend(self.default_listen);
         }
@@ -233,6 +239,7 @@ impl fmt::Display for Overrides {
         field("trust_forwarded_for", some(&self.trust_forwarded_for))?;
         field("proxy_protocol", some(&self.proxy_protocol))?;
         field("forwarding", some(&self.forwarding))?;
+        field("forwarded_for_header", some(&self.forwarded_for_header))?;
         field("shutdown_delay", some(&self.shutdown_delay))?;
         field("default_listen", some(&self.default_listen))?;
         let c = &self.controller;

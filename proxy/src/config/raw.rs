@@ -41,6 +41,8 @@ pub struct RawConfig {
     /// Networks whose X-Forwarded-For names the client.
     #[serde(default)]
     pub trust_forwarded_for: Vec<String>,
+    /// The header trusted forwarders name the client in (X-Forwarded-For).
+    pub forwarded_for_header: Option<String>,
     /// `append` (the default) or `replace`: what X-Forwarded-For holds.
     pub forwarded_for: Option<String>,
     /// Set X-Real-IP to the client's address (default false).

@@ -156,6 +156,7 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("proxy_protocol_from", Shape::List(&Shape::Str)),
     ("trust_forwarded_for", Shape::List(&Shape::Str)),
     ("forwarded_for", Shape::Str),
+    ("forwarded_for_header", Shape::Str),
     ("x_real_ip", Shape::Bool),
     ("http1_fast_path", Shape::Bool),
     ("server_header", Shape::Str),

@@ -168,13 +168,12 @@ pub fn read(data: &BTreeMap<String, String>, o: &mut Overrides) -> Read {
                     forwarded = true;
                 }
             }
-            "forwarded-for-header" => {
-                if !v.trim().eq_ignore_ascii_case("x-forwarded-for") {
-                    out.problems.push(format!(
-                        "{k}: {v:?}: only X-Forwarded-For names the client; ignored"
-                    ));
-                }
-            }
+            "forwarded-for-header" => match http::HeaderName::from_bytes(v.trim().as_bytes()) {
+                Ok(h) => o.forwarded_for_header = Some(h),
+                Err(_) => out
+                    .problems
+                    .push(format!("{k}: {v:?} is not a header name")),
+            },
             "proxy-real-ip-cidr" => {
                 let nets: Result<Vec<IpNet>, _> = v
                     .split(',')
@@ -370,6 +369,18 @@ mod tests {
         );
         assert_eq!(o.controller.hsts, Some(None));
         assert_eq!(o.trust_forwarded_for.as_ref().map(Vec::len), Some(2));
+        let mut o = Overrides::default();
+        let r = read(
+            &data(&[("forwarded-for-header", "CF-Connecting-IP")]),
+            &mut o,
+        );
+        assert_eq!(
+            o.forwarded_for_header.as_ref().map(|h| h.as_str()),
+            Some("cf-connecting-ip")
+        );
+        assert!(r.applied.contains(&"forwarded-for-header".to_string()));
+        let r = read(&data(&[("forwarded-for-header", "not a header")]), &mut o);
+        assert!(r.problem("forwarded-for-header").is_some());
     }
 
     #[test]

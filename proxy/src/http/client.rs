@@ -19,6 +19,8 @@ pub struct Client {
     pub peer_ip: HeaderValue,
     /// Peers whose X-Forwarded-For names the client.
     pub forwarders: Option<Arc<crate::forwarded::Trusted>>,
+    /// The header they name the client in.
+    pub client_header: http::HeaderName,
     /// How the client's address is written upstream.
     pub forwarding: policy::Forwarding,
 }
@@ -32,6 +34,7 @@ impl Client {
             proto,
             peer_ip,
             forwarders: None,
+            client_header: super::headers::X_FORWARDED_FOR.clone(),
             forwarding: policy::Forwarding::default(),
         }
     }
@@ -45,7 +48,7 @@ impl Client {
                 crate::forwarded::client_from_forwarded(
                     self.peer.ip(),
                     headers
-                        .get_all(&super::headers::X_FORWARDED_FOR)
+                        .get_all(&self.client_header)
                         .iter()
                         .map(HeaderValue::as_bytes),
                     t,

@@ -47,6 +47,7 @@ pub(super) async fn accept_loop(
         header_timeout: settings.request_header_timeout,
         proto: if tls.is_some() { "https" } else { "http" },
         forwarders: settings.trust_forwarded_for.clone(),
+        client_header: settings.forwarded_for_header.clone(),
         forwarding: settings.forwarding,
     };
     loop {

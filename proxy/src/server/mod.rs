@@ -81,6 +81,7 @@ impl Connection {
     fn info(&self) -> Client {
         let mut c = Client::new(self.client, self.fast.proto);
         c.forwarders = self.fast.forwarders.clone();
+        c.client_header = self.fast.client_header.clone();
         c.forwarding = self.fast.forwarding;
         c
     }

@@ -79,6 +79,16 @@ impl Validator {
                 let nets = self.networks("trust_forwarded_for", &raw.trust_forwarded_for);
                 (!nets.is_empty()).then(|| std::sync::Arc::new(crate::forwarded::Trusted(nets)))
             },
+            forwarded_for_header: match raw.forwarded_for_header.as_deref() {
+                None => base.forwarded_for_header.clone(),
+                Some(s) => http::HeaderName::from_bytes(s.trim().as_bytes()).unwrap_or_else(|_| {
+                    self.error(
+                        "forwarded_for_header",
+                        format_args!("{s:?} is not a header name"),
+                    );
+                    base.forwarded_for_header.clone()
+                }),
+            },
             forwarding: crate::policy::Forwarding {
                 forwarded_for: match raw.forwarded_for.as_deref() {
                     None => base.forwarding.forwarded_for,

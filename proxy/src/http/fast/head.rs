@@ -75,7 +75,7 @@ pub fn prepare<R>(
     buf: &[u8],
     client_ip: &[u8],
     proto: &'static str,
-    forwarders: Option<(&crate::forwarded::Trusted, std::net::IpAddr)>,
+    forwarders: Option<(&crate::forwarded::Trusted, std::net::IpAddr, &str)>,
     forwarding: policy::Forwarding,
     out: &mut Vec<u8>,
     lookup: impl FnOnce(&str, &str, bool) -> Option<R>,
@@ -144,7 +144,7 @@ pub fn prepare<R>(
             has_xff = true;
         }
     }
-    let trusted = forwarders.is_some_and(|(t, peer)| t.forwards(peer));
+    let trusted = forwarders.is_some_and(|(t, peer, _)| t.forwards(peer));
     let proto = policy::forwarded_proto(
         proto,
         trusted,
@@ -160,15 +160,19 @@ pub fn prepare<R>(
         return Prepared::Handover;
     };
 
+    // The client a trusted forwarder names (in X-Forwarded-For, or the
+    // header configured in its place).
     let client = match forwarders {
-        Some((trusted, peer)) if has_xff => crate::forwarded::client_from_forwarded(
-            peer,
-            req.headers
-                .iter()
-                .filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for"))
-                .map(|f| f.value),
-            trusted,
-        ),
+        Some((trusted, peer, header)) if has_xff || header != "x-forwarded-for" => {
+            crate::forwarded::client_from_forwarded(
+                peer,
+                req.headers
+                    .iter()
+                    .filter(|f| f.name.eq_ignore_ascii_case(header))
+                    .map(|f| f.value),
+                trusted,
+            )
+        }
         _ => None,
     };
     // The real client as text: the peer's, made once per connection, or
@@ -332,7 +336,7 @@ mod tests {
                 req,
                 b"1.2.3.4",
                 "http",
-                Some((&trusted, std::net::IpAddr::from(peer))),
+                Some((&trusted, std::net::IpAddr::from(peer), "x-forwarded-for")),
                 Default::default(),
                 &mut out,
                 |_, _, https| {
@@ -356,7 +360,11 @@ mod tests {
             two,
             b"1.2.3.4",
             "http",
-            Some((&trusted, std::net::IpAddr::from([10, 0, 0, 1]))),
+            Some((
+                &trusted,
+                std::net::IpAddr::from([10, 0, 0, 1]),
+                "x-forwarded-for",
+            )),
             Default::default(),
             &mut out,
             |_, _, _| Some(()),
@@ -373,7 +381,7 @@ mod tests {
             forwarded_for: policy::ForwardedFor::Replace,
             real_ip: true,
         };
-        let run = |req: &[u8], peer: [u8; 4]| {
+        let run_by = |req: &[u8], peer: [u8; 4], header: &str| {
             let mut out = Vec::new();
             let peer = std::net::IpAddr::from(peer);
             let text = peer.to_string();
@@ -381,7 +389,7 @@ mod tests {
                 req,
                 text.as_bytes(),
                 "http",
-                Some((&trusted, peer)),
+                Some((&trusted, peer, header)),
                 nginx,
                 &mut out,
                 |_, _, _| Some(()),
@@ -389,6 +397,7 @@ mod tests {
             assert!(matches!(p, Prepared::Ready(_)));
             String::from_utf8(out).unwrap()
         };
+        let run = |req: &[u8], peer: [u8; 4]| run_by(req, peer, "x-forwarded-for");
         let forged: &[u8] =
             b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
         // Straight from a client: its claims are dropped.
@@ -411,6 +420,14 @@ mod tests {
             out.contains("\r\nx-real-ip: 2001:db8::ffff:ffff:ffff:ffff\r\n"),
             "{out}"
         );
+        // ingress-nginx's forwarded-for-header: the client is named in
+        // another header (a CDN's), and X-Forwarded-For is not read.
+        let cdn: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nCF-Connecting-IP: 7.7.7.7\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+        let out = run_by(cdn, [10, 0, 0, 1], "cf-connecting-ip");
+        assert!(out.contains("\r\nx-forwarded-for: 7.7.7.7\r\n"), "{out}");
+        assert!(out.contains("\r\nx-real-ip: 7.7.7.7\r\n"), "{out}");
+        let out = run_by(cdn, [192, 168, 0, 1], "cf-connecting-ip");
+        assert!(out.contains("\r\nx-real-ip: 192.168.0.1\r\n"), "{out}");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct FastSettings {
     pub proto: &'static str,
     /// Peers whose X-Forwarded-For names the client.
     pub forwarders: Option<Arc<crate::forwarded::Trusted>>,
+    /// The header they name the client in.
+    pub client_header: http::HeaderName,
     /// How the client's address is written upstream.
     pub forwarding: crate::policy::Forwarding,
 }
@@ -164,7 +166,10 @@ where
             &b.input[b.pos..],
             client_ip.as_bytes(),
             settings.proto,
-            settings.forwarders.as_deref().map(|t| (t, peer.ip())),
+            settings
+                .forwarders
+                .as_deref()
+                .map(|t| (t, peer.ip(), settings.client_header.as_str())),
             settings.forwarding,
             &mut b.request,
             |host, path, https| {
