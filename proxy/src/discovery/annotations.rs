@@ -45,7 +45,7 @@ const NGINX: &str = "nginx.ingress.kubernetes.io/";
 /// `sluice migrate` does not count it as a change.
 pub const AS_INGRESS_NGINX: &str = ", as ingress-nginx does";
 
-/// Whether `problem` (as [`Parsed::problems`] holds it) leaves the
+/// Whether `problem` (as [`Annotated::problems`] holds it) leaves the
 /// Ingress served as ingress-nginx serves it.
 pub fn as_ingress_nginx(problem: &str) -> bool {
     problem.ends_with(AS_INGRESS_NGINX)
