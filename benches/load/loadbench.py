@@ -31,6 +31,13 @@ same ECDSA P-256 certificate, TLS 1.3, and the clients keep their
 connections (the cost measured is record encryption, not handshakes).
 Add --new-conns for a new connection per request (then, with --tls, a full
 handshake per request; use a lower --rate, e.g. 500).
+
+With --idle N there is no load: each peer takes N keep-alive client
+connections, each after one request, left idle, and the bench reports the
+peer's memory (PSS of its process tree) and the bytes each connection
+costs, also counted over the peer configured for 1,000 connections (nginx
+allocates its worker_connections at start). Needs about 2N file
+descriptors (ulimit -n).
 """
 
 import argparse
@@ -207,6 +214,10 @@ def wait_200(port, limit=15.0, name=None):
     return False
 
 
+# The most client connections a peer takes (raised by --idle).
+LIMITS = {"conns": 8000}
+
+
 def render(template, run_dir, port):
     text = (HERE / "conf" / template).read_text()
     tls = TLS["on"] and template in ("nginx.conf", "haproxy.cfg")
@@ -215,7 +226,9 @@ def render(template, run_dir, port):
                  "{NGINX_SSL}": "ssl " if tls else "",
                  "{NGINX_CERTS}": (f"ssl_certificate {TLS['cert']}; ssl_certificate_key {TLS['key']}; "
                                    "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;") if tls else "",
-                 "{HAPROXY_SSL}": f" ssl crt {TLS['both']} alpn h2,http/1.1" if tls else ""}.items():
+                 "{HAPROXY_SSL}": f" ssl crt {TLS['both']} alpn h2,http/1.1" if tls else "",
+                 "{CONNS}": str(idle_count("haproxy", LIMITS["conns"] - 1000) + 500
+                                if template == "haproxy.cfg" and LIMITS["conns"] > 8000 else LIMITS["conns"])}.items():
         text = text.replace(k, v)
     out = run_dir / f"{template}.{port}"
     out.write_text(text)
@@ -229,7 +242,8 @@ def start_peer(name, run_dir, p):
         return None
     if name in ("sluice", "sluice-b"):
         admin = "127.0.0.1:8190" if name == "sluice" else "127.0.0.1:8191"
-        cmd = [str(p[name]), "serve", "--admin", admin, "--strategy", "round-robin", "--workers", "1"]
+        cmd = [str(p[name]), "serve", "--admin", admin, "--strategy", "round-robin", "--workers", "1",
+               "--max-connections", str(LIMITS["conns"])]
         if TLS["on"]:
             # The plain listener on a port nobody uses, beside the measured one.
             cmd += ["--listen", f"127.0.0.1:{port + 100}", "--listen-tls", f"127.0.0.1:{port}",
@@ -364,6 +378,153 @@ def measure(name, args, run_dir, p):
             stop(proc)
 
 
+# ------------------------------------------------------------------ idle memory
+
+def tree_pids(pid):
+    """A process and all its descendants."""
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_pss_kib(pid):
+    """Proportional set size of a process tree (shared pages counted once
+    over the tree, as nginx's master and worker share theirs)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def open_idle(port, n, tls):
+    """n client connections to the peer, each after one request answered
+    200 and kept open, idle. Batches of 500, so no accept queue overflows."""
+    import ssl
+    ctx = None
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
+    socks, failed = [], 0
+    req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    while len(socks) + failed < n:
+        batch = []
+        for _ in range(min(500, n - len(socks) - failed)):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if ctx:
+                s = ctx.wrap_socket(s)
+            s.sendall(req)
+            batch.append(s)
+        for s in batch:
+            got = b""
+            while b"\r\n\r\n" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            head, _, body = got.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            while len(body) < length:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                body += chunk
+            if head.startswith(b"HTTP/1.1 200"):
+                socks.append(s)
+            else:
+                failed += 1
+                s.close()
+    return socks, failed
+
+
+def idle_count(name, idle):
+    """HAProxy asks for two file descriptors per connection at start, and
+    will not start past the hard limit (ulimit -Hn): it gets fewer idle
+    clients (bytes per connection stay comparable)."""
+    if name != "haproxy":
+        return idle
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return idle if hard <= 0 else min(idle, (hard - 1000) // 2 - 1000)
+
+
+def reserved_kib(name, run_dir, p):
+    """The peer's memory when configured for 1,000 connections, warmed:
+    set beside its memory configured for --idle, it shows what a peer
+    reserves at start for each connection it may take (nginx allocates its
+    worker_connections up front)."""
+    saved = LIMITS["conns"]
+    LIMITS["conns"] = 1000
+    proc = start_peer(name, run_dir, p)
+    LIMITS["conns"] = saved
+    try:
+        if not wait_200(PORTS[name], name=name):
+            return None
+        warm, _ = open_idle(PORTS[name], 64, TLS["on"])
+        for s in warm:
+            s.close()
+        time.sleep(0.5)
+        return tree_pss_kib(proc.pid)
+    finally:
+        stop(proc)
+
+
+def idle_memory(name, args, run_dir, p):
+    """The peer's memory (PSS of its process tree) before and after
+    --idle keep-alive client connections, and the bytes each one costs:
+    over the peer as started for them, and over the peer configured for
+    1,000 connections (which counts what it reserves up front)."""
+    small = reserved_kib(name, run_dir, p)
+    proc = start_peer(name, run_dir, p)
+    socks = []
+    try:
+        if not wait_200(PORTS[name], name=name):
+            log(f"{name}: did not answer 200; see {run_dir}/{name}.log")
+            return None
+        # Warm: pools to the backends, allocator arenas, first buffers.
+        warm, _ = open_idle(PORTS[name], 64, TLS["on"])
+        for s in warm:
+            s.close()
+        time.sleep(0.5)
+        before = tree_pss_kib(proc.pid)
+        socks, failed = open_idle(PORTS[name], idle_count(name, args.idle), TLS["on"])
+        time.sleep(1.0)
+        after = tree_pss_kib(proc.pid)
+        row = {"peer": name, "idle": len(socks), "failed": failed, "pss_before_kib": before,
+               "pss_after_kib": after,
+               "bytes_per_conn": (after - before) * 1024 / max(len(socks), 1)}
+        if small is not None:
+            row["pss_small_kib"] = small
+            row["bytes_per_conn_reserved"] = (after - small) * 1024 / max(len(socks), 1)
+        return row
+    finally:
+        for s in socks:
+            s.close()
+        if proc:
+            stop(proc)
+
+
 # ------------------------------------------------------------------ report
 
 def med(rows, key):
@@ -466,6 +627,8 @@ def main():
     ap.add_argument("--tls", action="store_true", help="the proxies terminate HTTPS (Sluice, nginx, HAProxy)")
     ap.add_argument("--new-conns", action="store_true",
                     help="a new client connection per request (with --tls: a full handshake per request)")
+    ap.add_argument("--idle", type=int, metavar="N",
+                    help="instead of load: each peer's memory with N idle keep-alive clients")
     args = ap.parse_args()
     NEW_CONNS["on"] = args.new_conns
     peers = args.peers.split()
@@ -501,6 +664,44 @@ def main():
             raise SystemExit(f"backend on {b} did not come up; see {run_dir}")
     log(f"run dir {run_dir}; peers {peers}; {args.rounds} rounds; wrk -c{args.conns} {args.dur}s; "
         f"oha {args.rate} req/s -c{args.lat_conns} {args.lat_dur}s")
+    if args.idle:
+        # Client sockets here, and the peers' (who inherit the limit).
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = max(args.idle * 2 + 1000, soft)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard > 0 else want, hard))
+        LIMITS["conns"] = args.idle + 1000
+        idle_rows = []
+        for rnd in range(1, args.rounds + 1):
+            order = [n for n in (peers if rnd % 2 else list(reversed(peers))) if n != "direct"]
+            for name in order:
+                row = idle_memory(name, args, run_dir, p)
+                if row:
+                    row["round"] = rnd
+                    idle_rows.append(row)
+                    log(f"round {rnd} {name}: {row['idle']} idle clients ({row['failed']} refused), "
+                        f"PSS {row['pss_before_kib']} -> {row['pss_after_kib']} KiB, "
+                        f"{row['bytes_per_conn']:.0f} bytes per connection")
+        stop_all()
+        (run_dir / "idle.json").write_text(json.dumps(idle_rows, indent=1))
+        lines = ["| peer | idle clients | PSS, limit 1,000 (MiB) | PSS, limit for them (MiB) | PSS with them (MiB) "
+                 "| bytes per idle connection | spread | with what the limit reserves |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for name in peers:
+            rs = [r for r in idle_rows if r["peer"] == name]
+            if rs:
+                small = med(rs, "pss_small_kib")
+                lines.append(f"| {name} | {rs[0]['idle']} | {fmt(small and small / 1024, '.1f')} | "
+                             f"{med(rs, 'pss_before_kib') / 1024:.1f} | "
+                             f"{med(rs, 'pss_after_kib') / 1024:.1f} | **{med(rs, 'bytes_per_conn'):.0f}** | "
+                             f"{fmt(spread(rs, 'bytes_per_conn'), '.0%')} | "
+                             f"{fmt(med(rs, 'bytes_per_conn_reserved'), '.0f')} |")
+        table = "\n".join(lines)
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(table + "\n")
+        log(f"raw results: {run_dir}")
+        return
     rows, t0 = [], time.time()
     for rnd in range(1, args.rounds + 1):
         order = peers if rnd % 2 else list(reversed(peers))

@@ -114,7 +114,8 @@ pub(super) async fn accept_loop(
             // The LoadBalancer's header first: it names the client.
             let header = tokio::time::timeout(
                 settings.request_header_timeout,
-                proxy_protocol::read(&mut stream, peer, &pp),
+                // Boxed, as every state a connection passes through once.
+                Box::pin(proxy_protocol::read(&mut stream, peer, &pp)),
             )
             .await;
             let (client, rest) = match header {

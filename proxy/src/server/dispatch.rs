@@ -15,13 +15,17 @@ use super::{h1, h2, passthrough, Connection};
 /// Serves a connection, over TLS when the listener has it.
 pub(super) async fn serve_stream<I>(io: I, tls: Option<TlsAcceptor>, conn: Connection)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send + 'static,
 {
     // Beneath TLS, so that the handshake's writes and every record after
     // it are bounded too.
     let io = super::io::SendDeadline::new(io, conn.shared.settings.send_timeout);
+    // A connection's task holds its largest state from the start, idle or
+    // not: the TLS handshake and hyper's and h2's servers are boxed when
+    // they begin, so that a plain keep-alive connection waiting on the
+    // fast path costs its few hundred bytes, not theirs.
     match tls {
-        Some(tls) => serve_tls(io, tls, conn).await,
+        Some(tls) => Box::pin(serve_tls(io, tls, conn)).await,
         None => serve_connection(io, conn).await,
     }
 }
@@ -37,7 +41,7 @@ where
 /// record put back in front. Without such hosts nothing is read ahead.
 async fn serve_tls<I>(mut io: I, tls: TlsAcceptor, conn: Connection)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send + 'static,
 {
     let errors = &conn.shared.handler.metrics().tls_handshake_errors;
     let deadline = tokio::time::Instant::now() + conn.shared.settings.request_header_timeout;
@@ -102,7 +106,7 @@ where
 /// it does not serve), or with hyper (HTTP/1.1) or `h2` (HTTP/2) alone.
 async fn serve_connection<I>(io: I, mut conn: Connection)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send + 'static,
 {
     let shared = conn.shared.clone();
     let settings = &shared.settings;
@@ -123,14 +127,15 @@ where
         let h2 = h.prefix.starts_with(b"PRI ");
         (super::io::Prefixed::new(h.prefix, h.io), h2)
     } else {
-        let Some(sniffed) = sniff(io, settings.request_header_timeout, conn.client).await else {
+        let sniffed = Box::pin(sniff(io, settings.request_header_timeout, conn.client)).await;
+        let Some(sniffed) = sniffed else {
             return;
         };
         sniffed
     };
     match io {
-        (io, true) => h2::serve_connection(io, conn).await,
-        (io, false) => h1::serve(io, conn).await,
+        (io, true) => Box::pin(h2::serve_connection(io, conn)).await,
+        (io, false) => Box::pin(h1::serve(io, conn)).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Adapters for client connections: one handed from the fast path to
 //! hyper, with the bytes the fast path already read put back in front; and
-//! one whose writes time out when the client stops reading.
+//! one whose writes time out when the client stops reading. And
+//! [`ReadReady`], how an idle connection waits without a buffer.
 
 use std::future::Future;
 use std::io;
@@ -8,6 +9,47 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Waiting for a client's next bytes without a buffer to read them into,
+/// so that an idle keep-alive connection holds none (the fast path's
+/// buffers go back to their free list meanwhile).
+pub trait ReadReady {
+    /// Ready when a read may find bytes, the end or an error. Spurious
+    /// readiness is allowed (the read then waits with its buffer); a type
+    /// that cannot tell is ready at once.
+    fn poll_read_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::TcpStream {
+    fn poll_read_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(&self, cx)
+    }
+}
+
+/// TLS: rustls may hold decrypted bytes the socket will not announce, so
+/// it is ready at once and the read waits with its buffer. (Telling the
+/// two apart is for later: an idle TLS connection keeps rustls's own
+/// buffers anyway.)
+impl<S> ReadReady for tokio_rustls::server::TlsStream<S> {
+    fn poll_read_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: ReadReady + Unpin> ReadReady for Prefixed<S> {
+    fn poll_read_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read_ready(cx)
+    }
+}
+
+impl<S: ReadReady + Unpin> ReadReady for SendDeadline<S> {
+    fn poll_read_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read_ready(cx)
+    }
+}
 
 /// Reads `prefix` first, then from `inner`; writes go straight to `inner`.
 #[derive(Debug)]

@@ -22,6 +22,7 @@
 //! malformed input, whichever path the connection started on.
 
 mod answer;
+mod buffers;
 pub(crate) mod chunked;
 mod exchange;
 pub mod head;
@@ -36,7 +37,9 @@ use tokio::sync::watch;
 
 use crate::forward::Answer;
 use crate::http::Handler;
+use crate::server::io::ReadReady;
 use answer::respond;
+use buffers::Buffers;
 use exchange::exchange;
 use head::Prepared;
 
@@ -73,39 +76,6 @@ pub struct FastSettings {
     pub forwarding: crate::policy::Forwarding,
 }
 
-/// Per-connection buffers, reused by every request on it.
-struct Buffers {
-    /// Bytes from the client; requests start at `pos`.
-    input: Vec<u8>,
-    pos: usize,
-    /// The request (head and body) to send upstream.
-    request: Vec<u8>,
-    /// Bytes from the upstream.
-    upstream: Vec<u8>,
-    /// The response head (and first body bytes) for the client.
-    response: Vec<u8>,
-}
-
-impl Buffers {
-    /// Gives back what one large message grew, before the connection
-    /// waits idle: ten thousand idle keep-alive clients must not each hold
-    /// the biggest request they ever sent.
-    fn shrink(&mut self) {
-        const KEEP: usize = 16 * 1024;
-        for v in [
-            &mut self.input,
-            &mut self.request,
-            &mut self.upstream,
-            &mut self.response,
-        ] {
-            if v.capacity() > KEEP {
-                v.clear();
-                v.shrink_to(4096);
-            }
-        }
-    }
-}
-
 /// What the access log needs of an exchange.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -131,16 +101,10 @@ pub async fn serve<S>(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Handover<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + ReadReady + Unpin,
 {
     let client_ip = peer.ip().to_string();
-    let mut b = Buffers {
-        input: Vec::with_capacity(4096),
-        pos: 0,
-        request: Vec::new(),
-        upstream: Vec::new(),
-        response: Vec::new(),
-    };
+    let mut b = Buffers::new();
     let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
     loop {
         // A request line past limits.max_uri goes to hyper, whose path
@@ -197,12 +161,13 @@ where
                         }
                         return None;
                     }
-                    b.shrink();
+                    // Nothing pending: wait with no buffer held.
+                    b.give_back();
                 }
                 let read = if idle {
                     tokio::select! {
                         biased;
-                        r = tokio::time::timeout_at(deadline, read_more(&mut io, &mut b)) => r,
+                        r = tokio::time::timeout_at(deadline, wait_then_read(&mut io, &mut b)) => r,
                         _ = stop.changed() => {
                             if last_call(&mut io, &mut b).await {
                                 continue;
@@ -223,68 +188,90 @@ where
                 }
             }
         };
-        let start = Instant::now();
-        let route = &plan.route;
-        if route
-            .max_request_body
-            .is_some_and(|max| plan.body_len as u64 > max)
-        {
-            // Refused before a byte of the body is read.
-            let _ = respond(&mut io, &mut b.response, &Answer::BodyTooLarge, true).await;
-            route.metrics.observe(413, start.elapsed());
-            linger(&mut io).await;
-            return None;
-        }
-        // The body, whole, before anything is sent upstream.
-        let total = plan.head_len + plan.body_len;
-        while b.input.len() - b.pos < total {
-            match tokio::time::timeout(route.timeouts.request_body, read_more(&mut io, &mut b))
-                .await
-            {
-                Ok(Ok(0)) | Ok(Err(_)) => return None,
-                Ok(Ok(_)) => {}
-                Err(_) => {
-                    tracing::info!(route = %route.name, client = %peer, "client stalled its request body");
-                    let _ = respond(&mut io, &mut b.response, &Answer::BodyTimeout, true).await;
-                    route.metrics.observe(408, start.elapsed());
-                    // The rest of the body may still come: read and drop
-                    // it a moment, so the close does not reset the 408.
-                    linger(&mut io).await;
-                    return None;
-                }
-            }
-        }
-        let body = &b.input[b.pos + plan.head_len..b.pos + total];
-        b.request.extend_from_slice(body);
-        b.pos += total;
-        if b.pos == b.input.len() {
-            b.input.clear();
-            b.pos = 0;
-        }
-        let closing = plan.close || *stop.borrow();
-        let client = plan.client.unwrap_or(peer.ip());
-        // The wall clock only for the access log.
-        let time = proxy.access_log().map(|_| std::time::SystemTime::now());
-        let mut outcome = Outcome::default();
-        // Counted in flight (for the overload guard) while it is served.
-        let _in_flight = proxy.admit();
-        let next = exchange(&mut io, &mut b, &plan, client, start, closing, &mut outcome).await;
-        if let (Some(log), Some(time)) = (proxy.access_log(), time) {
-            log.log(entry(
-                &b.request,
-                &plan.spans,
-                client,
-                time,
-                start,
-                &outcome,
-            ));
-        }
-        if closing || matches!(next, Next::Close) {
-            let _ = io.shutdown().await;
-            return None;
+        // Boxed: a request's state (its body read, the upstream exchange,
+        // timers, the answer) is held only while it is served, not by
+        // every idle connection's task. One small allocation per request,
+        // from the allocator's thread cache.
+        match Box::pin(serve_one(&mut io, &mut b, plan, peer, proxy, stop)).await {
+            Next::KeepAlive => {}
+            Next::Close => return None,
         }
         deadline = tokio::time::Instant::now() + settings.header_timeout;
     }
+}
+
+/// Serves one request whose head is ready: its body read, the exchange
+/// upstream (or the proxy's answer), the access log line.
+async fn serve_one<S>(
+    io: &mut S,
+    b: &mut Buffers,
+    plan: head::Plan<Arc<crate::routing::Route>>,
+    peer: SocketAddr,
+    proxy: &Handler,
+    stop: &watch::Receiver<bool>,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let route = &plan.route;
+    if route
+        .max_request_body
+        .is_some_and(|max| plan.body_len as u64 > max)
+    {
+        // Refused before a byte of the body is read.
+        let _ = respond(io, &mut b.response, &Answer::BodyTooLarge, true).await;
+        route.metrics.observe(413, start.elapsed());
+        linger(io).await;
+        return Next::Close;
+    }
+    // The body, whole, before anything is sent upstream.
+    let total = plan.head_len + plan.body_len;
+    while b.input.len() - b.pos < total {
+        match tokio::time::timeout(route.timeouts.request_body, read_more(io, b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::info!(route = %route.name, client = %peer, "client stalled its request body");
+                let _ = respond(io, &mut b.response, &Answer::BodyTimeout, true).await;
+                route.metrics.observe(408, start.elapsed());
+                // The rest of the body may still come: read and drop
+                // it a moment, so the close does not reset the 408.
+                linger(io).await;
+                return Next::Close;
+            }
+        }
+    }
+    let body = &b.input[b.pos + plan.head_len..b.pos + total];
+    b.request.extend_from_slice(body);
+    b.pos += total;
+    if b.pos == b.input.len() {
+        b.input.clear();
+        b.pos = 0;
+    }
+    let closing = plan.close || *stop.borrow();
+    let client = plan.client.unwrap_or(peer.ip());
+    // The wall clock only for the access log.
+    let time = proxy.access_log().map(|_| std::time::SystemTime::now());
+    let mut outcome = Outcome::default();
+    // Counted in flight (for the overload guard) while it is served.
+    let _in_flight = proxy.admit();
+    let next = exchange(io, b, &plan, client, start, closing, &mut outcome).await;
+    if let (Some(log), Some(time)) = (proxy.access_log(), time) {
+        log.log(entry(
+            &b.request,
+            &plan.spans,
+            client,
+            time,
+            start,
+            &outcome,
+        ));
+    }
+    if closing || matches!(next, Next::Close) {
+        let _ = io.shutdown().await;
+        return Next::Close;
+    }
+    Next::KeepAlive
 }
 
 /// Closes after an answer sent before the request was read whole: our
@@ -294,7 +281,9 @@ where
 /// lose the answer.
 async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
     let _ = io.shutdown().await;
-    let mut sink = [0u8; 8192];
+    // On the heap, and only now: an array here would be part of every
+    // request's future.
+    let mut sink = vec![0u8; 8192];
     let mut left = 1 << 20;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while left > 0 {
@@ -312,6 +301,7 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
 /// the runtime's next I/O turn): they get a brief moment to show, and if
 /// they do, the request is served (and the connection closed after it).
 async fn last_call<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> bool {
+    b.take();
     matches!(
         tokio::time::timeout(Duration::from_millis(20), read_more(io, b)).await,
         Ok(Ok(n)) if n > 0
@@ -349,6 +339,17 @@ fn entry(
 }
 
 /// Reads what the client sent next onto the input buffer.
+/// Waits until the client sends (or closes) with no buffer held, then
+/// takes the buffers and reads.
+async fn wait_then_read<S: AsyncRead + ReadReady + Unpin>(
+    io: &mut S,
+    b: &mut Buffers,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_read_ready(cx)).await?;
+    b.take();
+    read_more(io, b).await
+}
+
 async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io::Result<usize> {
     if b.pos > 0 {
         // Pipelined bytes left over: move them to the front first.
