@@ -150,8 +150,8 @@ def stop_all():
         stop(proc)
 
 
-def tree_cpu_seconds(pid):
-    """utime + stime of a process and all its descendants (all threads)."""
+def tree_pids(pid):
+    """A process and all its descendants."""
     children = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -159,19 +159,25 @@ def tree_cpu_seconds(pid):
                 stat = (d / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            children.setdefault(int(fields[1]), []).append((int(d.name), fields))
-    total, todo = 0, [pid]
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu_seconds(pid):
+    """utime + stime of a process and all its descendants (all threads)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
         f = stat[stat.rindex(")") + 2:].split()
         total += int(f[11]) + int(f[12])
-    except OSError:
-        return 0.0
-    while todo:
-        for child, f in children.get(todo.pop(), []):
-            total += int(f[11]) + int(f[12])
-            todo.append(child)
     return total / HZ
 
 
@@ -379,24 +385,6 @@ def measure(name, args, run_dir, p):
 
 
 # ------------------------------------------------------------------ idle memory
-
-def tree_pids(pid):
-    """A process and all its descendants."""
-    children = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
 
 def tree_pss_kib(pid):
     """Proportional set size of a process tree (shared pages counted once

@@ -225,11 +225,12 @@ async fn compute_full_forwarded_for_appends() {
     for m in manifests("ingress-nginx/adopt.yaml", &vars) {
         api.apply(m);
     }
-    api.apply(serde_json::json!({"kind": "ConfigMap",
-        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
-        "data": {"use-forwarded-headers": "true", "compute-full-forwarded-for": "true",
-                 "proxy-real-ip-cidr": "127.0.0.0/8"}}));
-    let s = proxy(
+    controller_configmap(
+        &api,
+        serde_json::json!({"use-forwarded-headers": "true", "compute-full-forwarded-for": "true",
+                 "proxy-real-ip-cidr": "127.0.0.0/8"}),
+    );
+    let s = serving(
         &api,
         &[
             "--adopt-ingress-nginx",
@@ -237,10 +238,6 @@ async fn compute_full_forwarded_for_appends() {
             "ingress-nginx/ingress-nginx-controller",
         ],
     )
-    .await;
-    wait_until("the route", WAIT, || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
     .await;
     assert_eq!(
         client_headers(&s).await,
@@ -249,11 +246,12 @@ async fn compute_full_forwarded_for_appends() {
     drop(s);
 
     // forwarded-for-header: a CDN's header names the client instead.
-    api.apply(serde_json::json!({"kind": "ConfigMap",
-        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
-        "data": {"use-forwarded-headers": "true", "forwarded-for-header": "CF-Connecting-IP",
-                 "proxy-real-ip-cidr": "127.0.0.0/8"}}));
-    let s = proxy(
+    controller_configmap(
+        &api,
+        serde_json::json!({"use-forwarded-headers": "true", "forwarded-for-header": "CF-Connecting-IP",
+                 "proxy-real-ip-cidr": "127.0.0.0/8"}),
+    );
+    let s = serving(
         &api,
         &[
             "--adopt-ingress-nginx",
@@ -261,10 +259,6 @@ async fn compute_full_forwarded_for_appends() {
             "ingress-nginx/ingress-nginx-controller",
         ],
     )
-    .await;
-    wait_until("the route", WAIT, || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
     .await;
     let (status, _, seen) = request(
         &client(None),
@@ -285,7 +279,7 @@ async fn compute_full_forwarded_for_appends() {
     assert!(seen.contains("x-real-ip: 198.51.100.7\n"), "{seen}");
     drop(s);
 
-    let s = proxy(
+    let s = serving(
         &api,
         &[
             "--ingress-class",
@@ -295,12 +289,25 @@ async fn compute_full_forwarded_for_appends() {
         ],
     )
     .await;
-    wait_until("the route", WAIT, || async {
-        get_host(&s, "shop.example.com").await.0 == 200
-    })
-    .await;
     assert_eq!(
         client_headers(&s).await,
         ["x-forwarded-for: 6.6.6.6, 127.0.0.1", "x-real-ip: 6.6.6.6"]
     );
+}
+
+/// Starts sluice with `args` and waits until shop.example.com is served.
+async fn serving(api: &KubeApi, args: &[&str]) -> Sluice {
+    let s = proxy(api, args).await;
+    wait_until("the route", WAIT, || async {
+        get_host(&s, "shop.example.com").await.0 == 200
+    })
+    .await;
+    s
+}
+
+/// Applies ingress-nginx's controller ConfigMap with `data`.
+fn controller_configmap(api: &KubeApi, data: serde_json::Value) {
+    api.apply(serde_json::json!({"kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": data}));
 }
