@@ -219,7 +219,14 @@ impl Handler {
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > max) {
+            if let Some(n) = declared.filter(|&n| n > max) {
+                // HTTP/1.1: what the client is still sending is read and
+                // dropped first (bounded), as nginx's lingering close does
+                // after its 413. Closing on unread bytes would reset the
+                // connection, and the client could lose the answer.
+                if req.version() < Version::HTTP_2 {
+                    discard(req.into_body(), n).await;
+                }
                 return refuse(Answer::BodyTooLarge, &route.metrics);
             }
         }
@@ -606,3 +613,28 @@ async fn forward(
     }
     Err(attempts.exhausted())
 }
+
+/// Reads and drops a refused request's body: at most `declared` bytes
+/// and [`DISCARD_MOST`], within [`DISCARD_TIME`].
+async fn discard(mut body: ClientBody, declared: u64) {
+    use http_body_util::BodyExt;
+    let mut left = declared.min(DISCARD_MOST);
+    let _ = tokio::time::timeout(DISCARD_TIME, async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    left = left.saturating_sub(n);
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// The most of a refused body read before answering (a larger one is
+/// answered, then the connection closed).
+const DISCARD_MOST: u64 = 8 << 20;
+/// How long a refused body is read for at most.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
