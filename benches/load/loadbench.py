@@ -224,6 +224,14 @@ def wait_200(port, limit=15.0, name=None):
 LIMITS = {"conns": 8000}
 
 
+def conns_limit(template):
+    """The connection limit a peer's config gets: HAProxy's within what the
+    descriptor hard limit lets it start with (see idle_count)."""
+    if template == "haproxy.cfg":
+        return min(LIMITS["conns"], idle_count("haproxy", LIMITS["conns"]) + 500)
+    return LIMITS["conns"]
+
+
 def render(template, run_dir, port):
     text = (HERE / "conf" / template).read_text()
     tls = TLS["on"] and template in ("nginx.conf", "haproxy.cfg")
@@ -233,8 +241,7 @@ def render(template, run_dir, port):
                  "{NGINX_CERTS}": (f"ssl_certificate {TLS['cert']}; ssl_certificate_key {TLS['key']}; "
                                    "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;") if tls else "",
                  "{HAPROXY_SSL}": f" ssl crt {TLS['both']} alpn h2,http/1.1" if tls else "",
-                 "{CONNS}": str(idle_count("haproxy", LIMITS["conns"] - 1000) + 500
-                                if template == "haproxy.cfg" and LIMITS["conns"] > 8000 else LIMITS["conns"])}.items():
+                 "{CONNS}": str(conns_limit(template))}.items():
         text = text.replace(k, v)
     out = run_dir / f"{template}.{port}"
     out.write_text(text)
