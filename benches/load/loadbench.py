@@ -32,6 +32,15 @@ connections (the cost measured is record encryption, not handshakes).
 Add --new-conns for a new connection per request (then, with --tls, a full
 handshake per request; use a lower --rate, e.g. 500).
 
+With --h2, HTTPS as browsers speak it: ALPN h2 over TLS 1.3, the load from
+h2load (nghttp2) on --h2-conns connections of up to 100 concurrent streams
+each, at saturation and at --rate (h2load's --rps, spread over the
+connections; p50/p99 from its per-request log). nginx listens with `http2`,
+HAProxy with `alpn h2`; the backends are still spoken to in HTTP/1.1. Add
+--new-conns for the mixed case: short-lived h2 connections of
+--h2-per-conn requests each (a full handshake each), opened at the rate
+that makes --rate requests a second.
+
 With --idle N there is no load: each peer takes N keep-alive client
 connections, each after one request, left idle, and the bench reports the
 peer's memory (PSS of its process tree) and the bytes each connection
@@ -87,7 +96,8 @@ def paths():
 def install(peers):
     CACHE.mkdir(parents=True, exist_ok=True)
     need = [pkg for cmd, pkg in [("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk"),
-                                 ("curl", "curl"), ("taskset", "util-linux")] if not shutil.which(cmd)]
+                                 ("curl", "curl"), ("taskset", "util-linux"), ("h2load", "nghttp2-client")]
+            if not shutil.which(cmd)]
     if need:
         log(f"apt-get install {' '.join(need)}")
         sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -189,6 +199,8 @@ def port_open(port):
 
 # Set by --tls: the scheme the peers are measured on, and their certificate.
 TLS = {"on": False, "cert": None, "key": None, "both": None}
+# Set by --h2: the clients speak HTTP/2 (h2load), ALPN h2.
+H2 = {"on": False, "conns": 4, "per_conn": 20}
 
 
 def url_of(name):
@@ -237,7 +249,8 @@ def render(template, run_dir, port):
     tls = TLS["on"] and template in ("nginx.conf", "haproxy.cfg")
     for k, v in {"{DIR}": str(run_dir), "{PORT}": str(port), "{B1}": str(BACKENDS[0]),
                  "{B2}": str(BACKENDS[1]), "{B3}": str(BACKENDS[2]),
-                 "{NGINX_SSL}": "ssl " if tls else "",
+                 # nginx 1.22 (Debian 12) turns HTTP/2 on in `listen`; 1.25 has `http2 on`.
+                 "{NGINX_SSL}": ("ssl http2 " if H2["on"] else "ssl ") if tls else "",
                  "{NGINX_CERTS}": (f"ssl_certificate {TLS['cert']}; ssl_certificate_key {TLS['key']}; "
                                    "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:1m;") if tls else "",
                  "{HAPROXY_SSL}": f" ssl crt {TLS['both']} alpn h2,http/1.1" if tls else "",
@@ -343,6 +356,54 @@ def oha(bin_, url, rate, conns, dur):
             "ok": ok, "errors": bad}
 
 
+def h2load(url, rate, dur, run_dir):
+    """h2load over TLS with ALPN h2: at saturation (rate None) or at a fixed
+    total rate. Keep-alive: H2["conns"] connections, 100 streams each.
+    With --new-conns: connections of H2["per_conn"] requests each, opened
+    at the rate that makes `rate` requests a second. Latencies come from
+    h2load's per-request log (microseconds to the end of the response)."""
+    log_file = run_dir / "h2load.log"
+    if log_file.exists():
+        log_file.unlink()
+    cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-t", "1", "--npn-list=h2", "--log-file", str(log_file)]
+    if NEW_CONNS["on"]:
+        per = H2["per_conn"]
+        conns_per_s = max(1, (rate or 5000) // per)
+        total = conns_per_s * dur
+        # --rate opens that many connections each --rate-period; each makes
+        # -n / -c requests, then closes.
+        cmd += ["-c", str(total), "-n", str(total * per), "-m", str(min(per, 100)),
+                "--rate", str(max(1, conns_per_s // 10)), "--rate-period", "0.1"]
+    else:
+        cmd += ["-c", str(H2["conns"]), "-m", "100", "-D", str(dur)]
+        if rate:
+            cmd += [f"--rps={max(1, rate // H2['conns'])}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=dur + 60).stdout
+    res = {"errors": 0}
+    for line in out.splitlines():
+        w = line.replace(",", "").split()
+        if line.startswith("finished in"):
+            res["rps"] = float(w[3])
+        elif line.startswith("requests:"):
+            # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
+            res["requests"] = int(w[7])
+            res["errors"] += int(w[9]) + int(w[11]) + int(w[13])
+        elif line.startswith("status codes:"):
+            res["ok"] = int(w[2])
+    lat = []
+    if log_file.exists():
+        for row in log_file.read_text().splitlines():
+            f = row.split("\t")
+            if len(f) >= 3 and f[1] == "200":
+                lat.append(int(f[2]) / 1000)
+    lat.sort()
+    if lat:
+        res["p50"] = lat[len(lat) // 2]
+        res["p99"] = lat[min(len(lat) - 1, len(lat) * 99 // 100)]
+    res["errors"] += res.get("requests", 0) - res.get("ok", 0)
+    return res
+
+
 def spread_check(url):
     """Which backends answered six requests: proves the peer balances."""
     seen = {}
@@ -367,11 +428,14 @@ def measure(name, args, run_dir, p):
         if name != "direct" and len(seen) != 3:
             log(f"{name}: not balancing over the three backends: {seen}")
             return None
-        wrk(url, args.conns, 1)  # warm-up: connections, pools, caches
+        if H2["on"]:
+            h2load(url, None, 1, run_dir)  # warm-up: connections, pools, caches
+        else:
+            wrk(url, args.conns, 1)  # warm-up: connections, pools, caches
         row = {"peer": name, "load1": float(open("/proc/loadavg").read().split()[0])}
         c0 = tree_cpu_seconds(proc.pid) if proc else 0.0
         t0 = time.time()
-        sat = wrk(url, args.conns, args.dur)
+        sat = h2load(url, None, args.dur, run_dir) if H2["on"] else wrk(url, args.conns, args.dur)
         wall = time.time() - t0
         c1 = tree_cpu_seconds(proc.pid) if proc else 0.0
         row.update(rps=sat.get("rps"), p50=sat.get("p50"), p99=sat.get("p99"), errors=sat["errors"])
@@ -380,7 +444,10 @@ def measure(name, args, run_dir, p):
             row["cpu_pct"] = 100 * (c1 - c0) / wall
             row["req_per_cpu_s"] = sat["requests"] / max(c1 - c0, 1e-9)
         c2 = tree_cpu_seconds(proc.pid) if proc else 0.0
-        fixed = oha(p["oha"], url, args.rate, args.lat_conns, args.lat_dur)
+        if H2["on"]:
+            fixed = h2load(url, args.rate, args.lat_dur, run_dir)
+        else:
+            fixed = oha(p["oha"], url, args.rate, args.lat_conns, args.lat_dur)
         c3 = tree_cpu_seconds(proc.pid) if proc else 0.0
         row.update(rate_p50=fixed["p50"], rate_p99=fixed["p99"], errors=row["errors"] + fixed["errors"])
         if proc:
@@ -622,13 +689,23 @@ def main():
     ap.add_argument("--tls", action="store_true", help="the proxies terminate HTTPS (Sluice, nginx, HAProxy)")
     ap.add_argument("--new-conns", action="store_true",
                     help="a new client connection per request (with --tls: a full handshake per request)")
+    ap.add_argument("--h2", action="store_true",
+                    help="HTTP/2 over TLS (ALPN h2) from h2load; implies --tls")
+    ap.add_argument("--h2-conns", type=int, default=4, help="with --h2: client connections (100 streams each)")
+    ap.add_argument("--h2-per-conn", type=int, default=20,
+                    help="with --h2 --new-conns: requests per short-lived connection")
     ap.add_argument("--idle", type=int, metavar="N",
                     help="instead of load: each peer's memory with N idle keep-alive clients")
     args = ap.parse_args()
     NEW_CONNS["on"] = args.new_conns
+    H2.update(on=args.h2, conns=args.h2_conns, per_conn=args.h2_per_conn)
+    if args.h2:
+        args.tls = True
     peers = args.peers.split()
     if args.tls:
-        skipped = [n for n in peers if n not in ("direct", "sluice", "sluice-b", "nginx", "haproxy")]
+        # The backends speak plain HTTP/1.1: no direct peer for h2.
+        kept = ("sluice", "sluice-b", "nginx", "haproxy") + (() if args.h2 else ("direct",))
+        skipped = [n for n in peers if n not in kept]
         if skipped:
             log(f"--tls: skipping {skipped} (their TLS is not set up here)")
         peers = [n for n in peers if n not in skipped]

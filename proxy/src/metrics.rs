@@ -20,6 +20,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Errors and disconnects of the Kubernetes watches, by kind.
     pub kube_watch_errors: IntCounterVec,
+    /// How long a rebuild of the routes from the cluster's objects takes.
+    pub kube_rebuild_duration: Histogram,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
     /// Each certificate's expiry, by source.
@@ -123,6 +125,14 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let kube_rebuild_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "sluice_kube_rebuild_seconds",
+                "Time to rebuild the routes from the cluster's objects (translation, certificates, the new table), off the serving threads.",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         let access_log_dropped = IntCounter::new(
             "sluice_access_log_dropped_total",
             "Access-log lines dropped because the writer fell behind.",
@@ -221,6 +231,7 @@ impl Metrics {
             Box::new(tls_handshake_errors.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(kube_watch_errors.clone()),
+            Box::new(kube_rebuild_duration.clone()),
             Box::new(duration.clone()),
             Box::new(upstream_endpoints.clone()),
             Box::new(connect_errors.clone()),
@@ -268,6 +279,7 @@ impl Metrics {
             connect_errors,
             config_reloads,
             kube_watch_errors,
+            kube_rebuild_duration,
             access_log_dropped,
             tls_certificate_expiry,
             tls_handshake_errors,

@@ -35,6 +35,15 @@ pub fn ingress(ns: &str, name: &str, class: &str, host: &str, svc: &str) -> Valu
                 "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]}})
 }
 
+/// A `kubernetes.io/tls` Secret holding `cert` and its `key` (PEM).
+pub fn tls_secret(ns: &str, name: &str, cert: &str, key: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"kind": "Secret", "type": "kubernetes.io/tls",
+           "metadata": {"name": name, "namespace": ns},
+           "data": {"tls.crt": b64(cert), "tls.key": b64(key)}})
+}
+
 /// One endpoint of a slice: a pod at `addr`.
 pub fn endpoint(addr: SocketAddr, pod: &str, ready: bool, terminating: bool) -> Value {
     json!({"addresses": [addr.ip().to_string()],

@@ -6,8 +6,11 @@ use std::process::Command;
 use std::sync::Once;
 
 /// The `sluice` binary, built once per test process so tests never run a
-/// stale one.
+/// stale one; `SLUICE_BIN` names another (the benches run a release build).
 pub fn sluice_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SLUICE_BIN") {
+        return PathBuf::from(bin);
+    }
     static BUILD: Once = Once::new();
     workspace_bin(&BUILD, "sluice", "sluice")
 }

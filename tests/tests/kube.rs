@@ -135,6 +135,86 @@ async fn scaling_under_load_loses_no_request() {
     assert!(ok > 0, "no request went through");
 }
 
+/// A change after a quiet spell reaches the traffic at once, without
+/// waiting out the debounce; a change that follows within the debounce of
+/// the last rebuild waits for it, so a rollout's burst of events costs one
+/// rebuild per debounce, not one per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_change_is_rebuilt_at_once_and_a_burst_waits_the_debounce() {
+    const DEBOUNCE: Duration = Duration::from_secs(8);
+    let api = KubeApi::start().await;
+    let (set, port) = pods(3, "web").await;
+    shop(&api, port, ready_eps(&set[..2], "web"));
+    let kc = api.kubeconfig().display().to_string();
+    let s = Sluice::serve(&["--kube", "--kubeconfig", &kc, "--kube-debounce", "8s"]).await;
+    routes(&s).await;
+    let rebuilds = || async {
+        s.metric("sluice_kube_rebuild_seconds_count")
+            .await
+            .expect("sluice_kube_rebuild_seconds_count")
+    };
+    let load = Load::start(&s, "shop.example.com", 2);
+    // The quiet spell: a debounce with no change.
+    tokio::time::sleep(DEBOUNCE + Duration::from_millis(500)).await;
+    let before = rebuilds().await;
+
+    // A third pod turns ready: rebuilt at once.
+    let first = Instant::now();
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        ready_eps(&set, "web"),
+    ));
+    all_serving(&set[2..], WAIT).await;
+    let took = first.elapsed();
+    assert!(
+        took < DEBOUNCE,
+        "the lone change reached traffic after {took:?}, as if it had waited out the {DEBOUNCE:?} debounce"
+    );
+    let after_first = rebuilds().await;
+    assert_eq!(after_first, before + 1.0, "one rebuild for one change");
+
+    // It goes away again right after: that waits for the debounce.
+    api.apply(slice(
+        "shop",
+        "web-abc",
+        "web",
+        port,
+        ready_eps(&set[..2], "web"),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        rebuilds().await,
+        after_first,
+        "a change within the debounce of the last rebuild was rebuilt at once"
+    );
+    wait_until("the deferred rebuild", WAIT, || async {
+        rebuilds().await > after_first
+    })
+    .await;
+    assert!(
+        first.elapsed() >= DEBOUNCE,
+        "the second change was rebuilt {:?} after the first, within the debounce",
+        first.elapsed()
+    );
+    settled_on(
+        &set[..2],
+        &set[2..],
+        "traffic to leave the pod that went away",
+    )
+    .await;
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
 /// A rolling update: new pods become ready, the old ones terminate (still
 /// serving), then leave the slice and stop. Not a request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -719,15 +799,6 @@ async fn tls_secrets_are_watched_by_type_and_missing_ones_reported() {
         "{selectors:?}"
     );
     assert!(!s.log().contains("aHVudGVyMg"), "secret data in the log");
-}
-
-/// A `kubernetes.io/tls` Secret holding `cert`.
-fn tls_secret(ns: &str, name: &str, cert: &str, key: &str) -> Value {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    json!({"kind": "Secret", "type": "kubernetes.io/tls",
-           "metadata": {"name": name, "namespace": ns},
-           "data": {"tls.crt": b64(cert), "tls.key": b64(key)}})
 }
 
 /// An Ingress's `spec.tls` Secret serves its host by SNI; plain HTTP to

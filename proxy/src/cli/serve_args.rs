@@ -164,7 +164,9 @@ pub struct KubeArgs {
     /// one; ingress-nginx's --default-ssl-certificate).
     #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
     pub default_tls_secret: Option<String>,
-    /// How long to gather cluster events before rebuilding the routes.
+    /// The least time between two rebuilds of the routes: a change after a
+    /// quiet spell is rebuilt at once; changes within this time of the last
+    /// rebuild are gathered into the next one.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, requires = "kube")]
     pub kube_debounce: std::time::Duration,
     /// Honour ingress-nginx's ssl-passthrough annotation: TLS connections

@@ -3,8 +3,9 @@
 //!
 //! One watcher per kind feeds a reflector store (managed fields stripped,
 //! to keep the stores small). Events only say *that* something changed:
-//! after a short debounce, the routes are rebuilt from the stores' whole
-//! contents, never from single events. A relist after a 410 Gone or a
+//! the routes are rebuilt from the stores' whole contents, never from
+//! single events — at once after a quiet spell, at most once per debounce
+//! while changes keep coming. A relist after a 410 Gone or a
 //! reconnect swaps a store's contents in one step, so a rebuild never sees
 //! a half-empty store and the table never empties. While the API server
 //! is away, the last table keeps serving; watch errors are counted in
@@ -43,7 +44,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Which Ingresses are ours, and what their routes start from.
     pub settings: TranslateSettings,
-    /// How long to gather events before rebuilding.
+    /// The least time between the starts of two rebuilds: changes within
+    /// it of the last one are gathered into the next.
     pub debounce: Duration,
     /// Write the published Service's address into Ingress status.
     pub status: Option<status::StatusOptions>,
@@ -298,6 +300,7 @@ async fn rebuild_loop(r: Rebuild) {
         let named_stores = named.stores();
         let secret_certs = secret_certs.clone();
         let default_secret = opts.default_tls_secret.clone();
+        let started = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             let mut weight_problems = Vec::new();
             let pod_weights = pod_store
@@ -355,6 +358,9 @@ async fn rebuild_loop(r: Rebuild) {
             )
         })
         .await;
+        metrics
+            .kube_rebuild_duration
+            .observe(started.elapsed().as_secs_f64());
         match built {
             Ok((generation, shape, problems, served, events, wanted)) => {
                 // A Secret named for the first time: its watch wakes this
@@ -389,8 +395,15 @@ async fn rebuild_loop(r: Rebuild) {
             }
         }
         changed.notified().await;
-        // Gather the burst a rollout or a scale makes into one rebuild.
-        tokio::time::sleep(opts.debounce).await;
+        // A change after a quiet spell is rebuilt at once: a pod that turns
+        // ready or goes away reaches the traffic in the time of a rebuild,
+        // not of a debounce. Changes that follow within the debounce of
+        // the last rebuild (a rollout's burst) are gathered into the next
+        // one, so a busy cluster costs at most one rebuild per debounce.
+        let since = started.elapsed();
+        if since < opts.debounce {
+            tokio::time::sleep(opts.debounce - since).await;
+        }
     }
 }
 
