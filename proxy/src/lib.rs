@@ -16,8 +16,8 @@
 //! Modules import downward only, never back up, so that each can be read
 //! and changed knowing only what is below it. From the bottom:
 //!
-//! 1. Leaves that import nothing of the crate: [`balance`],
-//!    [`client_body`], [`access_log`], [`memory`], [`forwarded`],
+//! 1. Leaves that import nothing of the crate: [`background`] (the
+//!    config thread), [`balance`], [`client_body`], [`access_log`], [`memory`], [`forwarded`],
 //!    [`policy`] (the proxying rules), [`tasks`], [`logfmt`], [`build`];
 //!    [`proxy_protocol`] on `forwarded`, and [`metrics`] on `build`.
 //! 2. [`spec`]: the shared vocabulary as plain data (routes, upstreams,
@@ -45,6 +45,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod background;
 pub mod balance;
 pub mod client_body;
 pub mod config;

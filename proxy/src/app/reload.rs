@@ -3,8 +3,9 @@
 //! DNS names every `dns_refresh`.
 //!
 //! What costs CPU or reads files (parsing certificates, rebuilding the
-//! snapshot) runs on the blocking pool ([`blocking`]), never on the runtime
-//! threads that serve requests.
+//! snapshot) runs on the config thread ([`blocking`], [`crate::background`]),
+//! never on the runtime threads that serve requests, and at a priority that
+//! yields to them.
 
 use std::sync::Arc;
 
@@ -17,12 +18,13 @@ use crate::tls::{Binding, CertBytes, CertFileError, CertFiles};
 
 use super::ConfigFile;
 
-/// Runs `work` on the blocking pool and waits for it. A panic in it is
-/// the caller's panic, as if it had run here.
+/// Runs `work` on the config thread, which yields to traffic
+/// ([`crate::background`]), and waits for it. A panic in it is the
+/// caller's panic, as if it had run here.
 pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
+    match crate::background::run(work).await {
         Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -156,7 +158,7 @@ pub(super) async fn reload_loop(
                     unreadable = false;
                     if forced || last.as_deref() != Some(&bytes[..]) {
                         last = Some(bytes.clone());
-                        // Parsed and checked on the blocking pool: a large
+                        // Parsed and checked on the config thread: a large
                         // file costs milliseconds.
                         let parsed_file = {
                             let path = path.clone();
@@ -257,14 +259,14 @@ pub(super) async fn reload_loop(
     }
 }
 
-/// [`read_certs`] on the blocking pool.
+/// [`read_certs`] on the config thread.
 async fn read_certs_off(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, CertFileError> {
     let tls = tls.clone();
     blocking(move || read_certs(&tls)).await
 }
 
 /// The certificates parsed and the file's source made ([`file_source`]),
-/// on the blocking pool; the bytes come back with it.
+/// on the config thread; the bytes come back with it.
 async fn load(
     config: &Config,
     certs: Result<Vec<CertBytes>, CertFileError>,
@@ -273,7 +275,7 @@ async fn load(
     blocking(move || certs.and_then(|c| file_source(&config, &c).map(|s| (s, c)))).await
 }
 
-/// The new source swapped in: the snapshot rebuilt on the blocking pool.
+/// The new source swapped in: the snapshot rebuilt on the config thread.
 /// Returns its generation.
 async fn publish(sources: &Arc<Sources>, source: FileSource) -> u64 {
     let sources = sources.clone();

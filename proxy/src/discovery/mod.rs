@@ -1,8 +1,8 @@
 //! Kubernetes discovery: Ingresses, IngressClasses, Services and
 //! EndpointSlices drive the routing table.
 //!
-//! One watcher per kind feeds a reflector store (managed fields stripped,
-//! to keep the stores small). Events only say *that* something changed:
+//! One watcher per kind feeds a reflector store (what discovery never
+//! reads is dropped as it arrives, see `slim`, to keep the stores small). Events only say *that* something changed:
 //! the routes are rebuilt from the stores' whole contents, never from
 //! single events — at once after a quiet spell, at most once per debounce
 //! while changes keep coming. A relist after a 410 Gone or a
@@ -15,6 +15,7 @@ pub mod annotations;
 pub mod certs;
 pub mod configmap;
 mod named_secrets;
+mod slim;
 pub mod status;
 pub mod translate;
 
@@ -273,8 +274,9 @@ async fn rebuild_loop(r: Rebuild) {
     let mut last_problems = std::collections::HashSet::new();
     let mut last_shape = (usize::MAX, usize::MAX);
     loop {
-        // Off the serving threads: a large cluster's rebuild takes
-        // milliseconds, which a request must never wait behind.
+        // Off the serving threads, on the config thread that yields to
+        // them: a large cluster's rebuild takes milliseconds, which a
+        // request must never wait behind.
         // Pod weights cost a watch of every pod's metadata: started only
         // once some Service asks for them.
         if pods.is_none()
@@ -301,7 +303,7 @@ async fn rebuild_loop(r: Rebuild) {
         let secret_certs = secret_certs.clone();
         let default_secret = opts.default_tls_secret.clone();
         let started = std::time::Instant::now();
-        let built = tokio::task::spawn_blocking(move || {
+        let built = crate::background::run(move || {
             let mut weight_problems = Vec::new();
             let pod_weights = pod_store
                 .map(|p| {
@@ -477,13 +479,20 @@ fn watch_kind<K>(
     tasks: &Tasks,
 ) -> Store<K>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource
+        + slim::Slim
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .backoff(WatchBackoff::default())
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(slim::Slim::slim)
         .reflect(writer);
     drive(stream, kind, changed, metrics, tasks);
     reader

@@ -14,8 +14,10 @@
 //! The peer runs on CPU 1 with one worker; this process (client, backends,
 //! API server) on CPU 0. Reported per peer: requests failed, WebSockets
 //! dropped (an echo not back within 5 s, or the connection closed), p99
-//! before the churn and during it, CPU per change (the CPU during the
-//! churn past the rate before it), and memory (PSS of the process tree).
+//! before the churn and during it, CPU per change (first ten changes with
+//! no traffic, the CPU past the idle rate; then under load, the CPU during
+//! the churn past the rate before it, a noisier figure), and memory (PSS
+//! of the process tree).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -294,6 +296,7 @@ struct Row {
     ws_dropped: usize,
     p99: [Duration; 2],
     cpu_per_change: f64,
+    quiet_cpu_per_change: f64,
     cpu_before: f64,
     pss: [f64; 2],
     processes: usize,
@@ -329,7 +332,35 @@ pub async fn run(o: Options) {
     report(&rows, &o);
 }
 
+/// Changes made with no traffic, to time what a change alone costs.
+const QUIET_CHANGES: usize = 10;
+
+/// Applies change `k` to `peer`.
+fn change(peer: &Peer, routes: &mut Routes, k: usize) {
+    let i = changed_host(k, routes.hosts);
+    routes.extra.insert(i, k);
+    peer.change(routes, i);
+}
+
+/// CPU seconds per change with no traffic: the rate before subtracted.
+async fn quiet_cpu_per_change(peer: &Peer, routes: &mut Routes) -> f64 {
+    let pid = peer.pid();
+    let (c0, t0) = (procs::cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (c1, t1) = (procs::cpu_seconds(pid), Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for k in 0..QUIET_CHANGES {
+        tick.tick().await;
+        change(peer, routes, k);
+    }
+    tick.tick().await;
+    let (c2, t2) = (procs::cpu_seconds(pid), Instant::now());
+    let idle = (c1 - c0) / (t1 - t0).as_secs_f64();
+    ((c2 - c1) - idle * (t2 - t1).as_secs_f64()) / QUIET_CHANGES as f64
+}
+
 async fn measure(name: &str, peer: &Peer, routes: &mut Routes, o: &Options) -> Row {
+    let quiet = quiet_cpu_per_change(peer, routes).await;
     let seen = Arc::new(Seen::default());
     let stop = Arc::new(AtomicBool::new(false));
     let addr = peer.addr();
@@ -367,11 +398,9 @@ async fn measure(name: &str, peer: &Peer, routes: &mut Routes, o: &Options) -> R
     let t1 = Instant::now();
     seen.phase.store(2, Ordering::Relaxed);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    for k in 0..o.changes {
+    for k in QUIET_CHANGES..QUIET_CHANGES + o.changes {
         tick.tick().await;
-        let i = changed_host(k, o.hosts);
-        routes.extra.insert(i, k);
-        peer.change(routes, i);
+        change(peer, routes, k);
     }
     tick.tick().await;
     let c2 = procs::cpu_seconds(pid);
@@ -402,6 +431,7 @@ async fn measure(name: &str, peer: &Peer, routes: &mut Routes, o: &Options) -> R
         ws_dropped: seen.ws_dropped.load(Ordering::Relaxed),
         p99: [p0, p1],
         cpu_per_change: extra / o.changes.max(1) as f64,
+        quiet_cpu_per_change: quiet,
         cpu_before: before_rate,
         pss: [0, 1].map(|i| seen.phases[i].peak_pss.load(Ordering::Relaxed) as f64 / 1024.0),
         processes,
@@ -481,12 +511,12 @@ fn report(rows: &[Row], o: &Options) {
     );
     println!();
     println!(
-        "| peer | requests (before / during) | failed | WebSockets dropped | p99 before | p99 during | during ÷ before | CPU per change | CPU before (cores) | memory before → peak | processes at the end |"
+        "| peer | requests (before / during) | failed | WebSockets dropped | p99 before | p99 during | during ÷ before | CPU per change, no traffic | CPU per change, under load | CPU before (cores) | memory before → peak | processes at the end |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} / {} | {} / {} | {} of {} | {} | {} | ×{:.2} | {:.1} ms | {:.2} | {:.1} → {:.1} MiB | {} |",
+            "| {} | {} / {} | {} / {} | {} of {} | {} | {} | ×{:.2} | {:.1} ms | {:.1} ms | {:.2} | {:.1} → {:.1} MiB | {} |",
             r.peer,
             r.requests[0],
             r.requests[1],
@@ -497,6 +527,7 @@ fn report(rows: &[Row], o: &Options) {
             ms(r.p99[0]),
             ms(r.p99[1]),
             r.p99[1].as_secs_f64() / r.p99[0].as_secs_f64().max(1e-9),
+            r.quiet_cpu_per_change * 1e3,
             r.cpu_per_change * 1e3,
             r.cpu_before,
             r.pss[0],

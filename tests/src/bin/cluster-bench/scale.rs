@@ -14,26 +14,42 @@ use crate::watching;
 /// `n` Services in namespace `bench`, each with one slice of `eps`
 /// endpoints (127.a.b.c, never sent to) and one Ingress for host
 /// `hI.bench.test`; the first `certs` Ingresses serve TLS from a Secret of
-/// their own.
+/// their own. The objects carry what a real API server's do (a Service's
+/// IP families and policies, an endpoint's node, zone and pod uid, owner
+/// references, `kubectl apply`'s annotation), so that what the proxy keeps
+/// of them is measured, not what a test's minimal objects hold.
 fn populate(api: &KubeApi, n: usize, eps: usize, certs: usize) {
     api.apply(ingress_class());
     let ca = tls::Ca::new();
     for i in 0..n {
         let svc = format!("svc-{i}");
         let host = format!("h{i}.bench.test");
-        api.apply(service("bench", &svc));
+        api.apply(real_service(&svc, i));
         let endpoints = (0..eps)
             .map(|j| {
                 let ip = Ipv4Addr::new(127, 1 + j as u8, (i / 256) as u8, (i % 256) as u8);
-                endpoint(
+                let mut e = endpoint(
                     SocketAddr::from((ip, 8080)),
-                    &format!("{svc}-{j}"),
+                    &format!("{svc}-7d9f8c6b5-{j:05}"),
                     true,
                     false,
-                )
+                );
+                e["nodeName"] = json!(format!("pool-a-node-{}", j % 3));
+                e["zone"] = json!(format!("nyc1-{}", j % 3));
+                e["targetRef"]["namespace"] = json!("bench");
+                e["targetRef"]["uid"] = json!(format!("0a1b2c3d-{i:04}-{j:04}-8e9f-0123456789ab"));
+                e
             })
             .collect();
-        api.apply(slice("bench", &format!("{svc}-a"), &svc, 8080, endpoints));
+        let mut sl = slice("bench", &format!("{svc}-x7k2p"), &svc, 8080, endpoints);
+        sl["metadata"]["generateName"] = json!(format!("{svc}-"));
+        sl["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] =
+            json!("endpointslice-controller.k8s.io");
+        sl["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Service",
+            "name": svc, "uid": format!("uid-Service-{svc}"), "controller": true, "blockOwnerDeletion": true}]);
+        sl["metadata"]["annotations"] =
+            json!({"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-01T10:00:00Z"});
+        api.apply(sl);
         let mut ing = ingress("bench", &svc, "sluice", &host, &svc);
         if i < certs {
             let cert = ca.issue(&[&host]);
@@ -41,8 +57,25 @@ fn populate(api: &KubeApi, n: usize, eps: usize, certs: usize) {
             api.apply(tls_secret("bench", &secret, &cert.cert, &cert.key));
             ing["spec"]["tls"] = json!([{"hosts": [host], "secretName": secret}]);
         }
+        let applied = ing.to_string();
+        ing["metadata"]["annotations"] =
+            json!({"kubectl.kubernetes.io/last-applied-configuration": applied});
+        ing["metadata"]["generation"] = json!(1);
         api.apply(ing);
     }
+}
+
+/// A Service as the API server returns it after `kubectl expose`.
+fn real_service(name: &str, i: usize) -> serde_json::Value {
+    let ip = format!("10.96.{}.{}", i / 256, i % 256);
+    json!({"kind": "Service", "metadata": {"name": name, "namespace": "bench",
+            "labels": {"app": name}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
+            "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster", "sessionAffinity": "None",
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]},
+        "status": {"loadBalancer": {}}})
 }
 
 /// Waits until the last rebuild logged serves `n` Ingresses.
@@ -122,7 +155,13 @@ pub async fn scale(points: &[usize], eps: usize) {
             let svc = format!("svc-{}", k * n / 10);
             let ip = Ipv4Addr::new(127, 200, 0, k as u8 + 1);
             let endpoints = vec![endpoint(SocketAddr::from((ip, 8080)), "moved", true, false)];
-            api.apply(slice("bench", &format!("{svc}-a"), &svc, 8080, endpoints));
+            api.apply(slice(
+                "bench",
+                &format!("{svc}-x7k2p"),
+                &svc,
+                8080,
+                endpoints,
+            ));
             let want = count0 + k as f64 + 1.0;
             wait_until("the rebuild", Duration::from_secs(120), || async {
                 rebuilds(&s).await.1 >= want
