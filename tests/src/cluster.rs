@@ -159,6 +159,20 @@ impl Load {
         }
     }
 
+    /// Stops, fails the test if any request failed (naming the first
+    /// few), and returns how many were answered.
+    pub async fn finish_none_failed(self) -> usize {
+        let (ok, failed) = self.finish().await;
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed: {:?}",
+            failed.len(),
+            ok + failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        ok
+    }
+
     pub async fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
