@@ -144,7 +144,7 @@ pub async fn run(
             reload_loop(
                 Watched {
                     file: config_file,
-                    running: config.clone(),
+                    running: Arc::new(config.clone()),
                     certs,
                     overrides,
                 },

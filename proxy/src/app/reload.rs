@@ -87,10 +87,17 @@ fn now_unix() -> i64 {
 /// republishes when an address changed. A name that fails keeps its last
 /// addresses, with a warning.
 pub(super) async fn refresh_names(sources: Arc<Sources>) {
+    // The sources' lock is held through every rebuild (half a second at
+    // 10,000 Ingresses): taken on the config thread, never on this one,
+    // which serves requests.
+    let read_names = || {
+        let s = sources.clone();
+        blocking(move || s.names())
+    };
     loop {
-        let (_, _, every) = sources.names();
+        let (_, _, every) = read_names().await;
         tokio::time::sleep(every).await;
-        let (names, now, _) = sources.names();
+        let (names, now, _) = read_names().await;
         if names.is_empty() {
             continue;
         }
@@ -113,11 +120,16 @@ pub(super) struct Watched {
     /// Applied to each config parsed from the file.
     pub(super) overrides: Overrides,
     /// The config in force: the file's last good one, or the command
-    /// line's.
-    pub(super) running: Config,
+    /// line's. Shared with the config thread rather than copied for it: a
+    /// thousand routes cost a millisecond to clone or free, which the
+    /// serving thread this loop runs on must not spend.
+    pub(super) running: Arc<Config>,
     /// The bytes of the running config's certificate files.
     pub(super) certs: Vec<CertBytes>,
 }
+
+/// The certificate files' bytes, or why they could not be read.
+type CertsRead = Result<Vec<CertBytes>, CertFileError>;
 
 /// Reloads the file when its bytes change (checked every
 /// `reload_interval`) or on SIGHUP, and the certificates when theirs do.
@@ -142,7 +154,7 @@ pub(super) async fn reload_loop(
     // The newest config parsed from the file but not in force (its
     // certificates were refused), and the certificate bytes (or read
     // error) it was last tried with.
-    let mut pending: Option<(Config, Result<Vec<CertBytes>, CertFileError>)> = None;
+    let mut pending: Option<(Arc<Config>, CertsRead)> = None;
     // The running config's certificate bytes (or read error) last tried,
     // so that a refused certificate is reported once, not at every tick.
     let mut last_certs: Result<Vec<CertBytes>, CertFileError> = Ok(w.certs.clone());
@@ -177,7 +189,10 @@ pub(super) async fn reload_loop(
                                 );
                                 let (resolved, failed) = crate::resolve::resolve(&names).await;
                                 if failed.is_empty() {
-                                    sources.add_resolved(resolved);
+                                    // On the config thread: the lock may
+                                    // be held by a rebuild from the cluster.
+                                    let s = sources.clone();
+                                    blocking(move || s.add_resolved(resolved)).await;
                                     parsed = Some(new);
                                 } else {
                                     pending = None;
@@ -211,7 +226,7 @@ pub(super) async fn reload_loop(
         }
         // A new or waiting config, when it or its certificates changed.
         let candidate = match (parsed, pending.take()) {
-            (Some(new), _) => Some((new, None)),
+            (Some(new), _) => Some((Arc::new(new), None)),
             (None, Some((waiting, tried))) => Some((waiting, Some(tried))),
             (None, None) => None,
         };
@@ -225,7 +240,9 @@ pub(super) async fn reload_loop(
                         announce(&new, &w, generation);
                         w.certs = c.clone();
                         last_certs = Ok(c);
-                        w.running = new;
+                        let old = std::mem::replace(&mut w.running, new);
+                        // Freed on the config thread, not here.
+                        tokio::spawn(crate::background::run(move || drop(old)));
                         continue;
                     }
                     Err(e) => {
@@ -268,7 +285,7 @@ async fn read_certs_off(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, CertF
 /// The certificates parsed and the file's source made ([`file_source`]),
 /// on the config thread; the bytes come back with it.
 async fn load(
-    config: &Config,
+    config: &Arc<Config>,
     certs: Result<Vec<CertBytes>, CertFileError>,
 ) -> Result<(FileSource, Vec<CertBytes>), CertFileError> {
     let config = config.clone();

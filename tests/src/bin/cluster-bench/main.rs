@@ -8,7 +8,7 @@
 //! cluster-bench memory [--services 1000] [--endpoints 10] [--certs 1000]
 //! cluster-bench scale [--points 1000,2000,5000,10000] [--endpoints 10]
 //! cluster-bench churn [--hosts 1000] [--rate 5000] [--websockets 200]
-//!                     [--changes 60] [--before 15] [--peers "kube file nginx"]
+//!                     [--changes 60] [--before 60] [--peers "kube file nginx"]
 //! ```
 //!
 //! - **endpoints** (`endpoints.rs`): the delay from an EndpointSlice change
@@ -109,7 +109,7 @@ async fn main() {
                 rate: args.num("--rate", 5000),
                 websockets: args.num("--websockets", 200),
                 changes: args.num("--changes", 60),
-                before: Duration::from_secs(args.num("--before", 15) as u64),
+                before: Duration::from_secs(args.num("--before", 60) as u64),
                 peers: args
                     .text("--peers", "kube file nginx")
                     .split_whitespace()
