@@ -2,7 +2,7 @@
 //!
 //! Off the request path's critical section: a request hands its entry to a
 //! channel (no lock, no I/O) and a thread of its own formats and writes.
-//! At most [`QUEUE`] entries wait: when the thread falls behind, entries
+//! At most 8,192 entries wait: when the thread falls behind, entries
 //! are dropped and counted in `sluice_access_log_dropped_total`, rather
 //! than slowing traffic. The channel grows in small blocks as entries
 //! wait and gives them back as they are written, so an idle proxy holds no
