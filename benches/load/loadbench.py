@@ -400,7 +400,7 @@ def h2load(url, rate, dur, run_dir):
         # --rate opens that many connections each --rate-period; each makes
         # -n / -c requests, then closes.
         cmd += ["-c", str(total), "-n", str(total * per), "-m", str(min(per, 100)),
-                "--rate", str(max(1, conns_per_s // 10)), "--rate-period", "0.1"]
+                "--rate", str(max(1, conns_per_s // 10)), "--rate-period", "100ms"]
     else:
         cmd += ["-c", str(H2["conns"]), "-m", "100", "-D", str(dur)]
         if rate:

@@ -134,12 +134,12 @@ async fn scaling_under_load_loses_no_request() {
 /// rebuild per debounce, not one per event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_change_is_rebuilt_at_once_and_a_burst_waits_the_debounce() {
-    const DEBOUNCE: Duration = Duration::from_secs(8);
+    const DEBOUNCE: Duration = Duration::from_secs(5);
     let api = KubeApi::start().await;
     let (set, port) = pods(3, "web").await;
     shop(&api, port, ready_eps(&set[..2], "web"));
     let kc = api.kubeconfig().display().to_string();
-    let s = Sluice::serve(&["--kube", "--kubeconfig", &kc, "--kube-debounce", "8s"]).await;
+    let s = Sluice::serve(&["--kube", "--kubeconfig", &kc, "--kube-debounce", "5s"]).await;
     routes(&s).await;
     let rebuilds = || async {
         s.metric("sluice_kube_rebuild_seconds_count")
