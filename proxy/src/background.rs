@@ -17,7 +17,7 @@
 //! made them do anyway.
 
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// How much lower than the serving threads: nice 10 weighs about a tenth of
 /// nice 0 in Linux's scheduler.
@@ -47,14 +47,14 @@ pub async fn run<T: Send + 'static>(
     });
     // The thread never ends while the process runs: a send cannot fail,
     // and a dropped answer means the job did not finish.
-    let _ = queue.lock().unwrap_or_else(|e| e.into_inner()).send(job);
+    let _ = queue.send(job);
     rx.await.unwrap_or(Err(Panicked))
 }
 
 /// The config thread's queue, started on first use; `None` when the
 /// thread could not be started.
-fn queue() -> Option<&'static Mutex<Sender<Job>>> {
-    static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+fn queue() -> Option<&'static Sender<Job>> {
+    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
             let (tx, rx) = channel::<Job>();
@@ -67,7 +67,7 @@ fn queue() -> Option<&'static Mutex<Sender<Job>>> {
                     }
                 });
             match started {
-                Ok(_) => Some(Mutex::new(tx)),
+                Ok(_) => Some(tx),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start the config thread; config work runs on the blocking pool");
                     None
@@ -106,7 +106,7 @@ mod tests {
         assert!(first.1 >= NICE, "nice {} on the config thread", first.1);
         // The serving thread keeps its own.
         assert!(nice() < NICE);
-        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let jobs: Vec<_> = (0..5)
             .map(|i| {
                 let order = order.clone();

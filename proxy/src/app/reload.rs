@@ -157,7 +157,7 @@ pub(super) async fn reload_loop(
     let mut pending: Option<(Arc<Config>, CertsRead)> = None;
     // The running config's certificate bytes (or read error) last tried,
     // so that a refused certificate is reported once, not at every tick.
-    let mut last_certs: Result<Vec<CertBytes>, CertFileError> = Ok(w.certs.clone());
+    let mut last_certs: CertsRead = Ok(w.certs.clone());
     loop {
         let forced = tokio::select! {
             _ = tokio::time::sleep(w.running.reload_interval) => false,
@@ -277,7 +277,7 @@ pub(super) async fn reload_loop(
 }
 
 /// [`read_certs`] on the config thread.
-async fn read_certs_off(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, CertFileError> {
+async fn read_certs_off(tls: &config::TlsConfig) -> CertsRead {
     let tls = tls.clone();
     blocking(move || read_certs(&tls)).await
 }
@@ -286,7 +286,7 @@ async fn read_certs_off(tls: &config::TlsConfig) -> Result<Vec<CertBytes>, CertF
 /// on the config thread; the bytes come back with it.
 async fn load(
     config: &Arc<Config>,
-    certs: Result<Vec<CertBytes>, CertFileError>,
+    certs: CertsRead,
 ) -> Result<(FileSource, Vec<CertBytes>), CertFileError> {
     let config = config.clone();
     blocking(move || certs.and_then(|c| file_source(&config, &c).map(|s| (s, c)))).await

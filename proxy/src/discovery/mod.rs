@@ -2,11 +2,11 @@
 //! EndpointSlices drive the routing table.
 //!
 //! One watcher per kind feeds a reflector store (what discovery never
-//! reads is dropped as it arrives, see `slim`, to keep the stores small). Events only say *that* something changed:
-//! the routes are rebuilt from the stores' whole contents, never from
-//! single events — at once after a quiet spell, at most once per debounce
-//! while changes keep coming. A relist after a 410 Gone or a
-//! reconnect swaps a store's contents in one step, so a rebuild never sees
+//! reads is dropped as it arrives, see `slim`, to keep the stores small).
+//! Events only say *that* something changed: the routes are rebuilt from
+//! the stores' whole contents, never from single events — at once after a
+//! quiet spell, at most once per debounce while changes keep coming. A
+//! relist after a 410 Gone or a reconnect swaps a store's contents in one step, so a rebuild never sees
 //! a half-empty store and the table never empties. While the API server
 //! is away, the last table keeps serving; watch errors are counted in
 //! `sluice_kube_watch_errors_total` and retried with back-off.
@@ -28,7 +28,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
@@ -558,7 +558,7 @@ fn watch_pod_metadata(
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(|o: &mut PodMeta| o.managed_fields_mut().clear())
+        .modify(slim::Slim::slim)
         .reflect(writer);
     drive(stream, "pod", changed, metrics, tasks);
     reader

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tokio::sync::Notify;
 
 use super::{drive, WatchBackoff};
@@ -57,11 +57,7 @@ impl NamedSecrets {
                 watcher::Config::default().fields(&format!("metadata.name={name}")),
             )
             .backoff(WatchBackoff::default())
-            .modify(|s: &mut Secret| {
-                s.managed_fields_mut().clear();
-                s.string_data = None;
-                s.annotations_mut().clear();
-            })
+            .modify(super::slim::Slim::slim)
             .reflect(writer);
             let task = drive(stream, "secret", changed, metrics, tasks);
             self.watches

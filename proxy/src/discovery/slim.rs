@@ -6,10 +6,11 @@
 //! and every watched object of the cluster stays in memory for as long as
 //! the proxy runs, so what is not read is dropped as it arrives.
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
 
 /// The annotation `kubectl apply` keeps its last input in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -42,10 +43,20 @@ impl Slim for IngressClass {
     }
 }
 
+/// A Secret's data is what is read; no annotation of one configures
+/// anything.
 impl Slim for Secret {
     fn slim(&mut self) {
         meta(&mut self.metadata);
+        self.metadata.annotations = None;
         self.string_data = None;
+    }
+}
+
+/// A pod's annotations give its weight (`sluice.dev/weight`).
+impl Slim for PartialObjectMeta<Pod> {
+    fn slim(&mut self) {
+        meta(&mut self.metadata);
     }
 }
 
