@@ -45,16 +45,18 @@ fn cluster(services: usize, pods_per_service: usize) -> ClusterState {
                        "targetRef": {"kind": "Pod", "name": format!("{name}-{p}"), "namespace": "bench"}})
             })
             .collect();
-        state.slices.push(Arc::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": format!("{name}-abc"), "namespace": "bench",
-                             "labels": {"kubernetes.io/service-name": name}},
-                "addressType": "IPv4",
-                "ports": [{"name": "http", "port": 8080}],
-                "endpoints": endpoints
-            }))
-            .unwrap(),
-        ));
+        state
+            .slices
+            .push(Arc::new(sluice::discovery::slice::Slice::from(
+                serde_json::from_value::<k8s_openapi::api::discovery::v1::EndpointSlice>(json!({
+                    "metadata": {"name": format!("{name}-abc"), "namespace": "bench",
+                                 "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4",
+                    "ports": [{"name": "http", "port": 8080}],
+                    "endpoints": endpoints
+                }))
+                .unwrap(),
+            )));
     }
     state
 }

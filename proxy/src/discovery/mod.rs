@@ -15,6 +15,7 @@ pub mod annotations;
 pub mod certs;
 pub mod configmap;
 mod named_secrets;
+pub mod slice;
 mod slim;
 pub mod status;
 pub mod translate;
@@ -22,7 +23,7 @@ pub mod translate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -133,7 +134,7 @@ pub fn start(
         &metrics,
         tasks,
     );
-    let slices = watch_kind::<EndpointSlice>(
+    let slices = watch_as::<EndpointSlice, slice::Slice>(
         namespaced(&client, ns),
         watcher::Config::default(),
         "endpointslice",
@@ -212,7 +213,7 @@ struct Stores {
     ingresses: Store<Ingress>,
     classes: Store<IngressClass>,
     services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    slices: Store<slice::Slice>,
     secrets: Store<k8s_openapi::api::core::v1::Secret>,
 }
 
@@ -494,6 +495,38 @@ where
         .backoff(WatchBackoff::default())
         .modify(slim::Slim::slim)
         .reflect(writer);
+    drive(stream, kind, changed, metrics, tasks);
+    reader
+}
+
+/// Watches a kind into a store of `T`, a type of our own each object is
+/// converted to as it arrives (the API's object is dropped at once).
+fn watch_as<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: &'static str,
+    changed: &Arc<Notify>,
+    metrics: &Arc<Metrics>,
+    tasks: &Tasks,
+) -> Store<T>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    T: From<K> + reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let converted = watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .map_ok(|event| match event {
+            watcher::Event::Apply(k) => watcher::Event::Apply(T::from(k)),
+            watcher::Event::Delete(k) => watcher::Event::Delete(T::from(k)),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitApply(k) => watcher::Event::InitApply(T::from(k)),
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        });
+    // `reflector` asks only `Lookup` of what it stores (`.reflect` asks a
+    // whole `Resource`).
+    let stream = reflector::reflector(writer, converted);
     drive(stream, kind, changed, metrics, tasks);
     reader
 }

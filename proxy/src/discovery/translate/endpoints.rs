@@ -4,32 +4,25 @@
 //! a key that stays the pod's across unrelated changes.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 
-use super::value_of;
+use crate::discovery::slice::{Family, Slice};
 use crate::spec::EndpointSpec;
 
-/// The label an EndpointSlice names its Service with.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
 /// The EndpointSlices of each Service, by `(namespace, service)`.
-pub(super) struct SlicesByService<'a>(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>);
+pub(super) struct SlicesByService<'a>(HashMap<(&'a str, &'a str), Vec<&'a Slice>>);
 
 impl<'a> SlicesByService<'a> {
     /// Groups the slices by the Service their label names; a slice without
     /// a namespace or that label is left out.
-    pub(super) fn index(slices: &'a [Arc<EndpointSlice>]) -> Self {
-        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    pub(super) fn index(slices: &'a [Arc<Slice>]) -> Self {
+        let mut by_service: HashMap<(&str, &str), Vec<&Slice>> = HashMap::new();
         for s in slices {
-            let (Some(ns), Some(svc)) = (
-                s.metadata.namespace.as_deref(),
-                value_of(&s.metadata.labels, SERVICE_NAME_LABEL),
-            ) else {
+            let (Some(ns), Some(svc)) = (s.namespace.as_deref(), s.service.as_deref()) else {
                 continue;
             };
             by_service.entry((ns, svc)).or_default().push(s);
@@ -81,62 +74,52 @@ impl<'a> SlicesByService<'a> {
             .as_ref()
             .and_then(|s| s.ip_families.as_ref())
             .and_then(|f| f.first())
-            .map_or("IPv4", String::as_str);
+            .map_or(Family::V4, |f| Family::named(f));
         let mut ready = Vec::new();
         let mut terminating = Vec::new();
         let mut seen = HashSet::new();
         for slice in self.0.get(&(ns, svc_name)).into_iter().flatten() {
-            if slice.address_type != family {
+            if slice.family != family || family == Family::Other {
                 continue;
             }
-            let Some(number) = slice.ports.iter().flatten().find_map(|p| {
-                (p.name.as_deref().unwrap_or("") == port_name)
-                    .then_some(p.port)
-                    .flatten()
-            }) else {
+            let Some(number) = slice
+                .ports
+                .iter()
+                .find_map(|p| (*p.name == *port_name).then_some(p.number).flatten())
+            else {
                 continue;
             };
             let Ok(number) = u16::try_from(number) else {
                 continue;
             };
             for e in &slice.endpoints {
-                let Some(ip) = e.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+                let Some(ip) = e.ip else {
                     continue;
                 };
-                let c = e.conditions.as_ref();
-                // An unset condition means true (the API's own rule).
-                let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
-                let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
-                let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
                 let addr = SocketAddr::new(ip, number);
                 // A pod keeps its key across unrelated changes, so ip-hash
                 // keeps its clients on it.
-                let key: Arc<str> = match &e.target_ref {
-                    Some(r) if r.kind.as_deref() == Some("Pod") && r.name.is_some() => format!(
-                        "{}/{}:{number}",
-                        r.namespace.as_deref().unwrap_or(ns),
-                        r.name.as_deref().unwrap_or("")
-                    )
-                    .into(),
-                    _ => addr.to_string().into(),
+                let key: Arc<str> = match &e.pod {
+                    Some(pod) => format!("{}/{}:{number}", pod.namespace(ns), pod.name).into(),
+                    None => addr.to_string().into(),
                 };
                 if !seen.insert(key.clone()) {
                     continue;
                 }
-                let weight = match (weights, &e.target_ref) {
-                    (Some(w), Some(r)) if r.kind.as_deref() == Some("Pod") => w
-                        .get(&(
-                            r.namespace.clone().unwrap_or_else(|| ns.to_owned()),
-                            r.name.clone().unwrap_or_default(),
-                        ))
+                let weight = match (weights, &e.pod) {
+                    (Some(w), Some(pod)) => w
+                        // A lookup by borrowed parts would need a key type
+                        // of its own; this runs once per endpoint per
+                        // rebuild, and only for Services with pod weights.
+                        .get(&(pod.namespace(ns).to_owned(), pod.name.to_string()))
                         .copied()
                         .unwrap_or(1),
                     _ => 1,
                 };
                 let spec = EndpointSpec { addr, weight, key };
-                if is_ready && !is_terminating {
+                if e.ready && !e.terminating {
                     ready.push(spec);
-                } else if serving && is_terminating {
+                } else if e.serving && e.terminating {
                     terminating.push(spec);
                 }
             }
@@ -237,7 +220,7 @@ mod tests {
             ingresses: vec![shop_ingress("main", "2026-01-01T00:00:00Z", port(80)).into()],
             services: vec![web_service().into()],
             slices: vec![
-                v6.into(),
+                v6.stored(),
                 web_slice("web-v4", [shop_pod("10.0.0.1", "web-1", ready())]).into(),
             ],
             classes: vec![our_class().into()],

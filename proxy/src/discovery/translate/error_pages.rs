@@ -160,11 +160,11 @@ mod tests {
             endpoint_slice("shop", "errors-1", "errors", "IPv4")
                 .port("http", 8000)
                 .endpoint(shop_pod("10.0.1.1", "errors-1", ready()))
-                .into(),
+                .stored(),
             endpoint_slice("ops", "global-1", "global", "IPv4")
                 .port("http", 8080)
                 .endpoint(shop_pod("10.0.2.1", "global-1", ready()))
-                .into(),
+                .stored(),
         ];
         if web_ready {
             slices.push(web_slice("web-1", [shop_pod("10.0.0.1", "web-1", ready())]).into());

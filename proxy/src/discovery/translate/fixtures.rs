@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{TranslateSettings, CONTROLLER};
+pub use crate::discovery::slice::Slice;
 
 /// The metadata of `namespace/name` (no namespace: cluster-wide).
 fn meta(namespace: Option<&str>, name: &str) -> ObjectMeta {
@@ -239,6 +240,8 @@ pub trait SliceFixture {
     /// A port: the Service port's `name`, at the pods' `number`.
     fn port(self, name: &str, number: i32) -> Self;
     fn endpoint(self, endpoint: Endpoint) -> Self;
+    /// The slice as the store keeps it.
+    fn stored(self) -> std::sync::Arc<Slice>;
 }
 
 impl SliceFixture for EndpointSlice {
@@ -254,6 +257,10 @@ impl SliceFixture for EndpointSlice {
     fn endpoint(mut self, endpoint: Endpoint) -> Self {
         self.endpoints.push(endpoint);
         self
+    }
+
+    fn stored(self) -> std::sync::Arc<Slice> {
+        Slice::from(self).into()
     }
 }
 
@@ -337,12 +344,16 @@ pub fn web_service() -> Service {
     )
 }
 
-/// An IPv4 EndpointSlice of `shop/web`: `http` on 8080, `admin` on 9090.
-pub fn web_slice(name: &str, endpoints: impl IntoIterator<Item = Endpoint>) -> EndpointSlice {
+/// An IPv4 EndpointSlice of `shop/web`: `http` on 8080, `admin` on 9090,
+/// as the store keeps it.
+pub fn web_slice(name: &str, endpoints: impl IntoIterator<Item = Endpoint>) -> Slice {
     let slice = endpoint_slice("shop", name, "web", "IPv4")
         .port("http", 8080)
         .port("admin", 9090);
-    endpoints.into_iter().fold(slice, SliceFixture::endpoint)
+    endpoints
+        .into_iter()
+        .fold(slice, SliceFixture::endpoint)
+        .into()
 }
 
 /// A pod of the shop.

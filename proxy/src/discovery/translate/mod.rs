@@ -40,7 +40,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -115,7 +114,8 @@ pub struct ClusterState {
     pub ingresses: Vec<Arc<Ingress>>,
     pub classes: Vec<Arc<IngressClass>>,
     pub services: Vec<Arc<Service>>,
-    pub slices: Vec<Arc<EndpointSlice>>,
+    /// EndpointSlices, as routing reads them.
+    pub slices: Vec<Arc<crate::discovery::slice::Slice>>,
     /// Pod weights, `(namespace, pod)` → weight, for the Services that
     /// ask for them (read from a metadata-only Pod watch).
     pub pod_weights: HashMap<(String, String), u32>,
