@@ -45,6 +45,29 @@ impl Tasks {
         handle
     }
 
+    /// As [`Tasks::spawn`], on the config thread
+    /// ([`crate::background`]): for discovery, whose work must yield to
+    /// traffic and whose memory belongs in one arena.
+    pub fn spawn_config<F>(&self, name: &'static str, task: F) -> TaskHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.child_token();
+        let handle = TaskHandle(stop.clone());
+        let task = async move {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => tracing::debug!(task = name, "task stopped"),
+                _ = task => {}
+            }
+        };
+        match crate::background::handle() {
+            Some(config) => drop(self.tracker.spawn_on(task, config)),
+            None => drop(self.tracker.spawn(task)),
+        }
+        handle
+    }
+
     /// Tasks still running.
     pub fn running(&self) -> usize {
         self.tracker.len()
@@ -116,5 +139,35 @@ mod tests {
             "the endless task was dropped"
         );
         assert_eq!(tasks.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn config_tasks_run_on_the_config_thread_and_end_at_shutdown() {
+        let tasks = Tasks::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = dropped.clone();
+        tasks.spawn_config("watch", async move {
+            // A timer, as the watches' back-off uses: the thread's runtime
+            // has one.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let _ = tx.send(std::thread::current().name().map(str::to_owned));
+            struct Flag(Arc<AtomicBool>);
+            impl Drop for Flag {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let _flag = Flag(flag);
+            std::future::pending::<()>().await;
+        });
+        let thread = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the task runs")
+            .unwrap();
+        assert_eq!(thread.as_deref(), Some("sluice-config"));
+        assert_eq!(tasks.running(), 1);
+        assert_eq!(tasks.shutdown(Duration::from_secs(5)).await, 0);
+        assert!(dropped.load(Ordering::SeqCst), "the task was ended");
     }
 }
