@@ -20,7 +20,9 @@ into a venv, oha and the Pingora peer built with cargo) under $BENCH_DIR
 
 The peer `splice` (not run by default) is the floor: a Tokio TCP splice
 that parses nothing (`splice-floor/`); the report gives each peer's user
-CPU per request above it.
+CPU per request above it. The peer `http-floor` (same crate) is the floor
+of an HTTP balancer: it parses both heads with httparse and picks a
+pooled upstream connection per request, and does nothing else.
 
 Usage: benches/load/loadbench.py [--rounds 3] [--peers "direct sluice nginx"]
        [--dur 6] [--lat-dur 4] [--rate 5000] [--conns 64] [--lat-conns 16]
@@ -75,7 +77,7 @@ ROOT = HERE.parent.parent
 CACHE = Path(os.environ.get("BENCH_DIR", Path.home() / ".cache" / "sluice-load"))
 BACKENDS = [9101, 9102, 9103]
 PORTS = {"direct": 9101, "sluice": 8180, "nginx": 8181, "haproxy": 8182, "caddy": 8183, "pingora": 8184,
-         "sluice-b": 8185, "splice": 8186}
+         "sluice-b": 8185, "splice": 8186, "http-floor": 8187}
 ALL_PEERS = ["direct", "sluice", "nginx", "haproxy", "caddy", "pingora"]
 LOAD_CPU, PROXY_CPU = "0", "1"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -96,6 +98,7 @@ def paths():
         "sluice": ROOT / "target" / "release" / "sluice",
         "pingora": CACHE / "pingora-target" / "release" / "pingora-lb",
         "splice": CACHE / "splice-target" / "release" / "splice-floor",
+        "http-floor": CACHE / "splice-target" / "release" / "http-floor",
         "caddy": CACHE / "venv" / "bin" / "caddy",
         "python": CACHE / "venv" / "bin" / "python3",
         "oha": Path(shutil.which("oha") or CACHE / "tools" / "bin" / "oha"),
@@ -131,8 +134,8 @@ def install(peers):
         log("building the Pingora peer (one time, several minutes)")
         run(["nice", "-n", "10", "cargo", "build", "--release", "--manifest-path",
              str(HERE / "pingora-lb" / "Cargo.toml"), "--target-dir", str(CACHE / "pingora-target")])
-    if "splice" in peers and not p["splice"].exists():
-        log("building the splice floor peer")
+    if any(f in peers and not p[f].exists() for f in ("splice", "http-floor")):
+        log("building the splice and HTTP floor peers")
         run(["nice", "-n", "10", "cargo", "build", "--release", "-q", "--manifest-path",
              str(HERE / "splice-floor" / "Cargo.toml"), "--target-dir", str(CACHE / "splice-target")])
     if "sluice" in peers:
@@ -321,8 +324,8 @@ def start_peer(name, run_dir, p):
         return start(name, [str(p["caddy"]), "run", "--config", str(conf), "--adapter", "caddyfile"],
                      PROXY_CPU, run_dir, {"GOMAXPROCS": "1", "XDG_DATA_HOME": str(run_dir),
                                           "XDG_CONFIG_HOME": str(run_dir)})
-    if name == "splice":
-        return start(name, [str(p["splice"]), f"127.0.0.1:{port}"] + backends, PROXY_CPU, run_dir)
+    if name in ("splice", "http-floor"):
+        return start(name, [str(p[name]), f"127.0.0.1:{port}"] + backends, PROXY_CPU, run_dir)
     if name == "pingora":
         return start(name, [str(p["pingora"]), f"127.0.0.1:{port}"] + backends, PROXY_CPU, run_dir,
                      {"PINGORA_THREADS": "1"})
@@ -681,6 +684,12 @@ def markdown(summary, args):
         lines.append(f"User CPU per request above the splice floor ({floor['rate_user_us']:.2f} µs): " + ", ".join(
             f"{s['peer']} {s['rate_user_us'] - floor['rate_user_us']:+.2f} µs" for s in summary
             if s["peer"] not in ("splice", "direct") and s.get("rate_user_us") is not None) + ".")
+    hfloor = by_peer(summary).get("http-floor")
+    if hfloor and hfloor.get("rate_user_us") is not None:
+        lines.append("")
+        lines.append(f"User CPU per request above the HTTP floor ({hfloor['rate_user_us']:.2f} µs): " + ", ".join(
+            f"{s['peer']} {s['rate_user_us'] - hfloor['rate_user_us']:+.2f} µs" for s in summary
+            if s["peer"] not in ("splice", "http-floor", "direct") and s.get("rate_user_us") is not None) + ".")
     by = by_peer(summary)
     if "sluice" in by and "nginx" in by and by["nginx"]["rate_req_per_cpu_s"]:
         sl, ng = by["sluice"], by["nginx"]
