@@ -107,8 +107,12 @@ pub(super) async fn accept_loop(
                 fast,
             };
             let settings = &conn.shared.settings;
+            // Both cases serve a `Prefixed` stream (empty here): one
+            // instantiation of `serve_stream` in this task. With two, the
+            // task held both states side by side, 5,816 bytes against
+            // 2,288, for every connection, idle or not.
             let Some(pp) = settings.proxy_protocol.clone() else {
-                serve_stream(stream, tls, conn).await;
+                serve_stream(super::io::Prefixed::new(Vec::new(), stream), tls, conn).await;
                 return;
             };
             // The LoadBalancer's header first: it names the client.
