@@ -11,19 +11,15 @@
 //! A lower priority is never taken back without a privilege, hence one
 //! thread kept for this work alone rather than borrowed blocking threads.
 //!
-//! The thread runs a current-thread Tokio runtime: the jobs ([`run`]) and
-//! discovery's tasks ([`crate::tasks::Tasks::spawn_config`]: the watches,
-//! which decode every object the API server sends, and the rebuild loop)
-//! all run there, one at a time. A cluster's objects then live in this
-//! thread's malloc arena, and so do the tables built from them. Spread
-//! over the serving threads' arenas as well, the memory each arena kept
-//! after the first list's peak added up: with 1,000 Services and 10,000
-//! endpoints the proxy took 44–47 MiB resident with the watches on the
-//! serving runtime, and takes 33–35 MiB with them here (`cluster-bench
-//! memory`). Jobs run one after the other, which the sources' lock made
-//! them do anyway.
+//! Jobs ([`run`]) run one after the other, which the sources' lock made
+//! them do anyway. Discovery's watches and rebuild loop have a thread of
+//! their own ([`discovery`]), at the normal priority: the watches decode
+//! every object the API server sends, and those objects, kept in the
+//! stores, then live in one malloc arena instead of being spread over the
+//! serving threads' (where each arena kept what it freed after the first
+//! list's peak: 44–47 MiB resident with 1,000 Services, see
+//! `docs/BENCHMARKS.md`).
 
-use std::future::Future;
 use std::sync::OnceLock;
 
 use tokio::runtime::Handle;
@@ -58,21 +54,38 @@ pub async fn run<T: Send + 'static>(
 }
 
 /// The config thread's runtime (a current-thread one, with I/O and timers),
-/// started on first use; `None` when it could not be started. Tasks
-/// spawned on it — discovery's watches and its rebuild loop — run at the
-/// thread's priority, and what they allocate (the watches' JSON, the
-/// stores, the tables built) comes from the thread's malloc arena.
+/// started on first use; `None` when it could not be started. The jobs of
+/// [`run`] run on it, at [`NICE`].
 pub fn handle() -> Option<&'static Handle> {
     static CONFIG: OnceLock<Option<Handle>> = OnceLock::new();
-    CONFIG.get_or_init(start).as_ref()
+    CONFIG.get_or_init(|| start("sluice-config", true)).as_ref()
 }
 
-fn start() -> Option<Handle> {
+/// The discovery thread's runtime: discovery's watches and its rebuild
+/// loop ([`crate::tasks::Tasks::spawn_discovery`]), at the normal priority.
+/// At nice 10 the watches starved whenever the cores were busy: each
+/// event is a handful of wakeups, and a low-priority thread waits a
+/// scheduling period for every one (under six busy processes, a relist
+/// after 410 Gone took over 10 s). What they allocate, the objects and
+/// the stores, stays in this thread's malloc arena, off the serving
+/// threads'.
+pub fn discovery() -> Option<&'static Handle> {
+    static DISCOVERY: OnceLock<Option<Handle>> = OnceLock::new();
+    DISCOVERY
+        .get_or_init(|| start("sluice-discovery", false))
+        .as_ref()
+}
+
+/// Starts a thread running a current-thread runtime, at [`NICE`] when
+/// `nice`; its handle, or `None` when it could not be started.
+fn start(name: &str, nice: bool) -> Option<Handle> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let started = std::thread::Builder::new()
-        .name("sluice-config".into())
+        .name(name.into())
         .spawn(move || {
-            lower_priority();
+            if nice {
+                lower_priority();
+            }
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -97,22 +110,9 @@ fn start() -> Option<Handle> {
     match outcome {
         Ok(h) => Some(h),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot start the config thread; config work runs on the serving runtime");
+            tracing::warn!(thread = name, error = %e, "cannot start a background thread; its work runs on the serving runtime");
             None
         }
-    }
-}
-
-/// Spawns `task` on the config thread, or where that thread could not be
-/// started, on the current runtime.
-pub fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match handle() {
-        Some(h) => h.spawn(task),
-        None => tokio::spawn(task),
     }
 }
 

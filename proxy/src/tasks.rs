@@ -45,10 +45,10 @@ impl Tasks {
         handle
     }
 
-    /// As [`Tasks::spawn`], on the config thread
-    /// ([`crate::background`]): for discovery, whose work must yield to
-    /// traffic and whose memory belongs in one arena.
-    pub fn spawn_config<F>(&self, name: &'static str, task: F) -> TaskHandle
+    /// As [`Tasks::spawn`], on the discovery thread
+    /// ([`crate::background::discovery`]): discovery's memory belongs in
+    /// one arena, off the serving threads.
+    pub fn spawn_discovery<F>(&self, name: &'static str, task: F) -> TaskHandle
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -61,8 +61,8 @@ impl Tasks {
                 _ = task => {}
             }
         };
-        match crate::background::handle() {
-            Some(config) => drop(self.tracker.spawn_on(task, config)),
+        match crate::background::discovery() {
+            Some(thread) => drop(self.tracker.spawn_on(task, thread)),
             None => drop(self.tracker.spawn(task)),
         }
         handle
@@ -142,12 +142,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn config_tasks_run_on_the_config_thread_and_end_at_shutdown() {
+    async fn discovery_tasks_run_on_their_thread_and_end_at_shutdown() {
         let tasks = Tasks::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let dropped = Arc::new(AtomicBool::new(false));
         let flag = dropped.clone();
-        tasks.spawn_config("watch", async move {
+        tasks.spawn_discovery("watch", async move {
             // A timer, as the watches' back-off uses: the thread's runtime
             // has one.
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -165,7 +165,7 @@ mod tests {
             .await
             .expect("the task runs")
             .unwrap();
-        assert_eq!(thread.as_deref(), Some("sluice-config"));
+        assert_eq!(thread.as_deref(), Some("sluice-discovery"));
         assert_eq!(tasks.running(), 1);
         assert_eq!(tasks.shutdown(Duration::from_secs(5)).await, 0);
         assert!(dropped.load(Ordering::SeqCst), "the task was ended");

@@ -4,7 +4,8 @@
 //! One watcher per kind feeds a reflector store (what discovery never
 //! reads is dropped as it arrives, see `slim`; EndpointSlices become a
 //! type of our own, see `slice`). The watches and the rebuild loop run on
-//! the config thread (`crate::background`), never on a serving thread.
+//! a discovery thread (`crate::background::discovery`), never on a
+//! serving thread; the rebuilds themselves on the config thread.
 //! Events only say *that* something changed: the routes are rebuilt from
 //! the stores' whole contents, never from single events — at once after a
 //! quiet spell, at most once per debounce while changes keep coming. A
@@ -193,7 +194,7 @@ pub fn start(
     });
     // A rebuild loop that dies (it should not) must not leave a frozen
     // table looking ready.
-    tasks.spawn_config("kubernetes rebuild", async move {
+    tasks.spawn_discovery("kubernetes rebuild", async move {
         use futures_util::FutureExt;
         if std::panic::AssertUnwindSafe(rebuild)
             .catch_unwind()
@@ -614,7 +615,7 @@ where
 {
     let changed = changed.clone();
     let errors = metrics.kube_watch_errors.with_label_values(&[kind]);
-    tasks.spawn_config("kubernetes watch", async move {
+    tasks.spawn_discovery("kubernetes watch", async move {
         let mut stream = std::pin::pin!(stream);
         // Errors repeat at each back-off step while the API server is away
         // (or RBAC refuses): the first is logged, then one a minute with a
