@@ -38,14 +38,14 @@ pub struct Panicked;
 pub async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Panicked> {
-    let Some(config) = handle() else {
+    let Some(config) = config() else {
         return tokio::task::spawn_blocking(work)
             .await
             .map_err(|_| Panicked);
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    // The job holds the thread while it runs: the watches there wait, as
-    // they should (their events go into the next rebuild anyway).
+    // A task that runs the job through: the thread is the config work's
+    // alone, so holding it is the point.
     config.spawn(async move {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         let _ = tx.send(out.map_err(|_| Panicked));
@@ -56,7 +56,7 @@ pub async fn run<T: Send + 'static>(
 /// The config thread's runtime (a current-thread one, with I/O and timers),
 /// started on first use; `None` when it could not be started. The jobs of
 /// [`run`] run on it, at [`NICE`].
-pub fn handle() -> Option<&'static Handle> {
+fn config() -> Option<&'static Handle> {
     static CONFIG: OnceLock<Option<Handle>> = OnceLock::new();
     CONFIG.get_or_init(|| start("sluice-config", true)).as_ref()
 }

@@ -33,15 +33,8 @@ impl Tasks {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let stop = self.stop.child_token();
-        let handle = TaskHandle(stop.clone());
-        self.tracker.spawn(async move {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => tracing::debug!(task = name, "task stopped"),
-                _ = task => {}
-            }
-        });
+        let (handle, task) = self.stoppable(name, task);
+        self.tracker.spawn(task);
         handle
     }
 
@@ -49,6 +42,23 @@ impl Tasks {
     /// ([`crate::background::discovery`]): discovery's memory belongs in
     /// one arena, off the serving threads.
     pub fn spawn_discovery<F>(&self, name: &'static str, task: F) -> TaskHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (handle, task) = self.stoppable(name, task);
+        match crate::background::discovery() {
+            Some(thread) => drop(self.tracker.spawn_on(task, thread)),
+            None => drop(self.tracker.spawn(task)),
+        }
+        handle
+    }
+
+    /// `task`, ended early by the returned handle or at shutdown.
+    fn stoppable<F>(
+        &self,
+        name: &'static str,
+        task: F,
+    ) -> (TaskHandle, impl Future<Output = ()> + Send + 'static)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -61,11 +71,7 @@ impl Tasks {
                 _ = task => {}
             }
         };
-        match crate::background::discovery() {
-            Some(thread) => drop(self.tracker.spawn_on(task, thread)),
-            None => drop(self.tracker.spawn(task)),
-        }
-        handle
+        (handle, task)
     }
 
     /// Tasks still running.
