@@ -12,6 +12,8 @@ use super::serve_args::ServeArgs;
 
 /// Runs the proxy until it is told to stop.
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
+    // First, while this is the only thread.
+    sluice::memory::tune_allocator();
     let (mut cfg, file) = match &args.config {
         Some(path) => {
             // Parsed from these bytes, which the reloader then compares

@@ -400,6 +400,11 @@ async fn rebuild_loop(r: Rebuild) {
                 tracing::error!(error = %e, "a rebuild failed; the current routes keep serving")
             }
         }
+        // What the rebuild freed (the old table once its last reader lets
+        // go, the objects the watches replaced) back to the kernel; here,
+        // on the discovery thread, rather than on the config thread, whose
+        // low priority could leave it preempted holding an arena's lock.
+        crate::memory::trim();
         changed.notified().await;
         // A change after a quiet spell is rebuilt at once: a pod that turns
         // ready or goes away reaches the traffic in the time of a rebuild,
