@@ -2,31 +2,107 @@
 //! server that serves it: TLS when the listener has it, then the HTTP/1.1 fast path,
 //! hyper or `h2`, chosen by ALPN or by the connection's first bytes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::future::Either;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::fast;
+use crate::proxy_protocol;
 use crate::tls::client_hello::{self, Sni};
 
+use super::io::{Prefixed, SendDeadline};
 use super::{h1, h2, passthrough, Connection};
 
-/// Serves a connection, over TLS when the listener has it.
-pub(super) async fn serve_stream<I>(io: I, tls: Option<TlsAcceptor>, conn: Connection)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send + 'static,
-{
-    // Beneath TLS, so that the handshake's writes and every record after
-    // it are bounded too.
-    let io = super::io::SendDeadline::new(io, conn.shared.settings.send_timeout);
-    // A connection's task holds its largest state from the start, idle or
-    // not: the TLS handshake and hyper's and h2's servers are boxed when
-    // they begin, so that a plain keep-alive connection waiting on the
-    // fast path costs its few hundred bytes, not theirs.
+/// A client connection's stream as accepted: bytes read past a PROXY
+/// header are put back in front (`Prefixed`), and every write, the TLS
+/// handshake's too, is bounded by the send timeout (`SendDeadline`).
+pub(super) type Stream = SendDeadline<Prefixed<TcpStream>>;
+
+/// The future that serves an accepted connection, over TLS when the
+/// listener has it: its task's whole state, for as long as it is open.
+///
+/// The layers here are plain functions that return `async move` blocks
+/// using what they captured in place. An `async fn` keeps its arguments
+/// twice, as given and as its locals (rust-lang/rust#62958), and a block
+/// that awaits a callee keeps what it moved into it: with four layers
+/// nested, the copies of the stream and the connection's context were
+/// most of an idle connection's task. The TLS path is boxed when it
+/// begins, so a plain connection's task holds none of its state.
+pub(super) fn serve_stream(
+    io: Stream,
+    tls: Option<TlsAcceptor>,
+    conn: Connection,
+) -> impl Future<Output = ()> + Send + 'static {
     match tls {
-        Some(tls) => Box::pin(serve_tls(io, tls, conn)).await,
-        None => serve_connection(io, conn).await,
+        None => Either::Left(serve_plain(io, conn)),
+        Some(tls) => Either::Right(Box::pin(serve_tls(io, tls, conn))),
+    }
+}
+
+/// A plain connection: its PROXY header when the listener expects one,
+/// then HTTP. Not an `async fn`, on purpose: see [`serve_stream`].
+#[allow(clippy::manual_async_fn)]
+fn serve_plain(mut io: Stream, mut conn: Connection) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        if conn.shared.settings.proxy_protocol.is_some() {
+            let Some(client) = Box::pin(proxy_header(&mut io, &conn)).await else {
+                return;
+            };
+            conn.client = client;
+        }
+        if !conn.shared.settings.http1_fast_path {
+            return Box::pin(serve_without_fast_path(io, conn)).await;
+        }
+        // The fast path reads the first request itself, under the header
+        // timeout, and hands over what it does not serve.
+        let Some(prefix) = fast::serve(
+            &mut io,
+            conn.client,
+            &conn.shared.handler,
+            &conn.fast,
+            &conn.stop,
+            &conn.shared.stopping,
+        )
+        .await
+        else {
+            return;
+        };
+        // `prefix` moved whole before the wait: an `Option` matched in
+        // place would keep its slot, and the connection's idle state would
+        // make room for it.
+        Box::pin(hand_over(io, prefix, conn)).await;
+    }
+}
+
+/// The PROXY protocol header the LoadBalancer sends first, under the
+/// request header timeout: the client it names, with the bytes read past
+/// it put back in front of the stream. `None` closes the connection.
+async fn proxy_header(io: &mut Stream, conn: &Connection) -> Option<SocketAddr> {
+    let settings = &conn.shared.settings;
+    let pp = settings.proxy_protocol.as_ref()?;
+    let peer = conn.client;
+    let header = tokio::time::timeout(
+        settings.request_header_timeout,
+        proxy_protocol::read(io, peer, pp),
+    )
+    .await;
+    match header {
+        Ok(Ok((client, rest))) => {
+            io.get_mut().put_back(rest);
+            Some(client)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer, error = %e, "connection closed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %peer, "connection closed: no PROXY header in time");
+            None
+        }
     }
 }
 
@@ -39,10 +115,13 @@ where
 /// names such a host is spliced to its backend instead
 /// ([`super::passthrough`]); the others are handed to rustls with the
 /// record put back in front. Without such hosts nothing is read ahead.
-async fn serve_tls<I>(mut io: I, tls: TlsAcceptor, conn: Connection)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send + 'static,
-{
+async fn serve_tls(mut io: Stream, tls: TlsAcceptor, mut conn: Connection) {
+    if conn.shared.settings.proxy_protocol.is_some() {
+        let Some(client) = proxy_header(&mut io, &conn).await else {
+            return;
+        };
+        conn.client = client;
+    }
     let errors = &conn.shared.handler.metrics().tls_handshake_errors;
     let deadline = tokio::time::Instant::now() + conn.shared.settings.request_header_timeout;
     let mut first = Vec::new();
@@ -75,13 +154,13 @@ where
         };
         if let Some(route) = route {
             let metrics = conn.shared.handler.metrics().clone();
-            let client = super::io::Prefixed::new(first, io);
+            let client = Prefixed::new(first, io);
             // `conn` lives on: its watcher holds a drain for the splice.
             passthrough::splice(client, route, conn.client, &metrics).await;
             return;
         }
     }
-    let io = super::io::Prefixed::new(first, io);
+    let io = Prefixed::new(first, io);
     let stream = match tokio::time::timeout_at(deadline, tls.accept(io)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -102,40 +181,54 @@ where
     }
 }
 
-/// Serves one client connection: on the fast path (which hands over what
-/// it does not serve), or with hyper (HTTP/1.1) or `h2` (HTTP/2) alone.
-async fn serve_connection<I>(io: I, mut conn: Connection)
+/// Serves a TLS connection's HTTP/1.1 on the fast path (which hands over
+/// what it does not serve), or with hyper alone.
+async fn serve_connection<I>(mut io: I, conn: Connection)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send + 'static,
 {
-    let shared = conn.shared.clone();
-    let settings = &shared.settings;
-    let io = if settings.http1_fast_path {
-        // The fast path reads the first request itself, under the header
-        // timeout, and hands over what it does not serve.
-        let Some(h) = fast::serve(
-            io,
-            conn.client,
-            &shared.handler,
-            conn.fast.clone(),
-            &mut conn.stop,
-        )
-        .await
-        else {
-            return;
-        };
-        let h2 = h.prefix.starts_with(b"PRI ");
-        (super::io::Prefixed::new(h.prefix, h.io), h2)
+    if !conn.shared.settings.http1_fast_path {
+        return Box::pin(serve_without_fast_path(io, conn)).await;
+    }
+    let prefix = fast::serve(
+        &mut io,
+        conn.client,
+        &conn.shared.handler,
+        &conn.fast,
+        &conn.stop,
+        &conn.shared.stopping,
+    )
+    .await;
+    if let Some(prefix) = prefix {
+        Box::pin(hand_over(io, prefix, conn)).await;
+    }
+}
+
+/// A connection the fast path handed over, with the bytes it had read:
+/// HTTP/2 when they are its preface, else hyper's HTTP/1.1.
+async fn hand_over<I>(io: I, prefix: Vec<u8>, conn: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let h2 = prefix.starts_with(b"PRI ");
+    let io = Prefixed::new(prefix, io);
+    if h2 {
+        h2::serve_connection(io, conn).await;
     } else {
-        let sniffed = Box::pin(sniff(io, settings.request_header_timeout, conn.client)).await;
-        let Some(sniffed) = sniffed else {
-            return;
-        };
-        sniffed
-    };
-    match io {
-        (io, true) => Box::pin(h2::serve_connection(io, conn)).await,
-        (io, false) => Box::pin(h1::serve(io, conn)).await,
+        h1::serve(io, conn).await;
+    }
+}
+
+/// The fast path off: the first bytes say HTTP/2 or HTTP/1.1.
+async fn serve_without_fast_path<I>(io: I, conn: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limit = conn.shared.settings.request_header_timeout;
+    match sniff(io, limit, conn.client).await {
+        Some((io, true)) => h2::serve_connection(io, conn).await,
+        Some((io, false)) => h1::serve(io, conn).await,
+        None => {}
     }
 }
 
@@ -146,11 +239,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// until they are the HTTP/2 preface (true) or cannot be (false), and
 /// gives them back ahead of the rest. A client that sends nothing, or half
 /// a preface, is cut off here.
-async fn sniff<I>(
-    mut io: I,
-    limit: Duration,
-    client: SocketAddr,
-) -> Option<(super::io::Prefixed<I>, bool)>
+async fn sniff<I>(mut io: I, limit: Duration, client: SocketAddr) -> Option<(Prefixed<I>, bool)>
 where
     I: tokio::io::AsyncRead + Unpin,
 {
@@ -174,7 +263,7 @@ where
     })
     .await;
     match read {
-        Ok(Ok(h2)) => Some((super::io::Prefixed::new(got, io), h2)),
+        Ok(Ok(h2)) => Some((Prefixed::new(got, io), h2)),
         Ok(Err(_)) | Err(_) => {
             tracing::debug!(client = %client, "closed a connection that sent no request");
             None

@@ -67,6 +67,22 @@ impl<S> Prefixed<S> {
             inner,
         }
     }
+
+    /// Puts `bytes` back in front of what is still to be read: they come
+    /// out first.
+    pub fn put_back(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.pos >= self.prefix.len() {
+            self.prefix = bytes;
+        } else {
+            let mut all = bytes;
+            all.extend_from_slice(&self.prefix[self.pos..]);
+            self.prefix = all;
+        }
+        self.pos = 0;
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -140,6 +156,10 @@ impl<S> SendDeadline<S> {
             limit,
             waiting: None,
         }
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Turns a write's `Pending` into an error once the limit has passed

@@ -63,17 +63,54 @@ struct Shared {
     /// Client connections open on every traffic listener: the
     /// `limits.max_connections` count is the process's.
     open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Notified when the listeners stop, after `stop` turns true: what
+    /// wakes an idle fast-path connection (a watch's `changed()` future
+    /// is twice the size, and every idle connection holds one).
+    stopping: tokio::sync::Notify,
 }
 
 /// One accepted connection: everything that serves it, in one value.
+///
+/// Every idle keep-alive connection holds one, so it is kept small: what
+/// is the same for a listener's connections is behind an `Arc`.
 struct Connection {
     /// The client's address: the peer's, or the one a PROXY header gave.
     client: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Counted,
     /// Held until the connection ends, so that a drain waits for it.
     watcher: hyper_util::server::graceful::Watcher,
     stop: watch::Receiver<bool>,
-    fast: fast::FastSettings,
+    fast: Arc<fast::FastSettings>,
+}
+
+/// The listeners' [`Shared`] state, as a connection holds it: the
+/// connection counts against `limits.max_connections` (and in the
+/// connections gauge) until this is dropped, with the connection.
+struct Counted(Arc<Shared>);
+
+impl Counted {
+    /// Counts a connection the caller has already added to `shared.open`.
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.handler.metrics().client_connections.inc();
+        Counted(shared)
+    }
+}
+
+impl std::ops::Deref for Counted {
+    type Target = Arc<Shared>;
+
+    fn deref(&self) -> &Arc<Shared> {
+        &self.0
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.handler.metrics().client_connections.dec();
+    }
 }
 
 impl Connection {
@@ -101,6 +138,7 @@ pub struct Listeners {
     /// The accept loops; each hands back its open connections' tasks.
     tasks: Vec<JoinHandle<JoinSet<()>>>,
     graceful: Arc<GracefulShutdown>,
+    shared: Arc<Shared>,
 }
 
 impl Listeners {
@@ -115,6 +153,7 @@ impl Listeners {
             hyper: h1::builder(&settings),
             settings,
             open: Arc::default(),
+            stopping: tokio::sync::Notify::new(),
         });
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop, _) = watch::channel(false);
@@ -132,6 +171,7 @@ impl Listeners {
             stop,
             tasks,
             graceful,
+            shared,
         }
     }
 
@@ -141,6 +181,7 @@ impl Listeners {
     /// when time ran out.
     pub async fn shutdown(self, drain: Duration) -> usize {
         let _ = self.stop.send(true);
+        self.shared.stopping.notify_waiters();
         let mut conns = Vec::with_capacity(self.tasks.len());
         for t in self.tasks {
             if let Ok(set) = t.await {

@@ -7,8 +7,9 @@
 //! nothing to read gives its buffers back to a free list of its thread and
 //! waits for readiness ([`crate::server::io::ReadReady`]) with no buffer at
 //! all, as nginx's keep-alive handler does; when bytes come it takes them
-//! again. Taking and giving back are a move in and out of a thread-local
-//! list: no allocation on a busy connection, no lock.
+//! again. The four are boxed together, so an idle connection holds one
+//! empty pointer for them. Taking and giving back are a move in and out
+//! of a thread-local list: no allocation on a busy connection, no lock.
 
 use std::cell::RefCell;
 
@@ -22,31 +23,50 @@ const KEEP: usize = 16 * 1024;
 const FREE_LIST: usize = 256;
 
 thread_local! {
-    static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    // Boxed: a connection holds its buffers as one pointer, and takes and
+    // gives back the box whole.
+    #[allow(clippy::vec_box)]
+    static FREE: RefCell<Vec<Box<Buffers>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty buffer of at least [`START`] bytes' capacity.
-fn take() -> Vec<u8> {
-    FREE.with(|f| f.borrow_mut().pop())
-        .unwrap_or_else(|| Vec::with_capacity(START))
+/// Buffers of [`START`] bytes' capacity, empty: from the thread's free
+/// list, or new.
+fn take() -> Box<Buffers> {
+    FREE.with(|f| f.borrow_mut().pop()).unwrap_or_else(|| {
+        Box::new(Buffers {
+            input: Vec::with_capacity(START),
+            pos: 0,
+            request: Vec::with_capacity(START),
+            upstream: Vec::with_capacity(START),
+            response: Vec::with_capacity(START),
+        })
+    })
 }
 
-/// Back to the free list, unless it is full or the buffer grew past
-/// [`KEEP`] (then it is freed).
-fn give(mut v: Vec<u8>) {
-    if v.capacity() < START || v.capacity() > KEEP {
+/// Back to the free list, emptied, unless it is full or a buffer grew
+/// past [`KEEP`] (then they are freed).
+fn give(mut b: Box<Buffers>) {
+    let kept = |v: &Vec<u8>| (START..=KEEP).contains(&v.capacity());
+    if ![&b.input, &b.request, &b.upstream, &b.response]
+        .into_iter()
+        .all(kept)
+    {
         return;
     }
-    v.clear();
+    b.input.clear();
+    b.pos = 0;
+    b.request.clear();
+    b.upstream.clear();
+    b.response.clear();
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         if f.len() < FREE_LIST {
-            f.push(v);
+            f.push(b);
         }
     });
 }
 
-/// Per-connection buffers, reused by every request on it while it is busy.
+/// A connection's buffers, reused by every request on it while it is busy.
 pub(super) struct Buffers {
     /// Bytes from the client; requests start at `pos`.
     pub input: Vec<u8>,
@@ -59,51 +79,33 @@ pub(super) struct Buffers {
     pub response: Vec<u8>,
 }
 
-impl Buffers {
-    /// A new connection's: taken when its first bytes come.
-    pub fn new() -> Buffers {
-        Buffers {
-            input: Vec::new(),
-            pos: 0,
-            request: Vec::new(),
-            upstream: Vec::new(),
-            response: Vec::new(),
-        }
+/// Where a connection keeps its [`Buffers`]: one pointer, empty while it
+/// waits with nothing to read.
+pub(super) struct Held(Option<Box<Buffers>>);
+
+impl Held {
+    /// A new connection's: the buffers are taken when its first bytes come.
+    pub fn new() -> Held {
+        Held(None)
     }
 
-    #[cfg(test)]
-    /// Whether the buffers are out (between [`Buffers::take`] and
-    /// [`Buffers::give_back`]).
-    pub fn held(&self) -> bool {
-        self.input.capacity() > 0
+    /// The buffers, when they are out.
+    pub fn get(&mut self) -> Option<&mut Buffers> {
+        self.0.as_deref_mut()
     }
 
-    /// Takes buffers for a request, from the thread's free list.
-    pub fn take(&mut self) {
-        for v in [
-            &mut self.input,
-            &mut self.request,
-            &mut self.upstream,
-            &mut self.response,
-        ] {
-            if v.capacity() == 0 {
-                *v = take();
-            }
-        }
+    /// Takes buffers for a request from the thread's free list, unless
+    /// they are out already.
+    pub fn take(&mut self) -> &mut Buffers {
+        self.0.get_or_insert_with(take)
     }
 
-    /// Gives every buffer back before an idle wait. Only when no client
+    /// Gives the buffers back before an idle wait. Only when no client
     /// byte is pending (`pos` at the end of `input`).
     pub fn give_back(&mut self) {
-        debug_assert_eq!(self.pos, self.input.len());
-        self.pos = 0;
-        for v in [
-            &mut self.input,
-            &mut self.request,
-            &mut self.upstream,
-            &mut self.response,
-        ] {
-            give(std::mem::take(v));
+        if let Some(b) = self.0.take() {
+            debug_assert_eq!(b.pos, b.input.len());
+            give(b);
         }
     }
 }
@@ -114,41 +116,36 @@ mod tests {
 
     #[test]
     fn buffers_go_back_and_are_taken_again_without_allocating() {
-        let mut b = Buffers::new();
-        assert!(!b.held());
-        b.take();
-        assert!(b.held());
+        let mut h = Held::new();
+        assert!(h.get().is_none());
+        let b = h.take();
         b.input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         b.pos = b.input.len();
         let first = b.input.as_ptr();
-        b.give_back();
-        assert!(!b.held());
-        assert_eq!((b.input.capacity(), b.upstream.capacity()), (0, 0));
-        b.take();
-        // The same allocations, from the free list, empty.
-        let again = [
-            b.input.as_ptr(),
-            b.request.as_ptr(),
-            b.upstream.as_ptr(),
-            b.response.as_ptr(),
-        ];
-        assert!(again.contains(&first));
+        h.give_back();
+        assert!(h.get().is_none());
+        let b = h.take();
+        // The same allocation, from the free list, empty.
+        assert_eq!(b.input.as_ptr(), first);
         assert!(b.input.is_empty() && b.pos == 0);
+        assert!([&b.request, &b.upstream, &b.response]
+            .iter()
+            .all(|v| v.is_empty() && v.capacity() >= START));
     }
 
     #[test]
     fn a_buffer_that_grew_large_is_freed_not_kept() {
-        let mut b = Buffers::new();
-        b.take();
+        let mut h = Held::new();
+        let b = h.take();
         b.upstream.reserve(1 << 20);
         let big = b.upstream.as_ptr();
         b.pos = b.input.len();
-        b.give_back();
+        h.give_back();
         FREE.with(|f| {
             assert!(f
                 .borrow()
                 .iter()
-                .all(|v| v.as_ptr() != big && v.capacity() <= KEEP))
+                .all(|b| b.upstream.as_ptr() != big && b.upstream.capacity() <= KEEP))
         });
     }
 }

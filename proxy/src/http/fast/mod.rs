@@ -33,13 +33,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::forward::Answer;
 use crate::http::Handler;
 use crate::server::io::ReadReady;
 use answer::respond;
-use buffers::Buffers;
+use buffers::{Buffers, Held};
 use exchange::exchange;
 use head::Prepared;
 
@@ -50,14 +50,6 @@ fn length(v: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-/// A connection the fast path hands to hyper, with the bytes it had read
-/// and not consumed.
-#[derive(Debug)]
-pub struct Handover<S> {
-    pub io: S,
-    pub prefix: Vec<u8>,
 }
 
 /// What the fast path needs from the listener.
@@ -92,111 +84,229 @@ enum Next {
 }
 
 /// Serves HTTP/1.1 requests on `io` until the client closes, an error
-/// ends the connection, the proxy stops, or a request needs hyper.
-pub async fn serve<S>(
-    mut io: S,
+/// ends the connection, the proxy stops, or a request needs hyper; then
+/// gives back the bytes it read and did not consume, for hyper.
+///
+/// This future is most of what an idle keep-alive connection costs, so it
+/// is kept small. Its arguments are borrowed and it is built as a block
+/// (an `async fn` keeps its arguments twice, rust-lang/rust#62958). A
+/// request's state is boxed for as long as it is served, and the buffers
+/// are given back between requests. While idle, what is left is the wait
+/// itself: readiness, the header timeout's timer and the drain's wakeup
+/// (`stopping`, notified once `stop` turns true).
+#[allow(clippy::manual_async_fn)] // On purpose: see above.
+pub fn serve<'a, S>(
+    io: &'a mut S,
     peer: SocketAddr,
-    proxy: &Handler,
-    settings: FastSettings,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<Handover<S>>
+    proxy: &'a Handler,
+    settings: &'a FastSettings,
+    stop: &'a watch::Receiver<bool>,
+    stopping: &'a Notify,
+) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + 'a
 where
-    S: AsyncRead + AsyncWrite + ReadReady + Unpin,
+    S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
-    let client_ip = peer.ip().to_string();
-    let mut b = Buffers::new();
-    let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
-    loop {
-        // A request line past limits.max_uri goes to hyper, whose path
-        // answers the 414 and counts it. Only a buffer that long is looked
-        // at: an ordinary request costs nothing here.
-        let pending = &b.input[b.pos..];
-        // Overloaded: hyper's path answers the 503 (and counts it).
-        if proxy.overloaded() && !pending.is_empty() {
-            let prefix = b.input.split_off(b.pos);
-            return Some(Handover { io, prefix });
-        }
-        if pending.len() > proxy.max_uri() {
-            let line = pending
-                .iter()
-                .position(|&c| c == b'\n')
-                .unwrap_or(pending.len());
-            if line > proxy.max_uri() {
-                let prefix = b.input.split_off(b.pos);
-                return Some(Handover { io, prefix });
+    async move {
+        let mut held = Held::new();
+        let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
+        loop {
+            if let Some(b) = held.get() {
+                // The step's value is gone before any wait below: a request's
+                // plan (over 100 bytes) is not kept by an idle connection.
+                match next(b, peer, proxy, settings) {
+                    Step::Handover(prefix) => return Some(prefix),
+                    Step::Ready(plan) => {
+                        // Boxed: a request's state (its body read, the upstream
+                        // exchange, timers, the answer) is held only while it is
+                        // served, not by every idle connection's task. One small
+                        // allocation per request, from the allocator's thread
+                        // cache.
+                        match Box::pin(serve_one(io, b, plan, peer, proxy, stop)).await {
+                            Next::KeepAlive => {}
+                            Next::Close => return None,
+                        }
+                        deadline = tokio::time::Instant::now() + settings.header_timeout;
+                        continue;
+                    }
+                    Step::Partial => {}
+                }
             }
-        }
-        let prepared = head::prepare(
-            &b.input[b.pos..],
-            client_ip.as_bytes(),
-            settings.proto,
-            settings
-                .forwarders
-                .as_deref()
-                .map(|t| (t, peer.ip(), settings.client_header.as_str())),
-            settings.forwarding,
-            &mut b.request,
-            |host, path, https| {
-                proxy
-                    .snapshot()
-                    .load()
-                    .lookup(Some(host), path)
-                    // Redirects to HTTPS are hyper's too.
-                    .filter(|r| r.fast_path && (https || !r.https_redirect))
-                    .cloned()
-            },
-        );
-        let plan = match prepared {
-            Prepared::Ready(plan) => plan,
-            Prepared::Handover => {
-                let prefix = b.input.split_off(b.pos);
-                return Some(Handover { io, prefix });
-            }
-            Prepared::Partial => {
-                let idle = b.pos == b.input.len();
-                if idle {
-                    if *stop.borrow() {
-                        if last_call(&mut io, &mut b).await {
+            let idle = held.get().is_none_or(|b| b.pos == b.input.len());
+            if idle {
+                // Nothing pending: wait with no buffer held.
+                held.give_back();
+                match wait(io, deadline, stop, stopping).await {
+                    Woke::Ready => {}
+                    Woke::Closed => return None,
+                    Woke::Stop => {
+                        if last_call(io, &mut held).await {
                             continue;
                         }
                         return None;
                     }
-                    // Nothing pending: wait with no buffer held.
-                    b.give_back();
-                }
-                let read = if idle {
-                    tokio::select! {
-                        biased;
-                        r = tokio::time::timeout_at(deadline, wait_then_read(&mut io, &mut b)) => r,
-                        _ = stop.changed() => {
-                            if last_call(&mut io, &mut b).await {
-                                continue;
-                            }
-                            return None;
-                        }
-                    }
-                } else {
-                    tokio::time::timeout_at(deadline, read_more(&mut io, &mut b)).await
-                };
-                match read {
-                    Ok(Ok(0)) | Ok(Err(_)) => return None,
-                    Ok(Ok(_)) => continue,
-                    Err(_) => {
-                        tracing::debug!(client = %peer, "closed a connection whose request head did not come in time");
+                    Woke::Timeout => {
+                        tracing::debug!(client = %peer, "closed an idle connection at the header timeout");
                         return None;
                     }
                 }
             }
-        };
-        // Boxed: a request's state (its body read, the upstream exchange,
-        // timers, the answer) is held only while it is served, not by
-        // every idle connection's task. One small allocation per request,
-        // from the allocator's thread cache.
-        match Box::pin(serve_one(&mut io, &mut b, plan, peer, proxy, stop)).await {
-            Next::KeepAlive => {}
-            Next::Close => return None,
+            match tokio::time::timeout_at(deadline, read_more(io, held.take())).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!(client = %peer, "closed a connection whose request head did not come in time");
+                    return None;
+                }
+            }
         }
-        deadline = tokio::time::Instant::now() + settings.header_timeout;
+    }
+}
+
+/// What to do with the bytes a connection has read.
+enum Step {
+    /// A request whose head is whole, to serve on the fast path.
+    Ready(head::Plan<Arc<crate::routing::Route>>),
+    /// hyper's, with these bytes: the fast path ends here.
+    Handover(Vec<u8>),
+    /// Not a whole head yet: read more.
+    Partial,
+}
+
+/// Looks at the bytes pending: a request for the fast path, one for hyper,
+/// or not enough yet.
+fn next(b: &mut Buffers, peer: SocketAddr, proxy: &Handler, settings: &FastSettings) -> Step {
+    let pending = &b.input[b.pos..];
+    if pending.is_empty() {
+        return Step::Partial;
+    }
+    // Overloaded: hyper's path answers the 503 (and counts it).
+    // A request line past limits.max_uri goes to hyper, whose path
+    // answers the 414 and counts it. Only a buffer that long is looked
+    // at: an ordinary request costs nothing here.
+    let uri_too_long = || {
+        pending.len() > proxy.max_uri()
+            && pending
+                .iter()
+                .position(|&c| c == b'\n')
+                .unwrap_or(pending.len())
+                > proxy.max_uri()
+    };
+    if proxy.overloaded() || uri_too_long() {
+        return Step::Handover(b.input.split_off(b.pos));
+    }
+    let client_ip = IpText::new(peer.ip());
+    let prepared = head::prepare(
+        &b.input[b.pos..],
+        client_ip.as_bytes(),
+        settings.proto,
+        settings
+            .forwarders
+            .as_deref()
+            .map(|t| (t, peer.ip(), settings.client_header.as_str())),
+        settings.forwarding,
+        &mut b.request,
+        |host, path, https| {
+            proxy
+                .snapshot()
+                .load()
+                .lookup(Some(host), path)
+                // Redirects to HTTPS are hyper's too.
+                .filter(|r| r.fast_path && (https || !r.https_redirect))
+                .cloned()
+        },
+    );
+    match prepared {
+        Prepared::Ready(plan) => Step::Ready(plan),
+        Prepared::Handover => Step::Handover(b.input.split_off(b.pos)),
+        Prepared::Partial => Step::Partial,
+    }
+}
+
+/// How an idle connection's wait ended.
+enum Woke {
+    /// The client sent bytes (or closed: the read says which).
+    Ready,
+    /// The socket failed.
+    Closed,
+    /// The proxy is stopping.
+    Stop,
+    /// Nothing came within the header timeout.
+    Timeout,
+}
+
+/// Waits, holding no buffer, until the client sends, the header timeout
+/// passes or the proxy stops.
+async fn wait<S: ReadReady + Unpin>(
+    io: &mut S,
+    deadline: tokio::time::Instant,
+    stop: &watch::Receiver<bool>,
+    stopping: &Notify,
+) -> Woke {
+    // Registered before the flag is read, so a stop between the two still
+    // wakes this wait.
+    let notified = std::pin::pin!(stopping.notified());
+    let mut notified = notified;
+    notified.as_mut().enable();
+    if *stop.borrow() {
+        return Woke::Stop;
+    }
+    let ready = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_read_ready(cx));
+    tokio::select! {
+        biased;
+        r = tokio::time::timeout_at(deadline, ready) => match r {
+            Ok(Ok(())) => Woke::Ready,
+            Ok(Err(_)) => Woke::Closed,
+            Err(_) => Woke::Timeout,
+        },
+        () = notified => Woke::Stop,
+    }
+}
+
+/// The client's address as text, on the stack: each request writes it
+/// into its forwarding headers, and a connection keeps no copy of it.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut t = IpText {
+            buf: [0; 48],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if o >= 100 {
+                        t.push(b'0' + o / 100);
+                    }
+                    if o >= 10 {
+                        t.push(b'0' + o / 10 % 10);
+                    }
+                    t.push(b'0' + o % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                // At most 45 characters (an IPv4-mapped address).
+                let mut w = &mut t.buf[..];
+                let _ = std::io::Write::write_fmt(&mut w, format_args!("{v6}"));
+                t.len = 48 - w.len();
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, c: u8) {
+        self.buf[self.len] = c;
+        self.len += 1;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -300,10 +410,9 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
 /// sent before the stop may not have been seen yet (readiness comes with
 /// the runtime's next I/O turn): they get a brief moment to show, and if
 /// they do, the request is served (and the connection closed after it).
-async fn last_call<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> bool {
-    b.take();
+async fn last_call<S: AsyncRead + Unpin>(io: &mut S, held: &mut Held) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_millis(20), read_more(io, b)).await,
+        tokio::time::timeout(Duration::from_millis(20), read_more(io, held.take())).await,
         Ok(Ok(n)) if n > 0
     )
 }
@@ -339,17 +448,6 @@ fn entry(
 }
 
 /// Reads what the client sent next onto the input buffer.
-/// Waits until the client sends (or closes) with no buffer held, then
-/// takes the buffers and reads.
-async fn wait_then_read<S: AsyncRead + ReadReady + Unpin>(
-    io: &mut S,
-    b: &mut Buffers,
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_read_ready(cx)).await?;
-    b.take();
-    read_more(io, b).await
-}
-
 async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io::Result<usize> {
     if b.pos > 0 {
         // Pipelined bytes left over: move them to the front first.
@@ -360,4 +458,32 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io
         b.input.reserve(4096);
     }
     io.read_buf(&mut b.input).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_written_as_std_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "255.255.255.255",
+            "192.168.0.10",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "0:0:0:0:0:ffff:192.168.100.228",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                IpText::new(ip).as_bytes(),
+                ip.to_string().as_bytes(),
+                "{ip}"
+            );
+        }
+    }
 }
