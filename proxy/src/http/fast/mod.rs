@@ -97,7 +97,7 @@ enum Next {
 #[allow(clippy::manual_async_fn)] // On purpose: see above.
 pub fn serve<'a, S>(
     io: &'a mut S,
-    peer: SocketAddr,
+    peer: &'a SocketAddr,
     proxy: &'a Handler,
     settings: &'a FastSettings,
     stop: &'a watch::Receiver<bool>,
@@ -113,7 +113,7 @@ where
             if let Some(b) = held.get() {
                 // The step's value is gone before any wait below: a request's
                 // plan (over 100 bytes) is not kept by an idle connection.
-                match next(b, peer, proxy, settings) {
+                match next(b, *peer, proxy, settings) {
                     Step::Handover(prefix) => return Some(prefix),
                     Step::Ready(plan) => {
                         // Boxed: a request's state (its body read, the upstream
@@ -121,7 +121,7 @@ where
                         // served, not by every idle connection's task. One small
                         // allocation per request, from the allocator's thread
                         // cache.
-                        match Box::pin(serve_one(io, b, plan, peer, proxy, stop)).await {
+                        match Box::pin(serve_one(io, b, plan, *peer, proxy, stop)).await {
                             Next::KeepAlive => {}
                             Next::Close => return None,
                         }
@@ -135,7 +135,7 @@ where
             if idle {
                 // Nothing pending: wait with no buffer held.
                 held.give_back();
-                match wait(io, deadline, stop, stopping).await {
+                match wait(io, &deadline, stop, stopping).await {
                     Woke::Ready => {}
                     Woke::Closed => return None,
                     Woke::Stop => {
@@ -238,7 +238,7 @@ enum Woke {
 /// passes or the proxy stops.
 async fn wait<S: ReadReady + Unpin>(
     io: &mut S,
-    deadline: tokio::time::Instant,
+    deadline: &tokio::time::Instant,
     stop: &watch::Receiver<bool>,
     stopping: &Notify,
 ) -> Woke {
@@ -253,7 +253,7 @@ async fn wait<S: ReadReady + Unpin>(
     let ready = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_read_ready(cx));
     tokio::select! {
         biased;
-        r = tokio::time::timeout_at(deadline, ready) => match r {
+        r = tokio::time::timeout_at(*deadline, ready) => match r {
             Ok(Ok(())) => Woke::Ready,
             Ok(Err(_)) => Woke::Closed,
             Err(_) => Woke::Timeout,
@@ -410,9 +410,17 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
 /// sent before the stop may not have been seen yet (readiness comes with
 /// the runtime's next I/O turn): they get a brief moment to show, and if
 /// they do, the request is served (and the connection closed after it).
-async fn last_call<S: AsyncRead + Unpin>(io: &mut S, held: &mut Held) -> bool {
+/// Buffers are taken only once bytes are there: every idle connection
+/// wakes at the stop, and with buffers for each the drain would briefly
+/// cost 16 KiB per idle connection.
+async fn last_call<S: AsyncRead + ReadReady + Unpin>(io: &mut S, held: &mut Held) -> bool {
+    let moment = tokio::time::Instant::now() + Duration::from_millis(20);
+    let ready = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_read_ready(cx));
+    if !matches!(tokio::time::timeout_at(moment, ready).await, Ok(Ok(()))) {
+        return false;
+    }
     matches!(
-        tokio::time::timeout(Duration::from_millis(20), read_more(io, held.take())).await,
+        tokio::time::timeout_at(moment, read_more(io, held.take())).await,
         Ok(Ok(n)) if n > 0
     )
 }
