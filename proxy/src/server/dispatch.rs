@@ -59,16 +59,7 @@ fn serve_plain(mut io: Stream, mut conn: Connection) -> impl Future<Output = ()>
         }
         // The fast path reads the first request itself, under the header
         // timeout, and hands over what it does not serve.
-        let Some(prefix) = fast::serve(
-            &mut io,
-            &conn.client,
-            &conn.shared.handler,
-            &conn.fast,
-            &conn.stop,
-            &conn.shared.stopping,
-        )
-        .await
-        else {
+        let Some(prefix) = fast_path(&mut io, &conn).await else {
             return;
         };
         // `prefix` moved whole before the wait: an `Option` matched in
@@ -76,6 +67,26 @@ fn serve_plain(mut io: Stream, mut conn: Connection) -> impl Future<Output = ()>
         // make room for it.
         Box::pin(hand_over(io, prefix, conn)).await;
     }
+}
+
+/// The fast path on `io` with what the connection gives it: the bytes it
+/// hands over, or `None` once the connection is done. A plain function,
+/// so the future is `fast::serve`'s own, with no layer around it.
+fn fast_path<'a, I>(
+    io: &'a mut I,
+    conn: &'a Connection,
+) -> impl Future<Output = Option<Vec<u8>>> + Send + 'a
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send,
+{
+    fast::serve(
+        io,
+        &conn.client,
+        &conn.shared.handler,
+        &conn.fast,
+        &conn.stop,
+        &conn.shared.stopping,
+    )
 }
 
 /// The PROXY protocol header the LoadBalancer sends first, under the
@@ -190,16 +201,7 @@ where
     if !conn.shared.settings.http1_fast_path {
         return Box::pin(serve_without_fast_path(io, conn)).await;
     }
-    let prefix = fast::serve(
-        &mut io,
-        &conn.client,
-        &conn.shared.handler,
-        &conn.fast,
-        &conn.stop,
-        &conn.shared.stopping,
-    )
-    .await;
-    if let Some(prefix) = prefix {
+    if let Some(prefix) = fast_path(&mut io, &conn).await {
         Box::pin(hand_over(io, prefix, conn)).await;
     }
 }
