@@ -19,6 +19,14 @@
 //! draining is forgotten (it gets a fresh bucket back, as in nginx when its
 //! zone is full and the oldest node is dropped). Memory is fixed when the
 //! table is made: [`SLOTS`] × 8 bytes.
+//!
+//! Each request reads the clock before it reads its slot, so a request
+//! delayed in between (preempted, on a busy core) can see a TAT moved by a
+//! later request further ahead of its `now` than any bucket goes. That
+//! TAT is a full bucket seen late, not a drained one: up to [`STALE`]
+//! beyond the bucket's depth counts as full, and only past that as the
+//! past (else such a request would reset its client's bucket, and let a
+//! whole burst through again).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,6 +49,11 @@ const TAT_BITS: u32 = 40;
 const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
 /// Ticks per interval (about: `T` in nanoseconds divided by it, rounded down).
 const TICKS_PER_INTERVAL: u64 = 1024;
+/// How late a request's clock may be against its slot's TAT and still see
+/// a full bucket as full (see the module's doc). It costs nothing but
+/// this: a client back after exactly a wrap of the counter (days) may be
+/// refused for up to this long.
+pub const STALE: Duration = Duration::from_secs(5);
 
 /// One rate's table.
 #[derive(Debug)]
@@ -53,6 +66,8 @@ pub struct RateTable {
     /// `burst × T` in ticks: how far ahead of now a TAT may be and still
     /// accept a request.
     tolerance: u64,
+    /// [`STALE`] in ticks.
+    stale: u64,
 }
 
 /// A request taken from a rate, which can be given back when another
@@ -75,6 +90,7 @@ impl RateTable {
             tick_ns,
             interval,
             tolerance: interval.saturating_mul(u64::from(rate.burst)),
+            stale: u64::try_from(STALE.as_nanos()).unwrap_or(u64::MAX) / tick_ns,
         }
     }
 
@@ -156,13 +172,18 @@ impl RateTable {
         });
     }
 
-    /// How far `tat` is ahead of `now`, in ticks: 0 when it is in the past.
+    /// How far `tat` is ahead of `now`, in ticks: 0 when it is in the past,
+    /// and at most a full bucket's depth (a TAT further ahead was moved by
+    /// a request whose clock was read after this one's).
     fn ahead(&self, tat: u64, now: u64) -> u64 {
         let ahead = tat.wrapping_sub(now) & TAT_MASK;
-        if ahead > self.tolerance + self.interval {
-            0
-        } else {
+        let full = self.tolerance + self.interval;
+        if ahead <= full {
             ahead
+        } else if ahead <= full.saturating_add(self.stale) {
+            full
+        } else {
+            0
         }
     }
 }
@@ -222,6 +243,28 @@ mod tests {
         let t = RateTable::new(Rate::per_minute(120, 0));
         let n = accepted(&t, 42, ms(0), ms(10), Duration::from_secs(60));
         assert!((119..=121).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn a_request_with_a_late_clock_sees_a_full_bucket_as_full() {
+        // 10 r/s, burst 5: full at 10 s, one more at 10.1 s moves the TAT
+        // to 10.7 s.
+        let at = |n: u64| Duration::from_secs(10) + ms(n);
+        let t = RateTable::new(Rate::per_second(10, 5));
+        for _ in 0..6 {
+            assert!(t.take(7, at(0)).is_some());
+        }
+        assert!(t.take(7, at(100)).is_some());
+        // A request that read the clock at 10.05 s and its slot after the
+        // one above: 650 ms ahead, past the bucket's 600. It is refused,
+        // and the bucket is not reset.
+        assert!(t.take(7, at(50)).is_none());
+        assert!(t.take(7, at(100)).is_none());
+        assert!(t.take(7, at(200)).is_some());
+        assert!(t.take(7, at(200)).is_none());
+        // A clock behind by more than the bucket's depth and the margin is
+        // a counter that wrapped: a drained bucket.
+        assert!(t.take(7, at(800) - ms(600) - STALE - ms(1)).is_some());
     }
 
     #[test]
