@@ -227,6 +227,48 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(s.log().contains("SIGTERM"));
 }
 
+/// Past `drain_timeout`, a request still in flight is cut: its connection
+/// is closed, the log says how many were left, and the process exits,
+/// long before the request would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_drain_timeout_open_connections_are_closed() {
+    let a = Backend::start("a").await;
+    let (mut s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\ndrain_timeout: 1s\nroutes:\n  - backends: [{}]\n",
+        a.addr
+    ))
+    .await;
+    let listen = s.listen;
+    let began = Instant::now();
+    let slow = tokio::spawn(async move {
+        request(&client(None), listen, "GET", "/sleep/60000", &[], empty()).await
+    });
+    wait_until(
+        "the slow request to reach the backend",
+        Duration::from_secs(5),
+        || async { a.active.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    s.signal("TERM");
+    assert_eq!(s.wait_exit(Duration::from_secs(20)).await, Some(0));
+    let answer = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .expect("the client's connection was closed")
+        .unwrap();
+    assert!(answer.is_err(), "the cut request was answered: {answer:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the process outlived its drain: {:?}",
+        began.elapsed()
+    );
+    assert!(
+        s.log()
+            .contains("drain timeout passed with connections still open"),
+        "{}",
+        s.log()
+    );
+}
+
 /// The admin port answers health, readiness, metrics and the table; the
 /// traffic port never serves them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

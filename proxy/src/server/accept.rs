@@ -6,25 +6,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
-
 use crate::http::fast;
 
 use super::dispatch::serve_stream;
 use super::io::{Prefixed, SendDeadline};
-use super::{Connection, Counted, Drain, Listener, Shared};
+use super::{Connection, Counted, Listener, Shared};
 
-/// Accepts connections on one listener until the listeners stop, and
-/// hands back the tasks of the connections still open, for the drain to
-/// wait on and, past its deadline, to end. A task is reaped as its
-/// connection ends: nothing is added to a request's path.
-pub(super) async fn accept_loop(
-    listener: Listener,
-    shared: Arc<Shared>,
-    drain: Drain,
-) -> JoinSet<()> {
-    let Drain { graceful, mut stop } = drain;
-    let mut conns = JoinSet::new();
+/// Accepts connections on one listener until the listeners stop. Each
+/// connection's task counts itself and holds its slot for the drain
+/// ([`Counted`]) until it ends: the accept loop keeps nothing of it.
+pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let mut stop = shared.stop.subscribe();
     let Listener { tcp: listener, tls } = listener;
     let local = listener.local_addr().ok();
     let settings = &shared.settings;
@@ -37,8 +29,7 @@ pub(super) async fn accept_loop(
     });
     loop {
         let (stream, peer) = tokio::select! {
-            _ = stop.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            () = super::stopped(&mut stop) => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -70,20 +61,21 @@ pub(super) async fn accept_loop(
             open.fetch_add(1, Ordering::Relaxed);
         }
         let _ = stream.set_nodelay(true);
+        let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), settings.send_timeout);
+        // The slot is taken and filled under one lock: the task, should it
+        // end at once, frees it only after.
+        let mut tasks = shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = tasks.vacant_entry();
         let conn = Connection {
             client: peer,
-            shared: Counted::new(shared.clone()),
-            // Taken now, so that a drain waits for this connection
+            // Counted now, so that a drain waits for this connection
             // whichever path serves it.
-            watcher: graceful.watcher(),
-            stop: stop.clone(),
+            shared: Counted::new(shared.clone(), slot.key()),
             fast: fast.clone(),
         };
-        let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), settings.send_timeout);
         // The future is built here, not in an async block: a block would
         // hold `io` and `conn` a second time beside the future it awaits.
-        conns.spawn(serve_stream(io, tls.clone(), conn));
+        slot.insert(tokio::spawn(serve_stream(io, tls.clone(), conn)).abort_handle());
     }
     tracing::debug!(listener = %crate::logfmt::OptAddr(local), "stopped accepting");
-    conns
 }

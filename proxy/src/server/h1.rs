@@ -52,16 +52,10 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn_info = conn.info();
-    let Connection {
-        shared,
-        watcher,
-        mut stop,
-        ..
-    } = conn;
+    let mut stop = conn.stop();
+    let Connection { shared, .. } = conn;
     let header_timeout = shared.settings.request_header_timeout;
     let proxy = shared.handler.clone();
-    // Held until the connection ends, so that a drain waits for it.
-    let _watcher = watcher;
     let metrics = proxy.metrics().clone();
     let started = Arc::new(tokio::sync::Notify::new());
     let peer = conn_info.peer;

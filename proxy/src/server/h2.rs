@@ -76,15 +76,9 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let info = conn.info();
-    let super::Connection {
-        shared,
-        watcher,
-        mut stop,
-        ..
-    } = conn;
+    let mut stop = conn.stop();
+    let super::Connection { shared, .. } = conn;
     let settings = &shared.settings;
-    // Held until the connection ends, so that a drain waits for it.
-    let _watcher = watcher;
     let h2 = H2Settings {
         max_concurrent_streams: settings.http2_max_concurrent_streams,
         stream_window: settings.http2_stream_window,

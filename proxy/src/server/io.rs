@@ -38,7 +38,7 @@ impl<S> ReadReady for tokio_rustls::server::TlsStream<S> {
 
 impl<S: ReadReady + Unpin> ReadReady for Prefixed<S> {
     fn poll_read_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.pos < self.prefix.len() {
+        if self.prefix.is_some() {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read_ready(cx)
@@ -54,16 +54,18 @@ impl<S: ReadReady + Unpin> ReadReady for SendDeadline<S> {
 /// Reads `prefix` first, then from `inner`; writes go straight to `inner`.
 #[derive(Debug)]
 pub struct Prefixed<S> {
-    prefix: Vec<u8>,
-    pos: usize,
+    /// The bytes left to replay and where they start: boxed, as most
+    /// connections never have any, and every connection holds a
+    /// `Prefixed`. `None` once replayed.
+    #[allow(clippy::box_collection)]
+    prefix: Option<Box<(Vec<u8>, usize)>>,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
     pub fn new(prefix: Vec<u8>, inner: S) -> Self {
         Prefixed {
-            prefix,
-            pos: 0,
+            prefix: (!prefix.is_empty()).then(|| Box::new((prefix, 0))),
             inner,
         }
     }
@@ -74,14 +76,15 @@ impl<S> Prefixed<S> {
         if bytes.is_empty() {
             return;
         }
-        if self.pos >= self.prefix.len() {
-            self.prefix = bytes;
-        } else {
-            let mut all = bytes;
-            all.extend_from_slice(&self.prefix[self.pos..]);
-            self.prefix = all;
-        }
-        self.pos = 0;
+        self.prefix = Some(Box::new(match self.prefix.take() {
+            None => (bytes, 0),
+            Some(rest) => {
+                let (old, pos) = *rest;
+                let mut all = bytes;
+                all.extend_from_slice(&old[pos..]);
+                (all, 0)
+            }
+        }));
     }
 }
 
@@ -92,14 +95,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.pos < this.prefix.len() {
-            let rest = &this.prefix[this.pos..];
+        if let Some(p) = &mut this.prefix {
+            let (bytes, pos) = &mut **p;
+            let rest = &bytes[*pos..];
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
+            *pos += n;
+            if *pos == bytes.len() {
+                this.prefix = None;
             }
             return Poll::Ready(Ok(()));
         }
@@ -145,7 +148,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[derive(Debug)]
 pub struct SendDeadline<S> {
     inner: S,
-    limit: std::time::Duration,
+    /// The limit in milliseconds: a `Duration` is twice the size, and
+    /// every connection holds one.
+    limit_ms: u32,
     waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -153,7 +158,7 @@ impl<S> SendDeadline<S> {
     pub fn new(inner: S, limit: std::time::Duration) -> Self {
         SendDeadline {
             inner,
-            limit,
+            limit_ms: u32::try_from(limit.as_millis()).unwrap_or(u32::MAX),
             waiting: None,
         }
     }
@@ -169,7 +174,7 @@ impl<S> SendDeadline<S> {
             self.waiting = None;
             return r;
         }
-        let limit = self.limit;
+        let limit = std::time::Duration::from_millis(self.limit_ms.into());
         let timer = self
             .waiting
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));

@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::{watch, Notify};
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerSettings;
@@ -26,6 +25,7 @@ use crate::http::{fast, Client, Handler};
 use crate::Error;
 
 mod accept;
+pub(crate) mod clock;
 mod dispatch;
 mod h1;
 pub mod h2;
@@ -61,12 +61,22 @@ struct Shared {
     hyper: http1::Builder,
     settings: ListenerSettings,
     /// Client connections open on every traffic listener: the
-    /// `limits.max_connections` count is the process's.
+    /// `limits.max_connections` count is the process's, and a drain waits
+    /// for it to reach 0.
     open: Arc<std::sync::atomic::AtomicUsize>,
-    /// Notified when the listeners stop, after `stop` turns true: what
-    /// wakes an idle fast-path connection (a watch's `changed()` future
-    /// is twice the size, and every idle connection holds one).
-    stopping: tokio::sync::Notify,
+    /// Notified when `open` drops to 0.
+    drained: Notify,
+    /// What ends each open connection's task when a drain runs out of
+    /// time: a slot per connection (16 bytes), freed by the connection as
+    /// it ends.
+    tasks: std::sync::Mutex<slab::Slab<AbortHandle>>,
+    /// Turns true when the listeners stop: what hyper's and h2's
+    /// connections watch to drain.
+    stop: watch::Sender<bool>,
+    /// The fast path's deadlines and its drain's wakeup: one small wait
+    /// per idle connection, where a timer and a watch would be three
+    /// times the size.
+    clock: Arc<clock::Clock>,
 }
 
 /// One accepted connection: everything that serves it, in one value.
@@ -76,23 +86,28 @@ struct Shared {
 struct Connection {
     /// The client's address: the peer's, or the one a PROXY header gave.
     client: SocketAddr,
+    /// Held until the connection ends: it counts the connection, and a
+    /// drain waits for it.
     shared: Counted,
-    /// Held until the connection ends, so that a drain waits for it.
-    watcher: hyper_util::server::graceful::Watcher,
-    stop: watch::Receiver<bool>,
     fast: Arc<fast::FastSettings>,
 }
 
 /// The listeners' [`Shared`] state, as a connection holds it: the
-/// connection counts against `limits.max_connections` (and in the
-/// connections gauge) until this is dropped, with the connection.
-struct Counted(Arc<Shared>);
+/// connection counts against `limits.max_connections`, in the connections
+/// gauge and for the drain, and its task's slot in `Shared::tasks` is
+/// held, until this is dropped, with the connection.
+struct Counted {
+    shared: Arc<Shared>,
+    /// Its slot in `Shared::tasks`.
+    task: usize,
+}
 
 impl Counted {
-    /// Counts a connection the caller has already added to `shared.open`.
-    fn new(shared: Arc<Shared>) -> Self {
+    /// Counts a connection the caller has already added to `shared.open`,
+    /// whose task will take slot `task` (when it has one).
+    fn new(shared: Arc<Shared>, task: usize) -> Self {
         shared.handler.metrics().client_connections.inc();
-        Counted(shared)
+        Counted { shared, task }
     }
 }
 
@@ -100,20 +115,31 @@ impl std::ops::Deref for Counted {
     type Target = Arc<Shared>;
 
     fn deref(&self) -> &Arc<Shared> {
-        &self.0
+        &self.shared
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.handler.metrics().client_connections.dec();
+        let s = &self.shared;
+        // A drain that ran out of time has taken the slots already.
+        s.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_remove(self.task);
+        s.handler.metrics().client_connections.dec();
+        if s.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            s.drained.notify_waiters();
+        }
     }
 }
 
 impl Connection {
+    /// What tells hyper's and h2's connections to drain.
+    fn stop(&self) -> watch::Receiver<bool> {
+        self.shared.stop.subscribe()
+    }
+
     /// What the proxy knows of the client.
     fn info(&self) -> Client {
         let mut c = Client::new(self.client, self.fast.proto);
@@ -124,20 +150,10 @@ impl Connection {
     }
 }
 
-/// How the listeners' connections are told to drain.
-#[derive(Clone)]
-struct Drain {
-    /// Tells hyper's connections to finish; a drain waits for its watchers.
-    graceful: Arc<GracefulShutdown>,
-    stop: watch::Receiver<bool>,
-}
-
 /// The running client listeners.
 pub struct Listeners {
-    stop: watch::Sender<bool>,
-    /// The accept loops; each hands back its open connections' tasks.
-    tasks: Vec<JoinHandle<JoinSet<()>>>,
-    graceful: Arc<GracefulShutdown>,
+    /// The accept loops.
+    tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
 
@@ -153,26 +169,18 @@ impl Listeners {
             hyper: h1::builder(&settings),
             settings,
             open: Arc::default(),
-            stopping: tokio::sync::Notify::new(),
+            drained: Notify::new(),
+            tasks: Default::default(),
+            stop: watch::channel(false).0,
+            clock: Arc::new(clock::Clock::new()),
         });
-        let graceful = Arc::new(GracefulShutdown::new());
-        let (stop, _) = watch::channel(false);
+        // Rings until the last connection has let the clock go.
+        tokio::spawn(clock::Clock::run(Arc::downgrade(&shared.clock)));
         let tasks = listeners
             .into_iter()
-            .map(|l| {
-                let drain = Drain {
-                    graceful: graceful.clone(),
-                    stop: stop.subscribe(),
-                };
-                tokio::spawn(accept::accept_loop(l, shared.clone(), drain))
-            })
+            .map(|l| tokio::spawn(accept::accept_loop(l, shared.clone())))
             .collect();
-        Listeners {
-            stop,
-            tasks,
-            graceful,
-            shared,
-        }
+        Listeners { tasks, shared }
     }
 
     /// Stops accepting, asks every connection to finish (idle keep-alives
@@ -180,30 +188,43 @@ impl Listeners {
     /// Those still open then are closed. Returns how many were still open
     /// when time ran out.
     pub async fn shutdown(self, drain: Duration) -> usize {
-        let _ = self.stop.send(true);
-        self.shared.stopping.notify_waiters();
-        let mut conns = Vec::with_capacity(self.tasks.len());
+        let shared = &self.shared;
+        let _ = shared.stop.send(true);
+        shared.clock.stop();
         for t in self.tasks {
-            if let Ok(set) = t.await {
-                conns.push(set);
-            }
+            let _ = t.await;
         }
-        let graceful = match Arc::try_unwrap(self.graceful) {
-            Ok(g) => g,
-            Err(_) => return 0,
-        };
-        let open = graceful.count();
-        tracing::info!(connections = open, "draining client connections");
-        let left = match tokio::time::timeout(drain, graceful.shutdown()).await {
-            Ok(()) => 0,
-            Err(_) => open.max(1),
-        };
-        // Past the drain: what is left is closed, and its tasks waited for.
-        for mut set in conns {
-            set.shutdown().await;
+        let open = || shared.open.load(std::sync::atomic::Ordering::Acquire);
+        tracing::info!(connections = open(), "draining client connections");
+        if drained(shared, drain).await {
+            return 0;
         }
-        left
+        let left = open();
+        // Past the drain: what is left is closed, and its tasks waited for
+        // (briefly: a task ends at its next poll).
+        let tasks = std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, task) in tasks {
+            task.abort();
+        }
+        drained(shared, Duration::from_secs(1)).await;
+        left.max(1)
     }
+}
+
+/// Waits up to `limit` for every connection to end; false if some are
+/// still open then.
+async fn drained(shared: &Shared, limit: Duration) -> bool {
+    let waited = tokio::time::timeout(limit, async {
+        loop {
+            let mut notified = std::pin::pin!(shared.drained.notified());
+            notified.as_mut().enable();
+            if shared.open.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    });
+    waited.await.is_ok()
 }
 
 /// Resolves once the listeners are told to stop.

@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{watch, Notify};
 
 use crate::forward::Answer;
 use crate::http::Handler;
+use crate::server::clock::{until, Clock, Rang};
 use crate::server::io::ReadReady;
 use answer::respond;
 use buffers::{Buffers, Held};
@@ -92,16 +92,15 @@ enum Next {
 /// (an `async fn` keeps its arguments twice, rust-lang/rust#62958). A
 /// request's state is boxed for as long as it is served, and the buffers
 /// are given back between requests. While idle, what is left is the wait
-/// itself: readiness, the header timeout's timer and the drain's wakeup
-/// (`stopping`, notified once `stop` turns true).
+/// itself: readiness, and one wait on the server's idle clock for both
+/// the header timeout and the drain.
 #[allow(clippy::manual_async_fn)] // On purpose: see above.
 pub fn serve<'a, S>(
     io: &'a mut S,
     peer: &'a SocketAddr,
     proxy: &'a Handler,
     settings: &'a FastSettings,
-    stop: &'a watch::Receiver<bool>,
-    stopping: &'a Notify,
+    clock: &'a Clock,
 ) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + 'a
 where
     S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
@@ -111,46 +110,52 @@ where
         let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
         loop {
             if let Some(b) = held.get() {
-                // The step's value is gone before any wait below: a request's
-                // plan (over 100 bytes) is not kept by an idle connection.
-                match next(b, *peer, proxy, settings) {
+                // The step is matched and gone before any wait: held across
+                // one, a request's plan (over 100 bytes) would be part of
+                // every idle connection's state.
+                let one = match next(b, *peer, proxy, settings) {
                     Step::Handover(prefix) => return Some(prefix),
+                    // Boxed: a request's state (its body read, the upstream
+                    // exchange, timers, the answer) is held only while it is
+                    // served, not by every idle connection's task. One small
+                    // allocation per request, from the allocator's thread
+                    // cache.
                     Step::Ready(plan) => {
-                        // Boxed: a request's state (its body read, the upstream
-                        // exchange, timers, the answer) is held only while it is
-                        // served, not by every idle connection's task. One small
-                        // allocation per request, from the allocator's thread
-                        // cache.
-                        match Box::pin(serve_one(io, b, plan, *peer, proxy, stop)).await {
-                            Next::KeepAlive => {}
-                            Next::Close => return None,
-                        }
-                        deadline = tokio::time::Instant::now() + settings.header_timeout;
-                        continue;
+                        Some(Box::pin(serve_one(io, b, plan, *peer, proxy, clock)))
                     }
-                    Step::Partial => {}
+                    Step::Partial => None,
+                };
+                if let Some(one) = one {
+                    match one.await {
+                        Next::KeepAlive => {}
+                        Next::Close => return None,
+                    }
+                    deadline = tokio::time::Instant::now() + settings.header_timeout;
+                    continue;
                 }
             }
             let idle = held.get().is_none_or(|b| b.pos == b.input.len());
             if idle {
-                // Nothing pending: wait with no buffer held.
+                // Nothing pending: wait with no buffer held, until the client
+                // sends, the header timeout passes or the proxy stops.
                 held.give_back();
-                match wait(io, &deadline, stop, stopping).await {
-                    Woke::Ready => {}
-                    Woke::Closed => return None,
-                    Woke::Stop => {
-                        if last_call(io, &mut held).await {
+                match until(clock, deadline, true, readable(io)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return None,
+                    Err(Rang::Stop) => {
+                        // Boxed: its timers are no part of the idle wait.
+                        if Box::pin(last_call(io, &mut held)).await {
                             continue;
                         }
                         return None;
                     }
-                    Woke::Timeout => {
+                    Err(Rang::Deadline) => {
                         tracing::debug!(client = %peer, "closed an idle connection at the header timeout");
                         return None;
                     }
                 }
             }
-            match tokio::time::timeout_at(deadline, read_more(io, held.take())).await {
+            match until(clock, deadline, false, read_more(io, held.take())).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(_)) => {}
                 Err(_) => {
@@ -222,44 +227,6 @@ fn next(b: &mut Buffers, peer: SocketAddr, proxy: &Handler, settings: &FastSetti
     }
 }
 
-/// How an idle connection's wait ended.
-enum Woke {
-    /// The client sent bytes (or closed: the read says which).
-    Ready,
-    /// The socket failed.
-    Closed,
-    /// The proxy is stopping.
-    Stop,
-    /// Nothing came within the header timeout.
-    Timeout,
-}
-
-/// Waits, holding no buffer, until the client sends, the header timeout
-/// passes or the proxy stops.
-async fn wait<S: ReadReady + Unpin>(
-    io: &mut S,
-    deadline: &tokio::time::Instant,
-    stop: &watch::Receiver<bool>,
-    stopping: &Notify,
-) -> Woke {
-    // Registered before the flag is read, so a stop between the two still
-    // wakes this wait.
-    let mut notified = std::pin::pin!(stopping.notified());
-    notified.as_mut().enable();
-    if *stop.borrow() {
-        return Woke::Stop;
-    }
-    tokio::select! {
-        biased;
-        r = tokio::time::timeout_at(*deadline, readable(io)) => match r {
-            Ok(Ok(())) => Woke::Ready,
-            Ok(Err(_)) => Woke::Closed,
-            Err(_) => Woke::Timeout,
-        },
-        () = notified => Woke::Stop,
-    }
-}
-
 /// Resolves once the client has sent bytes (or closed), without reading
 /// them: the wait holds no buffer.
 fn readable<S: ReadReady + Unpin>(
@@ -326,7 +293,7 @@ async fn serve_one<S>(
     plan: head::Plan<Arc<crate::routing::Route>>,
     peer: SocketAddr,
     proxy: &Handler,
-    stop: &watch::Receiver<bool>,
+    clock: &Clock,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -367,7 +334,7 @@ where
         b.input.clear();
         b.pos = 0;
     }
-    let closing = plan.close || *stop.borrow();
+    let closing = plan.close || clock.stopping();
     let client = plan.client.unwrap_or(peer.ip());
     // The wall clock only for the access log.
     let time = proxy.access_log().map(|_| std::time::SystemTime::now());
@@ -465,8 +432,12 @@ fn entry(
     }
 }
 
-/// Reads what the client sent next onto the input buffer.
-async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io::Result<usize> {
+/// Reads what the client sent next onto the input buffer. A plain
+/// function: the future is the read's alone.
+fn read_more<'a, S: AsyncRead + Unpin>(
+    io: &'a mut S,
+    b: &'a mut Buffers,
+) -> impl std::future::Future<Output = std::io::Result<usize>> + 'a {
     if b.pos > 0 {
         // Pipelined bytes left over: move them to the front first.
         b.input.drain(..b.pos);
@@ -475,7 +446,7 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, b: &mut Buffers) -> std::io
     if b.input.capacity() - b.input.len() < 1024 {
         b.input.reserve(4096);
     }
-    io.read_buf(&mut b.input).await
+    io.read_buf(&mut b.input)
 }
 
 #[cfg(test)]
