@@ -299,6 +299,12 @@ impl Sluice {
     pub fn fill(&self, yaml: &str) -> String {
         self.asked.fill(yaml)
     }
+
+    /// [`Sluice::fill`] as a value of its own, for another thread.
+    pub fn filler(&self) -> impl Fn(&str) -> String + Send + 'static {
+        let asked = self.asked.clone();
+        move |yaml| asked.fill(yaml)
+    }
 }
 
 /// The listeners a process printed on stdout, `listening on ADDR (KIND)`,

@@ -29,15 +29,20 @@ use tokio::time::Instant;
 
 /// How late a deadline may be met.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Slots in the ring: 102.4 s of ticks. A deadline further off wakes its
+/// Slots in the ring: 25.6 s of ticks. A deadline further off wakes its
 /// connection once per turn of the ring, to look at the time again.
-const SLOTS: usize = 1024;
+const SLOTS: usize = 256;
+/// Each slot is as many `Notify`s, one per group of worker threads: a
+/// wait locks its slot's list to register, and every request on every
+/// worker waits on the slot of the same tick.
+const SHARDS: usize = 8;
 
 /// The ring of slots, the stop flag, and the time the ticks count from.
 #[derive(Debug)]
 pub struct Clock {
     start: Instant,
     tick: Duration,
+    /// `slots × SHARDS`, a slot's shards side by side.
     slots: Box<[Notify]>,
     stopping: AtomicBool,
 }
@@ -66,7 +71,7 @@ impl Clock {
         Clock {
             start: Instant::now(),
             tick,
-            slots: (0..slots.max(1)).map(|_| Notify::new()).collect(),
+            slots: (0..slots.max(1) * SHARDS).map(|_| Notify::new()).collect(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -78,7 +83,8 @@ impl Clock {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let since = nanos(at.saturating_duration_since(self.start));
         let tick = since.div_ceil(nanos(self.tick).max(1));
-        &self.slots[(tick % self.slots.len() as u64) as usize]
+        let ring = (self.slots.len() / SHARDS) as u64;
+        &self.slots[(tick % ring) as usize * SHARDS + shard()]
     }
 
     /// Whether the proxy is stopping.
@@ -112,7 +118,7 @@ impl Clock {
     pub async fn run(clock: Weak<Clock>) {
         let Some((start, tick, slots)) = clock
             .upgrade()
-            .map(|c| (c.start, c.tick, c.slots.len() as u64))
+            .map(|c| (c.start, c.tick, (c.slots.len() / SHARDS) as u64))
         else {
             return;
         };
@@ -138,11 +144,24 @@ impl Clock {
                 .max(rung + 1);
             let from = (rung + 1).max(begun.saturating_sub(slots - 1));
             for t in from..=begun {
-                clock.slots[(t % slots) as usize].notify_waiters();
+                let first = (t % slots) as usize * SHARDS;
+                for shard in &clock.slots[first..first + SHARDS] {
+                    shard.notify_waiters();
+                }
             }
             rung = begun;
         }
     }
+}
+
+/// This thread's shard of a slot: threads take them in turn.
+fn shard() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 pin_project_lite::pin_project! {
