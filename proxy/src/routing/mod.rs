@@ -53,7 +53,11 @@ pub struct Route {
     pub server_header: ServerHeader,
     pub timeouts: RouteTimeouts,
     pub retry: RetryPolicy,
-    pub metrics: RouteMetrics,
+    /// Shared with the previous table's route of the same name: its
+    /// counters, once resolved, stay resolved across rebuilds, so that
+    /// the first requests after a change do not take the metric family's
+    /// lock (which the rebuild takes too, on the config thread).
+    pub metrics: Arc<RouteMetrics>,
     /// What changes in the request headers sent upstream.
     pub headers: crate::spec::HeaderEdits,
     /// Who may use it: address ranges, basic authentication.
@@ -223,6 +227,15 @@ impl Snapshot {
             }
         }
         let limiters = std::cell::RefCell::new(limiters);
+        // Route metrics live on by name.
+        let mut kept_metrics: FxHashMap<&str, Arc<RouteMetrics>> = FxHashMap::default();
+        if let Some(prev) = previous {
+            for r in prev.all_routes() {
+                kept_metrics
+                    .entry(&r.name)
+                    .or_insert_with(|| r.metrics.clone());
+            }
+        }
         let make = |spec: &RouteSpec| {
             let upstream = Arc::new(Upstream::build(&spec.upstream, &reuse));
             let canary = spec.canary.as_ref().map(|c| Canary {
@@ -285,7 +298,10 @@ impl Snapshot {
                 retry: spec.retry,
                 headers: spec.headers.clone(),
                 access: spec.access.clone(),
-                metrics: metrics.route(&spec.name),
+                metrics: kept_metrics
+                    .get(&*spec.name)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(metrics.route(&spec.name))),
                 path_rules: spec.path_rules.clone(),
                 limiter,
                 affinity,
@@ -612,6 +628,37 @@ mod tests {
             &b.routes[0].upstream.balancer,
             &c.routes[0].upstream.balancer
         ));
+    }
+
+    #[test]
+    fn route_metrics_live_on_by_name() {
+        let m = Metrics::new();
+        let a = Snapshot::build(&[spec("a", "", "/", PathType::Prefix)], None, None, &m);
+        a.routes[0].metrics.observe(200, std::time::Duration::ZERO);
+        let b = Snapshot::build(
+            &[
+                spec("a", "", "/", PathType::Prefix),
+                spec("b", "", "/b", PathType::Prefix),
+            ],
+            None,
+            Some(&a),
+            &m,
+        );
+        let (kept, new) = match &*b.routes[0].name {
+            "a" => (&b.routes[0], &b.routes[1]),
+            _ => (&b.routes[1], &b.routes[0]),
+        };
+        assert!(Arc::ptr_eq(&a.routes[0].metrics, &kept.metrics));
+        assert!(!Arc::ptr_eq(&a.routes[0].metrics, &new.metrics));
+        // Still counting into the same series.
+        kept.metrics.observe(200, std::time::Duration::ZERO);
+        let text = m.encode();
+        assert!(
+            text.lines().any(|l| l.starts_with("sluice_requests_total{")
+                && l.contains("route=\"a\"")
+                && l.ends_with(" 2")),
+            "{text}"
+        );
     }
 
     #[test]
