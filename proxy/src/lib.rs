@@ -51,6 +51,7 @@ pub mod client_body;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod drain;
 pub mod exit;
 pub mod forward;
 pub mod forwarded;

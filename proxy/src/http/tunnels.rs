@@ -1,12 +1,12 @@
 //! Upgraded connections (WebSockets) outlive the HTTP connection they came
 //! on: they are owned here, so that a drain can wait for them and end them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
+
+use crate::drain::OpenCount;
 
 /// The upgraded connections (WebSockets), which outlive the HTTP
 /// connection they came on: each runs in a task owned here, so that a
@@ -16,45 +16,29 @@ use tokio::task::JoinSet;
 #[derive(Debug, Default)]
 pub struct Tunnels {
     tasks: Mutex<JoinSet<()>>,
-    count: Arc<Count>,
-}
-
-#[derive(Debug, Default)]
-struct Count {
-    open: AtomicUsize,
-    closed: Notify,
+    count: Arc<OpenCount>,
 }
 
 /// Held by a tunnel's task: counts it open until dropped (it ends, or is
 /// aborted).
-struct Open(Arc<Count>);
+struct Open(Arc<OpenCount>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-        self.0.closed.notify_waiters();
+        self.0.sub();
     }
 }
 
 impl Tunnels {
     /// Tunnels open now.
     pub fn open(&self) -> usize {
-        self.count.open.load(Ordering::SeqCst)
+        self.count.get()
     }
 
     /// Waits until every open tunnel has closed; false if `limit` passed
     /// first.
     pub async fn wait_closed(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let closed = self.count.closed.notified();
-            if self.open() == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, closed).await.is_err() {
-                return self.open() == 0;
-            }
-        }
+        self.count.wait_none(limit).await
     }
 
     /// Ends the tunnels still open (both sides closed) and waits until
@@ -66,7 +50,7 @@ impl Tunnels {
 
     /// Runs one tunnel until it closes or the tunnels are cut.
     pub(crate) fn spawn(&self, tunnel: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.count.open.fetch_add(1, Ordering::SeqCst);
+        self.count.add();
         let open = Open(self.count.clone());
         let mut tasks = self.lock();
         // The tunnels that ended since the last one opened are reaped here.

@@ -2,7 +2,6 @@
 //! PROXY protocol header that names the client, and a task per connection,
 //! owned by the listeners.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,19 +45,13 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         // keep being served. Memory then has a ceiling whatever a flood
         // opens; the admin listener is apart and keeps answering.
         let metrics = shared.handler.metrics();
-        let open = &shared.open;
-        let limit = settings.max_connections;
-        if limit > 0 && open.fetch_add(1, Ordering::Relaxed) >= limit {
-            open.fetch_sub(1, Ordering::Relaxed);
+        if !shared.open.try_add(settings.max_connections) {
             metrics
                 .connections_refused
                 .with_label_values(&["max_connections"])
                 .inc();
             drop(stream);
             continue;
-        }
-        if limit == 0 {
-            open.fetch_add(1, Ordering::Relaxed);
         }
         let _ = stream.set_nodelay(true);
         let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), settings.send_timeout);

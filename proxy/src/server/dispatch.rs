@@ -302,8 +302,7 @@ mod tests {
             handler,
             hyper: super::h1::builder(&settings),
             settings,
-            open: Arc::default(),
-            drained: Default::default(),
+            open: Default::default(),
             tasks: Default::default(),
             stop: tokio::sync::watch::channel(false).0,
             clock: Default::default(),
@@ -313,9 +312,7 @@ mod tests {
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        shared
-            .open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.open.add();
         let conn = Connection {
             client: peer,
             shared: Counted::new(shared.clone(), usize::MAX),
@@ -334,6 +331,6 @@ mod tests {
         drop(future);
         drop(client);
         // Dropped with its connection, the count goes back.
-        assert_eq!(shared.open.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(shared.open.get(), 0);
     }
 }

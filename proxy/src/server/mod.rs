@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
@@ -63,9 +63,7 @@ struct Shared {
     /// Client connections open on every traffic listener: the
     /// `limits.max_connections` count is the process's, and a drain waits
     /// for it to reach 0.
-    open: Arc<std::sync::atomic::AtomicUsize>,
-    /// Notified when `open` drops to 0.
-    drained: Notify,
+    open: crate::drain::OpenCount,
     /// What ends each open connection's task when a drain runs out of
     /// time: a slot per connection (16 bytes), freed by the connection as
     /// it ends.
@@ -128,9 +126,7 @@ impl Drop for Counted {
             .unwrap_or_else(|e| e.into_inner())
             .try_remove(self.task);
         s.handler.metrics().client_connections.dec();
-        if s.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            s.drained.notify_waiters();
-        }
+        s.open.sub();
     }
 }
 
@@ -168,8 +164,7 @@ impl Listeners {
             handler,
             hyper: h1::builder(&settings),
             settings,
-            open: Arc::default(),
-            drained: Notify::new(),
+            open: Default::default(),
             tasks: Default::default(),
             stop: watch::channel(false).0,
             clock: Arc::new(clock::Clock::new()),
@@ -194,37 +189,23 @@ impl Listeners {
         for t in self.tasks {
             let _ = t.await;
         }
-        let open = || shared.open.load(std::sync::atomic::Ordering::Acquire);
-        tracing::info!(connections = open(), "draining client connections");
-        if drained(shared, drain).await {
+        tracing::info!(
+            connections = shared.open.get(),
+            "draining client connections"
+        );
+        if shared.open.wait_none(drain).await {
             return 0;
         }
-        let left = open();
+        let left = shared.open.get();
         // Past the drain: what is left is closed, and its tasks waited for
         // (briefly: a task ends at its next poll).
         let tasks = std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for (_, task) in tasks {
             task.abort();
         }
-        drained(shared, Duration::from_secs(1)).await;
+        shared.open.wait_none(Duration::from_secs(1)).await;
         left.max(1)
     }
-}
-
-/// Waits up to `limit` for every connection to end; false if some are
-/// still open then.
-async fn drained(shared: &Shared, limit: Duration) -> bool {
-    let waited = tokio::time::timeout(limit, async {
-        loop {
-            let mut notified = std::pin::pin!(shared.drained.notified());
-            notified.as_mut().enable();
-            if shared.open.load(std::sync::atomic::Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    });
-    waited.await.is_ok()
 }
 
 /// Resolves once the listeners are told to stop.
