@@ -324,6 +324,36 @@ async fn trusted_forwarded_for_names_the_client() {
     );
 }
 
+/// The access log's writer batches its lines (every 10 ms while requests
+/// keep coming): those of the last requests before a SIGTERM are on
+/// stdout when the process has exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_access_log_lines_are_out_when_the_process_exits() {
+    let backend = Backend::start("a").await;
+    let mut s = Sluice::serve(&[
+        "--backend",
+        &backend.addr.to_string(),
+        "--access-log",
+        "text",
+    ])
+    .await;
+    for i in 0..20 {
+        let answer = through(s.listen, b"", &format!("/last/{i}")).await;
+        assert!(
+            answer.text().starts_with("HTTP/1.1 200"),
+            "{}",
+            answer.text()
+        );
+    }
+    s.signal("TERM");
+    assert_eq!(s.wait_exit(Duration::from_secs(20)).await, Some(0));
+    let out = s.stdout();
+    for i in 0..20 {
+        let path = format!("\"/last/{i}\"");
+        assert!(out.contains(&path), "no line for {path:?} in:\n{out}");
+    }
+}
+
 /// The access log, as JSON: one line per request with the client (as the
 /// PROXY header names it), host, method, path, status, bytes, upstream
 /// endpoint, duration and the request id the upstream saw.

@@ -124,6 +124,7 @@ pub async fn run(
         tasks.spawn("memory watch", proxy.watch_memory(limit));
     }
     let tunnels = proxy.tunnels().clone();
+    let access_log = proxy.access_log().cloned();
     let running = Listeners::start(listeners, proxy, config.listener.clone());
     let state = Arc::new(AdminState {
         table: table.clone(),
@@ -231,6 +232,10 @@ pub async fn run(
     // upstream connections that outlived their requests.
     tasks.shutdown(std::time::Duration::from_secs(2)).await;
     crate::upstream::drivers::close_all(std::time::Duration::from_secs(1)).await;
+    // The access log's writer batches: the last lines written out.
+    if let Some(log) = access_log {
+        log.flush(std::time::Duration::from_secs(1)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
