@@ -2,6 +2,7 @@
 //! path type), its name, and its backends with the settings that go with
 //! them, which override the top level's.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Validator;
@@ -16,8 +17,12 @@ impl Validator {
     /// The file's routes; two that match the same host, path and path
     /// type are refused, as are two of one name.
     pub(super) fn routes(&mut self, raw: &[RawRoute], defaults: &Defaults) -> Vec<RouteSpec> {
-        let mut routes: Vec<RouteSpec> = Vec::new();
-        let mut seen: Vec<(HostMatch, String, PathType, usize)> = Vec::new();
+        let mut routes: Vec<RouteSpec> = Vec::with_capacity(raw.len());
+        // What each route matches and its name, with the index of the first
+        // route to take it: looked up, not scanned (a file of 10,000 routes
+        // would otherwise compare 50 million pairs on every reload).
+        let mut seen: HashMap<(HostMatch, String, PathType), usize> = HashMap::new();
+        let mut names: HashMap<Arc<str>, usize> = HashMap::new();
         for (i, r) in raw.iter().enumerate() {
             let field = format!("routes[{i}]");
             let host = match r.host.as_deref() {
@@ -56,23 +61,27 @@ impl Validator {
                 None if path_type == PathType::Exact => format!("{host}{path} (Exact)").into(),
                 None => format!("{host}{path}").into(),
             };
-            if let Some(j) = routes.iter().position(|r| r.name == name) {
+            if let Some(j) = names.get(&name) {
                 self.error(
                     format!("{field}.name"),
                     format!("{name:?} is already the name of routes[{j}]"),
                 );
+            } else {
+                names.insert(name.clone(), i);
             }
             let key_path = path_type.normalize(&path);
-            if let Some((_, _, _, j)) = seen
-                .iter()
-                .find(|(h, p, t, _)| *h == host && *p == key_path && *t == path_type)
-            {
-                self.error(
+            match seen.entry((host.clone(), key_path, path_type)) {
+                std::collections::hash_map::Entry::Occupied(j) => self.error(
                     field.clone(),
-                    format!("matches the same host, path and path type as routes[{j}]"),
-                );
+                    format!(
+                        "matches the same host, path and path type as routes[{}]",
+                        j.get()
+                    ),
+                ),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                }
             }
-            seen.push((host.clone(), key_path, path_type, i));
             let (upstream, timeouts, retry, max_request_body) =
                 self.backend_set(&field, &r.set, defaults, name.clone());
             routes.push(RouteSpec {
@@ -200,5 +209,28 @@ mod tests {
         let text = "routes:\n  - {host: a.com, path: /x/, backends: [127.0.0.1:1]}\n  - {host: a.com, path: /x, backends: [127.0.0.1:2]}\n";
         let err = parse_str(text, "t").unwrap_err();
         assert!(err.to_string().contains("routes[1]"), "{err}");
+    }
+
+    /// Each clash names the first route to take the name or the match,
+    /// however far apart the two are.
+    #[test]
+    fn a_clash_names_the_first_route_it_clashes_with() {
+        let mut text = String::from("routes:\n");
+        for i in 0..50 {
+            text += &format!("  - {{host: h{i}.com, name: r{i}, backends: [127.0.0.1:1]}}\n");
+        }
+        text += "  - {host: h3.com, name: other, backends: [127.0.0.1:1]}\n";
+        text += "  - {host: x.com, name: r7, backends: [127.0.0.1:1]}\n";
+        let err = parse_str(&text, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("routes[50]")
+                && err.contains("same host, path and path type as routes[3]"),
+            "{err}"
+        );
+        assert!(
+            err.contains("routes[51].name")
+                && err.contains("\"r7\" is already the name of routes[7]"),
+            "{err}"
+        );
     }
 }

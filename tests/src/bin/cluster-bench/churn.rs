@@ -1,6 +1,8 @@
 //! Config churn at scale: `hosts` hosts, a steady `rate` of GETs spread
 //! over them and `websockets` WebSockets open, then one change of one
-//! host's routes a second for `changes` seconds. The peers:
+//! host's routes a second for `changes` seconds, in `rounds` windows
+//! that take turns with as many quiet ones (`before` seconds in all). The
+//! peers:
 //!
 //! - `kube`: Sluice watching the tests' API server, one Ingress per host;
 //!   a change adds a path to one Ingress.
@@ -14,7 +16,7 @@
 //! The peer runs on CPU 1 with one worker; this process (client, backends,
 //! API server) on CPU 0. Reported per peer: requests failed, WebSockets
 //! dropped (an echo not back within 5 s, or the connection closed), p99
-//! before the churn and during it, CPU per change (first ten changes with
+//! of the quiet windows ("before") and of the churn's ("during"), CPU per change (first ten changes with
 //! no traffic, the CPU past the idle rate; then under load, the CPU during
 //! the churn past the rate before it, a noisier figure), and memory (PSS
 //! of the process tree).
@@ -43,6 +45,12 @@ pub struct Options {
     pub websockets: usize,
     pub changes: usize,
     pub before: Duration,
+    /// The quiet time and the churn, each cut into this many windows
+    /// taken in turn (quiet, churn, quiet, ...), so that what drifts on
+    /// the machine over minutes (a neighbour on the VM, the page cache
+    /// filling with the access log) falls on both sides alike; 1 is one
+    /// quiet phase, then the churn.
+    pub rounds: usize,
     pub peers: Vec<String>,
 }
 
@@ -412,29 +420,40 @@ async fn measure(name: &str, peer: &Peer, routes: &mut Routes, o: &Options) -> R
     // Warm-up: connections, pools, every WebSocket open.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ws_open = seen.ws_open.load(Ordering::Relaxed);
-    let c0 = procs::cpu_seconds(pid);
-    let t0 = Instant::now();
-    seen.phase.store(1, Ordering::Relaxed);
-    tokio::time::sleep(o.before).await;
-    let c1 = procs::cpu_seconds(pid);
-    let t1 = Instant::now();
-    seen.phase.store(2, Ordering::Relaxed);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    for k in QUIET_CHANGES..QUIET_CHANGES + o.changes {
+    // Quiet and churn windows in turn; the CPU of each kind summed.
+    let rounds = o.rounds.max(1);
+    let (mut quiet_cpu, mut quiet_time) = (0.0, Duration::ZERO);
+    let (mut churn_cpu, mut churn_time) = (0.0, Duration::ZERO);
+    let mut k = QUIET_CHANGES;
+    for round in 0..rounds {
+        let c0 = procs::cpu_seconds(pid);
+        let t0 = Instant::now();
+        seen.phase.store(1, Ordering::Relaxed);
+        tokio::time::sleep(o.before / rounds as u32).await;
+        let c1 = procs::cpu_seconds(pid);
+        let t1 = Instant::now();
+        quiet_cpu += c1 - c0;
+        quiet_time += t1 - t0;
+        seen.phase.store(2, Ordering::Relaxed);
+        // This window's share of the changes, one a second.
+        let share = o.changes * (round + 1) / rounds - o.changes * round / rounds;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for _ in 0..share {
+            tick.tick().await;
+            change(peer, routes, k).await;
+            k += 1;
+        }
         tick.tick().await;
-        change(peer, routes, k).await;
+        churn_cpu += procs::cpu_seconds(pid) - c1;
+        churn_time += t1.elapsed();
     }
-    tick.tick().await;
-    let c2 = procs::cpu_seconds(pid);
-    let t2 = Instant::now();
     let processes = procs::tree(pid).len();
     seen.phase.store(0, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
 
-    let before_rate = (c1 - c0) / (t1 - t0).as_secs_f64();
-    let churn_secs = (t2 - t1).as_secs_f64();
-    let extra = (c2 - c1) - before_rate * churn_secs;
+    let before_rate = quiet_cpu / quiet_time.as_secs_f64();
+    let extra = churn_cpu - before_rate * churn_time.as_secs_f64();
     let summary = |p: &Phase| {
         let mut l = std::mem::take(&mut *p.latencies.lock().unwrap());
         l.sort();
@@ -528,8 +547,8 @@ async fn websocket(addr: SocketAddr, host: String, seen: Arc<Seen>, stop: Arc<At
 
 fn report(rows: &[Row], o: &Options) {
     println!(
-        "## Config churn: {} hosts, {} GET/s over them, {} WebSockets, one change a second for {} s",
-        o.hosts, o.rate, o.websockets, o.changes
+        "## Config churn: {} hosts, {} GET/s over them, {} WebSockets, one change a second for {} s, {} s quiet before; in {} rounds of quiet then churn",
+        o.hosts, o.rate, o.websockets, o.changes, o.before.as_secs(), o.rounds.max(1)
     );
     println!();
     println!(

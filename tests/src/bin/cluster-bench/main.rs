@@ -8,7 +8,7 @@
 //! cluster-bench memory [--services 1000] [--endpoints 10] [--certs 1000]
 //! cluster-bench scale [--points 1000,2000,5000,10000] [--endpoints 10]
 //! cluster-bench churn [--hosts 1000] [--rate 5000] [--websockets 200]
-//!                     [--changes 60] [--before 60] [--peers "kube file nginx"]
+//!                     [--changes 60] [--before 60] [--rounds 6] [--peers "kube file nginx"]
 //! ```
 //!
 //! - **endpoints** (`endpoints.rs`): the delay from an EndpointSlice change
@@ -38,7 +38,7 @@ use sluice_integration::*;
 const USAGE: &str = "usage: cluster-bench endpoints [--changes N] [--rate R]
        cluster-bench memory [--services N] [--endpoints E] [--certs C]
        cluster-bench scale [--points N,N,...] [--endpoints E]
-       cluster-bench churn [--hosts N] [--rate R] [--websockets W] [--changes C] [--before S] [--peers \"kube file nginx\"]";
+       cluster-bench churn [--hosts N] [--rate R] [--websockets W] [--changes C] [--before S] [--rounds R] [--peers \"kube file nginx\"]";
 
 /// The command line: `--name value` pairs after the case.
 struct Args(Vec<String>);
@@ -110,6 +110,7 @@ async fn main() {
                 websockets: args.num("--websockets", 200),
                 changes: args.num("--changes", 60),
                 before: Duration::from_secs(args.num("--before", 60) as u64),
+                rounds: args.num("--rounds", 6),
                 peers: args
                     .text("--peers", "kube file nginx")
                     .split_whitespace()
