@@ -409,7 +409,12 @@ async fn measure(name: &str, peer: &Peer, routes: &mut Routes, o: &Options) -> R
         let (seen, stop) = (seen.clone(), stop.clone());
         async move {
             while !stop.load(Ordering::Relaxed) {
-                let kib = procs::pss_kib(pid) as usize;
+                // Reading /proc for the process tree and its smaps takes
+                // milliseconds: on a blocking thread, not on the runtime
+                // that times the requests.
+                let kib = tokio::task::spawn_blocking(move || procs::pss_kib(pid))
+                    .await
+                    .unwrap_or(0) as usize;
                 if let Some(p) = seen.phase() {
                     p.peak_pss.fetch_max(kib, Ordering::Relaxed);
                 }
