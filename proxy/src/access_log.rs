@@ -66,7 +66,8 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     tx: Sender<Entry>,
-    /// Entries sent and not yet taken by the writer.
+    /// Entries sent and not yet on stdout (written and flushed): what the
+    /// queue's bound counts, and what [`AccessLog::flush`] waits for.
     waiting: Arc<AtomicUsize>,
     dropped: IntCounter,
     /// The writer thread, which [`AccessLog::flush`] wakes.
@@ -245,7 +246,7 @@ mod tests {
             log.log(entry());
         }
         assert_eq!(dropped.get(), 5);
-        // The writer takes one: one more fits.
+        // The writer writes one out: one more fits.
         rx.recv().unwrap();
         log.waiting.fetch_sub(1, Ordering::Relaxed);
         log.log(entry());
