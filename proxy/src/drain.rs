@@ -24,12 +24,11 @@ impl OpenCount {
     /// Counts one more open, unless `limit` (when not 0) are already:
     /// then nothing is counted and the answer is false.
     pub fn try_add(&self, limit: usize) -> bool {
-        if limit > 0 && self.open.fetch_add(1, Ordering::AcqRel) >= limit {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        if limit > 0 && before >= limit {
+            // Back to at least `limit`: never the close that leaves none.
             self.open.fetch_sub(1, Ordering::AcqRel);
             return false;
-        }
-        if limit == 0 {
-            self.open.fetch_add(1, Ordering::AcqRel);
         }
         true
     }

@@ -211,31 +211,24 @@ impl Snapshot {
     ) -> Snapshot {
         // Added to HTTPS answers only: ours, or a trusted LoadBalancer's.
         let hsts = edge.policy.hsts.as_ref().map(crate::spec::Hsts::value);
+        // What the previous table built and this one keeps, gathered in one
+        // pass: endpoints (with their health and connections), limiters
+        // whose zone's settings stay the same, and route metrics by name.
         let mut reuse = EndpointReuse::default();
-        if let Some(prev) = previous {
-            for r in prev.all_routes() {
-                for u in r.upstreams() {
-                    u.offer(&mut reuse);
-                }
-            }
-        }
-        // Limiters live on while their zone's settings stay the same.
         let mut limiters = crate::limit::Reuse::default();
-        if let Some(prev) = previous {
-            for l in prev.all_routes().filter_map(|r| r.limiter.as_ref()) {
+        let mut kept_metrics: FxHashMap<&str, Arc<RouteMetrics>> = FxHashMap::default();
+        for r in previous.into_iter().flat_map(Snapshot::all_routes) {
+            for u in r.upstreams() {
+                u.offer(&mut reuse);
+            }
+            if let Some(l) = &r.limiter {
                 limiters.offer(l);
             }
+            kept_metrics
+                .entry(&r.name)
+                .or_insert_with(|| r.metrics.clone());
         }
         let limiters = std::cell::RefCell::new(limiters);
-        // Route metrics live on by name.
-        let mut kept_metrics: FxHashMap<&str, Arc<RouteMetrics>> = FxHashMap::default();
-        if let Some(prev) = previous {
-            for r in prev.all_routes() {
-                kept_metrics
-                    .entry(&r.name)
-                    .or_insert_with(|| r.metrics.clone());
-            }
-        }
         let make = |spec: &RouteSpec| {
             let upstream = Arc::new(Upstream::build(&spec.upstream, &reuse));
             let canary = spec.canary.as_ref().map(|c| Canary {

@@ -16,10 +16,10 @@
 //! The peer runs on CPU 1 with one worker; this process (client, backends,
 //! API server) on CPU 0. Reported per peer: requests failed, WebSockets
 //! dropped (an echo not back within 5 s, or the connection closed), p99
-//! of the quiet windows ("before") and of the churn's ("during"), CPU per change (first ten changes with
-//! no traffic, the CPU past the idle rate; then under load, the CPU during
-//! the churn past the rate before it, a noisier figure), and memory (PSS
-//! of the process tree).
+//! of the quiet windows ("before") and of the churn's ("during"), CPU
+//! per change (first ten changes with no traffic, the CPU past the idle
+//! rate; then under load, the CPU of the churn windows past the quiet
+//! windows' rate, a noisier figure), and memory (PSS of the process tree).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
