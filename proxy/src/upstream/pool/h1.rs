@@ -111,7 +111,10 @@ pub(super) async fn send(
     limits: SendLimits,
 ) -> Result<(Response<Incoming>, Option<Loan>), SendError> {
     if limits.upgrade {
-        return send_upgrade(endpoint, req, upload, limits).await;
+        // Boxed, as is connecting below: paths a request seldom takes
+        // would otherwise make every send's future as large as theirs, and
+        // a future is copied whole as it is built and awaited.
+        return Box::pin(send_upgrade(endpoint, req, upload, limits)).await;
     }
     // Pooled connections until one is usable, then a fresh one.
     let mut fresh_only = false;
@@ -133,7 +136,7 @@ pub(super) async fn send(
         let again = (idempotent && req.body().is_end_stream()).then(|| copy_head(&req));
         let mut c = match pooled {
             Some((c, _)) => c,
-            None => match connect_h1(endpoint, limits).await {
+            None => match Box::pin(connect_h1(endpoint, limits)).await {
                 Ok(c) => c,
                 Err(e) => return Err(unsent(req, e)),
             },

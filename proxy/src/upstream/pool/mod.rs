@@ -84,7 +84,8 @@ pub async fn send(
     let req = Request::from_parts(parts, body);
     match endpoint.protocol {
         Protocol::Http1 => h1::send(endpoint, req, upload, limits).await,
-        Protocol::Http2 => h2::send(endpoint, req, upload, limits)
+        // Boxed: the HTTP/1.1 send's future stays the size of its own.
+        Protocol::Http2 => Box::pin(h2::send(endpoint, req, upload, limits))
             .await
             .map(|r| (r, None)),
     }
