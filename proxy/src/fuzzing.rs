@@ -24,13 +24,13 @@ use tokio::io::{AsyncRead, ReadBuf};
 use crate::config::{self, schema, ServerHeader};
 use crate::discovery::annotations;
 use crate::forwarded::Trusted;
-use crate::http::fast::chunked::{ChunkError, ChunkedScanner};
 use crate::http::fast::{head, response};
 use crate::proxy_protocol::{self, Parsed, Refused};
 use crate::routing::{
     normalize, resolve_dots, strip_port, HostMatch, Normalized, PathType, Snapshot,
 };
 use crate::tls::{Binding, CertTable, Certificate};
+use crate::upstream::chunked::{ChunkError, ChunkedScanner};
 
 /// A target's name (the file `fuzz/fuzz_targets/NAME.rs` and the seed
 /// folder `fuzz/corpus/NAME/`) and its entry point.

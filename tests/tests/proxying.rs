@@ -681,3 +681,120 @@ async fn idle_http2_connections_are_closed() {
         at - start
     );
 }
+
+/// HTTP/2 clients' bodiless requests to a plain HTTP/1.1 upstream go over
+/// raw pooled sockets, not hyper's client: every framing of the answer
+/// reaches the client as data frames (chunk framing, trailers and interim
+/// answers taken off, values and statuses intact), the socket serves the
+/// next request when the answer allowed it, and a body broken off mid-way
+/// resets the client's stream instead of ending it as if whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_clients_get_every_framing_of_an_h1_answer() {
+    let upstream = RawBackend::start(|req| {
+        let head = String::from_utf8_lossy(req);
+        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+        let whole = |s: &str| RawAnswer::whole(s.as_bytes().to_vec());
+        match path.as_str() {
+            "/length" if head.starts_with("HEAD ") => {
+                whole("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kind: length\r\n\r\n")
+            }
+            "/length" => whole("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kind: length\r\n\r\nhello"),
+            "/chunked" => RawAnswer {
+                parts: vec![
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhel".to_vec(),
+                    b"lo\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec(),
+                ],
+                close: false,
+            },
+            "/interim" => whole("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
+            "/empty" => whole("HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n"),
+            "/eof" => RawAnswer {
+                parts: vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ".to_vec(), b"the close".to_vec()],
+                close: true,
+            },
+            "/cut" => RawAnswer {
+                parts: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this".to_vec()],
+                close: true,
+            },
+            "/bad-chunk" => RawAnswer {
+                parts: vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX".to_vec()],
+                close: false,
+            },
+            "/bad-head" => whole("HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx"),
+            _ => whole("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        }
+    })
+    .await;
+    let s = Sluice::serve(&["--backend", &upstream.addr.to_string()]).await;
+    let (mut send, conn) = h2c(s.listen).await;
+    tokio::spawn(conn);
+    let url = |p: &str| format!("http://{}{p}", s.listen);
+    let get = |method: &str, p: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(url(p))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // Whole answers: status, a header, the body; one connection for all.
+    for (method, path, status, body) in [
+        ("GET", "/length", 200, "hello"),
+        ("GET", "/chunked", 200, "hello, world"),
+        ("GET", "/interim", 201, "ok"),
+        ("GET", "/empty", 204, ""),
+        ("HEAD", "/length", 200, ""),
+        ("GET", "/length", 200, "hello"),
+    ] {
+        let resp = send.send_request(get(method, path)).await.unwrap();
+        assert_eq!(resp.status(), status, "{method} {path}");
+        if path == "/length" {
+            assert_eq!(resp.headers()["x-kind"], "length");
+            assert_eq!(resp.headers()["content-length"], "5", "{method} {path}");
+        }
+        assert!(
+            !resp.headers().contains_key("transfer-encoding"),
+            "{method} {path}"
+        );
+        let got = resp.into_body().collect().await.unwrap();
+        assert!(got.trailers().is_none(), "{method} {path}: no trailers");
+        assert_eq!(got.to_bytes(), body.as_bytes(), "{method} {path}");
+    }
+    assert_eq!(
+        upstream.conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "every answer above let its connection serve the next"
+    );
+    // To the close: whole, and that connection is not kept.
+    let resp = send.send_request(get("GET", "/eof")).await.unwrap();
+    let got = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(got, &b"until the close"[..]);
+    // Broken off: the stream is reset (before or after its head went
+    // out), never ended as if whole.
+    for path in ["/cut", "/bad-chunk"] {
+        if let Ok(resp) = send.send_request(get("GET", path)).await {
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(
+                resp.into_body().collect().await.is_err(),
+                "{path}: a broken body reads as broken"
+            );
+        }
+    }
+    // A head that cannot be read is the proxy's 502.
+    let resp = send.send_request(get("GET", "/bad-head")).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    // The connection still serves, on a socket of its own.
+    let resp = send.send_request(get("GET", "/length")).await.unwrap();
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        &b"hello"[..]
+    );
+    // What the upstream was sent: HTTP/1.1 heads, Host from :authority.
+    let first = &upstream.received()[0];
+    assert!(first.starts_with("GET /length HTTP/1.1\r\n"), "{first}");
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains(&format!("\r\nhost: {}\r\n", s.listen)),
+        "{first}"
+    );
+}

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::upstream::endpoint::InFlight;
-use crate::upstream::pool::Loan;
+use crate::upstream::pool::Received;
 
 /// A response body.
 #[derive(Debug)]
@@ -25,8 +24,7 @@ pub enum ResponseBody {
 /// An upstream body, holding its connection until the body ends (then the
 /// connection goes back to the pool) and counting the request in flight.
 pub struct UpstreamBody {
-    inner: Incoming,
-    loan: Option<Loan>,
+    inner: Received,
     in_flight: Option<InFlight>,
     /// The longest wait for the next part of the body (the route's
     /// `response_header` timeout, as nginx's proxy_read_timeout). The timer
@@ -54,30 +52,47 @@ impl std::fmt::Debug for UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// The body ended cleanly: its connection may serve again.
     fn finish(&mut self) {
         self.in_flight = None;
-        if let Some(c) = self.loan.take() {
-            c.release();
+        match &mut self.inner {
+            Received::Hyper(_, loan) => {
+                if let Some(c) = loan.take() {
+                    c.release();
+                }
+            }
+            // It gave its socket back itself, as it ended.
+            Received::Raw(_) => {}
+        }
+    }
+
+    /// The body broke off: its connection is not reused.
+    fn abandon(&mut self) {
+        self.in_flight = None;
+        match &mut self.inner {
+            Received::Hyper(_, loan) => *loan = None,
+            Received::Raw(r) => r.abandon(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Received::Hyper(b, _) => b.is_end_stream(),
+            Received::Raw(r) => r.is_end_stream(),
         }
     }
 }
 
 impl ResponseBody {
-    pub fn upstream(
-        inner: Incoming,
-        loan: Option<Loan>,
-        in_flight: InFlight,
-        idle: Duration,
-    ) -> Self {
+    pub fn upstream(inner: Received, in_flight: InFlight, idle: Duration) -> Self {
         let mut body = UpstreamBody {
             inner,
-            loan,
             in_flight: Some(in_flight),
             idle,
             timer: None,
             held: None,
         };
-        if body.inner.is_end_stream() {
+        if body.is_end_stream() {
             body.finish();
         }
         ResponseBody::Upstream(body)
@@ -112,12 +127,22 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Upstream(u) => {
-                // The upstream connection is ours to drive: let it read
-                // before asking the body for what it read.
-                if let Some(c) = &mut u.loan {
-                    c.drive(cx);
-                }
-                let frame = match Pin::new(&mut u.inner).poll_frame(cx) {
+                let polled = match &mut u.inner {
+                    Received::Hyper(body, loan) => {
+                        // The upstream connection is ours to drive: let it
+                        // read before asking the body for what it read.
+                        if let Some(c) = loan {
+                            c.drive(cx);
+                        }
+                        Pin::new(body)
+                            .poll_frame(cx)
+                            .map(|f| f.map(|r| r.map_err(BodyError::from)))
+                    }
+                    Received::Raw(r) => r
+                        .poll_frame(cx)
+                        .map(|f| f.map(|r| r.map_err(BodyError::from))),
+                };
+                let frame = match polled {
                     Poll::Ready(f) => f,
                     Poll::Pending => {
                         let idle = u.idle;
@@ -126,8 +151,7 @@ impl Body for ResponseBody {
                             .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                         ready!(timer.as_mut().poll(cx));
                         // Stalled: the connection is not reused.
-                        u.loan = None;
-                        u.in_flight = None;
+                        u.abandon();
                         u.timer = None;
                         return Poll::Ready(Some(Err(Box::new(UpstreamStalled(idle)))));
                     }
@@ -138,15 +162,12 @@ impl Body for ResponseBody {
                 match &frame {
                     None => u.finish(),
                     // Trailers end a body; hyper polls no further after them.
-                    Some(Ok(f)) if f.is_trailers() || u.inner.is_end_stream() => u.finish(),
+                    Some(Ok(f)) if f.is_trailers() || u.is_end_stream() => u.finish(),
                     Some(Ok(_)) => {}
                     // A broken body: the connection is not reused.
-                    Some(Err(_)) => {
-                        u.loan = None;
-                        u.in_flight = None;
-                    }
+                    Some(Err(_)) => u.abandon(),
                 }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(frame)
             }
         }
     }
@@ -154,14 +175,17 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(d) => d.as_ref().is_none_or(|d| d.is_empty()),
-            ResponseBody::Upstream(u) => u.inner.is_end_stream(),
+            ResponseBody::Upstream(u) => u.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseBody::Upstream(u) => u.inner.size_hint(),
+            ResponseBody::Upstream(u) => match &u.inner {
+                Received::Hyper(b, _) => b.size_hint(),
+                Received::Raw(r) => r.size_hint(),
+            },
         }
     }
 }

@@ -9,20 +9,24 @@
 //! - `body.rs`: the response body sent to clients, which holds the
 //!   upstream connection it was lent until it ends;
 //! - `pool/`: sending a request to an endpoint and waiting for the answer
-//!   (`mod.rs` the entry point and connecting, `h1.rs` and `h2.rs` the
-//!   sends, `loan.rs` the connection lent to a response);
+//!   (`mod.rs` the entry point and connecting; `raw.rs`, `h1.rs` and
+//!   `h2.rs` the sends; `loan.rs` the connection lent to a response);
 //! - `endpoint.rs`: one endpoint, its health, load and idle connections;
 //! - `idle.rs`: the idle connections an endpoint keeps;
 //! - `conn.rs`: an HTTP/1.1 connection, driven by whoever uses it;
 //! - `upload.rs`: the client's request body as sent upstream, with its
 //!   stall and size limits;
 //! - `drivers.rs`: the tasks that drive connections on their own (HTTP/2,
-//!   upgrades), owned by the process and closed at shutdown.
+//!   upgrades), owned by the process and closed at shutdown;
+//! - `framing.rs` and `chunked.rs`: where an HTTP/1.1 response body ends,
+//!   read the same way by the fast path and by `pool/raw.rs`.
 
 mod body;
+pub mod chunked;
 mod conn;
 pub mod drivers;
 mod endpoint;
+pub mod framing;
 mod idle;
 pub mod pool;
 pub mod transport;

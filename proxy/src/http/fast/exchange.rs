@@ -14,11 +14,11 @@ use tokio::net::TcpStream;
 use crate::forward::{Answer, Attempts, Failure, Pick, Verdict};
 use crate::policy::{self, AfterClose};
 use crate::routing::Route;
+use crate::upstream::chunked::ChunkedScanner;
 use crate::upstream::pool::connect_tcp;
 use crate::upstream::{Endpoint, Upstream};
 
 use super::answer::{answer_error, respond, send};
-use super::chunked::ChunkedScanner;
 use super::head::Plan;
 use super::response::{self, Framing};
 use super::{Buffers, Next, Outcome};

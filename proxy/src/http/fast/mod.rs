@@ -23,7 +23,6 @@
 
 mod answer;
 mod buffers;
-pub(crate) mod chunked;
 mod exchange;
 pub mod head;
 pub mod response;
@@ -43,14 +42,7 @@ use buffers::{Buffers, Held};
 use exchange::exchange;
 use head::Prepared;
 
-/// A Content-Length value: digits only, at most 19 of them (RFC 9110
-/// 8.6). A sign, spaces inside or a list are not a length.
-fn length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
+use crate::upstream::framing::length;
 
 /// What the fast path needs from the listener.
 #[derive(Debug, Clone)]

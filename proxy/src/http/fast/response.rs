@@ -4,24 +4,12 @@
 
 use crate::config::ServerHeader;
 use crate::policy;
+pub use crate::upstream::framing::Framing;
+use crate::upstream::framing::{self, Status};
 
 /// The largest response head accepted from an upstream: the hyper path's
 /// too (routes that raise it are not the fast path's).
 pub const MAX_HEAD: usize = crate::upstream::pool::RESPONSE_HEAD;
-/// Response header fields accepted, as hyper's client accepts.
-const MAX_HEADERS: usize = 100;
-
-/// How the response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body: a HEAD request, 204 or 304.
-    Empty,
-    Length(u64),
-    /// Passed through as is; the chunk framing tells where it ends.
-    Chunked,
-    /// Until the upstream closes: the client connection closes after it.
-    Eof,
-}
 
 /// A response head ready to go to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +47,7 @@ pub fn prepare(
     server: ServerHeader,
     out: &mut Vec<u8>,
 ) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut fields = [httparse::EMPTY_HEADER; framing::MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
         // However the bytes came in: one read may bring a whole head
@@ -73,70 +61,16 @@ pub fn prepare(
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Parsed::Invalid("malformed response head");
     };
-    match status {
-        101 => return Parsed::Invalid("switching protocols without an upgrade"),
-        100..=199 => return Parsed::Interim(len),
-        // What hyper's client would take as a status code.
-        200..=999 => {}
-        _ => return Parsed::Invalid("malformed status code"),
+    match framing::status(status) {
+        Ok(Status::Interim) => return Parsed::Interim(len),
+        Ok(Status::Final) => {}
+        Err(why) => return Parsed::Invalid(why),
     }
-
-    let mut upstream_close = version == 0;
-    let mut named = false;
-    let mut has_sts = false;
-    let mut has_server = false;
-    let mut chunked: Option<bool> = None;
-    let mut length: Option<u64> = None;
-    for f in resp.headers.iter() {
-        let name = f.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
-            for t in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    upstream_close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                    upstream_close = false;
-                } else if !t.is_empty() {
-                    named = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Chunked only when it is the final coding.
-            let last = f.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"strict-transport-security") {
-            has_sts = true;
-        } else if name.eq_ignore_ascii_case(b"server") {
-            has_server = true;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let Some(n) = super::length(v) else {
-                    return Parsed::Invalid("malformed content-length");
-                };
-                if length.is_some_and(|l| l != n) {
-                    return Parsed::Invalid("conflicting content-lengths");
-                }
-                length = Some(n);
-            }
-        }
-    }
-    if version == 0 && chunked.is_some() {
-        // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
-        // faulty framing; hyper's client refuses it too.
-        return Parsed::Invalid("transfer-encoding in an HTTP/1.0 response");
-    }
-    let framing = if head_request || status == 204 || status == 304 {
-        Framing::Empty
-    } else {
-        match (chunked, length) {
-            (Some(true), _) => Framing::Chunked,
-            (Some(false), _) => Framing::Eof,
-            (None, Some(n)) => Framing::Length(n),
-            (None, None) => Framing::Eof,
-        }
+    let facts = match framing::read(version, status, resp.headers, head_request) {
+        Ok(f) => f,
+        Err(why) => return Parsed::Invalid(why),
     };
-    // A response with both framings was sent by something confused (or
-    // hostile): deliver it, but never reuse that connection.
-    let both = chunked.is_some() && length.is_some();
+    let framing = facts.framing;
     let close_client = close_client || framing == Framing::Eof;
 
     out.clear();
@@ -148,8 +82,8 @@ pub fn prepare(
     for f in resp.headers.iter() {
         let name = f.name.as_bytes();
         if hop_by_hop(name)
-            || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"))
-            || (named && named_by_connection(&*resp.headers, name))
+            || (facts.transfer_encoding && name.eq_ignore_ascii_case(b"content-length"))
+            || (facts.names_fields && named_by_connection(&*resp.headers, name))
             || (server == ServerHeader::Off && name.eq_ignore_ascii_case(b"server"))
         {
             continue;
@@ -159,10 +93,10 @@ pub fn prepare(
         out.extend_from_slice(f.value);
         out.extend_from_slice(b"\r\n");
     }
-    if server == ServerHeader::Add && !has_server {
+    if server == ServerHeader::Add && !facts.server {
         out.extend_from_slice(b"server: sluice\r\n");
     }
-    if let (Some(v), false) = (hsts, has_sts) {
+    if let (Some(v), false) = (hsts, facts.sts) {
         out.extend_from_slice(b"strict-transport-security: ");
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
@@ -175,7 +109,7 @@ pub fn prepare(
         len,
         status,
         framing,
-        reusable: !upstream_close && !both && framing != Framing::Eof,
+        reusable: facts.reusable,
         close_client,
     })
 }

@@ -555,10 +555,10 @@ async fn forward(
         let failure = match pool::send(endpoint, r, limits).await {
             // hyper's read buffer bounds a head only roughly (one read can
             // bring more): the limit is checked on what was read.
-            Ok((resp, _)) if head_too_large(&resp, endpoint) => {
+            Ok(resp) if head_too_large(&resp, endpoint) => {
                 Failure::Broken("response head too large".into())
             }
-            Ok((mut resp, checkin)) => {
+            Ok(mut resp) => {
                 attempts.answered(endpoint, resp.status().as_u16());
                 // Beside the upstream's own cookies.
                 if let Some(cookie) = attempts.set_cookie() {
@@ -591,12 +591,7 @@ async fn forward(
                 headers::strip_hop_by_hop(&mut parts.headers);
                 return Ok(Response::from_parts(
                     parts,
-                    ResponseBody::upstream(
-                        body,
-                        checkin,
-                        in_flight,
-                        route.timeouts.response_header,
-                    ),
+                    ResponseBody::upstream(body, in_flight, route.timeouts.response_header),
                 ));
             }
             Err(SendError::Connect(r, e)) => {
@@ -609,6 +604,7 @@ async fn forward(
                 Failure::Closed { reused, replayable }
             }
             Err(SendError::Timeout(d)) => Failure::Timeout(d),
+            Err(SendError::Broken(why)) => Failure::Broken(why.into()),
             Err(SendError::Upstream(e)) => {
                 if caused_by::<pool::BodyTooLarge>(&e) {
                     Failure::BodyTooLarge

@@ -2,8 +2,10 @@
 //! one shared multiplexed connection per endpoint for HTTP/2. This file is
 //! the entry point ([`send`]), its limits and errors, and what both
 //! protocols share: connecting, waiting for the response headers, handing
-//! an unsent request back. The sends themselves are `h1.rs` (with
-//! upgrades) and `h2.rs`; the HTTP/1.1 connection lent to a response is
+//! an unsent request back. The sends themselves are `raw.rs` (bodiless
+//! HTTP/1.1 requests to plain upstreams, over the fast path's sockets),
+//! `h1.rs` (the other HTTP/1.1 requests, with upgrades, through hyper's
+//! client) and `h2.rs`; the HTTP/1.1 connection lent to a response is
 //! `loan.rs`'s; the idle connections are kept by `upstream/idle.rs`.
 //!
 //! We manage connections ourselves rather than through a generic client so
@@ -14,6 +16,7 @@
 mod h1;
 mod h2;
 mod loan;
+mod raw;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use crate::upstream::upload::RequestBody;
 pub use crate::upstream::upload::{BodyTooLarge, UploadStalled};
 pub use h1::RESPONSE_HEAD;
 pub use loan::Loan;
+pub use raw::{RawBody, RawBodyError};
 
 /// Why a request to an endpoint failed.
 #[derive(Debug)]
@@ -43,6 +47,9 @@ pub enum SendError {
     Timeout(Duration),
     /// The connection failed after the request was (maybe) sent.
     Upstream(hyper::Error),
+    /// The upstream's answer could not be read (a malformed head, a cut
+    /// one).
+    Broken(&'static str),
     /// The connection closed (or was reset) under the request with no
     /// byte of an answer, and the keep-alive race rule
     /// ([`crate::policy::after_close`]) did not send it again here.
@@ -69,26 +76,49 @@ pub struct SendLimits {
     pub max_body: Option<u64>,
 }
 
+/// A response body as it comes from upstream: through hyper's client
+/// (with the HTTP/1.1 connection lent to it, if any), or from a raw socket.
+pub enum Received {
+    Hyper(Incoming, Option<Loan>),
+    Raw(RawBody),
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Received::Hyper(b, _) => f.debug_tuple("Hyper").field(b).finish(),
+            Received::Raw(r) => f.debug_tuple("Raw").field(r).finish(),
+        }
+    }
+}
+
 /// Sends a request to an endpoint and waits for the response headers.
 ///
-/// For HTTP/1.1 the connection comes back with the response, to be returned
-/// to the pool when the body ends.
+/// For HTTP/1.1 the connection comes back with the response body, to be
+/// returned to the pool when the body ends.
 pub async fn send(
     endpoint: &Arc<Endpoint>,
     mut req: Request<ClientBody>,
     limits: SendLimits,
-) -> Result<(Response<Incoming>, Option<Loan>), SendError> {
+) -> Result<Response<Received>, SendError> {
     set_uri(&mut req, endpoint);
+    if endpoint.protocol == Protocol::Http1 && raw::fits(endpoint, &req, &limits) {
+        return raw::send(endpoint, req, limits)
+            .await
+            .map(|r| r.map(Received::Raw));
+    }
     let (parts, body) = req.into_parts();
     let (body, upload) = RequestBody::new(body, limits.request_body, limits.max_body);
     let req = Request::from_parts(parts, body);
-    match endpoint.protocol {
-        Protocol::Http1 => h1::send(endpoint, req, upload, limits).await,
+    let (resp, loan) = match endpoint.protocol {
+        Protocol::Http1 => h1::send(endpoint, req, upload, limits).await?,
         // Boxed: the HTTP/1.1 send's future stays the size of its own.
-        Protocol::Http2 => Box::pin(h2::send(endpoint, req, upload, limits))
-            .await
-            .map(|r| (r, None)),
-    }
+        Protocol::Http2 => (
+            Box::pin(h2::send(endpoint, req, upload, limits)).await?,
+            None,
+        ),
+    };
+    Ok(resp.map(|body| Received::Hyper(body, loan)))
 }
 
 /// HTTP/1.1 upstreams get origin-form (`/path?q`), HTTP/2 ones the full URI
