@@ -91,28 +91,15 @@ impl ChunkedScanner {
     /// Scans the next bytes of the body. Returns where in `buf` the body
     /// ended (one past its last byte), or `None` when it goes on.
     pub fn feed(&mut self, buf: &[u8]) -> Result<Option<usize>, ChunkError> {
-        let mut i = 0;
-        while i < buf.len() {
-            match self.state {
-                State::Done => return Ok(Some(i)),
-                State::Data => {
-                    // Skip the data in one step.
-                    let take = ((buf.len() - i) as u64).min(self.size);
-                    self.size -= take;
-                    i += take as usize;
-                    if self.size == 0 {
-                        self.state = State::DataCr;
-                    }
-                }
-                _ => {
-                    if self.framing(buf[i])? {
-                        return Ok(Some(i + 1));
-                    }
-                    i += 1;
-                }
+        let mut at = 0;
+        loop {
+            match self.decode(&buf[at..])? {
+                // The data is skipped in one step.
+                Decoded::Data { skip, len } => at += skip + len,
+                Decoded::More => return Ok(None),
+                Decoded::End(n) => return Ok(Some(at + n)),
             }
         }
-        Ok((self.state == State::Done).then_some(i))
     }
 
     /// Decodes the next bytes of the body, for a client that gets the data

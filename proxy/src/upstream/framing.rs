@@ -9,6 +9,8 @@
 //! head could disagree about where a response ends, and that is how one
 //! response leaks into the next.
 
+use crate::policy;
+
 /// Response header fields accepted, as hyper's client accepts.
 pub const MAX_FIELDS: usize = 100;
 
@@ -24,9 +26,60 @@ pub enum Framing {
     Eof,
 }
 
+/// What the start of a buffer holds, read as a response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    Partial,
+    /// An interim (1xx) head of this length, to skip.
+    Interim(usize),
+    /// A final head of this length; `version` is httparse's minor version.
+    Final {
+        len: usize,
+        code: u16,
+        version: u8,
+        facts: Facts,
+    },
+    Invalid(&'static str),
+}
+
+/// Parses the response head at the start of `buf` into `resp` (a head
+/// longer than `limit` is refused, however it came in: one read may bring
+/// a whole head larger than the limit) and reads what it says.
+pub fn parse<'b>(
+    resp: &mut httparse::Response<'_, 'b>,
+    buf: &'b [u8],
+    limit: usize,
+    head_request: bool,
+) -> Head {
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= limit => n,
+        Ok(httparse::Status::Complete(_)) => return Head::Invalid("response head too large"),
+        Ok(httparse::Status::Partial) if buf.len() <= limit => return Head::Partial,
+        Ok(httparse::Status::Partial) => return Head::Invalid("response head too large"),
+        Err(_) => return Head::Invalid("malformed response head"),
+    };
+    let (Some(version), Some(code)) = (resp.version, resp.code) else {
+        return Head::Invalid("malformed response head");
+    };
+    match status(code) {
+        Ok(Status::Interim) => return Head::Interim(len),
+        Ok(Status::Final) => {}
+        Err(why) => return Head::Invalid(why),
+    }
+    match read(version, code, resp.headers, head_request) {
+        Ok(facts) => Head::Final {
+            len,
+            code,
+            version,
+            facts,
+        },
+        Err(why) => Head::Invalid(why),
+    }
+}
+
 /// What kind of response a status code makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+enum Status {
     /// 1xx other than 101: skipped, as the client did not ask for one
     /// (neither path forwards `Expect`).
     Interim,
@@ -35,7 +88,7 @@ pub enum Status {
 
 /// Sorts a status code: 101 without an upgrade and codes hyper's client
 /// would not take are errors.
-pub fn status(code: u16) -> Result<Status, &'static str> {
+fn status(code: u16) -> Result<Status, &'static str> {
     match code {
         101 => Err("switching protocols without an upgrade"),
         100..=199 => Ok(Status::Interim),
@@ -62,7 +115,7 @@ pub struct Facts {
 
 /// Reads a final response head's fields. `version` is httparse's minor
 /// version (0 for HTTP/1.0); `head_request`: the request was a HEAD.
-pub fn read(
+fn read(
     version: u8,
     code: u16,
     fields: &[httparse::Header<'_>],
@@ -132,6 +185,20 @@ pub fn read(
         sts,
         server,
     })
+}
+
+/// True when a Connection field names `name` as hop-by-hop. Framing,
+/// content and the other [`policy::PROTECTED`] fields cannot be removed
+/// that way.
+pub fn named_by_connection(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    if policy::protected(name) {
+        return false;
+    }
+    fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 /// A Content-Length value: digits only, at most 19 of them (RFC 9110

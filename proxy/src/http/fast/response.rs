@@ -4,8 +4,8 @@
 
 use crate::config::ServerHeader;
 use crate::policy;
+use crate::upstream::framing;
 pub use crate::upstream::framing::Framing;
-use crate::upstream::framing::{self, Status};
 
 /// The largest response head accepted from an upstream: the hyper path's
 /// too (routes that raise it are not the fast path's).
@@ -49,26 +49,13 @@ pub fn prepare(
 ) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; framing::MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
-        // However the bytes came in: one read may bring a whole head
-        // larger than the limit.
-        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(httparse::Status::Complete(_)) => return Parsed::Invalid("response head too large"),
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
-        Ok(httparse::Status::Partial) => return Parsed::Invalid("response head too large"),
-        Err(_) => return Parsed::Invalid("malformed response head"),
-    };
-    let (Some(version), Some(status)) = (resp.version, resp.code) else {
-        return Parsed::Invalid("malformed response head");
-    };
-    match framing::status(status) {
-        Ok(Status::Interim) => return Parsed::Interim(len),
-        Ok(Status::Final) => {}
-        Err(why) => return Parsed::Invalid(why),
-    }
-    let facts = match framing::read(version, status, resp.headers, head_request) {
-        Ok(f) => f,
-        Err(why) => return Parsed::Invalid(why),
+    let (len, status, facts) = match framing::parse(&mut resp, buf, MAX_HEAD, head_request) {
+        framing::Head::Partial => return Parsed::Partial,
+        framing::Head::Interim(len) => return Parsed::Interim(len),
+        framing::Head::Invalid(why) => return Parsed::Invalid(why),
+        framing::Head::Final {
+            len, code, facts, ..
+        } => (len, code, facts),
     };
     let framing = facts.framing;
     let close_client = close_client || framing == Framing::Eof;
@@ -83,7 +70,7 @@ pub fn prepare(
         let name = f.name.as_bytes();
         if hop_by_hop(name)
             || (facts.transfer_encoding && name.eq_ignore_ascii_case(b"content-length"))
-            || (facts.names_fields && named_by_connection(&*resp.headers, name))
+            || (facts.names_fields && framing::named_by_connection(&*resp.headers, name))
             || (server == ServerHeader::Off && name.eq_ignore_ascii_case(b"server"))
         {
             continue;
@@ -128,20 +115,6 @@ fn three_digits(s: u16) -> [u8; 3] {
 /// passed through as it came, framing and all.
 fn hop_by_hop(name: &[u8]) -> bool {
     policy::hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding")
-}
-
-/// True when a Connection field names `name` as hop-by-hop. Framing,
-/// content and the other [`policy::PROTECTED`] fields cannot be removed
-/// that way.
-fn named_by_connection(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
-    if policy::protected(name) {
-        return false;
-    }
-    fields
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|f| f.value.split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

@@ -110,9 +110,11 @@ pub async fn send(
     let (parts, body) = req.into_parts();
     let (body, upload) = RequestBody::new(body, limits.request_body, limits.max_body);
     let req = Request::from_parts(parts, body);
+    // Boxed, both: a request with a body, an upgrade, a TLS or an HTTP/2
+    // upstream are the rarer case, and a future is copied whole as it is
+    // built and awaited; the raw send's stays the size of its own.
     let (resp, loan) = match endpoint.protocol {
-        Protocol::Http1 => h1::send(endpoint, req, upload, limits).await?,
-        // Boxed: the HTTP/1.1 send's future stays the size of its own.
+        Protocol::Http1 => Box::pin(h1::send(endpoint, req, upload, limits)).await?,
         Protocol::Http2 => (
             Box::pin(h2::send(endpoint, req, upload, limits)).await?,
             None,

@@ -1,5 +1,6 @@
 //! HTTP/1.1 to a plain upstream over the fast path's raw sockets, for the
 //! bodiless requests the hyper path serves: HTTP/2 streams above all.
+//! The response comes back without its hop-by-hop fields.
 //!
 //! hyper's client costs, per request, a dispatcher turn, a channel each
 //! way, a timer, and a copy of the request's headers kept to send again;
@@ -31,7 +32,7 @@ use crate::client_body::ClientBody;
 use crate::policy::{self, AfterClose};
 use crate::upstream::chunked::{ChunkError, ChunkedScanner, Decoded};
 use crate::upstream::endpoint::Endpoint;
-use crate::upstream::framing::{self, Framing, Status};
+use crate::upstream::framing::{self, Framing};
 
 /// What one read asks room for: a head, or a part of the body. A part is
 /// handed on whole, so this also bounds what one slow client holds.
@@ -210,24 +211,16 @@ struct Field {
 fn parse(buf: &mut BytesMut, head_request: bool, limit: usize) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; framing::MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= limit => n,
-        Ok(httparse::Status::Complete(_)) => return Parsed::Invalid("response head too large"),
-        Ok(httparse::Status::Partial) if buf.len() <= limit => return Parsed::Partial,
-        Ok(httparse::Status::Partial) => return Parsed::Invalid("response head too large"),
-        Err(_) => return Parsed::Invalid("malformed response head"),
-    };
-    let (Some(version), Some(code)) = (resp.version, resp.code) else {
-        return Parsed::Invalid("malformed response head");
-    };
-    match framing::status(code) {
-        Ok(Status::Interim) => return Parsed::Interim(len),
-        Ok(Status::Final) => {}
-        Err(why) => return Parsed::Invalid(why),
-    }
-    let facts = match framing::read(version, code, resp.headers, head_request) {
-        Ok(f) => f,
-        Err(why) => return Parsed::Invalid(why),
+    let (len, code, version, facts) = match framing::parse(&mut resp, buf, limit, head_request) {
+        framing::Head::Partial => return Parsed::Partial,
+        framing::Head::Interim(len) => return Parsed::Interim(len),
+        framing::Head::Invalid(why) => return Parsed::Invalid(why),
+        framing::Head::Final {
+            len,
+            code,
+            version,
+            facts,
+        } => (len, code, version, facts),
     };
     let Ok(status) = StatusCode::from_u16(code) else {
         return Parsed::Invalid("malformed status code");
@@ -242,9 +235,14 @@ fn parse(buf: &mut BytesMut, head_request: bool, limit: usize) -> Parsed {
     let mut spots = [Field::default(); framing::MAX_FIELDS];
     let mut n = 0;
     for f in resp.headers.iter() {
-        // Content-Length means nothing beside Transfer-Encoding (and the
-        // body is decoded here, so the length would be wrong anyway).
-        if facts.transfer_encoding && f.name.eq_ignore_ascii_case("content-length") {
+        let name = f.name.as_bytes();
+        // The connection's own fields stay here, as on the fast path; and
+        // Content-Length means nothing beside Transfer-Encoding (the body
+        // is decoded here, so it would be wrong anyway).
+        if policy::hop_by_hop(name)
+            || (facts.transfer_encoding && name.eq_ignore_ascii_case(b"content-length"))
+            || (facts.names_fields && framing::named_by_connection(resp.headers, name))
+        {
             continue;
         }
         spots[n] = Field {
@@ -444,5 +442,93 @@ impl RawBody {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &[u8], head_request: bool) -> Parsed {
+        let mut buf = BytesMut::from(head);
+        parse(&mut buf, head_request, RESPONSE_HEAD)
+    }
+
+    #[test]
+    fn a_head_becomes_parts_without_the_connection_s_fields() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: x-hop, keep-alive\r\nX-Hop: no\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nX-B: 2\r\n\r\n5\r\nhello"[..],
+        );
+        let Parsed::Ready(parts, framing, reusable) = parse(&mut buf, false, RESPONSE_HEAD) else {
+            panic!("a whole head");
+        };
+        assert_eq!(parts.status, 200);
+        assert_eq!(framing, Framing::Chunked);
+        assert!(!reusable, "both framings: never reused");
+        let names: Vec<_> = parts.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-a", "x-b"]);
+        // What follows the head stays in the buffer for the body.
+        assert_eq!(&buf[..], b"5\r\nhello");
+    }
+
+    #[test]
+    fn interim_heads_are_skipped_and_bad_ones_refused() {
+        assert!(matches!(
+            parsed(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false),
+            Parsed::Interim(40)
+        ));
+        assert!(matches!(
+            parsed(b"HTTP/1.1 200 OK\r\nX: 1\r\n", false),
+            Parsed::Partial
+        ));
+        for bad in [
+            &b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"NOT HTTP\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parsed(bad, false), Parsed::Invalid(_)),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut huge = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        huge.resize(RESPONSE_HEAD + 10, b'a');
+        assert!(matches!(parsed(&huge, false), Parsed::Invalid(_)));
+    }
+
+    #[test]
+    fn a_head_request_and_http_1_0_frame_as_they_should() {
+        let Parsed::Ready(_, framing, reusable) =
+            parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true)
+        else {
+            panic!("a whole head");
+        };
+        assert_eq!((framing, reusable), (Framing::Empty, true));
+        let Parsed::Ready(parts, framing, reusable) =
+            parsed(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", false)
+        else {
+            panic!("a whole head");
+        };
+        assert_eq!(parts.version, Version::HTTP_10);
+        assert_eq!((framing, reusable), (Framing::Length(5), false));
+    }
+
+    #[test]
+    fn the_request_head_is_written_in_origin_form() {
+        let mut req = Request::post("/up?x=1").body(ClientBody::Empty).unwrap();
+        req.headers_mut()
+            .insert(http::header::HOST, HeaderValue::from_static("a.example"));
+        let mut out = Vec::new();
+        write_head(&req, &mut out);
+        assert_eq!(
+            out,
+            b"POST /up?x=1 HTTP/1.1\r\nhost: a.example\r\ncontent-length: 0\r\n\r\n"
+        );
+        let req = Request::get("/").body(ClientBody::Empty).unwrap();
+        out.clear();
+        write_head(&req, &mut out);
+        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
     }
 }
