@@ -36,7 +36,7 @@ use crate::upstream::framing::{self, Framing};
 
 /// What one read asks room for: a head, or a part of the body. A part is
 /// handed on whole, so this also bounds what one slow client holds.
-const READ: usize = 16 * 1024;
+const READ: usize = 8 * 1024;
 
 /// True when a request may take this path: no body to stream, no upgrade,
 /// and a plain upstream (the idle sockets are plain TCP).
