@@ -764,6 +764,24 @@ async fn h2_clients_get_every_framing_of_an_h1_answer() {
         1,
         "every answer above let its connection serve the next"
     );
+    // A client that takes trailers gets the upstream's (through hyper's
+    // client); the others do not, as from nginx.
+    let mut req = get("GET", "/chunked");
+    req.headers_mut()
+        .insert("te", http::HeaderValue::from_static("trailers"));
+    let got = send
+        .send_request(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.trailers().and_then(|t| t.get("x-trailer")),
+        Some(&http::HeaderValue::from_static("t"))
+    );
+    assert_eq!(got.to_bytes(), &b"hello, world"[..]);
     // To the close: whole, and that connection is not kept.
     let resp = send.send_request(get("GET", "/eof")).await.unwrap();
     let got = resp.into_body().collect().await.unwrap().to_bytes();

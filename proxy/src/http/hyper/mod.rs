@@ -487,6 +487,13 @@ async fn forward(
             .headers()
             .get(header::TE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    // A client that takes trailers gets an HTTP/1.1 upstream's too, which
+    // hyper's client passes on; the raw exchange drops them, as nginx does.
+    let trailers = req.headers().get_all(header::TE).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
     {
         let authority = req.uri().authority().cloned();
         let h = req.headers_mut();
@@ -539,6 +546,7 @@ async fn forward(
         idle: route.timeouts.upstream_idle,
         max_idle: upstream.max_idle_per_endpoint,
         upgrade: client_upgrade.is_some(),
+        trailers,
         request_body: route.timeouts.request_body,
         max_body: route.max_request_body,
     };

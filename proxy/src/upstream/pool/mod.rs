@@ -70,6 +70,8 @@ pub struct SendLimits {
     pub max_idle: usize,
     /// The request asks to switch protocols (WebSocket).
     pub upgrade: bool,
+    /// The client takes trailers (`TE: trailers`).
+    pub trailers: bool,
     /// The longest pause allowed while the client sends its body.
     pub request_body: Duration,
     /// The largest body accepted.

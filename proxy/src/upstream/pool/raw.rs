@@ -39,9 +39,13 @@ use crate::upstream::framing::{self, Framing};
 const READ: usize = 8 * 1024;
 
 /// True when a request may take this path: no body to stream, no upgrade,
-/// and a plain upstream (the idle sockets are plain TCP).
+/// a client that takes no trailers (they are dropped here, as nginx drops
+/// an upstream's), and a plain upstream (the idle sockets are plain TCP).
 pub(super) fn fits(endpoint: &Endpoint, req: &Request<ClientBody>, limits: &SendLimits) -> bool {
-    endpoint.tls.is_none() && !limits.upgrade && http_body::Body::is_end_stream(req.body())
+    endpoint.tls.is_none()
+        && !limits.upgrade
+        && !limits.trailers
+        && http_body::Body::is_end_stream(req.body())
 }
 
 /// Sends a bodiless request over a pooled socket, else a fresh one, and
@@ -94,7 +98,7 @@ pub(super) async fn send(
                 }
                 _ => {
                     return Err(SendError::Closed {
-                        again: Some(Box::new(req)),
+                        again: idempotent.then(|| Box::new(req)),
                         reused,
                     })
                 }
@@ -104,18 +108,18 @@ pub(super) async fn send(
     }
 }
 
-/// Writes the request head: origin-form target, then the fields as they
-/// stand after the proxy's rewriting. A body-carrying method without a
-/// body says so with `content-length: 0`, as hyper's client does.
+/// Writes the request head: origin-form target (an empty path is `/`,
+/// even before a query), then the fields as they stand after the proxy's
+/// rewriting. A body-carrying method without a body says so with
+/// `content-length: 0`, as RFC 9110 8.6 asks (hyper's client sends none).
 fn write_head(req: &Request<ClientBody>, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(if target.is_empty() {
-        b"/"
-    } else {
-        target.as_bytes()
-    });
+    out.extend_from_slice(req.uri().path().as_bytes());
+    if let Some(q) = req.uri().query() {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
         out.extend_from_slice(name.as_str().as_bytes());
@@ -154,7 +158,7 @@ async fn exchange(
 ) -> Result<(http::response::Parts, Framing, bool, BytesMut), HeadError> {
     // A failed write is not the end: an upstream may answer and close
     // before reading it all. The read below finds the answer, or the close.
-    let _ = up.write_all(head).await;
+    let wrote = up.write_all(head).await.is_ok();
     let mut buf = BytesMut::with_capacity(READ);
     let mut answered = false;
     let mut interim = 0;
@@ -183,8 +187,9 @@ async fn exchange(
                         return Err(HeadError::Broken("too many interim responses"));
                     }
                 }
+                // A socket whose write failed is not trusted again.
                 Parsed::Ready(parts, framing, reusable) => {
-                    return Ok((parts, framing, reusable, buf))
+                    return Ok((parts, framing, reusable && wrote, buf))
                 }
                 Parsed::Invalid(why) => return Err(HeadError::Broken(why)),
             }
@@ -251,6 +256,12 @@ fn parse(buf: &mut BytesMut, head_request: bool, limit: usize) -> Parsed {
         };
         n += 1;
     }
+    // A reason phrase of the upstream's own, kept as hyper's client keeps
+    // it, for an HTTP/1.1 client (HTTP/2 has none).
+    let reason = resp
+        .reason
+        .filter(|r| Some(*r) != status.canonical_reason())
+        .map(|r| at(r.as_bytes()));
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(n);
     for f in &spots[..n] {
@@ -270,6 +281,9 @@ fn parse(buf: &mut BytesMut, head_request: bool, limit: usize) -> Parsed {
         Version::HTTP_11
     };
     parts.headers = headers;
+    if let Some(Ok(r)) = reason.map(|r| hyper::ext::ReasonPhrase::try_from(head.slice(r.0..r.1))) {
+        parts.extensions.insert(r);
+    }
     Parsed::Ready(parts, facts.framing, facts.reusable)
 }
 
@@ -530,5 +544,35 @@ mod tests {
         out.clear();
         write_head(&req, &mut out);
         assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+        // An HTTP/2 client may send `:path: ?a=1`: the path is `/`.
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("?a=1"));
+        let req = Request::get(http::Uri::from_parts(parts).unwrap())
+            .body(ClientBody::Empty)
+            .unwrap();
+        out.clear();
+        write_head(&req, &mut out);
+        assert_eq!(out, b"GET /?a=1 HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn an_upstream_s_own_reason_phrase_is_kept() {
+        let reason = |head: &[u8]| {
+            let Parsed::Ready(parts, ..) = parsed(head, false) else {
+                panic!("a whole head");
+            };
+            parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| r.as_bytes().to_vec())
+        };
+        assert_eq!(
+            reason(b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n"),
+            Some(b"Fine Thanks".to_vec())
+        );
+        assert_eq!(
+            reason(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            None
+        );
     }
 }
