@@ -30,7 +30,7 @@ use crate::routing::{
     normalize, resolve_dots, strip_port, HostMatch, Normalized, PathType, Snapshot,
 };
 use crate::tls::{Binding, CertTable, Certificate};
-use crate::upstream::chunked::{ChunkError, ChunkedScanner};
+use crate::upstream::chunked::{ChunkError, ChunkedScanner, Decoded};
 
 /// A target's name (the file `fuzz/fuzz_targets/NAME.rs` and the seed
 /// folder `fuzz/corpus/NAME/`) and its entry point.
@@ -300,13 +300,15 @@ pub fn response_head(data: &[u8]) {
     }
 }
 
-/// A chunked response body, as the fast path scans it for its end.
+/// A chunked response body, as the fast path scans it for its end and the
+/// raw upstream exchange decodes it.
 ///
 /// The bytes as they are: the end (or error) found does not depend on how
-/// they were split into reads, and lies within them. The bytes as a body:
-/// chunk-encoded (sizes, case, extensions, whitespace and trailers chosen
-/// from the bytes themselves) and followed by the next response, the end
-/// found is exactly the end of the encoding.
+/// they were split into reads, and lies within them; decoding finds the
+/// same. The bytes as a body: chunk-encoded (sizes, case, extensions,
+/// whitespace and trailers chosen from the bytes themselves) and followed
+/// by the next response, the end found is exactly the end of the encoding,
+/// and decoding gives back the bytes, however the reads cut them.
 pub fn chunked(data: &[u8]) {
     let whole = ChunkedScanner::default().feed(data);
     if let Ok(Some(end)) = whole {
@@ -328,6 +330,38 @@ pub fn chunked(data: &[u8]) {
     // Cut short anywhere, it waits for more.
     let cut = data.len() % encoded.len();
     assert_eq!(ChunkedScanner::default().feed(&encoded[..cut]), Ok(None));
+
+    assert_eq!(decode_in_pieces(data, 3).map(|(_, end)| end), whole);
+    for size in [1, 5, stream.len()] {
+        assert_eq!(
+            decode_in_pieces(&stream, size),
+            Ok((data.to_vec(), Some(encoded.len()))),
+            "decoded in pieces of {size}"
+        );
+    }
+}
+
+/// Decodes `data` with a fresh scanner `size` bytes at a time: the chunk
+/// data, and where the body ended, counted from the start of `data`.
+fn decode_in_pieces(data: &[u8], size: usize) -> Result<(Vec<u8>, Option<usize>), ChunkError> {
+    let mut s = ChunkedScanner::default();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for piece in data.chunks(size.max(1)) {
+        let mut at = 0;
+        loop {
+            match s.decode(&piece[at..])? {
+                Decoded::Data { skip, len } => {
+                    out.extend_from_slice(&piece[at + skip..at + skip + len]);
+                    at += skip + len;
+                }
+                Decoded::More => break,
+                Decoded::End(n) => return Ok((out, Some(start + at + n))),
+            }
+        }
+        start += piece.len();
+    }
+    Ok((out, None))
 }
 
 /// The config file: YAML read into the positioned tree, checked against
