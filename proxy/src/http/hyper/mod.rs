@@ -562,8 +562,12 @@ async fn forward(
         let Some(r) = req.take() else { break };
         let failure = match pool::send(endpoint, r, limits).await {
             // hyper's read buffer bounds a head only roughly (one read can
-            // bring more): the limit is checked on what was read.
-            Ok(resp) if head_too_large(&resp, endpoint) => {
+            // bring more): the limit is checked on what was read. A raw
+            // exchange's head was held to it as it was parsed.
+            Ok(resp)
+                if matches!(resp.body(), pool::Received::Hyper(..))
+                    && head_too_large(&resp, endpoint) =>
+            {
                 Failure::Broken("response head too large".into())
             }
             Ok(mut resp) => {
