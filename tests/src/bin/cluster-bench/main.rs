@@ -44,6 +44,27 @@ const USAGE: &str = "usage: cluster-bench endpoints [--changes N] [--rate R]
 struct Args(Vec<String>);
 
 impl Args {
+    /// Every flag after the case is one of `known`, with a value: an
+    /// unknown one (or `--help`) prints the usage rather than starting a
+    /// run that takes minutes.
+    fn check(&self, known: &[&str]) {
+        let mut rest = self.0.iter().skip(1);
+        while let Some(flag) = rest.next() {
+            if flag == "--help" || flag == "-h" {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            if !known.contains(&flag.as_str()) {
+                eprintln!("unknown option {flag}\n{USAGE}");
+                std::process::exit(2);
+            }
+            if rest.next().is_none() {
+                eprintln!("{flag}: a value is missing\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+
     fn text(&self, name: &str, default: &str) -> String {
         self.0
             .iter()
@@ -70,6 +91,25 @@ async fn main() {
         std::process::exit(2);
     };
     let args = Args(all);
+    args.check(match what.as_str() {
+        "endpoints" => &["--changes", "--rate"],
+        "memory" => &["--services", "--endpoints", "--certs"],
+        "scale" => &["--points", "--endpoints"],
+        "churn" => &[
+            "--hosts",
+            "--rate",
+            "--websockets",
+            "--changes",
+            "--before",
+            "--rounds",
+            "--peers",
+        ],
+        "--help" | "-h" => {
+            println!("{USAGE}");
+            std::process::exit(0)
+        }
+        _ => &[],
+    });
     if std::env::var_os("SLUICE_BIN").is_none() {
         let release = workspace_root().join("target/release/sluice");
         if !release.exists() {
