@@ -146,7 +146,11 @@ impl Sluice {
         let stdout = dir.0.join("stdout.log");
         let mut child = Command::new(sluice_bin())
             .args(&args)
-            .env("RUST_LOG", "info")
+            // SLUICE_TEST_LOG=debug: a failing test's whole story in `log()`.
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -530,6 +530,91 @@ async fn a_window_that_never_opens_resets_the_stream_and_frees_the_upstream() {
     assert_eq!(get(addr, "/").await.unwrap().0, 200);
 }
 
+/// An HTTP/2 client that goes away takes its streams with it: the ones
+/// still waiting for an answer's head (nothing to read or write but the
+/// stream's end), the ones uploading (a body held open) and the ones
+/// sending a body it no longer reads (a window of 0) all end at once, and
+/// every upstream connection behind them is closed. The timeouts are far
+/// past the test's deadline, so nothing else can end them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_gone_ends_its_streams_and_frees_their_upstreams() {
+    if hyper_only() {
+        // HTTP/2 never takes the fast path: one pass covers it.
+        return;
+    }
+    const EACH: usize = 10;
+    let waits = Backend::start("waits").await;
+    let uploads = Backend::start("uploads").await;
+    let downloads = Backend::start("downloads").await;
+    let (s, _) = Sluice::with_config(&format!(
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\ntimeouts:\n  send: 600s\n  request_body: 600s\n  response_header: 600s\nroutes:\n  - path: /sleep\n    backends: [{}]\n  - path: /echo\n    backends: [{}]\n  - path: /bytes\n    backends: [{}]\n",
+        waits.addr, uploads.addr, downloads.addr
+    ))
+    .await;
+    let addr = s.listen;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .expect("h2c");
+    let conn = tokio::spawn(conn);
+    let mut senders = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..EACH {
+        let mut c = client.clone().ready().await.unwrap();
+        let wait = http::Request::get(format!("http://{addr}/sleep/600000"))
+            .body(())
+            .unwrap();
+        senders.push(c.send_request(wait, true).unwrap());
+        let mut c = client.clone().ready().await.unwrap();
+        let up = http::Request::post(format!("http://{addr}/echo"))
+            .body(())
+            .unwrap();
+        let (resp, send) = c.send_request(up, false).unwrap();
+        senders.push((resp, send));
+        let mut c = client.clone().ready().await.unwrap();
+        let down = http::Request::get(format!("http://{addr}/bytes/8000000"))
+            .body(())
+            .unwrap();
+        answers.push(c.send_request(down, true).unwrap().0);
+    }
+    // The downloads are answered, then stuck on the window. Their bodies
+    // are kept: a body dropped would reset its stream.
+    let mut bodies = Vec::new();
+    for r in answers {
+        let r = tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .expect("response headers")
+            .expect("a response");
+        assert_eq!(r.status(), 200);
+        bodies.push(r.into_body());
+    }
+    let held = |b: &Backend| b.open.load(std::sync::atomic::Ordering::SeqCst);
+    wait_until(
+        "every stream to hold its upstream connection",
+        Duration::from_secs(30),
+        || async {
+            [&waits, &uploads, &downloads]
+                .iter()
+                .all(|b| held(b) == EACH)
+        },
+    )
+    .await;
+
+    // The client goes: its connection closed, nothing reset first.
+    conn.abort();
+    let _ = conn.await;
+    drop((client, senders, bodies));
+    wait_until(
+        "the upstream connections of a vanished client closed",
+        Duration::from_secs(30),
+        || async { [&waits, &uploads, &downloads].iter().all(|b| held(b) == 0) },
+    )
+    .await;
+    assert_eq!(get(addr, "/echo").await.unwrap().0, 200);
+}
+
 /// `n` requests from a well-behaved HTTP/2 client on a connection of its
 /// own; the failures, if any.
 async fn client_h2(addr: std::net::SocketAddr, n: usize) -> Vec<String> {

@@ -140,26 +140,29 @@ pub async fn serve<I>(
     };
     let mut ping = conn.ping_pong();
     let activity = Arc::new(Activity::new());
-    let mut idle_check = Instant::now() + settings.idle_timeout;
-    let mut next_ping = Instant::now() + PING_INTERVAL;
-    let mut pong_due: Option<Instant> = None;
+    let limits = StreamLimits {
+        send_timeout: settings.send_timeout,
+        max_header_size: settings.max_header_size,
+        max_headers: settings.max_headers,
+    };
+    // The timers are made once and reset in place: a loop turn per stream
+    // must not register (and remove) a timer each time. `keepalive` is the
+    // next PING while no PONG is due, and the PONG's deadline while one is.
+    let idle = sleep_until(Instant::now() + settings.idle_timeout);
+    let keepalive = sleep_until(Instant::now() + PING_INTERVAL);
+    tokio::pin!(idle, keepalive);
+    let mut pong_due = false;
     let mut closing = false;
-    // The connection's streams, each in its own task, owned here: when the
-    // connection ends (the client gone, a PING unanswered), the streams
-    // still running end with it, and their upstream requests are dropped.
-    let mut streams = tokio::task::JoinSet::new();
     loop {
         // Lives for one turn of the loop, on the stack: its size is moot.
         #[allow(clippy::large_enum_variant)]
         enum Event {
             Stream(Request<h2::RecvStream>, SendResponse<Bytes>),
-            Reaped,
             Done,
             Stop,
             Idle,
-            Ping,
+            Keepalive,
             Pong,
-            PongLate,
         }
         let event = tokio::select! {
             r = conn.accept() => match r {
@@ -170,31 +173,30 @@ pub async fn serve<I>(
                 }
                 None => Event::Done,
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => Event::Reaped,
             () = super::stopped(stop), if !closing => Event::Stop,
-            () = sleep_until(idle_check), if !closing => Event::Idle,
-            () = sleep_until(next_ping), if ping.is_some() && pong_due.is_none() => Event::Ping,
-            r = poll_fn(|cx| match &mut ping { Some(p) => p.poll_pong(cx), None => Poll::Pending }), if pong_due.is_some() => {
+            () = idle.as_mut(), if !closing => Event::Idle,
+            () = keepalive.as_mut(), if ping.is_some() => Event::Keepalive,
+            r = poll_fn(|cx| match &mut ping { Some(p) => p.poll_pong(cx), None => Poll::Pending }), if pong_due => {
                 if r.is_ok() { Event::Pong } else { Event::Done }
             }
-            () = sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => Event::PongLate,
         };
         match event {
             Event::Stream(req, respond) => {
+                // Each stream is a task of its own, not owned here: when the
+                // connection ends (the client gone, a PING unanswered), h2
+                // ends every stream still open, `poll_reset` wakes its task,
+                // and the upstream request is dropped.
                 let busy = Busy::begin(&activity);
                 let proxy = proxy.clone();
                 let conn_info = conn_info.clone();
-                let limits = StreamLimits {
-                    send_timeout: settings.send_timeout,
-                    max_header_size: settings.max_header_size,
-                    max_headers: settings.max_headers,
-                };
-                streams.spawn(async move {
+                // Boxed before it is spawned: a stream's future is 8 KB,
+                // and `spawn` moves what it is given twice on its way into
+                // the task. A box is moved as a pointer.
+                tokio::spawn(Box::pin(async move {
                     serve_stream(req, respond, &proxy, conn_info, limits).await;
                     drop(busy);
-                });
+                }));
             }
-            Event::Reaped => {}
             Event::Done => break,
             Event::Stop => {
                 // A drain: GOAWAY, and the streams open are served out.
@@ -207,28 +209,32 @@ pub async fn serve<I>(
                     closing = true;
                     conn.graceful_shutdown();
                 }
-                Some(quiet) => idle_check = Instant::now() + (settings.idle_timeout - quiet),
-                None => idle_check = Instant::now() + settings.idle_timeout,
+                Some(quiet) => idle
+                    .as_mut()
+                    .reset(Instant::now() + (settings.idle_timeout - quiet)),
+                None => idle.as_mut().reset(Instant::now() + settings.idle_timeout),
             },
-            Event::Ping => {
+            Event::Keepalive if pong_due => {
+                tracing::debug!(client = %peer, "closing a connection that answered no PING");
+                break;
+            }
+            Event::Keepalive => {
                 // Only a connection with streams open needs proving alive;
                 // an idle one is closed by the idle timer.
+                let mut next = Instant::now() + PING_INTERVAL;
                 if activity.idle_for().is_none() {
                     if let Some(p) = &mut ping {
                         if p.send_ping(h2::Ping::opaque()).is_ok() {
-                            pong_due = Some(Instant::now() + PING_TIMEOUT);
+                            pong_due = true;
+                            next = Instant::now() + PING_TIMEOUT;
                         }
                     }
                 }
-                next_ping = Instant::now() + PING_INTERVAL;
+                keepalive.as_mut().reset(next);
             }
             Event::Pong => {
-                pong_due = None;
-                next_ping = Instant::now() + PING_INTERVAL;
-            }
-            Event::PongLate => {
-                tracing::debug!(client = %peer, "closing a connection that answered no PING");
-                break;
+                pong_due = false;
+                keepalive.as_mut().reset(Instant::now() + PING_INTERVAL);
             }
         }
     }

@@ -9,6 +9,8 @@
 //! head could disagree about where a response ends, and that is how one
 //! response leaks into the next.
 
+use std::mem::MaybeUninit;
+
 use crate::policy;
 
 /// Response header fields accepted, as hyper's client accepts.
@@ -42,16 +44,30 @@ pub enum Head {
     Invalid(&'static str),
 }
 
-/// Parses the response head at the start of `buf` into `resp` (a head
-/// longer than `limit` is refused, however it came in: one read may bring
-/// a whole head larger than the limit) and reads what it says.
-pub fn parse<'b>(
-    resp: &mut httparse::Response<'_, 'b>,
+/// Room for a response head's fields, left unset: httparse writes only
+/// the ones the head has, where zeroing all of them (3.2 KB) first would
+/// cost more than the parse.
+pub type Fields<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_FIELDS];
+
+/// Empty room for [`Fields`].
+pub fn fields<'b>() -> Fields<'b> {
+    [const { MaybeUninit::uninit() }; MAX_FIELDS]
+}
+
+/// Parses the response head at the start of `buf` into `resp`, its fields
+/// into `fields` (a head longer than `limit` is refused, however it came
+/// in: one read may bring a whole head larger than the limit), and reads
+/// what it says.
+pub fn parse<'h, 'b>(
+    resp: &mut httparse::Response<'h, 'b>,
+    fields: &'h mut [MaybeUninit<httparse::Header<'b>>],
     buf: &'b [u8],
     limit: usize,
     head_request: bool,
 ) -> Head {
-    let len = match resp.parse(buf) {
+    let parsed =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(resp, buf, fields);
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= limit => n,
         Ok(httparse::Status::Complete(_)) => return Head::Invalid("response head too large"),
         Ok(httparse::Status::Partial) if buf.len() <= limit => return Head::Partial,

@@ -80,9 +80,10 @@ pub fn prepare<R>(
     out: &mut Vec<u8>,
     lookup: impl FnOnce(&str, &str, bool) -> Option<R>,
 ) -> Prepared<R> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let head_len = match req.parse(buf) {
+    // Left unset: httparse writes only the fields the head has.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
         // Past MAX_HEAD even when it came whole: hyper holds it to
         // limits.max_header_size (which is never below MAX_HEAD).
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,

@@ -47,16 +47,17 @@ pub fn prepare(
     server: ServerHeader,
     out: &mut Vec<u8>,
 ) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; framing::MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let (len, status, facts) = match framing::parse(&mut resp, buf, MAX_HEAD, head_request) {
-        framing::Head::Partial => return Parsed::Partial,
-        framing::Head::Interim(len) => return Parsed::Interim(len),
-        framing::Head::Invalid(why) => return Parsed::Invalid(why),
-        framing::Head::Final {
-            len, code, facts, ..
-        } => (len, code, facts),
-    };
+    let mut fields = framing::fields();
+    let mut resp = httparse::Response::new(&mut []);
+    let (len, status, facts) =
+        match framing::parse(&mut resp, &mut fields, buf, MAX_HEAD, head_request) {
+            framing::Head::Partial => return Parsed::Partial,
+            framing::Head::Interim(len) => return Parsed::Interim(len),
+            framing::Head::Invalid(why) => return Parsed::Invalid(why),
+            framing::Head::Final {
+                len, code, facts, ..
+            } => (len, code, facts),
+        };
     let framing = facts.framing;
     let close_client = close_client || framing == Framing::Eof;
 

@@ -214,19 +214,20 @@ struct Field {
 /// Parses the response head at the start of `buf`; a complete one is
 /// split off it, and its field values are slices of it.
 fn parse(buf: &mut BytesMut, head_request: bool, limit: usize) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; framing::MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let (len, code, version, facts) = match framing::parse(&mut resp, buf, limit, head_request) {
-        framing::Head::Partial => return Parsed::Partial,
-        framing::Head::Interim(len) => return Parsed::Interim(len),
-        framing::Head::Invalid(why) => return Parsed::Invalid(why),
-        framing::Head::Final {
-            len,
-            code,
-            version,
-            facts,
-        } => (len, code, version, facts),
-    };
+    let mut fields = framing::fields();
+    let mut resp = httparse::Response::new(&mut []);
+    let (len, code, version, facts) =
+        match framing::parse(&mut resp, &mut fields, buf, limit, head_request) {
+            framing::Head::Partial => return Parsed::Partial,
+            framing::Head::Interim(len) => return Parsed::Interim(len),
+            framing::Head::Invalid(why) => return Parsed::Invalid(why),
+            framing::Head::Final {
+                len,
+                code,
+                version,
+                facts,
+            } => (len, code, version, facts),
+        };
     let Ok(status) = StatusCode::from_u16(code) else {
         return Parsed::Invalid("malformed status code");
     };
