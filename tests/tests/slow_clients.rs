@@ -247,13 +247,18 @@ async fn two_thousand_slowloris_clients_are_closed_by_the_header_timeout() {
 /// second. Each is closed by `timeouts.send` once the proxy can write it
 /// nothing more, and its upstream request is released; good clients are
 /// served throughout and memory stays bounded.
+///
+/// A download the proxy did read to its end (the last of it queued for
+/// the client, as nginx's buffering would hold it) is not held: its
+/// upstream socket went back to the pool, idle. `upstream_idle: 2s` closes
+/// those, so that every upstream connection must close either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_slow_readers_are_closed_by_the_send_timeout() {
     const ATTACKERS: usize = 2_000;
     let big = Backend::start("big").await;
     let b = Backend::start("a").await;
     let (s, _) = Sluice::with_config(&format!(
-        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\ntimeouts:\n  send: 5s\nroutes:\n  - path: /bytes\n    backends: [{}]\n  - backends: [{}]\n",
+        "listen: {{LISTEN}}\nadmin: {{ADMIN}}\ntimeouts:\n  send: 5s\n  upstream_idle: 2s\nroutes:\n  - path: /bytes\n    backends: [{}]\n  - backends: [{}]\n",
         big.addr, b.addr
     ))
     .await;

@@ -149,8 +149,12 @@ fn read(
             for t in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if t.eq_ignore_ascii_case(b"close") {
                     upstream_close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                    upstream_close = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    // It names only Keep-Alive, which is hop-by-hop anyway:
+                    // the common `Connection: keep-alive` costs no search.
+                    if version == 0 {
+                        upstream_close = false;
+                    }
                 } else if !t.is_empty() {
                     names_fields = true;
                 }
@@ -224,4 +228,35 @@ pub fn length(v: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(head: &str) -> Facts {
+        let mut fields = fields();
+        let mut resp = httparse::Response::new(&mut []);
+        match parse(&mut resp, &mut fields, head.as_bytes(), 65536, false) {
+            Head::Final { facts, .. } => facts,
+            other => panic!("{head:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_keep_alive_names_no_field() {
+        let f = facts("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(!f.names_fields && f.reusable);
+        let f = facts(
+            "HTTP/1.1 200 OK\r\nConnection: Keep-Alive, X-Secret\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(f.names_fields && f.reusable);
+        let f = facts("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!f.names_fields && !f.reusable);
+        // HTTP/1.0 keeps the connection only when asked to.
+        let f = facts("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(!f.names_fields && f.reusable);
+        let f = facts("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(!f.reusable);
+    }
 }
