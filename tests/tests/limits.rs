@@ -450,13 +450,7 @@ async fn a_window_that_never_opens_resets_the_stream_and_frees_the_upstream() {
     let addr = s.listen;
 
     // The attacker: a window of 0 for every stream, never raised.
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tcp)
-        .await
-        .expect("h2c");
-    let conn = tokio::spawn(conn);
+    let (client, conn) = zero_window_client(addr).await;
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
         let mut c = client.clone().ready().await.unwrap();
@@ -552,13 +546,7 @@ async fn an_http2_client_gone_ends_its_streams_and_frees_their_upstreams() {
     ))
     .await;
     let addr = s.listen;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tcp)
-        .await
-        .expect("h2c");
-    let conn = tokio::spawn(conn);
+    let (client, conn) = zero_window_client(addr).await;
     let mut senders = Vec::new();
     let mut answers = Vec::new();
     for _ in 0..EACH {
@@ -613,6 +601,24 @@ async fn an_http2_client_gone_ends_its_streams_and_frees_their_upstreams() {
     )
     .await;
     assert_eq!(get(addr, "/echo").await.unwrap().0, 200);
+}
+
+/// An HTTP/2 client whose streams all have a window of 0, never raised:
+/// it takes answers' heads and none of their bodies. The connection's
+/// task is returned, to be watched or aborted.
+async fn zero_window_client(
+    addr: std::net::SocketAddr,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .expect("h2c");
+    (client, tokio::spawn(conn))
 }
 
 /// `n` requests from a well-behaved HTTP/2 client on a connection of its
