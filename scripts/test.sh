@@ -108,12 +108,13 @@ step "the test suite"
 # then goes through hyper, and both paths must pass the same tests. Same
 # packages and features as above, so nothing is compiled again.
 # The suites that never proxy a request (the chart, the deployer, the
-# image builder, the command line) and the soak are left out of this pass.
+# image builder, the command line) and the soak are left out of this pass,
+# and so is parking: idle connections park from the fast path only.
 proxy_suites=()
 for f in tests/tests/*.rs; do
   name="$(basename "$f" .rs)"
   case "$name" in
-    chart|deploy|image|cli|soak|nginx_migrate) ;;
+    chart|deploy|image|cli|soak|nginx_migrate|parking) ;;
     *) proxy_suites+=(--test "$name") ;;
   esac
 done

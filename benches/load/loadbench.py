@@ -606,7 +606,10 @@ def idle_memory(name, args, run_dir, p):
         time.sleep(0.5)
         before = tree_pss_kib(proc.pid)
         socks, failed = open_idle(PORTS[name], idle_count(name, args.idle), TLS["on"])
-        time.sleep(1.0)
+        # Settled: Sluice parks a connection idle for a second (its task
+        # ended, the connection waiting in the listeners' lot); the
+        # browsers' connections an ingress holds are idle for far longer.
+        time.sleep(3.0)
         after = tree_pss_kib(proc.pid)
         row = {"peer": name, "idle": len(socks), "failed": failed, "pss_before_kib": before,
                "pss_after_kib": after,

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
     /// Client connections open on the traffic listeners.
     pub client_connections: prometheus::IntGauge,
+    /// Of those, the idle keep-alive connections waiting without a task.
+    pub client_connections_parked: prometheus::IntGauge,
     /// Client connections closed at accept, by reason (`max_connections`).
     pub connections_refused: IntCounterVec,
     /// Requests refused before routing, by reason (`uri_too_long`).
@@ -176,6 +178,11 @@ impl Metrics {
             "Client connections open on the traffic listeners.",
         )
         .expect("valid metric");
+        let client_connections_parked = prometheus::IntGauge::new(
+            "sluice_client_connections_parked",
+            "Of the client connections, the idle HTTP/1.1 keep-alive connections parked (waiting for their next request without a task of their own).",
+        )
+        .expect("valid metric");
         let connections_refused = IntCounterVec::new(
             Opts::new(
                 "sluice_connections_refused_total",
@@ -221,6 +228,7 @@ impl Metrics {
             Box::new(passthrough_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(passthrough_open.clone()),
             Box::new(client_connections.clone()),
+            Box::new(client_connections_parked.clone()),
             Box::new(connections_refused.clone()),
             Box::new(requests_refused.clone()),
             Box::new(http2_send_timeouts.clone()),
@@ -284,6 +292,7 @@ impl Metrics {
             tls_certificate_expiry,
             tls_handshake_errors,
             client_connections,
+            client_connections_parked,
             connections_refused,
             requests_refused,
             http2_send_timeouts,

@@ -25,6 +25,10 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         forwarders: settings.trust_forwarded_for.clone(),
         client_header: settings.forwarded_for_header.clone(),
         forwarding: settings.forwarding,
+        // Plain connections park when idle; a TLS connection's rustls
+        // state is not given up (it may hold bytes the socket will not
+        // announce).
+        park_after: tls.is_none().then_some(super::park::PARK_AFTER),
     });
     loop {
         let (stream, peer) = tokio::select! {

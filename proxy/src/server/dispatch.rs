@@ -15,6 +15,7 @@ use crate::proxy_protocol;
 use crate::tls::client_hello::{self, Sni};
 
 use super::io::{Prefixed, SendDeadline};
+use super::park::Parked;
 use super::{h1, h2, passthrough, Connection};
 
 /// A client connection's stream as accepted: bytes read past a PROXY
@@ -38,44 +39,78 @@ pub(super) fn serve_stream(
     conn: Connection,
 ) -> impl Future<Output = ()> + Send + 'static {
     match tls {
-        None => Either::Left(serve_plain(io, conn)),
+        None => Either::Left(serve_plain(io, conn, None)),
         Some(tls) => Either::Right(Box::pin(serve_tls(io, tls, conn))),
     }
 }
 
+/// A parked connection given its task back ([`super::park`]): served
+/// from where it stopped, with the header timeout it had.
+pub(super) fn serve_stream_resumed(
+    io: Stream,
+    conn: Connection,
+    deadline: tokio::time::Instant,
+) -> impl Future<Output = ()> + Send + 'static {
+    serve_plain(io, conn, Some(deadline))
+}
+
 /// A plain connection: its PROXY header when the listener expects one,
-/// then HTTP. Not an `async fn`, on purpose: see [`serve_stream`].
+/// then HTTP; or, `resumed`, a parked connection served again. Not an
+/// `async fn`, on purpose: see [`serve_stream`]. One function for both,
+/// so that a connection's task is one type, whichever started it.
 #[allow(clippy::manual_async_fn)]
-fn serve_plain(mut io: Stream, mut conn: Connection) -> impl Future<Output = ()> + Send + 'static {
+fn serve_plain(
+    mut io: Stream,
+    mut conn: Connection,
+    mut resumed: Option<tokio::time::Instant>,
+) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        if conn.shared.settings.proxy_protocol.is_some() {
-            let Some(client) = Box::pin(proxy_header(&mut io, &conn)).await else {
-                return;
-            };
-            conn.client = client;
-        }
-        if !conn.shared.settings.http1_fast_path {
-            return Box::pin(serve_without_fast_path(io, conn)).await;
+        if resumed.is_none() {
+            if conn.shared.settings.proxy_protocol.is_some() {
+                let Some(client) = Box::pin(proxy_header(&mut io, &conn)).await else {
+                    return;
+                };
+                conn.client = client;
+            }
+            if !conn.shared.settings.http1_fast_path {
+                return Box::pin(serve_without_fast_path(io, conn)).await;
+            }
         }
         // The fast path reads the first request itself, under the header
         // timeout, and hands over what it does not serve.
-        let Some(prefix) = fast_path(&mut io, &conn).await else {
-            return;
+        let prefix = loop {
+            match fast_path(&mut io, &conn, resumed).await {
+                fast::Served::Done => return,
+                // Moved whole before the wait: an `Option` matched in
+                // place would keep its slot, and the connection's idle
+                // state would make room for it.
+                fast::Served::Handover(prefix) => break prefix,
+                fast::Served::Idle(deadline) => {
+                    let shared = std::sync::Arc::clone(&conn.shared.shared);
+                    let p = Parked { io, conn, deadline };
+                    match shared.lot.park(p) {
+                        // The task ends here; the lot holds the connection.
+                        Ok(()) => return,
+                        // The proxy is stopping: served here to the end.
+                        Err(p) => {
+                            (io, conn, resumed) = (p.io, p.conn, Some(p.deadline));
+                        }
+                    }
+                }
+            }
         };
-        // `prefix` moved whole before the wait: an `Option` matched in
-        // place would keep its slot, and the connection's idle state would
-        // make room for it.
         Box::pin(hand_over(io, prefix, conn)).await;
     }
 }
 
-/// The fast path on `io` with what the connection gives it: the bytes it
-/// hands over, or `None` once the connection is done. A plain function,
-/// so the future is `fast::serve`'s own, with no layer around it.
+/// The fast path on `io` with what the connection gives it: how it ended.
+/// A plain function, so the future is `fast::serve`'s own, with no layer
+/// around it.
 fn fast_path<'a, I>(
     io: &'a mut I,
     conn: &'a Connection,
-) -> impl Future<Output = Option<Vec<u8>>> + Send + 'a
+    resumed: Option<tokio::time::Instant>,
+) -> impl Future<Output = fast::Served> + Send + 'a
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::io::ReadReady + Unpin + Send,
 {
@@ -85,6 +120,7 @@ where
         &conn.shared.handler,
         &conn.fast,
         &conn.shared.clock,
+        resumed,
     )
 }
 
@@ -200,8 +236,12 @@ where
     if !conn.shared.settings.http1_fast_path {
         return Box::pin(serve_without_fast_path(io, conn)).await;
     }
-    if let Some(prefix) = fast_path(&mut io, &conn).await {
-        Box::pin(hand_over(io, prefix, conn)).await;
+    match fast_path(&mut io, &conn, None).await {
+        fast::Served::Handover(prefix) => Box::pin(hand_over(io, prefix, conn)).await,
+        fast::Served::Done => {}
+        // A TLS listener's connections do not park (`park_after` is
+        // unset): should one come back idle, it is closed.
+        fast::Served::Idle(_) => debug_assert!(false, "a TLS connection came back to park"),
     }
 }
 
@@ -287,7 +327,10 @@ mod tests {
     /// (debug) build, and the task 512 bytes with Tokio's header and
     /// trailer in release (heaptrack). A task is aligned to 128 bytes, so
     /// its size goes in steps of 128: past about 400 bytes of future it
-    /// is 640 again.
+    /// is 640 again. 384 since a parked connection is served again by the
+    /// same future (its header timeout carried in, 32 bytes): an idle
+    /// connection holds no task after a second ([`super::park`]), so this
+    /// is what a busy one costs.
     #[tokio::test]
     async fn a_plain_connection_s_future_stays_small() {
         let table = Arc::new(arc_swap::ArcSwap::from_pointee(
@@ -306,6 +349,7 @@ mod tests {
             tasks: Default::default(),
             stop: tokio::sync::watch::channel(false).0,
             clock: Default::default(),
+            lot: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
@@ -322,12 +366,13 @@ mod tests {
                 forwarders: None,
                 client_header: http::HeaderName::from_static("x-forwarded-for"),
                 forwarding: shared.settings.forwarding,
+                park_after: Some(super::super::park::PARK_AFTER),
             }),
         };
         let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), Duration::from_secs(5));
         let future = serve_stream(io, None, conn);
         let size = std::mem::size_of_val(&future);
-        assert!(size <= 352, "a plain connection's future is {size} bytes");
+        assert!(size <= 384, "a plain connection's future is {size} bytes");
         drop(future);
         drop(client);
         // Dropped with its connection, the count goes back.

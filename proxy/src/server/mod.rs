@@ -6,7 +6,8 @@
 //! read when the listener expects one, TLS (on an HTTPS listener), then
 //! dispatched (`dispatch`) to the HTTP/1.1 fast path, hyper (`h1`) or `h2`
 //! ([`h2`]). [`io`] holds the adapters every path reads through, and
-//! `idle` what tells an HTTP/2 connection it is idle. On an HTTPS
+//! `idle` what tells an HTTP/2 connection it is idle; `park` is where an
+//! idle plain keep-alive connection waits without a task. On an HTTPS
 //! listener, `passthrough` splices the connections whose SNI names a host
 //! that asks for TLS passthrough, before any handshake.
 
@@ -31,6 +32,7 @@ mod h1;
 pub mod h2;
 mod idle;
 pub mod io;
+mod park;
 mod passthrough;
 
 /// Binds every address, or names the one that failed.
@@ -75,6 +77,8 @@ struct Shared {
     /// per idle connection, where a timer and a watch would be three
     /// times the size.
     clock: Arc<clock::Clock>,
+    /// Where idle plain keep-alive connections wait without a task.
+    lot: park::Lot,
 }
 
 /// One accepted connection: everything that serves it, in one value.
@@ -168,6 +172,7 @@ impl Listeners {
             tasks: Default::default(),
             stop: watch::channel(false).0,
             clock: Arc::new(clock::Clock::new()),
+            lot: Default::default(),
         });
         // Rings until the last connection has let the clock go.
         tokio::spawn(clock::Clock::run(Arc::downgrade(&shared.clock)));

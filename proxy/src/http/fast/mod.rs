@@ -58,6 +58,24 @@ pub struct FastSettings {
     pub client_header: http::HeaderName,
     /// How the client's address is written upstream.
     pub forwarding: crate::policy::Forwarding,
+    /// How long an idle connection waits for its next request before
+    /// [`serve`] gives it back as [`Served::Idle`], for its caller to park
+    /// it without a task; `None` keeps it waiting to its header timeout.
+    /// Only used when the header timeout is at least twice as long.
+    pub park_after: Option<Duration>,
+}
+
+/// How [`serve`] ended.
+#[derive(Debug)]
+pub enum Served {
+    /// The connection is done: closed, timed out, or failed.
+    Done,
+    /// A request needs hyper: these bytes were read and not consumed.
+    Handover(Vec<u8>),
+    /// Idle for `park_after`, with nothing read: the connection may wait
+    /// elsewhere, until this header timeout, and be served again by
+    /// [`serve`] given it as `resumed`.
+    Idle(tokio::time::Instant),
 }
 
 /// What the access log needs of an exchange.
@@ -76,8 +94,10 @@ enum Next {
 }
 
 /// Serves HTTP/1.1 requests on `io` until the client closes, an error
-/// ends the connection, the proxy stops, or a request needs hyper; then
-/// gives back the bytes it read and did not consume, for hyper.
+/// ends the connection, the proxy stops, or a request needs hyper (then
+/// it gives back the bytes it read and did not consume, for hyper), or the
+/// connection has been idle for `settings.park_after`. `resumed` is the
+/// header timeout of a connection it gave back idle before.
 ///
 /// This future is most of what an idle keep-alive connection costs, so it
 /// is kept small. Its arguments are borrowed and it is built as a block
@@ -93,20 +113,22 @@ pub fn serve<'a, S>(
     proxy: &'a Handler,
     settings: &'a FastSettings,
     clock: &'a Clock,
-) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + 'a
+    resumed: Option<tokio::time::Instant>,
+) -> impl std::future::Future<Output = Served> + Send + 'a
 where
     S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     async move {
         let mut held = Held::new();
-        let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
+        let mut deadline =
+            resumed.unwrap_or_else(|| tokio::time::Instant::now() + settings.header_timeout);
         loop {
             if let Some(b) = held.get() {
                 // The step is matched and gone before any wait: held across
                 // one, a request's plan (over 100 bytes) would be part of
                 // every idle connection's state.
                 let one = match next(b, *peer, proxy, settings) {
-                    Step::Handover(prefix) => return Some(prefix),
+                    Step::Handover(prefix) => return Served::Handover(prefix),
                     // Boxed: a request's state (its body read, the upstream
                     // exchange, timers, the answer) is held only while it is
                     // served, not by every idle connection's task. One small
@@ -120,7 +142,7 @@ where
                 if let Some(one) = one {
                     match one.await {
                         Next::KeepAlive => {}
-                        Next::Close => return None,
+                        Next::Close => return Served::Done,
                     }
                     deadline = tokio::time::Instant::now() + settings.header_timeout;
                     continue;
@@ -131,31 +153,46 @@ where
                 // Nothing pending: wait with no buffer held, until the client
                 // sends, the header timeout passes or the proxy stops.
                 held.give_back();
-                match until(clock, deadline, true, readable(io)).await {
+                let park_at = park_at(settings, deadline);
+                match until(clock, park_at, true, readable(io)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return None,
+                    Ok(Err(_)) => return Served::Done,
                     Err(Rang::Stop) => {
                         // Boxed: its timers are no part of the idle wait.
                         if Box::pin(last_call(io, &mut held)).await {
                             continue;
                         }
-                        return None;
+                        return Served::Done;
                     }
+                    Err(Rang::Deadline) if park_at < deadline => return Served::Idle(deadline),
                     Err(Rang::Deadline) => {
                         tracing::debug!(client = %peer, "closed an idle connection at the header timeout");
-                        return None;
+                        return Served::Done;
                     }
                 }
             }
             match until(clock, deadline, false, read_more(io, held.take())).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Served::Done,
                 Ok(Ok(_)) => {}
                 Err(_) => {
                     tracing::debug!(client = %peer, "closed a connection whose request head did not come in time");
-                    return None;
+                    return Served::Done;
                 }
             }
         }
+    }
+}
+
+/// Until when an idle connection whose header timeout is `deadline` waits
+/// for its next request before it is given back to park: `park_after`
+/// past the moment it went idle, or its deadline when it does not park
+/// (no `park_after`, or a header timeout under twice as long).
+fn park_at(settings: &FastSettings, deadline: tokio::time::Instant) -> tokio::time::Instant {
+    match settings.park_after {
+        Some(after) if settings.header_timeout >= after * 2 => deadline
+            .checked_sub(settings.header_timeout - after)
+            .unwrap_or(deadline),
+        _ => deadline,
     }
 }
 
