@@ -7,21 +7,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::Either;
-use tokio::net::TcpStream;
+
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::fast;
 use crate::proxy_protocol;
 use crate::tls::client_hello::{self, Sni};
 
-use super::io::{Prefixed, SendDeadline};
+use super::io::Prefixed;
 use super::park::Parked;
 use super::{h1, h2, passthrough, Connection};
 
-/// A client connection's stream as accepted: bytes read past a PROXY
-/// header are put back in front (`Prefixed`), and every write, the TLS
-/// handshake's too, is bounded by the send timeout (`SendDeadline`).
-pub(super) type Stream = SendDeadline<Prefixed<TcpStream>>;
+pub(super) use super::io::Stream;
 
 /// The future that serves an accepted connection, over TLS when the
 /// listener has it: its task's whole state, for as long as it is open.
@@ -46,12 +43,12 @@ pub(super) fn serve_stream(
 
 /// A parked connection given its task back ([`super::park`]): served
 /// from where it stopped, with the header timeout it had.
-pub(super) fn serve_stream_resumed(
+fn respawn(
     io: Stream,
     conn: Connection,
     deadline: tokio::time::Instant,
-) -> impl Future<Output = ()> + Send + 'static {
-    serve_plain(io, conn, Some(deadline))
+) -> tokio::task::AbortHandle {
+    tokio::spawn(serve_plain(io, conn, Some(deadline))).abort_handle()
 }
 
 /// A plain connection: its PROXY header when the listener expects one,
@@ -88,7 +85,7 @@ fn serve_plain(
                 fast::Served::Idle(deadline) => {
                     let shared = std::sync::Arc::clone(&conn.shared.shared);
                     let p = Parked { io, conn, deadline };
-                    match shared.lot.park(p) {
+                    match shared.lot.park(p, respawn) {
                         // The task ends here; the lot holds the connection.
                         Ok(()) => return,
                         // The proxy is stopping: served here to the end.
@@ -315,6 +312,10 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use tokio::net::TcpStream;
+
+    use super::super::io::SendDeadline;
 
     use super::*;
     use crate::server::{Counted, Shared};

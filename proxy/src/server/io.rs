@@ -51,6 +51,11 @@ impl<S: ReadReady + Unpin> ReadReady for SendDeadline<S> {
     }
 }
 
+/// A client connection's stream as accepted: bytes read past a PROXY
+/// header are put back in front (`Prefixed`), and every write, the TLS
+/// handshake's too, is bounded by the send timeout (`SendDeadline`).
+pub type Stream = SendDeadline<Prefixed<tokio::net::TcpStream>>;
+
 /// Reads `prefix` first, then from `inner`; writes go straight to `inner`.
 #[derive(Debug)]
 pub struct Prefixed<S> {

@@ -34,8 +34,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::clock::{until, Clock, Rang};
-use super::dispatch::{serve_stream_resumed, Stream};
 use super::io::ReadReady;
+use super::io::Stream;
+use tokio::task::AbortHandle;
+
+/// Spawns a parked connection's task again (`dispatch`'s, given here so
+/// that this module does not import it back).
+pub(super) type Respawn = fn(Stream, Connection, Instant) -> AbortHandle;
 use super::Connection;
 
 /// How long a plain keep-alive connection waits for its next request in
@@ -111,7 +116,7 @@ impl Lot {
     // Given back whole, not boxed: it happens once, at the stop, and a box
     // would be an allocation on every park.
     #[allow(clippy::result_large_err)]
-    pub(super) fn park(&self, p: Parked) -> Result<(), Parked> {
+    pub(super) fn park(&self, p: Parked, respawn: Respawn) -> Result<(), Parked> {
         let mut state = lock(&self.inbox.state);
         if state.closed {
             return Err(p);
@@ -120,7 +125,12 @@ impl Lot {
             state.running = true;
             let shared = &p.conn.shared;
             let gauge = shared.handler.metrics().client_connections_parked.clone();
-            tokio::spawn(run(self.inbox.clone(), shared.clock.clone(), gauge));
+            tokio::spawn(run(
+                self.inbox.clone(),
+                shared.clock.clone(),
+                gauge,
+                respawn,
+            ));
         }
         state.arriving.push(p);
         drop(state);
@@ -132,7 +142,7 @@ impl Lot {
 /// The lot's task: takes newcomers in, gives a task back to each
 /// connection its client wakes, closes those whose deadline passes, and,
 /// at the stop, gives every connection its task back and ends.
-async fn run(inbox: Arc<Inbox>, clock: Arc<Clock>, parked: prometheus::IntGauge) {
+async fn run(inbox: Arc<Inbox>, clock: Arc<Clock>, parked: prometheus::IntGauge, respawn: Respawn) {
     let mut spots: slab::Slab<Arc<Spot>> = slab::Slab::new();
     // The earliest deadline parked: the lot looks for connections to
     // close only once it has passed.
@@ -166,27 +176,27 @@ async fn run(inbox: Arc<Inbox>, clock: Arc<Clock>, parked: prometheus::IntGauge)
             earliest = Some(earliest.map_or(p.deadline, |e| e.min(p.deadline)));
             // Its first poll registers the waker; bytes that came while
             // it was on its way in are seen here.
-            wake_if_ready(&mut spots, &spot);
+            wake_if_ready(&mut spots, &spot, respawn);
         }
         for slot in ready {
             // A slot freed and taken again since its waker was called is
             // polled for nothing: the poll finds it not ready.
             if let Some(spot) = spots.get(slot).cloned() {
-                wake_if_ready(&mut spots, &spot);
+                wake_if_ready(&mut spots, &spot, respawn);
             }
         }
         if stopping {
             parked.set(0);
             for spot in spots.drain() {
                 if let Some((io, conn)) = lock(&spot.parked).take() {
-                    resume(io, conn, spot.deadline);
+                    resume(io, conn, spot.deadline, respawn);
                 }
             }
             // What arrived between the last look and `closed` is in the
             // inbox still.
             let late = std::mem::take(&mut lock(&inbox.state).arriving);
             for p in late {
-                resume(p.io, p.conn, p.deadline);
+                resume(p.io, p.conn, p.deadline, respawn);
             }
             return;
         }
@@ -199,7 +209,7 @@ async fn run(inbox: Arc<Inbox>, clock: Arc<Clock>, parked: prometheus::IntGauge)
 
 /// Gives `spot`'s connection its task back if its client has sent bytes,
 /// closed, or failed; otherwise leaves its waker registered.
-fn wake_if_ready(spots: &mut slab::Slab<Arc<Spot>>, spot: &Arc<Spot>) {
+fn wake_if_ready(spots: &mut slab::Slab<Arc<Spot>>, spot: &Arc<Spot>, respawn: Respawn) {
     let mut parked = lock(&spot.parked);
     let Some((io, _)) = parked.as_mut() else {
         return;
@@ -212,7 +222,7 @@ fn wake_if_ready(spots: &mut slab::Slab<Arc<Spot>>, spot: &Arc<Spot>) {
     let (io, conn) = parked.take().expect("checked above");
     drop(parked);
     spots.remove(spot.slot);
-    resume(io, conn, spot.deadline);
+    resume(io, conn, spot.deadline, respawn);
 }
 
 /// Closes the connections whose deadline has passed; returns the earliest
@@ -235,13 +245,13 @@ fn close_expired(spots: &mut slab::Slab<Arc<Spot>>) -> Option<Instant> {
 
 /// Spawns a task for a parked connection, in the slot its first task had
 /// (which a drain past its deadline aborts).
-fn resume(io: Stream, conn: Connection, deadline: Instant) {
+fn resume(io: Stream, conn: Connection, deadline: Instant, respawn: Respawn) {
     let shared = Arc::clone(&conn.shared.shared);
     let slot = conn.shared.task;
     // Spawned and its slot filled under one lock: the task, should it end
     // at once, frees the slot only after.
     let mut tasks = lock(&shared.tasks);
-    let task = tokio::spawn(serve_stream_resumed(io, conn, deadline)).abort_handle();
+    let task = respawn(io, conn, deadline);
     match tasks.get_mut(slot) {
         Some(handle) => *handle = task,
         // The drain ran out of time and took the slots: this one ends too.
