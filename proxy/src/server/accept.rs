@@ -72,7 +72,9 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         };
         // The future is built here, not in an async block: a block would
         // hold `io` and `conn` a second time beside the future it awaits.
-        slot.insert(tokio::spawn(serve_stream(io, tls.clone(), conn)).abort_handle());
+        slot.insert(Some(
+            tokio::spawn(serve_stream(io, tls.clone(), conn)).abort_handle(),
+        ));
     }
     tracing::debug!(listener = %crate::logfmt::OptAddr(local), "stopped accepting");
 }

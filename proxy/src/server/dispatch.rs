@@ -318,7 +318,7 @@ mod tests {
     use super::super::io::SendDeadline;
 
     use super::*;
-    use crate::server::{Counted, Shared};
+    use crate::server::Counted;
 
     /// An idle keep-alive connection costs its task, and the task is as
     /// large as this future's largest state. With the layers nested as
@@ -334,24 +334,7 @@ mod tests {
     /// is what a busy one costs.
     #[tokio::test]
     async fn a_plain_connection_s_future_stays_small() {
-        let table = Arc::new(arc_swap::ArcSwap::from_pointee(
-            crate::routing::Snapshot::default(),
-        ));
-        let handler = Arc::new(crate::http::Handler::new(
-            table,
-            Arc::new(crate::metrics::Metrics::new()),
-        ));
-        let settings = crate::config::DEFAULT_LISTENER.clone();
-        let shared = Arc::new(Shared {
-            handler,
-            hyper: super::h1::builder(&settings),
-            settings,
-            open: Default::default(),
-            tasks: Default::default(),
-            stop: tokio::sync::watch::channel(false).0,
-            clock: Default::default(),
-            lot: Default::default(),
-        });
+        let shared = super::super::shared_for_tests();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await

@@ -68,8 +68,9 @@ struct Shared {
     open: crate::drain::OpenCount,
     /// What ends each open connection's task when a drain runs out of
     /// time: a slot per connection (16 bytes), freed by the connection as
-    /// it ends.
-    tasks: std::sync::Mutex<slab::Slab<AbortHandle>>,
+    /// it ends. Empty while the connection is parked: a handle keeps its
+    /// task's memory (512 bytes) allocated after the task has ended.
+    tasks: std::sync::Mutex<slab::Slab<Option<AbortHandle>>>,
     /// Turns true when the listeners stop: what hyper's and h2's
     /// connections watch to drain.
     stop: watch::Sender<bool>,
@@ -205,12 +206,37 @@ impl Listeners {
         // Past the drain: what is left is closed, and its tasks waited for
         // (briefly: a task ends at its next poll).
         let tasks = std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, task) in tasks {
+        for task in tasks.into_iter().filter_map(|(_, t)| t) {
             task.abort();
         }
         shared.open.wait_none(Duration::from_secs(1)).await;
         left.max(1)
     }
+}
+
+/// The listeners' shared state with the default listener settings, an
+/// empty routing table and nothing started: for the unit tests of the
+/// modules that serve a connection.
+#[cfg(test)]
+fn shared_for_tests() -> Arc<Shared> {
+    let table = Arc::new(arc_swap::ArcSwap::from_pointee(
+        crate::routing::Snapshot::default(),
+    ));
+    let handler = Arc::new(Handler::new(
+        table,
+        Arc::new(crate::metrics::Metrics::new()),
+    ));
+    let settings = crate::config::DEFAULT_LISTENER.clone();
+    Arc::new(Shared {
+        handler,
+        hyper: h1::builder(&settings),
+        settings,
+        open: Default::default(),
+        tasks: Default::default(),
+        stop: watch::channel(false).0,
+        clock: Default::default(),
+        lot: Default::default(),
+    })
 }
 
 /// Resolves once the listeners are told to stop.

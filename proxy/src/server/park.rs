@@ -121,9 +121,16 @@ impl Lot {
         if state.closed {
             return Err(p);
         }
+        // The ending task's handle let go: it would keep the task's memory
+        // (512 bytes) allocated for as long as the connection stays
+        // parked. The lot fills the slot again when it resumes the
+        // connection, which it cannot do before this lock is released.
+        let shared = &p.conn.shared;
+        let ending = lock(&shared.tasks)
+            .get_mut(shared.task)
+            .and_then(Option::take);
         if !state.running {
             state.running = true;
-            let shared = &p.conn.shared;
             let gauge = shared.handler.metrics().client_connections_parked.clone();
             tokio::spawn(run(
                 self.inbox.clone(),
@@ -134,6 +141,7 @@ impl Lot {
         }
         state.arriving.push(p);
         drop(state);
+        drop(ending);
         self.inbox.notify.notify_one();
         Ok(())
     }
@@ -253,8 +261,109 @@ fn resume(io: Stream, conn: Connection, deadline: Instant, respawn: Respawn) {
     let mut tasks = lock(&shared.tasks);
     let task = respawn(io, conn, deadline);
     match tasks.get_mut(slot) {
-        Some(handle) => *handle = task,
+        Some(handle) => *handle = Some(task),
         // The drain ran out of time and took the slots: this one ends too.
         None => task.abort(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::super::io::{Prefixed, SendDeadline};
+    use super::super::{Connection, Counted};
+    use super::*;
+
+    /// What the test's lot spawns for a connection it gives back: it says
+    /// so to the client, and holds the connection until the client closes.
+    fn respawn(mut io: Stream, conn: Connection, _: Instant) -> AbortHandle {
+        tokio::spawn(async move {
+            let _ = io.write_all(b"resumed").await;
+            let mut buf = [0u8; 16];
+            while let Ok(1..) = io.read(&mut buf).await {}
+            drop(conn);
+        })
+        .abort_handle()
+    }
+
+    /// A parked connection holds no handle on the task that parked it (a
+    /// handle keeps an ended task's memory allocated), and is given a new
+    /// task, in the same slot, when its client sends.
+    #[tokio::test]
+    async fn a_parked_connection_lets_its_task_go_and_gets_one_back() {
+        let shared = super::super::shared_for_tests();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        // Read dry, as the fast path leaves a connection it gives up (a
+        // socket never read may be announced readable).
+        let dry = stream.try_read(&mut [0u8; 1]);
+        assert!(matches!(dry, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+        shared.open.add();
+        let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), Duration::from_secs(5));
+        let fast = Arc::new(crate::http::fast::FastSettings {
+            header_timeout: Duration::from_secs(60),
+            proto: "http",
+            forwarders: None,
+            client_header: http::HeaderName::from_static("x-forwarded-for"),
+            forwarding: shared.settings.forwarding,
+            park_after: Some(PARK_AFTER),
+        });
+        // The connection's first task, as accept spawns it: it parks the
+        // connection and ends.
+        let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
+        let slot = {
+            let mut tasks = lock(&shared.tasks);
+            let entry = tasks.vacant_entry();
+            let slot = entry.key();
+            let conn = Connection {
+                client: peer,
+                shared: Counted::new(shared.clone(), slot),
+                fast,
+            };
+            let lot_of = shared.clone();
+            let task = tokio::spawn(async move {
+                let p = Parked {
+                    io,
+                    conn,
+                    deadline: Instant::now() + Duration::from_secs(60),
+                };
+                let _ = parked_tx.send(lot_of.lot.park(p, respawn).is_ok());
+            });
+            entry.insert(Some(task.abort_handle()));
+            slot
+        };
+        assert!(parked_rx.await.unwrap(), "the lot took the connection");
+        assert!(
+            lock(&shared.tasks).get(slot).is_some_and(Option::is_none),
+            "the slot is kept, without the ended task's handle"
+        );
+        assert_eq!(shared.open.get(), 1, "the connection is still counted");
+
+        client.write_all(b"x").await.unwrap();
+        let mut said = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut said))
+            .await
+            .expect("resumed within 10 s")
+            .unwrap();
+        assert_eq!(&said, b"resumed");
+        assert!(
+            lock(&shared.tasks).get(slot).is_some_and(Option::is_some),
+            "the new task's handle is in the connection's slot"
+        );
+
+        drop(client);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while shared.open.get() != 0 {
+            assert!(std::time::Instant::now() < deadline, "the connection ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(lock(&shared.tasks).get(slot).is_none(), "its slot is freed");
     }
 }
