@@ -82,6 +82,22 @@ struct Shared {
     lot: park::Lot,
 }
 
+impl Shared {
+    /// Nothing open, nothing parked, the clock not yet rung.
+    fn new(handler: Arc<Handler>, settings: ListenerSettings) -> Self {
+        Shared {
+            handler,
+            hyper: h1::builder(&settings),
+            settings,
+            open: Default::default(),
+            tasks: Default::default(),
+            stop: watch::channel(false).0,
+            clock: Arc::new(clock::Clock::new()),
+            lot: Default::default(),
+        }
+    }
+}
+
 /// One accepted connection: everything that serves it, in one value.
 ///
 /// Every idle keep-alive connection holds one, so it is kept small: what
@@ -165,16 +181,7 @@ impl Listeners {
         handler: Arc<Handler>,
         settings: ListenerSettings,
     ) -> Self {
-        let shared = Arc::new(Shared {
-            handler,
-            hyper: h1::builder(&settings),
-            settings,
-            open: Default::default(),
-            tasks: Default::default(),
-            stop: watch::channel(false).0,
-            clock: Arc::new(clock::Clock::new()),
-            lot: Default::default(),
-        });
+        let shared = Arc::new(Shared::new(handler, settings));
         // Rings until the last connection has let the clock go.
         tokio::spawn(clock::Clock::run(Arc::downgrade(&shared.clock)));
         let tasks = listeners
@@ -226,17 +233,10 @@ fn shared_for_tests() -> Arc<Shared> {
         table,
         Arc::new(crate::metrics::Metrics::new()),
     ));
-    let settings = crate::config::DEFAULT_LISTENER.clone();
-    Arc::new(Shared {
+    Arc::new(Shared::new(
         handler,
-        hyper: h1::builder(&settings),
-        settings,
-        open: Default::default(),
-        tasks: Default::default(),
-        stop: watch::channel(false).0,
-        clock: Default::default(),
-        lot: Default::default(),
-    })
+        crate::config::DEFAULT_LISTENER.clone(),
+    ))
 }
 
 /// Resolves once the listeners are told to stop.
