@@ -61,7 +61,7 @@ pub(super) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), settings.send_timeout);
         // The slot is taken and filled under one lock: the task, should it
         // end at once, frees it only after.
-        let mut tasks = shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = super::lock(&shared.tasks);
         let slot = tasks.vacant_entry();
         let conn = Connection {
             client: peer,

@@ -311,8 +311,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use tokio::net::TcpStream;
 
     use super::super::io::SendDeadline;
@@ -344,14 +342,7 @@ mod tests {
         let conn = Connection {
             client: peer,
             shared: Counted::new(shared.clone(), usize::MAX),
-            fast: Arc::new(fast::FastSettings {
-                header_timeout: Duration::from_secs(5),
-                proto: "http",
-                forwarders: None,
-                client_header: http::HeaderName::from_static("x-forwarded-for"),
-                forwarding: shared.settings.forwarding,
-                park_after: Some(super::super::park::PARK_AFTER),
-            }),
+            fast: super::super::fast_for_tests(&shared, Duration::from_secs(5)),
         };
         let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), Duration::from_secs(5));
         let future = serve_stream(io, None, conn);

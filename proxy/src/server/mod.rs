@@ -142,10 +142,7 @@ impl Drop for Counted {
     fn drop(&mut self) {
         let s = &self.shared;
         // A drain that ran out of time has taken the slots already.
-        s.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_remove(self.task);
+        lock(&s.tasks).try_remove(self.task);
         s.handler.metrics().client_connections.dec();
         s.open.sub();
     }
@@ -212,13 +209,19 @@ impl Listeners {
         let left = shared.open.get();
         // Past the drain: what is left is closed, and its tasks waited for
         // (briefly: a task ends at its next poll).
-        let tasks = std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks = std::mem::take(&mut *lock(&shared.tasks));
         for task in tasks.into_iter().filter_map(|(_, t)| t) {
             task.abort();
         }
         shared.open.wait_none(Duration::from_secs(1)).await;
         left.max(1)
     }
+}
+
+/// Locks `m`, poisoned or not: what the listeners keep under their locks
+/// (task slots, the lot's inbox) stays whole if a holder panics.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The listeners' shared state with the default listener settings, an
@@ -237,6 +240,20 @@ fn shared_for_tests() -> Arc<Shared> {
         handler,
         crate::config::DEFAULT_LISTENER.clone(),
     ))
+}
+
+/// A plain listener's fast-path settings for the unit tests, with this
+/// header timeout; idle connections park after [`park::PARK_AFTER`].
+#[cfg(test)]
+fn fast_for_tests(shared: &Shared, header_timeout: Duration) -> Arc<fast::FastSettings> {
+    Arc::new(fast::FastSettings {
+        header_timeout,
+        proto: "http",
+        forwarders: None,
+        client_header: http::HeaderName::from_static("x-forwarded-for"),
+        forwarding: shared.settings.forwarding,
+        park_after: Some(park::PARK_AFTER),
+    })
 }
 
 /// Resolves once the listeners are told to stop.

@@ -31,17 +31,16 @@ use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::clock::{until, Clock, Rang};
-use super::io::ReadReady;
-use super::io::Stream;
-use tokio::task::AbortHandle;
+use super::io::{ReadReady, Stream};
+use super::{lock, Connection};
 
 /// Spawns a parked connection's task again (`dispatch`'s, given here so
 /// that this module does not import it back).
 pub(super) type Respawn = fn(Stream, Connection, Instant) -> AbortHandle;
-use super::Connection;
 
 /// How long a plain keep-alive connection waits for its next request in
 /// its own task before it parks. Long enough that a connection in use
@@ -104,10 +103,6 @@ impl Wake for Spot {
         lock(&self.inbox.state).ready.push(self.slot);
         self.inbox.notify.notify_one();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Lot {
@@ -269,8 +264,6 @@ fn resume(io: Stream, conn: Connection, deadline: Instant, respawn: Respawn) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
@@ -307,14 +300,7 @@ mod tests {
         assert!(matches!(dry, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
         shared.open.add();
         let io = SendDeadline::new(Prefixed::new(Vec::new(), stream), Duration::from_secs(5));
-        let fast = Arc::new(crate::http::fast::FastSettings {
-            header_timeout: Duration::from_secs(60),
-            proto: "http",
-            forwarders: None,
-            client_header: http::HeaderName::from_static("x-forwarded-for"),
-            forwarding: shared.settings.forwarding,
-            park_after: Some(PARK_AFTER),
-        });
+        let fast = super::super::fast_for_tests(&shared, Duration::from_secs(60));
         // The connection's first task, as accept spawns it: it parks the
         // connection and ends.
         let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
