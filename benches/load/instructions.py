@@ -19,6 +19,8 @@ those are still the load bench's to show.
     python3 benches/load/instructions.py --compare OLD    # and another build
     python3 benches/load/instructions.py --nginx          # and nginx, same load
     python3 benches/load/instructions.py --http1          # HTTP/1.1 keep-alive, plain
+    python3 benches/load/instructions.py --args=--no-fast-path --compare target/release/sluice
+                                                          # one build, two ways of serving
 
 Backends are the load bench's (nginx answering 100 bytes) on 127.0.0.1.
 Needs valgrind, nginx, h2load (nghttp2-client) and openssl.
@@ -102,6 +104,9 @@ def main():
     ap.add_argument("--binary", type=Path, default=lb.ROOT / "target" / "release" / "sluice")
     ap.add_argument("--nginx", action="store_true", help="count nginx too (one worker, same load)")
     ap.add_argument("--http1", action="store_true", help="plain HTTP/1.1 keep-alive instead of h2 over TLS")
+    ap.add_argument("--args", default="", metavar="FLAGS",
+                    help="more flags for --binary alone (say --http2-fast-path, against --compare the same binary)")
+    ap.add_argument("--compare-args", default="", metavar="FLAGS", help="more flags for --compare alone")
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=22000)
     args = ap.parse_args()
@@ -121,9 +126,9 @@ def main():
     for b in lb.BACKENDS:
         if not lb.wait_200(b):
             raise SystemExit(f"backend {b} did not start")
-    peers = [("sluice", sluice_cmd(args.binary, args.http1))]
+    peers = [("sluice", sluice_cmd(args.binary, args.http1) + args.args.split())]
     if args.compare:
-        peers.append(("sluice-b", sluice_cmd(args.compare, args.http1)))
+        peers.append(("sluice-b", sluice_cmd(args.compare, args.http1) + args.compare_args.split()))
     if args.nginx:
         peers.append(("nginx", nginx_cmd(run_dir, args.http1)))
     what = "HTTP/1.1 keep-alive" if args.http1 else "HTTP/2 over TLS (2 connections, 50 streams each)"

@@ -6,8 +6,10 @@
 //! [`crate::upstream`], which sends them on, so that neither imports the
 //! other for it.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -22,6 +24,8 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ClientBody {
     Http1(Incoming),
     Http2(H2Body),
+    /// Fed by Sluice's own HTTP/2 server (`server::http2`).
+    Stream(StreamBody),
     /// None: a bodiless request kept aside to be sent again elsewhere.
     Empty,
 }
@@ -83,6 +87,7 @@ impl Body for ClientBody {
                     Err(e) => Poll::Ready(Some(Err(e.into()))),
                 }
             }
+            ClientBody::Stream(b) => b.poll(cx),
             ClientBody::Empty => Poll::Ready(None),
         }
     }
@@ -91,6 +96,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Http1(b) => b.is_end_stream(),
             ClientBody::Http2(b) => b.recv.is_end_stream(),
+            ClientBody::Stream(b) => b.is_end(),
             ClientBody::Empty => true,
         }
     }
@@ -103,7 +109,140 @@ impl Body for ClientBody {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
             },
+            ClientBody::Stream(b) => match b.length {
+                _ if b.is_end() => SizeHint::with_exact(0),
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             ClientBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A request body that Sluice's own HTTP/2 server feeds: its connection's
+/// task pushes each DATA frame in through the [`BodySender`], and learns
+/// from it how much has been taken, to give that back to the client's
+/// window. So the window bounds what waits here, and an upstream that
+/// takes the body slowly holds its client back rather than memory.
+///
+/// The two halves share a small queue under a lock that is never held
+/// across a wait: the reader is the upstream's connection, often on
+/// another task.
+#[derive(Debug)]
+pub struct StreamBody {
+    shared: Arc<Mutex<Channel>>,
+    /// From Content-Length, for the upstream request's framing.
+    length: Option<u64>,
+}
+
+/// The connection's half of a [`StreamBody`]. Dropped before the body
+/// ended (the stream reset, the connection gone), the body fails.
+#[derive(Debug)]
+pub struct BodySender {
+    shared: Arc<Mutex<Channel>>,
+}
+
+#[derive(Debug, Default)]
+struct Channel {
+    chunks: VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
+    /// No more frames will come.
+    ended: bool,
+    /// The sender went before the end.
+    broken: bool,
+    /// Bytes taken and not yet reported to the sender.
+    taken: u32,
+    reader: Option<Waker>,
+    /// Woken when bytes are taken.
+    writer: Option<Waker>,
+}
+
+/// A new body and its sender.
+pub fn stream_body(length: Option<u64>) -> (BodySender, StreamBody) {
+    let shared = Arc::new(Mutex::new(Channel::default()));
+    (
+        BodySender {
+            shared: shared.clone(),
+        },
+        StreamBody { shared, length },
+    )
+}
+
+fn lock(m: &Mutex<Channel>) -> std::sync::MutexGuard<'_, Channel> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl StreamBody {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut c = lock(&self.shared);
+        if let Some(data) = c.chunks.pop_front() {
+            c.taken = c.taken.saturating_add(data.len() as u32);
+            if let Some(w) = c.writer.take() {
+                w.wake();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if let Some(t) = c.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(t))));
+        }
+        if c.ended {
+            return Poll::Ready(None);
+        }
+        if c.broken {
+            return Poll::Ready(Some(
+                Err("the client's stream ended before its body".into()),
+            ));
+        }
+        c.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn is_end(&self) -> bool {
+        let c = lock(&self.shared);
+        c.ended && c.chunks.is_empty() && c.trailers.is_none()
+    }
+}
+
+impl BodySender {
+    /// Adds a part of the body (`end`: the last).
+    pub fn push(&self, data: Bytes, end: bool) {
+        let mut c = lock(&self.shared);
+        if !data.is_empty() {
+            c.chunks.push_back(data);
+        }
+        c.ended |= end;
+        if let Some(w) = c.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Ends the body with trailers.
+    pub fn trailers(&self, trailers: http::HeaderMap) {
+        let mut c = lock(&self.shared);
+        c.trailers = Some(trailers);
+        c.ended = true;
+        if let Some(w) = c.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// The bytes taken since the last call; `waker` is woken when more
+    /// are.
+    pub fn taken(&self, waker: &Waker) -> u32 {
+        let mut c = lock(&self.shared);
+        if c.writer.as_ref().is_none_or(|w| !w.will_wake(waker)) {
+            c.writer = Some(waker.clone());
+        }
+        std::mem::take(&mut c.taken)
+    }
+}
+
+impl Drop for BodySender {
+    fn drop(&mut self) {
+        let mut c = lock(&self.shared);
+        c.broken = true;
+        if let Some(w) = c.reader.take() {
+            w.wake();
         }
     }
 }

@@ -318,10 +318,6 @@ async fn past_max_memory_new_requests_get_a_fast_503() {
 /// the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_concurrent_streams_are_bounded_as_configured() {
-    if hyper_only() {
-        // HTTP/2 never takes the fast path: one pass covers it.
-        return;
-    }
     async fn advertised(addr: std::net::SocketAddr) -> usize {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.expect("h2c");
@@ -361,10 +357,6 @@ async fn http2_concurrent_streams_are_bounded_as_configured() {
 /// throughout without an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_is_cut_off_and_a_good_client_is_served() {
-    if hyper_only() {
-        // HTTP/2 never takes the fast path: one pass covers it.
-        return;
-    }
     let b = Backend::start("a").await;
     let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
     let addr = s.listen;
@@ -433,10 +425,6 @@ async fn rapid_reset_is_cut_off_and_a_good_client_is_served() {
 /// client on its own connection is served throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_that_never_opens_resets_the_stream_and_frees_the_upstream() {
-    if hyper_only() {
-        // HTTP/2 never takes the fast path: one pass covers it.
-        return;
-    }
     const STREAMS: usize = 50;
     // Downloads from one backend, the good client's requests to another
     // (whose pooled connections would muddle the count).
@@ -532,10 +520,6 @@ async fn a_window_that_never_opens_resets_the_stream_and_frees_the_upstream() {
 /// past the test's deadline, so nothing else can end them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_gone_ends_its_streams_and_frees_their_upstreams() {
-    if hyper_only() {
-        // HTTP/2 never takes the fast path: one pass covers it.
-        return;
-    }
     const EACH: usize = 10;
     let waits = Backend::start("waits").await;
     let uploads = Backend::start("uploads").await;
@@ -797,10 +781,6 @@ async fn flood_case(
     start: Vec<u8>,
     frame: impl FnMut() -> Vec<u8>,
 ) {
-    if hyper_only() {
-        // HTTP/2 never takes the fast path: one pass covers it.
-        return;
-    }
     let (_b, s) = flood_target().await;
     let (before, _) = s.memory_kib();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -903,10 +883,6 @@ async fn a_settings_flood_that_reads_nothing_is_cut_off() {
 /// is served throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_streams_are_bounded_and_ended() {
-    if hyper_only() {
-        // HTTP/2 never takes the fast path: one pass covers it.
-        return;
-    }
     const CONNS: usize = 80;
     const PER_CONN: usize = 125;
     let attack = Backend::start("idle").await;

@@ -197,6 +197,11 @@ fn overrides(args: &ServeArgs) -> config::Overrides {
             .collect(),
         admin: args.admin,
         http1_fast_path: args.no_fast_path.then_some(false),
+        http2_fast_path: if args.no_fast_path {
+            Some(false)
+        } else {
+            args.http2_fast_path.then_some(true)
+        },
         access_log: args.access_log,
         endpoint_metrics: args.endpoint_metrics.then_some(true),
         max_connections: args.max_connections,

@@ -95,10 +95,15 @@ pub struct ServeArgs {
     /// (a series per pod; overrides the file's `endpoint_metrics`).
     #[arg(long)]
     pub endpoint_metrics: bool,
-    /// Serve every request through hyper, turning off the lean HTTP/1.1
-    /// fast path (overrides the file's `http1_fast_path`).
+    /// Serve every request through hyper and the h2 crate, turning off
+    /// the lean HTTP/1.1 fast path and Sluice's own HTTP/2 server
+    /// (overrides the file's `http1_fast_path` and `http2_fast_path`).
     #[arg(long)]
     pub no_fast_path: bool,
+    /// Serve HTTP/2 with Sluice's own server rather than the h2 crate
+    /// (overrides the file's `http2_fast_path`).
+    #[arg(long, conflicts_with = "no_fast_path")]
+    pub http2_fast_path: bool,
     /// The access log on stdout: off, text or json (overrides the file's
     /// `access_log`; default text).
     #[arg(long, value_enum)]

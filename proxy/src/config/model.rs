@@ -81,6 +81,9 @@ pub struct ListenerSettings {
     /// Serve plain HTTP/1.1 requests on the lean fast path (`fast`),
     /// handing everything else to hyper. On by default.
     pub http1_fast_path: bool,
+    /// Serve HTTP/2 with Sluice's own codec (`server::http2`, one task per
+    /// connection) rather than the h2 crate. On by default.
+    pub http2_fast_path: bool,
     /// Read a PROXY protocol header (v1 or v2) first on every connection,
     /// from these networks only (empty: from any peer).
     pub proxy_protocol: Option<std::sync::Arc<crate::forwarded::Trusted>>,
@@ -130,6 +133,7 @@ pub const DEFAULT_LISTENER: ListenerSettings = ListenerSettings {
     http2_idle_timeout: Duration::from_secs(75),
     send_timeout: Duration::from_secs(60),
     http1_fast_path: true,
+    http2_fast_path: true,
     proxy_protocol: None,
     trust_forwarded_for: None,
     forwarded_for_header: http::HeaderName::from_static("x-forwarded-for"),

@@ -35,6 +35,8 @@ pub struct Overrides {
     pub admin: Option<SocketAddr>,
     /// `--no-fast-path` (`Some(false)`).
     pub http1_fast_path: Option<bool>,
+    /// `--http2-fast-path` (`Some(true)`), `--no-fast-path` (`Some(false)`).
+    pub http2_fast_path: Option<bool>,
     /// `--access-log`.
     pub access_log: Option<Format>,
     /// `--endpoint-metrics` (`Some(true)`).
@@ -136,6 +138,9 @@ impl Overrides {
         if let Some(on) = self.http1_fast_path {
             l.http1_fast_path = on;
         }
+        if let Some(on) = self.http2_fast_path {
+            l.http2_fast_path = on;
+        }
         l.max_connections = self.max_connections.unwrap_or(l.max_connections);
         l.max_in_flight = self.max_in_flight.unwrap_or(l.max_in_flight);
         l.max_memory = self.max_memory.unwrap_or(l.max_memory);
@@ -219,6 +224,7 @@ impl fmt::Display for Overrides {
         )?;
         field("admin", some(&self.admin))?;
         field("http1_fast_path", some(&self.http1_fast_path))?;
+        field("http2_fast_path", some(&self.http2_fast_path))?;
         field("access_log", some(&self.access_log))?;
         field("endpoint_metrics", some(&self.endpoint_metrics))?;
         field("max_connections", some(&self.max_connections))?;

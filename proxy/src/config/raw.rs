@@ -58,6 +58,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// Serve plain HTTP/1.1 on the fast path (default true).
     pub http1_fast_path: Option<bool>,
+    /// Serve HTTP/2 with Sluice's own codec (default true).
+    pub http2_fast_path: Option<bool>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub default_backend: Option<RawBackendSet>,

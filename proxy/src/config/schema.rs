@@ -159,6 +159,7 @@ pub const CONFIG: Shape = Shape::Map(&[
     ("forwarded_for_header", Shape::Str),
     ("x_real_ip", Shape::Bool),
     ("http1_fast_path", Shape::Bool),
+    ("http2_fast_path", Shape::Bool),
     ("server_header", Shape::Str),
     ("endpoint_metrics", Shape::Bool),
     ("dns_refresh", Shape::Str),

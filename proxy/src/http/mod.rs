@@ -10,6 +10,7 @@
 mod client;
 pub mod external_auth;
 pub mod fast;
+pub mod h2;
 mod handler;
 pub mod headers;
 pub mod hyper;

@@ -75,6 +75,9 @@ pub(super) async fn serve_connection<I>(io: I, conn: super::Connection)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    if conn.shared.settings.http2_fast_path {
+        return Box::pin(super::http2::serve_connection(io, conn)).await;
+    }
     let info = conn.info();
     let mut stop = conn.stop();
     let super::Connection { shared, .. } = conn;
@@ -416,7 +419,7 @@ fn too_large(h: &HeaderMap, max_size: usize, max_count: usize) -> bool {
 }
 
 /// The Date header for now, made once a second per thread.
-fn date() -> HeaderValue {
+pub(super) fn date() -> HeaderValue {
     use std::cell::RefCell;
     use std::time::{SystemTime, UNIX_EPOCH};
     thread_local! {

@@ -30,6 +30,7 @@ pub(crate) mod clock;
 mod dispatch;
 mod h1;
 pub mod h2;
+mod http2;
 mod idle;
 pub mod io;
 mod park;

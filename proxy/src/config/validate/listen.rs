@@ -1,7 +1,7 @@
 //! The listeners: `listen`, `listen_tls` and `admin`, which must not take
 //! each other's connections, and how client connections are taken on
 //! them (`proxy_protocol`, `proxy_protocol_from`, `trust_forwarded_for`,
-//! `http1_fast_path`).
+//! `http1_fast_path`, `http2_fast_path`).
 
 use std::net::SocketAddr;
 
@@ -70,6 +70,7 @@ impl Validator {
     ) -> ListenerSettings {
         ListenerSettings {
             http1_fast_path: raw.http1_fast_path.unwrap_or(base.http1_fast_path),
+            http2_fast_path: raw.http2_fast_path.unwrap_or(base.http2_fast_path),
             proxy_protocol: {
                 let nets = self.networks("proxy_protocol_from", &raw.proxy_protocol_from);
                 (raw.proxy_protocol.unwrap_or(false) || !nets.is_empty())
