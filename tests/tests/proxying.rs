@@ -787,9 +787,14 @@ async fn h2_clients_get_every_framing_of_an_h1_answer() {
     let got = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(got, &b"until the close"[..]);
     // Broken off: the stream is reset (before or after its head went
-    // out), never ended as if whole.
+    // out), never ended as if whole; or, when the break is seen before
+    // anything went out (the bad chunk comes with the head), the proxy's
+    // 502, as the fast path answers an HTTP/1.1 client.
     for path in ["/cut", "/bad-chunk"] {
         if let Ok(resp) = send.send_request(get("GET", path)).await {
+            if path == "/bad-chunk" && resp.status() == 502 {
+                continue;
+            }
             assert_eq!(resp.status(), 200, "{path}");
             assert!(
                 resp.into_body().collect().await.is_err(),

@@ -183,9 +183,39 @@ pub fn ensure_request_id(headers: &mut HeaderMap) {
     }
 }
 
+/// The Date header for now, made once a second per thread.
+pub fn date() -> http::HeaderValue {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, http::HeaderValue)> =
+            const { RefCell::new((u64::MAX, http::HeaderValue::from_static(""))) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let v = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+            *c = (secs, v);
+        }
+        c.1.clone()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_date_is_an_http_date() {
+        let d = date();
+        assert!(
+            httpdate::parse_http_date(d.to_str().unwrap()).is_ok(),
+            "{d:?}"
+        );
+    }
     use crate::policy::{ForwardedFor, Forwarding};
 
     #[test]

@@ -1,6 +1,7 @@
 //! Dispatch: one accepted connection, from its first byte to the HTTP
 //! server that serves it: TLS when the listener has it, then the HTTP/1.1 fast path,
-//! hyper or `h2`, chosen by ALPN or by the connection's first bytes.
+//! hyper, or HTTP/2 (`http2`, or `h2` on the h2 crate), chosen by ALPN or by
+//! the connection's first bytes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use crate::tls::client_hello::{self, Sni};
 
 use super::io::Prefixed;
 use super::park::Parked;
-use super::{h1, h2, passthrough, Connection};
+use super::{h1, h2, http2, passthrough, Connection};
 
 pub(super) use super::io::Stream;
 
@@ -218,7 +219,7 @@ async fn serve_tls(mut io: Stream, tls: TlsAcceptor, mut conn: Connection) {
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        h2::serve_connection(stream, conn).await;
+        serve_h2(stream, conn).await;
     } else {
         serve_connection(stream, conn).await;
     }
@@ -251,7 +252,7 @@ where
     let h2 = prefix.starts_with(b"PRI ");
     let io = Prefixed::new(prefix, io);
     if h2 {
-        h2::serve_connection(io, conn).await;
+        serve_h2(io, conn).await;
     } else {
         h1::serve(io, conn).await;
     }
@@ -264,7 +265,7 @@ where
 {
     let limit = conn.shared.settings.request_header_timeout;
     match sniff(io, limit, conn.client).await {
-        Some((io, true)) => h2::serve_connection(io, conn).await,
+        Some((io, true)) => serve_h2(io, conn).await,
         Some((io, false)) => h1::serve(io, conn).await,
         None => {}
     }
@@ -306,6 +307,19 @@ where
             tracing::debug!(client = %client, "closed a connection that sent no request");
             None
         }
+    }
+}
+
+/// HTTP/2: Sluice's own server, or the h2 crate's for
+/// `http2_fast_path: false`.
+async fn serve_h2<I>(io: I, conn: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if conn.shared.settings.http2_fast_path {
+        Box::pin(http2::serve_connection(io, conn)).await;
+    } else {
+        h2::serve_connection(io, conn).await;
     }
 }
 

@@ -75,9 +75,6 @@ pub(super) async fn serve_connection<I>(io: I, conn: super::Connection)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    if conn.shared.settings.http2_fast_path {
-        return Box::pin(super::http2::serve_connection(io, conn)).await;
-    }
     let info = conn.info();
     let mut stop = conn.stop();
     let super::Connection { shared, .. } = conn;
@@ -293,7 +290,8 @@ async fn serve_stream(
     // are gone already: the proxy strips them from every upstream answer.
     let (mut head, body) = resp.into_parts();
     if !head.headers.contains_key(header::DATE) {
-        head.headers.insert(header::DATE, date());
+        head.headers
+            .insert(header::DATE, crate::http::headers::date());
     }
     if body.is_end_stream() {
         let _ = respond.send_response(Response::from_parts(head, ()), true);
@@ -416,39 +414,4 @@ fn too_large(h: &HeaderMap, max_size: usize, max_count: usize) -> bool {
     }
     let size: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
     size > max_size
-}
-
-/// The Date header for now, made once a second per thread.
-pub(super) fn date() -> HeaderValue {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
-    thread_local! {
-        static CACHED: RefCell<(u64, HeaderValue)> =
-            const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs {
-            let v = HeaderValue::from_str(&httpdate::fmt_http_date(now))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
-            *c = (secs, v);
-        }
-        c.1.clone()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_date_is_an_http_date() {
-        let d = date();
-        assert!(
-            httpdate::parse_http_date(d.to_str().unwrap()).is_ok(),
-            "{d:?}"
-        );
-    }
 }

@@ -34,8 +34,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::client_body::{stream_body, BodySender, ClientBody};
+use crate::client_body::{stream_body, BodyError, BodySender, ClientBody};
 use crate::forward::Answer;
+use crate::http::fast::{self, FastSettings};
 use crate::http::h2::{Conn, Event, Reason, RequestHead, Settings};
 use crate::http::{Client, Handler};
 use crate::upstream::ResponseBody;
@@ -69,7 +70,7 @@ where
 {
     let client = conn.info();
     let mut stop = conn.stop();
-    let super::Connection { shared, .. } = conn;
+    let super::Connection { shared, fast, .. } = conn;
     let s = &shared.settings;
     let settings = Settings {
         max_concurrent_streams: s.http2_max_concurrent_streams,
@@ -83,21 +84,15 @@ where
         idle: s.http2_idle_timeout,
         send: s.send_timeout,
     };
-    serve(
-        io,
-        client,
-        shared.handler.clone(),
-        settings,
-        timing,
-        &mut stop,
-    )
-    .await;
+    let proxy = shared.handler.clone();
+    serve(io, client, proxy, fast, settings, timing, &mut stop).await;
 }
 
 async fn serve<I>(
     io: I,
     client: Client,
     proxy: Arc<Handler>,
+    fast: Arc<FastSettings>,
     settings: Settings,
     timing: Timing,
     stop: &mut watch::Receiver<bool>,
@@ -112,6 +107,7 @@ async fn serve<I>(
         written: 0,
         unflushed: false,
         proxy,
+        fast,
         client,
         ready: Arc::new(Ready::default()),
         todo: VecDeque::new(),
@@ -195,13 +191,42 @@ enum Phase {
     Idle,
     /// The proxy is finding the answer.
     Answering(Answering),
+    /// The fast path is finding the answer.
+    Fast(Box<fast::h2::Stream>),
     /// The answer's body is being sent: `held` is what the window did not
     /// let out yet, `stalled` since when nothing could be sent.
     Sending {
-        body: Pin<Box<ResponseBody>>,
+        body: Outgoing,
         held: Option<Bytes>,
         stalled: Option<Instant>,
     },
+}
+
+/// A response body: the general path's, or the fast path's.
+enum Outgoing {
+    Proxy(Pin<Box<ResponseBody>>),
+    Fast(Box<fast::h2::Stream>),
+}
+
+impl Outgoing {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
+        match self {
+            Outgoing::Proxy(b) => b.as_mut().poll_frame(cx),
+            Outgoing::Fast(b) => Pin::new(&mut **b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Outgoing::Proxy(b) => b.is_end_stream(),
+            Outgoing::Fast(b) => b.is_end_stream(),
+        }
+    }
 }
 
 struct Driver<I> {
@@ -213,6 +238,8 @@ struct Driver<I> {
     /// Written and not yet flushed (TLS may hold it).
     unflushed: bool,
     proxy: Arc<Handler>,
+    /// What the fast path needs to serve a stream.
+    fast: Arc<FastSettings>,
     client: Client,
     ready: Arc<Ready>,
     /// Streams to poll.
@@ -397,6 +424,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
 
     /// A new stream: its request handed to the proxy.
     fn on_request(&mut self, id: u32, head: &RequestHead, end_stream: bool) {
+        if end_stream && !head.too_large {
+            if let Some(stream) = fast::h2::start(head, self.client.peer, &self.proxy, &self.fast) {
+                self.begin(id, Phase::Fast(Box::new(stream)));
+                return;
+            }
+        }
         let answer: Answering = if head.too_large {
             self.proxy
                 .metrics()
@@ -426,12 +459,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             let client = self.client.clone();
             Box::pin(async move { proxy.handle(req, client).await })
         };
+        self.begin(id, Phase::Answering(answer));
+    }
+
+    /// Gives a new stream its first phase and its waker, and polls it.
+    fn begin(&mut self, id: u32, phase: Phase) {
         let waker = Waker::from(Arc::new(StreamWake {
             id,
             ready: self.ready.clone(),
         }));
         if let Some(s) = self.conn.stream(id) {
-            s.payload.phase = Phase::Answering(answer);
+            s.payload.phase = phase;
             s.payload.waker = Some(waker);
             self.todo.push_back(id);
         }
@@ -458,13 +496,27 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 Poll::Ready(resp) => phase = self.start(id, resp),
             }
         }
+        if let Phase::Fast(stream) = &mut phase {
+            match stream.poll_head(&mut cx) {
+                Poll::Pending => {}
+                Poll::Ready(Some(head)) => {
+                    if let Phase::Fast(stream) = std::mem::take(&mut phase) {
+                        phase = self.start_fast(id, &head, stream);
+                    }
+                }
+                Poll::Ready(None) => {
+                    let resp = crate::http::hyper::render(&Answer::UpstreamFailed, false);
+                    phase = self.start(id, resp);
+                }
+            }
+        }
         if let Phase::Sending {
             body,
             held,
             stalled,
         } = &mut phase
         {
-            if self.pump(id, body.as_mut(), held, stalled, &mut cx) {
+            if self.pump(id, body, held, stalled, &mut cx) {
                 phase = Phase::Idle;
             }
         }
@@ -482,7 +534,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         let enc = &mut self.conn.encoder;
         enc.status(head.status.as_u16(), &mut self.block);
         if !head.headers.contains_key(header::DATE) {
-            enc.field(b"date", super::h2::date().as_bytes(), &mut self.block);
+            enc.field(
+                b"date",
+                crate::http::headers::date().as_bytes(),
+                &mut self.block,
+            );
         }
         // Connection-specific fields are gone already: the proxy strips
         // them from every upstream answer.
@@ -494,6 +550,36 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 enc.field(b"content-length", n.to_string().as_bytes(), &mut self.block);
             }
         }
+        self.head_sent(id, end, || Outgoing::Proxy(Box::pin(body)))
+    }
+
+    /// Sends the head of an answer the fast path found.
+    fn start_fast(
+        &mut self,
+        id: u32,
+        head: &fast::h2::ResponseHead,
+        stream: Box<fast::h2::Stream>,
+    ) -> Phase {
+        let end = http_body::Body::is_end_stream(&*stream);
+        self.block.clear();
+        let enc = &mut self.conn.encoder;
+        enc.status(head.status, &mut self.block);
+        if !head.has(b"date") {
+            enc.field(
+                b"date",
+                crate::http::headers::date().as_bytes(),
+                &mut self.block,
+            );
+        }
+        for (name, value) in head.fields() {
+            enc.field_lowercased(name, value, &mut self.block);
+        }
+        self.head_sent(id, end, || Outgoing::Fast(stream))
+    }
+
+    /// Sends the head encoded in `self.block`; what follows is the body,
+    /// unless the head ended the stream.
+    fn head_sent(&mut self, id: u32, end: bool, body: impl FnOnce() -> Outgoing) -> Phase {
         let block = std::mem::take(&mut self.block);
         self.conn.send_headers(id, &block, end);
         self.block = block;
@@ -501,7 +587,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             return Phase::Idle;
         }
         Phase::Sending {
-            body: Box::pin(body),
+            body: body(),
             held: None,
             stalled: None,
         }
@@ -512,14 +598,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     fn pump(
         &mut self,
         id: u32,
-        mut body: Pin<&mut ResponseBody>,
+        body: &mut Outgoing,
         held: &mut Option<Bytes>,
         stalled: &mut Option<Instant>,
         cx: &mut Context<'_>,
     ) -> bool {
         loop {
             if held.is_none() {
-                match body.as_mut().poll_frame(cx) {
+                match body.poll_frame(cx) {
                     Poll::Pending => return false,
                     Poll::Ready(None) => {
                         self.conn.send_data(id, &[], true);

@@ -24,6 +24,7 @@
 mod answer;
 mod buffers;
 mod exchange;
+pub mod h2;
 pub mod head;
 pub mod response;
 
@@ -228,9 +229,25 @@ fn next(b: &mut Buffers, peer: SocketAddr, proxy: &Handler, settings: &FastSetti
     if proxy.overloaded() || uri_too_long() {
         return Step::Handover(b.input.split_off(b.pos));
     }
+    match prepare(&b.input[b.pos..], peer, proxy, settings, &mut b.request) {
+        Prepared::Ready(plan) => Step::Ready(plan),
+        Prepared::Handover => Step::Handover(b.input.split_off(b.pos)),
+        Prepared::Partial => Step::Partial,
+    }
+}
+
+/// Prepares a request head for the fast path, writing what goes upstream
+/// into `out`: its route, or why it is not the fast path's.
+fn prepare(
+    input: &[u8],
+    peer: SocketAddr,
+    proxy: &Handler,
+    settings: &FastSettings,
+    out: &mut Vec<u8>,
+) -> Prepared<Arc<crate::routing::Route>> {
     let client_ip = IpText::new(peer.ip());
-    let prepared = head::prepare(
-        &b.input[b.pos..],
+    head::prepare(
+        input,
         client_ip.as_bytes(),
         settings.proto,
         settings
@@ -238,7 +255,7 @@ fn next(b: &mut Buffers, peer: SocketAddr, proxy: &Handler, settings: &FastSetti
             .as_deref()
             .map(|t| (t, peer.ip(), settings.client_header.as_str())),
         settings.forwarding,
-        &mut b.request,
+        out,
         |host, path, https| {
             proxy
                 .snapshot()
@@ -248,12 +265,7 @@ fn next(b: &mut Buffers, peer: SocketAddr, proxy: &Handler, settings: &FastSetti
                 .filter(|r| r.fast_path && (https || !r.https_redirect))
                 .cloned()
         },
-    );
-    match prepared {
-        Prepared::Ready(plan) => Step::Ready(plan),
-        Prepared::Handover => Step::Handover(b.input.split_off(b.pos)),
-        Prepared::Partial => Step::Partial,
-    }
+    )
 }
 
 /// Resolves once the client has sent bytes (or closed), without reading
@@ -364,13 +376,32 @@ where
         b.pos = 0;
     }
     let closing = plan.close || clock.stopping();
+    let next = exchange_logged(io, b, &plan, peer, proxy, start, closing).await;
+    if closing || matches!(next, Next::Close) {
+        let _ = io.shutdown().await;
+        return Next::Close;
+    }
+    Next::KeepAlive
+}
+
+/// The exchange of a request whose head (and body) are in `b`, counted
+/// in flight while it runs, and its access log line.
+async fn exchange_logged<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    b: &mut Buffers,
+    plan: &head::Plan<Arc<crate::routing::Route>>,
+    peer: SocketAddr,
+    proxy: &Handler,
+    start: Instant,
+    closing: bool,
+) -> Next {
     let client = plan.client.unwrap_or(peer.ip());
     // The wall clock only for the access log.
     let time = proxy.access_log().map(|_| std::time::SystemTime::now());
     let mut outcome = Outcome::default();
     // Counted in flight (for the overload guard) while it is served.
     let _in_flight = proxy.admit();
-    let next = exchange(io, b, &plan, client, start, closing, &mut outcome).await;
+    let next = exchange(io, b, plan, client, start, closing, &mut outcome).await;
     if let (Some(log), Some(time)) = (proxy.access_log(), time) {
         log.log(entry(
             &b.request,
@@ -381,11 +412,7 @@ where
             &outcome,
         ));
     }
-    if closing || matches!(next, Next::Close) {
-        let _ = io.shutdown().await;
-        return Next::Close;
-    }
-    Next::KeepAlive
+    next
 }
 
 /// Closes after an answer sent before the request was read whole: our

@@ -92,6 +92,24 @@ impl Encoder {
         string(value, out);
     }
 
+    /// [`Encoder::field`] for a name that may have capitals (an HTTP/1.1
+    /// upstream's `Content-Type`): HTTP/2 sends names in lowercase. Short
+    /// names are lowered on the stack.
+    pub fn field_lowercased(&mut self, name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+        if !name.iter().any(u8::is_ascii_uppercase) {
+            return self.field(name, value, out);
+        }
+        let mut small = [0u8; 64];
+        match small.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name);
+                lower.make_ascii_lowercase();
+                self.field(lower, value, out);
+            }
+            None => self.field(&name.to_ascii_lowercase(), value, out),
+        }
+    }
+
     /// Writes the opening size update if this is the first block ever.
     fn start(&mut self, out: &mut Vec<u8>) {
         if !self.started {
