@@ -821,3 +821,50 @@ async fn h2_clients_get_every_framing_of_an_h1_answer() {
         "{first}"
     );
 }
+
+/// A large HTTP/2 download to a client that reads slowly, with windows
+/// wide open: the proxy's output backs up past what it buffers, drains,
+/// backs up again, and the answer still arrives whole, without a stall.
+/// A connection whose output had drained without another turn of its
+/// loop once sat until its next timer (the PING, 30 s) before it went
+/// on: the deadline below is under that, and far over the second or two
+/// the download takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_http2_download_to_a_slow_reader_arrives_whole() {
+    const SIZE: usize = 8_000_000;
+    let b = Backend::start("bytes").await;
+    let s = Sluice::serve(&["--backend", &b.addr.to_string()]).await;
+    // A small receive buffer: the proxy's writes block early and often.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    let tcp = socket.connect(s.listen).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(16 << 20)
+        .initial_connection_window_size(16 << 20)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2c");
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = Request::get(format!("http://{}/bytes/{SIZE}", s.listen))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(25), async {
+        let mut body = resp.await.expect("a response").into_body();
+        let mut n = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("the body");
+            n += chunk.len();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            // A slow reader: the proxy's writes back up behind it.
+            if n % (64 * 1024) < chunk.len() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        n
+    })
+    .await
+    .expect("the whole body, with no 30 s stall");
+    assert_eq!(got, SIZE);
+}

@@ -47,6 +47,8 @@ const OUT_HIGH: usize = 256 * 1024;
 /// PONG within 20 s closes it (a peer gone without a FIN).
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// What our keep-alive PINGs carry.
+const PING_PAYLOAD: &[u8; 8] = b"sluice:)";
 /// What one read asks room for.
 const READ: usize = 16 * 1024;
 /// Turns of the loop per poll before the task yields to others.
@@ -310,7 +312,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 moved = true;
                 self.poll_stream(id);
             }
-            match self.poll_output(cx) {
+            let waiting = self.backlog();
+            let output = self.poll_output(cx);
+            // Output that went out may have lifted the backpressure on
+            // reading and on the streams: another turn, or nothing would
+            // wake this task for them.
+            if self.backlog() < waiting {
+                moved = true;
+            }
+            match output {
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(())) => {
                     if self.failed {
@@ -332,7 +342,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             }
             turns += 1;
             if turns == TURNS {
-                // Others' turn; this task runs again at once.
+                // Others' turn; this task runs again at once. The clocks
+                // are looked at first: a busy connection is still held to
+                // its deadlines.
+                if self.on_timer(cx) {
+                    return Poll::Ready(());
+                }
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -402,10 +417,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                         return;
                     }
                 };
+                // The sender stays: what the upstream takes after the
+                // trailers is still given back to the windows.
                 if let Some(up) = self
                     .conn
                     .stream(stream)
-                    .and_then(|s| s.payload.upload.take())
+                    .and_then(|s| s.payload.upload.as_ref())
                 {
                     up.trailers(trailers);
                 }
@@ -414,10 +431,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 tracing::trace!(client = %self.client.peer, stream, %reason, "stream reset");
             }
             Event::WindowOpened => self.todo.extend(self.blocked.drain(..)),
-            Event::Pong => {
+            // Only the answer to our own PING proves the client alive.
+            Event::Pong(payload) if payload == *PING_PAYLOAD => {
                 self.pong_due = None;
                 self.next_ping = Instant::now() + PING_INTERVAL;
             }
+            Event::Pong(_) => {}
             Event::GoAway => {}
         }
     }
@@ -655,7 +674,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 let now = Instant::now();
                 stalled.get_or_insert(now);
                 self.stall_check.get_or_insert(now + self.timing.send);
-                self.blocked.push(id);
+                if !self.blocked.contains(&id) {
+                    self.blocked.push(id);
+                }
                 return false;
             }
             if self.backlog() >= OUT_HIGH {
@@ -704,7 +725,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             }
         } else if now >= self.next_ping {
             if self.conn.open_streams() > 0 {
-                self.conn.ping(*b"sluice:)");
+                self.conn.ping(*PING_PAYLOAD);
                 self.pong_due = Some(now + PING_TIMEOUT);
                 self.ready.task.wake();
             }

@@ -372,18 +372,26 @@ fn parse_head(bytes: Vec<u8>, head_request: bool) -> Result<(ResponseHead, Frami
         start..start + s.len()
     };
     let mut fields = Vec::with_capacity(resp.headers.len());
-    let mut framing = Framing::Eof;
+    // As the exchange framed it (`upstream::framing`): a Transfer-Encoding
+    // ending in chunked is chunked, any other runs to the close, and
+    // either wins over a Content-Length.
+    let mut length = None;
+    let mut chunked = None;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            if let (Framing::Eof, Some(n)) = (&framing, crate::upstream::framing::length(h.value)) {
-                framing = Framing::Length(n);
-            }
+            length = length.or(crate::upstream::framing::length(h.value));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            framing = Framing::Chunked(ChunkedScanner::default());
+            let last = h.value.rsplit(|&c| c == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         }
         fields.push((span(name), span(h.value)));
     }
+    let mut framing = match (chunked, length) {
+        (Some(true), _) => Framing::Chunked(ChunkedScanner::default()),
+        (Some(false), _) | (None, None) => Framing::Eof,
+        (None, Some(n)) => Framing::Length(n),
+    };
     if head_request || status == 204 || status == 304 || matches!(framing, Framing::Length(0)) {
         framing = Framing::Done;
     }
@@ -482,6 +490,22 @@ mod tests {
         t.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
             .unwrap();
         assert!(t.write(b"zz\r\n").is_err());
+    }
+
+    #[test]
+    fn a_transfer_encoding_not_ending_in_chunked_runs_to_the_close() {
+        let (t, data) = transcode(
+            false,
+            &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n5\r\nab"],
+        );
+        assert!(matches!(t.framing, Some(Framing::Eof)));
+        assert_eq!(data, b"5\r\nab");
+        let (t, data) = transcode(
+            false,
+            &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"],
+        );
+        assert!(t.complete());
+        assert_eq!(data, b"ab");
     }
 
     #[test]

@@ -89,8 +89,8 @@ pub enum Event {
     Reset { stream: u32, reason: Reason },
     /// The client's window grew: streams waiting to send may go on.
     WindowOpened,
-    /// The answer to a PING of ours.
-    Pong,
+    /// The answer to a PING (ours, if the payload is).
+    Pong([u8; 8]),
     /// The client said it will open no more streams.
     GoAway,
 }
@@ -343,6 +343,12 @@ impl<T: Default> Conn<T> {
             return Err(conn_error(Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
         }
         if head.has(flag::ACK) {
+            if !self.settings_seen {
+                return Err(conn_error(
+                    Reason::PROTOCOL_ERROR,
+                    "the preface must be followed by the client's own SETTINGS",
+                ));
+            }
             if !payload.is_empty() {
                 return Err(conn_error(
                     Reason::FRAME_SIZE_ERROR,
@@ -422,7 +428,7 @@ impl<T: Default> Conn<T> {
             ));
         };
         if head.has(flag::ACK) {
-            self.events.push_back(Event::Pong);
+            self.events.push_back(Event::Pong(data));
         } else {
             frame::write_ping(&mut self.out, data, true);
         }
@@ -619,7 +625,8 @@ impl<T: Default> Conn<T> {
             if s.recv_closed {
                 return self.reset(stream, Reason::STREAM_CLOSED);
             }
-            if !end_stream || trailers.malformed.is_some() {
+            // Trailers past the header limits are refused whole, not cut.
+            if !end_stream || trailers.malformed.is_some() || trailers.too_large {
                 return self.reset(stream, Reason::PROTOCOL_ERROR);
             }
             if s.content_length.is_some_and(|n| n != s.received) {
@@ -1155,6 +1162,9 @@ mod tests {
             &[(":method", "GET"), (":scheme", "https")],
             &[(":method", "GET"), (":scheme", "https"), (":path", "")],
             &[(":scheme", "https"), (":path", "/")],
+            &[(":method", "GET"), (":scheme", "https"), (":path", "?x")],
+            &[(":method", "GET"), (":scheme", "https"), (":path", "*")],
+            &[(":method", "G T"), (":scheme", "https"), (":path", "/")],
         ];
         let mut t = Test::new();
         let mut id = 1;
@@ -1171,6 +1181,10 @@ mod tests {
         t.feed(&headers(id, &get("/"), true)).unwrap();
         assert!(matches!(t.events()[..], [Event::Request { .. }]));
         assert_eq!(t.conn.open_streams(), 1);
+        // `*` is for OPTIONS.
+        let options = block(&[(":method", "OPTIONS"), (":scheme", "https"), (":path", "*")]);
+        t.feed(&headers(id + 2, &options, true)).unwrap();
+        assert!(matches!(t.events()[..], [Event::Request { .. }]));
     }
 
     #[test]
@@ -1386,6 +1400,11 @@ mod tests {
         t.feed(&headers(3, &get("/"), false)).unwrap();
         t.feed(&headers(3, &block(&[("x", "y")]), false)).unwrap();
         assert_eq!(t.resets(), [(kind::RST_STREAM, 3, Reason::PROTOCOL_ERROR)]);
+        // Trailers past the limits are refused whole.
+        t.feed(&headers(5, &get("/"), false)).unwrap();
+        let big = "x".repeat(9000);
+        t.feed(&headers(5, &block(&[("big", &big)]), true)).unwrap();
+        assert_eq!(t.resets(), [(kind::RST_STREAM, 5, Reason::PROTOCOL_ERROR)]);
     }
 
     #[test]
@@ -1531,6 +1550,19 @@ mod tests {
             assert_eq!(e.reason, reason, "{bytes:02x?}: {e}");
             assert_eq!(t.resets(), [(kind::GOAWAY, 0, reason)]);
         }
+        // The client's first frame must be its own SETTINGS, not an ACK.
+        let mut t = Test {
+            conn: Conn::new(settings()),
+            buf: BytesMut::new(),
+        };
+        let mut bytes = frame::PREFACE.to_vec();
+        bytes.extend(frame(kind::SETTINGS, flag::ACK, 0, &[]));
+        assert_eq!(t.feed(&bytes).unwrap_err().reason, Reason::PROTOCOL_ERROR);
+        // A PING's answer says which PING it answers.
+        let mut t = Test::new();
+        t.feed(&frame(kind::PING, flag::ACK, 0, b"abcdefgh"))
+            .unwrap();
+        assert!(matches!(t.events()[..], [Event::Pong(p)] if &p == b"abcdefgh"));
         // PINGs are answered, unknown frames ignored.
         let mut t = Test::new();
         t.feed(&frame(kind::PING, 0, 0, b"12345678")).unwrap();

@@ -208,11 +208,28 @@ pub fn decode(
             }
         } else if head.scheme.is_none() {
             head.malformed("no :scheme");
-        } else if head.path.is_none_or(|p| p.start == p.end) {
-            head.malformed("no :path, or an empty one");
+        } else if !valid_path(head.path.map(|p| head.get(p)), head.method()) {
+            head.malformed("a :path that is neither origin-form nor * for OPTIONS");
+        }
+        if !head
+            .method()
+            .iter()
+            .all(|&c| TOKEN[usize::from(c)] || c.is_ascii_uppercase())
+        {
+            head.malformed("a :method that is not a token");
         }
     }
     Ok(head)
+}
+
+/// A `:path` RFC 9113 8.3.1 allows for http and https: origin-form (a
+/// `/` first), or `*` for OPTIONS.
+fn valid_path(path: Option<&[u8]>, method: &[u8]) -> bool {
+    match path {
+        Some([b'/', ..]) => true,
+        Some(b"*") => method == b"OPTIONS",
+        _ => false,
+    }
 }
 
 /// A field name HTTP/2 allows: a token, in lowercase.
