@@ -25,7 +25,9 @@ pub(super) async fn answer_error<S: AsyncWrite + Unpin>(
     outcome.status = status;
     outcome.bytes = answer.message().len() as u64;
     let close = close || answer.close();
-    match respond(io, &mut b.response, answer, close).await {
+    let sent = respond(io, &mut b.response, answer, close).await;
+    outcome.complete = sent.is_ok();
+    match sent {
         Ok(()) if !close => Next::KeepAlive,
         _ => Next::Close,
     }

@@ -94,7 +94,7 @@ where
                     endpoint,
                     start,
                 };
-                return relay_body(io, b, up, head, at, &mut attempts, &mut outcome.bytes).await;
+                return relay_body(io, b, up, head, at, &mut attempts, outcome).await;
             }
         };
         match attempts.failed(endpoint, failure) {
@@ -202,7 +202,7 @@ async fn relay_body<S>(
     head: response::Head,
     at: Target<'_>,
     attempts: &mut Attempts<'_>,
-    sent: &mut u64,
+    outcome: &mut Outcome,
 ) -> Next
 where
     S: AsyncWrite + Unpin,
@@ -265,7 +265,7 @@ where
     if send(io, &b.response).await.is_err() {
         return Next::Close;
     }
-    *sent += take as u64;
+    outcome.bytes += take as u64;
     while !done {
         b.upstream.clear();
         if b.upstream.capacity() < 8192 {
@@ -313,10 +313,11 @@ where
         if send(io, &chunk[..take]).await.is_err() {
             return Next::Close;
         }
-        *sent += take as u64;
+        outcome.bytes += take as u64;
     }
     if reusable {
         endpoint.pool.put_raw(up, upstream.max_idle_per_endpoint);
     }
+    outcome.complete = true;
     client_next
 }

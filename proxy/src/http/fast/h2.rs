@@ -122,7 +122,10 @@ pub fn start(
     let exchange = Box::pin(async move {
         let mut writer = writer;
         let b = held.take();
-        super::exchange_logged(&mut writer, b, &plan, peer, &proxy, Instant::now(), false).await;
+        let (_, whole) =
+            super::exchange_logged(&mut writer, b, &plan, peer, &proxy, Instant::now(), false)
+                .await;
+        lock(&writer.out).ended = Some(whole);
         b.pos = b.input.len();
         held.give_back();
     });
@@ -281,6 +284,9 @@ struct Transcoder {
     data: BytesMut,
     /// The exchange, waiting for room.
     writer: Option<Waker>,
+    /// Set when the exchange ends: whether its answer went out whole. A
+    /// body that runs to the upstream's close is complete only then.
+    ended: Option<bool>,
 }
 
 impl Transcoder {
@@ -292,12 +298,18 @@ impl Transcoder {
             head: None,
             data: BytesMut::new(),
             writer: None,
+            ended: None,
         }
     }
 
-    /// The body came to its end (or goes to the end of the exchange).
+    /// The body came to its end: its length, its last chunk, or, for one
+    /// that runs to the upstream's close, an exchange that ended whole.
     fn complete(&self) -> bool {
-        matches!(self.framing, Some(Framing::Done | Framing::Eof))
+        match self.framing {
+            Some(Framing::Done) => true,
+            Some(Framing::Eof) => self.ended == Some(true),
+            _ => false,
+        }
     }
 
     /// Takes what the exchange wrote.
@@ -519,13 +531,18 @@ mod tests {
             let (t, data) = transcode(head_request, &[resp]);
             assert!(t.complete() && data.is_empty(), "{resp:?}");
         }
-        // Without a length, the body runs to the end of the exchange.
-        let (t, data) = transcode(
+        // Without a length, the body runs to the end of the exchange, and
+        // is whole if the exchange ended whole.
+        let (mut t, data) = transcode(
             false,
             &[b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nab", b"cd"],
         );
-        assert!(t.complete());
         assert_eq!(data, b"abcd");
+        assert!(!t.complete());
+        t.ended = Some(false);
+        assert!(!t.complete(), "cut short");
+        t.ended = Some(true);
+        assert!(t.complete());
     }
 
     fn head(fields: &[(&str, &str)]) -> RequestHead {

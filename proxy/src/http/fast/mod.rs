@@ -86,6 +86,11 @@ struct Outcome {
     /// Response body bytes sent.
     bytes: u64,
     upstream: Option<SocketAddr>,
+    /// The answer went out whole: an upstream's body to its end, or the
+    /// proxy's own answer. (A body that runs to the upstream's close looks
+    /// the same whole or cut short to an HTTP/1.1 client; an HTTP/2
+    /// stream ends one way or the other on it.)
+    complete: bool,
 }
 
 /// How a request ended for its client connection.
@@ -376,7 +381,7 @@ where
         b.pos = 0;
     }
     let closing = plan.close || clock.stopping();
-    let next = exchange_logged(io, b, &plan, peer, proxy, start, closing).await;
+    let (next, _) = exchange_logged(io, b, &plan, peer, proxy, start, closing).await;
     if closing || matches!(next, Next::Close) {
         let _ = io.shutdown().await;
         return Next::Close;
@@ -385,7 +390,8 @@ where
 }
 
 /// The exchange of a request whose head (and body) are in `b`, counted
-/// in flight while it runs, and its access log line.
+/// in flight while it runs, and its access log line; and whether the
+/// answer went out whole.
 async fn exchange_logged<S: AsyncWrite + Unpin>(
     io: &mut S,
     b: &mut Buffers,
@@ -394,7 +400,7 @@ async fn exchange_logged<S: AsyncWrite + Unpin>(
     proxy: &Handler,
     start: Instant,
     closing: bool,
-) -> Next {
+) -> (Next, bool) {
     let client = plan.client.unwrap_or(peer.ip());
     // The wall clock only for the access log.
     let time = proxy.access_log().map(|_| std::time::SystemTime::now());
@@ -412,7 +418,7 @@ async fn exchange_logged<S: AsyncWrite + Unpin>(
             &outcome,
         ));
     }
-    next
+    (next, outcome.complete)
 }
 
 /// Closes after an answer sent before the request was read whole: our
