@@ -194,7 +194,7 @@ enum Phase {
     /// The proxy is finding the answer.
     Answering(Answering),
     /// The fast path is finding the answer.
-    Fast(Box<fast::h2::Stream>),
+    Fast(fast::h2::Stream),
     /// The answer's body is being sent: `held` is what the window did not
     /// let out yet, `stalled` since when nothing could be sent.
     Sending {
@@ -207,7 +207,7 @@ enum Phase {
 /// A response body: the general path's, or the fast path's.
 enum Outgoing {
     Proxy(Pin<Box<ResponseBody>>),
-    Fast(Box<fast::h2::Stream>),
+    Fast(fast::h2::Stream),
 }
 
 impl Outgoing {
@@ -217,7 +217,7 @@ impl Outgoing {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
         match self {
             Outgoing::Proxy(b) => b.as_mut().poll_frame(cx),
-            Outgoing::Fast(b) => Pin::new(&mut **b)
+            Outgoing::Fast(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(Into::into))),
         }
@@ -437,7 +437,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 self.next_ping = Instant::now() + PING_INTERVAL;
             }
             Event::Pong(_) => {}
-            Event::GoAway => {}
         }
     }
 
@@ -445,7 +444,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     fn on_request(&mut self, id: u32, head: &RequestHead, end_stream: bool) {
         if end_stream && !head.too_large {
             if let Some(stream) = fast::h2::start(head, self.client.peer, &self.proxy, &self.fast) {
-                self.begin(id, Phase::Fast(Box::new(stream)));
+                self.begin(id, Phase::Fast(stream));
                 return;
             }
         }
@@ -577,9 +576,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         &mut self,
         id: u32,
         head: &fast::h2::ResponseHead,
-        stream: Box<fast::h2::Stream>,
+        stream: fast::h2::Stream,
     ) -> Phase {
-        let end = http_body::Body::is_end_stream(&*stream);
+        let end = http_body::Body::is_end_stream(&stream);
         self.block.clear();
         let enc = &mut self.conn.encoder;
         enc.status(head.status, &mut self.block);
@@ -599,9 +598,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     /// Sends the head encoded in `self.block`; what follows is the body,
     /// unless the head ended the stream.
     fn head_sent(&mut self, id: u32, end: bool, body: impl FnOnce() -> Outgoing) -> Phase {
-        let block = std::mem::take(&mut self.block);
-        self.conn.send_headers(id, &block, end);
-        self.block = block;
+        self.send_block(id, end);
         if end {
             return Phase::Idle;
         }
@@ -610,6 +607,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             held: None,
             stalled: None,
         }
+    }
+
+    /// Sends the header block encoded in `self.block` (a head, or
+    /// trailers with `end`).
+    fn send_block(&mut self, id: u32, end: bool) {
+        let block = std::mem::take(&mut self.block);
+        self.conn.send_headers(id, &block, end);
+        self.block = block;
     }
 
     /// Sends what the body has, as far as the windows let it; true once
@@ -647,9 +652,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                                         &mut self.block,
                                     );
                                 }
-                                let block = std::mem::take(&mut self.block);
-                                self.conn.send_headers(id, &block, true);
-                                self.block = block;
+                                self.send_block(id, true);
                                 return true;
                             }
                             continue;

@@ -42,12 +42,6 @@ pub struct Stream {
     out: Arc<Mutex<Transcoder>>,
 }
 
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream").finish_non_exhaustive()
-    }
-}
-
 /// The answer's head: its status and fields, as the exchange wrote them.
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -58,12 +52,13 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     /// The fields HTTP/2 may carry: those about the HTTP/1.1 connection
-    /// are left out (RFC 9113 8.2.2).
+    /// (the hop-by-hop ones the exchange kept or added: its framing, its
+    /// `connection: close`) are left out (RFC 9113 8.2.2).
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.fields
             .iter()
             .map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
-            .filter(|(n, _)| !connection_specific(n))
+            .filter(|(n, _)| !crate::policy::hop_by_hop(n))
     }
 
     pub fn has(&self, name: &[u8]) -> bool {
@@ -71,18 +66,6 @@ impl ResponseHead {
             .iter()
             .any(|(n, _)| self.bytes[n.clone()].eq_ignore_ascii_case(name))
     }
-}
-
-fn connection_specific(name: &[u8]) -> bool {
-    [
-        &b"connection"[..],
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-    ]
-    .iter()
-    .any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// Starts a stream on the fast path, if its request is one the fast path
@@ -179,27 +162,24 @@ fn write_h1(head: &RequestHead, out: &mut Vec<u8>) -> bool {
 }
 
 impl Stream {
+    /// Polls the exchange, until it ends.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(e) = &mut self.exchange {
+            if e.as_mut().poll(cx).is_ready() {
+                self.exchange = None;
+            }
+        }
+    }
+
     /// Drives the exchange until the answer's head is ready. `None`: the
     /// exchange ended without one (it cannot, but the stream is then
     /// answered 502 by the caller).
     pub fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Option<ResponseHead>> {
-        loop {
-            if let Some(head) = lock(&self.out).head.take() {
-                return Poll::Ready(Some(head));
-            }
-            match &mut self.exchange {
-                None => return Poll::Ready(None),
-                Some(e) => match e.as_mut().poll(cx) {
-                    Poll::Ready(()) => self.exchange = None,
-                    // The head may have come before the exchange waited.
-                    Poll::Pending => {
-                        return match lock(&self.out).head.take() {
-                            Some(head) => Poll::Ready(Some(head)),
-                            None => Poll::Pending,
-                        }
-                    }
-                },
-            }
+        self.drive(cx);
+        match lock(&self.out).head.take() {
+            Some(head) => Poll::Ready(Some(head)),
+            None if self.exchange.is_none() => Poll::Ready(None),
+            None => Poll::Pending,
         }
     }
 }
@@ -217,35 +197,23 @@ impl Body for Stream {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Truncated>>> {
-        let this = &mut *self;
-        loop {
-            {
-                let mut out = lock(&this.out);
-                if !out.data.is_empty() {
-                    let data = out.data.split().freeze();
-                    if let Some(w) = out.writer.take() {
-                        w.wake();
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                if this.exchange.is_none() {
-                    return Poll::Ready(if out.complete() {
-                        None
-                    } else {
-                        Some(Err(Truncated))
-                    });
-                }
+        self.drive(cx);
+        let mut out = lock(&self.out);
+        if !out.data.is_empty() {
+            let data = out.data.split().freeze();
+            if let Some(w) = out.writer.take() {
+                w.wake();
             }
-            if let Some(e) = &mut this.exchange {
-                match e.as_mut().poll(cx) {
-                    Poll::Ready(()) => this.exchange = None,
-                    // Unless it wrote before it waited (then the loop
-                    // takes that), the exchange waits for the upstream.
-                    Poll::Pending if lock(&this.out).data.is_empty() => return Poll::Pending,
-                    Poll::Pending => {}
-                }
-            }
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
+        if self.exchange.is_some() {
+            return Poll::Pending;
+        }
+        Poll::Ready(if out.complete() {
+            None
+        } else {
+            Some(Err(Truncated))
+        })
     }
 
     fn is_end_stream(&self) -> bool {

@@ -91,17 +91,13 @@ pub enum Event {
     WindowOpened,
     /// The answer to a PING (ours, if the payload is).
     Pong([u8; 8]),
-    /// The client said it will open no more streams.
-    GoAway,
 }
 
 /// One stream's state. `T` is what the driver keeps for it (its handler).
 #[derive(Debug)]
 pub struct Stream<T> {
-    /// The client sent END_STREAM (or the stream was refused).
-    pub recv_closed: bool,
-    /// This side sent END_STREAM.
-    pub send_closed: bool,
+    /// The client sent END_STREAM.
+    recv_closed: bool,
     /// What the client may still send, and what the server may.
     recv_window: i64,
     send_window: i64,
@@ -114,7 +110,7 @@ pub struct Stream<T> {
     received: u64,
     /// Whether a response has been started (a reset before it counts
     /// toward the rapid-reset limit).
-    pub answered: bool,
+    answered: bool,
     pub payload: T,
 }
 
@@ -222,11 +218,6 @@ impl<T: Default> Conn<T> {
         self.streams.len()
     }
 
-    /// The highest stream id the client opened.
-    pub fn last_stream(&self) -> u32 {
-        self.last_stream
-    }
-
     pub fn stream(&mut self, id: u32) -> Option<&mut Stream<T>> {
         self.streams.get_mut(&id)
     }
@@ -313,7 +304,6 @@ impl<T: Default> Conn<T> {
                     return Err(conn_error(Reason::FRAME_SIZE_ERROR, "a short GOAWAY"));
                 }
                 self.peer_gone = true;
-                self.events.push_back(Event::GoAway);
                 Ok(())
             }
             kind::PRIORITY => {
@@ -497,7 +487,7 @@ impl<T: Default> Conn<T> {
                 "RST_STREAM on an idle stream",
             ));
         }
-        if let Some(s) = self.streams.remove(&head.stream) {
+        if let Some(s) = self.drop_stream(head.stream) {
             if !s.answered {
                 self.client_resets += 1;
                 if self.client_resets > self.answered + RESET_ALLOWANCE {
@@ -507,7 +497,6 @@ impl<T: Default> Conn<T> {
                     ));
                 }
             }
-            self.give_back_conn(s.held);
             self.events.push_back(Event::Reset {
                 stream: head.stream,
                 reason: Reason(u32::from_be_bytes(raw)),
@@ -671,7 +660,6 @@ impl<T: Default> Conn<T> {
             stream,
             Stream {
                 recv_closed: end_stream,
-                send_closed: false,
                 recv_window,
                 send_window: i64::from(self.peer_initial_window),
                 held: 0,
@@ -798,11 +786,18 @@ impl<T: Default> Conn<T> {
     /// Ends a stream for an error of the client's (a stream error): the
     /// RST_STREAM is queued, the stream and its payload dropped.
     fn reset(&mut self, stream: u32, reason: Reason) -> Result<(), ConnError> {
-        if let Some(s) = self.streams.remove(&stream) {
-            self.give_back_conn(s.held);
+        if self.drop_stream(stream).is_some() {
             self.events.push_back(Event::Reset { stream, reason });
         }
         self.refuse(stream, reason)
+    }
+
+    /// Takes a stream out of the table, its payload with it; the body
+    /// bytes it held, never taken, go back to the connection's window.
+    fn drop_stream(&mut self, stream: u32) -> Option<Stream<T>> {
+        let s = self.streams.remove(&stream)?;
+        self.give_back_conn(s.held);
+        Some(s)
     }
 
     /// Refuses a stream that was never opened here.
@@ -863,8 +858,7 @@ impl<T: Default> Conn<T> {
     /// Ends a stream from this side (the upstream failed, the client took
     /// too long to read): RST_STREAM, and the stream dropped.
     pub fn cancel(&mut self, stream: u32, reason: Reason) {
-        if let Some(s) = self.streams.remove(&stream) {
-            self.give_back_conn(s.held);
+        if self.drop_stream(stream).is_some() {
             frame::write_reset(&mut self.out, stream, reason);
         }
     }
@@ -873,15 +867,7 @@ impl<T: Default> Conn<T> {
     /// told to stop (RST_STREAM NO_ERROR, RFC 9113 8.1): the answer does
     /// not depend on the rest.
     fn sent_end(&mut self, stream: u32) {
-        let Some(s) = self.streams.get_mut(&stream) else {
-            return;
-        };
-        s.send_closed = true;
-        let recv_closed = s.recv_closed;
-        if let Some(s) = self.streams.remove(&stream) {
-            self.give_back_conn(s.held);
-        }
-        if !recv_closed {
+        if self.drop_stream(stream).is_some_and(|s| !s.recv_closed) {
             frame::write_reset(&mut self.out, stream, Reason::NO_ERROR);
         }
     }

@@ -126,6 +126,7 @@ pub fn decode(
             if !valid_value(value) {
                 return head.malformed("a pseudo-header value with a control character");
             }
+            let span = head.push(value);
             let slot = match pseudo {
                 b"method" => &mut head.method,
                 b"scheme" => &mut head.scheme,
@@ -133,22 +134,8 @@ pub fn decode(
                 b"path" => &mut head.path,
                 _ => return head.malformed("an unknown pseudo-header"),
             };
-            if slot.is_some() {
-                return head.malformed("a pseudo-header sent twice");
-            }
-            let span = {
-                let start = head.bytes.len() as u32;
-                head.bytes.extend_from_slice(value);
-                Span {
-                    start,
-                    end: head.bytes.len() as u32,
-                }
-            };
-            match pseudo {
-                b"method" => head.method = Some(span),
-                b"scheme" => head.scheme = Some(span),
-                b"authority" => head.authority = Some(span),
-                _ => head.path = Some(span),
+            if slot.replace(span).is_some() {
+                head.malformed("a pseudo-header sent twice");
             }
             return;
         }
@@ -164,7 +151,7 @@ pub fn decode(
             | b"upgrade" => return head.malformed("a connection-specific field"),
             b"te" if value != b"trailers" => return head.malformed("TE other than trailers"),
             b"content-length" => {
-                let Some(n) = parse_length(value) else {
+                let Some(n) = crate::upstream::framing::length(value) else {
                     return head.malformed("a Content-Length that is not a number");
                 };
                 if head.content_length.is_some_and(|m| m != n) {
@@ -245,15 +232,6 @@ fn valid_value(value: &[u8]) -> bool {
     !edge(value.first())
         && !edge(value.last())
         && value.iter().all(|&c| c >= 0x20 && c != 0x7f || c == b'\t')
-}
-
-fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &c| {
-        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
-    })
 }
 
 /// The lowercase token characters (RFC 9110 5.6.2).
