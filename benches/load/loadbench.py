@@ -607,9 +607,11 @@ def idle_memory(name, args, run_dir, p):
         before = tree_pss_kib(proc.pid)
         socks, failed = open_idle(PORTS[name], idle_count(name, args.idle), TLS["on"])
         # Settled: Sluice parks a connection idle for a second (its task
-        # ended, the connection waiting in the listeners' lot); the
-        # browsers' connections an ingress holds are idle for far longer.
-        time.sleep(3.0)
+        # ended, the connection waiting in the listeners' lot), and hands
+        # the burst's freed memory back a second after the last one
+        # parked; the browsers' connections an ingress holds are idle for
+        # far longer.
+        time.sleep(5.0)
         after = tree_pss_kib(proc.pid)
         row = {"peer": name, "idle": len(socks), "failed": failed, "pss_before_kib": before,
                "pss_after_kib": after,

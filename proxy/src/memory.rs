@@ -74,7 +74,8 @@ pub fn trim() {
     glibc::trim();
 }
 
-/// The two calls into glibc, the proxy's only `unsafe` code.
+/// The two calls into glibc: with the parking lot's registration of its
+/// epoll set (`server::park`), the proxy's only `unsafe` code.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 mod glibc {

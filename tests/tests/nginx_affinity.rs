@@ -328,7 +328,7 @@ async fn a_dead_pod_moves_its_session_with_change_on_failure() {
     })
     .await;
     let a = c.get("balanced", "/", Some(&on_balanced), &[]).await;
-    assert!(a.pod.is_some() && a.pod.as_deref() != Some("web0"));
+    assert!(a.pod.is_some() && a.pod.as_deref() != Some("web0"), "{a:?}");
     assert_eq!(a.cookie, None);
 }
 

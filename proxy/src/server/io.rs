@@ -1,7 +1,8 @@
 //! Adapters for client connections: one handed from the fast path to
 //! hyper, with the bytes the fast path already read put back in front; and
 //! one whose writes time out when the client stops reading. And
-//! [`ReadReady`], how an idle connection waits without a buffer.
+//! [`ReadReady`], how an idle connection waits without a buffer, and
+//! [`Unregistered`], how a parked one waits without the reactor.
 
 use std::future::Future;
 use std::io;
@@ -240,6 +241,58 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendDeadline<S> {
     }
 }
 
+/// A [`Stream`] taken out of Tokio's reactor: the socket alone, and what
+/// its layers held. A parked connection waits like this
+/// (`server::park`): the reactor's registration (a 256-byte block,
+/// cache-aligned, and its waker) is the largest part of an idle
+/// connection, and the lot watches the socket through an epoll set of its
+/// own instead.
+#[derive(Debug)]
+pub struct Unregistered {
+    socket: std::net::TcpStream,
+    #[allow(clippy::box_collection)]
+    prefix: Option<Box<(Vec<u8>, usize)>>,
+    limit_ms: u32,
+}
+
+impl SendDeadline<Prefixed<tokio::net::TcpStream>> {
+    /// Takes the socket out of the reactor. A write timer still running is
+    /// dropped: only a connection with nothing to send is parked.
+    pub fn unregister(self) -> io::Result<Unregistered> {
+        let Prefixed { prefix, inner } = self.inner;
+        Ok(Unregistered {
+            socket: inner.into_std()?,
+            prefix,
+            limit_ms: self.limit_ms,
+        })
+    }
+}
+
+impl Unregistered {
+    /// Back in the reactor (of the runtime this is called in), as it was.
+    pub fn register(self) -> io::Result<Stream> {
+        Ok(SendDeadline {
+            inner: Prefixed {
+                prefix: self.prefix,
+                inner: tokio::net::TcpStream::from_std(self.socket)?,
+            },
+            limit_ms: self.limit_ms,
+            waiting: None,
+        })
+    }
+
+    /// Bytes read from the socket and not yet replayed: readable now,
+    /// whatever the socket says.
+    pub fn has_buffered(&self) -> bool {
+        self.prefix.is_some()
+    }
+
+    /// The socket, to watch.
+    pub fn socket(&self) -> &std::net::TcpStream {
+        &self.socket
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +308,33 @@ mod tests {
         let mut rest = String::new();
         p.read_to_string(&mut rest).await.unwrap();
         assert_eq!(rest, "lo world");
+    }
+
+    /// Out of the reactor and back, a stream keeps its bytes still to
+    /// replay, its send limit, and its socket.
+    #[tokio::test]
+    async fn a_stream_out_of_the_reactor_and_back_is_the_same_stream() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let stream = SendDeadline::new(
+            Prefixed::new(b"kept ".to_vec(), socket),
+            std::time::Duration::from_millis(1234),
+        );
+        let out = stream.unregister().unwrap();
+        assert!(out.has_buffered());
+        client.write_all(b"and sent").await.unwrap();
+        let mut back = out.register().unwrap();
+        assert_eq!(back.limit_ms, 1234);
+        let mut got = [0u8; 13];
+        back.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"kept and sent");
+        back.write_all(b"answer").await.unwrap();
+        let mut answer = [0u8; 6];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"answer");
     }
 
     #[tokio::test]

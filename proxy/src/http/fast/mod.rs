@@ -128,6 +128,12 @@ where
         let mut held = Held::new();
         let mut deadline =
             resumed.unwrap_or_else(|| tokio::time::Instant::now() + settings.header_timeout);
+        // A resumed connection's socket is new to the reactor, which
+        // learns that it is readable a moment after the first look: its
+        // first wait is its `park_after` again before it may go back to
+        // the lot, or it would go straight back. (A flag, not an instant:
+        // it fits the future's padding.)
+        let mut just_resumed = resumed.is_some();
         loop {
             if let Some(b) = held.get() {
                 // The step is matched and gone before any wait: held across
@@ -159,7 +165,13 @@ where
                 // Nothing pending: wait with no buffer held, until the client
                 // sends, the header timeout passes or the proxy stops.
                 held.give_back();
-                let park_at = park_at(settings, deadline);
+                let park_at = if std::mem::take(&mut just_resumed) {
+                    let again =
+                        tokio::time::Instant::now() + settings.park_after.unwrap_or_default();
+                    again.min(deadline)
+                } else {
+                    park_at(settings, deadline)
+                };
                 match until(clock, park_at, true, readable(io)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Served::Done,
