@@ -17,6 +17,7 @@
 pub mod annotations;
 pub mod certs;
 pub mod configmap;
+pub mod gateway;
 mod named_secrets;
 pub mod slice;
 mod slim;
