@@ -36,7 +36,23 @@ use tokio::sync::broadcast;
 use crate::{Body, TempDir};
 
 /// The kinds served: (kind, API group path, plural).
-const KINDS: [(&str, &str, &str); 18] = [
+const KINDS: [(&str, &str, &str); 22] = [
+    (
+        "GatewayClass",
+        "/apis/gateway.networking.k8s.io/v1",
+        "gatewayclasses",
+    ),
+    ("Gateway", "/apis/gateway.networking.k8s.io/v1", "gateways"),
+    (
+        "HTTPRoute",
+        "/apis/gateway.networking.k8s.io/v1",
+        "httproutes",
+    ),
+    (
+        "ReferenceGrant",
+        "/apis/gateway.networking.k8s.io/v1beta1",
+        "referencegrants",
+    ),
     ("Namespace", "/api/v1", "namespaces"),
     ("ServiceAccount", "/api/v1", "serviceaccounts"),
     ("ConfigMap", "/api/v1", "configmaps"),
@@ -303,6 +319,21 @@ impl KubeApi {
         }
         obj["metadata"]["uid"] = json!(format!("uid-{kind}-{name}"));
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if api_version(&kind).starts_with("gateway.networking.k8s.io/") {
+            // As `kubectl apply` meets a real API server: the generation
+            // counts changes of spec, and the status stays as written.
+            let old = s.objects.get(&key);
+            let generation = old
+                .and_then(|c| c["metadata"]["generation"].as_i64())
+                .unwrap_or(0);
+            let changed = old.is_none_or(|c| c.get("spec") != obj.get("spec"));
+            obj["metadata"]["generation"] = json!(generation + i64::from(changed));
+            if obj.get("status").is_none() {
+                if let Some(status) = old.and_then(|c| c.get("status")).cloned() {
+                    obj["status"] = status;
+                }
+            }
+        }
         s.objects.insert(key, obj.clone());
         s.log.push((rv, kind, kind_type, obj));
         drop(s);

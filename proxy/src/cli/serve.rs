@@ -138,6 +138,7 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
         debounce: args.kube.kube_debounce,
         status,
         default_tls_secret: args.kube.default_tls_secret.clone(),
+        gateway_class: args.kube.gateway_class.clone(),
     });
     rt.block_on(sluice::app::run(cfg, file, kube, overrides))?;
     Ok(())

@@ -202,6 +202,14 @@ pub struct KubeArgs {
     /// (ingress-nginx's flag of the same name).
     #[arg(long, value_name = "NAMESPACE/NAME", requires = "kube", value_parser = namespaced_name)]
     pub configmap: Option<String>,
+    /// Serve Gateway API beside Ingresses: the Gateways of this
+    /// GatewayClass (whose controllerName must be
+    /// sluice.dev/gateway-controller), and the HTTPRoutes attached to them.
+    /// Needs the Gateway API CRDs (standard channel); status is written
+    /// with --publish-service. Being built (issue 15): what is not served
+    /// yet is refused in each route's status, not served wrong.
+    #[arg(long, value_name = "NAME", requires = "kube")]
+    pub gateway_class: Option<String>,
 }
 
 impl KubeArgs {

@@ -58,6 +58,8 @@ pub struct Options {
     /// `namespace/name` of a TLS Secret for names no certificate holds
     /// (ingress-nginx's `--default-ssl-certificate`).
     pub default_tls_secret: Option<String>,
+    /// `--gateway-class`: serve Gateway API's objects of this GatewayClass.
+    pub gateway_class: Option<String>,
 }
 
 /// Why the Kubernetes client could not be set up.
@@ -156,6 +158,47 @@ pub fn start(
         &metrics,
         tasks,
     );
+    let gateway = opts.gateway_class.as_ref().map(|_| GatewayStores {
+        classes: watch_kind::<gateway::api::GatewayClass>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "gatewayclass",
+            &changed,
+            &metrics,
+            tasks,
+        ),
+        gateways: watch_kind::<gateway::api::Gateway>(
+            namespaced(&client, ns),
+            watcher::Config::default(),
+            "gateway",
+            &changed,
+            &metrics,
+            tasks,
+        ),
+        routes: watch_kind::<gateway::api::HttpRoute>(
+            namespaced(&client, ns),
+            watcher::Config::default(),
+            "httproute",
+            &changed,
+            &metrics,
+            tasks,
+        ),
+        grants: watch_kind::<gateway::api::ReferenceGrant>(
+            namespaced(&client, ns),
+            watcher::Config::default(),
+            "referencegrant",
+            &changed,
+            &metrics,
+            tasks,
+        ),
+        // Their labels, for listeners that take routes by namespace
+        // selector; metadata only. Not with --namespace: the routes are
+        // all in that one.
+        namespaces: ns
+            .is_none()
+            .then(|| watch_namespaces(&client, &changed, &metrics, tasks)),
+    });
+    let (gateway_tx, gateway_rx) = watch::channel(Arc::new(gateway::attach::Verdicts::default()));
     let (ready_tx, ready_rx) = watch::channel(false);
     let ready = Arc::new(ready_tx);
     let (owned_tx, owned_rx) = watch::channel(Arc::new(Vec::new()));
@@ -168,6 +211,7 @@ pub fn start(
                 services.clone(),
                 ingresses.clone(),
                 owned_rx,
+                gateway.is_some().then_some(gateway_rx),
             ),
         );
     }
@@ -182,12 +226,14 @@ pub fn start(
             services,
             slices,
             secrets,
+            gateway,
         },
         opts,
         sources,
         changed,
         ready: ready.clone(),
         owned: owned_tx,
+        gateway_verdicts: gateway_tx,
         reporter,
         client: client.clone(),
         metrics: metrics.clone(),
@@ -219,6 +265,79 @@ struct Stores {
     services: Store<Service>,
     slices: Store<slice::Slice>,
     secrets: Store<k8s_openapi::api::core::v1::Secret>,
+    /// With `--gateway-class`.
+    gateway: Option<GatewayStores>,
+}
+
+/// Gateway API's stores.
+#[derive(Clone)]
+struct GatewayStores {
+    classes: Store<gateway::api::GatewayClass>,
+    gateways: Store<gateway::api::Gateway>,
+    routes: Store<gateway::api::HttpRoute>,
+    grants: Store<gateway::api::ReferenceGrant>,
+    namespaces: Option<Store<NamespaceMeta>>,
+}
+
+/// Namespaces, metadata only: for their labels.
+type NamespaceMeta = kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>;
+
+impl GatewayStores {
+    /// Waits for each kind's first list, for at most `limit` in all: a
+    /// cluster without the Gateway API CRDs (or without the RBAC to read
+    /// them) must not keep Ingresses from being served.
+    async fn wait(&self, limit: Duration) {
+        let all = async {
+            let _ = self.classes.wait_until_ready().await;
+            let _ = self.gateways.wait_until_ready().await;
+            let _ = self.routes.wait_until_ready().await;
+            let _ = self.grants.wait_until_ready().await;
+            if let Some(n) = &self.namespaces {
+                let _ = n.wait_until_ready().await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::error!(
+                "Gateway API objects not listed within {limit:?}: are the Gateway API CRDs (standard channel) installed, and may this ServiceAccount read them? Ingresses are served meanwhile; Gateway API routes follow once their lists come"
+            );
+        }
+    }
+
+    /// What `attach` decides from the stores, with the Services and TLS
+    /// Secrets of the same rebuild.
+    fn decide(
+        &self,
+        class: &str,
+        services: &[Arc<k8s_openapi::api::core::v1::Service>],
+        secrets: &[Arc<k8s_openapi::api::core::v1::Secret>],
+    ) -> translate::GatewayState {
+        let namespaces: gateway::api::NamespaceLabels = self
+            .namespaces
+            .iter()
+            .flat_map(|n| n.state())
+            .filter_map(|n| {
+                Some((
+                    n.metadata.name.clone()?,
+                    n.metadata.labels.clone().unwrap_or_default(),
+                ))
+            })
+            .collect();
+        let grants = self.grants.state();
+        let verdicts = gateway::attach::decide(&gateway::attach::Inputs {
+            class,
+            classes: &self.classes.state(),
+            gateways: &self.gateways.state(),
+            routes: &self.routes.state(),
+            grants: &grants,
+            namespaces: &namespaces,
+            services,
+            secrets,
+        });
+        translate::GatewayState {
+            verdicts: Arc::new(verdicts),
+            grants,
+        }
+    }
 }
 
 /// What the rebuild loop works with.
@@ -230,6 +349,8 @@ struct Rebuild {
     ready: Arc<watch::Sender<bool>>,
     /// The Ingresses served, for the status writer.
     owned: watch::Sender<Arc<Vec<String>>>,
+    /// What Gateway API's objects were judged, for the status writer.
+    gateway_verdicts: watch::Sender<Arc<gateway::attach::Verdicts>>,
     /// Who records Events.
     reporter: kube::runtime::events::Reporter,
     /// For watches started later (pod metadata).
@@ -247,6 +368,7 @@ async fn rebuild_loop(r: Rebuild) {
         changed,
         ready,
         owned,
+        gateway_verdicts,
         reporter,
         client,
         metrics,
@@ -273,6 +395,9 @@ async fn rebuild_loop(r: Rebuild) {
             tracing::error!(kind, "watch ended before its first sync");
             return;
         }
+    }
+    if let Some(g) = &stores.gateway {
+        g.wait(Duration::from_secs(10)).await;
     }
     let settings = Arc::new(opts.settings);
     let secret_certs = Arc::new(std::sync::Mutex::new(certs::SecretCerts::default()));
@@ -307,6 +432,7 @@ async fn rebuild_loop(r: Rebuild) {
         let named_stores = named.stores();
         let secret_certs = secret_certs.clone();
         let default_secret = opts.default_tls_secret.clone();
+        let gateway_class = opts.gateway_class.clone();
         let started = std::time::Instant::now();
         let built = crate::background::run(move || {
             let mut weight_problems = Vec::new();
@@ -328,7 +454,7 @@ async fn rebuild_loop(r: Rebuild) {
                         .collect()
                 })
                 .unwrap_or_default();
-            let state = translate::ClusterState {
+            let mut state = translate::ClusterState {
                 ingresses: for_build.ingresses.state(),
                 classes: for_build.classes.state(),
                 services: for_build.services.state(),
@@ -336,7 +462,12 @@ async fn rebuild_loop(r: Rebuild) {
                 pod_weights,
                 secrets: for_build.secrets.state(),
                 named_secrets: named_stores.iter().flat_map(|s| s.state()).collect(),
+                gateway: None,
             };
+            if let (Some(g), Some(class)) = (&for_build.gateway, gateway_class.as_deref()) {
+                state.gateway = Some(g.decide(class, &state.services, &state.secrets));
+            }
+            let verdicts = state.gateway.as_ref().map(|g| g.verdicts.clone());
             let t = translate::translate(&state, &build_settings);
             let shape = (t.routes.len(), t.owned.len());
             let certs = secret_certs
@@ -362,6 +493,7 @@ async fn rebuild_loop(r: Rebuild) {
                 t.owned,
                 events,
                 t.named_secrets,
+                verdicts,
             )
         })
         .await;
@@ -369,7 +501,10 @@ async fn rebuild_loop(r: Rebuild) {
             .kube_rebuild_duration
             .observe(started.elapsed().as_secs_f64());
         match built {
-            Ok((generation, shape, problems, served, events, wanted)) => {
+            Ok((generation, shape, problems, served, events, wanted, verdicts)) => {
+                if let Some(v) = verdicts {
+                    gateway_verdicts.send_replace(v);
+                }
                 // A Secret named for the first time: its watch wakes this
                 // loop again once it has it.
                 named.want(&wanted, &client, &changed, &metrics, &tasks);
@@ -603,6 +738,23 @@ fn watch_pod_metadata(
         .modify(slim::Slim::slim)
         .reflect(writer);
     drive(stream, "pod", changed, metrics, tasks);
+    reader
+}
+
+/// Watches every Namespace's metadata (for their labels) into a store.
+fn watch_namespaces(
+    client: &Client,
+    changed: &Arc<Notify>,
+    metrics: &Arc<Metrics>,
+    tasks: &Tasks,
+) -> Store<NamespaceMeta> {
+    let api: Api<NamespaceMeta> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .backoff(WatchBackoff::default())
+        .modify(slim::Slim::slim)
+        .reflect(writer);
+    drive(stream, "namespace", changed, metrics, tasks);
     reader
 }
 

@@ -7,7 +7,7 @@
 //! read is dropped as it arrives. EndpointSlices, most of what is stored,
 //! go further: each becomes a `slice::Slice`, a type of our own.
 
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
@@ -59,6 +59,32 @@ impl Slim for PartialObjectMeta<Pod> {
         meta(&mut self.metadata);
     }
 }
+
+/// A namespace's labels are what listeners select routes by.
+impl Slim for PartialObjectMeta<Namespace> {
+    fn slim(&mut self) {
+        meta(&mut self.metadata);
+        self.metadata.annotations = None;
+    }
+}
+
+/// Gateway API's objects: read whole (their status too, which the status
+/// writer compares with what it would write).
+macro_rules! slim_meta {
+    ($($ty:ty),*) => {
+        $(impl Slim for $ty {
+            fn slim(&mut self) {
+                meta(&mut self.metadata);
+            }
+        })*
+    };
+}
+slim_meta!(
+    crate::discovery::gateway::api::GatewayClass,
+    crate::discovery::gateway::api::Gateway,
+    crate::discovery::gateway::api::HttpRoute,
+    crate::discovery::gateway::api::ReferenceGrant
+);
 
 /// A Service's ports, type, cluster IP and external name route; its
 /// status names the published address. The rest is for kube-proxy.

@@ -1,7 +1,8 @@
 //! Ingress status: the LoadBalancer address of `--publish-service`,
 //! written into `status.loadBalancer` of every Ingress we serve, so that
 //! `kubectl get ingress` (and external-dns, cert-manager) see where traffic
-//! enters.
+//! enters. With `--gateway-class`, Gateway API's status too (written by
+//! `gateway::status`, under the same Lease).
 //!
 //! One replica writes at a time: the holder of a coordination.k8s.io
 //! Lease. The Lease is taken when free or expired and renewed at a third
@@ -23,6 +24,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use tokio::sync::watch;
+
+use super::gateway::attach::Verdicts;
+use super::gateway::status as gateway_status;
 
 /// Where the address comes from, and the Lease that elects the writer.
 #[derive(Debug, Clone)]
@@ -67,13 +71,15 @@ impl StatusOptions {
 }
 
 /// Runs the election and writes status while elected. `owned` carries the
-/// Ingresses served (`namespace/name`), sent after every rebuild.
+/// Ingresses served (`namespace/name`), sent after every rebuild; `gateway`
+/// (with `--gateway-class`) what Gateway API's objects were judged.
 pub async fn run(
     client: Client,
     opts: StatusOptions,
     services: Store<Service>,
     ingresses: Store<Ingress>,
     mut owned: watch::Receiver<Arc<Vec<String>>>,
+    mut gateway: Option<watch::Receiver<Arc<Verdicts>>>,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.service_namespace);
     let renew_every = opts.lease_duration / 3;
@@ -93,10 +99,21 @@ pub async fn run(
         if leading {
             let list = owned.borrow_and_update().clone();
             write_status(&client, &opts, &services, &ingresses, &list).await;
+            if let Some(g) = &mut gateway {
+                let verdicts = g.borrow_and_update().clone();
+                gateway_status::write(&client, &addresses(&services, &opts), &verdicts).await;
+            }
         }
+        let gateway_changed = async {
+            match &mut gateway {
+                Some(g) => g.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(renew_every) => {}
             r = owned.changed(), if leading => if r.is_err() { return },
+            r = gateway_changed, if leading => if r.is_err() { return },
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
             pod_weights: Default::default(),
             secrets: Vec::new(),
             named_secrets: Vec::new(),
+            gateway: None,
         };
         let t = translate(&state, &settings());
         assert!(t.routes[0].canary.is_none());

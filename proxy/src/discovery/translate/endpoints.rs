@@ -170,6 +170,7 @@ mod tests {
             pod_weights: Default::default(),
             secrets: Vec::new(),
             named_secrets: Vec::new(),
+            gateway: None,
         };
         let t = translate(&state, &settings());
         assert_eq!(t.routes.len(), 2, "{:?}", t.problems);
@@ -205,6 +206,7 @@ mod tests {
                 pod_weights: Default::default(),
                 secrets: Vec::new(),
                 named_secrets: Vec::new(),
+                gateway: None,
             };
             let t = translate(&state, &settings());
             assert_eq!(first_route_addrs(&t), [want]);
@@ -227,6 +229,7 @@ mod tests {
             pod_weights: Default::default(),
             secrets: Vec::new(),
             named_secrets: Vec::new(),
+            gateway: None,
         };
         let t = translate(&state, &settings());
         assert_eq!(first_route_addrs(&t), ["10.0.0.1:8080"]);

@@ -30,6 +30,7 @@ mod endpoints;
 mod error_pages;
 #[cfg(test)]
 mod fixtures;
+mod gateway_routes;
 mod ownership;
 mod passthrough;
 mod path_rules;
@@ -124,6 +125,17 @@ pub struct ClusterState {
     /// The Secrets annotations name (`auth-secret`, `proxy-ssl-secret`),
     /// whatever their type, each watched on its own.
     pub named_secrets: Vec<Arc<Secret>>,
+    /// Gateway API, with `--gateway-class`.
+    pub gateway: Option<GatewayState>,
+}
+
+/// Gateway API's part of the state: what `gateway::attach` decided, and
+/// the ReferenceGrants it read (a backend reference across namespaces is
+/// checked again as each route is made).
+#[derive(Debug)]
+pub struct GatewayState {
+    pub verdicts: Arc<crate::discovery::gateway::attach::Verdicts>,
+    pub grants: Vec<Arc<crate::discovery::gateway::api::ReferenceGrant>>,
 }
 
 /// The routes found, and what was wrong on the way.
@@ -246,6 +258,11 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
     }
     out.routes.extend(fallbacks);
     host_redirects.finish(&mut out);
+    // HTTPRoutes after every Ingress: an Ingress's route wins the same
+    // host, path and path type.
+    if let Some(gw) = &state.gateway {
+        gateway_routes::add(&backends, gw, &state.services, settings, &mut out);
+    }
     for (ing, notes) in canaries {
         out.serve(ing, &notes);
         canaries::attach(&backends, ing, &notes, settings, &mut out);

@@ -76,6 +76,7 @@ mod tests {
             pod_weights: Default::default(),
             secrets: Vec::new(),
             named_secrets: Vec::new(),
+            gateway: None,
         }
     }
 

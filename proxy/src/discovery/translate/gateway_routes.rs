@@ -1,0 +1,250 @@
+//! From HTTPRoutes attached to our Gateways to routes, through the same
+//! backends as Ingresses (`routes::Backends::route`): a Service's
+//! EndpointSlices, its `sluice.dev/load-balance` annotation, or the
+//! HTTPRoute's own.
+//!
+//! What is served so far (issue 15 builds the rest): path matches
+//! (`Exact`, `PathPrefix`) on the names a route's parent attachment
+//! serves; a rule's one backend, or two with their weights (as a canary
+//! split); a backend whose reference does not resolve is a route with no
+//! endpoints. `attach::served` refuses everything else as
+//! `UnsupportedValue`, so that what a route's status says is accepted is
+//! what is served.
+//!
+//! Routes come in the spec's order of precedence between routes: the
+//! oldest HTTPRoute first, then by namespace and name, then rule by rule;
+//! an earlier route wins the same host, path and path type.
+
+use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+
+use super::routes::Backends;
+use super::{GatewayState, TranslateSettings, Translated};
+use crate::discovery::annotations;
+use crate::discovery::gateway::api::{HttpBackendRef, HttpRouteMatch};
+use crate::discovery::gateway::attach;
+use crate::discovery::gateway::hostnames::Served;
+use crate::spec::{CanarySpec, HostMatch, PathType, RouteSpec};
+
+/// What a rule's backends are checked against.
+struct Refs<'a> {
+    grants: &'a [Arc<crate::discovery::gateway::api::ReferenceGrant>],
+    services: &'a [Arc<Service>],
+}
+
+/// Adds the routes of every accepted HTTPRoute parent in `gw` to `out`.
+pub(super) fn add(
+    backends: &Backends<'_>,
+    gw: &GatewayState,
+    services: &[Arc<Service>],
+    settings: &TranslateSettings,
+    out: &mut Translated,
+) {
+    let refs = Refs {
+        grants: &gw.grants,
+        services,
+    };
+    let mut routes: Vec<&attach::RouteVerdict> = gw.verdicts.routes.iter().collect();
+    routes.sort_by(|a, b| {
+        let created =
+            |r: &attach::RouteVerdict| r.route.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        created(a).cmp(&created(b))
+    });
+    certificates(gw, out);
+    for rv in routes {
+        let route = &rv.route;
+        let ns = route.metadata.namespace.as_deref().unwrap_or("default");
+        let name = route.metadata.name.as_deref().unwrap_or("");
+        let notes = annotations::parse(&route.metadata.annotations);
+        // A route attached through two listeners (or two references) with
+        // names in common makes each route once.
+        let mut made = std::collections::HashSet::new();
+        for p in rv.parents.iter().filter(|p| p.accepted.status) {
+            for (_, served) in &p.attached {
+                let hosts: Vec<HostMatch> = match served {
+                    Served::Any => vec![HostMatch::Any],
+                    Served::Names(names) => names
+                        .iter()
+                        .filter_map(|h| match HostMatch::parse(h) {
+                            Ok(h) => Some(h),
+                            Err(e) => {
+                                out.problems
+                                    .push(format!("httproute {ns}/{name}: hostname {e}"));
+                                None
+                            }
+                        })
+                        .collect(),
+                };
+                for (r, rule) in route.spec.rules.iter().enumerate() {
+                    let everything = [HttpRouteMatch::default()];
+                    let matches = if rule.matches.is_empty() {
+                        &everything[..]
+                    } else {
+                        &rule.matches[..]
+                    };
+                    for (m, what) in matches.iter().enumerate() {
+                        let (path_type, path) = match &what.path {
+                            Some(p) if p.type_or_default() == "Exact" => {
+                                (PathType::Exact, p.value_or_default())
+                            }
+                            Some(p) => (PathType::Prefix, p.value_or_default()),
+                            None => (PathType::Prefix, "/"),
+                        };
+                        for host in &hosts {
+                            if !made.insert((host.to_string(), path.to_owned(), path_type)) {
+                                continue;
+                            }
+                            let label =
+                                format!("httproute/{ns}/{name}/rules/{r}/matches/{m}/{host}");
+                            if let Some(spec) = rule_route(
+                                backends,
+                                &refs,
+                                &label,
+                                host,
+                                path,
+                                path_type,
+                                ns,
+                                &rule.backend_refs,
+                                &notes,
+                                settings,
+                                out,
+                            ) {
+                                out.routes.push(spec);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The route of one rule's match on one host: its backend, or its two
+/// backends split by weight.
+#[allow(clippy::too_many_arguments)]
+fn rule_route(
+    backends: &Backends<'_>,
+    refs: &Refs<'_>,
+    label: &str,
+    host: &HostMatch,
+    path: &str,
+    path_type: PathType,
+    ns: &str,
+    backend_refs: &[HttpBackendRef],
+    notes: &annotations::Annotated,
+    settings: &TranslateSettings,
+    out: &mut Translated,
+) -> Option<RouteSpec> {
+    let weighted: Vec<&HttpBackendRef> = backend_refs
+        .iter()
+        .filter(|b| b.weight_or_default() > 0)
+        .collect();
+    let one = |b: &HttpBackendRef, out: &mut Translated| {
+        let target_ns = b.target.namespace.as_deref().unwrap_or(ns);
+        // A reference that does not resolve keeps no endpoints: its share
+        // of the traffic is answered by the proxy.
+        let resolves = attach::backend(ns, &b.target, refs.grants, refs.services).is_ok();
+        let backend = IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: if resolves {
+                    b.target.name.clone()
+                } else {
+                    String::new()
+                },
+                port: b.target.port.map(|n| ServiceBackendPort {
+                    name: None,
+                    number: Some(n),
+                }),
+            }),
+            resource: None,
+        };
+        // The status says why a reference does not resolve; the lookup's
+        // own "no such Service" would only repeat it.
+        let mut problems = Vec::new();
+        let spec = backends.route(
+            label,
+            host.clone(),
+            path,
+            path_type,
+            target_ns,
+            &backend,
+            notes,
+            settings,
+            &mut problems,
+        );
+        if resolves {
+            out.problems.extend(problems);
+        }
+        spec
+    };
+    let spec = match weighted[..] {
+        [b] => one(b, out),
+        [main, canary] => {
+            let mut spec = one(main, out)?;
+            let split = one(canary, out)?;
+            spec.canary = Some(CanarySpec {
+                upstream: split.upstream,
+                weight: canary.weight_or_default() as u32,
+                total: (main.weight_or_default() + canary.weight_or_default()) as u32,
+                header: None,
+                rules: Default::default(),
+            });
+            Some(spec)
+        }
+        // `attach::served` refuses the rest.
+        _ => None,
+    };
+    // A Gateway's HTTP and HTTPS listeners are what they say: plain HTTP
+    // is never sent to HTTPS unless a filter says so.
+    spec.map(|spec| RouteSpec {
+        ssl_redirect: Some(false),
+        ..spec
+    })
+}
+
+/// The certificates of our Gateways' HTTPS listeners, for the names the
+/// listener serves: its hostname, or, without one, every name its routes
+/// serve on it.
+fn certificates(gw: &GatewayState, out: &mut Translated) {
+    use kube::Resource;
+    let v = &gw.verdicts;
+    for (gi, g) in v.gateways.iter().enumerate() {
+        let id = super::id(&g.gateway.metadata);
+        for (li, l) in g.listeners.iter().enumerate() {
+            if l.protocol != Some(attach::Protocol::Https) || !l.programmed.status {
+                continue;
+            }
+            let hosts: Vec<String> = match &l.hostname {
+                Some(h) => vec![h.clone()],
+                None => {
+                    let mut names = std::collections::BTreeSet::new();
+                    for p in v.routes.iter().flat_map(|r| &r.parents) {
+                        for (at, served) in &p.attached {
+                            if p.gateway == gi && *at == li {
+                                if let Served::Names(n) = served {
+                                    names.extend(n.iter().cloned());
+                                }
+                            }
+                        }
+                    }
+                    names.into_iter().collect()
+                }
+            };
+            if hosts.is_empty() {
+                continue;
+            }
+            for (ns, name) in &l.certificates {
+                out.tls.push(super::TlsBinding {
+                    ingress: id.clone(),
+                    ingress_ref: g.gateway.object_ref(&()),
+                    entry: li,
+                    hosts: hosts.clone(),
+                    secret: format!("{ns}/{name}"),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! Gateway API through discovery: GatewayClass, Gateway, HTTPRoute and
+//! ReferenceGrant given to the tests' API server, the proxy watching it
+//! with `--gateway-class`, traffic and the status it writes. The tests
+//! follow the Gateway API conformance suite's cases by name
+//! (`conformance/tests/*.yaml` of kubernetes-sigs/gateway-api v1.6), with
+//! the suite's namespaces shortened: `infra` for
+//! gateway-conformance-infra, `web` for gateway-conformance-web-backend.
+//!
+//! Issue 15 builds Gateway API in steps; these cover what is served so
+//! far, and that what is not is refused in the route's status.
+
+use serde_json::{json, Value};
+use sluice_integration::cluster::*;
+use sluice_integration::kube_api::KubeApi;
+use sluice_integration::*;
+
+const GROUP: &str = "gateway.networking.k8s.io";
+
+/// The suite's backends: a pod each, behind a Service of the same name.
+const BACKENDS: [(&str, &str); 4] = [
+    ("infra", "infra-backend-v1"),
+    ("infra", "infra-backend-v2"),
+    ("infra", "infra-backend-v3"),
+    ("web", "web-backend"),
+];
+
+struct Conformance {
+    api: KubeApi,
+    s: Sluice,
+    /// The pods, in the order of [`BACKENDS`].
+    _pods: Vec<Backend>,
+}
+
+impl Conformance {
+    /// The API server with the suite's namespaces, our GatewayClass, the
+    /// backends, and the published Service with an address; the proxy
+    /// serving Gateway API and writing status.
+    async fn start() -> Conformance {
+        let api = KubeApi::start().await;
+        let (pods, port) = pods(BACKENDS.len() as u8, "pod").await;
+        api.apply(json!({"kind": "Namespace", "metadata": {"name": "infra",
+            "labels": {"gateway-conformance": "infra"}}}));
+        api.apply(json!({"kind": "Namespace", "metadata": {"name": "web",
+            "labels": {"gateway-conformance": "backend"}}}));
+        api.apply(
+            json!({"kind": "GatewayClass", "metadata": {"name": "sluice"},
+            "spec": {"controllerName": "sluice.dev/gateway-controller"}}),
+        );
+        for (i, (ns, name)) in BACKENDS.iter().enumerate() {
+            api.apply(
+                json!({"kind": "Service", "metadata": {"name": name, "namespace": ns},
+                "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": port}]}}),
+            );
+            api.apply(slice(
+                ns,
+                &format!("{name}-abc"),
+                name,
+                port,
+                vec![endpoint(pods[i].addr, &format!("{name}-0"), true, false)],
+            ));
+        }
+        let mut published = service("ingress", "sluice");
+        published["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
+        api.apply(published);
+        let s = proxy(
+            &api,
+            &[
+                "--gateway-class",
+                "sluice",
+                "--publish-service",
+                "ingress/sluice",
+            ],
+        )
+        .await;
+        Conformance {
+            api,
+            s,
+            _pods: pods,
+        }
+    }
+
+    /// Which backend answers a GET of `path` on `host`: its name, or the
+    /// status when it is not a 200.
+    async fn who(&self, host: &str, path: &str) -> String {
+        let (status, _, body) = request(
+            &client(None),
+            self.s.listen,
+            "GET",
+            path,
+            &[("host", host)],
+            empty(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{host}{path}: {e}"));
+        if status != 200 {
+            return status.to_string();
+        }
+        let pod: usize = body
+            .trim()
+            .strip_prefix("pod")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{host}{path}: body {body:?}"));
+        BACKENDS[pod].1.to_owned()
+    }
+
+    /// Waits until every `(host, path, answer)` holds.
+    async fn answers(&self, cases: &[(&str, &str, &str)]) {
+        wait_until("the routes to answer as the test says", WAIT, || async {
+            for (host, path, want) in cases {
+                if self.who(host, path).await != *want {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        // And each one, once more, with what it got if it fails.
+        for (host, path, want) in cases {
+            assert_eq!(self.who(host, path).await, *want, "{host}{path}");
+        }
+    }
+
+    /// Waits until `kind` `ns/name`'s status satisfies `check`.
+    async fn status_until(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_until(what, WAIT, || {
+            let got = self
+                .api
+                .get(kind, ns, name)
+                .map(|o| check(&o))
+                .unwrap_or(false);
+            async move { got }
+        })
+        .await;
+        self.api.get(kind, ns, name).unwrap()
+    }
+}
+
+/// `(status, reason)` of a route's Accepted and ResolvedRefs for `gw`.
+type Verdict = [(String, String); 2];
+
+fn verdict(status: &str, reason: &str, resolved: &str, why: &str) -> Verdict {
+    [
+        (status.into(), reason.into()),
+        (resolved.into(), why.into()),
+    ]
+}
+
+impl Conformance {
+    /// Waits for our entry for Gateway `gw` in HTTPRoute `infra/name` to
+    /// judge the route's current generation; its two conditions.
+    async fn route_verdict(&self, name: &str, gw: &str) -> Verdict {
+        let judged = |r: &Value| {
+            Some([
+                parent_condition(r, gw, "Accepted")?,
+                parent_condition(r, gw, "ResolvedRefs")?,
+            ])
+        };
+        let route = self
+            .status_until("HTTPRoute", "infra", name, "the route to be judged", |r| {
+                judged(r).is_some()
+            })
+            .await;
+        judged(&route).unwrap()
+    }
+}
+
+fn gateway(ns: &str, name: &str, listeners: Value) -> Value {
+    json!({"kind": "Gateway", "metadata": {"name": name, "namespace": ns},
+           "spec": {"gatewayClassName": "sluice", "listeners": listeners}})
+}
+
+fn http_route(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"kind": "HTTPRoute", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// A condition of `type_` in a list: (status, reason, observedGeneration).
+fn condition(list: &Value, type_: &str) -> Option<(String, String, i64)> {
+    list.as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_owned(),
+                c["reason"].as_str().unwrap_or("").to_owned(),
+                c["observedGeneration"].as_i64().unwrap_or(-1),
+            )
+        })
+}
+
+/// Our entry for parent Gateway `gw` in a route's status.
+fn parent<'a>(route: &'a Value, gw: &str) -> Option<&'a Value> {
+    route["status"]["parents"].as_array()?.iter().find(|p| {
+        p["controllerName"] == "sluice.dev/gateway-controller" && p["parentRef"]["name"] == gw
+    })
+}
+
+fn generation(o: &Value) -> i64 {
+    o["metadata"]["generation"].as_i64().unwrap_or(0)
+}
+
+/// A route's parent condition as (status, reason), when it judged the
+/// route's current generation.
+fn parent_condition(route: &Value, gw: &str, type_: &str) -> Option<(String, String)> {
+    let (status, reason, observed) = condition(&parent(route, gw)?["conditions"], type_)?;
+    (observed == generation(route)).then_some((status, reason))
+}
+
+fn listener<'a>(gw: &'a Value, name: &str) -> Option<&'a Value> {
+    gw["status"]["listeners"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)
+}
+
+/// A route in `infra` on Gateway same-namespace, with these rules.
+fn on_same_namespace(name: &str, rules: Value) -> Value {
+    http_route(
+        "infra",
+        name,
+        json!({"parentRefs": [{"name": "same-namespace"}], "rules": rules}),
+    )
+}
+
+fn same_namespace() -> Value {
+    gateway(
+        "infra",
+        "same-namespace",
+        json!([{"name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "Same"}}}]),
+    )
+}
+
+/// HTTPRouteSimpleSameNamespace: one route, one backend; the class, the
+/// Gateway (with the published address) and the route accepted, each
+/// condition for the generation it judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_simple_same_namespace() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(on_same_namespace(
+        "gateway-conformance-infra-test",
+        json!([{"backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]),
+    ));
+    c.answers(&[("any.example.com", "/", "infra-backend-v1")])
+        .await;
+
+    assert_eq!(
+        c.route_verdict("gateway-conformance-infra-test", "same-namespace")
+            .await,
+        verdict("True", "Accepted", "True", "ResolvedRefs")
+    );
+    let route = c
+        .api
+        .get("HTTPRoute", "infra", "gateway-conformance-infra-test")
+        .unwrap();
+    let p = parent(&route, "same-namespace").unwrap();
+    assert_eq!(
+        (
+            p["parentRef"]["group"].as_str(),
+            p["parentRef"]["kind"].as_str()
+        ),
+        (Some(GROUP), Some("Gateway"))
+    );
+
+    let gw = c
+        .status_until(
+            "Gateway",
+            "infra",
+            "same-namespace",
+            "the Gateway's status",
+            |g| listener(g, "http").is_some_and(|l| l["attachedRoutes"] == 1),
+        )
+        .await;
+    for type_ in ["Accepted", "Programmed"] {
+        let (status, _, observed) = condition(&gw["status"]["conditions"], type_).unwrap();
+        assert_eq!(
+            (status.as_str(), observed),
+            ("True", generation(&gw)),
+            "{type_}: {gw}"
+        );
+    }
+    assert_eq!(
+        gw["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": "203.0.113.7"}])
+    );
+    let l = listener(&gw, "http").unwrap();
+    for type_ in ["Accepted", "Programmed", "ResolvedRefs"] {
+        assert_eq!(
+            condition(&l["conditions"], type_).unwrap().0,
+            "True",
+            "{type_}: {l}"
+        );
+    }
+    assert_eq!(
+        condition(&l["conditions"], "Conflicted").unwrap().0,
+        "False"
+    );
+    assert_eq!(
+        l["supportedKinds"],
+        json!([{"group": GROUP, "kind": "HTTPRoute"}])
+    );
+
+    let class = c
+        .status_until(
+            "GatewayClass",
+            "",
+            "sluice",
+            "the class to be accepted",
+            |g| condition(&g["status"]["conditions"], "Accepted").is_some(),
+        )
+        .await;
+    let (status, reason, observed) = condition(&class["status"]["conditions"], "Accepted").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str(), observed),
+        ("True", "Accepted", generation(&class))
+    );
+}
+
+/// HTTPRouteHostnameIntersection: a route serves the names it has in
+/// common with each listener; one with none is not accepted; each
+/// listener counts the routes on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_hostname_intersection() {
+    let c = Conformance::start().await;
+    c.api.apply(gateway(
+        "infra",
+        "httproute-hostname-intersection",
+        json!([
+            {"name": "listener-1", "port": 80, "protocol": "HTTP", "hostname": "very.specific.com"},
+            {"name": "listener-2", "port": 80, "protocol": "HTTP", "hostname": "*.wildcard.io"},
+            {"name": "listener-3", "port": 80, "protocol": "HTTP", "hostname": "*.anotherwildcard.io"},
+        ]),
+    ));
+    let route = |name: &str, hosts: Value, path: &str, backend: &str| {
+        http_route(
+            "infra",
+            name,
+            json!({"parentRefs": [{"name": "httproute-hostname-intersection", "namespace": "infra"}],
+                   "hostnames": hosts,
+                   "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                              "backendRefs": [{"name": backend, "port": 8080}]}]}),
+        )
+    };
+    let routes: [(&str, &[&str], &str, &str); 5] = [
+        (
+            "specific-host-matches-listener-specific-host",
+            &[
+                "non.matching.com",
+                "*.nonmatchingwildcard.io",
+                "very.specific.com",
+            ],
+            "/s1",
+            "infra-backend-v1",
+        ),
+        (
+            "specific-host-matches-listener-wildcard-host",
+            &[
+                "non.matching.com",
+                "wildcard.io",
+                "foo.wildcard.io",
+                "bar.wildcard.io",
+                "foo.bar.wildcard.io",
+            ],
+            "/s2",
+            "infra-backend-v2",
+        ),
+        (
+            "wildcard-host-matches-listener-specific-host",
+            &["non.matching.com", "*.specific.com"],
+            "/s3",
+            "infra-backend-v3",
+        ),
+        (
+            "wildcard-host-matches-listener-wildcard-host",
+            &["*.anotherwildcard.io"],
+            "/s4",
+            "infra-backend-v1",
+        ),
+        (
+            "no-intersecting-hosts",
+            &["specific.but.wrong.com", "wildcard.io"],
+            "/s5",
+            "infra-backend-v2",
+        ),
+    ];
+    for (name, hosts, path, backend) in routes {
+        c.api.apply(route(name, json!(hosts), path, backend));
+    }
+    c.answers(&[
+        ("very.specific.com", "/s1", "infra-backend-v1"),
+        ("very.specific.com:1234", "/s1", "infra-backend-v1"),
+        ("non.matching.com", "/s1", "404"),
+        ("foo.nonmatchingwildcard.io", "/s1", "404"),
+        ("foo.wildcard.io", "/s1", "404"),
+        ("very.specific.com", "/non-matching-prefix", "404"),
+        ("foo.wildcard.io", "/s2", "infra-backend-v2"),
+        ("bar.wildcard.io", "/s2", "infra-backend-v2"),
+        ("foo.bar.wildcard.io", "/s2", "infra-backend-v2"),
+        ("non.matching.com", "/s2", "404"),
+        ("wildcard.io", "/s2", "404"),
+        ("very.specific.com", "/s2", "404"),
+        ("very.specific.com", "/s3", "infra-backend-v3"),
+        ("foo.specific.com", "/s3", "404"),
+        ("foo.anotherwildcard.io", "/s4", "infra-backend-v1"),
+        ("bar.anotherwildcard.io", "/s4", "infra-backend-v1"),
+        ("anotherwildcard.io", "/s4", "404"),
+        ("specific.but.wrong.com", "/s5", "404"),
+        ("wildcard.io", "/s5", "404"),
+    ])
+    .await;
+
+    let refused = c
+        .status_until(
+            "HTTPRoute",
+            "infra",
+            "no-intersecting-hosts",
+            "the route to be refused",
+            |r| parent_condition(r, "httproute-hostname-intersection", "Accepted").is_some(),
+        )
+        .await;
+    assert_eq!(
+        parent_condition(&refused, "httproute-hostname-intersection", "Accepted"),
+        Some(("False".into(), "NoMatchingListenerHostname".into()))
+    );
+    let gw = c
+        .status_until(
+            "Gateway",
+            "infra",
+            "httproute-hostname-intersection",
+            "the routes counted",
+            |g| listener(g, "listener-1").is_some_and(|l| l["attachedRoutes"] == 2),
+        )
+        .await;
+    assert_eq!(listener(&gw, "listener-2").unwrap()["attachedRoutes"], 1);
+    assert_eq!(listener(&gw, "listener-3").unwrap()["attachedRoutes"], 1);
+}
+
+/// HTTPRouteInvalidCrossNamespaceBackendRef and HTTPRouteReferenceGrant:
+/// a backend in another namespace is used only while a ReferenceGrant
+/// there allows it; the route stays accepted, its references unresolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_reference_grant_allows_and_revokes() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(on_same_namespace(
+        "reference-grant",
+        json!([{"backendRefs": [{"name": "web-backend", "namespace": "web", "port": 8080}]}]),
+    ));
+    assert_eq!(
+        c.route_verdict("reference-grant", "same-namespace").await,
+        verdict("True", "Accepted", "False", "RefNotPermitted")
+    );
+    let refused = c.who("example.com", "/").await;
+    assert!(refused.starts_with('5'), "without a grant: {refused}");
+
+    c.api.apply(json!({"kind": "ReferenceGrant",
+        "metadata": {"name": "reference-grant", "namespace": "web"},
+        "spec": {"from": [{"group": GROUP, "kind": "HTTPRoute", "namespace": "infra"}],
+                 "to": [{"group": "", "kind": "Service", "name": "web-backend"}]}}));
+    c.answers(&[("example.com", "/", "web-backend")]).await;
+    c.status_until(
+        "HTTPRoute",
+        "infra",
+        "reference-grant",
+        "the reference resolved",
+        |r| {
+            parent_condition(r, "same-namespace", "ResolvedRefs")
+                == Some(("True".into(), "ResolvedRefs".into()))
+        },
+    )
+    .await;
+
+    assert!(c.api.delete("ReferenceGrant", "web", "reference-grant"));
+    wait_until("the grant's removal to revoke", WAIT, || async {
+        c.who("example.com", "/").await.starts_with('5')
+    })
+    .await;
+}
+
+/// HTTPRouteWeight: backends share a rule's traffic by weight, and a
+/// backend of weight 0 gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_weight() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(on_same_namespace(
+        "weighted-backends",
+        json!([{"backendRefs": [
+                   {"name": "infra-backend-v1", "port": 8080, "weight": 70},
+                   {"name": "infra-backend-v2", "port": 8080, "weight": 30},
+                   {"name": "infra-backend-v3", "port": 8080, "weight": 0}]}]),
+    ));
+    wait_until("the route to answer", WAIT, || async {
+        c.who("example.com", "/").await.starts_with("infra-backend")
+    })
+    .await;
+    const N: usize = 1000;
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..N {
+        *seen.entry(c.who("example.com", "/").await).or_default() += 1;
+    }
+    let share = |b: &str| seen.get(b).copied().unwrap_or(0) as f64 / N as f64;
+    // The suite allows 5 points either way over 500 requests; 6 over 1,000
+    // keeps a weighted draw from failing by chance.
+    assert!((share("infra-backend-v1") - 0.7).abs() <= 0.06, "{seen:?}");
+    assert!((share("infra-backend-v2") - 0.3).abs() <= 0.06, "{seen:?}");
+    assert_eq!(seen.get("infra-backend-v3"), None, "{seen:?}");
+    assert_eq!(
+        seen.values().sum::<usize>(),
+        N,
+        "every request answered: {seen:?}"
+    );
+}
+
+/// What this build does not serve yet is refused in the route's status,
+/// never served wrong: a header match is `UnsupportedValue` (for now),
+/// and the route is not attached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_using_what_is_not_served_yet_is_refused() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(on_same_namespace(
+        "header-matching",
+        json!([{"matches": [{"headers": [{"name": "version", "value": "one"}]}],
+                          "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]),
+    ));
+    let route = c
+        .status_until(
+            "HTTPRoute",
+            "infra",
+            "header-matching",
+            "the route to be refused",
+            |r| parent_condition(r, "same-namespace", "Accepted").is_some(),
+        )
+        .await;
+    let (status, reason) = parent_condition(&route, "same-namespace", "Accepted").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "UnsupportedValue")
+    );
+    let gw = c
+        .status_until(
+            "Gateway",
+            "infra",
+            "same-namespace",
+            "the Gateway's status",
+            |g| listener(g, "http").is_some(),
+        )
+        .await;
+    assert_eq!(listener(&gw, "http").unwrap()["attachedRoutes"], 0);
+    assert_eq!(c.who("example.com", "/").await, "404");
+    // A route without the proxy's class is left alone: no status from us.
+    c.api.apply(json!({"kind": "Gateway", "metadata": {"name": "theirs", "namespace": "infra"},
+        "spec": {"gatewayClassName": "other", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}));
+    c.api.apply(http_route(
+        "infra",
+        "theirs",
+        json!({"parentRefs": [{"name": "theirs"}],
+               "rules": [{"backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]}),
+    ));
+    // A route of ours applied after theirs: once its status is written,
+    // a rebuild that saw theirs has been written too.
+    c.api.apply(on_same_namespace(
+        "after",
+        json!([{"backendRefs": [{"name": "infra-backend-v2", "port": 8080}]}]),
+    ));
+    c.status_until(
+        "HTTPRoute",
+        "infra",
+        "after",
+        "a later route's status",
+        |r| parent_condition(r, "same-namespace", "Accepted").is_some(),
+    )
+    .await;
+    let theirs = c.api.get("HTTPRoute", "infra", "theirs").unwrap();
+    assert!(parent(&theirs, "theirs").is_none(), "{theirs}");
+    assert!(c.api.get("Gateway", "infra", "theirs").unwrap()["status"].is_null());
+}
