@@ -36,6 +36,11 @@ impl Conformance {
     /// backends, and the published Service with an address; the proxy
     /// serving Gateway API and writing status.
     async fn start() -> Conformance {
+        Conformance::start_with(&[]).await
+    }
+
+    /// The same, the proxy given `more` flags.
+    async fn start_with(more: &[&str]) -> Conformance {
         let api = KubeApi::start().await;
         let (pods, port) = pods(BACKENDS.len() as u8, "pod").await;
         api.apply(json!({"kind": "Namespace", "metadata": {"name": "infra",
@@ -62,16 +67,14 @@ impl Conformance {
         let mut published = service("ingress", "sluice");
         published["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
         api.apply(published);
-        let s = proxy(
-            &api,
-            &[
-                "--gateway-class",
-                "sluice",
-                "--publish-service",
-                "ingress/sluice",
-            ],
-        )
-        .await;
+        let mut flags = vec![
+            "--gateway-class",
+            "sluice",
+            "--publish-service",
+            "ingress/sluice",
+        ];
+        flags.extend_from_slice(more);
+        let s = proxy(&api, &flags).await;
         Conformance {
             api,
             s,
@@ -82,16 +85,24 @@ impl Conformance {
     /// Which backend answers a GET of `path` on `host`: its name, or the
     /// status when it is not a 200.
     async fn who(&self, host: &str, path: &str) -> String {
+        self.ask(&Ask::get(host, path)).await
+    }
+
+    /// Which backend answers a request: its name, or the status when it is
+    /// not a 200.
+    async fn ask(&self, a: &Ask<'_>) -> String {
+        let mut headers = vec![("host", a.host)];
+        headers.extend_from_slice(a.headers);
         let (status, _, body) = request(
             &client(None),
             self.s.listen,
-            "GET",
-            path,
-            &[("host", host)],
+            a.method,
+            a.path,
+            &headers,
             empty(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{host}{path}: {e}"));
+        .unwrap_or_else(|e| panic!("{a:?}: {e}"));
         if status != 200 {
             return status.to_string();
         }
@@ -99,15 +110,24 @@ impl Conformance {
             .trim()
             .strip_prefix("pod")
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{host}{path}: body {body:?}"));
+            .unwrap_or_else(|| panic!("{a:?}: body {body:?}"));
         BACKENDS[pod].1.to_owned()
     }
 
-    /// Waits until every `(host, path, answer)` holds.
+    /// Waits until every GET `(host, path, answer)` holds.
     async fn answers(&self, cases: &[(&str, &str, &str)]) {
+        let asks: Vec<(Ask<'_>, &str)> = cases
+            .iter()
+            .map(|(host, path, want)| (Ask::get(host, path), *want))
+            .collect();
+        self.answer(&asks).await;
+    }
+
+    /// Waits until every request gets its answer.
+    async fn answer(&self, cases: &[(Ask<'_>, &str)]) {
         wait_until("the routes to answer as the test says", WAIT, || async {
-            for (host, path, want) in cases {
-                if self.who(host, path).await != *want {
+            for (a, want) in cases {
+                if self.ask(a).await != *want {
                     return false;
                 }
             }
@@ -115,8 +135,8 @@ impl Conformance {
         })
         .await;
         // And each one, once more, with what it got if it fails.
-        for (host, path, want) in cases {
-            assert_eq!(self.who(host, path).await, *want, "{host}{path}");
+        for (a, want) in cases {
+            assert_eq!(self.ask(a).await, *want, "{a:?}");
         }
     }
 
@@ -168,6 +188,34 @@ impl Conformance {
             })
             .await;
         judged(&route).unwrap()
+    }
+}
+
+/// One request of a test.
+#[derive(Debug, Clone, Copy)]
+struct Ask<'a> {
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> Ask<'a> {
+    fn get(host: &'a str, path: &'a str) -> Ask<'a> {
+        Ask {
+            method: "GET",
+            host,
+            path,
+            headers: &[],
+        }
+    }
+
+    fn with(self, headers: &'a [(&'a str, &'a str)]) -> Ask<'a> {
+        Ask { headers, ..self }
+    }
+
+    fn method(self, method: &'a str) -> Ask<'a> {
+        Ask { method, ..self }
     }
 }
 
@@ -520,22 +568,23 @@ async fn http_route_weight() {
 }
 
 /// What this build does not serve yet is refused in the route's status,
-/// never served wrong: a header match is `UnsupportedValue` (for now),
-/// and the route is not attached.
+/// never served wrong: a filter is `UnsupportedValue` (for now), and the
+/// route is not attached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_using_what_is_not_served_yet_is_refused() {
     let c = Conformance::start().await;
     c.api.apply(same_namespace());
     c.api.apply(on_same_namespace(
-        "header-matching",
-        json!([{"matches": [{"headers": [{"name": "version", "value": "one"}]}],
-                          "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]),
+        "not-yet",
+        json!([{"filters": [{"type": "RequestHeaderModifier",
+                             "requestHeaderModifier": {"set": [{"name": "x", "value": "y"}]}}],
+                "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]),
     ));
     let route = c
         .status_until(
             "HTTPRoute",
             "infra",
-            "header-matching",
+            "not-yet",
             "the route to be refused",
             |r| parent_condition(r, "same-namespace", "Accepted").is_some(),
         )
@@ -582,4 +631,453 @@ async fn a_route_using_what_is_not_served_yet_is_refused() {
     let theirs = c.api.get("HTTPRoute", "infra", "theirs").unwrap();
     assert!(parent(&theirs, "theirs").is_none(), "{theirs}");
     assert!(c.api.get("Gateway", "infra", "theirs").unwrap()["status"].is_null());
+}
+
+/// A rule of `matches` sending to `backend` (of infra, port 8080).
+fn rule(matches: Value, backend: &str) -> Value {
+    json!({"matches": matches, "backendRefs": [{"name": backend, "port": 8080}]})
+}
+
+/// HTTPRouteMatching: matches are ORed, a match's fields ANDed; more
+/// header matches beat an equal prefix; a prefix matches by path element.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_matching() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(on_same_namespace(
+        "matching",
+        json!([
+            rule(
+                json!([{"path": {"type": "PathPrefix", "value": "/"}},
+                        {"headers": [{"name": "version", "value": "one"}]}]),
+                "infra-backend-v1"
+            ),
+            rule(
+                json!([{"path": {"type": "PathPrefix", "value": "/v2"}},
+                        {"headers": [{"name": "version", "value": "two"}]}]),
+                "infra-backend-v2"
+            ),
+        ]),
+    ));
+    let h = "example.com";
+    c.answer(&[
+        (Ask::get(h, "/"), "infra-backend-v1"),
+        (Ask::get(h, "/example"), "infra-backend-v1"),
+        (
+            Ask::get(h, "/").with(&[("version", "one")]),
+            "infra-backend-v1",
+        ),
+        (Ask::get(h, "/v2"), "infra-backend-v2"),
+        (Ask::get(h, "/v2/example"), "infra-backend-v2"),
+        (
+            Ask::get(h, "/").with(&[("Version", "two")]),
+            "infra-backend-v2",
+        ),
+        (Ask::get(h, "/v2/"), "infra-backend-v2"),
+        (Ask::get(h, "/v2example"), "infra-backend-v1"),
+        (Ask::get(h, "/foo/v2/example"), "infra-backend-v1"),
+    ])
+    .await;
+}
+
+/// HTTPRouteMatchingAcrossRoutes: two routes on one host share the
+/// precedence; one host of the first route only is left to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_matching_across_routes() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(http_route(
+        "infra",
+        "matching-part1",
+        json!({"parentRefs": [{"name": "same-namespace"}],
+               "hostnames": ["example.com", "example.net"],
+               "rules": [rule(json!([{"path": {"type": "PathPrefix", "value": "/"}},
+                                     {"headers": [{"name": "version", "value": "one"}]}]), "infra-backend-v1")]}),
+    ));
+    c.api.apply(http_route(
+        "infra",
+        "matching-part2",
+        json!({"parentRefs": [{"name": "same-namespace"}],
+               "hostnames": ["example.com"],
+               "rules": [rule(json!([{"path": {"type": "PathPrefix", "value": "/v2"}},
+                                     {"headers": [{"name": "version", "value": "two"}]}]), "infra-backend-v2")]}),
+    ));
+    c.answer(&[
+        (Ask::get("example.com", "/"), "infra-backend-v1"),
+        (Ask::get("example.com", "/example"), "infra-backend-v1"),
+        (Ask::get("example.net", "/example"), "infra-backend-v1"),
+        (
+            Ask::get("example.com", "/example").with(&[("version", "one")]),
+            "infra-backend-v1",
+        ),
+        (Ask::get("example.com", "/v2"), "infra-backend-v2"),
+        (Ask::get("example.net", "/v2"), "infra-backend-v1"),
+        (Ask::get("example.com", "/v2/example"), "infra-backend-v2"),
+        (
+            Ask::get("example.com", "/").with(&[("version", "two")]),
+            "infra-backend-v2",
+        ),
+    ])
+    .await;
+}
+
+/// HTTPRouteHeaderMatching: two headers beat one; names in any case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_header_matching() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let hdr = |pairs: &[(&str, &str)]| json!({"headers": pairs.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>()});
+    c.api.apply(on_same_namespace(
+        "header-matching",
+        json!([
+            rule(json!([hdr(&[("version", "one")])]), "infra-backend-v1"),
+            rule(json!([hdr(&[("version", "two")])]), "infra-backend-v2"),
+            rule(
+                json!([hdr(&[("version", "two"), ("color", "orange")])]),
+                "infra-backend-v1"
+            ),
+            rule(
+                json!([hdr(&[("color", "blue")]), hdr(&[("color", "green")])]),
+                "infra-backend-v1"
+            ),
+            rule(
+                json!([hdr(&[("color", "red")]), hdr(&[("color", "yellow")])]),
+                "infra-backend-v2"
+            ),
+        ]),
+    ));
+    let h = "example.com";
+    let ask = |headers: &'static [(&'static str, &'static str)]| Ask::get(h, "/").with(headers);
+    c.answer(&[
+        (ask(&[("Version", "one")]), "infra-backend-v1"),
+        (ask(&[("Version", "two")]), "infra-backend-v2"),
+        (
+            ask(&[("Version", "two"), ("Color", "orange")]),
+            "infra-backend-v1",
+        ),
+        (
+            ask(&[("Version", "two"), ("Color", "blue")]),
+            "infra-backend-v2",
+        ),
+        (ask(&[("Color", "orange")]), "404"),
+        (ask(&[("Some-Other-Header", "one")]), "404"),
+        (ask(&[("Color", "blue")]), "infra-backend-v1"),
+        (ask(&[("Color", "green")]), "infra-backend-v1"),
+        (ask(&[("Color", "red")]), "infra-backend-v2"),
+        (ask(&[("Color", "yellow")]), "infra-backend-v2"),
+        (ask(&[("Color", "purple")]), "404"),
+    ])
+    .await;
+}
+
+/// HTTPRouteMethodMatching: the path before the method, the method
+/// before headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_method_matching() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let m = |method: &str, path: Option<&str>, headers: &[(&str, &str)]| {
+        let mut v = json!({"headers": headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>()});
+        if !method.is_empty() {
+            v["method"] = json!(method);
+        }
+        if let Some(p) = path {
+            v["path"] = json!({"type": "PathPrefix", "value": p});
+        }
+        v
+    };
+    c.api.apply(on_same_namespace(
+        "method-matching",
+        json!([
+            rule(json!([m("POST", None, &[])]), "infra-backend-v1"),
+            rule(json!([m("GET", None, &[])]), "infra-backend-v2"),
+            rule(json!([m("GET", Some("/path1"), &[])]), "infra-backend-v1"),
+            rule(
+                json!([m("PUT", None, &[("version", "one")])]),
+                "infra-backend-v2"
+            ),
+            rule(
+                json!([m("POST", Some("/path2"), &[("version", "two")])]),
+                "infra-backend-v3"
+            ),
+            rule(
+                json!([
+                    m("PATCH", Some("/path3"), &[]),
+                    m("DELETE", Some("/path4"), &[("version", "three")])
+                ]),
+                "infra-backend-v1"
+            ),
+            rule(json!([m("", Some("/path5"), &[])]), "infra-backend-v1"),
+            rule(json!([m("PATCH", None, &[])]), "infra-backend-v2"),
+            rule(
+                json!([m("", None, &[("version", "four")])]),
+                "infra-backend-v3"
+            ),
+        ]),
+    ));
+    let h = "example.com";
+    let ask = |method, path| Ask::get(h, path).method(method);
+    c.answer(&[
+        (ask("POST", "/"), "infra-backend-v1"),
+        (ask("GET", "/"), "infra-backend-v2"),
+        (ask("HEAD", "/"), "404"),
+        (ask("GET", "/path1"), "infra-backend-v1"),
+        (
+            ask("PUT", "/").with(&[("version", "one")]),
+            "infra-backend-v2",
+        ),
+        (
+            ask("POST", "/path2").with(&[("version", "two")]),
+            "infra-backend-v3",
+        ),
+        (ask("PATCH", "/path3"), "infra-backend-v1"),
+        (
+            ask("DELETE", "/path4").with(&[("version", "three")]),
+            "infra-backend-v1",
+        ),
+        (ask("PUT", "/"), "404"),
+        (ask("DELETE", "/path4"), "404"),
+        (ask("PATCH", "/path5"), "infra-backend-v1"),
+        (
+            ask("PATCH", "/").with(&[("version", "four")]),
+            "infra-backend-v2",
+        ),
+    ])
+    .await;
+}
+
+/// HTTPRouteQueryParamMatching: names and values as sent, the path
+/// before the query, headers before the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_query_param_matching() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let q = |path: Option<&str>, headers: &[(&str, &str)], params: &[(&str, &str)]| {
+        let mut v = json!({
+            "headers": headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+            "queryParams": params.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+        });
+        if let Some(p) = path {
+            v["path"] = json!({"type": "PathPrefix", "value": p});
+        }
+        v
+    };
+    c.api.apply(on_same_namespace(
+        "query-param-matching",
+        json!([
+            rule(
+                json!([q(None, &[], &[("animal", "whale")])]),
+                "infra-backend-v1"
+            ),
+            rule(
+                json!([q(None, &[], &[("animal", "dolphin")])]),
+                "infra-backend-v2"
+            ),
+            rule(
+                json!([
+                    q(None, &[], &[("animal", "dolphin"), ("color", "blue")]),
+                    q(None, &[], &[("ANIMAL", "Whale")])
+                ]),
+                "infra-backend-v3"
+            ),
+            rule(
+                json!([q(Some("/path1"), &[], &[("animal", "whale")])]),
+                "infra-backend-v1"
+            ),
+            rule(
+                json!([q(None, &[("version", "one")], &[("animal", "whale")])]),
+                "infra-backend-v2"
+            ),
+            rule(
+                json!([q(
+                    Some("/path2"),
+                    &[("version", "two")],
+                    &[("animal", "whale")]
+                )]),
+                "infra-backend-v3"
+            ),
+            rule(
+                json!([
+                    q(Some("/path3"), &[], &[("animal", "shark")]),
+                    q(
+                        Some("/path4"),
+                        &[("version", "three")],
+                        &[("animal", "kraken")]
+                    )
+                ]),
+                "infra-backend-v1"
+            ),
+            rule(json!([q(Some("/path5"), &[], &[])]), "infra-backend-v1"),
+            rule(
+                json!([q(None, &[], &[("animal", "hydra")])]),
+                "infra-backend-v2"
+            ),
+            rule(
+                json!([q(None, &[("version", "four")], &[])]),
+                "infra-backend-v3"
+            ),
+        ]),
+    ));
+    let h = "example.com";
+    let v = |n| [("version", n)];
+    let (one, two, three, four) = (v("one"), v("two"), v("three"), v("four"));
+    c.answer(&[
+        (Ask::get(h, "/?animal=whale"), "infra-backend-v1"),
+        (Ask::get(h, "/?animal=dolphin"), "infra-backend-v2"),
+        (
+            Ask::get(h, "/?animal=dolphin&color=blue"),
+            "infra-backend-v3",
+        ),
+        (Ask::get(h, "/?ANIMAL=Whale"), "infra-backend-v3"),
+        (
+            Ask::get(h, "/?animal=whale&otherparam=irrelevant"),
+            "infra-backend-v1",
+        ),
+        (
+            Ask::get(h, "/?animal=dolphin&color=yellow"),
+            "infra-backend-v2",
+        ),
+        (Ask::get(h, "/?color=blue"), "404"),
+        (Ask::get(h, "/?animal=dog"), "404"),
+        (Ask::get(h, "/?animal=whaledolphin"), "404"),
+        (Ask::get(h, "/"), "404"),
+        (Ask::get(h, "/path1?animal=whale"), "infra-backend-v1"),
+        (Ask::get(h, "/?animal=whale").with(&one), "infra-backend-v2"),
+        (
+            Ask::get(h, "/path2?animal=whale").with(&two),
+            "infra-backend-v3",
+        ),
+        (Ask::get(h, "/path3?animal=shark"), "infra-backend-v1"),
+        (
+            Ask::get(h, "/path4?animal=kraken").with(&three),
+            "infra-backend-v1",
+        ),
+        (Ask::get(h, "/?animal=shark"), "404"),
+        (Ask::get(h, "/path4?animal=kraken"), "404"),
+        (Ask::get(h, "/path5?animal=hydra"), "infra-backend-v1"),
+        (
+            Ask::get(h, "/?animal=hydra").with(&four),
+            "infra-backend-v3",
+        ),
+    ])
+    .await;
+}
+
+/// HTTPRouteExactPathMatching and HTTPRoutePathMatchOrder: Exact before
+/// PathPrefix, the longer first, Exact exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_path_match_order_and_exact() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let p = |t: &str, v: &str| json!([{"path": {"type": t, "value": v}}]);
+    c.api.apply(http_route(
+        "infra",
+        "path-matching-order",
+        json!({"parentRefs": [{"name": "same-namespace"}],
+        "hostnames": ["order.example.com"],
+        "rules": [
+            rule(p("Exact", "/match"), "infra-backend-v1"),
+            rule(p("Exact", "/match/exact"), "infra-backend-v2"),
+            rule(p("Exact", "/match/exact/one"), "infra-backend-v3"),
+            rule(p("PathPrefix", "/match/"), "infra-backend-v3"),
+            rule(p("PathPrefix", "/match/prefix/"), "infra-backend-v1"),
+            rule(p("PathPrefix", "/match/prefix/one"), "infra-backend-v2"),
+        ]}),
+    ));
+    c.api.apply(http_route(
+        "infra",
+        "exact-matching",
+        json!({"parentRefs": [{"name": "same-namespace"}],
+               "hostnames": ["exact.example.com"],
+               "rules": [rule(p("Exact", "/one"), "infra-backend-v1"),
+                         rule(p("Exact", "/two"), "infra-backend-v2")]}),
+    ));
+    let (o, e) = ("order.example.com", "exact.example.com");
+    c.answers(&[
+        (o, "/match/exact/one", "infra-backend-v3"),
+        (o, "/match/exact", "infra-backend-v2"),
+        (o, "/match", "infra-backend-v1"),
+        (o, "/match/prefix/one/any", "infra-backend-v2"),
+        (o, "/match/prefix/any", "infra-backend-v1"),
+        (o, "/match/any", "infra-backend-v3"),
+        (e, "/one", "infra-backend-v1"),
+        (e, "/two", "infra-backend-v2"),
+        (e, "/", "404"),
+        (e, "/one/example", "404"),
+        (e, "/two/", "404"),
+        (e, "/Two", "404"),
+    ])
+    .await;
+}
+
+/// GatewaySecretReferenceGrant (Specific), GatewaySecretMissingReferenceGrant
+/// and HTTPRouteHTTPSListener: an HTTPS listener's certificate in another
+/// namespace resolves only with a ReferenceGrant there, and then serves
+/// the listener's name by SNI, for the routes attached to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_listener_s_certificate_needs_its_grant_and_serves() {
+    use sluice_integration::tls;
+    let c = Conformance::start_with(&["--listen-tls", "{LISTEN_TLS}"]).await;
+    let ca = tls::Ca::new();
+    let cert = ca.issue(&["secure.example.com"]);
+    c.api
+        .apply(tls_secret("web", "certificate", &cert.cert, &cert.key));
+    c.api.apply(gateway(
+        "infra",
+        "gateway-secret",
+        json!([{"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "secure.example.com",
+                "allowedRoutes": {"namespaces": {"from": "All"}},
+                "tls": {"certificateRefs": [{"group": "", "kind": "Secret",
+                                             "name": "certificate", "namespace": "web"}]}}]),
+    ));
+    c.api.apply(http_route(
+        "infra",
+        "secure",
+        json!({"parentRefs": [{"name": "gateway-secret"}],
+               "rules": [{"backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]}),
+    ));
+    let resolved =
+        |g: &Value| listener(g, "https").and_then(|l| condition(&l["conditions"], "ResolvedRefs"));
+    let gw = c
+        .status_until(
+            "Gateway",
+            "infra",
+            "gateway-secret",
+            "the listener judged",
+            |g| resolved(g).is_some(),
+        )
+        .await;
+    let (status, reason, _) = resolved(&gw).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "RefNotPermitted")
+    );
+    let l = listener(&gw, "https").unwrap();
+    assert_eq!(
+        condition(&l["conditions"], "Programmed").unwrap().0,
+        "False"
+    );
+
+    c.api.apply(json!({"kind": "ReferenceGrant",
+        "metadata": {"name": "reference-grant-specific", "namespace": "web"},
+        "spec": {"from": [{"group": GROUP, "kind": "Gateway", "namespace": "infra"}],
+                 "to": [{"group": "", "kind": "Secret", "name": "certificate"}]}}));
+    c.status_until(
+        "Gateway",
+        "infra",
+        "gateway-secret",
+        "the certificate resolved",
+        |g| {
+            resolved(g).is_some_and(|(s, r, _)| s == "True" && r == "ResolvedRefs")
+                && listener(g, "https").is_some_and(|l| l["attachedRoutes"] == 1)
+        },
+    )
+    .await;
+    let addr = c.s.tls();
+    wait_until("the listener's certificate to serve", WAIT, || async {
+        tls::get(addr, "secure.example.com", "/", false)
+            .await
+            .is_ok_and(|r| r.status == 200 && r.cert == cert.der)
+    })
+    .await;
 }

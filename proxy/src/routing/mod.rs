@@ -11,6 +11,7 @@ mod host;
 mod passthrough;
 mod path;
 mod regex;
+mod rules;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub use affinity::{key_hash, key_text, Affinity, Cookie, Pins};
 pub use host::strip_port;
 pub use passthrough::Passthrough;
 pub use path::{normalize, resolve_dots, Normalized, PathTable};
+pub use rules::{Found, RequestView};
 
 /// The live snapshot, shared by the listeners, the admin listener and the
 /// sources that rebuild it: swapped whole, read once per request.
@@ -314,9 +316,13 @@ impl Snapshot {
                 HostMatch::Exact(h) => snap.exact.entry(h.as_str().into()).or_default(),
                 HostMatch::Wildcard(s) => snap.wildcard.entry(s.as_str().into()).or_default(),
             };
-            let inserted = match &spec.path_rules.regex {
-                Some(rx) => table.insert_regex(rx.clone(), spec.path_type, index),
-                None => table.insert(&spec.path, spec.path_type, index),
+            let inserted = match (&spec.conditions, &spec.path_rules.regex) {
+                (Some(c), _) => {
+                    table.insert_rule(&spec.path, spec.path_type, c.clone(), index);
+                    true
+                }
+                (None, Some(rx)) => table.insert_regex(rx.clone(), spec.path_type, index),
+                (None, None) => table.insert(&spec.path, spec.path_type, index),
             };
             if inserted {
                 snap.routes.push(make(spec));
@@ -326,6 +332,14 @@ impl Snapshot {
                     spec.name, spec.host, spec.path, spec.path_type
                 ));
             }
+        }
+        for t in snap
+            .exact
+            .values_mut()
+            .chain(snap.wildcard.values_mut())
+            .chain(std::iter::once(&mut snap.any))
+        {
+            t.finish();
         }
         snap.default = default.map(make);
         // Per-endpoint series: handed to each endpoint (kept when it already
@@ -359,9 +373,43 @@ impl Snapshot {
     /// A host with rules of its own never falls through to the rules
     /// without a host (as with ingress-nginx's server blocks): a path it
     /// does not list goes to the default backend.
+    ///
+    /// A host with Gateway API routes that look at the method, headers or
+    /// query has none here: the caller (the fast path) hands the request
+    /// to [`Snapshot::lookup_request`]'s.
     #[inline]
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
+        self.lookup_with(host, path, None)
+    }
+
+    /// The route for a request, by its host and path and, for Gateway API
+    /// routes that ask, its method, headers and query.
+    #[inline]
+    pub fn lookup_request(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        request: &RequestView<'_>,
+    ) -> Option<&Arc<Route>> {
+        self.lookup_with(host, path, Some(request))
+    }
+
+    #[inline]
+    fn lookup_with(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        request: Option<&RequestView<'_>>,
+    ) -> Option<&Arc<Route>> {
         let table = host.and_then(|h| self.host_table(h)).unwrap_or(&self.any);
+        if let Some(rules) = table.rules() {
+            match rules.lookup(path, request) {
+                Found::Route(i) => return self.routes.get(i as usize),
+                Found::NeedsRequest => return None,
+                // The host's Ingress paths, if it has any.
+                Found::None => {}
+            }
+        }
         match table.lookup(path) {
             Some(i) => self.routes.get(i as usize),
             None => self.default.as_ref(),

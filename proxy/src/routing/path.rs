@@ -13,6 +13,7 @@
 use rustc_hash::FxHashMap;
 
 use super::regex::RegexPaths;
+use super::rules::Rules;
 use crate::spec::{PathType, RegexPath};
 
 /// The path with `.` and `..` segments resolved (RFC 3986 5.2.4), or `None`
@@ -146,6 +147,9 @@ pub struct PathTable {
     longest_prefix: usize,
     /// Regex paths (ingress-nginx's `use-regex`), in nginx's order.
     regex: RegexPaths,
+    /// Gateway API's routes on this host (`rules`), looked at before the
+    /// rest; boxed, as most hosts have none.
+    rules: Option<Box<Rules>>,
 }
 
 impl PathTable {
@@ -184,11 +188,39 @@ impl PathTable {
         self.regex.insert(path, path_type, route)
     }
 
+    /// Adds a Gateway API route's match (see `rules`); every one is kept,
+    /// the earlier winning ties.
+    pub fn insert_rule(
+        &mut self,
+        path: &str,
+        path_type: PathType,
+        conditions: std::sync::Arc<crate::spec::Conditions>,
+        route: u32,
+    ) {
+        self.rules
+            .get_or_insert_with(Default::default)
+            .insert(path, path_type, conditions, route);
+    }
+
+    /// Puts the Gateway API matches in their order, once all are in.
+    pub fn finish(&mut self) {
+        if let Some(r) = &mut self.rules {
+            r.finish();
+        }
+    }
+
+    /// Gateway API's routes on this host, if any.
+    #[inline]
+    pub fn rules(&self) -> Option<&Rules> {
+        self.rules.as_deref()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty()
             && self.prefix.is_empty()
             && self.root.is_none()
             && self.regex.is_empty()
+            && self.rules.is_none()
     }
 
     /// The route for a request path (without query).

@@ -16,6 +16,7 @@
 mod access;
 mod affinity;
 mod canary;
+mod conditions;
 mod cors;
 mod error_pages;
 mod external_auth;
@@ -33,6 +34,7 @@ pub use access::{
 };
 pub use affinity::{AffinityMode, AffinitySpec, SameSite, DEFAULT_COOKIE_NAME};
 pub use canary::{CanaryRules, HeaderPattern, HeaderPatternError, HeaderRule};
+pub use conditions::{Conditions, ValueMatch};
 pub use cors::{Cors, OriginPattern, Origins, CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS};
 pub use error_pages::{ErrorContext, ErrorPagesSpec, StatusSet, StatusSetError};
 pub use external_auth::{signin_template, AuthUrl, AuthUrlError, ExternalAuth};

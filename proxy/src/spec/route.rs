@@ -43,6 +43,10 @@ pub struct RouteSpec {
     /// ingress-nginx's custom error pages (`custom-http-errors`); `None`:
     /// every answer reaches the client as it is.
     pub error_pages: Option<Arc<super::ErrorPagesSpec>>,
+    /// A Gateway API route's match (`Some`, even with no conditions): it
+    /// goes in its host's Gateway API rules, in the spec's precedence,
+    /// not in the Ingress path table.
+    pub conditions: Option<Arc<super::Conditions>>,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond
@@ -124,6 +128,7 @@ impl RouteSpec {
             limits: None,
             affinity: None,
             error_pages: None,
+            conditions: None,
         }
     }
 }

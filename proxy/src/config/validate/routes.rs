@@ -101,6 +101,7 @@ impl Validator {
                 limits: None,
                 affinity: None,
                 error_pages: None,
+                conditions: None,
             });
         }
         routes

@@ -625,6 +625,18 @@ fn supported(route: &HttpRoute) -> Result<(), String> {
                 if !matches!(t, "Exact" | "RegularExpression") {
                     return Err(format!("rules[{r}]: match type {t:?} for {}", h.name));
                 }
+                if t == "RegularExpression" {
+                    anchored(&h.value).map_err(|e| format!("rules[{r}]: {}: {e}", h.name))?;
+                }
+            }
+            for h in &m.headers {
+                http::HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| format!("rules[{r}]: {:?} is not a header name", h.name))?;
+            }
+            if let Some(p) = &m.path {
+                if p.type_or_default() == "RegularExpression" {
+                    anchored(p.value_or_default()).map_err(|e| format!("rules[{r}]: path: {e}"))?;
+                }
             }
             if let Some(method) = &m.method {
                 if !matches!(
@@ -653,26 +665,17 @@ fn supported(route: &HttpRoute) -> Result<(), String> {
     Ok(())
 }
 
+/// A Gateway API regular expression, matched against the whole value
+/// (as Envoy's implementations do).
+pub fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{re})$"))
+}
+
 /// What the spec allows and this build does not serve yet (issue 15
 /// builds it step by step): refused as `UnsupportedValue`, so that an
 /// accepted route is one served as the spec says.
 fn served(route: &HttpRoute) -> Result<(), String> {
     for (r, rule) in route.spec.rules.iter().enumerate() {
-        for m in &rule.matches {
-            if m.path
-                .as_ref()
-                .is_some_and(|p| p.type_or_default() == "RegularExpression")
-            {
-                return Err(format!(
-                    "rules[{r}]: RegularExpression path matches are not served yet"
-                ));
-            }
-            if !m.headers.is_empty() || !m.query_params.is_empty() || m.method.is_some() {
-                return Err(format!(
-                    "rules[{r}]: header, query parameter and method matches are not served yet"
-                ));
-            }
-        }
         let backend_filters = rule.backend_refs.iter().flat_map(|b| &b.filters);
         if let Some(f) = rule.filters.iter().chain(backend_filters).next() {
             return Err(format!("rules[{r}]: filter {} is not served yet", f.type_));

@@ -3,17 +3,19 @@
 //! EndpointSlices, its `sluice.dev/load-balance` annotation, or the
 //! HTTPRoute's own.
 //!
-//! What is served so far (issue 15 builds the rest): path matches
-//! (`Exact`, `PathPrefix`) on the names a route's parent attachment
-//! serves; a rule's one backend, or two with their weights (as a canary
+//! What is served so far (issue 15 builds the rest): matches by path
+//! (`Exact`, `PathPrefix`, `RegularExpression`), method, headers and query
+//! parameters, in the spec's precedence (`routing::rules`), on the names a
+//! route's parent attachment serves; a rule's one backend, or two with their weights (as a canary
 //! split); a backend whose reference does not resolve is a route with no
 //! endpoints. `attach::served` refuses everything else as
 //! `UnsupportedValue`, so that what a route's status says is accepted is
 //! what is served.
 //!
-//! Routes come in the spec's order of precedence between routes: the
-//! oldest HTTPRoute first, then by namespace and name, then rule by rule;
-//! an earlier route wins the same host, path and path type.
+//! Routes come in the order that breaks the spec's ties between matches
+//! (the oldest HTTPRoute first, then by namespace and name, then rule by
+//! rule); `routing::rules` sorts them by the rest of its precedence
+//! (path, method, headers, query) when the table is built.
 
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
 
@@ -27,7 +29,7 @@ use crate::discovery::annotations;
 use crate::discovery::gateway::api::{HttpBackendRef, HttpRouteMatch};
 use crate::discovery::gateway::attach;
 use crate::discovery::gateway::hostnames::Served;
-use crate::spec::{CanarySpec, HostMatch, PathType, RouteSpec};
+use crate::spec::{CanarySpec, Conditions, HostMatch, PathType, RouteSpec, ValueMatch};
 
 /// What a rule's backends are checked against.
 struct Refs<'a> {
@@ -90,11 +92,27 @@ pub(super) fn add(
                             Some(p) if p.type_or_default() == "Exact" => {
                                 (PathType::Exact, p.value_or_default())
                             }
-                            Some(p) => (PathType::Prefix, p.value_or_default()),
-                            None => (PathType::Prefix, "/"),
+                            Some(p) if p.type_or_default() == "PathPrefix" => {
+                                (PathType::Prefix, p.value_or_default())
+                            }
+                            // A regex: in the conditions.
+                            _ => (PathType::Prefix, "/"),
+                        };
+                        let conditions = match conditions(what) {
+                            Ok(c) => Arc::new(c),
+                            Err(e) => {
+                                // `attach` refuses what this refuses.
+                                out.problems
+                                    .push(format!("httproute {ns}/{name}: rules[{r}]: {e}"));
+                                continue;
+                            }
                         };
                         for host in &hosts {
-                            if !made.insert((host.to_string(), path.to_owned(), path_type)) {
+                            // The same path twice with no conditions: the
+                            // first is the one served.
+                            let plain = !conditions.needs_request() && conditions.path.is_none();
+                            if plain && !made.insert((host.to_string(), path.to_owned(), path_type))
+                            {
                                 continue;
                             }
                             let label =
@@ -112,7 +130,10 @@ pub(super) fn add(
                                 settings,
                                 out,
                             ) {
-                                out.routes.push(spec);
+                                out.routes.push(RouteSpec {
+                                    conditions: Some(conditions.clone()),
+                                    ..spec
+                                });
                             }
                         }
                     }
@@ -120,6 +141,56 @@ pub(super) fn add(
             }
         }
     }
+}
+
+/// A match's method, headers (the first of each name only, as the spec
+/// says), query parameters and regex path, parsed.
+fn conditions(m: &HttpRouteMatch) -> Result<Conditions, String> {
+    let value = |type_: &str, v: &str| -> Result<ValueMatch, String> {
+        match type_ {
+            "RegularExpression" => attach::anchored(v)
+                .map(ValueMatch::Regex)
+                .map_err(|e| e.to_string()),
+            _ => Ok(ValueMatch::Exact(v.into())),
+        }
+    };
+    let mut headers: Vec<(http::HeaderName, ValueMatch)> = Vec::new();
+    for h in &m.headers {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("{:?} is not a header name", h.name))?;
+        if headers.iter().all(|(n, _)| *n != name) {
+            headers.push((name, value(h.type_or_default(), &h.value)?));
+        }
+    }
+    let mut query: Vec<(Box<str>, ValueMatch)> = Vec::new();
+    for q in &m.query_params {
+        if query.iter().all(|(n, _)| **n != *q.name) {
+            query.push((
+                q.name.as_str().into(),
+                value(q.type_or_default(), &q.value)?,
+            ));
+        }
+    }
+    let path = match &m.path {
+        Some(p) if p.type_or_default() == "RegularExpression" => {
+            Some(attach::anchored(p.value_or_default()).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let method = match &m.method {
+        Some(method) => Some(
+            method
+                .parse::<http::Method>()
+                .map_err(|_| format!("method {method:?}"))?,
+        ),
+        None => None,
+    };
+    Ok(Conditions {
+        method,
+        headers,
+        query,
+        path,
+    })
 }
 
 /// The route of one rule's match on one host: its backend, or its two

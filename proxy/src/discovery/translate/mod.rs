@@ -258,8 +258,9 @@ pub fn translate(state: &ClusterState, settings: &TranslateSettings) -> Translat
     }
     out.routes.extend(fallbacks);
     host_redirects.finish(&mut out);
-    // HTTPRoutes after every Ingress: an Ingress's route wins the same
-    // host, path and path type.
+    // HTTPRoutes after every Ingress. On a host that has both, the
+    // HTTPRoutes' matches are tried first (`routing::rules`), then the
+    // Ingresses' paths.
     if let Some(gw) = &state.gateway {
         gateway_routes::add(&backends, gw, &state.services, settings, &mut out);
     }

@@ -405,6 +405,7 @@ impl Backends<'_> {
             limits: None,
             affinity: None,
             error_pages: None,
+            conditions: None,
         })
     }
 }

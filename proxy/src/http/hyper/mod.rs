@@ -148,7 +148,16 @@ impl Handler {
         let (route, https_port) = {
             let snap = self.table.load();
             (
-                snap.lookup(host.map(strip_port), req.uri().path()).cloned(),
+                snap.lookup_request(
+                    host.map(strip_port),
+                    req.uri().path(),
+                    &crate::routing::RequestView {
+                        method: req.method(),
+                        headers: req.headers(),
+                        query: req.uri().query(),
+                    },
+                )
+                .cloned(),
                 snap.https_port,
             )
         };
