@@ -505,8 +505,7 @@ async fn http_route_reference_grant_allows_and_revokes() {
         c.route_verdict("reference-grant", "same-namespace").await,
         verdict("True", "Accepted", "False", "RefNotPermitted")
     );
-    let refused = c.who("example.com", "/").await;
-    assert!(refused.starts_with('5'), "without a grant: {refused}");
+    assert_eq!(c.who("example.com", "/").await, "500", "without a grant");
 
     c.api.apply(json!({"kind": "ReferenceGrant",
         "metadata": {"name": "reference-grant", "namespace": "web"},
@@ -527,7 +526,7 @@ async fn http_route_reference_grant_allows_and_revokes() {
 
     assert!(c.api.delete("ReferenceGrant", "web", "reference-grant"));
     wait_until("the grant's removal to revoke", WAIT, || async {
-        c.who("example.com", "/").await.starts_with('5')
+        c.who("example.com", "/").await == "500"
     })
     .await;
 }
@@ -1080,4 +1079,88 @@ async fn an_https_listener_s_certificate_needs_its_grant_and_serves() {
             .is_ok_and(|r| r.status == 200 && r.cert == cert.der)
     })
     .await;
+}
+
+/// HTTPRouteNoBackendRefs and HTTPRouteInvalidNonExistentBackendRef: a
+/// rule with no backend, or with one that does not exist, answers 500;
+/// the route stays accepted, its references unresolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_without_a_backend_to_send_to_answer_500() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let exact = |v: &str| json!([{"path": {"type": "Exact", "value": v}}]);
+    c.api.apply(on_same_namespace(
+        "no-backend-refs",
+        json!([
+            {"matches": exact("/omitted-no-forward")},
+            {"matches": exact("/empty-no-forward"), "backendRefs": []},
+            {"matches": exact("/nonexistent"), "backendRefs": [{"name": "nonexistent", "port": 8080}]},
+            rule(exact("/forward"), "infra-backend-v1"),
+        ]),
+    ));
+    c.answers(&[
+        ("example.com", "/forward", "infra-backend-v1"),
+        ("example.com", "/omitted-no-forward", "500"),
+        ("example.com", "/empty-no-forward", "500"),
+        ("example.com", "/nonexistent", "500"),
+    ])
+    .await;
+    assert_eq!(
+        c.route_verdict("no-backend-refs", "same-namespace").await,
+        verdict("True", "Accepted", "False", "BackendNotFound")
+    );
+}
+
+/// HTTPRoutePartiallyInvalidViaInvalidReferenceGrant's traffic: a
+/// backend that does not resolve keeps its share of a split, answered
+/// 500, and the others serve theirs; three backends share by weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_keeps_the_share_of_a_backend_that_does_not_resolve() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(on_same_namespace(
+        "split",
+        json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/half"}}],
+             "backendRefs": [{"name": "infra-backend-v1", "port": 8080, "weight": 1},
+                             {"name": "web-backend", "namespace": "web", "port": 8080, "weight": 1}]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/three"}}],
+             "backendRefs": [{"name": "infra-backend-v1", "port": 8080, "weight": 5},
+                             {"name": "infra-backend-v2", "port": 8080, "weight": 3},
+                             {"name": "infra-backend-v3", "port": 8080, "weight": 2}]},
+        ]),
+    ));
+    wait_until("the route to answer", WAIT, || async {
+        c.who("example.com", "/three")
+            .await
+            .starts_with("infra-backend")
+    })
+    .await;
+    const N: usize = 600;
+    let mut half = std::collections::HashMap::<String, usize>::new();
+    let mut three = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..N {
+        *half.entry(c.who("example.com", "/half").await).or_default() += 1;
+        *three
+            .entry(c.who("example.com", "/three").await)
+            .or_default() += 1;
+    }
+    let share = |m: &std::collections::HashMap<String, usize>, k: &str| {
+        m.get(k).copied().unwrap_or(0) as f64 / N as f64
+    };
+    // The unpermitted backend (no ReferenceGrant) is never reached.
+    assert_eq!(half.len(), 2, "{half:?}");
+    assert!(
+        (share(&half, "infra-backend-v1") - 0.5).abs() <= 0.08,
+        "{half:?}"
+    );
+    assert!((share(&half, "500") - 0.5).abs() <= 0.08, "{half:?}");
+    assert_eq!(three.len(), 3, "{three:?}");
+    for (backend, want) in [
+        ("infra-backend-v1", 0.5),
+        ("infra-backend-v2", 0.3),
+        ("infra-backend-v3", 0.2),
+    ] {
+        assert!((share(&three, backend) - want).abs() <= 0.08, "{three:?}");
+    }
 }

@@ -48,6 +48,9 @@ pub enum Answer {
     UpstreamFailed,
     /// The upstream has no endpoint to try (none ready, or all tried).
     NoEndpoint,
+    /// The route's backend reference does not resolve (Gateway API's 500
+    /// for the share of requests sent to it).
+    BackendUnresolved,
     /// A route's own redirect (ingress-nginx's `permanent-redirect`,
     /// `temporal-redirect`, `app-root`, `from-to-www-redirect`): its status
     /// (a 3xx) and `Location`.
@@ -136,7 +139,7 @@ impl Answer {
             Answer::Forbidden => StatusCode::FORBIDDEN,
             Answer::Unauthorized(_) | Answer::AuthRequired(_) => StatusCode::UNAUTHORIZED,
             Answer::Limited(status) => *status,
-            Answer::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::AuthFailed | Answer::BackendUnresolved => StatusCode::INTERNAL_SERVER_ERROR,
             Answer::Preflight => StatusCode::NO_CONTENT,
         }
     }
@@ -169,6 +172,7 @@ impl Answer {
             Answer::Unauthorized(_) | Answer::AuthRequired(_) => "authorization required\n",
             Answer::Limited(_) => "too many requests from this client, retry later\n",
             Answer::AuthFailed => "the authentication service failed\n",
+            Answer::BackendUnresolved => "the route's backend does not resolve\n",
             Answer::Preflight => "",
         }
     }
@@ -224,7 +228,7 @@ impl Answer {
                 GrpcCode::PermissionDenied
             }
             Answer::Unauthorized(_) | Answer::AuthRequired(_) => GrpcCode::Unauthenticated,
-            Answer::AuthFailed => GrpcCode::Internal,
+            Answer::AuthFailed | Answer::BackendUnresolved => GrpcCode::Internal,
             Answer::Preflight => GrpcCode::Unimplemented,
             Answer::ConnectTimeout | Answer::UpstreamTimeout => GrpcCode::DeadlineExceeded,
         }
@@ -279,6 +283,7 @@ mod tests {
             Answer::UpstreamTimeout,
             Answer::UpstreamFailed,
             Answer::NoEndpoint,
+            Answer::BackendUnresolved,
             Answer::Redirect(
                 StatusCode::MOVED_PERMANENTLY,
                 HeaderValue::from_static("https://b/"),

@@ -258,6 +258,7 @@ impl<'a> Attempts<'a> {
     /// came to, or 503 when there was none to try.
     pub fn exhausted(&self) -> Answer {
         match self.last {
+            Last::Nothing if self.upstream.unresolved => Answer::BackendUnresolved,
             Last::Nothing => {
                 tracing::warn!(route = %self.route.name, upstream = %self.upstream.name, "no usable endpoint");
                 Answer::NoEndpoint

@@ -81,6 +81,32 @@ pub struct Route {
     /// ingress-nginx's custom error pages; such routes are the hyper
     /// path's.
     pub error_pages: Option<ErrorPages>,
+    /// Gateway API's backends by weight, when there is more than one (or
+    /// one that does not resolve): chosen before `upstream` and the canary.
+    pub split: Option<Box<Split>>,
+}
+
+/// A route's traffic split over upstreams by weight.
+#[derive(Debug)]
+pub struct Split {
+    /// Each upstream with the sum of the weights up to and with it.
+    choices: Box<[(Arc<Upstream>, u32)]>,
+    total: u32,
+}
+
+impl Split {
+    /// An upstream drawn by weight; `None` without any (no weight).
+    #[inline]
+    fn pick(&self) -> Option<&Arc<Upstream>> {
+        if self.total == 0 {
+            return None;
+        }
+        let draw = fastrand::u32(0..self.total);
+        self.choices
+            .iter()
+            .find(|(_, upto)| draw < *upto)
+            .map(|(u, _)| u)
+    }
 }
 
 /// A route's error pages, live: the codes replaced and the default
@@ -117,6 +143,9 @@ impl Route {
     /// it (ingress-nginx's order, `canary.rs`).
     #[inline]
     pub fn choose(&self, headers: Option<&http::HeaderMap>) -> &Arc<Upstream> {
+        if let Some(u) = self.split.as_ref().and_then(|s| s.pick()) {
+            return u;
+        }
         match &self.canary {
             Some(c) if c.takes(headers) => &c.upstream,
             _ => &self.upstream,
@@ -128,6 +157,11 @@ impl Route {
     /// their health and connections across rebuilds like the others.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         std::iter::once(&self.upstream)
+            .chain(
+                self.split
+                    .iter()
+                    .flat_map(|s| s.choices.iter().map(|(u, _)| u)),
+            )
             .chain(self.canary.as_ref().map(|c| &c.upstream))
             .chain(self.error_pages.as_ref().and_then(|e| e.backend.as_ref()))
     }
@@ -233,6 +267,20 @@ impl Snapshot {
         let limiters = std::cell::RefCell::new(limiters);
         let make = |spec: &RouteSpec| {
             let upstream = Arc::new(Upstream::build(&spec.upstream, &reuse));
+            let split = (!spec.split.is_empty()).then(|| {
+                let mut total = 0u32;
+                let choices = spec
+                    .split
+                    .iter()
+                    .map(|s| {
+                        let mut u = Upstream::build(&s.upstream, &reuse);
+                        u.unresolved = s.unresolved;
+                        total = total.saturating_add(s.weight);
+                        (Arc::new(u), total)
+                    })
+                    .collect();
+                Box::new(Split { choices, total })
+            });
             let canary = spec.canary.as_ref().map(|c| Canary {
                 upstream: Arc::new(Upstream::build(&c.upstream, &reuse)),
                 weight: c.weight,
@@ -247,6 +295,10 @@ impl Snapshot {
                     && u.response_head.is_none()
             };
             let fast_path = plain_h1(&upstream)
+                && split
+                    .iter()
+                    .flat_map(|s| s.choices.iter())
+                    .all(|(u, _)| plain_h1(u))
                 && spec.headers.is_empty()
                 && spec.access.is_open()
                 && canary.as_ref().is_none_or(|c| {
@@ -301,6 +353,7 @@ impl Snapshot {
                 limiter,
                 affinity,
                 error_pages,
+                split,
             })
         };
         let mut snap = Snapshot {

@@ -47,8 +47,8 @@ pub use path_rules::{
     RewriteTarget, WWW_REDIRECT_STATUS,
 };
 pub use route::{
-    CanarySpec, HeaderEdits, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, DEFAULT_RETRY,
-    DEFAULT_TIMEOUTS,
+    CanarySpec, HeaderEdits, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, SplitSpec,
+    DEFAULT_RETRY, DEFAULT_TIMEOUTS,
 };
 pub use tls::{CertFiles, Hsts, Policy};
 pub use upstream::{

@@ -47,6 +47,19 @@ pub struct RouteSpec {
     /// goes in its host's Gateway API rules, in the spec's precedence,
     /// not in the Ingress path table.
     pub conditions: Option<Arc<super::Conditions>>,
+    /// Gateway API's backends with their weights, when the route sends to
+    /// more than one, or to one that does not resolve: each request goes
+    /// to one of them, drawn by weight (`upstream` then stands unused).
+    pub split: Vec<SplitSpec>,
+}
+
+/// One backend of a split, and its weight.
+#[derive(Debug, Clone)]
+pub struct SplitSpec {
+    pub upstream: UpstreamSpec,
+    pub weight: u32,
+    /// The backend reference does not resolve: its share is answered 500.
+    pub unresolved: bool,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond
@@ -129,6 +142,7 @@ impl RouteSpec {
             affinity: None,
             error_pages: None,
             conditions: None,
+            split: Vec::new(),
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Upstream {
     pub tls: Option<Arc<UpstreamTls>>,
     /// The largest response head, beyond the default (`None`).
     pub response_head: Option<usize>,
+    /// Stands for a backend reference that does not resolve (Gateway API:
+    /// a missing Service, a reference no ReferenceGrant allows): no
+    /// endpoints, and its share of the traffic is answered 500, not 503.
+    pub unresolved: bool,
 }
 
 /// What a rebuild may take over from the previous snapshot: endpoints (by
@@ -133,6 +137,7 @@ impl Upstream {
             max_idle_per_endpoint: spec.max_idle_per_endpoint,
             tls: spec.tls.clone(),
             response_head: spec.response_head,
+            unresolved: false,
         }
     }
 

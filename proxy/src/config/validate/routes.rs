@@ -102,6 +102,7 @@ impl Validator {
                 affinity: None,
                 error_pages: None,
                 conditions: None,
+                split: Vec::new(),
             });
         }
         routes

@@ -683,24 +683,6 @@ fn served(route: &HttpRoute) -> Result<(), String> {
         if rule.timeouts.is_some() {
             return Err(format!("rules[{r}]: timeouts are not served yet"));
         }
-        match rule
-            .backend_refs
-            .iter()
-            .filter(|b| b.weight_or_default() > 0)
-            .count()
-        {
-            0 => {
-                return Err(format!(
-                    "rules[{r}]: a rule with no backend to send to is not served yet"
-                ))
-            }
-            1 | 2 => {}
-            _ => {
-                return Err(format!(
-                    "rules[{r}]: more than two backends with a weight are not served yet"
-                ))
-            }
-        }
     }
     Ok(())
 }

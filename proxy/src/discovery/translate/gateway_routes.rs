@@ -6,9 +6,9 @@
 //! What is served so far (issue 15 builds the rest): matches by path
 //! (`Exact`, `PathPrefix`, `RegularExpression`), method, headers and query
 //! parameters, in the spec's precedence (`routing::rules`), on the names a
-//! route's parent attachment serves; a rule's one backend, or two with their weights (as a canary
-//! split); a backend whose reference does not resolve is a route with no
-//! endpoints. `attach::served` refuses everything else as
+//! route's parent attachment serves; a rule's backends by weight, the
+//! share of a reference that does not resolve (and every request of a
+//! rule with no backend) answered 500. `attach::served` refuses the rest as
 //! `UnsupportedValue`, so that what a route's status says is accepted is
 //! what is served.
 //!
@@ -25,11 +25,14 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::routes::Backends;
 use super::{GatewayState, TranslateSettings, Translated};
+use crate::balance::Strategy;
 use crate::discovery::annotations;
 use crate::discovery::gateway::api::{HttpBackendRef, HttpRouteMatch};
 use crate::discovery::gateway::attach;
 use crate::discovery::gateway::hostnames::Served;
-use crate::spec::{CanarySpec, Conditions, HostMatch, PathType, RouteSpec, ValueMatch};
+use crate::spec::{
+    Conditions, HostMatch, PathType, RouteSpec, SplitSpec, UpstreamSpec, ValueMatch,
+};
 
 /// What a rule's backends are checked against.
 struct Refs<'a> {
@@ -193,8 +196,10 @@ fn conditions(m: &HttpRouteMatch) -> Result<Conditions, String> {
     })
 }
 
-/// The route of one rule's match on one host: its backend, or its two
-/// backends split by weight.
+/// The route of one rule's match on one host: to its backend, or split
+/// over its backends by weight. A backend whose reference does not
+/// resolve keeps its share, answered 500; a rule with no backend to send
+/// to (none listed, or every weight 0) answers 500 to every request.
 #[allow(clippy::too_many_arguments)]
 fn rule_route(
     backends: &Backends<'_>,
@@ -209,17 +214,14 @@ fn rule_route(
     settings: &TranslateSettings,
     out: &mut Translated,
 ) -> Option<RouteSpec> {
-    let weighted: Vec<&HttpBackendRef> = backend_refs
-        .iter()
-        .filter(|b| b.weight_or_default() > 0)
-        .collect();
+    // One route per backend, and whether its reference resolves.
     let one = |b: &HttpBackendRef, out: &mut Translated| {
         let target_ns = b.target.namespace.as_deref().unwrap_or(ns);
-        // A reference that does not resolve keeps no endpoints: its share
-        // of the traffic is answered by the proxy.
         let resolves = attach::backend(ns, &b.target, refs.grants, refs.services).is_ok();
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
+                // One that does not resolve is looked up as no Service:
+                // no endpoints.
                 name: if resolves {
                     b.target.name.clone()
                 } else {
@@ -249,28 +251,46 @@ fn rule_route(
         if resolves {
             out.problems.extend(problems);
         }
-        spec
+        spec.map(|spec| (spec, resolves))
     };
-    let spec = match weighted[..] {
-        [b] => one(b, out),
-        [main, canary] => {
-            let mut spec = one(main, out)?;
-            let split = one(canary, out)?;
-            spec.canary = Some(CanarySpec {
-                upstream: split.upstream,
-                weight: canary.weight_or_default() as u32,
-                total: (main.weight_or_default() + canary.weight_or_default()) as u32,
-                header: None,
-                rules: Default::default(),
-            });
-            Some(spec)
+    let mut made: Vec<(RouteSpec, u32, bool)> = Vec::new();
+    for b in backend_refs.iter().filter(|b| b.weight_or_default() > 0) {
+        if let Some((spec, resolves)) = one(b, out) {
+            made.push((spec, b.weight_or_default().unsigned_abs(), resolves));
         }
-        // `attach::served` refuses the rest.
-        _ => None,
+    }
+    let spec = match &made[..] {
+        [] => {
+            let nothing = UpstreamSpec::new(
+                format!("{label}#no-backend"),
+                Strategy::RoundRobin,
+                Vec::new(),
+            );
+            let mut spec = RouteSpec::new(label, host.clone(), path, path_type, nothing.clone());
+            spec.split = vec![SplitSpec {
+                upstream: nothing,
+                weight: 1,
+                unresolved: true,
+            }];
+            spec
+        }
+        [(spec, _, true)] => spec.clone(),
+        [(first, ..), ..] => {
+            let mut spec = first.clone();
+            spec.split = made
+                .iter()
+                .map(|(s, weight, resolves)| SplitSpec {
+                    upstream: s.upstream.clone(),
+                    weight: *weight,
+                    unresolved: !resolves,
+                })
+                .collect();
+            spec
+        }
     };
     // A Gateway's HTTP and HTTPS listeners are what they say: plain HTTP
     // is never sent to HTTPS unless a filter says so.
-    spec.map(|spec| RouteSpec {
+    Some(RouteSpec {
         ssl_redirect: Some(false),
         ..spec
     })

@@ -406,6 +406,7 @@ impl Backends<'_> {
             affinity: None,
             error_pages: None,
             conditions: None,
+            split: Vec::new(),
         })
     }
 }
