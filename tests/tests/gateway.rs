@@ -1164,3 +1164,61 @@ async fn a_split_keeps_the_share_of_a_backend_that_does_not_resolve() {
         assert!((share(&three, backend) - want).abs() <= 0.08, "{three:?}");
     }
 }
+
+/// HTTPRouteListenerHostnameMatching: routes attach by section name; the
+/// exact listener name wins over a wildcard one, and a wildcard covers
+/// names of any depth, never its own suffix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_listener_hostname_matching() {
+    let c = Conformance::start().await;
+    c.api.apply(gateway(
+        "infra",
+        "httproute-listener-hostname-matching",
+        json!([
+            {"name": "listener-1", "port": 80, "protocol": "HTTP", "hostname": "bar.com"},
+            {"name": "listener-2", "port": 80, "protocol": "HTTP", "hostname": "foo.bar.com"},
+            {"name": "listener-3", "port": 80, "protocol": "HTTP", "hostname": "*.bar.com"},
+            {"name": "listener-4", "port": 80, "protocol": "HTTP", "hostname": "*.foo.com"},
+        ]),
+    ));
+    let gw = "httproute-listener-hostname-matching";
+    let route = |name: &str, sections: &[&str], backend: &str| {
+        let parents: Vec<Value> = sections
+            .iter()
+            .map(|s| json!({"name": gw, "namespace": "infra", "sectionName": s}))
+            .collect();
+        http_route(
+            "infra",
+            name,
+            json!({"parentRefs": parents,
+                   "rules": [{"backendRefs": [{"name": backend, "port": 8080}]}]}),
+        )
+    };
+    c.api
+        .apply(route("backend-v1", &["listener-1"], "infra-backend-v1"));
+    c.api
+        .apply(route("backend-v2", &["listener-2"], "infra-backend-v2"));
+    c.api.apply(route(
+        "backend-v3",
+        &["listener-3", "listener-4"],
+        "infra-backend-v3",
+    ));
+    c.answers(&[
+        ("bar.com", "/", "infra-backend-v1"),
+        ("foo.bar.com", "/", "infra-backend-v2"),
+        ("baz.bar.com", "/", "infra-backend-v3"),
+        ("boo.bar.com", "/", "infra-backend-v3"),
+        ("multiple.prefixes.bar.com", "/", "infra-backend-v3"),
+        ("multiple.prefixes.foo.com", "/", "infra-backend-v3"),
+        ("foo.com", "/", "404"),
+        ("no.matching.host", "/", "404"),
+    ])
+    .await;
+    for name in ["backend-v1", "backend-v2", "backend-v3"] {
+        assert_eq!(
+            c.route_verdict(name, gw).await,
+            verdict("True", "Accepted", "True", "ResolvedRefs"),
+            "{name}"
+        );
+    }
+}

@@ -176,6 +176,9 @@ pub struct Snapshot {
     exact: FxHashMap<Box<str>, PathTable>,
     /// Keyed by the suffix after `*.`.
     wildcard: FxHashMap<Box<str>, PathTable>,
+    /// Gateway API's wildcards, which cover names of any depth under
+    /// their suffix (an Ingress's cover one label): keyed the same.
+    deep_wildcard: FxHashMap<Box<str>, PathTable>,
     any: PathTable,
     default: Option<Arc<Route>>,
     /// Rules that lost to an earlier one with the same host, path and type.
@@ -367,6 +370,10 @@ impl Snapshot {
             let table = match &spec.host {
                 HostMatch::Any => &mut snap.any,
                 HostMatch::Exact(h) => snap.exact.entry(h.as_str().into()).or_default(),
+                // A Gateway API route's (it has conditions).
+                HostMatch::Wildcard(s) if spec.conditions.is_some() => {
+                    snap.deep_wildcard.entry(s.as_str().into()).or_default()
+                }
                 HostMatch::Wildcard(s) => snap.wildcard.entry(s.as_str().into()).or_default(),
             };
             let inserted = match (&spec.conditions, &spec.path_rules.regex) {
@@ -390,6 +397,7 @@ impl Snapshot {
             .exact
             .values_mut()
             .chain(snap.wildcard.values_mut())
+            .chain(snap.deep_wildcard.values_mut())
             .chain(std::iter::once(&mut snap.any))
         {
             t.finish();
@@ -475,7 +483,9 @@ impl Snapshot {
         // case it is written: it is lower-cased into 253 bytes below, and a
         // longer one matched a wildcard in lower case only (the `routing`
         // fuzz target checks that case never matters).
-        if (self.exact.is_empty() && self.wildcard.is_empty()) || host.len() > 253 {
+        if (self.exact.is_empty() && self.wildcard.is_empty() && self.deep_wildcard.is_empty())
+            || host.len() > 253
+        {
             return None;
         }
         let mut buf = [0u8; 253];
@@ -493,8 +503,23 @@ impl Snapshot {
         if !self.wildcard.is_empty() {
             // One label only: `a.example.com` matches `*.example.com`,
             // `b.a.example.com` does not.
-            if let Some(i) = host.find('.') {
-                return self.wildcard.get(&host[i + 1..]);
+            if let Some(t) = host
+                .find('.')
+                .and_then(|i| self.wildcard.get(&host[i + 1..]))
+            {
+                return Some(t);
+            }
+        }
+        if !self.deep_wildcard.is_empty() {
+            // Any depth, the longest suffix (the narrowest wildcard) first:
+            // `b.a.example.com` matches `*.a.example.com` before
+            // `*.example.com`.
+            let mut rest = host;
+            while let Some(i) = rest.find('.') {
+                rest = &rest[i + 1..];
+                if let Some(t) = self.deep_wildcard.get(rest) {
+                    return Some(t);
+                }
             }
         }
         None
@@ -666,6 +691,35 @@ mod tests {
         assert_eq!(name(&s, Some("example.com"), "/any"), Some("any"));
         assert_eq!(name(&s, Some("other.org"), "/nothing"), Some("default"));
         assert_eq!(name(&s, None, "/any"), Some("any"));
+    }
+
+    /// Gateway API's wildcards (routes with conditions) cover names of any
+    /// depth, the narrowest first; an Ingress's keeps to one label, and an
+    /// exact name wins over both.
+    #[test]
+    fn gateway_wildcards_cover_any_depth_the_narrowest_first() {
+        let m = Metrics::new();
+        let gateway = |name: &str, host: &str| RouteSpec {
+            conditions: Some(Default::default()),
+            ..spec(name, host, "/", PathType::Prefix)
+        };
+        let specs = [
+            gateway("deep", "*.bar.com"),
+            gateway("narrower", "*.foo.bar.com"),
+            gateway("exact", "foo.bar.com"),
+            spec("ingress", "*.example.com", "/", PathType::Prefix),
+        ];
+        let s = Snapshot::build(&specs, None, None, &m);
+        assert_eq!(name(&s, Some("baz.bar.com"), "/"), Some("deep"));
+        assert_eq!(
+            name(&s, Some("multiple.prefixes.bar.com"), "/"),
+            Some("deep")
+        );
+        assert_eq!(name(&s, Some("a.foo.bar.com"), "/"), Some("narrower"));
+        assert_eq!(name(&s, Some("foo.bar.com"), "/"), Some("exact"));
+        assert_eq!(name(&s, Some("bar.com"), "/"), None);
+        assert_eq!(name(&s, Some("a.example.com"), "/"), Some("ingress"));
+        assert_eq!(name(&s, Some("b.a.example.com"), "/"), None);
     }
 
     #[test]
