@@ -575,8 +575,8 @@ async fn a_route_using_what_is_not_served_yet_is_refused() {
     c.api.apply(same_namespace());
     c.api.apply(on_same_namespace(
         "not-yet",
-        json!([{"filters": [{"type": "RequestHeaderModifier",
-                             "requestHeaderModifier": {"set": [{"name": "x", "value": "y"}]}}],
+        json!([{"filters": [{"type": "RequestRedirect",
+                             "requestRedirect": {"hostname": "example.org"}}],
                 "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]),
     ));
     let route = c
@@ -1221,4 +1221,98 @@ async fn http_route_listener_hostname_matching() {
             "{name}"
         );
     }
+}
+
+/// HTTPRouteRequestHeaderModifier and HTTPRouteResponseHeaderModifier:
+/// `set` replaces, `add` appends after what was there, `remove` drops, on
+/// the request the backend sees and on the answer the client gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_header_modifiers() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let modifier = json!({"set": [{"name": "X-Header-Set", "value": "set-overwrites-values"}],
+                          "add": [{"name": "X-Header-Add", "value": "add-appends-values"}],
+                          "remove": ["X-Header-Remove"]});
+    let on = |name: &str, host: &str, filter: Value| {
+        http_route(
+            "infra",
+            name,
+            json!({"parentRefs": [{"name": "same-namespace"}], "hostnames": [host],
+                   "rules": [{"filters": [filter],
+                              "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]}),
+        )
+    };
+    c.api.apply(on(
+        "request-header-modifier",
+        "request.example.com",
+        json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier}),
+    ));
+    let mut response = modifier.clone();
+    response["remove"] = json!(["X-Backend"]);
+    c.api.apply(on(
+        "response-header-modifier",
+        "response.example.com",
+        json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": response}),
+    ));
+    c.answers(&[
+        ("request.example.com", "/", "infra-backend-v1"),
+        ("response.example.com", "/", "infra-backend-v1"),
+    ])
+    .await;
+
+    let sent = [
+        ("host", "request.example.com"),
+        ("x-header-set", "some-other-value"),
+        ("x-header-add", "some-other-value"),
+        ("X-Header-Remove", "val"),
+        ("some-other-header", "val"),
+    ];
+    let (status, _, seen) = request(&client(None), c.s.listen, "GET", "/headers", &sent, empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{seen}");
+    let lines: Vec<&str> = seen.lines().collect();
+    let values = |name: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .collect()
+    };
+    assert_eq!(values("x-header-set"), ["set-overwrites-values"], "{seen}");
+    assert_eq!(
+        values("x-header-add"),
+        ["some-other-value", "add-appends-values"],
+        "{seen}"
+    );
+    assert!(values("x-header-remove").is_empty(), "{seen}");
+    assert_eq!(values("some-other-header"), ["val"], "{seen}");
+
+    let (status, headers, _) = request(
+        &client(None),
+        c.s.listen,
+        "GET",
+        "/",
+        &[("host", "response.example.com")],
+        empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let all = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        all("x-header-set"),
+        ["set-overwrites-values"],
+        "{headers:?}"
+    );
+    assert_eq!(all("x-header-add"), ["add-appends-values"], "{headers:?}");
+    assert!(
+        all("x-backend").is_empty(),
+        "the backend's header removed: {headers:?}"
+    );
 }

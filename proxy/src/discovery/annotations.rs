@@ -172,6 +172,7 @@ impl Annotated {
             request: self.snippet.request.clone(),
             response: self.snippet.response.clone(),
             added: self.snippet.added.clone(),
+            ..Default::default()
         }
     }
 

@@ -139,6 +139,12 @@ pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
     for (n, v) in &edits.request {
         headers.insert(n.clone(), v.clone());
     }
+    for (n, v) in &edits.request_added {
+        headers.append(n.clone(), v.clone());
+    }
+    for n in &edits.request_removed {
+        headers.remove(n);
+    }
 }
 
 /// HTTP/2 clients may split Cookie into several fields; an HTTP/1.1

@@ -80,6 +80,13 @@ pub struct HeaderEdits {
     /// Added to answers (a snippet's `add_header`): 2xx and 3xx ones only,
     /// as nginx does, unless the flag (`always`) is set.
     pub added: Vec<(http::HeaderName, http::HeaderValue, bool)>,
+    /// Added to the request sent upstream, after any value the client sent
+    /// (Gateway API's RequestHeaderModifier `add`).
+    pub request_added: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Removed from the request sent upstream (its `remove`).
+    pub request_removed: Vec<http::HeaderName>,
+    /// Removed from every answer (ResponseHeaderModifier's `remove`).
+    pub response_removed: Vec<http::HeaderName>,
 }
 
 impl HeaderEdits {
@@ -90,6 +97,9 @@ impl HeaderEdits {
             && self.request.is_empty()
             && self.response.is_empty()
             && self.added.is_empty()
+            && self.request_added.is_empty()
+            && self.request_removed.is_empty()
+            && self.response_removed.is_empty()
     }
 
     /// Applies the answer's edits to a response with `status`.
@@ -107,6 +117,9 @@ impl HeaderEdits {
             if *always || listed {
                 headers.append(n.clone(), v.clone());
             }
+        }
+        for n in &self.response_removed {
+            headers.remove(n);
         }
     }
 }

@@ -660,6 +660,27 @@ fn supported(route: &HttpRoute) -> Result<(), String> {
             if !FILTERS.contains(&f.type_.as_str()) {
                 return Err(format!("rules[{r}]: filter type {:?}", f.type_));
             }
+            let modifiers = f
+                .request_header_modifier
+                .iter()
+                .chain(&f.response_header_modifier);
+            for m in modifiers {
+                for h in m.set.iter().chain(&m.add) {
+                    let name = http::HeaderName::from_bytes(h.name.as_bytes());
+                    let value = http::HeaderValue::from_str(&h.value);
+                    if name.is_err() || value.is_err() {
+                        return Err(format!(
+                            "rules[{r}]: {}: {:?} is not a header",
+                            f.type_, h.name
+                        ));
+                    }
+                }
+                for n in &m.remove {
+                    http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                        format!("rules[{r}]: {}: {n:?} is not a header name", f.type_)
+                    })?;
+                }
+            }
         }
     }
     Ok(())
@@ -676,9 +697,19 @@ pub fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
 /// accepted route is one served as the spec says.
 fn served(route: &HttpRoute) -> Result<(), String> {
     for (r, rule) in route.spec.rules.iter().enumerate() {
-        let backend_filters = rule.backend_refs.iter().flat_map(|b| &b.filters);
-        if let Some(f) = rule.filters.iter().chain(backend_filters).next() {
+        let served_here = ["RequestHeaderModifier", "ResponseHeaderModifier"];
+        if let Some(f) = rule
+            .filters
+            .iter()
+            .find(|f| !served_here.contains(&f.type_.as_str()))
+        {
             return Err(format!("rules[{r}]: filter {} is not served yet", f.type_));
+        }
+        if let Some(f) = rule.backend_refs.iter().flat_map(|b| &b.filters).next() {
+            return Err(format!(
+                "rules[{r}]: backendRefs' filters ({}) are not served yet",
+                f.type_
+            ));
         }
         if rule.timeouts.is_some() {
             return Err(format!("rules[{r}]: timeouts are not served yet"));

@@ -8,7 +8,8 @@
 //! parameters, in the spec's precedence (`routing::rules`), on the names a
 //! route's parent attachment serves; a rule's backends by weight, the
 //! share of a reference that does not resolve (and every request of a
-//! rule with no backend) answered 500. `attach::served` refuses the rest as
+//! rule with no backend) answered 500; a rule's RequestHeaderModifier and
+//! ResponseHeaderModifier. `attach::served` refuses the rest as
 //! `UnsupportedValue`, so that what a route's status says is accepted is
 //! what is served.
 //!
@@ -17,21 +18,20 @@
 //! rule); `routing::rules` sorts them by the rest of its precedence
 //! (path, method, headers, query) when the table is built.
 
-use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
-
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
 
 use super::routes::Backends;
 use super::{GatewayState, TranslateSettings, Translated};
 use crate::balance::Strategy;
 use crate::discovery::annotations;
-use crate::discovery::gateway::api::{HttpBackendRef, HttpRouteMatch};
+use crate::discovery::gateway::api::{HttpBackendRef, HttpHeader, HttpRouteFilter, HttpRouteMatch};
 use crate::discovery::gateway::attach;
 use crate::discovery::gateway::hostnames::Served;
 use crate::spec::{
-    Conditions, HostMatch, PathType, RouteSpec, SplitSpec, UpstreamSpec, ValueMatch,
+    Conditions, HeaderEdits, HostMatch, PathType, RouteSpec, SplitSpec, UpstreamSpec, ValueMatch,
 };
 
 /// What a rule's backends are checked against.
@@ -133,8 +133,11 @@ pub(super) fn add(
                                 settings,
                                 out,
                             ) {
+                                let mut headers = spec.headers.clone();
+                                header_filters(&rule.filters, &mut headers);
                                 out.routes.push(RouteSpec {
                                     conditions: Some(conditions.clone()),
+                                    headers,
                                     ..spec
                                 });
                             }
@@ -142,6 +145,42 @@ pub(super) fn add(
                     }
                 }
             }
+        }
+    }
+}
+
+/// A rule's RequestHeaderModifier and ResponseHeaderModifier as the
+/// route's header edits: `set` replaces every value, `add` appends one,
+/// `remove` drops the header, on the request sent upstream and on every
+/// answer. (`attach` refuses names and values that are not headers.)
+fn header_filters(filters: &[HttpRouteFilter], edits: &mut HeaderEdits) {
+    let pairs = |list: &[HttpHeader]| -> Vec<(http::HeaderName, http::HeaderValue)> {
+        list.iter()
+            .filter_map(|h| {
+                Some((
+                    http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                    http::HeaderValue::from_str(&h.value).ok()?,
+                ))
+            })
+            .collect()
+    };
+    let names = |list: &[String]| -> Vec<http::HeaderName> {
+        list.iter()
+            .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect()
+    };
+    for f in filters {
+        if let Some(m) = &f.request_header_modifier {
+            edits.request.extend(pairs(&m.set));
+            edits.request_added.extend(pairs(&m.add));
+            edits.request_removed.extend(names(&m.remove));
+        }
+        if let Some(m) = &f.response_header_modifier {
+            edits.response.extend(pairs(&m.set));
+            edits
+                .added
+                .extend(pairs(&m.add).into_iter().map(|(n, v)| (n, v, true)));
+            edits.response_removed.extend(names(&m.remove));
         }
     }
 }
