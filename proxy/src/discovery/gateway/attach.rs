@@ -215,11 +215,11 @@ pub fn decide(inputs: &Inputs<'_>) -> Verdicts {
         .iter()
         .filter(|g| g.spec.gateway_class_name == inputs.class)
         .collect();
-    gateways.sort_by_key(|g| key(&g.metadata));
+    gateways.sort_by(|a, b| key(&a.metadata).cmp(&key(&b.metadata)));
     out.gateways = gateways.into_iter().map(|g| gateway(g, inputs)).collect();
 
     let mut routes: Vec<&Arc<HttpRoute>> = inputs.routes.iter().collect();
-    routes.sort_by_key(|r| key(&r.metadata));
+    routes.sort_by(|a, b| key(&a.metadata).cmp(&key(&b.metadata)));
     for route in routes {
         let ns = route.metadata.namespace.as_deref().unwrap_or("default");
         let parents: Vec<ParentVerdict> = route
@@ -250,10 +250,10 @@ pub fn decide(inputs: &Inputs<'_>) -> Verdicts {
 }
 
 /// `(namespace, name)`, the order of everything here.
-fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+pub(super) fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
     (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default(),
     )
 }
 

@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 
 use super::api::{Gateway, GatewayClass, GatewayStatusAddress, HttpRoute};
-use super::attach::Verdicts;
+use super::attach::{key, Verdicts};
 use super::conditions;
 
 /// Writes what differs. `lb` is the published Service's LoadBalancer
@@ -35,18 +35,18 @@ pub async fn write(client: &Client, lb: &[Value], v: &Verdicts) {
         let want = conditions::gateway_status(g, &addresses, now);
         let have = g.gateway.status.clone().unwrap_or_default();
         if differs(&want, &have) {
-            let (ns, name) = names(&g.gateway.metadata);
-            let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
-            patch(&api, "gateway", &format!("{ns}/{name}"), &name, &want).await;
+            let (ns, name) = key(&g.gateway.metadata);
+            let api: Api<Gateway> = Api::namespaced(client.clone(), ns);
+            patch(&api, "gateway", &format!("{ns}/{name}"), name, &want).await;
         }
     }
     for r in &v.routes {
         let want = conditions::route_status(r, now);
         let have = r.route.status.clone().unwrap_or_default();
         if differs(&want, &have) {
-            let (ns, name) = names(&r.route.metadata);
-            let api: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
-            patch(&api, "httproute", &format!("{ns}/{name}"), &name, &want).await;
+            let (ns, name) = key(&r.route.metadata);
+            let api: Api<HttpRoute> = Api::namespaced(client.clone(), ns);
+            patch(&api, "httproute", &format!("{ns}/{name}"), name, &want).await;
         }
     }
 }
@@ -69,13 +69,6 @@ pub fn gateway_addresses(lb: &[Value]) -> Vec<GatewayStatusAddress> {
             }
         })
         .collect()
-}
-
-fn names(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
-    (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
-    )
 }
 
 /// Whether two statuses differ, transition times aside.
