@@ -34,7 +34,10 @@ use crate::wait_until;
 /// - anything else: its name and a newline.
 ///
 /// A reporting backend ([`Backend::start_reporting`]) answers every request
-/// with what reached it instead: `<name> <path and query> host=<Host>`.
+/// with what reached it instead: `<name> <path and query> host=<Host>`;
+/// any backend does for a request whose query has `report=1`. A query's
+/// `delay=<ms>` makes any request wait first (what a path rewritten or
+/// matched by prefix still carries).
 ///
 /// Every response carries `x-backend: <name>`.
 pub struct Backend {
@@ -274,7 +277,17 @@ impl BackendState {
     }
 
     async fn answer_inner(&self, mut req: Request<Incoming>) -> Response<Body> {
-        if self.report {
+        let query = |name: &str| {
+            req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::to_owned)
+            })
+        };
+        if let Some(ms) = query("delay").and_then(|ms| ms.parse().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if self.report || query("report").is_some() {
             let target = req.uri().path_and_query().map_or("", |p| p.as_str());
             let host = req
                 .headers()

@@ -277,6 +277,29 @@ async fn response_header_timeout_is_504() {
     assert!(took < Duration::from_millis(2500), "504 took {took:?}");
 }
 
+/// `timeouts.request` bounds the request as a whole, retries included:
+/// with a generous per-try timeout, a slow backend is answered 504 by the
+/// request's bound. The fast path hands such a route over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_is_504_whatever_the_try_s_bound() {
+    let b = Backend::start("slow").await;
+    let (s, _) = Sluice::with_config(&config(
+        "slow",
+        &[b.addr],
+        "    timeouts: {response_header: 60s, request: 300ms}\n",
+        "",
+    ))
+    .await;
+    let (status, _, body) = request(&client(None), s.listen, "GET", "/sleep/5000", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!(status, 504, "{body}");
+    let (status, _, body) = request(&client(None), s.listen, "GET", "/", &[], empty())
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "slow\n"));
+}
+
 /// A backend that answers only once it has read a whole chunked request:
 /// `ok` for each request, one request per connection.
 async fn reads_whole_request_first() -> SocketAddr {

@@ -575,8 +575,8 @@ async fn a_route_using_what_is_not_served_yet_is_refused() {
     c.api.apply(same_namespace());
     c.api.apply(on_same_namespace(
         "not-yet",
-        json!([{"filters": [{"type": "RequestRedirect",
-                             "requestRedirect": {"hostname": "example.org"}}],
+        json!([{"filters": [{"type": "ExtensionRef",
+                             "extensionRef": {"group": "example.com", "kind": "Magic", "name": "x"}}],
                 "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}]),
     ));
     let route = c
@@ -1315,4 +1315,432 @@ async fn http_route_header_modifiers() {
         all("x-backend").is_empty(),
         "the backend's header removed: {headers:?}"
     );
+}
+
+/// A GET's status and Location, on `host`.
+async fn redirected(c: &Conformance, host: &str, path: &str, method: &str) -> (u16, String) {
+    let (status, headers, _) = request(
+        &client(None),
+        c.s.listen,
+        method,
+        path,
+        &[("host", host)],
+        empty(),
+    )
+    .await
+    .unwrap();
+    let location = headers
+        .get("location")
+        .map_or("", |l| l.to_str().unwrap())
+        .to_owned();
+    (status, location)
+}
+
+/// The redirect conformance tests, on one route each as the suite has
+/// them: HTTPRouteRedirectHostAndStatus, -Path, -Port, -Scheme, the
+/// listener-on-80 and -8080 halves of -PortAndScheme (every listener is
+/// served on one socket; the port a client reached is the one its Host
+/// names), and HTTPRoute303/307/308Redirect (a POST keeps its method).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_redirects() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let redirect = |prefix: &str, r: Value| {
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+               "filters": [{"type": "RequestRedirect", "requestRedirect": r}]})
+    };
+    let full = |p: &str| json!({"type": "ReplaceFullPath", "replaceFullPath": p});
+    let prefix = |p: &str| json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": p});
+    let host = "example.org";
+    c.api.apply(on_same_namespace(
+        "redirect-host-and-status",
+        json!([
+            redirect("/hostname-redirect", json!({"hostname": host})),
+            redirect(
+                "/host-and-status",
+                json!({"hostname": host, "statusCode": 301})
+            ),
+            redirect(
+                "/original-prefix",
+                json!({"path": prefix("/replacement-prefix")})
+            ),
+            redirect("/full", json!({"path": full("/full-path-replacement")})),
+            redirect(
+                "/path-and-host",
+                json!({"hostname": host, "path": prefix("/replacement-prefix")})
+            ),
+            redirect(
+                "/path-and-status",
+                json!({"path": prefix("/replacement-prefix"), "statusCode": 301})
+            ),
+            redirect(
+                "/full-path-and-host",
+                json!({"hostname": host, "path": full("/replacement-full")})
+            ),
+            redirect("/port", json!({"port": 8083})),
+            redirect(
+                "/port-and-host-and-status",
+                json!({"port": 8083, "hostname": host, "statusCode": 302})
+            ),
+            redirect("/scheme", json!({"scheme": "https"})),
+            redirect(
+                "/scheme-and-host-and-status",
+                json!({"scheme": "https", "statusCode": 302, "hostname": host})
+            ),
+            redirect("/scheme-nil-and-port-nil", json!({"hostname": host})),
+            redirect(
+                "/scheme-nil-and-port-80",
+                json!({"hostname": host, "port": 80})
+            ),
+            redirect(
+                "/scheme-nil-and-port-8080",
+                json!({"hostname": host, "port": 8080})
+            ),
+            redirect(
+                "/scheme-https-and-port-nil",
+                json!({"hostname": host, "scheme": "https"})
+            ),
+            redirect(
+                "/scheme-https-and-port-443",
+                json!({"hostname": host, "scheme": "https", "port": 443})
+            ),
+            redirect(
+                "/scheme-https-and-port-8443",
+                json!({"hostname": host, "scheme": "https", "port": 8443})
+            ),
+            redirect("/see-other", json!({"statusCode": 303})),
+            redirect("/temporary", json!({"statusCode": 307})),
+            redirect("/permanent", json!({"statusCode": 308})),
+        ]),
+    ));
+    let v = c
+        .route_verdict("redirect-host-and-status", "same-namespace")
+        .await;
+    assert_eq!(v, verdict("True", "Accepted", "True", "ResolvedRefs"));
+    let ip = "203.0.113.7";
+    let cases: &[(&str, &str, &str, u16, &str)] = &[
+        (
+            ip,
+            "GET",
+            "/hostname-redirect",
+            302,
+            "http://example.org/hostname-redirect",
+        ),
+        (
+            ip,
+            "GET",
+            "/host-and-status",
+            301,
+            "http://example.org/host-and-status",
+        ),
+        (
+            ip,
+            "GET",
+            "/original-prefix/lemon",
+            302,
+            "http://203.0.113.7/replacement-prefix/lemon",
+        ),
+        (
+            ip,
+            "GET",
+            "/full/path/original",
+            302,
+            "http://203.0.113.7/full-path-replacement",
+        ),
+        (
+            ip,
+            "GET",
+            "/path-and-host",
+            302,
+            "http://example.org/replacement-prefix",
+        ),
+        (
+            ip,
+            "GET",
+            "/path-and-status",
+            301,
+            "http://203.0.113.7/replacement-prefix",
+        ),
+        (
+            ip,
+            "GET",
+            "/full-path-and-host",
+            302,
+            "http://example.org/replacement-full",
+        ),
+        (ip, "GET", "/port", 302, "http://203.0.113.7:8083/port"),
+        (
+            ip,
+            "GET",
+            "/port-and-host-and-status",
+            302,
+            "http://example.org:8083/port-and-host-and-status",
+        ),
+        (ip, "GET", "/scheme", 302, "https://203.0.113.7/scheme"),
+        (
+            ip,
+            "GET",
+            "/scheme-and-host-and-status",
+            302,
+            "https://example.org/scheme-and-host-and-status",
+        ),
+        // The listener on 80.
+        (
+            ip,
+            "GET",
+            "/scheme-nil-and-port-nil",
+            302,
+            "http://example.org/scheme-nil-and-port-nil",
+        ),
+        (
+            ip,
+            "GET",
+            "/scheme-nil-and-port-80",
+            302,
+            "http://example.org/scheme-nil-and-port-80",
+        ),
+        (
+            ip,
+            "GET",
+            "/scheme-nil-and-port-8080",
+            302,
+            "http://example.org:8080/scheme-nil-and-port-8080",
+        ),
+        (
+            ip,
+            "GET",
+            "/scheme-https-and-port-nil",
+            302,
+            "https://example.org/scheme-https-and-port-nil",
+        ),
+        (
+            ip,
+            "GET",
+            "/scheme-https-and-port-443",
+            302,
+            "https://example.org/scheme-https-and-port-443",
+        ),
+        (
+            ip,
+            "GET",
+            "/scheme-https-and-port-8443",
+            302,
+            "https://example.org:8443/scheme-https-and-port-8443",
+        ),
+        // The listener on 8080: kept with no scheme, dropped with one.
+        (
+            "203.0.113.7:8080",
+            "GET",
+            "/scheme-nil-and-port-nil",
+            302,
+            "http://example.org:8080/scheme-nil-and-port-nil",
+        ),
+        (
+            "203.0.113.7:8080",
+            "GET",
+            "/scheme-nil-and-port-80",
+            302,
+            "http://example.org/scheme-nil-and-port-80",
+        ),
+        (
+            "203.0.113.7:8080",
+            "GET",
+            "/scheme-https-and-port-nil",
+            302,
+            "https://example.org/scheme-https-and-port-nil",
+        ),
+        // The query is kept; the method is the client's to choose.
+        (
+            ip,
+            "POST",
+            "/see-other?a=1",
+            303,
+            "http://203.0.113.7/see-other?a=1",
+        ),
+        (ip, "GET", "/temporary", 307, "http://203.0.113.7/temporary"),
+        (ip, "GET", "/permanent", 308, "http://203.0.113.7/permanent"),
+    ];
+    wait_until("the redirects to be served", WAIT, || async {
+        redirected(&c, ip, "/permanent", "GET").await.0 == 308
+    })
+    .await;
+    for (host, method, path, status, location) in cases {
+        assert_eq!(
+            redirected(&c, host, path, method).await,
+            (*status, location.to_string()),
+            "{method} {host}{path}"
+        );
+    }
+    // Prefixes match whole path elements: `/full` is not `/full-path-…`,
+    // and a path outside every rule is a 404.
+    assert_eq!(redirected(&c, ip, "/fullness", "GET").await.0, 404);
+}
+
+/// What a backend saw of a request: its pod, path and query, and Host
+/// (the test backend's report, asked for by `report=1`).
+async fn seen(c: &Conformance, host: &str, target: &str) -> String {
+    let (status, _, body) = request(
+        &client(None),
+        c.s.listen,
+        "GET",
+        target,
+        &[("host", host)],
+        empty(),
+    )
+    .await
+    .unwrap();
+    format!("{status} {}", body.trim())
+}
+
+/// HTTPRouteRewriteHost and HTTPRouteRewritePath: the Host and path the
+/// backend gets (the query kept), with a header modifier beside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_rewrites() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let rewrite = |prefix: Option<&str>, w: Value, backend: &str| {
+        let matches = match prefix {
+            Some(p) => json!([{"path": {"type": "PathPrefix", "value": p}}]),
+            None => json!([]),
+        };
+        json!({"matches": matches,
+               "filters": [{"type": "URLRewrite", "urlRewrite": w},
+                           {"type": "RequestHeaderModifier", "requestHeaderModifier":
+                               {"set": [{"name": "X-Header-Set", "value": "set-overwrites-values"}]}}],
+               "backendRefs": [{"name": backend, "port": 8080}]})
+    };
+    let full = |p: &str| json!({"type": "ReplaceFullPath", "replaceFullPath": p});
+    let prefix = |p: &str| json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": p});
+    c.api.apply(http_route(
+        "infra",
+        "rewrite-host",
+        json!({"parentRefs": [{"name": "same-namespace"}], "hostnames": ["rewrite.example"],
+        "rules": [
+            rewrite(Some("/one"), json!({"hostname": "one.example.org"}), "infra-backend-v1"),
+            rewrite(None, json!({"hostname": "example.org"}), "infra-backend-v2"),
+        ]}),
+    ));
+    c.api.apply(on_same_namespace(
+        "rewrite-path",
+        json!([
+            rewrite(
+                Some("/prefix/one"),
+                json!({"path": prefix("/one")}),
+                "infra-backend-v1"
+            ),
+            rewrite(
+                Some("/strip-prefix"),
+                json!({"path": prefix("/")}),
+                "infra-backend-v1"
+            ),
+            rewrite(
+                Some("/full/one"),
+                json!({"path": full("/one")}),
+                "infra-backend-v1"
+            ),
+            rewrite(
+                Some("/full/headers"),
+                json!({"path": full("/headers")}),
+                "infra-backend-v1"
+            ),
+            rewrite(
+                Some("/prefix/rewrite-path-and-modify-headers"),
+                json!({"path": prefix("/prefix"), "hostname": "test.example.org"}),
+                "infra-backend-v1",
+            ),
+        ]),
+    ));
+    for name in ["rewrite-host", "rewrite-path"] {
+        let v = c.route_verdict(name, "same-namespace").await;
+        assert_eq!(v, verdict("True", "Accepted", "True", "ResolvedRefs"));
+    }
+    wait_until("the rewrites to be served", WAIT, || async {
+        seen(&c, "x", "/full/one/two?report=1")
+            .await
+            .starts_with("200 pod0 /one")
+    })
+    .await;
+    let cases = [
+        (
+            "rewrite.example",
+            "/one?report=1",
+            "200 pod0 /one?report=1 host=one.example.org",
+        ),
+        (
+            "rewrite.example",
+            "/two?report=1",
+            "200 pod1 /two?report=1 host=example.org",
+        ),
+        (
+            "x",
+            "/prefix/one/two?report=1",
+            "200 pod0 /one/two?report=1 host=x",
+        ),
+        (
+            "x",
+            "/strip-prefix/three?report=1",
+            "200 pod0 /three?report=1 host=x",
+        ),
+        ("x", "/strip-prefix?report=1", "200 pod0 /?report=1 host=x"),
+        (
+            "x",
+            "/full/one/two?report=1",
+            "200 pod0 /one?report=1 host=x",
+        ),
+        (
+            "x",
+            "/prefix/rewrite-path-and-modify-headers/one?report=1",
+            "200 pod0 /prefix/one?report=1 host=test.example.org",
+        ),
+    ];
+    for (host, target, want) in cases {
+        assert_eq!(seen(&c, host, target).await, want, "{host}{target}");
+    }
+    // The header filter applies beside the rewrite.
+    let headers = seen(&c, "x", "/full/headers/x").await;
+    assert!(
+        headers.contains("x-header-set: set-overwrites-values"),
+        "{headers}"
+    );
+}
+
+/// HTTPRouteTimeoutRequest and HTTPRouteTimeoutBackendRequest: a backend
+/// slower than the rule's bound is answered 504, and `0s` lifts it (the
+/// test backend waits `delay` ms, as the suite's echo server does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_timeouts() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let bounded = |prefix: &str, timeouts: Value| {
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+               "timeouts": timeouts,
+               "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]})
+    };
+    c.api.apply(on_same_namespace(
+        "request-timeout",
+        json!([
+            bounded("/request-timeout", json!({"request": "500ms"})),
+            bounded("/disable-request-timeout", json!({"request": "0s"})),
+            bounded("/backend-timeout", json!({"backendRequest": "500ms"})),
+            bounded("/disable-backend-timeout", json!({"backendRequest": "0s"})),
+        ]),
+    ));
+    let v = c.route_verdict("request-timeout", "same-namespace").await;
+    assert_eq!(v, verdict("True", "Accepted", "True", "ResolvedRefs"));
+    c.answers(&[
+        ("x", "/request-timeout", "infra-backend-v1"),
+        ("x", "/backend-timeout", "infra-backend-v1"),
+    ])
+    .await;
+    let cases = [
+        ("/request-timeout?delay=1500", "504"),
+        ("/backend-timeout?delay=1500", "504"),
+        ("/disable-request-timeout?delay=1500", "infra-backend-v1"),
+        ("/disable-backend-timeout?delay=1500", "infra-backend-v1"),
+    ];
+    let c = &c;
+    let asks = cases.map(|(path, want)| async move { (path, want, c.who("x", path).await) });
+    for (path, want, got) in futures_util::future::join_all(asks).await {
+        assert_eq!(got, want, "{path}");
+    }
 }

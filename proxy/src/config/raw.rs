@@ -104,6 +104,7 @@ pub struct RawTimeouts {
     pub response_header: Option<String>,
     pub upstream_idle: Option<String>,
     pub request_body: Option<String>,
+    pub request: Option<String>,
     pub request_header: Option<String>,
     pub http2_idle: Option<String>,
     pub send: Option<String>,

@@ -78,6 +78,7 @@ const TIMEOUTS: Shape = Shape::Map(&[
     ("response_header", Shape::Str),
     ("upstream_idle", Shape::Str),
     ("request_body", Shape::Str),
+    ("request", Shape::Str),
     ("request_header", Shape::Str),
     ("http2_idle", Shape::Str),
     ("send", Shape::Str),

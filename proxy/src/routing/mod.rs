@@ -319,6 +319,8 @@ impl Snapshot {
             let fast_path = fast_path && spec.affinity.is_none();
             // Error pages read the answer's status and send again.
             let fast_path = fast_path && spec.error_pages.is_none();
+            // A bound on the whole request is the hyper path's.
+            let fast_path = fast_path && spec.timeouts.request.is_none();
             let error_pages = spec.error_pages.as_ref().map(|e| ErrorPages {
                 codes: e.codes,
                 backend: e

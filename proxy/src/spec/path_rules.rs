@@ -32,6 +32,9 @@ pub struct PathRules {
     pub rewrite: Option<Rewrite>,
     /// The route answers with a redirect instead of proxying.
     pub redirect: Option<Redirect>,
+    /// Gateway API's URLRewrite `path`: the path sent upstream (the query
+    /// kept).
+    pub replace_path: Option<super::PathModifier>,
 }
 
 impl PathRules {
@@ -40,7 +43,7 @@ impl PathRules {
     /// no rewrite and no redirect (a regex match alone is fine, since the
     /// lookup is shared).
     pub fn fast_path(&self) -> bool {
-        self.rewrite.is_none() && self.redirect.is_none()
+        self.rewrite.is_none() && self.redirect.is_none() && self.replace_path.is_none()
     }
 }
 
@@ -253,6 +256,8 @@ pub enum Redirect {
     /// trailing slash cut, as ingress-nginx's `ngx_srv_redirect.lua`
     /// writes it.
     FromToWww { to: Box<str> },
+    /// Gateway API's RequestRedirect filter.
+    Gateway(Box<super::GatewayRedirect>),
 }
 
 /// ingress-nginx's `http-redirect-code`, the code of its www redirects.
@@ -285,6 +290,7 @@ impl Redirect {
                 let location = format!("{scheme}://{to}:{port}{target}");
                 Some((WWW_REDIRECT_STATUS, HeaderValue::try_from(location).ok()?))
             }
+            Redirect::Gateway(r) => Some((r.status, r.location(scheme, host, target)?)),
         }
     }
 }

@@ -186,6 +186,10 @@ pub struct RouteTimeouts {
     pub upstream_idle: Duration,
     /// The longest pause while a client sends a request body (then 408).
     pub request_body: Duration,
+    /// From the request routed to the answer's head, retries included
+    /// (then 504): Envoy's route timeout, Gateway API's
+    /// `timeouts.request`. `None`: no bound beyond the others.
+    pub request: Option<Duration>,
 }
 
 /// Retries on connect failure.
@@ -201,6 +205,7 @@ pub const DEFAULT_TIMEOUTS: RouteTimeouts = RouteTimeouts {
     response_header: Duration::from_secs(60),
     upstream_idle: Duration::from_secs(60),
     request_body: Duration::from_secs(60),
+    request: None,
 };
 /// The retries a route has unless told otherwise.
 pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy { attempts: 3 };

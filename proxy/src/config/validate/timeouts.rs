@@ -1,7 +1,7 @@
 //! Timeouts, in the top-level `timeouts:` block and a route's own: the
 //! listeners' (`request_header`, `http2_idle`, `send`), which only the
 //! top level may set, and the routes' (`connect`, `response_header`,
-//! `upstream_idle`, `request_body`), which routes override.
+//! `upstream_idle`, `request_body`, `request`), which routes override.
 
 use super::Validator;
 use crate::config::model::ListenerSettings;
@@ -54,6 +54,7 @@ impl Validator {
                 t.request_body.as_ref(),
                 DEFAULT_TIMEOUTS.request_body,
             ),
+            request: self.optional_duration("timeouts.request", t.request.as_ref(), None),
         }
     }
 
@@ -97,6 +98,11 @@ impl Validator {
                 &format!("{field}.timeouts.request_body"),
                 raw.request_body.as_ref(),
                 base.request_body,
+            ),
+            request: self.optional_duration(
+                &format!("{field}.timeouts.request"),
+                raw.request.as_ref(),
+                base.request,
             ),
         }
     }

@@ -43,6 +43,19 @@ impl Validator {
         }
     }
 
+    /// A duration that may be absent (no bound): `base` when not given.
+    pub(super) fn optional_duration(
+        &mut self,
+        field: &str,
+        s: Option<&String>,
+        base: Option<Duration>,
+    ) -> Option<Duration> {
+        match s {
+            Some(_) => Some(self.duration(field, s, Duration::from_secs(60))),
+            None => base,
+        }
+    }
+
     /// A limit, read by the same function its command-line flag uses;
     /// the default, and an error naming the field, when it is wrong.
     pub(super) fn limit<T>(

@@ -28,6 +28,7 @@
 //!   that exists (`BackendNotFound`).
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -655,11 +656,52 @@ fn supported(route: &HttpRoute) -> Result<(), String> {
                 }
             }
         }
+        let has = |t: &str| rule.filters.iter().any(|f| f.type_ == t);
+        if has("RequestRedirect") && has("URLRewrite") {
+            return Err(format!(
+                "rules[{r}]: RequestRedirect and URLRewrite cannot be used together"
+            ));
+        }
+        // ReplacePrefixMatch replaces what a PathPrefix matched.
+        let replaces_prefix = rule.filters.iter().any(|f| {
+            let path = f
+                .request_redirect
+                .as_ref()
+                .and_then(|r| r.path.as_ref())
+                .or(f.url_rewrite.as_ref().and_then(|w| w.path.as_ref()));
+            path.is_some_and(|p| p.type_ == "ReplacePrefixMatch")
+        });
+        let prefix_only = rule.matches.iter().all(|m| {
+            m.path
+                .as_ref()
+                .is_none_or(|p| p.type_or_default() == "PathPrefix")
+        });
+        if replaces_prefix && !prefix_only {
+            return Err(format!(
+                "rules[{r}]: ReplacePrefixMatch needs every match's path to be a PathPrefix"
+            ));
+        }
+        if let Some(t) = &rule.timeouts {
+            let request = t.request.as_deref().map(duration).transpose();
+            let backend = t.backend_request.as_deref().map(duration).transpose();
+            let (request, backend) = match (request, backend) {
+                (Ok(r), Ok(b)) => (r, b),
+                (Err(e), _) | (_, Err(e)) => return Err(format!("rules[{r}]: timeouts: {e}")),
+            };
+            if let (Some(req), Some(b)) = (request, backend) {
+                if !req.is_zero() && b > req {
+                    return Err(format!(
+                        "rules[{r}]: timeouts: backendRequest is longer than request"
+                    ));
+                }
+            }
+        }
         let backend_filters = rule.backend_refs.iter().flat_map(|b| &b.filters);
         for f in rule.filters.iter().chain(backend_filters) {
             if !FILTERS.contains(&f.type_.as_str()) {
                 return Err(format!("rules[{r}]: filter type {:?}", f.type_));
             }
+            filter_values(f).map_err(|e| format!("rules[{r}]: {}: {e}", f.type_))?;
             let modifiers = f
                 .request_header_modifier
                 .iter()
@@ -686,6 +728,93 @@ fn supported(route: &HttpRoute) -> Result<(), String> {
     Ok(())
 }
 
+/// A filter's RequestRedirect and URLRewrite values, within the spec's
+/// ranges (its CRD validates them too; an API server without the
+/// validation must not make us serve something else).
+fn filter_values(f: &super::api::HttpRouteFilter) -> Result<(), String> {
+    let path = |p: &super::api::PathModifier| -> Result<(), String> {
+        let value = match p.type_.as_str() {
+            "ReplaceFullPath" => p.replace_full_path.as_deref(),
+            "ReplacePrefixMatch" => p.replace_prefix_match.as_deref(),
+            t => return Err(format!("path type {t:?}")),
+        };
+        match value {
+            Some(v) if v.is_empty() || v.starts_with('/') => http::uri::PathAndQuery::from_str(v)
+                .ok()
+                .filter(|pq| pq.query().is_none())
+                .map(|_| ())
+                .ok_or_else(|| format!("{v:?} is not a path")),
+            Some(v) => Err(format!("{v:?} is not a path starting with /")),
+            None => Err(format!("{} has no value", p.type_)),
+        }
+    };
+    let hostname = |h: &str| -> Result<(), String> {
+        match crate::spec::HostMatch::parse(h) {
+            Ok(crate::spec::HostMatch::Exact(_)) => Ok(()),
+            _ => Err(format!("hostname {h:?} is not a precise hostname")),
+        }
+    };
+    if let Some(r) = &f.request_redirect {
+        if let Some(s) = r.scheme.as_deref() {
+            if !matches!(s, "http" | "https") {
+                return Err(format!("scheme {s:?}"));
+            }
+        }
+        if let Some(c) = r.status_code {
+            if !matches!(c, 301 | 302 | 303 | 307 | 308) {
+                return Err(format!("statusCode {c}"));
+            }
+        }
+        if let Some(p) = r.port {
+            if !(1..=65535).contains(&p) {
+                return Err(format!("port {p}"));
+            }
+        }
+        r.hostname.as_deref().map(hostname).transpose()?;
+        r.path.as_ref().map(path).transpose()?;
+    }
+    if let Some(w) = &f.url_rewrite {
+        w.hostname.as_deref().map(hostname).transpose()?;
+        w.path.as_ref().map(path).transpose()?;
+    }
+    Ok(())
+}
+
+/// A Gateway API duration (GEP-2257): one to four `<1-5 digits><unit>`
+/// pieces, units `h`, `m`, `s` and `ms` (`1h30m`, `500ms`, `0s`).
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 10s, 500ms or 1h30m");
+    let mut rest = s;
+    let mut total = std::time::Duration::ZERO;
+    let mut pieces = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 5 || pieces == 4 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(1), 2)
+        } else if rest.starts_with('h') {
+            (std::time::Duration::from_secs(3600), 1)
+        } else if rest.starts_with('m') {
+            (std::time::Duration::from_secs(60), 1)
+        } else if rest.starts_with('s') {
+            (std::time::Duration::from_secs(1), 1)
+        } else {
+            return Err(bad());
+        };
+        rest = &rest[len..];
+        total += unit * n as u32;
+        pieces += 1;
+    }
+    if pieces == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
 /// A Gateway API regular expression, matched against the whole value
 /// (as Envoy's implementations do).
 pub fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
@@ -697,7 +826,12 @@ pub fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
 /// accepted route is one served as the spec says.
 fn served(route: &HttpRoute) -> Result<(), String> {
     for (r, rule) in route.spec.rules.iter().enumerate() {
-        let served_here = ["RequestHeaderModifier", "ResponseHeaderModifier"];
+        let served_here = [
+            "RequestHeaderModifier",
+            "ResponseHeaderModifier",
+            "RequestRedirect",
+            "URLRewrite",
+        ];
         if let Some(f) = rule
             .filters
             .iter()
@@ -710,9 +844,6 @@ fn served(route: &HttpRoute) -> Result<(), String> {
                 "rules[{r}]: backendRefs' filters ({}) are not served yet",
                 f.type_
             ));
-        }
-        if rule.timeouts.is_some() {
-            return Err(format!("rules[{r}]: timeouts are not served yet"));
         }
     }
     Ok(())
@@ -1171,6 +1302,87 @@ spec:
             (false, "UnsupportedValue")
         );
         assert_eq!(v.gateways[0].listeners[0].attached_routes, 0);
+    }
+
+    #[test]
+    fn durations_are_gep_2257_s() {
+        let ms = |n| std::time::Duration::from_millis(n);
+        for (s, want) in [
+            ("500ms", ms(500)),
+            ("0s", ms(0)),
+            ("10s", ms(10_000)),
+            ("1h30m", ms(5_400_000)),
+            ("1h1m1s1ms", ms(3_661_001)),
+            ("99999ms", ms(99_999)),
+        ] {
+            assert_eq!(duration(s), Ok(want), "{s}");
+        }
+        for s in [
+            "",
+            "1",
+            "s",
+            "1.5s",
+            "100000ms",
+            "1h1m1s1ms1ms",
+            "1us",
+            "-1s",
+            "1 s",
+        ] {
+            assert!(duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn redirects_and_rewrites_out_of_the_spec_are_unsupported_values() {
+        let gw = "metadata: {name: g, namespace: infra}\nspec: {gatewayClassName: sluice, listeners: [{name: http, port: 80, protocol: HTTP}]}";
+        let route = |rule: &str| {
+            format!("metadata: {{name: r, namespace: infra}}\nspec: {{parentRefs: [{{name: g}}], rules: [{rule}]}}")
+        };
+        let judged = |rule: &str| {
+            let v = World::new(&[gw], &[&route(rule)]).decide();
+            let p = route_parent(&v, "r");
+            (
+                p.accepted.status,
+                p.accepted.reason,
+                p.accepted.message.clone(),
+            )
+        };
+        let fine = [
+            "{filters: [{type: RequestRedirect, requestRedirect: {scheme: https, statusCode: 301, port: 8443, hostname: example.org}}]}",
+            "{matches: [{path: {type: PathPrefix, value: /a}}], filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}]}",
+            "{filters: [{type: URLRewrite, urlRewrite: {hostname: example.org, path: {type: ReplaceFullPath, replaceFullPath: /x}}}]}",
+            // No match is the PathPrefix `/`.
+            "{filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}]}",
+            "{timeouts: {request: 0s, backendRequest: 2s}}",
+            "{timeouts: {request: 2s, backendRequest: 500ms}}",
+        ];
+        for rule in fine {
+            assert!(judged(rule).0, "{rule}: {:?}", judged(rule));
+        }
+        let refused = [
+            ("{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 305}}]}", "statusCode 305"),
+            ("{filters: [{type: RequestRedirect, requestRedirect: {scheme: ftp}}]}", "scheme \"ftp\""),
+            ("{filters: [{type: RequestRedirect, requestRedirect: {port: 0}}]}", "port 0"),
+            ("{filters: [{type: RequestRedirect, requestRedirect: {hostname: '*.example.org'}}]}", "precise hostname"),
+            ("{filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath}}}]}", "has no value"),
+            ("{filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: x}}}]}", "starting with /"),
+            ("{filters: [{type: URLRewrite, urlRewrite: {path: {type: Other, replaceFullPath: /x}}}]}", "path type"),
+            ("{timeouts: {request: 1.5s}}", "not a duration"),
+            ("{timeouts: {request: 1s, backendRequest: 2s}}", "longer than request"),
+            (
+                "{filters: [{type: URLRewrite, urlRewrite: {hostname: a.example}}, {type: RequestRedirect, requestRedirect: {hostname: b.example}}]}",
+                "cannot be used together",
+            ),
+            (
+                "{matches: [{path: {type: Exact, value: /a}}], filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}]}",
+                "PathPrefix",
+            ),
+        ];
+        for (rule, why) in refused {
+            let (status, reason, message) = judged(rule);
+            assert_eq!((status, reason), (false, "UnsupportedValue"), "{rule}");
+            assert!(message.contains(why), "{rule}: {message}");
+        }
     }
 
     #[test]

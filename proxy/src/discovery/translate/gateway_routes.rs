@@ -8,8 +8,8 @@
 //! parameters, in the spec's precedence (`routing::rules`), on the names a
 //! route's parent attachment serves; a rule's backends by weight, the
 //! share of a reference that does not resolve (and every request of a
-//! rule with no backend) answered 500; a rule's RequestHeaderModifier and
-//! ResponseHeaderModifier. `attach::served` refuses the rest as
+//! rule with no backend) answered 500; a rule's RequestHeaderModifier,
+//! ResponseHeaderModifier, RequestRedirect and URLRewrite. `attach::served` refuses the rest as
 //! `UnsupportedValue`, so that what a route's status says is accepted is
 //! what is served.
 //!
@@ -27,11 +27,14 @@ use super::routes::Backends;
 use super::{GatewayState, TranslateSettings, Translated};
 use crate::balance::Strategy;
 use crate::discovery::annotations;
-use crate::discovery::gateway::api::{HttpBackendRef, HttpHeader, HttpRouteFilter, HttpRouteMatch};
+use crate::discovery::gateway::api::{
+    HttpBackendRef, HttpHeader, HttpRouteFilter, HttpRouteMatch, HttpRouteTimeouts,
+};
 use crate::discovery::gateway::attach;
 use crate::discovery::gateway::hostnames::Served;
 use crate::spec::{
-    Conditions, HeaderEdits, HostMatch, PathType, RouteSpec, SplitSpec, UpstreamSpec, ValueMatch,
+    Conditions, GatewayRedirect, HeaderEdits, HostMatch, PathModifier, PathType, Redirect,
+    RouteSpec, Scheme, SplitSpec, UpstreamSpec, ValueMatch,
 };
 
 /// What a rule's backends are checked against.
@@ -133,13 +136,16 @@ pub(super) fn add(
                                 settings,
                                 out,
                             ) {
-                                let mut headers = spec.headers.clone();
-                                header_filters(&rule.filters, &mut headers);
-                                out.routes.push(RouteSpec {
+                                let mut spec = RouteSpec {
                                     conditions: Some(conditions.clone()),
-                                    headers,
                                     ..spec
-                                });
+                                };
+                                header_filters(&rule.filters, &mut spec.headers);
+                                path_filters(&rule.filters, &mut spec);
+                                if let Some(t) = &rule.timeouts {
+                                    timeouts(t, &mut spec.timeouts);
+                                }
+                                out.routes.push(spec);
                             }
                         }
                     }
@@ -181,6 +187,68 @@ fn header_filters(filters: &[HttpRouteFilter], edits: &mut HeaderEdits) {
                 .added
                 .extend(pairs(&m.add).into_iter().map(|(n, v)| (n, v, true)));
             edits.response_removed.extend(names(&m.remove));
+        }
+    }
+}
+
+/// What `0s` means for `backendRequest`, which must bound every try: a
+/// bound no request reaches.
+const NO_LIMIT: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+/// A rule's `timeouts`: `request` bounds a request from routing to the
+/// answer's head, retries included; `backendRequest` each try (the wait
+/// for the head, then each read of the body). `0s` turns either off.
+/// (`attach` refuses a value that does not parse.)
+fn timeouts(t: &HttpRouteTimeouts, out: &mut crate::spec::RouteTimeouts) {
+    if let Some(d) = t.request.as_deref().and_then(|s| attach::duration(s).ok()) {
+        out.request = (!d.is_zero()).then_some(d);
+    }
+    if let Some(d) = t
+        .backend_request
+        .as_deref()
+        .and_then(|s| attach::duration(s).ok())
+    {
+        out.response_header = if d.is_zero() { NO_LIMIT } else { d };
+    }
+}
+
+/// A rule's RequestRedirect and URLRewrite (`attach` refuses a rule with
+/// both, a value out of the spec's range, and a prefix replaced on a
+/// match that is not a `PathPrefix`).
+fn path_filters(filters: &[HttpRouteFilter], spec: &mut RouteSpec) {
+    let matched = spec.path.clone();
+    let modifier = |m: &crate::discovery::gateway::api::PathModifier| match m.type_.as_str() {
+        "ReplaceFullPath" => Some(PathModifier::Full(
+            m.replace_full_path.as_deref().unwrap_or("/").into(),
+        )),
+        "ReplacePrefixMatch" => Some(PathModifier::prefix(
+            &matched,
+            m.replace_prefix_match.as_deref().unwrap_or("/"),
+        )),
+        _ => None,
+    };
+    for f in filters {
+        if let Some(r) = &f.request_redirect {
+            let redirect = GatewayRedirect {
+                status: r
+                    .status_code
+                    .and_then(|c| http::StatusCode::from_u16(u16::try_from(c).ok()?).ok())
+                    .unwrap_or(http::StatusCode::FOUND),
+                scheme: r.scheme.as_deref().map(|s| match s {
+                    "https" => Scheme::Https,
+                    _ => Scheme::Http,
+                }),
+                hostname: r.hostname.as_deref().map(Into::into),
+                port: r.port.and_then(|p| u16::try_from(p).ok()),
+                path: r.path.as_ref().and_then(modifier),
+            };
+            spec.path_rules.redirect = Some(Redirect::Gateway(Box::new(redirect)));
+        }
+        if let Some(w) = &f.url_rewrite {
+            if let Some(h) = w.hostname.as_deref() {
+                spec.headers.host = http::HeaderValue::from_str(h).ok();
+            }
+            spec.path_rules.replace_path = w.path.as_ref().and_then(modifier);
         }
     }
 }

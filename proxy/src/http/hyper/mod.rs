@@ -264,8 +264,15 @@ impl Handler {
             tunnels,
             served.as_deref_mut(),
             None,
-        )
-        .await;
+        );
+        // `timeouts.request`: tries, retries and the wait for the head,
+        // bounded together. Boxed: few routes have one.
+        let first = match route.timeouts.request {
+            None => first.await,
+            Some(limit) => Box::pin(tokio::time::timeout(limit, first))
+                .await
+                .unwrap_or(Err(Answer::UpstreamTimeout)),
+        };
         let (resp, status) = match first {
             Ok(resp) => {
                 let status = resp.status().as_u16();

@@ -24,15 +24,25 @@ pub(super) fn redirect<B>(
     Some(Answer::Redirect(status, location))
 }
 
-/// Rewrites the request's path as the route's `rewrite-target` says (the
-/// query kept). A path the rewrite does not match is sent as it is, as
-/// nginx does.
+/// Rewrites the request's path as the route's `rewrite-target` or its
+/// Gateway API URLRewrite says (the query kept). A path the
+/// `rewrite-target` does not match is sent as it is, as nginx does.
 pub(super) fn rewrite(route: &Route, req: &mut Request<ClientBody>) -> Result<(), http::Error> {
-    let Some(rw) = &route.path_rules.rewrite else {
-        return Ok(());
-    };
-    let Some(pq) = rw.apply(req.uri().path(), req.uri().query()) else {
-        return Ok(());
+    let pq = if let Some(m) = &route.path_rules.replace_path {
+        // Gateway API's URLRewrite.
+        let path = m.apply(req.uri().path());
+        match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        }
+    } else {
+        let Some(rw) = &route.path_rules.rewrite else {
+            return Ok(());
+        };
+        let Some(pq) = rw.apply(req.uri().path(), req.uri().query()) else {
+            return Ok(());
+        };
+        pq
     };
     let mut parts = req.uri().clone().into_parts();
     parts.path_and_query = Some(pq.parse()?);
