@@ -28,6 +28,64 @@ pub enum ClientBody {
     Stream(StreamBody),
     /// None: a bodiless request kept aside to be sent again elsewhere.
     Empty,
+    /// A body copied, as it is read, to mirrored requests (Gateway API's
+    /// RequestMirror).
+    Teed(Box<Teed>),
+}
+
+/// A body read on to its upstream, each part copied to mirrors. A mirror
+/// never holds the request back: one that has fallen [`MIRROR_BUFFER`]
+/// bytes behind is cut off (its body fails, so it never sends a short
+/// body as a whole one).
+#[derive(Debug)]
+pub struct Teed {
+    inner: ClientBody,
+    copies: Vec<BodySender>,
+}
+
+/// How far a mirror's upload may fall behind the request's own.
+pub const MIRROR_BUFFER: usize = 1 << 20;
+
+impl Teed {
+    /// `inner`, copied to a body for each of `n` mirrors (with the same
+    /// length, for their framing).
+    pub fn split(inner: ClientBody, n: usize) -> (ClientBody, Vec<ClientBody>) {
+        let length = inner.size_hint().exact();
+        let (copies, bodies) = (0..n)
+            .map(|_| {
+                let (tx, rx) = stream_body(length);
+                (tx, ClientBody::Stream(rx))
+            })
+            .unzip();
+        (ClientBody::Teed(Box::new(Teed { inner, copies })), bodies)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    self.copies
+                        .retain(|c| c.queued() + data.len() <= MIRROR_BUFFER);
+                    for c in &self.copies {
+                        c.push(data.clone(), false);
+                    }
+                } else if let Some(t) = f.trailers_ref() {
+                    for c in self.copies.drain(..) {
+                        c.trailers(t.clone());
+                    }
+                }
+            }
+            // The end: the copies end too. An error: they fail (dropped).
+            None => {
+                for c in self.copies.drain(..) {
+                    c.push(Bytes::new(), true);
+                }
+            }
+            Some(Err(_)) => self.copies.clear(),
+        }
+        Poll::Ready(frame)
+    }
 }
 
 impl From<Incoming> for ClientBody {
@@ -89,6 +147,7 @@ impl Body for ClientBody {
             }
             ClientBody::Stream(b) => b.poll(cx),
             ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Teed(t) => t.poll(cx),
         }
     }
 
@@ -98,6 +157,7 @@ impl Body for ClientBody {
             ClientBody::Http2(b) => b.recv.is_end_stream(),
             ClientBody::Stream(b) => b.is_end(),
             ClientBody::Empty => true,
+            ClientBody::Teed(t) => t.inner.is_end_stream(),
         }
     }
 
@@ -115,6 +175,7 @@ impl Body for ClientBody {
                 None => SizeHint::default(),
             },
             ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Teed(t) => t.inner.size_hint(),
         }
     }
 }
@@ -214,6 +275,11 @@ impl BodySender {
         if let Some(w) = c.reader.take() {
             w.wake();
         }
+    }
+
+    /// The bytes pushed and not yet taken.
+    pub fn queued(&self) -> usize {
+        lock(&self.shared).chunks.iter().map(Bytes::len).sum()
     }
 
     /// Ends the body with trailers.

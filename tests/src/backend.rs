@@ -54,8 +54,14 @@ pub struct Backend {
     /// A TLS backend's handshakes: the SNI each sent ("" for none) and the
     /// protocol agreed by ALPN ("" for none).
     pub handshakes: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// The path and query of each request, in order (the first
+    /// [`TARGETS_KEPT`]).
+    pub targets: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// How many request targets a backend keeps.
+pub const TARGETS_KEPT: usize = 10_000;
 
 impl Drop for Backend {
     fn drop(&mut self) {
@@ -135,8 +141,10 @@ impl Backend {
         let open = Arc::new(AtomicUsize::new(0));
         let o = open.clone();
         let active = Arc::new(AtomicUsize::new(0));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
         let st = BackendState {
             name: Arc::from(name),
+            targets: targets.clone(),
             hits: hits.clone(),
             active: active.clone(),
             delay,
@@ -199,6 +207,7 @@ impl Backend {
             open,
             active,
             handshakes,
+            targets,
             task,
         }
     }
@@ -254,6 +263,7 @@ async fn bind_with_deadline(addr: SocketAddr) -> TcpListener {
 
 #[derive(Clone)]
 struct BackendState {
+    targets: Arc<std::sync::Mutex<Vec<String>>>,
     name: Arc<str>,
     hits: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
@@ -264,6 +274,17 @@ struct BackendState {
 
 impl BackendState {
     async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+        {
+            let mut t = self.targets.lock().unwrap();
+            if t.len() < TARGETS_KEPT {
+                t.push(
+                    req.uri()
+                        .path_and_query()
+                        .map_or("", |p| p.as_str())
+                        .to_owned(),
+                );
+            }
+        }
         self.active.fetch_add(1, Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;

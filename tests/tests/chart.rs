@@ -85,8 +85,9 @@ fn typed(objs: &[Value]) -> BTreeMap<(String, String), Value> {
                 serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(o.clone())
                     .map(|_| ())
             }
-            // A CRD's kind: no k8s-openapi type; its shape is asserted below.
-            "ServiceMonitor" => Ok(()),
+            // CRDs' kinds: no k8s-openapi type; their shape is asserted
+            // below.
+            "ServiceMonitor" | "GatewayClass" => Ok(()),
             other => panic!("unexpected kind {other}"),
         };
         if let Err(e) = parsed {
@@ -351,10 +352,40 @@ fn invariants(set: &str, objs: &BTreeMap<(String, String), Value>) {
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         rule(&["networking.k8s.io"], &["ingresses/status"], &["patch"]),
         rule(&[""], &["pods"], &["list", "watch"]),
-    ];
+    ]
+    .into_iter()
+    .chain(gateway_rules())
+    .collect::<Vec<_>>();
     for r in rules(get(objs, "ClusterRole", "sluice")) {
         assert!(allowed.contains(&r), "{set}: unexpected rule {r:?}");
     }
+}
+
+/// The rules `controller.gatewayAPI.enabled` adds: reading the kinds,
+/// their status (with publishService), namespaces (watching all).
+fn gateway_rules() -> [PolicyRule; 3] {
+    [
+        rule(
+            &["gateway.networking.k8s.io"],
+            &[
+                "gatewayclasses",
+                "gateways",
+                "httproutes",
+                "referencegrants",
+            ],
+            &["list", "watch"],
+        ),
+        rule(
+            &["gateway.networking.k8s.io"],
+            &[
+                "gatewayclasses/status",
+                "gateways/status",
+                "httproutes/status",
+            ],
+            &["patch"],
+        ),
+        rule(&[""], &["namespaces"], &["list", "watch"]),
+    ]
 }
 
 #[test]
@@ -368,6 +399,7 @@ fn every_value_set_keeps_the_admin_port_off_and_rbac_least() {
         &["--set", "controller.podWeights=true"][..],
         &["--set", "controller.publishService.enabled=false"][..],
         &["--set", "grafana.dashboard.enabled=true"][..],
+        &["--set", "controller.gatewayAPI.enabled=true"][..],
     ] {
         let objs = typed(&template(set).unwrap());
         invariants(&format!("{set:?}"), &objs);
@@ -459,6 +491,49 @@ fn value_sets_render_what_they_say() {
     ] {
         assert!(text.contains(metric), "the dashboard lacks {metric}");
     }
+
+    // Gateway API: the flag, our GatewayClass, read RBAC on its kinds,
+    // status with publishService, namespaces' labels when all are watched.
+    let gateway_rules = gateway_rules();
+    let objs = typed(&template(&["--set", "controller.gatewayAPI.enabled=true"]).unwrap());
+    let class = get(&objs, "GatewayClass", "sluice");
+    assert_eq!(class["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(
+        class["spec"]["controllerName"],
+        "sluice.dev/gateway-controller"
+    );
+    assert!(args(get(&objs, "Deployment", "sluice")).contains(&"--gateway-class=sluice".to_owned()));
+    let granted = rules(get(&objs, "ClusterRole", "sluice"));
+    for r in &gateway_rules {
+        assert!(granted.contains(r), "{r:?} missing from {granted:?}");
+    }
+    let objs = typed(
+        &template(&[
+            "--set",
+            "controller.gatewayAPI.enabled=true",
+            "--set",
+            "controller.watchNamespace=shop",
+            "--set",
+            "controller.publishService.enabled=false",
+            "--set",
+            "controller.gatewayAPI.gatewayClass.create=false",
+            "--set",
+            "controller.gatewayAPI.gatewayClass.name=edge",
+        ])
+        .unwrap(),
+    );
+    assert!(!kinds(&objs).contains(&"GatewayClass"));
+    assert!(args(get(&objs, "Deployment", "sluice")).contains(&"--gateway-class=edge".to_owned()));
+    let granted = rules(get(&objs, "ClusterRole", "sluice"));
+    assert!(granted.contains(&gateway_rules[0]));
+    assert!(!granted.contains(&gateway_rules[1]), "no status writes");
+    assert!(!granted.contains(&gateway_rules[2]), "no namespaces");
+    // Off (the default): none of it.
+    let objs = typed(&template(&[]).unwrap());
+    assert!(!kinds(&objs).contains(&"GatewayClass"));
+    assert!(!args(get(&objs, "Deployment", "sluice"))
+        .iter()
+        .any(|a| a.starts_with("--gateway-class")));
 
     // A hostname for in-cluster clients (cert-manager's self-check).
     let objs = typed(

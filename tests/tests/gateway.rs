@@ -28,7 +28,7 @@ struct Conformance {
     api: KubeApi,
     s: Sluice,
     /// The pods, in the order of [`BACKENDS`].
-    _pods: Vec<Backend>,
+    pods: Vec<Backend>,
 }
 
 impl Conformance {
@@ -75,11 +75,7 @@ impl Conformance {
         ];
         flags.extend_from_slice(more);
         let s = proxy(&api, &flags).await;
-        Conformance {
-            api,
-            s,
-            _pods: pods,
-        }
+        Conformance { api, s, pods }
     }
 
     /// Which backend answers a GET of `path` on `host`: its name, or the
@@ -188,6 +184,30 @@ impl Conformance {
             })
             .await;
         judged(&route).unwrap()
+    }
+}
+
+impl Conformance {
+    /// Waits for HTTPRoute `infra/name`'s verdict for `gw` to be `want`:
+    /// for a route whose backends were made in the test, which the proxy
+    /// may judge once before it has seen them.
+    async fn route_verdict_becomes(&self, name: &str, gw: &str, want: Verdict) {
+        let judged = |r: &Value| {
+            Some([
+                parent_condition(r, gw, "Accepted")?,
+                parent_condition(r, gw, "ResolvedRefs")?,
+            ])
+        };
+        wait_until(
+            &format!("route {name}'s verdict to be {want:?}"),
+            WAIT,
+            || {
+                let got = self.api.get("HTTPRoute", "infra", name);
+                let ok = got.as_ref().and_then(judged).as_ref() == Some(&want);
+                async move { ok }
+            },
+        )
+        .await;
     }
 }
 
@@ -369,6 +389,20 @@ async fn http_route_simple_same_namespace() {
         (status.as_str(), reason.as_str(), observed),
         ("True", "Accepted", generation(&class))
     );
+    // The features the suite may infer from the class: objects with a
+    // name, sorted, the core ones among them.
+    let features: Vec<&str> = class["status"]["supportedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = features.clone();
+    sorted.sort_unstable();
+    assert_eq!(features, sorted);
+    for core in ["Gateway", "HTTPRoute", "HTTPRouteRequestMirror"] {
+        assert!(features.contains(&core), "{features:?}");
+    }
 }
 
 /// HTTPRouteHostnameIntersection: a route serves the names it has in
@@ -1742,5 +1776,467 @@ async fn http_route_timeouts() {
     let asks = cases.map(|(path, want)| async move { (path, want, c.who("x", path).await) });
     for (path, want, got) in futures_util::future::join_all(asks).await {
         assert_eq!(got, want, "{path}");
+    }
+}
+
+impl Conformance {
+    /// Whether pod `i` has been sent `target`.
+    fn saw(&self, i: usize, target: &str) -> bool {
+        self.pods[i]
+            .targets
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t == target)
+    }
+}
+
+/// HTTPRouteRequestMirror, HTTPRouteRequestMultipleMirrors and
+/// HTTPRouteRequestPercentageMirror: the request answered by its backend,
+/// a copy (path and query as sent) reaching each mirror, a share of them
+/// by `fraction`; and a mirror that never answers does not hold the
+/// answer back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_request_mirror() {
+    let c = Conformance::start().await;
+    // A mirror that takes connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    let holding = tokio::spawn(async move {
+        while let Ok((t, _)) = hole.accept().await {
+            h.lock().unwrap().push(t);
+        }
+    });
+    c.api.apply(
+        json!({"kind": "Service", "metadata": {"name": "black-hole", "namespace": "infra"},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": hole_addr.port()}]}}),
+    );
+    c.api.apply(slice(
+        "infra",
+        "black-hole-abc",
+        "black-hole",
+        hole_addr.port(),
+        vec![endpoint(hole_addr, "black-hole-0", true, false)],
+    ));
+    c.api.apply(same_namespace());
+    let mirror = |to: &str| {
+        json!({"type": "RequestMirror",
+               "requestMirror": {"backendRef": {"name": to, "namespace": "infra", "port": 8080}}})
+    };
+    let mirrored = |prefix: &str, filters: Value| {
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+               "filters": filters,
+               "backendRefs": [{"name": "infra-backend-v1", "namespace": "infra", "port": 8080}]})
+    };
+    let mut half = mirror("infra-backend-v2");
+    half["requestMirror"]["fraction"] = json!({"numerator": 25, "denominator": 50});
+    c.api.apply(on_same_namespace(
+        "request-mirror",
+        json!([
+            mirrored("/mirror", json!([mirror("infra-backend-v2")])),
+            mirrored(
+                "/mirror-and-modify-headers",
+                json!([{"type": "RequestHeaderModifier",
+                        "requestHeaderModifier": {"set": [{"name": "X-Header-Set", "value": "v"}]}},
+                       mirror("infra-backend-v2")]),
+            ),
+            mirrored(
+                "/multi-mirror",
+                json!([mirror("infra-backend-v2"), mirror("infra-backend-v3")]),
+            ),
+            mirrored("/percent-mirror-fraction", json!([half])),
+            mirrored("/mirror-black-hole", json!([mirror("black-hole")])),
+        ]),
+    ));
+    let want = verdict("True", "Accepted", "True", "ResolvedRefs");
+    c.route_verdict_becomes("request-mirror", "same-namespace", want)
+        .await;
+    c.answers(&[("x", "/mirror", "infra-backend-v1")]).await;
+
+    for (target, mirrors) in [
+        ("/mirror?gateway-api-conformance-request-id=1", &[1][..]),
+        (
+            "/mirror-and-modify-headers?gateway-api-conformance-request-id=2",
+            &[1],
+        ),
+        (
+            "/multi-mirror?gateway-api-conformance-request-id=3",
+            &[1, 2],
+        ),
+    ] {
+        assert_eq!(c.who("x", target).await, "infra-backend-v1", "{target}");
+        assert!(c.saw(0, target), "{target}: the backend got it as sent");
+        wait_until(
+            &format!("{target} mirrored to {mirrors:?}"),
+            WAIT,
+            || async { mirrors.iter().all(|&i| c.saw(i, target)) },
+        )
+        .await;
+    }
+    // A mirror's answer, or none, is never waited for.
+    assert_eq!(c.who("x", "/mirror-black-hole").await, "infra-backend-v1");
+    wait_until("the black hole to hold the copy", WAIT, || async {
+        !held.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        c.who("x", "/mirror-black-hole/again").await,
+        "infra-backend-v1"
+    );
+    holding.abort();
+
+    // Half, by fraction, of 400: 200 ± 60 (6 sigma).
+    let n = 400;
+    for i in 0..n {
+        let target = format!("/percent-mirror-fraction?n={i}");
+        assert_eq!(c.who("x", &target).await, "infra-backend-v1");
+    }
+    let count = || {
+        c.pods[1]
+            .targets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.starts_with("/percent-mirror-fraction?"))
+            .count()
+    };
+    // Copies still on their way arrive; then the count stays.
+    wait_until("the mirrored half to arrive", WAIT, || async {
+        count() >= 140
+    })
+    .await;
+    let settled = count();
+    assert!((140..=260).contains(&settled), "{settled} of {n} mirrored");
+}
+
+/// HTTPRouteBackendRequestHeaderModifier: a RequestHeaderModifier on a
+/// backendRef edits what that backend gets, after the rule's own; in a
+/// split, each backend gets its own edits only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_backend_request_header_modifier() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let set = |name: &str, value: &str| {
+        json!({"type": "RequestHeaderModifier",
+               "requestHeaderModifier": {"set": [{"name": name, "value": value}]}})
+    };
+    let which = |v: &str| {
+        json!([{"path": {"type": "Exact", "value": "/headers"},
+                                  "headers": [{"name": "which", "value": v}]}])
+    };
+    c.api.apply(http_route(
+        "infra",
+        "request-header-modifier",
+        json!({"parentRefs": [{"name": "same-namespace"}], "hostnames": ["backend.example.com"],
+               "rules": [
+                   {"matches": which("one"),
+                    "filters": [set("X-Rule", "rule"), set("X-Header-Set", "from-the-rule")],
+                    "backendRefs": [{"name": "infra-backend-v1", "port": 8080, "filters": [
+                        {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                            "set": [{"name": "X-Header-Set", "value": "set-overwrites-values"}],
+                            "add": [{"name": "X-Header-Add", "value": "add-appends-values"}],
+                            "remove": ["X-Header-Remove"]}}]}]},
+                   {"matches": which("split"),
+                    "backendRefs": [
+                        {"name": "infra-backend-v1", "port": 8080, "filters": [set("X-Which", "infra-backend-v1")]},
+                        {"name": "infra-backend-v2", "port": 8080, "filters": [set("X-Which", "infra-backend-v2")]}]}]}),
+    ));
+    let v = c
+        .route_verdict("request-header-modifier", "same-namespace")
+        .await;
+    assert_eq!(v, verdict("True", "Accepted", "True", "ResolvedRefs"));
+    let ask = |which: &'static str| {
+        let c = &c;
+        async move {
+            let sent = [
+                ("host", "backend.example.com"),
+                ("which", which),
+                ("x-header-add", "some-other-value"),
+                ("x-header-remove", "val"),
+            ];
+            request(&client(None), c.s.listen, "GET", "/headers", &sent, empty())
+                .await
+                .unwrap()
+        }
+    };
+    wait_until("the route to be served", WAIT, || async {
+        ask("one").await.0 == 200
+    })
+    .await;
+    let (_, _, seen) = ask("one").await;
+    let values = |seen: &str, name: &str| -> Vec<String> {
+        seen.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(values(&seen, "x-rule"), ["rule"], "{seen}");
+    assert_eq!(
+        values(&seen, "x-header-set"),
+        ["set-overwrites-values"],
+        "{seen}"
+    );
+    assert_eq!(
+        values(&seen, "x-header-add"),
+        ["some-other-value", "add-appends-values"],
+        "{seen}"
+    );
+    assert!(values(&seen, "x-header-remove").is_empty(), "{seen}");
+    // Each backend of the split gets its own edit, and both are used.
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (status, headers, seen) = ask("split").await;
+        assert_eq!(status, 200, "{seen}");
+        let backend = headers["x-backend"].to_str().unwrap();
+        let name = BACKENDS[backend
+            .strip_prefix("pod")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()]
+        .1;
+        assert_eq!(values(&seen, "x-which"), [name], "{seen}");
+        answered.insert(name);
+    }
+    assert_eq!(answered.len(), 2, "{answered:?}");
+}
+
+/// HTTPRouteCORS: preflights answered by the proxy (204 with the headers
+/// for an allowed origin, 403 for another: never the backend's), and
+/// allowed requests' answers carrying the origin; the suite's four routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_cors() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    let rule = |prefix: &str, cors: Value| {
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+               "filters": [{"type": "CORS", "cors": cors}],
+               "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]})
+    };
+    c.api.apply(on_same_namespace(
+        "cors",
+        json!([
+            rule(
+                "/cors-1",
+                json!({
+                "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
+                "allowMethods": ["GET", "OPTIONS"],
+                "allowHeaders": ["x-header-1", "x-header-2"],
+                "exposeHeaders": ["x-header-3", "x-header-4"],
+                "allowCredentials": true, "maxAge": 3600})
+            ),
+            rule(
+                "/cors-2",
+                json!({"allowOrigins": ["https://www.foo.com"], "allowMethods": ["*"]})
+            ),
+            rule(
+                "/cors-wildcard-origin",
+                json!({
+                "allowOrigins": ["*"], "allowMethods": ["PUT"], "allowCredentials": false})
+            ),
+            rule(
+                "/cors-wildcard-methods-headers",
+                json!({
+                "allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"],
+                "allowCredentials": true})
+            ),
+        ]),
+    ));
+    let v = c.route_verdict("cors", "same-namespace").await;
+    assert_eq!(v, verdict("True", "Accepted", "True", "ResolvedRefs"));
+    c.answers(&[("x", "/cors-1", "infra-backend-v1")]).await;
+    let ask = |method: &'static str, path: &'static str, origin: &'static str, m: &'static str| {
+        let c = &c;
+        async move {
+            let mut sent = vec![("host", "x"), ("origin", origin)];
+            if !m.is_empty() {
+                sent.push(("access-control-request-method", m));
+                sent.push(("access-control-request-headers", "x-header-1, x-header-2"));
+            }
+            let (status, h, body) =
+                request(&client(None), c.s.listen, method, path, &sent, empty())
+                    .await
+                    .unwrap();
+            let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_owned());
+            (
+                status,
+                get("access-control-allow-origin"),
+                get("access-control-allow-methods"),
+                get("access-control-allow-headers"),
+                get("access-control-allow-credentials"),
+                get("access-control-expose-headers"),
+                get("access-control-max-age"),
+                body,
+            )
+        }
+    };
+    let some = |s: &str| Some(s.to_owned());
+    // Preflights: the proxy's own 204, never the backend's.
+    for origin in [
+        "https://www.foo.com",
+        "https://www.bar.com",
+        "https://xpto.www.bar.com",
+    ] {
+        let (status, o, m, h, cr, e, age, body) = ask("OPTIONS", "/cors-1", origin, "GET").await;
+        assert_eq!(status, 204, "{origin}: {body}");
+        assert_eq!(
+            (o, m, h),
+            (
+                some(origin),
+                some("GET, OPTIONS"),
+                some("x-header-1, x-header-2")
+            )
+        );
+        assert_eq!(
+            (cr, e, age),
+            (some("true"), some("x-header-3, x-header-4"), some("3600"))
+        );
+    }
+    let (status, o, ..) = ask("OPTIONS", "/cors-1", "https://foobar.com", "GET").await;
+    assert_eq!((status, o), (403, None), "an origin not allowed");
+    let (status, o, m, _, cr, _, age, _) =
+        ask("OPTIONS", "/cors-2", "https://www.foo.com", "POST").await;
+    assert_eq!(
+        (status, o, m, cr, age),
+        (
+            204,
+            some("https://www.foo.com"),
+            some("POST"),
+            None,
+            some("5")
+        )
+    );
+    let (status, o, m, _, cr, ..) = ask(
+        "OPTIONS",
+        "/cors-wildcard-origin",
+        "https://foobar.com:12345",
+        "PUT",
+    )
+    .await;
+    assert_eq!(
+        (status, o, m, cr),
+        (204, some("https://foobar.com:12345"), some("PUT"), None)
+    );
+    // With credentials, `*` is never sent back: what was asked is.
+    let (status, o, m, h, cr, ..) = ask(
+        "OPTIONS",
+        "/cors-wildcard-methods-headers",
+        "https://other.foo.com",
+        "PUT",
+    )
+    .await;
+    assert_eq!(
+        (status, o, m, h, cr),
+        (
+            204,
+            some("https://other.foo.com"),
+            some("PUT"),
+            some("x-header-1, x-header-2"),
+            some("true")
+        )
+    );
+    // Requests are forwarded; an allowed origin's answer says so.
+    let (status, o, _, _, cr, e, _, body) = ask("GET", "/cors-1", "https://www.bar.com", "").await;
+    assert_eq!((status, body.trim()), (200, "pod0"));
+    assert_eq!(
+        (o, cr, e),
+        (
+            some("https://www.bar.com"),
+            some("true"),
+            some("x-header-3, x-header-4")
+        )
+    );
+    let (status, o, _, _, _, _, _, body) = ask("GET", "/cors-1", "https://foobar.com", "").await;
+    assert_eq!((status, o, body.trim()), (200, None, "pod0"));
+    let (status, o, _, _, cr, ..) =
+        ask("PUT", "/cors-wildcard-origin", "https://foobar.com", "").await;
+    assert_eq!((status, o, cr), (200, some("https://foobar.com"), None));
+    // An OPTIONS that is not a preflight is the backend's.
+    let (status, _, _, _, _, _, _, body) =
+        ask("OPTIONS", "/cors-1", "https://www.foo.com", "").await;
+    assert_eq!((status, body.trim()), (200, "pod0"));
+}
+
+/// HTTPRouteBackendProtocolH2C and HTTPRouteBackendProtocolWebSocket: a
+/// Service port with `appProtocol: kubernetes.io/h2c` is spoken to in
+/// HTTP/2 with prior knowledge; one with `kubernetes.io/ws` carries a
+/// WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_backend_protocols() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let c = Conformance::start().await;
+    let port = c.pods[0].addr.port();
+    c.api.apply(json!({"kind": "Service",
+        "metadata": {"name": "infra-backend-v1-protocols", "namespace": "infra"},
+        "spec": {"ports": [
+            {"name": "second-port", "port": 8081, "targetPort": port, "appProtocol": "kubernetes.io/h2c"},
+            {"name": "third-port", "port": 8082, "targetPort": port, "appProtocol": "kubernetes.io/ws"}]}}));
+    let mut s = slice(
+        "infra",
+        "infra-backend-v1-protocols-abc",
+        "infra-backend-v1-protocols",
+        port,
+        vec![endpoint(c.pods[0].addr, "infra-backend-v1-0", true, false)],
+    );
+    s["ports"] = json!([{"name": "second-port", "port": port, "protocol": "TCP"},
+                        {"name": "third-port", "port": port, "protocol": "TCP"}]);
+    c.api.apply(s);
+    c.api.apply(same_namespace());
+    let to = |host: &str, port: u16| {
+        http_route(
+            "infra",
+            host.split('.').next().unwrap(),
+            json!({"parentRefs": [{"name": "same-namespace"}], "hostnames": [host],
+                   "rules": [{"backendRefs": [{"name": "infra-backend-v1-protocols", "port": port}]}]}),
+        )
+    };
+    c.api.apply(to("h2c.example.com", 8081));
+    c.api.apply(to("ws.example.com", 8082));
+    c.api.apply(to("plain.example.com", 8080));
+    for name in ["h2c", "ws"] {
+        let want = verdict("True", "Accepted", "True", "ResolvedRefs");
+        c.route_verdict_becomes(name, "same-namespace", want).await;
+    }
+    let version = |host: &'static str| {
+        let c = &c;
+        async move {
+            let (status, _, body) = request(
+                &client(None),
+                c.s.listen,
+                "GET",
+                "/version",
+                &[("host", host)],
+                empty(),
+            )
+            .await
+            .unwrap();
+            format!("{status} {}", body.trim())
+        }
+    };
+    wait_until("the h2c backend to be served", WAIT, || async {
+        version("h2c.example.com").await == "200 HTTP/2.0"
+    })
+    .await;
+    assert_eq!(version("ws.example.com").await, "200 HTTP/1.1");
+
+    let tcp = tokio::net::TcpStream::connect(c.s.listen).await.unwrap();
+    let (mut ws, resp) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_tungstenite::client_async("ws://ws.example.com/ws", tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake succeeds");
+    assert_eq!(resp.status(), 101);
+    for m in [Message::text("Test"), Message::binary(vec![1u8, 2, 3])] {
+        ws.send(m.clone()).await.unwrap();
+        let back = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("stream open")
+            .unwrap();
+        assert_eq!(back, m);
     }
 }

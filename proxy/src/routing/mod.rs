@@ -84,6 +84,24 @@ pub struct Route {
     /// Gateway API's backends by weight, when there is more than one (or
     /// one that does not resolve): chosen before `upstream` and the canary.
     pub split: Option<Box<Split>>,
+    /// Gateway API's RequestMirror: where copies of requests go.
+    pub mirrors: Box<[Mirror]>,
+}
+
+/// A mirror of a route's requests (`spec::MirrorSpec`), live.
+#[derive(Debug)]
+pub struct Mirror {
+    pub upstream: Arc<Upstream>,
+    numerator: u32,
+    denominator: u32,
+}
+
+impl Mirror {
+    /// Whether this request is copied: drawn, `numerator` in
+    /// `denominator`.
+    pub fn draw(&self) -> bool {
+        self.numerator >= self.denominator || fastrand::u32(0..self.denominator) < self.numerator
+    }
 }
 
 /// A route's traffic split over upstreams by weight.
@@ -92,9 +110,25 @@ pub struct Split {
     /// Each upstream with the sum of the weights up to and with it.
     choices: Box<[(Arc<Upstream>, u32)]>,
     total: u32,
+    /// Each upstream's own request header edits (Gateway API's filters on
+    /// a backendRef), in the order of `choices`; empty when none has any.
+    edits: Box<[crate::spec::HeaderEdits]>,
 }
 
 impl Split {
+    /// The header edits of the choice `upstream` is (by identity), if it
+    /// has any.
+    pub fn edits_of(&self, upstream: &Arc<Upstream>) -> Option<&crate::spec::HeaderEdits> {
+        if self.edits.is_empty() {
+            return None;
+        }
+        let i = self
+            .choices
+            .iter()
+            .position(|(u, _)| Arc::ptr_eq(u, upstream))?;
+        self.edits.get(i).filter(|e| !e.is_empty())
+    }
+
     /// An upstream drawn by weight; `None` without any (no weight).
     #[inline]
     fn pick(&self) -> Option<&Arc<Upstream>> {
@@ -282,7 +316,16 @@ impl Snapshot {
                         (Arc::new(u), total)
                     })
                     .collect();
-                Box::new(Split { choices, total })
+                let edits = if spec.split.iter().all(|s| s.headers.is_empty()) {
+                    Box::default()
+                } else {
+                    spec.split.iter().map(|s| s.headers.clone()).collect()
+                };
+                Box::new(Split {
+                    choices,
+                    total,
+                    edits,
+                })
             });
             let canary = spec.canary.as_ref().map(|c| Canary {
                 upstream: Arc::new(Upstream::build(&c.upstream, &reuse)),
@@ -319,8 +362,20 @@ impl Snapshot {
             let fast_path = fast_path && spec.affinity.is_none();
             // Error pages read the answer's status and send again.
             let fast_path = fast_path && spec.error_pages.is_none();
-            // A bound on the whole request is the hyper path's.
-            let fast_path = fast_path && spec.timeouts.request.is_none();
+            // A bound on the whole request is the hyper path's, and so are
+            // mirrors.
+            let fast_path = fast_path && spec.timeouts.request.is_none() && spec.mirrors.is_empty();
+            // A backend's own header edits need the header map.
+            let fast_path = fast_path && spec.split.iter().all(|s| s.headers.is_empty());
+            let mirrors = spec
+                .mirrors
+                .iter()
+                .map(|m| Mirror {
+                    upstream: Arc::new(Upstream::build(&m.upstream, &reuse)),
+                    numerator: m.numerator,
+                    denominator: m.denominator.max(1),
+                })
+                .collect();
             let error_pages = spec.error_pages.as_ref().map(|e| ErrorPages {
                 codes: e.codes,
                 backend: e
@@ -359,6 +414,7 @@ impl Snapshot {
                 affinity,
                 error_pages,
                 split,
+                mirrors,
             })
         };
         let mut snap = Snapshot {

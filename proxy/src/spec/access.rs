@@ -21,6 +21,8 @@ pub struct Access {
     /// `enable-cors`: which browser origins may read the answers (and
     /// preflights answered by the proxy).
     pub cors: Option<Arc<super::Cors>>,
+    /// Gateway API's CORS filter (its own rules: `spec::GatewayCors`).
+    pub gateway_cors: Option<Arc<super::GatewayCors>>,
 }
 
 impl Access {
@@ -30,6 +32,7 @@ impl Access {
             && self.basic.is_none()
             && self.external.is_none()
             && self.cors.is_none()
+            && self.gateway_cors.is_none()
     }
 }
 

@@ -20,6 +20,7 @@ mod conditions;
 mod cors;
 mod error_pages;
 mod external_auth;
+mod gateway_cors;
 mod gateway_paths;
 mod host;
 mod limits;
@@ -39,6 +40,7 @@ pub use conditions::{Conditions, ValueMatch};
 pub use cors::{Cors, OriginPattern, Origins, CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS};
 pub use error_pages::{ErrorContext, ErrorPagesSpec, StatusSet, StatusSetError};
 pub use external_auth::{signin_template, AuthUrl, AuthUrlError, ExternalAuth};
+pub use gateway_cors::{is_preflight, GatewayCors, OriginPattern as CorsOrigin};
 pub use gateway_paths::{GatewayRedirect, PathModifier, Scheme};
 pub use host::{HostError, HostMatch};
 pub use limits::{Rate, RateLimits, BURST_MULTIPLIER, LIMIT_STATUS};
@@ -49,8 +51,8 @@ pub use path_rules::{
     RewriteTarget, WWW_REDIRECT_STATUS,
 };
 pub use route::{
-    CanarySpec, HeaderEdits, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader, SplitSpec,
-    DEFAULT_RETRY, DEFAULT_TIMEOUTS,
+    CanarySpec, HeaderEdits, MirrorSpec, RetryPolicy, RouteSpec, RouteTimeouts, ServerHeader,
+    SplitSpec, DEFAULT_RETRY, DEFAULT_TIMEOUTS,
 };
 pub use tls::{CertFiles, Hsts, Policy};
 pub use upstream::{

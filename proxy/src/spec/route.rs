@@ -51,6 +51,18 @@ pub struct RouteSpec {
     /// more than one, or to one that does not resolve: each request goes
     /// to one of them, drawn by weight (`upstream` then stands unused).
     pub split: Vec<SplitSpec>,
+    /// Gateway API's RequestMirror: copies of each request sent, their
+    /// answers dropped.
+    pub mirrors: Vec<MirrorSpec>,
+}
+
+/// A mirror of a route's requests: `numerator` in `denominator` of them
+/// are copied to `upstream`.
+#[derive(Debug, Clone)]
+pub struct MirrorSpec {
+    pub upstream: UpstreamSpec,
+    pub numerator: u32,
+    pub denominator: u32,
 }
 
 /// One backend of a split, and its weight.
@@ -60,6 +72,9 @@ pub struct SplitSpec {
     pub weight: u32,
     /// The backend reference does not resolve: its share is answered 500.
     pub unresolved: bool,
+    /// Request header edits for this backend alone (Gateway API's filters
+    /// on a backendRef), after the route's.
+    pub headers: HeaderEdits,
 }
 
 /// What a route changes in the request headers it sends upstream, beyond
@@ -156,6 +171,7 @@ impl RouteSpec {
             error_pages: None,
             conditions: None,
             split: Vec::new(),
+            mirrors: Vec::new(),
         }
     }
 }

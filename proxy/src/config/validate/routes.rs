@@ -103,6 +103,7 @@ impl Validator {
                 error_pages: None,
                 conditions: None,
                 split: Vec::new(),
+                mirrors: Vec::new(),
             });
         }
         routes

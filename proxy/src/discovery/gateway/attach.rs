@@ -44,14 +44,46 @@ use super::hostnames::{intersect, Served};
 /// The `controllerName` a GatewayClass names to be served by Sluice.
 pub const CONTROLLER: &str = "sluice.dev/gateway-controller";
 
-/// The filter types routes may use (the standard channel's, but CORS and
+/// The filter types routes may use (the standard channel's, but
 /// extension references).
-pub const FILTERS: [&str; 5] = [
+pub const FILTERS: [&str; 6] = [
     "RequestHeaderModifier",
     "ResponseHeaderModifier",
     "RequestRedirect",
     "URLRewrite",
     "RequestMirror",
+    "CORS",
+];
+
+/// The conformance suite's feature names this build serves, for our
+/// GatewayClass's `status.supportedFeatures` (the suite runs what it
+/// says). Left out: `GatewayPort8080` and the like (every listener is
+/// served on Sluice's own listeners, one address for all Gateways),
+/// `HTTPRouteNamedRouteRule`, and the experimental channel's.
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteCORS",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteSchemeRedirect",
 ];
 
 /// What the verdicts are made from: the stores' contents.
@@ -777,6 +809,65 @@ fn filter_values(f: &super::api::HttpRouteFilter) -> Result<(), String> {
         w.hostname.as_deref().map(hostname).transpose()?;
         w.path.as_ref().map(path).transpose()?;
     }
+    if let Some(c) = &f.cors {
+        cors(c)?;
+    }
+    if let Some(m) = &f.request_mirror {
+        match (m.percent, &m.fraction) {
+            (Some(_), Some(_)) => return Err("both percent and fraction".into()),
+            (Some(p), None) if !(0..=100).contains(&p) => return Err(format!("percent {p}")),
+            (None, Some(fr)) => {
+                let d = fr.denominator.unwrap_or(100);
+                if fr.numerator < 0 || d < 1 || fr.numerator > d {
+                    return Err(format!("fraction {}/{d}", fr.numerator));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A CORS filter's values: origins that are origins, `*` alone when it is
+/// in a list, methods and header names that are tokens, a positive
+/// max-age.
+pub fn cors(c: &super::api::CorsFilter) -> Result<(), String> {
+    let alone = |list: &[String], what: &str| {
+        if list.len() > 1 && list.iter().any(|v| v == "*") {
+            Err(format!("{what}: * must stand alone"))
+        } else {
+            Ok(())
+        }
+    };
+    alone(&c.allow_origins, "allowOrigins")?;
+    alone(&c.allow_methods, "allowMethods")?;
+    alone(&c.allow_headers, "allowHeaders")?;
+    for o in c.allow_origins.iter().filter(|o| *o != "*") {
+        if crate::spec::CorsOrigin::parse(o).is_none() {
+            return Err(format!("allowOrigins: {o:?} is not scheme://host[:port]"));
+        }
+    }
+    for m in c.allow_methods.iter().filter(|m| *m != "*") {
+        m.parse::<http::Method>()
+            .map_err(|_| format!("allowMethods: {m:?}"))?;
+    }
+    for h in c
+        .allow_headers
+        .iter()
+        .chain(&c.expose_headers)
+        .filter(|h| *h != "*")
+    {
+        http::HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| format!("{h:?} is not a header name"))?;
+    }
+    if c.allow_credentials == Some(true) && c.expose_headers.iter().any(|h| h == "*") {
+        return Err("exposeHeaders: * with allowCredentials".into());
+    }
+    if let Some(a) = c.max_age {
+        if a < 1 {
+            return Err(format!("maxAge {a}"));
+        }
+    }
     Ok(())
 }
 
@@ -821,9 +912,10 @@ pub fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{re})$"))
 }
 
-/// What the spec allows and this build does not serve yet (issue 15
-/// builds it step by step): refused as `UnsupportedValue`, so that an
-/// accepted route is one served as the spec says.
+/// What the spec allows and this build does not serve (extension
+/// references, filters on a backendRef but RequestHeaderModifier):
+/// refused as `UnsupportedValue`, so that an accepted route is one served
+/// as the spec says.
 fn served(route: &HttpRoute) -> Result<(), String> {
     for (r, rule) in route.spec.rules.iter().enumerate() {
         let served_here = [
@@ -831,6 +923,8 @@ fn served(route: &HttpRoute) -> Result<(), String> {
             "ResponseHeaderModifier",
             "RequestRedirect",
             "URLRewrite",
+            "RequestMirror",
+            "CORS",
         ];
         if let Some(f) = rule
             .filters
@@ -839,9 +933,14 @@ fn served(route: &HttpRoute) -> Result<(), String> {
         {
             return Err(format!("rules[{r}]: filter {} is not served yet", f.type_));
         }
-        if let Some(f) = rule.backend_refs.iter().flat_map(|b| &b.filters).next() {
+        if let Some(f) = rule
+            .backend_refs
+            .iter()
+            .flat_map(|b| &b.filters)
+            .find(|f| f.type_ != "RequestHeaderModifier")
+        {
             return Err(format!(
-                "rules[{r}]: backendRefs' filters ({}) are not served yet",
+                "rules[{r}]: backendRefs' filter {} is not served yet",
                 f.type_
             ));
         }

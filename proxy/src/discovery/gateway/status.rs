@@ -23,7 +23,7 @@ pub async fn write(client: &Client, lb: &[Value], v: &Verdicts) {
     let now = Timestamp::now();
     let addresses = gateway_addresses(lb);
     if let Some(c) = &v.class {
-        let want = conditions::class_status(c, &[], now);
+        let want = conditions::class_status(c, super::attach::SUPPORTED_FEATURES, now);
         let have = c.class.status.clone().unwrap_or_default();
         if differs(&want, &have) {
             let api: Api<GatewayClass> = Api::all(client.clone());

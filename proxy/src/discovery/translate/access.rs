@@ -63,6 +63,7 @@ impl Backends<'_> {
             basic,
             external: notes.external.spec()?,
             cors: notes.cors.spec(),
+            gateway_cors: None,
         })
     }
 }

@@ -3,15 +3,16 @@
 //! EndpointSlices, its `sluice.dev/load-balance` annotation, or the
 //! HTTPRoute's own.
 //!
-//! What is served so far (issue 15 builds the rest): matches by path
-//! (`Exact`, `PathPrefix`, `RegularExpression`), method, headers and query
-//! parameters, in the spec's precedence (`routing::rules`), on the names a
-//! route's parent attachment serves; a rule's backends by weight, the
-//! share of a reference that does not resolve (and every request of a
-//! rule with no backend) answered 500; a rule's RequestHeaderModifier,
-//! ResponseHeaderModifier, RequestRedirect and URLRewrite. `attach::served` refuses the rest as
-//! `UnsupportedValue`, so that what a route's status says is accepted is
-//! what is served.
+//! What is served: matches by path (`Exact`, `PathPrefix`,
+//! `RegularExpression`), method, headers and query parameters, in the
+//! spec's precedence (`routing::rules`), on the names a route's parent
+//! attachment serves; a rule's backends by weight, the share of a
+//! reference that does not resolve (and every request of a rule with no
+//! backend) answered 500; a rule's filters (the header modifiers,
+//! RequestRedirect, URLRewrite, RequestMirror, CORS), a backendRef's
+//! RequestHeaderModifier, `timeouts`, and `appProtocol: kubernetes.io/h2c`.
+//! `attach::served` refuses the rest as `UnsupportedValue`, so that what
+//! a route's status says is accepted is what is served.
 //!
 //! Routes come in the order that breaks the spec's ties between matches
 //! (the oldest HTTPRoute first, then by namespace and name, then rule by
@@ -27,14 +28,17 @@ use super::routes::Backends;
 use super::{GatewayState, TranslateSettings, Translated};
 use crate::balance::Strategy;
 use crate::discovery::annotations;
+use http::HeaderValue;
+
 use crate::discovery::gateway::api::{
-    HttpBackendRef, HttpHeader, HttpRouteFilter, HttpRouteMatch, HttpRouteTimeouts,
+    BackendObjectReference, CorsFilter, HttpBackendRef, HttpHeader, HttpRouteFilter,
+    HttpRouteMatch, HttpRouteTimeouts,
 };
 use crate::discovery::gateway::attach;
 use crate::discovery::gateway::hostnames::Served;
 use crate::spec::{
-    Conditions, GatewayRedirect, HeaderEdits, HostMatch, PathModifier, PathType, Redirect,
-    RouteSpec, Scheme, SplitSpec, UpstreamSpec, ValueMatch,
+    Conditions, CorsOrigin, GatewayCors, GatewayRedirect, HeaderEdits, HostMatch, MirrorSpec,
+    PathModifier, PathType, Redirect, RouteSpec, Scheme, SplitSpec, UpstreamSpec, ValueMatch,
 };
 
 /// What a rule's backends are checked against.
@@ -132,6 +136,7 @@ pub(super) fn add(
                                 path_type,
                                 ns,
                                 &rule.backend_refs,
+                                &rule.filters,
                                 &notes,
                                 settings,
                                 out,
@@ -142,6 +147,9 @@ pub(super) fn add(
                                 };
                                 header_filters(&rule.filters, &mut spec.headers);
                                 path_filters(&rule.filters, &mut spec);
+                                if let Some(c) = rule.filters.iter().find_map(|f| f.cors.as_ref()) {
+                                    spec.access.gateway_cors = Some(Arc::new(cors(c)));
+                                }
                                 if let Some(t) = &rule.timeouts {
                                     timeouts(t, &mut spec.timeouts);
                                 }
@@ -188,6 +196,63 @@ fn header_filters(filters: &[HttpRouteFilter], edits: &mut HeaderEdits) {
                 .extend(pairs(&m.add).into_iter().map(|(n, v)| (n, v, true)));
             edits.response_removed.extend(names(&m.remove));
         }
+    }
+}
+
+/// A CORS filter as the route's answers (`attach::cors` refuses values
+/// that would not parse).
+fn cors(c: &CorsFilter) -> GatewayCors {
+    let list = |l: &[String]| -> Option<HeaderValue> {
+        if l.iter().any(|v| v == "*") {
+            return None;
+        }
+        Some(HeaderValue::from_str(&l.join(", ")).unwrap_or(HeaderValue::from_static("")))
+    };
+    GatewayCors {
+        origins: (!c.allow_origins.iter().any(|o| o == "*")).then(|| {
+            c.allow_origins
+                .iter()
+                .filter_map(|o| CorsOrigin::parse(o))
+                .collect()
+        }),
+        credentials: c.allow_credentials == Some(true),
+        methods: list(&c.allow_methods),
+        headers: list(&c.allow_headers),
+        expose: (!c.expose_headers.is_empty())
+            .then(|| list(&c.expose_headers).unwrap_or(HeaderValue::from_static("*"))),
+        max_age: HeaderValue::from(c.max_age.unwrap_or(5).max(1)),
+    }
+}
+
+/// The `appProtocol` of the Service port a backend reference names.
+fn app_protocol<'a>(
+    services: &'a [Arc<Service>],
+    ns: &str,
+    b: &BackendObjectReference,
+) -> Option<&'a str> {
+    let svc = services.iter().find(|s| {
+        s.metadata.namespace.as_deref() == Some(ns)
+            && s.metadata.name.as_deref() == Some(b.name.as_str())
+    })?;
+    let port = b.port?;
+    svc.spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == port)?
+        .app_protocol
+        .as_deref()
+}
+
+/// A backend whose Service port says `appProtocol: kubernetes.io/h2c`
+/// (Gateway API's HTTPRouteBackendProtocolH2C): HTTP/2 with prior
+/// knowledge, over plain TCP. Named apart from the same port spoken to
+/// as HTTP/1.1, so the two never share connections.
+fn h2c(u: &mut UpstreamSpec) {
+    if u.tls.is_none() && u.protocol != crate::spec::Protocol::Http2 {
+        u.protocol = crate::spec::Protocol::Http2;
+        u.name = format!("{}+h2c", u.name).into();
     }
 }
 
@@ -317,24 +382,25 @@ fn rule_route(
     path_type: PathType,
     ns: &str,
     backend_refs: &[HttpBackendRef],
+    filters: &[HttpRouteFilter],
     notes: &annotations::Annotated,
     settings: &TranslateSettings,
     out: &mut Translated,
 ) -> Option<RouteSpec> {
     // One route per backend, and whether its reference resolves.
-    let one = |b: &HttpBackendRef, out: &mut Translated| {
-        let target_ns = b.target.namespace.as_deref().unwrap_or(ns);
-        let resolves = attach::backend(ns, &b.target, refs.grants, refs.services).is_ok();
+    let one = |b: &BackendObjectReference, out: &mut Translated| {
+        let target_ns = b.namespace.as_deref().unwrap_or(ns);
+        let resolves = attach::backend(ns, b, refs.grants, refs.services).is_ok();
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
                 // One that does not resolve is looked up as no Service:
                 // no endpoints.
                 name: if resolves {
-                    b.target.name.clone()
+                    b.name.clone()
                 } else {
                     String::new()
                 },
-                port: b.target.port.map(|n| ServiceBackendPort {
+                port: b.port.map(|n| ServiceBackendPort {
                     name: None,
                     number: Some(n),
                 }),
@@ -358,12 +424,22 @@ fn rule_route(
         if resolves {
             out.problems.extend(problems);
         }
+        let spec = spec.map(|mut spec| {
+            if resolves && app_protocol(refs.services, target_ns, b) == Some("kubernetes.io/h2c") {
+                h2c(&mut spec.upstream);
+            }
+            spec
+        });
         spec.map(|spec| (spec, resolves))
     };
-    let mut made: Vec<(RouteSpec, u32, bool)> = Vec::new();
+    // Each backend's route, weight, whether it resolves, and its own
+    // filters' edits.
+    let mut made: Vec<(RouteSpec, u32, bool, HeaderEdits)> = Vec::new();
     for b in backend_refs.iter().filter(|b| b.weight_or_default() > 0) {
-        if let Some((spec, resolves)) = one(b, out) {
-            made.push((spec, b.weight_or_default().unsigned_abs(), resolves));
+        if let Some((spec, resolves)) = one(&b.target, out) {
+            let mut edits = HeaderEdits::default();
+            header_filters(&b.filters, &mut edits);
+            made.push((spec, b.weight_or_default().unsigned_abs(), resolves, edits));
         }
     }
     let spec = match &made[..] {
@@ -378,27 +454,52 @@ fn rule_route(
                 upstream: nothing,
                 weight: 1,
                 unresolved: true,
+                headers: HeaderEdits::default(),
             }];
             spec
         }
-        [(spec, _, true)] => spec.clone(),
+        [(spec, _, true, edits)] if edits.is_empty() => spec.clone(),
+        // Several, one that does not resolve, or one with its own edits
+        // (applied after the rule's, as a split of one).
         [(first, ..), ..] => {
             let mut spec = first.clone();
             spec.split = made
                 .iter()
-                .map(|(s, weight, resolves)| SplitSpec {
+                .map(|(s, weight, resolves, edits)| SplitSpec {
                     upstream: s.upstream.clone(),
                     weight: *weight,
                     unresolved: !resolves,
+                    headers: edits.clone(),
                 })
                 .collect();
             spec
         }
     };
+    // RequestMirror: to a backend that resolves (one that does not is
+    // said in the status, and not mirrored to).
+    let mut mirrors = Vec::new();
+    for m in filters.iter().filter_map(|f| f.request_mirror.as_ref()) {
+        if let Some((spec, true)) = one(&m.backend_ref, out) {
+            let (numerator, denominator) = match (m.percent, &m.fraction) {
+                (Some(p), _) => (p.clamp(0, 100) as u32, 100),
+                (None, Some(f)) => (
+                    f.numerator.max(0) as u32,
+                    f.denominator.unwrap_or(100).max(1) as u32,
+                ),
+                (None, None) => (1, 1),
+            };
+            mirrors.push(MirrorSpec {
+                upstream: spec.upstream,
+                numerator,
+                denominator,
+            });
+        }
+    }
     // A Gateway's HTTP and HTTPS listeners are what they say: plain HTTP
     // is never sent to HTTPS unless a filter says so.
     Some(RouteSpec {
         ssl_redirect: Some(false),
+        mirrors,
         ..spec
     })
 }

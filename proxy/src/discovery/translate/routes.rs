@@ -407,6 +407,7 @@ impl Backends<'_> {
             error_pages: None,
             conditions: None,
             split: Vec::new(),
+            mirrors: Vec::new(),
         })
     }
 }

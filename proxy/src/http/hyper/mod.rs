@@ -12,6 +12,7 @@ mod auth;
 mod cors;
 mod error_pages;
 mod limits;
+mod mirror;
 mod path_rules;
 
 use std::sync::Arc;
@@ -167,9 +168,18 @@ impl Handler {
         // ingress-nginx's CORS answers a preflight in nginx's rewrite
         // phase: before the redirects and any access check.
         let allow_origin = cors::allow_origin(&route, req.headers());
-        if let (Some(allow), &Method::OPTIONS) = (&allow_origin, req.method()) {
+        if let Some(answer) = cors::gateway_preflight(&route, &req, &allow_origin) {
+            let mut resp = refuse(answer, &route.metrics);
+            if let Some(allow) = &allow_origin {
+                cors::preflight(&route, req.headers(), allow.clone(), &mut resp);
+            }
+            return resp;
+        }
+        if let (Some(allow), &Method::OPTIONS, None) =
+            (&allow_origin, req.method(), &route.access.gateway_cors)
+        {
             let mut resp = refuse(Answer::Preflight, &route.metrics);
-            cors::preflight(&route, allow.clone(), &mut resp);
+            cors::preflight(&route, req.headers(), allow.clone(), &mut resp);
             return resp;
         }
         // Who the client is, and how it came, read once, before any
@@ -245,6 +255,9 @@ impl Handler {
         }
         if path_rules::rewrite(&route, &mut req).is_err() {
             return refuse(Answer::BadPath, &route.metrics);
+        }
+        if !route.mirrors.is_empty() {
+            mirror::start(&route, &mut req, &conn, client);
         }
         let https = scheme == "https";
         // gRPC answers are trailers, never replaced.
@@ -470,6 +483,51 @@ struct Served {
     request_id: Option<HeaderValue>,
 }
 
+/// The Host and forwarding headers of a request going upstream. The
+/// authority of an HTTP/2 or absolute-form request is the host: HTTP/2
+/// clients send :authority and no Host, and an absolute-form target
+/// replaces Host. HTTP/1.1 upstreams need it as Host.
+fn forwarding(
+    h: &mut http::HeaderMap,
+    authority: Option<&http::uri::Authority>,
+    conn: &Client,
+    client: std::net::IpAddr,
+) {
+    if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        h.insert(header::HOST, a);
+    }
+    let host = h.get(header::HOST).cloned();
+    let scheme = conn.scheme(h);
+    let real = conn.address_value(client);
+    headers::add_forwarded(
+        h,
+        &conn.peer_ip,
+        &real,
+        conn.forwarding,
+        scheme,
+        host.as_ref(),
+    );
+}
+
+/// What bounds one try of a route's request to `upstream`.
+fn send_limits(
+    route: &Route,
+    upstream: &crate::upstream::Upstream,
+    upgrade: bool,
+    trailers: bool,
+) -> SendLimits {
+    SendLimits {
+        connect: route.timeouts.connect,
+        response_header: route.timeouts.response_header,
+        idle: route.timeouts.upstream_idle,
+        max_idle: upstream.max_idle_per_endpoint,
+        upgrade,
+        trailers,
+        request_body: route.timeouts.request_body,
+        max_body: route.max_request_body,
+    }
+}
+
 /// Rewrites the request's headers for the upstream and sends it, to one
 /// endpoint after another as the core ([`Attempts`]) decides. An `Err` is
 /// the proxy's own answer.
@@ -525,28 +583,17 @@ async fn forward(
         if let Some(u) = upgrade {
             headers::restore_upgrade(h, u);
         }
-        // The authority of an HTTP/2 or absolute-form request is the host:
-        // HTTP/2 clients send :authority and no Host, and an absolute-form
-        // target replaces Host. HTTP/1.1 upstreams need it as Host.
-        if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            h.insert(header::HOST, a);
-        }
-        let host = h.get(header::HOST).cloned();
-        let scheme = conn.scheme(h);
-        let real = conn.address_value(client);
-        headers::add_forwarded(
-            h,
-            &conn.peer_ip,
-            &real,
-            conn.forwarding,
-            scheme,
-            host.as_ref(),
-        );
+        forwarding(h, authority.as_ref(), &conn, client);
         headers::ensure_request_id(h);
         // The `@custom_` location is the server's: the route's own
         // proxy_set_header (upstream-vhost, snippets) are not its.
         if to.is_none() {
             headers::apply_edits(h, &route.headers);
+            // Then the backend's own (Gateway API's filters on a
+            // backendRef).
+            if let Some(e) = route.split.as_ref().and_then(|s| s.edits_of(upstream)) {
+                headers::apply_edits(h, e);
+            }
         }
     }
     let mut served = served;
@@ -556,16 +603,7 @@ async fn forward(
     }
     *req.version_mut() = Version::HTTP_11;
 
-    let limits = SendLimits {
-        connect: route.timeouts.connect,
-        response_header: route.timeouts.response_header,
-        idle: route.timeouts.upstream_idle,
-        max_idle: upstream.max_idle_per_endpoint,
-        upgrade: client_upgrade.is_some(),
-        trailers,
-        request_body: route.timeouts.request_body,
-        max_body: route.max_request_body,
-    };
+    let limits = send_limits(route, upstream, client_upgrade.is_some(), trailers);
     let idempotent = policy::idempotent(req.method().as_str().as_bytes());
     let mut attempts = Attempts::start(route, upstream, client, idempotent, sticky);
     let mut req = Some(req);

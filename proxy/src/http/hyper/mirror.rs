@@ -1,0 +1,118 @@
+//! Gateway API's RequestMirror: a copy of the request, as its own upstream
+//! gets it, sent to each mirror on a task of its own. Fire and forget: the
+//! mirror's answer is read and dropped, its failures are logged at debug
+//! level and counted nowhere else, and nothing of it ever holds the
+//! client's answer back (a body is copied as the request's own upstream
+//! reads it, and a mirror that falls behind is cut off:
+//! [`crate::client_body::Teed`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{header, Request, Version};
+use http_body::Body;
+
+use super::{headers, Client};
+use crate::client_body::{ClientBody, Teed};
+use crate::forward::{Attempts, Pick};
+use crate::routing::Route;
+use crate::upstream::pool;
+use crate::upstream::Upstream;
+
+/// Starts the route's mirrors drawn for this request. `req` is the request
+/// about to go to its own upstream, rewritten as the route says; its body
+/// is teed when it has one. Upgrades (WebSocket) are not mirrored.
+pub(super) fn start(
+    route: &Arc<Route>,
+    req: &mut Request<ClientBody>,
+    conn: &Client,
+    client: IpAddr,
+) {
+    if req.headers().contains_key(header::UPGRADE) {
+        return;
+    }
+    let to: Vec<Arc<Upstream>> = route
+        .mirrors
+        .iter()
+        .filter(|m| m.draw())
+        .map(|m| m.upstream.clone())
+        .collect();
+    if to.is_empty() {
+        return;
+    }
+    // One request id for the request and its copies.
+    headers::ensure_request_id(req.headers_mut());
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().path_and_query().map_or_else(
+        || "/".parse().expect("a path"),
+        |pq| pq.as_str().parse().expect("a path"),
+    );
+    *head.version_mut() = Version::HTTP_11;
+    *head.headers_mut() = req.headers().clone();
+    {
+        let h = head.headers_mut();
+        headers::strip_hop_by_hop(h);
+        if req.version() == Version::HTTP_2 {
+            headers::join_cookies(h);
+        }
+        super::forwarding(h, req.uri().authority(), conn, client);
+        headers::apply_edits(h, &route.headers);
+    }
+    let bodies = if req.body().is_end_stream() {
+        (0..to.len()).map(|_| ClientBody::Empty).collect()
+    } else {
+        let body = std::mem::replace(req.body_mut(), ClientBody::Empty);
+        let (teed, copies) = Teed::split(body, to.len());
+        *req.body_mut() = teed;
+        copies
+    };
+    for (upstream, body) in to.into_iter().zip(bodies) {
+        let mut copy = Request::new(body);
+        *copy.method_mut() = head.method().clone();
+        *copy.uri_mut() = head.uri().clone();
+        *copy.version_mut() = Version::HTTP_11;
+        *copy.headers_mut() = head.headers().clone();
+        tokio::spawn(send(route.clone(), upstream, copy, client));
+    }
+}
+
+/// Sends one copy to one endpoint of the mirror, and reads its answer to
+/// the end (so that its connection may be used again), dropping it.
+async fn send(
+    route: Arc<Route>,
+    upstream: Arc<Upstream>,
+    req: Request<ClientBody>,
+    client: IpAddr,
+) {
+    let limits = super::send_limits(&route, &upstream, false, false);
+    let mut attempts = Attempts::start(&route, &upstream, client, false, None);
+    let Some(Pick {
+        endpoint,
+        in_flight,
+    }) = attempts.next()
+    else {
+        tracing::debug!(route = %route.name, mirror = %upstream.name, "mirror has no endpoint");
+        return;
+    };
+    let addr = endpoint.addr;
+    match pool::send(endpoint, req, limits).await {
+        Ok(resp) => {
+            let mut body = crate::upstream::ResponseBody::upstream(
+                resp.into_body(),
+                in_flight,
+                route.timeouts.response_header,
+            );
+            while let Some(frame) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+            {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(route = %route.name, mirror = %upstream.name, endpoint = %addr, error = ?e, "mirrored request failed");
+        }
+    }
+}
