@@ -154,13 +154,13 @@ step "the behaviour suite, fast path off"
 target/debug/reliability-report \
   || failed+=("the reliability report")
 step "the reliability report"
-# Every fuzz target for SLUICE_FUZZ_SECONDS (12 here, a smoke run that
+# Every fuzz target for SLUICE_FUZZ_SECONDS (8 here, a smoke run that
 # keeps the test command near 15 minutes from clean; 20 by hand) on a
 # copy of its seeds, once they are built (cargo-fuzz installed when
 # missing, in fuzz/target).
 if wait "$fuzz_build"; then
   tail -1 target/fuzz-build.log
-  SLUICE_FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-12}" ./scripts/fuzz.sh --run-only \
+  SLUICE_FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-8}" ./scripts/fuzz.sh --run-only \
     || failed+=("the fuzz targets (scripts/fuzz.sh)")
 else
   cat target/fuzz-build.log >&2

@@ -65,10 +65,18 @@ impl Teed {
         match &frame {
             Some(Ok(f)) => {
                 if let Some(data) = f.data_ref() {
+                    // A copy its mirror has let go of, or that has fallen
+                    // too far behind, is dropped (its body fails).
                     self.copies
-                        .retain(|c| c.queued() + data.len() <= MIRROR_BUFFER);
+                        .retain(|c| !c.is_abandoned() && c.queued() + data.len() <= MIRROR_BUFFER);
+                    // The last part: clients stop polling once a body
+                    // says it has ended, so the copies end with it.
+                    let end = self.inner.is_end_stream();
                     for c in &self.copies {
-                        c.push(data.clone(), false);
+                        c.push(data.clone(), end);
+                    }
+                    if end {
+                        self.copies.clear();
                     }
                 } else if let Some(t) = f.trailers_ref() {
                     for c in self.copies.drain(..) {
@@ -275,6 +283,11 @@ impl BodySender {
         if let Some(w) = c.reader.take() {
             w.wake();
         }
+    }
+
+    /// The body's reader is gone.
+    pub fn is_abandoned(&self) -> bool {
+        Arc::strong_count(&self.shared) == 1
     }
 
     /// The bytes pushed and not yet taken.

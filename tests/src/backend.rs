@@ -27,6 +27,8 @@ use crate::wait_until;
 /// - `/status/<code>`: answers that status;
 /// - `/bighead/<n>`: a response head of about n bytes;
 /// - `/echo`: streams the request body back;
+/// - `…/count-body`: reads the body, answers (and adds to its targets)
+///   its size;
 /// - `/headers`: the request headers, one `name: value` per line;
 /// - `/ws`: a WebSocket echo;
 /// - `/close`: its name, then it closes the connection;
@@ -317,6 +319,23 @@ impl BackendState {
             return Response::new(full(format!("{} {target} host={host}\n", self.name)));
         }
         let path = req.uri().path().to_owned();
+        if path.ends_with("/count-body") {
+            // Reads the whole body; its size joins the targets seen.
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or("", |p| p.as_str())
+                .to_owned();
+            let n = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes().len().to_string(),
+                Err(e) => format!("broken ({e})"),
+            };
+            self.targets
+                .lock()
+                .unwrap()
+                .push(format!("{target} body={n}"));
+            return Response::new(full(format!("got {n}\n")));
+        }
         if let Some(ms) = path.strip_prefix("/sleep/") {
             let ms: u64 = ms.parse().unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(ms)).await;

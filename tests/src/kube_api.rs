@@ -317,6 +317,10 @@ impl KubeApi {
                 });
             obj["metadata"]["creationTimestamp"] = created;
         }
+        if kind == "Namespace" {
+            // As the API server has done since Kubernetes 1.21.
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        }
         obj["metadata"]["uid"] = json!(format!("uid-{kind}-{name}"));
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if api_version(&kind).starts_with("gateway.networking.k8s.io/") {

@@ -6,8 +6,8 @@
 //! the suite's namespaces shortened: `infra` for
 //! gateway-conformance-infra, `web` for gateway-conformance-web-backend.
 //!
-//! Issue 15 builds Gateway API in steps; these cover what is served so
-//! far, and that what is not is refused in the route's status.
+//! Each test names the conformance tests it follows; what is not served
+//! is refused in the route's status (`a_route_using_what_is_not_served_is_refused`).
 
 use serde_json::{json, Value};
 use sluice_integration::cluster::*;
@@ -208,6 +208,22 @@ impl Conformance {
             },
         )
         .await;
+    }
+}
+
+impl Conformance {
+    /// Asserts that Gateway same-namespace's listener counts no route.
+    async fn same_namespace_counts_no_route(&self) {
+        let gw = self
+            .status_until(
+                "Gateway",
+                "infra",
+                "same-namespace",
+                "the Gateway's status",
+                |g| listener(g, "http").is_some(),
+            )
+            .await;
+        assert_eq!(listener(&gw, "http").unwrap()["attachedRoutes"], 0);
     }
 }
 
@@ -600,11 +616,11 @@ async fn http_route_weight() {
     );
 }
 
-/// What this build does not serve yet is refused in the route's status,
-/// never served wrong: a filter is `UnsupportedValue` (for now), and the
-/// route is not attached.
+/// What this build does not serve is refused in the route's status,
+/// never served wrong: an extension reference is `UnsupportedValue`, and
+/// the route is not attached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_route_using_what_is_not_served_yet_is_refused() {
+async fn a_route_using_what_is_not_served_is_refused() {
     let c = Conformance::start().await;
     c.api.apply(same_namespace());
     c.api.apply(on_same_namespace(
@@ -627,16 +643,7 @@ async fn a_route_using_what_is_not_served_yet_is_refused() {
         (status.as_str(), reason.as_str()),
         ("False", "UnsupportedValue")
     );
-    let gw = c
-        .status_until(
-            "Gateway",
-            "infra",
-            "same-namespace",
-            "the Gateway's status",
-            |g| listener(g, "http").is_some(),
-        )
-        .await;
-    assert_eq!(listener(&gw, "http").unwrap()["attachedRoutes"], 0);
+    c.same_namespace_counts_no_route().await;
     assert_eq!(c.who("example.com", "/").await, "404");
     // A route without the proxy's class is left alone: no status from us.
     c.api.apply(json!({"kind": "Gateway", "metadata": {"name": "theirs", "namespace": "infra"},
@@ -1113,6 +1120,55 @@ async fn an_https_listener_s_certificate_needs_its_grant_and_serves() {
             .is_ok_and(|r| r.status == 200 && r.cert == cert.der)
     })
     .await;
+
+    // HTTPRouteRedirectPortAndScheme, its listener on 443: no scheme and
+    // no port keeps https on its port; a scheme alone takes the scheme's.
+    let redirect = |prefix: &str, r: Value| {
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+               "filters": [{"type": "RequestRedirect", "requestRedirect": r}]})
+    };
+    c.api.apply(http_route(
+        "infra",
+        "http-route-for-listener-on-port-443",
+        json!({"parentRefs": [{"name": "gateway-secret"}],
+               "rules": [
+                   redirect("/scheme-nil-and-port-nil", json!({"hostname": "example.org"})),
+                   redirect("/scheme-nil-and-port-8443", json!({"hostname": "example.org", "port": 8443})),
+                   redirect("/scheme-http-and-port-nil", json!({"hostname": "example.org", "scheme": "http"})),
+                   redirect("/scheme-http-and-port-8080", json!({"hostname": "example.org", "scheme": "http", "port": 8080})),
+               ]}),
+    ));
+    let location = |path: &'static str| async move {
+        let r = tls::get(addr, "secure.example.com", path, false)
+            .await
+            .ok()?;
+        let l = r.headers.get("location")?.to_str().ok()?.to_owned();
+        Some((r.status, l))
+    };
+    wait_until("the redirects on 443 to be served", WAIT, || async {
+        location("/scheme-nil-and-port-nil").await.is_some()
+    })
+    .await;
+    for (path, want) in [
+        (
+            "/scheme-nil-and-port-nil",
+            "https://example.org/scheme-nil-and-port-nil",
+        ),
+        (
+            "/scheme-nil-and-port-8443",
+            "https://example.org:8443/scheme-nil-and-port-8443",
+        ),
+        (
+            "/scheme-http-and-port-nil",
+            "http://example.org/scheme-http-and-port-nil",
+        ),
+        (
+            "/scheme-http-and-port-8080",
+            "http://example.org:8080/scheme-http-and-port-8080",
+        ),
+    ] {
+        assert_eq!(location(path).await, Some((302, want.to_owned())), "{path}");
+    }
 }
 
 /// HTTPRouteNoBackendRefs and HTTPRouteInvalidNonExistentBackendRef: a
@@ -1875,6 +1931,35 @@ async fn http_route_request_mirror() {
         )
         .await;
     }
+    // A body, from an HTTP/2 client that names no length, reaches the
+    // mirror whole (and the backend too).
+    {
+        use http_body_util::BodyExt;
+        let tcp = tokio::net::TcpStream::connect(c.s.listen).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let chunks = (0..4).map(|_| {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(
+                vec![b'x'; 25_000],
+            )))
+        });
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let req = http::Request::post("http://x/mirror/count-body?id=h2")
+            .body(body)
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"got 100000\n");
+        wait_until("the mirror to get the whole body", WAIT, || async {
+            c.saw(1, "/mirror/count-body?id=h2 body=100000")
+        })
+        .await;
+    }
     // A mirror's answer, or none, is never waited for.
     assert_eq!(c.who("x", "/mirror-black-hole").await, "infra-backend-v1");
     wait_until("the black hole to hold the copy", WAIT, || async {
@@ -2095,6 +2180,24 @@ async fn http_route_cors() {
     }
     let (status, o, ..) = ask("OPTIONS", "/cors-1", "https://foobar.com", "GET").await;
     assert_eq!((status, o), (403, None), "an origin not allowed");
+    // Every answer of the route varies by Origin, allowed or not.
+    for (method, origin, m) in [
+        ("OPTIONS", "https://foobar.com", "GET"),
+        ("GET", "https://foobar.com", ""),
+        ("GET", "https://www.foo.com", ""),
+    ] {
+        let mut sent = vec![("host", "x"), ("origin", origin)];
+        if !m.is_empty() {
+            sent.push(("access-control-request-method", m));
+        }
+        let (_, h, _) = request(&client(None), c.s.listen, method, "/cors-1", &sent, empty())
+            .await
+            .unwrap();
+        assert!(
+            h.get_all("vary").iter().any(|v| v == "Origin"),
+            "{method} {origin}: {h:?}"
+        );
+    }
     let (status, o, m, _, cr, _, age, _) =
         ask("OPTIONS", "/cors-2", "https://www.foo.com", "POST").await;
     assert_eq!(
@@ -2238,5 +2341,319 @@ async fn http_route_backend_protocols() {
             .expect("stream open")
             .unwrap();
         assert_eq!(back, m);
+    }
+}
+
+/// Balancing by policy (issue 15, point 4): `sluice.dev/load-balance.RULE`
+/// picks a named rule's strategy; ip-hash keys on the client a PROXY
+/// header names (every connection comes from the one LoadBalancer
+/// address), and keeps each client on one pod, while the route's other
+/// rule goes round-robin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_s_strategy_by_annotation_and_ip_hash_behind_proxy_protocol() {
+    use tokio::io::AsyncWriteExt;
+    let c = Conformance::start_with(&["--proxy-protocol"]).await;
+    let port = c.pods[0].addr.port();
+    c.api.apply(
+        json!({"kind": "Service", "metadata": {"name": "three-pods", "namespace": "infra"},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": port}]}}),
+    );
+    c.api.apply(slice(
+        "infra",
+        "three-pods-abc",
+        "three-pods",
+        port,
+        (0..3)
+            .map(|i| endpoint(c.pods[i].addr, &format!("three-pods-{i}"), true, false))
+            .collect(),
+    ));
+    c.api.apply(same_namespace());
+    let mut route = on_same_namespace(
+        "by-policy",
+        json!([
+            {"name": "sticky", "matches": [{"path": {"type": "PathPrefix", "value": "/sticky"}}],
+             "backendRefs": [{"name": "three-pods", "port": 8080}]},
+            {"name": "spread", "matches": [{"path": {"type": "PathPrefix", "value": "/spread"}}],
+             "backendRefs": [{"name": "three-pods", "port": 8080}]},
+        ]),
+    );
+    route["metadata"]["annotations"] = json!({"sluice.dev/load-balance.sticky": "ip-hash"});
+    c.api.apply(route);
+    let want = verdict("True", "Accepted", "True", "ResolvedRefs");
+    c.route_verdict_becomes("by-policy", "same-namespace", want)
+        .await;
+    // One request on a fresh connection whose PROXY v1 header names
+    // 203.0.113.N: the pod that answered.
+    let from = |n: u8, path: &'static str| {
+        let listen = c.s.listen;
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+            let head = format!(
+                "PROXY TCP4 203.0.113.{n} 127.0.0.1 5555 80\r\nGET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            let got = read_until(&mut tcp, std::time::Duration::from_secs(10), until_closed).await;
+            got.text()
+                .lines()
+                .find_map(|l| l.strip_prefix("x-backend: ").map(str::to_owned))
+                .unwrap_or_else(|| panic!("no answer: {}", got.text()))
+        }
+    };
+    wait_until("the rules to be served", WAIT, || async {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..6 {
+            seen.insert(from(1, "/spread").await);
+        }
+        seen.len() == 3
+    })
+    .await;
+    let mut by_client: std::collections::BTreeMap<u8, std::collections::BTreeSet<String>> =
+        Default::default();
+    for _round in 0..2 {
+        for n in 1..=24u8 {
+            by_client
+                .entry(n)
+                .or_default()
+                .insert(from(n, "/sticky").await);
+        }
+    }
+    assert!(
+        by_client.values().all(|pods| pods.len() == 1),
+        "a client moved: {by_client:?}"
+    );
+    let used: std::collections::BTreeSet<&String> = by_client.values().flatten().collect();
+    assert!(used.len() > 1, "every client on one pod: {by_client:?}");
+    // The other rule is round-robin: one client meets every pod.
+    let mut one_client = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        one_client.insert(from(7, "/spread").await);
+    }
+    assert_eq!(one_client.len(), 3, "{one_client:?}");
+}
+
+/// HTTPRouteCrossNamespace: a route in another namespace attaches to a
+/// listener that selects its namespace by label (its status naming the
+/// Gateway's namespace); and HTTPRouteInvalidCrossNamespaceParentRef: a
+/// listener that allows only its own namespace refuses it, with its
+/// references still resolved, and counts no route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_cross_namespace() {
+    let c = Conformance::start().await;
+    c.api.apply(same_namespace());
+    c.api.apply(gateway(
+        "infra",
+        "backend-namespaces",
+        json!([{"name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "Selector",
+                    "selector": {"matchLabels": {"gateway-conformance": "backend"}}}}}]),
+    ));
+    let route = |name: &str, gw: &str, host: &str| {
+        http_route(
+            "web",
+            name,
+            json!({"parentRefs": [{"name": gw, "namespace": "infra"}], "hostnames": [host],
+                   "rules": [{"backendRefs": [{"name": "web-backend", "port": 8080}]}]}),
+        )
+    };
+    c.api.apply(route(
+        "cross-namespace",
+        "backend-namespaces",
+        "cross.example.com",
+    ));
+    c.api.apply(route(
+        "invalid-cross-namespace-parent-ref",
+        "same-namespace",
+        "invalid.example.com",
+    ));
+    c.answers(&[
+        ("cross.example.com", "/", "web-backend"),
+        ("invalid.example.com", "/", "404"),
+    ])
+    .await;
+    let judged = |gw: &'static str| {
+        move |r: &Value| {
+            parent_condition(r, gw, "Accepted").is_some()
+                && parent_condition(r, gw, "ResolvedRefs").is_some()
+        }
+    };
+    let ok = c
+        .status_until(
+            "HTTPRoute",
+            "web",
+            "cross-namespace",
+            "the route's status",
+            judged("backend-namespaces"),
+        )
+        .await;
+    assert_eq!(
+        parent_condition(&ok, "backend-namespaces", "Accepted"),
+        Some(("True".into(), "Accepted".into()))
+    );
+    assert_eq!(
+        parent(&ok, "backend-namespaces").unwrap()["parentRef"]["namespace"],
+        "infra"
+    );
+    let refused = c
+        .status_until(
+            "HTTPRoute",
+            "web",
+            "invalid-cross-namespace-parent-ref",
+            "the route's status",
+            judged("same-namespace"),
+        )
+        .await;
+    assert_eq!(refused["status"]["parents"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        parent_condition(&refused, "same-namespace", "Accepted"),
+        Some(("False".into(), "NotAllowedByListeners".into()))
+    );
+    assert_eq!(
+        parent_condition(&refused, "same-namespace", "ResolvedRefs"),
+        Some(("True".into(), "ResolvedRefs".into()))
+    );
+    c.same_namespace_counts_no_route().await;
+}
+
+/// GatewayWithAttachedRoutes and GatewayInvalidRouteKind, through
+/// discovery: each listener counts the routes attached to it (not one
+/// refused for its hostname; one on a listener whose certificate is
+/// missing still counts), and a listener's route kinds it cannot serve
+/// are `InvalidRouteKinds`, the valid ones listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_with_attached_routes_and_invalid_route_kinds() {
+    let c = Conformance::start().await;
+    let infra_only = json!({"namespaces": {"from": "Selector", "selector": {"matchLabels":
+        {"kubernetes.io/metadata.name": "infra"}}}, "kinds": [{"kind": "HTTPRoute"}]});
+    c.api.apply(gateway(
+        "infra",
+        "gateway-with-one-attached-route",
+        json!([{"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": infra_only}]),
+    ));
+    c.api.apply(gateway(
+        "infra",
+        "gateway-with-two-attached-routes",
+        json!([{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "foo.example.com",
+                "allowedRoutes": infra_only}]),
+    ));
+    c.api.apply(gateway("infra", "unresolved-gateway-with-one-attached-unresolved-route",
+        json!([{"name": "tls", "port": 443, "protocol": "HTTPS", "allowedRoutes": {"namespaces": {"from": "All"}},
+                "tls": {"mode": "Terminate", "certificateRefs": [{"name": "does-not-exist"}]}}])));
+    c.api.apply(gateway(
+        "infra",
+        "gateway-only-invalid-route-kind",
+        json!([{"name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"kinds": [{"kind": "InvalidRoute"}]}}]),
+    ));
+    c.api.apply(gateway(
+        "infra",
+        "gateway-supported-and-invalid-route-kind",
+        json!([{"name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"kinds": [{"kind": "InvalidRoute"}, {"kind": "HTTPRoute"}]}}]),
+    ));
+    let on = |name: &str, parent: Value, hostnames: Value, backend: &str| {
+        http_route(
+            "infra",
+            name,
+            json!({"parentRefs": [parent], "hostnames": hostnames,
+            "rules": [{"backendRefs": [{"name": backend, "port": 8080}]}]}),
+        )
+    };
+    c.api.apply(on(
+        "http-route-1",
+        json!({"name": "gateway-with-one-attached-route"}),
+        json!([]),
+        "infra-backend-v1",
+    ));
+    c.api.apply(on(
+        "http-route-2",
+        json!({"name": "gateway-with-two-attached-routes"}),
+        json!([]),
+        "infra-backend-v1",
+    ));
+    c.api.apply(on(
+        "http-route-3",
+        json!({"name": "gateway-with-two-attached-routes"}),
+        json!([]),
+        "infra-backend-v1",
+    ));
+    c.api.apply(on(
+        "http-route-not-accepted",
+        json!({"name": "gateway-with-two-attached-routes"}),
+        json!(["not-accepted.test.com"]),
+        "infra-backend-v1",
+    ));
+    c.api.apply(on("http-route-4",
+        json!({"name": "unresolved-gateway-with-one-attached-unresolved-route", "sectionName": "tls"}),
+        json!([]), "does-not-exist"));
+    let counted = |gw: &'static str, l: &'static str, n: u64| {
+        let c = &c;
+        async move {
+            let g = c
+                .status_until(
+                    "Gateway",
+                    "infra",
+                    gw,
+                    &format!("{gw}'s {l} to count {n}"),
+                    |g| listener(g, l).is_some_and(|x| x["attachedRoutes"] == n),
+                )
+                .await;
+            listener(&g, l).unwrap().clone()
+        }
+    };
+    let l = counted("gateway-with-one-attached-route", "http", 1).await;
+    for t in ["Accepted", "ResolvedRefs"] {
+        assert_eq!(
+            condition(&l["conditions"], t).unwrap().0,
+            "True",
+            "{t}: {l}"
+        );
+    }
+    assert_eq!(
+        l["supportedKinds"],
+        json!([{"group": GROUP, "kind": "HTTPRoute"}])
+    );
+    counted("gateway-with-two-attached-routes", "http", 2).await;
+    let l = counted(
+        "unresolved-gateway-with-one-attached-unresolved-route",
+        "tls",
+        1,
+    )
+    .await;
+    for t in ["Programmed", "ResolvedRefs"] {
+        assert_eq!(
+            condition(&l["conditions"], t).unwrap().0,
+            "False",
+            "{t}: {l}"
+        );
+    }
+    let v = c
+        .route_verdict(
+            "http-route-not-accepted",
+            "gateway-with-two-attached-routes",
+        )
+        .await;
+    assert_eq!(v[0], ("False".into(), "NoMatchingListenerHostname".into()));
+    let v = c
+        .route_verdict(
+            "http-route-4",
+            "unresolved-gateway-with-one-attached-unresolved-route",
+        )
+        .await;
+    assert_eq!(v, verdict("True", "Accepted", "False", "BackendNotFound"));
+    for (gw, kinds) in [
+        ("gateway-only-invalid-route-kind", json!([])),
+        (
+            "gateway-supported-and-invalid-route-kind",
+            json!([{"group": GROUP, "kind": "HTTPRoute"}]),
+        ),
+    ] {
+        let l = counted(gw, "http", 0).await;
+        let (status, reason, _) = condition(&l["conditions"], "ResolvedRefs").unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "InvalidRouteKinds"),
+            "{gw}"
+        );
+        assert_eq!(l["supportedKinds"], kinds, "{gw}");
     }
 }

@@ -94,13 +94,26 @@ pub struct Mirror {
     pub upstream: Arc<Upstream>,
     numerator: u32,
     denominator: u32,
+    /// Copies in flight, at most [`MIRRORS_IN_FLIGHT`]: a mirror that
+    /// answers slowly or not at all is skipped past that, rather than
+    /// holding connections and memory without bound.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many copies of a route's requests one mirror may have in flight.
+pub const MIRRORS_IN_FLIGHT: usize = 256;
 
 impl Mirror {
     /// Whether this request is copied: drawn, `numerator` in
-    /// `denominator`.
-    pub fn draw(&self) -> bool {
-        self.numerator >= self.denominator || fastrand::u32(0..self.denominator) < self.numerator
+    /// `denominator`, and a slot free; the slot is held while the copy is
+    /// in flight.
+    pub fn draw(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let drawn = self.numerator >= self.denominator
+            || fastrand::u32(0..self.denominator) < self.numerator;
+        if !drawn {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
     }
 }
 
@@ -187,8 +200,9 @@ impl Route {
     }
 
     /// The route's upstreams: the main one, and the canary's if any.
-    /// The error pages' default backend is one too: its endpoints keep
-    /// their health and connections across rebuilds like the others.
+    /// The error pages' default backend is one too, and so are mirrors:
+    /// their endpoints keep their health and connections across rebuilds
+    /// like the others.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         std::iter::once(&self.upstream)
             .chain(
@@ -198,6 +212,7 @@ impl Route {
             )
             .chain(self.canary.as_ref().map(|c| &c.upstream))
             .chain(self.error_pages.as_ref().and_then(|e| e.backend.as_ref()))
+            .chain(self.mirrors.iter().map(|m| &m.upstream))
     }
 }
 
@@ -374,6 +389,7 @@ impl Snapshot {
                     upstream: Arc::new(Upstream::build(&m.upstream, &reuse)),
                     numerator: m.numerator,
                     denominator: m.denominator.max(1),
+                    slots: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
                 })
                 .collect();
             let error_pages = spec.error_pages.as_ref().map(|e| ErrorPages {

@@ -151,8 +151,8 @@ impl GatewayCors {
     }
 
     /// The headers of an allowed request's answer (replacing the
-    /// backend's own): the origin echoed, credentials, exposed headers,
-    /// and `Vary: Origin` (the answer depends on it).
+    /// backend's own): the origin echoed, credentials, exposed headers.
+    /// (Every answer of the route says `Vary: Origin`: [`vary`].)
     pub fn response_headers(&self, origin: &HeaderValue, h: &mut HeaderMap) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         if self.credentials {
@@ -166,8 +166,14 @@ impl GatewayCors {
         if let Some(e) = &self.expose {
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());
         }
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
+}
+
+/// `Vary: Origin`, on every answer of a route with CORS, allowed origin or
+/// not: the answer depends on it, and a shared cache must not give one
+/// origin's answer to another.
+pub fn vary(h: &mut HeaderMap) {
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// Whether a request is a CORS preflight: OPTIONS, with `Origin` and
@@ -270,6 +276,5 @@ mod tests {
         let mut h = HeaderMap::new();
         c.response_headers(&HeaderValue::from_static("https://a.example"), &mut h);
         assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
-        assert_eq!(h[header::VARY], "Origin");
     }
 }

@@ -40,7 +40,7 @@ pub use conditions::{Conditions, ValueMatch};
 pub use cors::{Cors, OriginPattern, Origins, CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS};
 pub use error_pages::{ErrorContext, ErrorPagesSpec, StatusSet, StatusSetError};
 pub use external_auth::{signin_template, AuthUrl, AuthUrlError, ExternalAuth};
-pub use gateway_cors::{is_preflight, GatewayCors, OriginPattern as CorsOrigin};
+pub use gateway_cors::{is_preflight, vary as cors_vary, GatewayCors, OriginPattern as CorsOrigin};
 pub use gateway_paths::{GatewayRedirect, PathModifier, Scheme};
 pub use host::{HostError, HostMatch};
 pub use limits::{Rate, RateLimits, BURST_MULTIPLIER, LIMIT_STATUS};

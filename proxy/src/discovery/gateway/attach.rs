@@ -740,11 +740,23 @@ fn supported(route: &HttpRoute) -> Result<(), String> {
                 .chain(&f.response_header_modifier);
             for m in modifiers {
                 for h in m.set.iter().chain(&m.add) {
-                    let name = http::HeaderName::from_bytes(h.name.as_bytes());
-                    let value = http::HeaderValue::from_str(&h.value);
-                    if name.is_err() || value.is_err() {
+                    let (Ok(name), Ok(_)) = (
+                        http::HeaderName::from_bytes(h.name.as_bytes()),
+                        http::HeaderValue::from_str(&h.value),
+                    ) else {
                         return Err(format!(
                             "rules[{r}]: {}: {:?} is not a header",
+                            f.type_, h.name
+                        ));
+                    };
+                    // The message's framing and the connection are the
+                    // proxy's: set by a route, they would let one request
+                    // smuggle another onto a pooled connection.
+                    if crate::policy::HOP_BY_HOP.contains(&name.as_str())
+                        || name == http::header::CONTENT_LENGTH
+                    {
+                        return Err(format!(
+                            "rules[{r}]: {}: {:?} is a connection header, which cannot be set",
                             f.type_, h.name
                         ));
                     }
@@ -1467,6 +1479,14 @@ spec:
             ("{filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: x}}}]}", "starting with /"),
             ("{filters: [{type: URLRewrite, urlRewrite: {path: {type: Other, replaceFullPath: /x}}}]}", "path type"),
             ("{timeouts: {request: 1.5s}}", "not a duration"),
+            (
+                "{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Transfer-Encoding, value: chunked}]}}]}",
+                "connection header",
+            ),
+            (
+                "{backendRefs: [{name: infra-backend-v1, port: 8080, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: content-length, value: '0'}]}}]}]}",
+                "connection header",
+            ),
             ("{timeouts: {request: 1s, backendRequest: 2s}}", "longer than request"),
             (
                 "{filters: [{type: URLRewrite, urlRewrite: {hostname: a.example}}, {type: RequestRedirect, requestRedirect: {hostname: b.example}}]}",

@@ -31,7 +31,7 @@ use crate::discovery::annotations;
 use http::HeaderValue;
 
 use crate::discovery::gateway::api::{
-    BackendObjectReference, CorsFilter, HttpBackendRef, HttpHeader, HttpRouteFilter,
+    BackendObjectReference, CorsFilter, HttpBackendRef, HttpHeader, HttpRoute, HttpRouteFilter,
     HttpRouteMatch, HttpRouteTimeouts,
 };
 use crate::discovery::gateway::attach;
@@ -70,7 +70,20 @@ pub(super) fn add(
         let route = &rv.route;
         let ns = route.metadata.namespace.as_deref().unwrap_or("default");
         let name = route.metadata.name.as_deref().unwrap_or("");
-        let notes = annotations::parse(&route.metadata.annotations);
+        // A rule's own `load-balance.RULE` is read for its rule alone.
+        let route_wide = route.metadata.annotations.as_ref().map(|a| {
+            a.iter()
+                .filter(|(k, _)| !k.starts_with(RULE_STRATEGY))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
+        let notes = annotations::parse(&route_wide);
+        let rule_notes: Vec<_> = route
+            .spec
+            .rules
+            .iter()
+            .map(|rule| rule_notes(&notes, route, rule.name.as_deref(), out))
+            .collect();
         // A route attached through two listeners (or two references) with
         // names in common makes each route once.
         let mut made = std::collections::HashSet::new();
@@ -91,6 +104,7 @@ pub(super) fn add(
                         .collect(),
                 };
                 for (r, rule) in route.spec.rules.iter().enumerate() {
+                    let notes = &rule_notes[r];
                     let everything = [HttpRouteMatch::default()];
                     let matches = if rule.matches.is_empty() {
                         &everything[..]
@@ -137,7 +151,7 @@ pub(super) fn add(
                                 ns,
                                 &rule.backend_refs,
                                 &rule.filters,
-                                &notes,
+                                notes,
                                 settings,
                                 out,
                             ) {
@@ -159,6 +173,42 @@ pub(super) fn add(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The prefix of a rule's own strategy annotation.
+const RULE_STRATEGY: &str = "sluice.dev/load-balance.";
+
+/// The route's annotations as they apply to one rule: with
+/// `sluice.dev/load-balance.NAME` for a rule named NAME, its strategy
+/// instead of the route's `sluice.dev/load-balance`. (A Service's own
+/// strategy still wins over both, as it does over an Ingress's.)
+fn rule_notes<'a>(
+    notes: &'a annotations::Annotated,
+    route: &HttpRoute,
+    rule: Option<&str>,
+    out: &mut Translated,
+) -> std::borrow::Cow<'a, annotations::Annotated> {
+    let key = rule.map(|r| format!("{RULE_STRATEGY}{r}"));
+    let value = key
+        .as_ref()
+        .and_then(|k| route.metadata.annotations.as_ref()?.get(k));
+    let (Some(key), Some(value)) = (key, value) else {
+        return std::borrow::Cow::Borrowed(notes);
+    };
+    match value.trim().parse::<Strategy>() {
+        Ok(s) => {
+            let mut n = notes.clone();
+            n.strategy = Some(s);
+            std::borrow::Cow::Owned(n)
+        }
+        Err(_) => {
+            let id = super::id(&route.metadata);
+            out.problems.push(format!(
+                "httproute {id}: {key}: {value:?} is not round-robin, weighted, ip-hash or least-request"
+            ));
+            std::borrow::Cow::Borrowed(notes)
         }
     }
 }
@@ -263,10 +313,13 @@ const NO_LIMIT: std::time::Duration = std::time::Duration::from_secs(365 * 86_40
 /// A rule's `timeouts`: `request` bounds a request from routing to the
 /// answer's head, retries included; `backendRequest` each try (the wait
 /// for the head, then each read of the body). `0s` turns either off.
+/// Without `backendRequest`, a try is bounded by `request` alone (not by
+/// the default 60 s, which would cut a longer `request` short).
 /// (`attach` refuses a value that does not parse.)
 fn timeouts(t: &HttpRouteTimeouts, out: &mut crate::spec::RouteTimeouts) {
     if let Some(d) = t.request.as_deref().and_then(|s| attach::duration(s).ok()) {
         out.request = (!d.is_zero()).then_some(d);
+        out.response_header = if d.is_zero() { NO_LIMIT } else { d };
     }
     if let Some(d) = t
         .backend_request
@@ -545,5 +598,34 @@ fn certificates(gw: &GatewayState, out: &mut Translated) {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_request_timeout_bounds_each_try_unless_backend_request_does() {
+        let base = crate::spec::DEFAULT_TIMEOUTS;
+        let of = |request: Option<&str>, backend: Option<&str>| {
+            let mut t = base;
+            timeouts(
+                &HttpRouteTimeouts {
+                    request: request.map(Into::into),
+                    backend_request: backend.map(Into::into),
+                },
+                &mut t,
+            );
+            (t.request, t.response_header)
+        };
+        let s = Duration::from_secs;
+        // Longer than the 60 s default: not cut at 60 s.
+        assert_eq!(of(Some("5m"), None), (Some(s(300)), s(300)));
+        assert_eq!(of(Some("0s"), None), (None, NO_LIMIT));
+        assert_eq!(of(Some("10s"), Some("2s")), (Some(s(10)), s(2)));
+        assert_eq!(of(None, Some("0s")), (None, NO_LIMIT));
+        assert_eq!(of(None, None), (None, base.response_header));
     }
 }

@@ -30,8 +30,11 @@ pub(super) fn decorate(
     allow: &Option<HeaderValue>,
     resp: &mut Response<ResponseBody>,
 ) {
-    if let (Some(g), Some(o)) = (route.access.gateway_cors.as_deref(), allow) {
-        g.response_headers(o, resp.headers_mut());
+    if let Some(g) = route.access.gateway_cors.as_deref() {
+        if let Some(o) = allow {
+            g.response_headers(o, resp.headers_mut());
+        }
+        crate::spec::cors_vary(resp.headers_mut());
     }
     if let (Some(c), Some(o)) = (route.access.cors.as_deref(), allow) {
         cors::add_headers(c, o.clone(), resp.headers_mut());
@@ -65,6 +68,7 @@ pub(super) fn preflight(
     resp: &mut Response<ResponseBody>,
 ) {
     if let Some(g) = route.access.gateway_cors.as_deref() {
+        crate::spec::cors_vary(resp.headers_mut());
         g.preflight_headers(
             &allow,
             req.get(http::header::ACCESS_CONTROL_REQUEST_METHOD),

@@ -1,16 +1,20 @@
 //! Gateway API's RequestMirror: a copy of the request, as its own upstream
 //! gets it, sent to each mirror on a task of its own. Fire and forget: the
-//! mirror's answer is read and dropped, its failures are logged at debug
-//! level and counted nowhere else, and nothing of it ever holds the
-//! client's answer back (a body is copied as the request's own upstream
-//! reads it, and a mirror that falls behind is cut off:
-//! [`crate::client_body::Teed`]).
+//! mirror's answer is read (its first MiB) and dropped, its failures are
+//! logged at debug level and counted nowhere else, and nothing of it ever
+//! holds the client's answer back (a body is copied as the request's own
+//! upstream reads it, and a mirror that falls behind is cut off:
+//! [`crate::client_body::Teed`]). Bounded: a mirror has at most
+//! [`crate::routing::MIRRORS_IN_FLIGHT`] copies in flight (a request is
+//! not copied past that), each for at most a minute.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, Request, Version};
 use http_body::Body;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{headers, Client};
 use crate::client_body::{ClientBody, Teed};
@@ -31,11 +35,10 @@ pub(super) fn start(
     if req.headers().contains_key(header::UPGRADE) {
         return;
     }
-    let to: Vec<Arc<Upstream>> = route
+    let to: Vec<(Arc<Upstream>, OwnedSemaphorePermit)> = route
         .mirrors
         .iter()
-        .filter(|m| m.draw())
-        .map(|m| m.upstream.clone())
+        .filter_map(|m| Some((m.upstream.clone(), m.draw()?)))
         .collect();
     if to.is_empty() {
         return;
@@ -67,15 +70,33 @@ pub(super) fn start(
         *req.body_mut() = teed;
         copies
     };
-    for (upstream, body) in to.into_iter().zip(bodies) {
+    for ((upstream, slot), body) in to.into_iter().zip(bodies) {
         let mut copy = Request::new(body);
         *copy.method_mut() = head.method().clone();
         *copy.uri_mut() = head.uri().clone();
         *copy.version_mut() = Version::HTTP_11;
         *copy.headers_mut() = head.headers().clone();
-        tokio::spawn(send(route.clone(), upstream, copy, client));
+        let route = route.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let name = route.name.clone();
+            if tokio::time::timeout(DEADLINE, send(route, upstream, copy, client))
+                .await
+                .is_err()
+            {
+                tracing::debug!(route = %name, "mirrored request cut off at its deadline");
+            }
+        });
     }
 }
+
+/// The longest a copy may take, its answer read: a mirror is never waited
+/// for, and must not hold a connection and a slot for ever.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// How much of a mirror's answer is read (so that its connection may be
+/// used again); past it, the connection is dropped instead.
+const READ_AT_MOST: usize = 1 << 20;
 
 /// Sends one copy to one endpoint of the mirror, and reads its answer to
 /// the end (so that its connection may be used again), dropping it.
@@ -103,11 +124,18 @@ async fn send(
                 in_flight,
                 route.timeouts.response_header,
             );
+            let mut read = 0;
             while let Some(frame) =
                 std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
             {
-                if frame.is_err() {
-                    break;
+                match frame {
+                    Ok(f) => {
+                        read += f.data_ref().map_or(0, |d| d.len());
+                        if read > READ_AT_MOST {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
                 }
             }
         }

@@ -170,8 +170,10 @@ impl Handler {
         let allow_origin = cors::allow_origin(&route, req.headers());
         if let Some(answer) = cors::gateway_preflight(&route, &req, &allow_origin) {
             let mut resp = refuse(answer, &route.metrics);
-            if let Some(allow) = &allow_origin {
-                cors::preflight(&route, req.headers(), allow.clone(), &mut resp);
+            match &allow_origin {
+                Some(allow) => cors::preflight(&route, req.headers(), allow.clone(), &mut resp),
+                // The refusal says `Vary: Origin` too.
+                None => cors::decorate(&route, &None, &mut resp),
             }
             return resp;
         }
