@@ -36,7 +36,7 @@ use tokio::sync::broadcast;
 use crate::{Body, TempDir};
 
 /// The kinds served: (kind, API group path, plural).
-const KINDS: [(&str, &str, &str); 22] = [
+const KINDS: [(&str, &str, &str); 23] = [
     (
         "GatewayClass",
         "/apis/gateway.networking.k8s.io/v1",
@@ -47,6 +47,11 @@ const KINDS: [(&str, &str, &str); 22] = [
         "HTTPRoute",
         "/apis/gateway.networking.k8s.io/v1",
         "httproutes",
+    ),
+    (
+        "GRPCRoute",
+        "/apis/gateway.networking.k8s.io/v1",
+        "grpcroutes",
     ),
     (
         "ReferenceGrant",

@@ -212,18 +212,22 @@ impl Conformance {
 }
 
 impl Conformance {
-    /// Asserts that Gateway same-namespace's listener counts no route.
+    /// Gateway same-namespace, once its listener counts `n` routes.
+    async fn same_namespace_counting(&self, n: u64) -> Value {
+        self.status_until(
+            "Gateway",
+            "infra",
+            "same-namespace",
+            "the Gateway's status",
+            |g| listener(g, "http").is_some_and(|l| l["attachedRoutes"] == n),
+        )
+        .await
+    }
+
+    /// Waits for Gateway same-namespace's listener to count no route
+    /// (a deadline, and the test fails, if it keeps counting one).
     async fn same_namespace_counts_no_route(&self) {
-        let gw = self
-            .status_until(
-                "Gateway",
-                "infra",
-                "same-namespace",
-                "the Gateway's status",
-                |g| listener(g, "http").is_some(),
-            )
-            .await;
-        assert_eq!(listener(&gw, "http").unwrap()["attachedRoutes"], 0);
+        self.same_namespace_counting(0).await;
     }
 }
 
@@ -353,15 +357,7 @@ async fn http_route_simple_same_namespace() {
         (Some(GROUP), Some("Gateway"))
     );
 
-    let gw = c
-        .status_until(
-            "Gateway",
-            "infra",
-            "same-namespace",
-            "the Gateway's status",
-            |g| listener(g, "http").is_some_and(|l| l["attachedRoutes"] == 1),
-        )
-        .await;
+    let gw = c.same_namespace_counting(1).await;
     for type_ in ["Accepted", "Programmed"] {
         let (status, _, observed) = condition(&gw["status"]["conditions"], type_).unwrap();
         assert_eq!(
@@ -388,7 +384,7 @@ async fn http_route_simple_same_namespace() {
     );
     assert_eq!(
         l["supportedKinds"],
-        json!([{"group": GROUP, "kind": "HTTPRoute"}])
+        json!([{"group": GROUP, "kind": "HTTPRoute"}, {"group": GROUP, "kind": "GRPCRoute"}])
     );
 
     let class = c
@@ -2656,4 +2652,96 @@ async fn gateway_with_attached_routes_and_invalid_route_kinds() {
         );
         assert_eq!(l["supportedKinds"], kinds, "{gw}");
     }
+}
+
+/// GRPCRoute (the conformance suite's GRPCExactMethodMatching and its
+/// regular-expression counterpart) with a real gRPC client and servers:
+/// a call goes by its service and method to the rule's backend, spoken
+/// to in HTTP/2; the route's status is written like an HTTPRoute's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_route_method_matching() {
+    use sluice_integration::grpc::{grpc_call, GrpcServer};
+    let c = Conformance::start().await;
+    let servers = [
+        GrpcServer::start("grpc-a", None).await,
+        GrpcServer::start("grpc-b", None).await,
+    ];
+    for (i, server) in servers.iter().enumerate() {
+        let name = ["grpc-a", "grpc-b"][i];
+        let port = server.addr.port();
+        c.api.apply(
+            json!({"kind": "Service", "metadata": {"name": name, "namespace": "infra"},
+            "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": port}]}}),
+        );
+        c.api.apply(slice(
+            "infra",
+            &format!("{name}-abc"),
+            name,
+            port,
+            vec![endpoint(server.addr, &format!("{name}-0"), true, false)],
+        ));
+    }
+    c.api.apply(same_namespace());
+    let grpc_route = |name: &str, host: &str, rules: Value| {
+        json!({"kind": "GRPCRoute", "metadata": {"name": name, "namespace": "infra"},
+               "spec": {"parentRefs": [{"name": "same-namespace"}], "hostnames": [host],
+                        "rules": rules}})
+    };
+    let to = |backend: &str| json!([{"name": backend, "port": 8080}]);
+    c.api.apply(grpc_route(
+        "exact-matching",
+        "grpc.example.com",
+        json!([
+            {"matches": [{"method": {"service": "sluice.test.Echo", "method": "Say"}}],
+             "backendRefs": to("grpc-a")},
+            {"matches": [{"method": {"service": "sluice.test.Echo", "method": "Count"}}],
+             "backendRefs": to("grpc-b")},
+        ]),
+    ));
+    c.api.apply(grpc_route(
+        "regex-matching",
+        "regex.example.com",
+        json!([{"matches": [{"method": {"type": "RegularExpression",
+                                        "service": "sluice\\.test\\..*", "method": "S.y"}}],
+                "backendRefs": to("grpc-b")}]),
+    ));
+    for name in ["exact-matching", "regex-matching"] {
+        let route = c
+            .status_until("GRPCRoute", "infra", name, "the GRPCRoute's status", |r| {
+                parent_condition(r, "same-namespace", "ResolvedRefs")
+                    .is_some_and(|(s, _)| s == "True")
+            })
+            .await;
+        assert_eq!(
+            parent_condition(&route, "same-namespace", "Accepted"),
+            Some(("True".into(), "Accepted".into())),
+            "{route}"
+        );
+    }
+    let listen = c.s.listen;
+    wait_until("the GRPCRoutes to be served", WAIT, || async {
+        grpc_call(listen, "grpc.example.com", "Say", "hello").await == "grpc-a: hello\n"
+    })
+    .await;
+    assert_eq!(
+        grpc_call(listen, "grpc.example.com", "Count", "2").await,
+        "grpc-b 1\ngrpc-b 2\n"
+    );
+    assert_eq!(
+        grpc_call(listen, "regex.example.com", "Say", "hi").await,
+        "grpc-b: hi\n"
+    );
+    // A method no rule matches is not routed.
+    assert!(
+        grpc_call(listen, "regex.example.com", "Count", "1")
+            .await
+            .starts_with("status "),
+        "Count is not a match"
+    );
+    // The listener takes both kinds.
+    let gw = c.same_namespace_counting(2).await;
+    assert_eq!(
+        listener(&gw, "http").unwrap()["supportedKinds"],
+        json!([{"group": GROUP, "kind": "HTTPRoute"}, {"group": GROUP, "kind": "GRPCRoute"}])
+    );
 }

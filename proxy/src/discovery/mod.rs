@@ -183,6 +183,14 @@ pub fn start(
             &metrics,
             tasks,
         ),
+        grpc_routes: watch_kind::<gateway::api::GrpcRoute>(
+            namespaced(&client, ns),
+            watcher::Config::default(),
+            "grpcroute",
+            &changed,
+            &metrics,
+            tasks,
+        ),
         grants: watch_kind::<gateway::api::ReferenceGrant>(
             namespaced(&client, ns),
             watcher::Config::default(),
@@ -275,6 +283,7 @@ struct GatewayStores {
     classes: Store<gateway::api::GatewayClass>,
     gateways: Store<gateway::api::Gateway>,
     routes: Store<gateway::api::HttpRoute>,
+    grpc_routes: Store<gateway::api::GrpcRoute>,
     grants: Store<gateway::api::ReferenceGrant>,
     namespaces: Option<Store<NamespaceMeta>>,
 }
@@ -291,6 +300,7 @@ impl GatewayStores {
             let _ = self.classes.wait_until_ready().await;
             let _ = self.gateways.wait_until_ready().await;
             let _ = self.routes.wait_until_ready().await;
+            let _ = self.grpc_routes.wait_until_ready().await;
             let _ = self.grants.wait_until_ready().await;
             if let Some(n) = &self.namespaces {
                 let _ = n.wait_until_ready().await;
@@ -298,7 +308,7 @@ impl GatewayStores {
         };
         if tokio::time::timeout(limit, all).await.is_err() {
             tracing::error!(
-                "Gateway API objects not listed within {limit:?}: are the Gateway API CRDs (standard channel) installed, and may this ServiceAccount read them? Ingresses are served meanwhile; Gateway API routes follow once their lists come"
+                "Gateway API objects not listed within {limit:?}: are the Gateway API CRDs (standard channel, v1.1 or later for GRPCRoute) installed, and may this ServiceAccount read them? Ingresses are served meanwhile; Gateway API routes follow once their lists come"
             );
         }
     }
@@ -323,11 +333,20 @@ impl GatewayStores {
             })
             .collect();
         let grants = self.grants.state();
+        // GRPCRoutes are judged and served as the HTTPRoutes they amount
+        // to, their kind kept.
+        let mut routes = self.routes.state();
+        routes.extend(
+            self.grpc_routes
+                .state()
+                .iter()
+                .map(|g| Arc::new(g.as_http())),
+        );
         let verdicts = gateway::attach::decide(&gateway::attach::Inputs {
             class,
             classes: &self.classes.state(),
             gateways: &self.gateways.state(),
-            routes: &self.routes.state(),
+            routes: &routes,
             grants: &grants,
             namespaces: &namespaces,
             services,

@@ -83,6 +83,7 @@ slim_meta!(
     crate::discovery::gateway::api::GatewayClass,
     crate::discovery::gateway::api::Gateway,
     crate::discovery::gateway::api::HttpRoute,
+    crate::discovery::gateway::api::GrpcRoute,
     crate::discovery::gateway::api::ReferenceGrant
 );
 

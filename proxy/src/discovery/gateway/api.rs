@@ -1,5 +1,5 @@
 //! Gateway API objects as the API server sends them: GatewayClass,
-//! Gateway, HTTPRoute and ReferenceGrant of the standard channel
+//! Gateway, HTTPRoute, GRPCRoute and ReferenceGrant of the standard channel
 //! (`gateway.networking.k8s.io`, v1), the fields Sluice reads.
 //!
 //! Our own types, not the `gateway-api` crate's: its releases are built on
@@ -264,7 +264,9 @@ pub struct ListenerStatus {
 
 // --------------------------------------------------------------- HTTPRoute
 
-/// HTTP routing rules attached to Gateways' listeners.
+/// HTTP routing rules attached to Gateways' listeners. A GRPCRoute is
+/// judged and served as the HTTPRoute it amounts to
+/// ([`GrpcRoute::as_http`]), its `kind` saying which it is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HttpRoute {
     pub metadata: ObjectMeta,
@@ -272,6 +274,27 @@ pub struct HttpRoute {
     pub spec: HttpRouteSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RouteStatus>,
+    /// Which kind of object this is (never sent by the API server).
+    #[serde(skip)]
+    pub kind: RouteKind,
+}
+
+/// The route kinds served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RouteKind {
+    #[default]
+    Http,
+    Grpc,
+}
+
+impl RouteKind {
+    /// Its `kind`, as objects and listeners name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
 }
 resource!(
     HttpRoute,
@@ -334,6 +357,132 @@ pub struct HttpRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<HttpRouteTimeouts>,
+}
+
+// --------------------------------------------------------------- GRPCRoute
+
+/// gRPC routing rules: matches by service and method (the request's
+/// path, `/SERVICE/METHOD`) and headers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrpcRoute {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: GrpcRouteSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RouteStatus>,
+}
+resource!(
+    GrpcRoute,
+    "GRPCRoute",
+    "v1",
+    "grpcroutes",
+    k8s_openapi::NamespaceResourceScope
+);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_refs: Vec<ParentReference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<GrpcRouteRule>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<GrpcRouteMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpRouteFilter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_refs: Vec<HttpBackendRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrpcRouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GrpcMethodMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpValueMatch>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrpcMethodMatch {
+    /// `Exact` (the default) or `RegularExpression`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl GrpcRoute {
+    /// The HTTPRoute this route amounts to: a method match is a match of
+    /// the path gRPC sends, `/SERVICE/METHOD` (service and method exact:
+    /// that path; a service alone: its prefix; a method alone, or
+    /// regular expressions: a regular expression of the whole path).
+    /// Unknown match types are kept, to be refused as HTTPRoute's are.
+    pub fn as_http(&self) -> HttpRoute {
+        let path = |m: &GrpcMethodMatch| -> Option<HttpPathMatch> {
+            let exact = m.type_.as_deref().unwrap_or("Exact") == "Exact";
+            let (service, method) = (m.service.as_deref(), m.method.as_deref());
+            let (type_, value) = match (exact, service, method) {
+                (_, None, None) => return None,
+                (true, Some(s), Some(m)) => ("Exact", format!("/{s}/{m}")),
+                (true, Some(s), None) => ("PathPrefix", format!("/{s}")),
+                (true, None, Some(m)) => {
+                    ("RegularExpression", format!("/[^/]+/{}", regex::escape(m)))
+                }
+                (false, s, m) => (
+                    "RegularExpression",
+                    format!("/(?:{})/(?:{})", s.unwrap_or("[^/]+"), m.unwrap_or("[^/]+")),
+                ),
+            };
+            let type_ = match m.type_.as_deref() {
+                Some(t) if t != "Exact" && t != "RegularExpression" => t.to_owned(),
+                _ => type_.to_owned(),
+            };
+            Some(HttpPathMatch {
+                type_: Some(type_),
+                value: Some(value),
+            })
+        };
+        HttpRoute {
+            metadata: self.metadata.clone(),
+            status: self.status.clone(),
+            kind: RouteKind::Grpc,
+            spec: HttpRouteSpec {
+                parent_refs: self.spec.parent_refs.clone(),
+                hostnames: self.spec.hostnames.clone(),
+                rules: self
+                    .spec
+                    .rules
+                    .iter()
+                    .map(|r| HttpRouteRule {
+                        name: r.name.clone(),
+                        matches: r
+                            .matches
+                            .iter()
+                            .map(|m| HttpRouteMatch {
+                                path: m.method.as_ref().and_then(path),
+                                headers: m.headers.clone(),
+                                ..HttpRouteMatch::default()
+                            })
+                            .collect(),
+                        filters: r.filters.clone(),
+                        backend_refs: r.backend_refs.clone(),
+                        timeouts: None,
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// What a request must be for a rule: every field given (ANDed).
@@ -770,5 +919,52 @@ spec:
             ReferenceGrant::API_VERSION,
             "gateway.networking.k8s.io/v1beta1"
         );
+    }
+
+    #[test]
+    fn a_grpc_route_is_the_http_route_of_its_paths() {
+        let g: GrpcRoute = serde_yaml::from_str(
+            "metadata: {name: g, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches:
+    - method: {service: a.B, method: Say}
+    - method: {service: a.B}
+    - method: {method: Say.x}
+    - method: {type: RegularExpression, service: 'a\\..*'}
+    - headers: [{name: x, value: y}]
+    backendRefs: [{name: s, port: 80}]
+",
+        )
+        .unwrap();
+        let h = g.as_http();
+        assert_eq!(h.kind, RouteKind::Grpc);
+        assert_eq!(h.kind.name(), "GRPCRoute");
+        let paths: Vec<Option<(String, String)>> = h.spec.rules[0]
+            .matches
+            .iter()
+            .map(|m| {
+                m.path.as_ref().map(|p| {
+                    (
+                        p.type_or_default().to_owned(),
+                        p.value_or_default().to_owned(),
+                    )
+                })
+            })
+            .collect();
+        let p = |t: &str, v: &str| Some((t.to_owned(), v.to_owned()));
+        assert_eq!(
+            paths,
+            [
+                p("Exact", "/a.B/Say"),
+                p("PathPrefix", "/a.B"),
+                p("RegularExpression", "/[^/]+/Say\\.x"),
+                p("RegularExpression", "/(?:a\\..*)/(?:[^/]+)"),
+                None,
+            ]
+        );
+        assert_eq!(h.spec.rules[0].matches[4].headers[0].name, "x");
+        assert_eq!(h.spec.rules[0].backend_refs[0].target.name, "s");
     }
 }

@@ -36,7 +36,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::api::{
     BackendObjectReference, Gateway, GatewayClass, HttpRoute, Listener, NamespaceLabels,
-    ParentReference, ReferenceGrant, RouteGroupKind, GROUP,
+    ParentReference, ReferenceGrant, RouteGroupKind, RouteKind, GROUP,
 };
 use super::grants::{self, permitted};
 use super::hostnames::{intersect, Served};
@@ -61,6 +61,7 @@ pub const FILTERS: [&str; 6] = [
 /// served on Sluice's own listeners, one address for all Gateways),
 /// `HTTPRouteNamedRouteRule`, and the experimental channel's.
 pub const SUPPORTED_FEATURES: &[&str] = &[
+    "GRPCRoute",
     "Gateway",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
@@ -361,13 +362,18 @@ fn listener(l: &Listener, ns: &str, inputs: &Inputs<'_>) -> ListenerVerdict {
     let mut supported_kinds = Vec::new();
     let mut invalid_kinds = Vec::new();
     if allowed_routes.kinds.is_empty() {
-        supported_kinds.push(RouteGroupKind {
-            group: Some(GROUP.into()),
-            kind: "HTTPRoute".into(),
-        });
+        for kind in [RouteKind::Http, RouteKind::Grpc] {
+            supported_kinds.push(RouteGroupKind {
+                group: Some(GROUP.into()),
+                kind: kind.name().into(),
+            });
+        }
     }
     for k in &allowed_routes.kinds {
-        if k.group_or_default() == GROUP && k.kind == "HTTPRoute" {
+        let served = [RouteKind::Http, RouteKind::Grpc]
+            .iter()
+            .any(|kind| k.kind == kind.name());
+        if k.group_or_default() == GROUP && served {
             supported_kinds.push(RouteGroupKind {
                 group: Some(GROUP.into()),
                 kind: k.kind.clone(),
@@ -581,14 +587,19 @@ fn parent(
         .filter(|&i| {
             let l = &g.listeners[i];
             l.accepted.status
-                && l.supported_kinds.iter().any(|k| k.kind == "HTTPRoute")
+                && l.supported_kinds
+                    .iter()
+                    .any(|k| k.kind == route.kind.name())
                 && namespace_allowed(&l.allowed, ns, gw_ns, inputs.namespaces)
         })
         .collect();
     if allowed.is_empty() {
         verdict.accepted = Cond::no(
             "NotAllowedByListeners",
-            format!("no listener takes HTTPRoutes from namespace {ns}"),
+            format!(
+                "no listener takes {}s from namespace {ns}",
+                route.kind.name()
+            ),
         );
         return Some(verdict);
     }
@@ -930,14 +941,15 @@ pub fn anchored(re: &str) -> Result<regex::Regex, regex::Error> {
 /// as the spec says.
 fn served(route: &HttpRoute) -> Result<(), String> {
     for (r, rule) in route.spec.rules.iter().enumerate() {
-        let served_here = [
-            "RequestHeaderModifier",
-            "ResponseHeaderModifier",
-            "RequestRedirect",
-            "URLRewrite",
-            "RequestMirror",
-            "CORS",
-        ];
+        let served_here: &[&str] = match route.kind {
+            RouteKind::Http => &FILTERS,
+            // GRPCRoute's filters.
+            RouteKind::Grpc => &[
+                "RequestHeaderModifier",
+                "ResponseHeaderModifier",
+                "RequestMirror",
+            ],
+        };
         if let Some(f) = rule
             .filters
             .iter()
@@ -980,16 +992,17 @@ fn route_refs(route: &HttpRoute, ns: &str, inputs: &Inputs<'_>) -> Cond {
         .flat_map(|r| &r.backend_refs)
         .map(|b| &b.target);
     for b in backends.chain(mirrors) {
-        if let Err(c) = backend(ns, b, inputs.grants, inputs.services) {
+        if let Err(c) = backend(route.kind, ns, b, inputs.grants, inputs.services) {
             return c;
         }
     }
     Cond::yes("ResolvedRefs")
 }
 
-/// The Service a backend reference of a route in namespace `ns` names,
-/// or the condition saying why it does not resolve.
+/// The Service a backend reference of a route (of `kind`) in namespace
+/// `ns` names, or the condition saying why it does not resolve.
 pub fn backend<'a>(
+    kind: RouteKind,
     ns: &str,
     b: &BackendObjectReference,
     grants: &[Arc<ReferenceGrant>],
@@ -1003,7 +1016,7 @@ pub fn backend<'a>(
         name: &b.name,
     };
     check(
-        ("backendRef", "HTTPRoute", ns),
+        ("backendRef", kind.name(), ns),
         target,
         ("Service", "InvalidKind"),
         grants,

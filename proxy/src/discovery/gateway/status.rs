@@ -13,7 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use super::api::{Gateway, GatewayClass, GatewayStatusAddress, HttpRoute};
+use super::api::{Gateway, GatewayClass, GatewayStatusAddress, GrpcRoute, HttpRoute, RouteKind};
 use super::attach::{key, Verdicts};
 use super::conditions;
 
@@ -45,8 +45,17 @@ pub async fn write(client: &Client, lb: &[Value], v: &Verdicts) {
         let have = r.route.status.clone().unwrap_or_default();
         if differs(&want, &have) {
             let (ns, name) = key(&r.route.metadata);
-            let api: Api<HttpRoute> = Api::namespaced(client.clone(), ns);
-            patch(&api, "httproute", &format!("{ns}/{name}"), name, &want).await;
+            let id = format!("{ns}/{name}");
+            match r.route.kind {
+                RouteKind::Http => {
+                    let api: Api<HttpRoute> = Api::namespaced(client.clone(), ns);
+                    patch(&api, "httproute", &id, name, &want).await;
+                }
+                RouteKind::Grpc => {
+                    let api: Api<GrpcRoute> = Api::namespaced(client.clone(), ns);
+                    patch(&api, "grpcroute", &id, name, &want).await;
+                }
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ use http::HeaderValue;
 
 use crate::discovery::gateway::api::{
     BackendObjectReference, CorsFilter, HttpBackendRef, HttpHeader, HttpRoute, HttpRouteFilter,
-    HttpRouteMatch, HttpRouteTimeouts,
+    HttpRouteMatch, HttpRouteTimeouts, RouteKind,
 };
 use crate::discovery::gateway::attach;
 use crate::discovery::gateway::hostnames::Served;
@@ -45,6 +45,8 @@ use crate::spec::{
 struct Refs<'a> {
     grants: &'a [Arc<crate::discovery::gateway::api::ReferenceGrant>],
     services: &'a [Arc<Service>],
+    /// The kind of the route whose references they are.
+    kind: RouteKind,
 }
 
 /// Adds the routes of every accepted HTTPRoute parent in `gw` to `out`.
@@ -55,10 +57,6 @@ pub(super) fn add(
     settings: &TranslateSettings,
     out: &mut Translated,
 ) {
-    let refs = Refs {
-        grants: &gw.grants,
-        services,
-    };
     let mut routes: Vec<&attach::RouteVerdict> = gw.verdicts.routes.iter().collect();
     routes.sort_by(|a, b| {
         let created =
@@ -70,6 +68,13 @@ pub(super) fn add(
         let route = &rv.route;
         let ns = route.metadata.namespace.as_deref().unwrap_or("default");
         let name = route.metadata.name.as_deref().unwrap_or("");
+        let refs = Refs {
+            grants: &gw.grants,
+            services,
+            kind: route.kind,
+        };
+        // "httproute" or "grpcroute", in labels and problems.
+        let kind = route.kind.name().to_ascii_lowercase();
         // A rule's own `load-balance.RULE` is read for its rule alone.
         let route_wide = route.metadata.annotations.as_ref().map(|a| {
             a.iter()
@@ -97,7 +102,7 @@ pub(super) fn add(
                             Ok(h) => Some(h),
                             Err(e) => {
                                 out.problems
-                                    .push(format!("httproute {ns}/{name}: hostname {e}"));
+                                    .push(format!("{kind} {ns}/{name}: hostname {e}"));
                                 None
                             }
                         })
@@ -127,7 +132,7 @@ pub(super) fn add(
                             Err(e) => {
                                 // `attach` refuses what this refuses.
                                 out.problems
-                                    .push(format!("httproute {ns}/{name}: rules[{r}]: {e}"));
+                                    .push(format!("{kind} {ns}/{name}: rules[{r}]: {e}"));
                                 continue;
                             }
                         };
@@ -139,8 +144,7 @@ pub(super) fn add(
                             {
                                 continue;
                             }
-                            let label =
-                                format!("httproute/{ns}/{name}/rules/{r}/matches/{m}/{host}");
+                            let label = format!("{kind}/{ns}/{name}/rules/{r}/matches/{m}/{host}");
                             if let Some(spec) = rule_route(
                                 backends,
                                 &refs,
@@ -206,7 +210,8 @@ fn rule_notes<'a>(
         Err(_) => {
             let id = super::id(&route.metadata);
             out.problems.push(format!(
-                "httproute {id}: {key}: {value:?} is not round-robin, weighted, ip-hash or least-request"
+                "{} {id}: {key}: {value:?} is not round-robin, weighted, ip-hash or least-request",
+                route.kind.name().to_ascii_lowercase()
             ));
             std::borrow::Cow::Borrowed(notes)
         }
@@ -443,7 +448,7 @@ fn rule_route(
     // One route per backend, and whether its reference resolves.
     let one = |b: &BackendObjectReference, out: &mut Translated| {
         let target_ns = b.namespace.as_deref().unwrap_or(ns);
-        let resolves = attach::backend(ns, b, refs.grants, refs.services).is_ok();
+        let resolves = attach::backend(refs.kind, ns, b, refs.grants, refs.services).is_ok();
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
                 // One that does not resolve is looked up as no Service:
@@ -477,8 +482,11 @@ fn rule_route(
         if resolves {
             out.problems.extend(problems);
         }
+        // gRPC is HTTP/2: a GRPCRoute's backends are spoken to in h2c,
+        // as are an HTTPRoute's whose port says so.
         let spec = spec.map(|mut spec| {
-            if resolves && app_protocol(refs.services, target_ns, b) == Some("kubernetes.io/h2c") {
+            let h2c_port = app_protocol(refs.services, target_ns, b) == Some("kubernetes.io/h2c");
+            if resolves && (refs.kind == RouteKind::Grpc || h2c_port) {
                 h2c(&mut spec.upstream);
             }
             spec
