@@ -507,3 +507,72 @@ async fn a_request_arriving_during_the_drain_is_answered() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
     assert!(text.contains("hello"), "{text:?}");
 }
+
+/// An upstream answer framed by its connection's end (no length, no
+/// chunks) that fails partway (the upstream resets): the client must be
+/// able to tell it was cut. The fast path passes such framing through,
+/// so it resets the client's connection; hyper re-frames it in chunks,
+/// and leaves out the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_framed_by_close_and_cut_by_a_reset_is_not_a_clean_end() {
+    use tokio::io::AsyncReadExt;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut t, _) = upstream.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match t.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        t.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npartial-body")
+            .await
+            .unwrap();
+        // Once the client has the first part: a reset, not a close.
+        let _ = cut_rx.await;
+        t.set_zero_linger().unwrap();
+        drop(t);
+    });
+    let s = proxy_to(addr).await;
+    let mut c = TcpStream::connect(s.listen).await.unwrap();
+    c.write_all(b"GET /eof HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut cut = Some(cut_tx);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e),
+            }
+            if got.windows(12).any(|w| w == b"partial-body") {
+                if let Some(tx) = cut.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    })
+    .await
+    .expect("the client's connection ends");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.contains("partial-body"), "{text}");
+    let chunked = text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    match ended {
+        // The fast path: reset.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{text}"),
+        // hyper: chunks, the last one missing.
+        Ok(()) => assert!(
+            chunked && !text.ends_with("0\r\n\r\n"),
+            "a clean end: {text:?}"
+        ),
+    }
+}

@@ -79,6 +79,7 @@ fn serve_plain(
         let prefix = loop {
             match fast_path(&mut io, &conn, resumed).await {
                 fast::Served::Done => return,
+                fast::Served::Abort => return io.reset(),
                 // Moved whole before the wait: an `Option` matched in
                 // place would keep its slot, and the connection's idle
                 // state would make room for it.
@@ -236,7 +237,9 @@ where
     }
     match fast_path(&mut io, &conn, None).await {
         fast::Served::Handover(prefix) => Box::pin(hand_over(io, prefix, conn)).await,
-        fast::Served::Done => {}
+        // Dropped without TLS's close_notify: the client can tell the
+        // answer was cut.
+        fast::Served::Done | fast::Served::Abort => {}
         // A TLS listener's connections do not park (`park_after` is
         // unset): should one come back idle, it is closed.
         fast::Served::Idle(_) => debug_assert!(false, "a TLS connection came back to park"),

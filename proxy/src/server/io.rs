@@ -256,6 +256,12 @@ pub struct Unregistered {
 }
 
 impl SendDeadline<Prefixed<tokio::net::TcpStream>> {
+    /// Resets the connection as it is dropped (`SO_LINGER` 0): the client
+    /// sees an error, not the clean end a close would say.
+    pub fn reset(self) {
+        let _ = self.inner.inner.set_zero_linger();
+    }
+
     /// Takes the socket out of the reactor. A write timer still running is
     /// dropped: only a connection with nothing to send is parked.
     pub fn unregister(self) -> io::Result<Unregistered> {

@@ -272,8 +272,17 @@ where
             b.upstream.reserve(8192);
         }
         let n = match tokio::time::timeout(idle, up.read_buf(&mut b.upstream)).await {
-            // A read error ends the body like a close does.
-            Ok(r) => r.unwrap_or_default(),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!(route = %route.name, endpoint = %endpoint.addr, error = %e, "upstream failed in the middle of a response body");
+                // A body that ends with the connection cannot say it was
+                // cut: the client's connection is reset instead.
+                return if head.framing == Framing::Eof {
+                    Next::Abort
+                } else {
+                    Next::Close
+                };
+            }
             Err(_) => {
                 tracing::warn!(route = %route.name, endpoint = %endpoint.addr, timeout = %crate::logfmt::Dur(idle), "upstream response body stalled");
                 return Next::Close;

@@ -73,6 +73,11 @@ pub enum Served {
     Done,
     /// A request needs hyper: these bytes were read and not consumed.
     Handover(Vec<u8>),
+    /// An answer was cut short where its framing cannot say so (an
+    /// upstream's answer that ends with its connection failed): the caller
+    /// resets the connection, so that the client sees an error rather than
+    /// a clean end.
+    Abort,
     /// Idle for `park_after`, with nothing read: the connection may wait
     /// elsewhere, until this header timeout, and be served again by
     /// [`serve`] given it as `resumed`.
@@ -97,6 +102,9 @@ struct Outcome {
 enum Next {
     KeepAlive,
     Close,
+    /// The answer was cut short and its framing cannot say so (it ends
+    /// when the connection does): the connection is reset, not closed.
+    Abort,
 }
 
 /// Serves HTTP/1.1 requests on `io` until the client closes, an error
@@ -155,6 +163,7 @@ where
                     match one.await {
                         Next::KeepAlive => {}
                         Next::Close => return Served::Done,
+                        Next::Abort => return Served::Abort,
                     }
                     deadline = tokio::time::Instant::now() + settings.header_timeout;
                     continue;
@@ -394,6 +403,9 @@ where
     }
     let closing = plan.close || clock.stopping();
     let (next, _) = exchange_logged(io, b, &plan, peer, proxy, start, closing).await;
+    if matches!(next, Next::Abort) {
+        return Next::Abort;
+    }
     if closing || matches!(next, Next::Close) {
         let _ = io.shutdown().await;
         return Next::Close;
