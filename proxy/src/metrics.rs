@@ -17,6 +17,8 @@ pub struct Metrics {
     duration: HistogramVec,
     pub upstream_endpoints: IntGaugeVec,
     connect_errors: IntCounterVec,
+    /// Gateway API's mirrored requests, by route and outcome.
+    mirrored: IntCounterVec,
     pub config_reloads: IntCounterVec,
     /// Errors and disconnects of the Kubernetes watches, by kind.
     pub kube_watch_errors: IntCounterVec,
@@ -109,6 +111,14 @@ impl Metrics {
                 "Failed attempts to connect to an upstream endpoint, by route.",
             ),
             &["route"],
+        )
+        .expect("valid metric");
+        let mirrored = IntCounterVec::new(
+            Opts::new(
+                "sluice_mirrored_requests_total",
+                "Copies of requests sent to mirrors (Gateway API's RequestMirror), by route and outcome: answered, failed, or skipped (the mirror had too many in flight).",
+            ),
+            &["route", "outcome"],
         )
         .expect("valid metric");
         let config_reloads = IntCounterVec::new(
@@ -243,6 +253,7 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(upstream_endpoints.clone()),
             Box::new(connect_errors.clone()),
+            Box::new(mirrored.clone()),
             Box::new(config_reloads.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -285,6 +296,7 @@ impl Metrics {
             duration,
             upstream_endpoints,
             connect_errors,
+            mirrored,
             config_reloads,
             kube_watch_errors,
             kube_rebuild_duration,
@@ -361,6 +373,7 @@ impl Metrics {
             codes: Default::default(),
             duration: self.duration.with_label_values(&[route]),
             connect_errors: self.connect_errors.with_label_values(&[route]),
+            mirrored: self.mirrored.clone(),
         }
     }
 
@@ -390,6 +403,9 @@ impl Metrics {
         }
         let _ = self.duration.remove_label_values(&[route]);
         let _ = self.connect_errors.remove_label_values(&[route]);
+        for outcome in MIRROR_OUTCOMES {
+            let _ = self.mirrored.remove_label_values(&[route, outcome]);
+        }
         for state in ["healthy", "ejected"] {
             let _ = self.upstream_endpoints.remove_label_values(&[route, state]);
         }
@@ -470,7 +486,11 @@ pub struct RouteMetrics {
     codes: [OnceLock<IntCounter>; COMMON.len()],
     duration: Histogram,
     connect_errors: IntCounter,
+    mirrored: IntCounterVec,
 }
+
+/// The outcomes `sluice_mirrored_requests_total` counts.
+pub const MIRROR_OUTCOMES: [&str; 3] = ["answered", "failed", "skipped"];
 
 impl std::fmt::Debug for RouteMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -497,6 +517,15 @@ impl RouteMetrics {
     #[inline]
     pub fn connect_error(&self) {
         self.connect_errors.inc();
+    }
+
+    /// Counts a copy sent to a mirror, or not (one of
+    /// [`MIRROR_OUTCOMES`]). Off the common path: mirrors are rare, and
+    /// the series is looked up each time.
+    pub fn mirrored(&self, outcome: &str) {
+        self.mirrored
+            .with_label_values(&[&*self.name, outcome])
+            .inc();
     }
 }
 

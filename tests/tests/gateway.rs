@@ -1872,6 +1872,22 @@ async fn http_route_request_mirror() {
         hole_addr.port(),
         vec![endpoint(hole_addr, "black-hole-0", true, false)],
     ));
+    // A mirror whose pod refuses connections.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    c.api.apply(
+        json!({"kind": "Service", "metadata": {"name": "refused", "namespace": "infra"},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": refused.port()}]}}),
+    );
+    c.api.apply(slice(
+        "infra",
+        "refused-abc",
+        "refused",
+        refused.port(),
+        vec![endpoint(refused, "refused-0", true, false)],
+    ));
     c.api.apply(same_namespace());
     let mirror = |to: &str| {
         json!({"type": "RequestMirror",
@@ -1900,6 +1916,7 @@ async fn http_route_request_mirror() {
             ),
             mirrored("/percent-mirror-fraction", json!([half])),
             mirrored("/mirror-black-hole", json!([mirror("black-hole")])),
+            mirrored("/mirror-refused", json!([mirror("refused")])),
         ]),
     ));
     let want = verdict("True", "Accepted", "True", "ResolvedRefs");
@@ -1967,6 +1984,26 @@ async fn http_route_request_mirror() {
         "infra-backend-v1"
     );
     holding.abort();
+    // A mirror that fails leaves the answer as it is; copies are counted
+    // by outcome.
+    assert_eq!(c.who("x", "/mirror-refused").await, "infra-backend-v1");
+    let count = |outcome: &'static str| {
+        let admin = c.s.admin;
+        async move {
+            let (_, text) = get(admin, "/metrics").await.unwrap();
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("sluice_mirrored_requests_total{")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    wait_until("the mirrors' outcomes to be counted", WAIT, || async {
+        count("answered").await >= 3.0 && count("failed").await >= 1.0
+    })
+    .await;
 
     // Half, by fraction, of 400: 200 ± 60 (6 sigma).
     let n = 400;

@@ -105,15 +105,12 @@ pub const MIRRORS_IN_FLIGHT: usize = 256;
 
 impl Mirror {
     /// Whether this request is copied: drawn, `numerator` in
-    /// `denominator`, and a slot free; the slot is held while the copy is
-    /// in flight.
-    pub fn draw(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// `denominator`; `Err` when it is drawn and no slot is free. The slot
+    /// is held while the copy is in flight.
+    pub fn draw(&self) -> Option<Result<tokio::sync::OwnedSemaphorePermit, ()>> {
         let drawn = self.numerator >= self.denominator
             || fastrand::u32(0..self.denominator) < self.numerator;
-        if !drawn {
-            return None;
-        }
-        self.slots.clone().try_acquire_owned().ok()
+        drawn.then(|| self.slots.clone().try_acquire_owned().map_err(|_| ()))
     }
 }
 

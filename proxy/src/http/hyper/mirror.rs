@@ -1,7 +1,8 @@
 //! Gateway API's RequestMirror: a copy of the request, as its own upstream
 //! gets it, sent to each mirror on a task of its own. Fire and forget: the
 //! mirror's answer is read (its first MiB) and dropped, its failures are
-//! logged at debug level and counted nowhere else, and nothing of it ever
+//! logged at debug level and counted (`sluice_mirrored_requests_total`),
+//! and nothing of it ever
 //! holds the client's answer back (a body is copied as the request's own
 //! upstream reads it, and a mirror that falls behind is cut off:
 //! [`crate::client_body::Teed`]). Bounded: a mirror has at most
@@ -38,7 +39,13 @@ pub(super) fn start(
     let to: Vec<(Arc<Upstream>, OwnedSemaphorePermit)> = route
         .mirrors
         .iter()
-        .filter_map(|m| Some((m.upstream.clone(), m.draw()?)))
+        .filter_map(|m| match m.draw()? {
+            Ok(slot) => Some((m.upstream.clone(), slot)),
+            Err(()) => {
+                route.metrics.mirrored("skipped");
+                None
+            }
+        })
         .collect();
     if to.is_empty() {
         return;
@@ -80,11 +87,14 @@ pub(super) fn start(
         tokio::spawn(async move {
             let _slot = slot;
             let name = route.name.clone();
-            if tokio::time::timeout(DEADLINE, send(route, upstream, copy, client))
-                .await
-                .is_err()
-            {
-                tracing::debug!(route = %name, "mirrored request cut off at its deadline");
+            let metrics = route.metrics.clone();
+            match tokio::time::timeout(DEADLINE, send(route, upstream, copy, client)).await {
+                Ok(true) => metrics.mirrored("answered"),
+                Ok(false) => metrics.mirrored("failed"),
+                Err(_) => {
+                    tracing::debug!(route = %name, "mirrored request cut off at its deadline");
+                    metrics.mirrored("failed");
+                }
             }
         });
     }
@@ -100,12 +110,13 @@ const READ_AT_MOST: usize = 1 << 20;
 
 /// Sends one copy to one endpoint of the mirror, and reads its answer to
 /// the end (so that its connection may be used again), dropping it.
+/// Whether it was answered.
 async fn send(
     route: Arc<Route>,
     upstream: Arc<Upstream>,
     req: Request<ClientBody>,
     client: IpAddr,
-) {
+) -> bool {
     let limits = super::send_limits(&route, &upstream, false, false);
     let mut attempts = Attempts::start(&route, &upstream, client, false, None);
     let Some(Pick {
@@ -114,7 +125,7 @@ async fn send(
     }) = attempts.next()
     else {
         tracing::debug!(route = %route.name, mirror = %upstream.name, "mirror has no endpoint");
-        return;
+        return false;
     };
     let addr = endpoint.addr;
     match pool::send(endpoint, req, limits).await {
@@ -138,9 +149,11 @@ async fn send(
                     Err(_) => break,
                 }
             }
+            true
         }
         Err(e) => {
             tracing::debug!(route = %route.name, mirror = %upstream.name, endpoint = %addr, error = ?e, "mirrored request failed");
+            false
         }
     }
 }
