@@ -221,6 +221,8 @@ struct Channel {
     broken: bool,
     /// Bytes taken and not yet reported to the sender.
     taken: u32,
+    /// Bytes pushed and not yet taken.
+    queued: usize,
     reader: Option<Waker>,
     /// Woken when bytes are taken.
     writer: Option<Waker>,
@@ -246,6 +248,7 @@ impl StreamBody {
         let mut c = lock(&self.shared);
         if let Some(data) = c.chunks.pop_front() {
             c.taken = c.taken.saturating_add(data.len() as u32);
+            c.queued -= data.len();
             if let Some(w) = c.writer.take() {
                 w.wake();
             }
@@ -277,6 +280,7 @@ impl BodySender {
     pub fn push(&self, data: Bytes, end: bool) {
         let mut c = lock(&self.shared);
         if !data.is_empty() {
+            c.queued += data.len();
             c.chunks.push_back(data);
         }
         c.ended |= end;
@@ -292,7 +296,7 @@ impl BodySender {
 
     /// The bytes pushed and not yet taken.
     pub fn queued(&self) -> usize {
-        lock(&self.shared).chunks.iter().map(Bytes::len).sum()
+        lock(&self.shared).queued
     }
 
     /// Ends the body with trailers.

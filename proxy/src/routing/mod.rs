@@ -201,7 +201,9 @@ impl Route {
     /// their endpoints keep their health and connections across rebuilds
     /// like the others.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        // With a split, the route's upstream is its first choice.
         std::iter::once(&self.upstream)
+            .filter(|_| self.split.is_none())
             .chain(
                 self.split
                     .iter()
@@ -302,7 +304,16 @@ impl Snapshot {
         let mut reuse = EndpointReuse::default();
         let mut limiters = crate::limit::Reuse::default();
         let mut kept_metrics: FxHashMap<&str, Arc<RouteMetrics>> = FxHashMap::default();
+        // A mirror's slots, by route and mirror: its bound on copies in
+        // flight holds across rebuilds.
+        let mut kept_slots: FxHashMap<(&str, &str), Arc<tokio::sync::Semaphore>> =
+            FxHashMap::default();
         for r in previous.into_iter().flat_map(Snapshot::all_routes) {
+            for m in r.mirrors.iter() {
+                kept_slots
+                    .entry((&r.name, &m.upstream.name))
+                    .or_insert_with(|| m.slots.clone());
+            }
             for u in r.upstreams() {
                 u.offer(&mut reuse);
             }
@@ -315,7 +326,6 @@ impl Snapshot {
         }
         let limiters = std::cell::RefCell::new(limiters);
         let make = |spec: &RouteSpec| {
-            let upstream = Arc::new(Upstream::build(&spec.upstream, &reuse));
             let split = (!spec.split.is_empty()).then(|| {
                 let mut total = 0u32;
                 let choices = spec
@@ -339,6 +349,12 @@ impl Snapshot {
                     edits,
                 })
             });
+            // With a split, the route's upstream is its first choice
+            // (what `spec.upstream` names too), not a second build of it.
+            let upstream = match split.as_ref().and_then(|s| s.choices.first()) {
+                Some((u, _)) => u.clone(),
+                None => Arc::new(Upstream::build(&spec.upstream, &reuse)),
+            };
             let canary = spec.canary.as_ref().map(|c| Canary {
                 upstream: Arc::new(Upstream::build(&c.upstream, &reuse)),
                 weight: c.weight,
@@ -386,7 +402,12 @@ impl Snapshot {
                     upstream: Arc::new(Upstream::build(&m.upstream, &reuse)),
                     numerator: m.numerator,
                     denominator: m.denominator.max(1),
-                    slots: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
+                    slots: kept_slots
+                        .get(&(&*spec.name, &*m.upstream.name))
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT))
+                        }),
                 })
                 .collect();
             let error_pages = spec.error_pages.as_ref().map(|e| ErrorPages {

@@ -89,6 +89,55 @@ pub(super) fn add(
             .iter()
             .map(|rule| rule_notes(&notes, route, rule.name.as_deref(), out))
             .collect();
+        // Each rule's matches and CORS, made once for every parent and
+        // listener it is served on (its regexes compiled once).
+        let everything = [HttpRouteMatch::default()];
+        let prepared: Vec<Prepared<'_>> = route
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(r, rule)| {
+                let matches = if rule.matches.is_empty() {
+                    &everything[..]
+                } else {
+                    &rule.matches[..]
+                };
+                let matches = matches
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(m, what)| {
+                        let (path_type, path) = match &what.path {
+                            Some(p) if p.type_or_default() == "Exact" => {
+                                (PathType::Exact, p.value_or_default())
+                            }
+                            Some(p) if p.type_or_default() == "PathPrefix" => {
+                                (PathType::Prefix, p.value_or_default())
+                            }
+                            // A regex: in the conditions.
+                            _ => (PathType::Prefix, "/"),
+                        };
+                        match conditions(what) {
+                            Ok(c) => Some((m, path_type, path, Arc::new(c))),
+                            Err(e) => {
+                                // `attach` refuses what this refuses.
+                                out.problems
+                                    .push(format!("{kind} {ns}/{name}: rules[{r}]: {e}"));
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                Prepared {
+                    matches,
+                    cors: rule
+                        .filters
+                        .iter()
+                        .find_map(|f| f.cors.as_ref())
+                        .map(|c| Arc::new(cors(c))),
+                }
+            })
+            .collect();
         // A route attached through two listeners (or two references) with
         // names in common makes each route once.
         let mut made = std::collections::HashSet::new();
@@ -110,32 +159,7 @@ pub(super) fn add(
                 };
                 for (r, rule) in route.spec.rules.iter().enumerate() {
                     let notes = &rule_notes[r];
-                    let everything = [HttpRouteMatch::default()];
-                    let matches = if rule.matches.is_empty() {
-                        &everything[..]
-                    } else {
-                        &rule.matches[..]
-                    };
-                    for (m, what) in matches.iter().enumerate() {
-                        let (path_type, path) = match &what.path {
-                            Some(p) if p.type_or_default() == "Exact" => {
-                                (PathType::Exact, p.value_or_default())
-                            }
-                            Some(p) if p.type_or_default() == "PathPrefix" => {
-                                (PathType::Prefix, p.value_or_default())
-                            }
-                            // A regex: in the conditions.
-                            _ => (PathType::Prefix, "/"),
-                        };
-                        let conditions = match conditions(what) {
-                            Ok(c) => Arc::new(c),
-                            Err(e) => {
-                                // `attach` refuses what this refuses.
-                                out.problems
-                                    .push(format!("{kind} {ns}/{name}: rules[{r}]: {e}"));
-                                continue;
-                            }
-                        };
+                    for &(m, path_type, path, ref conditions) in &prepared[r].matches {
                         for host in &hosts {
                             // The same path twice with no conditions: the
                             // first is the one served.
@@ -165,9 +189,7 @@ pub(super) fn add(
                                 };
                                 header_filters(&rule.filters, &mut spec.headers);
                                 path_filters(&rule.filters, &mut spec);
-                                if let Some(c) = rule.filters.iter().find_map(|f| f.cors.as_ref()) {
-                                    spec.access.gateway_cors = Some(Arc::new(cors(c)));
-                                }
+                                spec.access.gateway_cors = prepared[r].cors.clone();
                                 if let Some(t) = &rule.timeouts {
                                     timeouts(t, &mut spec.timeouts);
                                 }
@@ -179,6 +201,13 @@ pub(super) fn add(
             }
         }
     }
+}
+
+/// A rule's matches (their index, path and conditions) and CORS, as
+/// every route made of the rule shares them.
+struct Prepared<'r> {
+    matches: Vec<(usize, PathType, &'r str, Arc<Conditions>)>,
+    cors: Option<Arc<GatewayCors>>,
 }
 
 /// The prefix of a rule's own strategy annotation.
@@ -279,16 +308,8 @@ fn cors(c: &CorsFilter) -> GatewayCors {
     }
 }
 
-/// The `appProtocol` of the Service port a backend reference names.
-fn app_protocol<'a>(
-    services: &'a [Arc<Service>],
-    ns: &str,
-    b: &BackendObjectReference,
-) -> Option<&'a str> {
-    let svc = services.iter().find(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.metadata.name.as_deref() == Some(b.name.as_str())
-    })?;
+/// The `appProtocol` of the port of `svc` a backend reference names.
+fn app_protocol<'a>(svc: &'a Service, b: &BackendObjectReference) -> Option<&'a str> {
     let port = b.port?;
     svc.spec
         .as_ref()?
@@ -448,7 +469,8 @@ fn rule_route(
     // One route per backend, and whether its reference resolves.
     let one = |b: &BackendObjectReference, out: &mut Translated| {
         let target_ns = b.namespace.as_deref().unwrap_or(ns);
-        let resolves = attach::backend(refs.kind, ns, b, refs.grants, refs.services).is_ok();
+        let service = attach::backend(refs.kind, ns, b, refs.grants, refs.services).ok();
+        let resolves = service.is_some();
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
                 // One that does not resolve is looked up as no Service:
@@ -485,9 +507,11 @@ fn rule_route(
         // gRPC is HTTP/2: a GRPCRoute's backends are spoken to in h2c,
         // as are an HTTPRoute's whose port says so.
         let spec = spec.map(|mut spec| {
-            let h2c_port = app_protocol(refs.services, target_ns, b) == Some("kubernetes.io/h2c");
-            if resolves && (refs.kind == RouteKind::Grpc || h2c_port) {
-                h2c(&mut spec.upstream);
+            if let Some(svc) = service {
+                if refs.kind == RouteKind::Grpc || app_protocol(svc, b) == Some("kubernetes.io/h2c")
+                {
+                    h2c(&mut spec.upstream);
+                }
             }
             spec
         });

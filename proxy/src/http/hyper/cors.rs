@@ -41,16 +41,19 @@ pub(super) fn decorate(
     }
 }
 
-/// Gateway API's CORS preflight (an OPTIONS with Origin and
-/// Access-Control-Request-Method), answered here whatever the origin:
-/// 204 with the CORS headers when it is allowed, 403 when not. `None`
-/// for any other request.
-pub(super) fn gateway_preflight(
+/// The proxy's own answer to a preflight, `None` for a request that is
+/// not one. ingress-nginx's: any OPTIONS of an allowed origin, 204.
+/// Gateway API's: an OPTIONS with Origin and Access-Control-Request-Method,
+/// whatever the origin: 204 when it is allowed, 403 when not.
+pub(super) fn preflight_answer(
     route: &Route,
     req: &http::Request<crate::client_body::ClientBody>,
     allow: &Option<HeaderValue>,
 ) -> Option<Answer> {
-    route.access.gateway_cors.as_deref()?;
+    if route.access.gateway_cors.is_none() {
+        return (allow.is_some() && req.method() == http::Method::OPTIONS)
+            .then_some(Answer::Preflight);
+    }
     if !crate::spec::is_preflight(req.method(), req.headers()) {
         return None;
     }

@@ -52,23 +52,21 @@ pub(super) fn start(
     }
     // One request id for the request and its copies.
     headers::ensure_request_id(req.headers_mut());
-    let mut head = Request::new(());
-    *head.method_mut() = req.method().clone();
-    *head.uri_mut() = req.uri().path_and_query().map_or_else(
-        || "/".parse().expect("a path"),
-        |pq| pq.as_str().parse().expect("a path"),
-    );
-    *head.version_mut() = Version::HTTP_11;
-    *head.headers_mut() = req.headers().clone();
-    {
-        let h = head.headers_mut();
-        headers::strip_hop_by_hop(h);
-        if req.version() == Version::HTTP_2 {
-            headers::join_cookies(h);
-        }
-        super::forwarding(h, req.uri().authority(), conn, client);
-        headers::apply_edits(h, &route.headers);
+    // What every copy is sent as: origin form, HTTP/1.1 (a new
+    // `Request`'s), the headers as the request's own upstream gets them.
+    let uri: http::Uri = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .parse()
+        .expect("a path");
+    let mut h = req.headers().clone();
+    headers::strip_hop_by_hop(&mut h);
+    if req.version() == Version::HTTP_2 {
+        headers::join_cookies(&mut h);
     }
+    super::forwarding(&mut h, req.uri().authority(), conn, client);
+    headers::apply_edits(&mut h, &route.headers);
     let bodies = if req.body().is_end_stream() {
         (0..to.len()).map(|_| ClientBody::Empty).collect()
     } else {
@@ -79,10 +77,9 @@ pub(super) fn start(
     };
     for ((upstream, slot), body) in to.into_iter().zip(bodies) {
         let mut copy = Request::new(body);
-        *copy.method_mut() = head.method().clone();
-        *copy.uri_mut() = head.uri().clone();
-        *copy.version_mut() = Version::HTTP_11;
-        *copy.headers_mut() = head.headers().clone();
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = uri.clone();
+        *copy.headers_mut() = h.clone();
         let route = route.clone();
         tokio::spawn(async move {
             let _slot = slot;

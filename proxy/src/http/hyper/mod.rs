@@ -168,20 +168,13 @@ impl Handler {
         // ingress-nginx's CORS answers a preflight in nginx's rewrite
         // phase: before the redirects and any access check.
         let allow_origin = cors::allow_origin(&route, req.headers());
-        if let Some(answer) = cors::gateway_preflight(&route, &req, &allow_origin) {
+        if let Some(answer) = cors::preflight_answer(&route, &req, &allow_origin) {
             let mut resp = refuse(answer, &route.metrics);
             match &allow_origin {
                 Some(allow) => cors::preflight(&route, req.headers(), allow.clone(), &mut resp),
-                // The refusal says `Vary: Origin` too.
+                // A refusal (Gateway API's) says `Vary: Origin` too.
                 None => cors::decorate(&route, &None, &mut resp),
             }
-            return resp;
-        }
-        if let (Some(allow), &Method::OPTIONS, None) =
-            (&allow_origin, req.method(), &route.access.gateway_cors)
-        {
-            let mut resp = refuse(Answer::Preflight, &route.metrics);
-            cors::preflight(&route, req.headers(), allow.clone(), &mut resp);
             return resp;
         }
         // Who the client is, and how it came, read once, before any
